@@ -1,0 +1,47 @@
+SHELL := /bin/bash
+# cgrstat build, test and benchmark entry points.
+GO      ?= go
+CLANG   ?= clang-19
+BIN     := bin/cgrstat
+export CGO_ENABLED := 0
+
+.PHONY: all build generate test unit hosttest vmtest bench check lint clean
+
+all: build
+
+build: $(BIN)
+
+$(BIN): $(shell find cmd pkg bpf internal -name '*.go' 2>/dev/null) bpf/cgrstat_bpfel.o
+	$(GO) build -o $@ ./cmd/cgrstat
+
+# Regenerates the bpf2go Go bindings and object; both are committed.
+generate:
+	cd bpf && BPF2GO_CC=$(CLANG) BPF2GO_STRIP=llvm-strip-19 $(GO) generate ./...
+
+# make test = unit tests, then host kernel tests, then the kernel lab.
+test: unit hosttest vmtest
+
+unit:
+	$(GO) test -short -count=1 ./...
+
+# Tests named TestKernel* load real BPF objects into the running kernel. They
+# skip, saying why, where this host cannot run them (-v shows the reason).
+hosttest:
+	$(GO) test -count=1 -v -run '^TestKernel' ./... 2>&1 | tee /tmp/cgrstat-hosttest.log | grep -E '^(=== RUN|--- |\s+--- |ok|FAIL|PASS|panic|\s+\S+_test\.go:[0-9]+:)' ; \
+	  exit $${PIPESTATUS[0]}
+
+vmtest:
+	$(GO) run ./cmd/kernellab $(VMTEST_FLAGS)
+
+bench:
+	$(GO) run ./bench $(BENCH_FLAGS)
+
+check: build
+	./$(BIN) check
+
+lint:
+	gofmt -l $$(git ls-files '*.go')
+	$(GO) vet ./...
+
+clean:
+	rm -rf bin

@@ -1,0 +1,7 @@
+// Package bpf holds cgrstat's BPF object, compiled from cgrstat.c by bpf2go.
+//
+// The generated files are committed so that `go build` needs only Go;
+// `make generate` rebuilds them (clang-19, libbpf-dev).
+package bpf
+
+//go:generate go tool bpf2go -target amd64 -type counters -type pcpu_stat -type total -type lost_counter Cgrstat cgrstat.c -- -O2 -g -Wall -Werror -I/usr/include/x86_64-linux-gnu

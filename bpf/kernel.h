@@ -1,0 +1,68 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * The few kernel types cgrstat reads, declared for CO-RE.
+ *
+ * Only the fields used are declared. preserve_access_index makes libbpf-style
+ * loaders (cilium/ebpf here) relocate every access against the running
+ * kernel's BTF, so the layout below need not match any particular kernel.
+ */
+#ifndef CGRSTAT_KERNEL_H
+#define CGRSTAT_KERNEL_H
+
+/* Tells bpf_tracing.h that pt_regs has the kernel's field names (di, not rdi). */
+#define __VMLINUX_H__
+
+#pragma clang attribute push(__attribute__((preserve_access_index)), apply_to = record)
+
+struct kernfs_node {
+	__u64 id;
+};
+
+struct cgroup;
+
+struct cgroup_subsys_state {
+	struct cgroup *cgroup;
+	struct cgroup_subsys_state *parent;
+};
+
+struct cgroup {
+	/* First member in every kernel: &cgrp->self and cgrp are the same address. */
+	struct cgroup_subsys_state self;
+	struct kernfs_node *kn;
+};
+
+struct css_set {
+	struct cgroup_subsys_state *subsys[16];
+};
+
+struct task_struct {
+	struct css_set *cgroups;
+};
+
+struct seq_file;
+
+struct bpf_iter_meta {
+	struct seq_file *seq;
+	__u64 session_id;
+	__u64 seq_num;
+};
+
+struct bpf_iter__cgroup {
+	struct bpf_iter_meta *meta;
+	struct cgroup *cgroup;
+};
+
+/* x86-64 register layout, read by the kprobe flush through bpf_tracing.h. */
+struct pt_regs {
+	unsigned long r15, r14, r13, r12, bp, bx, r11, r10, r9, r8;
+	unsigned long ax, cx, dx, si, di, orig_ax, ip, cs, flags, sp, ss;
+};
+
+#pragma clang attribute pop
+
+/* The value is relocated against the running kernel (bpf_core_enum_value). */
+enum cgroup_subsys_id {
+	memory_cgrp_id = 4,
+};
+
+#endif

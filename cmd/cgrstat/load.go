@@ -1,0 +1,59 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/spf13/cobra"
+
+	"github.com/cgrstat/cgrstat/pkg/exitcode"
+	"github.com/cgrstat/cgrstat/pkg/loader"
+)
+
+func newLoadCmd(g *globals) *cobra.Command {
+	var maxCgroups uint32
+	var flush string
+	cmd := &cobra.Command{
+		Use:   "load",
+		Short: "Load, attach and pin the collectors",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			mode, err := loader.ParseMode(flush)
+			if err != nil {
+				return exitcode.UsageErr(err)
+			}
+			if maxCgroups == 0 {
+				return exitcode.UsageErr(errors.New("--max-cgroups must be at least 1"))
+			}
+			h, err := g.hierarchy()
+			if err != nil {
+				return err
+			}
+			rec, err := loader.Load(loader.Options{PinPath: g.pinPath, MaxCgroups: maxCgroups, Flush: mode,
+				CgroupVersion: h.Version, MemcgV1Hierarchy: h.V1ID, CgroupRoot: h.Mount})
+			if errors.Is(err, loader.ErrLoaded) {
+				fmt.Fprintf(cmd.OutOrStdout(), "already loaded at %s (flush mode %s)\n", g.pinPath, rec.Flush)
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			printLoaded(cmd.OutOrStdout(), g.pinPath, rec)
+			return nil
+		},
+	}
+	cmd.Flags().Uint32Var(&maxCgroups, "max-cgroups", loader.DefaultMaxCgroups, "how many cgroups the maps can track")
+	cmd.Flags().StringVar(&flush, "flush", string(loader.Auto), "flush mode: auto, fentry, kprobe or walk")
+	return cmd
+}
+
+func printLoaded(w io.Writer, pinPath string, rec *loader.Record) {
+	fmt.Fprintf(w, "loaded at %s: flush mode %s, rstat kfuncs %s, up to %d cgroups\n", pinPath, rec.Flush, rec.RstatKfuncs, rec.MaxCgroups)
+	for _, r := range rec.Refused {
+		fmt.Fprintf(w, "  %s not used: %s\n", r.Mode, r.Reason)
+	}
+	if rec.Flush == loader.Walk {
+		fmt.Fprintln(w, "  walk mode: a read flushes every cgroup of the subtree on every CPU (cost grows with the subtree)")
+	}
+}

@@ -1,0 +1,48 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/cgrstat/cgrstat/pkg/pin"
+)
+
+func newPinCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "pin CGROUP...",
+		Short: "Create a readable stat file in bpffs for each cgroup",
+		Long: `Pin a cgroup iterator for each CGROUP at
+<pin-path>/cgroups/<cgroup path>/vmscan.stat. Reading the file flushes and
+prints the cgroup's hierarchical total:
+
+  cg_id: <id>, total_vmscan_delay: <ns>, vmscan_count: <n>, nr_reclaimed: <pages>
+
+CGROUP is a path relative to the cgroup root (test/a or /test/a) or an
+absolute path under the cgroup mount.`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			h, err := g.hierarchy()
+			if err != nil {
+				return err
+			}
+			cgs, err := resolveAll(h, args)
+			if err != nil {
+				return err
+			}
+			p, err := g.open()
+			if err != nil {
+				return err
+			}
+			defer p.Close()
+			for _, c := range cgs {
+				path, err := pin.Pin(p, c)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintln(cmd.OutOrStdout(), path)
+			}
+			return nil
+		},
+	}
+}

@@ -1,0 +1,119 @@
+package cgroup
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+)
+
+// Cgroup is one cgroup of a Hierarchy.
+type Cgroup struct {
+	// Rel is the path relative to the hierarchy's root, "/" for the root.
+	Rel string
+	// Path is the absolute path of the cgroup's directory.
+	Path string
+}
+
+// Cgroup returns the cgroup at rel, a path relative to the root.
+func (h *Hierarchy) Cgroup(rel string) Cgroup {
+	rel = filepath.Clean("/" + rel)
+	return Cgroup{Rel: rel, Path: filepath.Join(h.Mount, rel)}
+}
+
+// DefaultParent is where cgrstat creates hierarchies when not told: the root
+// on v2, and on v1 the caller's own memory cgroup, so that nothing is moved
+// out of the cgroup its supervisor chose.
+func (h *Hierarchy) DefaultParent() Cgroup {
+	if h.Version == 1 {
+		return h.Cgroup(h.Own)
+	}
+	return h.Cgroup("/")
+}
+
+// Resolve turns a user's CGROUP argument into a cgroup that exists. It takes
+// a path relative to the root ("test/a" or "/test/a") or an absolute path
+// under the mount.
+func (h *Hierarchy) Resolve(arg string) (Cgroup, error) {
+	rel, err := h.Relative(arg)
+	if err != nil {
+		return Cgroup{}, err
+	}
+	c := h.Cgroup(rel)
+	fi, err := os.Stat(c.Path)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return Cgroup{}, fmt.Errorf("cgroup %s: no such cgroup under %s", arg, h.Mount)
+	case err != nil:
+		return Cgroup{}, fmt.Errorf("cgroup %s: %w", arg, err)
+	case !fi.IsDir():
+		return Cgroup{}, fmt.Errorf("cgroup %s: not a cgroup directory", arg)
+	}
+	return c, nil
+}
+
+// Relative checks a CGROUP argument and returns it relative to the root,
+// without requiring the cgroup to exist.
+func (h *Hierarchy) Relative(arg string) (string, error) {
+	if arg == "" {
+		return "", errors.New("empty cgroup path")
+	}
+	if strings.ContainsRune(arg, 0) {
+		return "", fmt.Errorf("cgroup %q: path contains a NUL byte", arg)
+	}
+	if arg == h.Mount || strings.HasPrefix(arg, h.Mount+"/") {
+		arg = strings.TrimPrefix(arg, h.Mount)
+	} else if strings.HasPrefix(arg, "/sys/fs/cgroup") {
+		return "", fmt.Errorf("cgroup %s: outside the memory hierarchy at %s", arg, h.Mount)
+	}
+	depth := 0
+	for _, part := range strings.Split(arg, "/") {
+		switch part {
+		case "", ".":
+		case "..":
+			if depth--; depth < 0 {
+				return "", fmt.Errorf("cgroup %s: escapes the cgroup root %s", arg, h.Mount)
+			}
+		default:
+			depth++
+		}
+	}
+	return filepath.Clean("/" + arg), nil
+}
+
+// ID returns the cgroup id, which is the inode number of its directory; the
+// BPF programs read the same number from kernfs_node.id.
+func ID(c Cgroup) (uint64, error) {
+	var st syscall.Stat_t
+	if err := syscall.Stat(c.Path, &st); err != nil {
+		return 0, fmt.Errorf("cgroup %s: %w", c.Rel, err)
+	}
+	return st.Ino, nil
+}
+
+// Child returns the cgroup name below c.
+func (c Cgroup) Child(name string) Cgroup {
+	return Cgroup{Rel: filepath.Join(c.Rel, name), Path: filepath.Join(c.Path, name)}
+}
+
+// Walk calls fn for c and every cgroup below it, parents before children.
+func Walk(c Cgroup, fn func(Cgroup) error) error {
+	if err := fn(c); err != nil {
+		return err
+	}
+	entries, err := os.ReadDir(c.Path)
+	if err != nil {
+		return fmt.Errorf("listing cgroup %s: %w", c.Rel, err)
+	}
+	for _, e := range entries {
+		if !e.IsDir() {
+			continue
+		}
+		if err := Walk(c.Child(e.Name()), fn); err != nil {
+			return err
+		}
+	}
+	return nil
+}

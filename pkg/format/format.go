@@ -1,0 +1,76 @@
+// Package format prints reclaim statistics as a table for people or as
+// JSON for scripts.
+package format
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strconv"
+	"time"
+
+	"github.com/olekukonko/tablewriter"
+	"github.com/olekukonko/tablewriter/tw"
+
+	"github.com/cgrstat/cgrstat/pkg/reclaim"
+)
+
+// JSON writes {"cgroups":[...]}; an empty list is [] rather than null, so
+// that scripts can index it without a check.
+func JSON(w io.Writer, stats []reclaim.Stat) error {
+	if stats == nil {
+		stats = []reclaim.Stat{}
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(struct {
+		Cgroups []reclaim.Stat `json:"cgroups"`
+	}{stats})
+}
+
+// Table writes one row per cgroup with human units.
+func Table(w io.Writer, stats []reclaim.Stat) error {
+	t := tablewriter.NewTable(w, tablewriter.WithHeaderAutoFormat(tw.Off),
+		tablewriter.WithRowAlignmentConfig(tw.CellAlignment{PerColumn: []tw.Align{tw.AlignLeft, tw.AlignRight, tw.AlignRight, tw.AlignRight, tw.AlignRight, tw.AlignRight}}))
+	t.Header("CGROUP", "ID", "RECLAIMS", "TOTAL DELAY", "AVG DELAY", "RECLAIMED")
+	for _, s := range stats {
+		if err := t.Append(row(s)); err != nil {
+			return err
+		}
+	}
+	return t.Render()
+}
+
+func row(s reclaim.Stat) []string {
+	avg := "-"
+	if s.Count > 0 {
+		avg = Duration(s.DelayNS / s.Count)
+	}
+	return []string{s.Path, strconv.FormatUint(s.ID, 10), strconv.FormatUint(s.Count, 10),
+		Duration(s.DelayNS), avg, Pages(s.Reclaimed)}
+}
+
+// Duration prints nanoseconds in the largest unit that keeps them readable:
+// 0, 850ns, 12.3µs, 4.56ms, 1.23s.
+func Duration(ns uint64) string {
+	d := time.Duration(ns)
+	switch {
+	case ns == 0:
+		return "0"
+	case d < time.Microsecond:
+		return fmt.Sprintf("%dns", ns)
+	case d < time.Millisecond:
+		return fmt.Sprintf("%.1fµs", float64(ns)/1e3)
+	case d < time.Second:
+		return fmt.Sprintf("%.2fms", float64(ns)/1e6)
+	}
+	return fmt.Sprintf("%.2fs", d.Seconds())
+}
+
+// Pages prints a page count with its unit.
+func Pages(n uint64) string {
+	if n == 1 {
+		return "1 page"
+	}
+	return strconv.FormatUint(n, 10) + " pages"
+}

@@ -1,0 +1,171 @@
+package kernellab
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os/exec"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Boot defaults.
+const (
+	DefaultMemoryMiB = 2048
+	DefaultCPUs      = 2
+	DefaultTimeout   = 10 * time.Minute
+	DefaultQEMU      = "qemu-system-x86_64"
+)
+
+// Config describes one guest.
+type Config struct {
+	Kernel    string // bzImage (vmlinuz)
+	Initramfs string // from BuildInitramfs
+	MemoryMiB int
+	CPUs      int
+	// Timeout bounds the whole boot. A guest still running then is killed
+	// and the boot fails with ErrTimeout.
+	Timeout time.Duration
+	// KVM uses hardware acceleration. Off by default: TCG works
+	// everywhere, while a /dev/kvm that exists may still be unusable.
+	KVM bool
+	// Append is added to the kernel command line.
+	Append string
+	// Console, if set, receives the guest's serial console as it runs.
+	Console io.Writer
+	QEMU    string // binary; DefaultQEMU if empty
+}
+
+func (c *Config) defaults() {
+	if c.MemoryMiB == 0 {
+		c.MemoryMiB = DefaultMemoryMiB
+	}
+	if c.CPUs == 0 {
+		c.CPUs = DefaultCPUs
+	}
+	if c.Timeout == 0 {
+		c.Timeout = DefaultTimeout
+	}
+	if c.QEMU == "" {
+		c.QEMU = DefaultQEMU
+	}
+}
+
+// qemuArgs builds the command line. panic=-1 turns a panic into an immediate
+// reboot, and -no-reboot turns the reboot into a QEMU exit, so that a crashed
+// guest ends the run at once instead of waiting for the timeout.
+func (c *Config) qemuArgs() []string {
+	accel := []string{"-accel", "tcg", "-cpu", "max"}
+	if c.KVM {
+		accel = []string{"-accel", "kvm", "-cpu", "host"}
+	}
+	cmdline := "console=ttyS0 quiet panic=-1 printk.time=1"
+	if c.Append != "" {
+		cmdline += " " + c.Append
+	}
+	return append(accel,
+		"-smp", strconv.Itoa(c.CPUs),
+		"-m", strconv.Itoa(c.MemoryMiB),
+		"-nographic", "-no-reboot", "-nodefaults",
+		"-serial", "stdio",
+		"-kernel", c.Kernel,
+		"-initrd", c.Initramfs,
+		"-append", cmdline,
+	)
+}
+
+// Boot runs the guest to completion and reports what its tests did. The
+// returned error is non-nil whenever the run is not a clean pass: tests that
+// failed, a panic, a timeout, or a guest that never printed its result. The
+// Result is filled in as far as the console allows, errors included.
+func Boot(ctx context.Context, cfg Config) (Result, error) {
+	cfg.defaults()
+	start := time.Now()
+	console, timedOut, err := runQEMU(ctx, cfg)
+	r := ParseConsole(console)
+	r.Duration = time.Since(start)
+	r.TimedOut = timedOut
+	if err != nil && !timedOut {
+		return r, fmt.Errorf("booting %s: %w", cfg.Kernel, err)
+	}
+	if err := r.Err(); err != nil {
+		return r, fmt.Errorf("booting %s: %w", cfg.Kernel, err)
+	}
+	return r, nil
+}
+
+// runQEMU returns the console output and whether the timeout killed QEMU.
+// An exit status of QEMU itself is not an error: -no-reboot makes a guest's
+// poweroff and its panic look alike, and the console tells them apart.
+func runQEMU(ctx context.Context, cfg Config) ([]byte, bool, error) {
+	tctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
+	defer cancel()
+	cmd := exec.CommandContext(tctx, cfg.QEMU, cfg.qemuArgs()...)
+	var buf syncBuffer
+	out := io.Writer(&buf)
+	if cfg.Console != nil {
+		out = io.MultiWriter(&buf, cfg.Console)
+	}
+	cmd.Stdout, cmd.Stderr = out, out
+	// Stdin stays /dev/null so QEMU never puts the caller's terminal in raw
+	// mode, and a process group of its own keeps the terminal's Ctrl-C
+	// away from it: the caller's context is what stops it.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.WaitDelay = 5 * time.Second
+	err := cmd.Run()
+	timedOut := errors.Is(tctx.Err(), context.DeadlineExceeded) && ctx.Err() == nil
+	if ctx.Err() != nil {
+		return buf.Bytes(), false, ctx.Err()
+	}
+	var exitErr *exec.ExitError
+	if err != nil && !errors.As(err, &exitErr) && !timedOut {
+		return buf.Bytes(), false, fmt.Errorf("running %s: %w", cfg.QEMU, err)
+	}
+	if exitErr != nil && !timedOut && !bytes.Contains(buf.Bytes(), []byte(markStart)) {
+		// QEMU failed before the guest got going: a bad option or file.
+		return buf.Bytes(), false, fmt.Errorf("%s: %w: %s", cfg.QEMU, err, tail(buf.Bytes(), 5))
+	}
+	return buf.Bytes(), timedOut, nil
+}
+
+// syncBuffer is written by os/exec's copying goroutine and read after Wait.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) Bytes() []byte {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return bytes.Clone(b.buf.Bytes())
+}
+
+// Tail returns the last n lines of console output, for failure reports.
+func Tail(console []byte, n int) string {
+	return tail(console, n)
+}
+
+func tail(b []byte, n int) string {
+	b = bytes.TrimRight(b, "\r\n")
+	i := len(b)
+	for ; n > 0 && i > 0; n-- {
+		i = bytes.LastIndexByte(b[:i], '\n')
+		if i < 0 {
+			i = 0
+		}
+	}
+	if i > 0 {
+		i++
+	}
+	return string(bytes.ReplaceAll(b[i:], []byte("\r"), nil))
+}

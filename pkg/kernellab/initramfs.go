@@ -1,0 +1,291 @@
+package kernellab
+
+import (
+	"bytes"
+	"compress/gzip"
+	"debug/elf"
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+	"text/template"
+	"time"
+)
+
+// DefaultBusybox is where Debian's busybox-static package installs busybox.
+const DefaultBusybox = "/bin/busybox"
+
+// GuestCLI is where the cgrstat binary lives in the guest; tests find it
+// through $CGRSTAT_BIN.
+const GuestCLI = "/bin/cgrstat"
+
+// TestBinary is one executable the guest runs as a Go test binary.
+type TestBinary struct {
+	// Name identifies the binary in result lines. It must be a single
+	// word (letters, digits, '-', '_', '.').
+	Name string
+	// Path is the binary on the host. It must be statically linked
+	// (CGO_ENABLED=0): the guest has no libc.
+	Path string
+	// Dir is the guest directory the binary runs in, like go test runs a
+	// test binary in its package's source directory. Empty means /.
+	Dir string
+}
+
+// File is a host file or directory tree copied into the guest.
+type File struct {
+	Src string // host path; a directory is copied recursively
+	Dst string // guest path
+}
+
+// InitramfsConfig describes what the guest runs.
+type InitramfsConfig struct {
+	Busybox string // static busybox binary; DefaultBusybox if empty
+	Tests   []TestBinary
+	Files   []File
+	// Run is passed as -test.run to every test binary when not empty.
+	Run string
+	// TestTimeout is passed as -test.timeout. It should be shorter than
+	// the VM's timeout, so that a hung test dies with Go's goroutine dump
+	// on the console instead of a silent kill.
+	TestTimeout time.Duration
+	// Env holds extra KEY=value pairs exported before the tests run.
+	Env []string
+}
+
+// BuildInitramfs writes a gzip-compressed newc archive to dst with busybox,
+// the init script, the test binaries (as /tests/<Name>) and cfg.Files.
+func BuildInitramfs(dst string, cfg InitramfsConfig) error {
+	if err := buildInitramfs(dst, cfg); err != nil {
+		return fmt.Errorf("building initramfs %s: %w", dst, err)
+	}
+	return nil
+}
+
+func buildInitramfs(dst string, cfg InitramfsConfig) error {
+	if cfg.Busybox == "" {
+		cfg.Busybox = DefaultBusybox
+	}
+	if err := checkStatic(cfg.Busybox); err != nil {
+		return fmt.Errorf("busybox (install busybox-static): %w", err)
+	}
+	script, err := initScript(cfg)
+	if err != nil {
+		return err
+	}
+	f, err := os.Create(dst)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	zw, err := gzip.NewWriterLevel(f, gzip.BestSpeed)
+	if err != nil {
+		return err
+	}
+	if err := writeArchive(newCPIOWriter(zw), cfg, script); err != nil {
+		return err
+	}
+	if err := zw.Close(); err != nil {
+		return err
+	}
+	return f.Close()
+}
+
+func writeArchive(c *cpioWriter, cfg InitramfsConfig, script []byte) error {
+	for _, d := range []string{"dev", "proc", "sys", "tmp", "sbin", "usr/bin", "usr/sbin", "tests"} {
+		if err := c.mkdirAll(d); err != nil {
+			return err
+		}
+	}
+	// The kernel opens /dev/console for init's stdio before init can mount
+	// devtmpfs; without the node init runs with no output at all.
+	if err := c.charDev("dev/console", 0o600, 5, 1); err != nil {
+		return err
+	}
+	if err := copyFile(c, cfg.Busybox, "bin/busybox"); err != nil {
+		return err
+	}
+	// Only sh is linked here; init installs the other applets itself.
+	if err := c.symlink("bin/sh", "busybox"); err != nil {
+		return err
+	}
+	if err := c.file("init", 0o755, int64(len(script)), bytes.NewReader(script)); err != nil {
+		return err
+	}
+	for _, t := range cfg.Tests {
+		if err := checkStatic(t.Path); err != nil && !isScript(t.Path) {
+			return fmt.Errorf("test binary %s: %w", t.Name, err)
+		}
+		if err := copyFile(c, t.Path, path.Join("tests", t.Name)); err != nil {
+			return err
+		}
+		if t.Dir != "" {
+			if err := c.mkdirAll(t.Dir); err != nil {
+				return err
+			}
+		}
+	}
+	for _, f := range cfg.Files {
+		if err := copyTree(c, f.Src, f.Dst); err != nil {
+			return err
+		}
+	}
+	return c.close()
+}
+
+func copyFile(c *cpioWriter, src, dst string) error {
+	f, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	return c.file(dst, uint32(fi.Mode().Perm()), fi.Size(), f)
+}
+
+func copyTree(c *cpioWriter, src, dst string) error {
+	return filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(src, p)
+		if err != nil {
+			return err
+		}
+		guest := path.Join(dst, filepath.ToSlash(rel))
+		switch {
+		case d.IsDir():
+			return c.mkdirAll(guest)
+		case d.Type()&fs.ModeSymlink != 0:
+			target, err := os.Readlink(p)
+			if err != nil {
+				return err
+			}
+			return c.symlink(guest, target)
+		case d.Type().IsRegular():
+			return copyFile(c, p, guest)
+		}
+		return nil // sockets and devices have no place in a guest tree
+	})
+}
+
+// checkStatic rejects dynamically linked ELF files, which would fail in the
+// guest with a confusing "not found" from the shell.
+func checkStatic(p string) error {
+	f, err := elf.Open(p)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	for _, prog := range f.Progs {
+		if prog.Type == elf.PT_INTERP {
+			return fmt.Errorf("%s is dynamically linked; build it with CGO_ENABLED=0", p)
+		}
+	}
+	return nil
+}
+
+// isScript lets callers (the harness's own tests) run shell scripts as
+// test binaries.
+func isScript(p string) bool {
+	b := make([]byte, 2)
+	f, err := os.Open(p)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	_, err = f.Read(b)
+	return err == nil && string(b) == "#!"
+}
+
+func initScript(cfg InitramfsConfig) ([]byte, error) {
+	for _, t := range cfg.Tests {
+		if t.Name == "" || strings.ContainsFunc(t.Name, func(r rune) bool {
+			return !(r == '-' || r == '_' || r == '.' || r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z')
+		}) {
+			return nil, fmt.Errorf("invalid test binary name %q", t.Name)
+		}
+	}
+	args := []string{"-test.v", "-test.count=1"}
+	if cfg.Run != "" {
+		args = append(args, "-test.run="+cfg.Run)
+	}
+	if cfg.TestTimeout > 0 {
+		args = append(args, "-test.timeout="+cfg.TestTimeout.String())
+	}
+	var buf bytes.Buffer
+	err := initTemplate.Execute(&buf, map[string]any{
+		"Tests": cfg.Tests,
+		"Args":  args,
+		"Env":   cfg.Env,
+		"CLI":   GuestCLI,
+		"Env0":  "CGRSTAT_REQUIRE_KERNEL=1",
+	})
+	return buf.Bytes(), err
+}
+
+// shellQuote quotes s for a POSIX shell.
+func shellQuote(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+var initTemplate = template.Must(template.New("init").Funcs(template.FuncMap{
+	"q": shellQuote,
+	"qs": func(ss []string) string {
+		q := make([]string, len(ss))
+		for i, s := range ss {
+			q[i] = shellQuote(s)
+		}
+		return strings.Join(q, " ")
+	},
+}).Parse(`#!/bin/sh
+# PID 1 of a kernel lab guest: prepare the mounts cgrstat's tests need, run
+# every test binary, report, power off. Any way out other than the final
+# poweroff panics the kernel, which the host reports as a failure.
+/bin/busybox --install -s
+export PATH=/bin:/sbin:/usr/bin:/usr/sbin
+export HOME=/tmp TMPDIR=/tmp
+
+fatal() { echo "CGRSTAT-LAB-ERROR $*"; poweroff -f; }
+
+mount -t proc proc /proc || fatal "mount proc"
+mount -t sysfs sysfs /sys || fatal "mount sysfs"
+mount -t devtmpfs devtmpfs /dev || fatal "mount devtmpfs"
+mount -t tmpfs tmpfs /tmp || fatal "mount tmpfs"
+mount -t cgroup2 cgroup2 /sys/fs/cgroup || fatal "mount cgroup2"
+echo +memory > /sys/fs/cgroup/cgroup.subtree_control || fatal "enable +memory"
+mount -t bpf bpf /sys/fs/bpf || fatal "mount bpffs"
+mount -t tracefs tracefs /sys/kernel/tracing || fatal "mount tracefs"
+# debugfs is a convenience for debugging; tests must not need it.
+mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
+ulimit -l unlimited 2>/dev/null
+
+export {{q .Env0}}
+[ -x {{.CLI}} ] && export CGRSTAT_BIN={{.CLI}}
+{{range .Env}}export {{q .}}
+{{end}}
+echo "CGRSTAT-LAB-START kernel=$(uname -r)"
+pass=0 fail=0 skip=0 status=0
+{{range .Tests}}
+cd {{if .Dir}}{{q .Dir}}{{else}}/{{end}}
+echo "CGRSTAT-LAB-BEGIN name={{.Name}}"
+( /tests/{{.Name}} {{qs $.Args}}; echo $? > /tmp/rc ) 2>&1 | tee /tmp/out
+rc=$(cat /tmp/rc 2>/dev/null || echo 255)
+p=$(grep -c -- '--- PASS' /tmp/out)
+f=$(grep -c -- '--- FAIL' /tmp/out)
+s=$(grep -c -- '--- SKIP' /tmp/out)
+echo "CGRSTAT-LAB-TEST name={{.Name}} pass=$p fail=$f skip=$s exit=$rc"
+pass=$((pass+p)) fail=$((fail+f)) skip=$((skip+s))
+[ "$rc" = 0 ] || status=$rc
+rm -f /tmp/rc /tmp/out
+{{end}}
+cd /
+echo "CGRSTAT-LAB-RESULT pass=$pass fail=$fail skip=$skip exit=$status"
+sync
+poweroff -f
+`))

@@ -1,0 +1,214 @@
+package loader
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
+
+	"github.com/cgrstat/cgrstat/pkg/exitcode"
+)
+
+// ErrNotLoaded says that the pin path holds no cgrstat load.
+var ErrNotLoaded = errors.New("cgrstat is not loaded (run: cgrstat load)")
+
+// Pin layout below the pin path.
+const (
+	mapsDir  = "maps"
+	progsDir = "progs"
+	linksDir = "links"
+	// CgroupsDir holds the per-cgroup stat files (package pin).
+	CgroupsDir = "cgroups"
+)
+
+var pinnedMaps = []string{"pcpu_stats", "totals", "reclaim_start", "sessions", "lost", "info"}
+
+func (l *loaded) pin(pinPath string, rec *Record) (err error) {
+	created, err := mkdirOwn(pinPath)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil && created {
+			os.RemoveAll(pinPath)
+		}
+	}()
+	if err := writeRecord(l.coll.Maps["info"], rec); err != nil {
+		return err
+	}
+	for _, name := range pinnedMaps {
+		if err := pinAt(l.coll.Maps[name], pinPath, mapsDir, name); err != nil {
+			return err
+		}
+	}
+	if err := pinAt(l.coll.Programs["dump"], pinPath, progsDir, "dump"); err != nil {
+		return err
+	}
+	for name, lk := range l.links {
+		if err := pinAt(lk, pinPath, linksDir, name); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+type pinner interface{ Pin(string) error }
+
+func pinAt(obj pinner, parts ...string) error {
+	path := filepath.Join(parts...)
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return fmt.Errorf("creating %s: %w", filepath.Dir(path), err)
+	}
+	if err := obj.Pin(path); err != nil {
+		return fmt.Errorf("pinning %s: %w", path, err)
+	}
+	return nil
+}
+
+// mkdirOwn creates the pin path, reporting whether it did, so that a failed
+// load removes only a directory it made.
+func mkdirOwn(path string) (bool, error) {
+	if _, err := os.Stat(path); err == nil {
+		return false, nil
+	}
+	if err := os.MkdirAll(path, 0o700); err != nil {
+		return false, fmt.Errorf("creating pin path: %w", err)
+	}
+	return true, nil
+}
+
+// ensureBPFFS mounts bpffs at /sys/fs/bpf when the pin path needs it there.
+func ensureBPFFS(pinPath string) error {
+	dir := existingParent(pinPath)
+	if isBPFFS(dir) {
+		return nil
+	}
+	const std = "/sys/fs/bpf"
+	if !strings.HasPrefix(filepath.Clean(pinPath)+"/", std+"/") {
+		return exitcode.UsageErr(fmt.Errorf("pin path %s is not on a bpf filesystem", pinPath))
+	}
+	if err := unix.Mount("bpf", std, "bpf", 0, "mode=0700"); err != nil {
+		return exitcode.UsageErr(fmt.Errorf("mounting bpffs at %s: %w", std, err))
+	}
+	return nil
+}
+
+func existingParent(path string) string {
+	for p := filepath.Clean(path); ; p = filepath.Dir(p) {
+		if _, err := os.Stat(p); err == nil || p == "/" {
+			return p
+		}
+	}
+}
+
+func isBPFFS(path string) bool {
+	var st unix.Statfs_t
+	return unix.Statfs(path, &st) == nil && st.Type == unix.BPF_FS_MAGIC
+}
+
+// ReadRecord reads what the load at pinPath recorded. It returns
+// ErrNotLoaded when nothing is loaded there, and a usage error saying the way
+// out when the pin path holds something else.
+func ReadRecord(pinPath string) (*Record, error) {
+	m, err := ebpf.LoadPinnedMap(filepath.Join(pinPath, mapsDir, "info"), &ebpf.LoadPinOptions{ReadOnly: true})
+	if errors.Is(err, os.ErrNotExist) {
+		if entries, _ := os.ReadDir(pinPath); len(entries) > 0 {
+			return nil, foreign(pinPath, "it has no cgrstat load record")
+		}
+		return nil, ErrNotLoaded
+	}
+	if err != nil {
+		return nil, fmt.Errorf("opening %s: %w", pinPath, err)
+	}
+	defer m.Close()
+	rec, err := readRecord(m)
+	if err != nil {
+		return nil, foreign(pinPath, err.Error())
+	}
+	if rec.Layout != Layout {
+		return nil, foreign(pinPath, fmt.Sprintf("it was pinned with layout %d, this cgrstat uses %d", rec.Layout, Layout))
+	}
+	return rec, nil
+}
+
+func foreign(pinPath, why string) error {
+	return exitcode.UsageErr(fmt.Errorf("pin path %s was not made by this cgrstat (%s); unload it with the cgrstat that loaded it, or remove it with: rm -r %s", pinPath, why, pinPath))
+}
+
+// Pinned is an open handle on a load.
+type Pinned struct {
+	Record *Record
+	Dump   *ebpf.Program
+	Totals *ebpf.Map
+	Pcpu   *ebpf.Map
+	Lost   *ebpf.Map
+	Path   string
+}
+
+// Open opens the load pinned at pinPath.
+func Open(pinPath string) (*Pinned, error) {
+	rec, err := ReadRecord(pinPath)
+	if err != nil {
+		return nil, err
+	}
+	p := &Pinned{Record: rec, Path: pinPath}
+	if p.Dump, err = ebpf.LoadPinnedProgram(filepath.Join(pinPath, progsDir, "dump"), nil); err != nil {
+		return nil, fmt.Errorf("opening the pinned iterator program: %w", err)
+	}
+	for name, m := range map[string]**ebpf.Map{"totals": &p.Totals, "pcpu_stats": &p.Pcpu, "lost": &p.Lost} {
+		if *m, err = ebpf.LoadPinnedMap(filepath.Join(pinPath, mapsDir, name), nil); err != nil {
+			p.Close()
+			return nil, fmt.Errorf("opening pinned map %s: %w", name, err)
+		}
+	}
+	return p, nil
+}
+
+// Close releases the handle; the pins stay.
+func (p *Pinned) Close() {
+	if p.Dump != nil {
+		p.Dump.Close()
+	}
+	for _, m := range []*ebpf.Map{p.Totals, p.Pcpu, p.Lost} {
+		if m != nil {
+			m.Close()
+		}
+	}
+}
+
+// Unload removes every pin under pinPath, stat files included, and waits
+// until the kernel has freed the programs it recorded.
+func Unload(pinPath string) (*Record, error) {
+	rec, err := ReadRecord(pinPath)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.RemoveAll(pinPath); err != nil {
+		return nil, fmt.Errorf("removing pins: %w", err)
+	}
+	return rec, waitFreed(rec.ProgramIDs)
+}
+
+// waitFreed polls because programs are freed after an RCU grace period.
+func waitFreed(ids []ebpf.ProgramID) error {
+	deadline := time.Now().Add(5 * time.Second)
+	for _, id := range ids {
+		for {
+			p, err := ebpf.NewProgramFromID(id)
+			if err != nil {
+				break
+			}
+			p.Close()
+			if time.Now().After(deadline) {
+				return fmt.Errorf("program %d is still loaded: something else holds a reference to it", id)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,61 @@
+package loader
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/cilium/ebpf"
+)
+
+// Layout is the version of what Load pins. A pin path with another layout
+// was made by another cgrstat version and must be unloaded by it (or removed).
+const Layout = 1
+
+// Record says what was loaded and why; it lives in the pinned info map so
+// that every later command (pin, read, status, unload) sees the same facts.
+type Record struct {
+	Layout        int       `json:"layout"`
+	Flush         Mode      `json:"flush"`
+	Refused       []Refusal `json:"refused,omitempty"`
+	RstatKfuncs   string    `json:"rstat_kfuncs"`
+	MaxCgroups    uint32    `json:"max_cgroups"`
+	CgroupVersion int       `json:"cgroup_version"`
+	CgroupRoot    string    `json:"cgroup_root"`
+	Kernel        string    `json:"kernel"`
+	LoadedAt      time.Time `json:"loaded_at"`
+	// ProgramIDs lets unload confirm that the kernel freed every program.
+	ProgramIDs []ebpf.ProgramID `json:"program_ids"`
+}
+
+// Refusal is a flush mode that auto tried and the kernel refused.
+type Refusal struct {
+	Mode   Mode   `json:"mode"`
+	Reason string `json:"reason"`
+}
+
+func writeRecord(m *ebpf.Map, r *Record) error {
+	b, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	buf := make([]byte, m.ValueSize())
+	if len(b) >= len(buf) {
+		return fmt.Errorf("load record of %d bytes does not fit the info map", len(b))
+	}
+	copy(buf, b)
+	return m.Update(uint32(0), buf, ebpf.UpdateAny)
+}
+
+func readRecord(m *ebpf.Map) (*Record, error) {
+	var buf []byte
+	if err := m.Lookup(uint32(0), &buf); err != nil {
+		return nil, fmt.Errorf("reading load record: %w", err)
+	}
+	var r Record
+	if err := json.Unmarshal(bytes.TrimRight(buf, "\x00"), &r); err != nil {
+		return nil, fmt.Errorf("decoding load record: %w", err)
+	}
+	return &r, nil
+}

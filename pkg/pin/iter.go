@@ -1,0 +1,96 @@
+// Package pin creates cgroup iterator links of cgrstat's dump program and
+// pins them as per-cgroup stat files in bpffs.
+package pin
+
+import (
+	"errors"
+	"fmt"
+	"runtime"
+	"unsafe"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
+)
+
+// Order is the walk order of a cgroup iterator (enum bpf_cgroup_iter_order).
+type Order uint32
+
+const (
+	SelfOnly        Order = 1
+	DescendantsPre  Order = 2
+	DescendantsPost Order = 3
+	AncestorsUp     Order = 4
+)
+
+// iterCgroupInfo is union bpf_iter_link_info's cgroup member.
+type iterCgroupInfo struct {
+	order    uint32
+	cgroupFD uint32
+	cgroupID uint64
+}
+
+// linkCreateIter is the BPF_LINK_CREATE part of union bpf_attr for iterators.
+// iterInfo is a pointer so that the GC keeps the info alive and in place.
+type linkCreateIter struct {
+	progFD      uint32
+	targetFD    uint32
+	attachType  uint32
+	flags       uint32
+	iterInfo    unsafe.Pointer
+	iterInfoLen uint32
+	_           uint32
+}
+
+const bpfLinkCreate = 28 // enum bpf_cmd
+
+// ErrNotIterator says that a program is not an iterator program.
+var ErrNotIterator = errors.New("program is not a cgroup iterator")
+
+// CgroupIter creates an iterator link of prog over the cgroup open at
+// cgroupFD, walking in order. cilium/ebpf's link.AttachIter cannot pass
+// cgroup options, so this issues BPF_LINK_CREATE itself.
+func CgroupIter(prog *ebpf.Program, cgroupFD int, order Order) (*link.Iter, error) {
+	if prog == nil || prog.Type() != ebpf.Tracing {
+		return nil, ErrNotIterator
+	}
+	if cgroupFD < 0 {
+		return nil, fmt.Errorf("creating cgroup iterator: %w", unix.EBADF)
+	}
+	info := &iterCgroupInfo{order: uint32(order), cgroupFD: uint32(cgroupFD)}
+	attr := linkCreateIter{
+		progFD:      uint32(prog.FD()),
+		attachType:  uint32(ebpf.AttachTraceIter),
+		iterInfo:    unsafe.Pointer(info),
+		iterInfoLen: uint32(unsafe.Sizeof(*info)),
+	}
+	fd, _, errno := unix.Syscall(unix.SYS_BPF, bpfLinkCreate, uintptr(unsafe.Pointer(&attr)), unsafe.Sizeof(attr))
+	runtime.KeepAlive(info)
+	if errno != 0 {
+		return nil, fmt.Errorf("creating cgroup iterator: %w", iterError(errno))
+	}
+	l, err := link.NewFromFD(int(fd))
+	if err != nil {
+		unix.Close(int(fd))
+		return nil, fmt.Errorf("wrapping cgroup iterator link: %w", err)
+	}
+	it, ok := l.(*link.Iter)
+	if !ok {
+		l.Close()
+		return nil, fmt.Errorf("kernel returned a %T link for a cgroup iterator", l)
+	}
+	return it, nil
+}
+
+// iterError adds what the kernel most likely meant to a bare errno.
+func iterError(errno unix.Errno) error {
+	switch errno {
+	case unix.EBADF:
+		return fmt.Errorf("not a cgroup directory: %w", errno)
+	case unix.EINVAL:
+		return fmt.Errorf("kernel rejected the iterator (order or program not valid, or no cgroup iterator before Linux 6.1): %w", errno)
+	case unix.EPERM, unix.EACCES:
+		return fmt.Errorf("not permitted (needs root): %w", errno)
+	}
+	return errno
+}

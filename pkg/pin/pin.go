@@ -1,0 +1,123 @@
+package pin
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/cilium/ebpf/link"
+
+	"github.com/cgrstat/cgrstat/pkg/cgroup"
+	"github.com/cgrstat/cgrstat/pkg/loader"
+)
+
+// FileName is the name of every stat file.
+const FileName = "vmscan.stat"
+
+// OrderFor is the iterator order a stat file needs: in walk mode the
+// iterator itself flushes the subtree, children first.
+func OrderFor(m loader.Mode) Order {
+	if m == loader.Walk {
+		return DescendantsPost
+	}
+	return SelfOnly
+}
+
+// dirMode is 0 because bpffs refuses names with a dot ("vmscan.stat") in a
+// directory with any permission bit set. Root, the only user of the pin
+// path, passes through mode-0 directories all the same.
+const dirMode = 0
+
+// StatFile is where the stat file of the cgroup at rel lives.
+func StatFile(pinPath, rel string) string {
+	return filepath.Join(pinPath, loader.CgroupsDir, filepath.Clean("/"+rel), FileName)
+}
+
+// Open creates an unpinned iterator link for c; reading it flushes and
+// prints c's line. The caller closes it.
+func Open(p *loader.Pinned, c cgroup.Cgroup) (*link.Iter, error) {
+	f, err := os.Open(c.Path)
+	if err != nil {
+		return nil, fmt.Errorf("opening cgroup %s: %w", c.Rel, err)
+	}
+	defer f.Close()
+	it, err := CgroupIter(p.Dump, int(f.Fd()), OrderFor(p.Record.Flush))
+	if err != nil {
+		return nil, fmt.Errorf("cgroup %s: %w", c.Rel, err)
+	}
+	return it, nil
+}
+
+// Pin pins a stat file for c and returns its path. An existing stat file
+// for the same path is replaced, since it may belong to a cgroup that was
+// removed and created again.
+func Pin(p *loader.Pinned, c cgroup.Cgroup) (string, error) {
+	it, err := Open(p, c)
+	if err != nil {
+		return "", err
+	}
+	defer it.Close()
+	path := StatFile(p.Path, c.Rel)
+	if err := os.MkdirAll(filepath.Dir(path), dirMode); err != nil {
+		return "", fmt.Errorf("creating %s: %w", filepath.Dir(path), err)
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return "", fmt.Errorf("replacing %s: %w", path, err)
+	}
+	if err := it.Pin(path); err != nil {
+		return "", fmt.Errorf("pinning %s: %w", path, err)
+	}
+	return path, nil
+}
+
+// Unpin removes the stat file of the cgroup at rel, and the directories
+// that held only it.
+func Unpin(pinPath, rel string) error {
+	path := StatFile(pinPath, rel)
+	if err := os.Remove(path); errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("cgroup %s has no stat file", rel)
+	} else if err != nil {
+		return fmt.Errorf("unpinning %s: %w", path, err)
+	}
+	top := filepath.Join(pinPath, loader.CgroupsDir)
+	for dir := filepath.Dir(path); dir != top && strings.HasPrefix(dir, top); dir = filepath.Dir(dir) {
+		if os.Remove(dir) != nil {
+			break // not empty: it holds other stat files
+		}
+	}
+	return nil
+}
+
+// UnpinAll removes every stat file.
+func UnpinAll(pinPath string) error {
+	if err := os.RemoveAll(filepath.Join(pinPath, loader.CgroupsDir)); err != nil {
+		return fmt.Errorf("unpinning stat files: %w", err)
+	}
+	return nil
+}
+
+// List returns the cgroups (paths relative to the root) that have a stat file.
+func List(pinPath string) ([]string, error) {
+	top := filepath.Join(pinPath, loader.CgroupsDir)
+	var rels []string
+	err := filepath.WalkDir(top, func(path string, d fs.DirEntry, err error) error {
+		if errors.Is(err, fs.ErrNotExist) && path == top {
+			return fs.SkipAll
+		}
+		if err != nil || d.Name() != FileName || d.IsDir() {
+			return err
+		}
+		rel, _ := filepath.Rel(top, filepath.Dir(path))
+		rels = append(rels, filepath.Clean("/"+rel))
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("listing stat files: %w", err)
+	}
+	sort.Strings(rels) // parents before children
+	return rels, nil
+}

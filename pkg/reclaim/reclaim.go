@@ -1,0 +1,125 @@
+// Package reclaim reads the flushed reclaim statistics of cgroups: one
+// cgroup through its iterator, or whole subtrees by flushing once and then
+// reading the totals map in batches.
+package reclaim
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/cilium/ebpf"
+
+	"github.com/cgrstat/cgrstat/bpf"
+	"github.com/cgrstat/cgrstat/pkg/cgroup"
+	"github.com/cgrstat/cgrstat/pkg/loader"
+	"github.com/cgrstat/cgrstat/pkg/pin"
+)
+
+// Stat is one cgroup's hierarchical total: every CPU, every descendant.
+type Stat struct {
+	ID        uint64 `json:"id"`
+	Path      string `json:"path"`
+	DelayNS   uint64 `json:"total_vmscan_delay_ns"`
+	Count     uint64 `json:"vmscan_count"`
+	Reclaimed uint64 `json:"nr_reclaimed"`
+}
+
+const lineFormat = "cg_id: %d, total_vmscan_delay: %d, vmscan_count: %d, nr_reclaimed: %d"
+
+// ParseLine parses a stat file's line. Trailing fields that a later
+// cgrstat may add are ignored, as the seed's own parsers do.
+func ParseLine(line string) (Stat, error) {
+	var s Stat
+	n, err := fmt.Sscanf(line, lineFormat, &s.ID, &s.DelayNS, &s.Count, &s.Reclaimed)
+	if err != nil || n != 4 {
+		return Stat{}, fmt.Errorf("malformed stat line %q", strings.TrimSpace(line))
+	}
+	return s, nil
+}
+
+// Flush flushes c's subtree and returns c's line, read through a fresh iterator.
+func Flush(p *loader.Pinned, c cgroup.Cgroup) (Stat, error) {
+	it, err := pin.Open(p, c)
+	if err != nil {
+		return Stat{}, err
+	}
+	defer it.Close()
+	r, err := it.Open()
+	if err != nil {
+		return Stat{}, fmt.Errorf("reading cgroup %s: %w", c.Rel, err)
+	}
+	defer r.Close()
+	b, err := io.ReadAll(r)
+	if err != nil {
+		return Stat{}, fmt.Errorf("reading cgroup %s: %w", c.Rel, err)
+	}
+	s, err := ParseLine(string(b))
+	s.Path = c.Rel
+	return s, err
+}
+
+// Read returns the freshly flushed stats of each cgroup in cgs, and with all
+// of every cgroup below them too, parents before children.
+func Read(p *loader.Pinned, cgs []cgroup.Cgroup, all bool) ([]Stat, error) {
+	var out []Stat
+	for _, c := range cgs {
+		s, err := Flush(p, c)
+		if err != nil {
+			return nil, err
+		}
+		if !all {
+			out = append(out, s)
+			continue
+		}
+		below, err := subtree(p, c)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, below...)
+	}
+	return out, nil
+}
+
+// subtree reads the totals of c and its descendants, already flushed.
+func subtree(p *loader.Pinned, c cgroup.Cgroup) ([]Stat, error) {
+	totals, err := Totals(p.Totals)
+	if err != nil {
+		return nil, err
+	}
+	var out []Stat
+	err = cgroup.Walk(c, func(d cgroup.Cgroup) error {
+		id, err := cgroup.ID(d)
+		if err != nil {
+			return err
+		}
+		t := totals[id]
+		out = append(out, Stat{ID: id, Path: d.Rel, DelayNS: t.DelayNs, Count: t.Count, Reclaimed: t.Reclaimed})
+		return nil
+	})
+	return out, err
+}
+
+// batchSize is large enough that a hash bucket always fits.
+const batchSize = 4096
+
+// Totals reads the whole totals map in batches.
+func Totals(m *ebpf.Map) (map[uint64]bpf.CgrstatCounters, error) {
+	out := make(map[uint64]bpf.CgrstatCounters, m.MaxEntries())
+	keys := make([]uint64, batchSize)
+	vals := make([]bpf.CgrstatTotal, batchSize)
+	var cursor ebpf.MapBatchCursor
+	for {
+		n, err := m.BatchLookup(&cursor, keys, vals, nil)
+		for i := 0; i < n; i++ {
+			out[keys[i]] = vals[i].State
+		}
+		if errors.Is(err, ebpf.ErrKeyNotExist) {
+			return out, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("reading totals: %w", err)
+		}
+	}
+}
