@@ -38,7 +38,8 @@ Typical use:
 	root.PersistentFlags().StringVar(&g.pinPath, "pin-path", "/sys/fs/bpf/cgrstat", "bpffs directory that holds cgrstat's pins")
 	root.PersistentFlags().StringVar(&g.cgroupRoot, "cgroup-root", "", "mount point of the memory cgroup hierarchy (default: found in /proc/self/mountinfo)")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return exitcode.UsageErr(err) })
-	root.AddCommand(newLoadCmd(g), newUnloadCmd(g), newStatusCmd(g), newPinCmd(g), newUnpinCmd(g), newReadCmd(g))
+	root.AddCommand(newLoadCmd(g), newUnloadCmd(g), newStatusCmd(g), newPinCmd(g), newUnpinCmd(g), newReadCmd(g),
+		newHierarchyCmd(g), newStressCmd(g), newCheckCmd(g), newStressChildCmd())
 	return root
 }
 

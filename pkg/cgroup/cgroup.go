@@ -103,15 +103,12 @@ func Walk(c Cgroup, fn func(Cgroup) error) error {
 	if err := fn(c); err != nil {
 		return err
 	}
-	entries, err := os.ReadDir(c.Path)
+	names, err := c.Children()
 	if err != nil {
-		return fmt.Errorf("listing cgroup %s: %w", c.Rel, err)
+		return err
 	}
-	for _, e := range entries {
-		if !e.IsDir() {
-			continue
-		}
-		if err := Walk(c.Child(e.Name()), fn); err != nil {
+	for _, name := range names {
+		if err := Walk(c.Child(name), fn); err != nil {
 			return err
 		}
 	}

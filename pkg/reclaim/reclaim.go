@@ -123,3 +123,16 @@ func Totals(m *ebpf.Map) (map[uint64]bpf.CgrstatCounters, error) {
 		}
 	}
 }
+
+// Forget deletes the entries of removed cgroups, so that they do not fill
+// the maps. Flush their tree first: what they had not passed on is lost.
+func Forget(p *loader.Pinned, ids []uint64) error {
+	for _, m := range []*ebpf.Map{p.Totals, p.Pcpu} {
+		for _, id := range ids {
+			if err := m.Delete(id); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+				return fmt.Errorf("forgetting cgroup %d: %w", id, err)
+			}
+		}
+	}
+	return nil
+}

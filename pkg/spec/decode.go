@@ -63,7 +63,7 @@ var yamlLineRE = regexp.MustCompile(`^yaml: line ([0-9]+): (.*)$`)
 // the line when it is the first one, and for byte-level problems (control
 // characters, bad UTF-8) it has none, so we locate those ourselves.
 func syntaxError(data []byte, src string, err error) error {
-	msg := strings.ReplaceAll(err.Error(), "\n", " ")
+	msg := strings.Join(strings.Fields(err.Error()), " ")
 	if m := yamlLineRE.FindStringSubmatch(msg); m != nil {
 		line, _ := strconv.Atoi(m[1])
 		return &Error{Source: src, Line: line, Msg: "invalid YAML: " + m[2]}
@@ -176,19 +176,21 @@ func describe(y *yaml.Node) string {
 	case yaml.DocumentNode:
 		return "a document"
 	}
+	// Values and tags are quoted: an explicit tag or escape can put a
+	// newline in either, and messages must stay on one line.
 	switch y.Tag {
 	case "!!null":
 		return "null"
 	case "!!str":
 		return fmt.Sprintf("string %q", y.Value)
 	case "!!int":
-		return "integer " + y.Value
+		return fmt.Sprintf("integer %q", y.Value)
 	case "!!bool":
-		return "boolean " + y.Value
+		return fmt.Sprintf("boolean %q", y.Value)
 	case "!!float":
-		return "float " + y.Value
+		return fmt.Sprintf("float %q", y.Value)
 	}
-	return fmt.Sprintf("%s %q", y.Tag, y.Value)
+	return fmt.Sprintf("%q tagged %q", y.Value, y.Tag)
 }
 
 // name decodes and validates the required name of the cgroup mapping m.

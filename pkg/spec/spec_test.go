@@ -92,7 +92,7 @@ var errCases = []errCase{
 	{"size bool", y("name: a", "memory:", "  high: true"), 3, `memory.high: invalid size "true"`},
 	{"size null", y("name: a", "memory:", "  limit: ~"), 3, "memory.limit: want a scalar, got null"},
 	{"rounds string", y("name: a", `stress: {rounds: "3"}`), 2, `stress.rounds: want an integer, got string "3"`},
-	{"rounds float", y("name: a", "stress: {rounds: 1.5}"), 2, "stress.rounds: want an integer, got float 1.5"},
+	{"rounds float", y("name: a", "stress: {rounds: 1.5}"), 2, "stress.rounds: want an integer, got float \"1.5\""},
 	{"rounds hex", y("name: a", "stress: {rounds: 0x10}"), 2, "stress.rounds: want an integer"},
 	{"rounds huge", y("name: a", "stress: {rounds: 99999999999999999999}"), 2, "stress.rounds: want an integer"},
 	{"rounds mapping", y("name: a", "stress: {rounds: {}}"), 2, "stress.rounds: want a scalar, got a mapping"},

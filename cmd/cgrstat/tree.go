@@ -1,0 +1,40 @@
+package main
+
+import (
+	"github.com/spf13/cobra"
+
+	"github.com/cgrstat/cgrstat/pkg/cgroup"
+	"github.com/cgrstat/cgrstat/pkg/exitcode"
+	"github.com/cgrstat/cgrstat/pkg/hierarchy"
+	"github.com/cgrstat/cgrstat/pkg/spec"
+)
+
+// treeFlags are the flags of the commands that place a spec: -f and --parent.
+type treeFlags struct {
+	file   string
+	parent string
+}
+
+func (f *treeFlags) register(cmd *cobra.Command) {
+	cmd.Flags().StringVarP(&f.file, "file", "f", "", "hierarchy spec (YAML); default: the embedded seed hierarchy")
+	cmd.Flags().StringVar(&f.parent, "parent", "", "cgroup to build the tree under (default: the root on cgroup v2, your own memory cgroup on v1)")
+}
+
+// tree parses the spec and resolves the parent.
+func (f *treeFlags) tree(h *cgroup.Hierarchy) (hierarchy.Tree, error) {
+	s := spec.Default()
+	if f.file != "" {
+		var err error
+		if s, err = spec.ParseFile(f.file); err != nil {
+			return hierarchy.Tree{}, exitcode.UsageErr(err)
+		}
+	}
+	parent := h.DefaultParent()
+	if f.parent != "" {
+		var err error
+		if parent, err = h.Resolve(f.parent); err != nil {
+			return hierarchy.Tree{}, exitcode.UsageErr(err)
+		}
+	}
+	return hierarchy.Tree{H: h, Spec: s, Parent: parent}, nil
+}

@@ -1,0 +1,247 @@
+// Package check runs cgrstat's whole workflow (load, hierarchy, pins,
+// stress, read) and verifies what the kernel reports; it also holds the
+// tree set-up and tear-down that the hierarchy commands share with it.
+package check
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/cgrstat/cgrstat/pkg/cgroup"
+	"github.com/cgrstat/cgrstat/pkg/exitcode"
+	"github.com/cgrstat/cgrstat/pkg/hierarchy"
+	"github.com/cgrstat/cgrstat/pkg/loader"
+	"github.com/cgrstat/cgrstat/pkg/pin"
+	"github.com/cgrstat/cgrstat/pkg/reclaim"
+	"github.com/cgrstat/cgrstat/pkg/stress"
+)
+
+// Options configure Run.
+type Options struct {
+	Tree   hierarchy.Tree
+	Load   loader.Options
+	Stress stress.Options
+	Keep   bool
+}
+
+// Node is one cgroup of the tree with its stats as read from its stat file.
+type Node struct {
+	Rel  string       `json:"cgroup"`
+	Leaf bool         `json:"leaf"`
+	Stat reclaim.Stat `json:"stat"`
+}
+
+// Report is what check found.
+type Report struct {
+	Flush      loader.Mode     `json:"flush"`
+	Cgroup     int             `json:"cgroup_version"`
+	Parent     reclaim.Stat    `json:"parent"`
+	Nodes      []Node          `json:"nodes"`
+	Stress     []stress.Result `json:"stress"`
+	Invariants []Invariant     `json:"invariants"`
+	Pass       bool            `json:"pass"`
+	Kept       bool            `json:"kept"`
+}
+
+// ErrFailed says that an invariant did not hold.
+var ErrFailed = errors.New("check failed")
+
+// Run runs the workflow and cleans up what it created unless opts.Keep.
+// The error wraps ErrFailed when an invariant failed.
+func Run(ctx context.Context, opts Options) (rep *Report, err error) {
+	t := opts.Tree
+	if exists, serr := t.State(); serr != nil || exists {
+		return nil, exitcode.UsageErr(alreadyThere(t, serr))
+	}
+	p, loaded, err := ensureLoaded(opts.Load)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		err = errors.Join(err, finish(p, t, loaded, opts.Keep))
+	}()
+	if _, err := hierarchy.Create(t); err != nil {
+		return nil, err
+	}
+	if _, err := PinTree(p, t); err != nil {
+		return nil, err
+	}
+	rep = &Report{Flush: p.Record.Flush, Cgroup: t.H.Version, Kept: opts.Keep}
+	if rep.Stress, err = stress.Run(ctx, t.H, Jobs(t, 0, 0), opts.Stress); err != nil {
+		return rep, err
+	}
+	if err := rep.collect(p, t); err != nil {
+		return rep, err
+	}
+	rep.Invariants = Verify(t.Spec, rep.stats(), rep.Parent)
+	rep.Pass = allPass(rep.Invariants)
+	if !rep.Pass {
+		return rep, ErrFailed
+	}
+	return rep, nil
+}
+
+func alreadyThere(t hierarchy.Tree, err error) error {
+	if err != nil {
+		return err
+	}
+	return fmt.Errorf("cgroup %s already exists: check builds its own tree (remove it with 'cgrstat hierarchy destroy', or choose another --parent)", t.Top().Rel)
+}
+
+// ensureLoaded opens the load at the pin path, loading first if needed.
+func ensureLoaded(opts loader.Options) (*loader.Pinned, bool, error) {
+	_, err := loader.Load(opts)
+	loaded := err == nil
+	if err != nil && !errors.Is(err, loader.ErrLoaded) {
+		return nil, false, err
+	}
+	p, err := loader.Open(opts.PinPath)
+	if err != nil && loaded {
+		_, _ = loader.Unload(opts.PinPath)
+	}
+	return p, loaded, err
+}
+
+func finish(p *loader.Pinned, t hierarchy.Tree, loaded, keep bool) error {
+	if keep {
+		p.Close()
+		return nil
+	}
+	err := Teardown(p, t, true)
+	p.Close()
+	if loaded {
+		_, uerr := loader.Unload(p.Path)
+		err = errors.Join(err, uerr)
+	}
+	return err
+}
+
+// collect reads every node's stat file, the top's first, then the parent.
+func (r *Report) collect(p *loader.Pinned, t hierarchy.Tree) error {
+	for _, c := range t.Cgroups() {
+		st, err := ReadStatFile(pin.StatFile(p.Path, c.Rel))
+		if err != nil {
+			return err
+		}
+		st.Path = c.Rel
+		r.Nodes = append(r.Nodes, Node{Rel: t.Rel(c), Stat: st})
+	}
+	leaves := map[string]bool{}
+	for _, l := range t.Spec.Leaves() {
+		leaves[l.Rel] = true
+	}
+	for i := range r.Nodes {
+		r.Nodes[i].Leaf = leaves[r.Nodes[i].Rel]
+	}
+	var err error
+	r.Parent, err = reclaim.Flush(p, t.Parent)
+	return err
+}
+
+// ReadStatFile reads and parses a pinned stat file, as cat would.
+func ReadStatFile(path string) (reclaim.Stat, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return reclaim.Stat{}, fmt.Errorf("reading stat file: %w", err)
+	}
+	return reclaim.ParseLine(string(b))
+}
+
+func (r *Report) stats() map[string]reclaim.Stat {
+	m := map[string]reclaim.Stat{}
+	for _, n := range r.Nodes {
+		m[n.Rel] = n.Stat
+	}
+	return m
+}
+
+func allPass(invs []Invariant) bool {
+	for _, inv := range invs {
+		if !inv.Pass {
+			return false
+		}
+	}
+	return true
+}
+
+// Jobs makes one stress job per leaf of the tree, with the spec's sizes
+// unless size or rounds override them.
+func Jobs(t hierarchy.Tree, size int64, rounds int) []stress.Job {
+	var jobs []stress.Job
+	for _, l := range t.Spec.Leaves() {
+		j := stress.Job{Cgroup: t.Cgroup(l.Rel), Size: int64(l.Node.Stress.Size), Rounds: l.Node.Stress.Rounds}
+		if size > 0 {
+			j.Size = size
+		}
+		if rounds > 0 {
+			j.Rounds = rounds
+		}
+		jobs = append(jobs, j)
+	}
+	return jobs
+}
+
+// PinTree pins a stat file for every cgroup of the tree; on error it
+// removes the ones it made.
+func PinTree(p *loader.Pinned, t hierarchy.Tree) ([]string, error) {
+	var paths []string
+	for _, c := range t.Cgroups() {
+		path, err := pin.Pin(p, c)
+		if err != nil {
+			unpinTree(p.Path, t)
+			return nil, err
+		}
+		paths = append(paths, path)
+	}
+	return paths, nil
+}
+
+func unpinTree(pinPath string, t hierarchy.Tree) {
+	for _, c := range t.Cgroups() {
+		_ = pin.Unpin(pinPath, c.Rel)
+	}
+}
+
+// Teardown removes a tree with everything cgrstat keeps about it: its
+// stat files, its processes (with kill), the cgroups, and its map entries
+// after a last flush that hands its totals to the parent. p may be nil
+// when nothing is loaded.
+func Teardown(p *loader.Pinned, t hierarchy.Tree, kill bool) error {
+	var ids []uint64
+	for _, c := range t.Cgroups() {
+		if id, err := cgroup.ID(c); err == nil {
+			ids = append(ids, id)
+		}
+	}
+	if p != nil && t.Top().Exists() {
+		if _, err := reclaim.Flush(p, t.Top()); err != nil {
+			return err
+		}
+	}
+	if err := hierarchy.Destroy(t, kill); err != nil {
+		return err
+	}
+	if p == nil {
+		return nil
+	}
+	unpinTree(p.Path, t)
+	return reclaim.Forget(p, ids)
+}
+
+// Summary is one line saying how the check went.
+func (r *Report) Summary() string {
+	failed := 0
+	for _, inv := range r.Invariants {
+		if !inv.Pass {
+			failed++
+		}
+	}
+	verdict := "PASS"
+	if failed > 0 {
+		verdict = "FAIL"
+	}
+	return fmt.Sprintf("%s: %d of %d invariants hold (flush mode %s, cgroup v%d)",
+		verdict, len(r.Invariants)-failed, len(r.Invariants), r.Flush, r.Cgroup)
+}
