@@ -5,6 +5,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"syscall"
@@ -13,14 +14,19 @@ import (
 )
 
 func main() {
-	if err := run(); err != nil {
-		fmt.Fprintf(os.Stderr, "cgrstat: %v\n", err)
-		os.Exit(exitcode.Of(err))
-	}
+	os.Exit(report(run(), os.Stderr))
 }
 
 func run() error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	return execute(ctx, newRootCmd(), os.Args[1:])
+}
+
+// report prints err as one line and returns the exit status.
+func report(err error, stderr io.Writer) int {
+	if err != nil {
+		fmt.Fprintf(stderr, "cgrstat: %v\n", err)
+	}
+	return exitcode.Of(err)
 }

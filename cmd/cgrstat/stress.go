@@ -57,8 +57,10 @@ The kernel answering EAGAIN or EBUSY is not an error: the reclaim ran.`,
 				if err != nil {
 					return err
 				}
-				if exists, err := t.State(); err != nil || !exists {
-					return exitcode.UsageErr(fmt.Errorf("the tree %s does not exist as specified (cgrstat hierarchy create): %v", t.Top().Rel, err))
+				if exists, err := t.State(); err != nil {
+					return exitcode.UsageErr(err)
+				} else if !exists {
+					return exitcode.UsageErr(fmt.Errorf("cgroup %s does not exist: create the tree first (cgrstat hierarchy create)", t.Top().Rel))
 				}
 				jobs = check.Jobs(t, sz, rounds)
 			}

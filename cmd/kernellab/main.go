@@ -245,7 +245,7 @@ func summarize(outcomes []outcome, interrupted error) error {
 	// The plain closing line CI runners look for.
 	fmt.Printf("kernellab: %d passed, %d failed\n", len(outcomes)-failed, failed)
 	if interrupted != nil {
-		return interrupted
+		return errors.New("interrupted")
 	}
 	if failed > 0 {
 		return fmt.Errorf("%d of %d kernels failed", failed, len(outcomes))

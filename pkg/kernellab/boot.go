@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os/exec"
+	"regexp"
 	"strconv"
 	"sync"
 	"syscall"
@@ -150,10 +151,13 @@ func (b *syncBuffer) Bytes() []byte {
 	return bytes.Clone(b.buf.Bytes())
 }
 
-// Tail returns the last n lines of console output, for failure reports.
+// Tail returns the last n lines of console output, for failure reports,
+// without the terminal escapes SeaBIOS prints, which garble CI logs.
 func Tail(console []byte, n int) string {
-	return tail(console, n)
+	return tail(ansiEscape.ReplaceAll(console, nil), n)
 }
+
+var ansiEscape = regexp.MustCompile(`\x1b(\[[0-9;?]*[A-Za-z]|c)`)
 
 func tail(b []byte, n int) string {
 	b = bytes.TrimRight(b, "\r\n")

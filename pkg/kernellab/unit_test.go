@@ -394,3 +394,9 @@ func TestBuildInitramfs(t *testing.T) {
 		t.Error("a dynamically linked test binary was accepted")
 	}
 }
+
+func TestTailStripsEscapes(t *testing.T) {
+	if got := Tail([]byte("\x1bc\x1b[?7l\x1b[2J\x1b[0mSeaBIOS\r\nok\r\n"), 5); got != "SeaBIOS\nok" {
+		t.Errorf("Tail = %q", got)
+	}
+}

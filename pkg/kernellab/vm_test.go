@@ -152,7 +152,7 @@ func TestKernelLabPanic(t *testing.T) {
 
 func TestKernelLabHang(t *testing.T) {
 	kernel := needLab(t)
-	const timeout = 15 * time.Second
+	const timeout = 10 * time.Second
 	start := time.Now()
 	r, err := boot(t, kernel, timeout, script(t, "hang", `echo hanging; while :; do sleep 1; done`))
 	if !errors.Is(err, ErrTimeout) {

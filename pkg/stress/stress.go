@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/cgrstat/cgrstat/pkg/cgroup"
+	"github.com/cgrstat/cgrstat/pkg/exitcode"
 )
 
 // Job is the pressure for one cgroup.
@@ -60,7 +61,7 @@ func Run(ctx context.Context, h *cgroup.Hierarchy, jobs []Job, opts Options) ([]
 		opts.Parallel = 1
 	}
 	if err := checkBudget(jobs, opts.Parallel); err != nil {
-		return nil, err
+		return nil, exitcode.UsageErr(err)
 	}
 	if opts.Exe == "" {
 		opts.Exe = "/proc/self/exe"

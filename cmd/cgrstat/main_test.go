@@ -1,0 +1,82 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/cgrstat/cgrstat/pkg/cgroup"
+	"github.com/cgrstat/cgrstat/pkg/stress"
+)
+
+// TestMain lets the test binary stand in for cgrstat when stress re-executes
+// itself (/proc/self/exe) to run a child in a cgroup.
+func TestMain(m *testing.M) {
+	if len(os.Args) > 1 && os.Args[1] == stress.ChildCommand {
+		os.Exit(report(execute(context.Background(), newRootCmd(), os.Args[1:]), os.Stderr))
+	}
+	os.Exit(m.Run())
+}
+
+// result is what one in-process run of the CLI printed and returned.
+type result struct {
+	stdout, stderr string
+	code           int
+}
+
+func cli(t *testing.T, args ...string) result {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	root := newRootCmd()
+	root.SetOut(&out)
+	root.SetErr(&errOut)
+	code := report(execute(context.Background(), root, args), &errOut)
+	r := result{out.String(), errOut.String(), code}
+	t.Logf("cgrstat %s → %d\n%s%s", strings.Join(args, " "), code, r.stdout, r.stderr)
+	return r
+}
+
+// mustCLI runs the CLI and fails the test unless it exits 0.
+func mustCLI(t *testing.T, args ...string) string {
+	t.Helper()
+	r := cli(t, args...)
+	if r.code != 0 {
+		t.Fatalf("cgrstat %s: exit %d: %s", strings.Join(args, " "), r.code, r.stderr)
+	}
+	return r.stdout
+}
+
+// wantUsage asserts exit status 2 with one line on stderr containing want.
+func wantUsage(t *testing.T, want string, args ...string) {
+	t.Helper()
+	r := cli(t, args...)
+	if r.code != 2 {
+		t.Fatalf("cgrstat %s: exit %d, want 2", strings.Join(args, " "), r.code)
+	}
+	if lines := strings.Count(strings.TrimRight(r.stderr, "\n"), "\n"); lines != 0 || !strings.Contains(r.stderr, want) {
+		t.Fatalf("cgrstat %s: stderr %q, want one line containing %q", strings.Join(args, " "), r.stderr, want)
+	}
+}
+
+func TestUsageErrors(t *testing.T) {
+	wantUsage(t, "unknown command", "frobnicate")
+	wantUsage(t, "unknown flag", "read", "--frob")
+	wantUsage(t, "unknown flush mode", "load", "--flush", "sometimes")
+	wantUsage(t, "either CGROUP arguments or --all", "unpin")
+	wantUsage(t, "--max-cgroups", "load", "--max-cgroups", "0")
+}
+
+func TestBadSpecIsUsageError(t *testing.T) {
+	f := t.TempDir() + "/bad.yaml"
+	if err := os.WriteFile(f, []byte("name: x\nbogus: 1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// The spec is parsed before anything touches the kernel, so no root is
+	// needed, but the memory hierarchy is looked up first.
+	if _, err := cgroup.Detect(""); err != nil {
+		t.Skipf("no memory cgroup hierarchy here: %v", err)
+	}
+	wantUsage(t, "bad.yaml:2", "hierarchy", "create", "-f", f)
+}
