@@ -5,13 +5,24 @@ CLANG   ?= clang-19
 BIN     := bin/cgrstat
 export CGO_ENABLED := 0
 
-.PHONY: all build generate test unit hosttest vmtest bench check lint clean
+.PHONY: all deps build generate test unit hosttest vmtest bench check lint clean
+
+# Debian packages: the BPF toolchain (make generate), and QEMU, busybox and
+# cpio for the kernel lab. Installed only when one is missing.
+DEBS := clang-19 llvm-19 bpftool libbpf-dev linux-libc-dev qemu-system-x86 busybox-static cpio
 
 all: build
 
+deps:
+	@missing=$$(for p in $(DEBS); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:" $$missing; \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+
 build: $(BIN)
 
-$(BIN): $(shell find cmd pkg bpf internal -name '*.go' 2>/dev/null) bpf/cgrstat_bpfel.o
+$(BIN): $(shell find cmd pkg bpf internal -name '*.go' 2>/dev/null) bpf/cgrstat_x86_bpfel.o
 	$(GO) build -o $@ ./cmd/cgrstat
 
 # Regenerates the bpf2go Go bindings and object; both are committed.

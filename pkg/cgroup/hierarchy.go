@@ -203,7 +203,7 @@ func mountRoot(point string, mounts []mount) string {
 
 func relativeToMount(p, root string) string {
 	rel, err := filepath.Rel(root, p)
-	if err != nil || strings.HasPrefix(rel, "..") {
+	if err != nil || rel == ".." || strings.HasPrefix(rel, "../") {
 		return "/"
 	}
 	return filepath.Clean("/" + rel)

@@ -30,15 +30,26 @@ func JSON(w io.Writer, stats []reclaim.Stat) error {
 
 // Table writes one row per cgroup with human units.
 func Table(w io.Writer, stats []reclaim.Stat) error {
-	t := tablewriter.NewTable(w, tablewriter.WithHeaderAutoFormat(tw.Off),
-		tablewriter.WithRowAlignmentConfig(tw.CellAlignment{PerColumn: []tw.Align{tw.AlignLeft, tw.AlignRight, tw.AlignRight, tw.AlignRight, tw.AlignRight, tw.AlignRight}}))
-	t.Header("CGROUP", "ID", "RECLAIMS", "TOTAL DELAY", "AVG DELAY", "RECLAIMED")
+	t := newTable(w, "CGROUP", "ID", "RECLAIMS", "TOTAL DELAY", "AVG DELAY", "RECLAIMED")
 	for _, s := range stats {
 		if err := t.Append(row(s)); err != nil {
 			return err
 		}
 	}
 	return t.Render()
+}
+
+// newTable starts a table whose first column (a cgroup) is left-aligned
+// and whose other columns (numbers) are right-aligned.
+func newTable(w io.Writer, header ...any) *tablewriter.Table {
+	align := []tw.Align{tw.AlignLeft}
+	for range header[1:] {
+		align = append(align, tw.AlignRight)
+	}
+	t := tablewriter.NewTable(w, tablewriter.WithHeaderAutoFormat(tw.Off),
+		tablewriter.WithRowAlignmentConfig(tw.CellAlignment{PerColumn: align}))
+	t.Header(header...)
+	return t
 }
 
 func row(s reclaim.Stat) []string {

@@ -5,8 +5,6 @@ import (
 	"io"
 	"strconv"
 
-	"github.com/olekukonko/tablewriter"
-
 	"github.com/cgrstat/cgrstat/pkg/spec"
 	"github.com/cgrstat/cgrstat/pkg/stress"
 )
@@ -20,8 +18,7 @@ func StressJSON(w io.Writer, results []stress.Result) error {
 
 // StressTable writes one row per stressed cgroup.
 func StressTable(w io.Writer, results []stress.Result) error {
-	t := tablewriter.NewWriter(w)
-	t.Header("CGROUP", "SIZE", "ROUNDS", "RECLAIM REQUESTS", "FELL SHORT", "TIME")
+	t := newTable(w, "CGROUP", "SIZE", "ROUNDS", "RECLAIM REQUESTS", "FELL SHORT", "TIME")
 	for _, r := range results {
 		row := []string{r.Cgroup, spec.Size(r.Size).String(), strconv.Itoa(r.Rounds),
 			strconv.Itoa(r.Report.Triggers), strconv.Itoa(r.Report.Refused), Duration(uint64(r.Time))}

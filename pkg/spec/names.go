@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"unicode"
 )
 
 // MaxNameLen is the kernel's NAME_MAX: a cgroup is a directory.
@@ -37,6 +38,9 @@ func ValidateName(name string) error {
 		return fmt.Errorf("name %q contains '/'", name)
 	case strings.ContainsRune(name, 0):
 		return fmt.Errorf("name %q contains a NUL byte", name)
+	case strings.IndexFunc(name, unicode.IsControl) >= 0:
+		// A newline would break the lines of /proc/<pid>/cgroup.
+		return fmt.Errorf("name %q contains a control character", name)
 	case len(name) > MaxNameLen:
 		return fmt.Errorf("name %.32q... is %d bytes, longer than %d", name, len(name), MaxNameLen)
 	case reservedNames[name]:

@@ -110,6 +110,7 @@ var errCases = []errCase{
 	{"dotdot", y("name: a", "children:", "  - name: .."), 3, `name ".." is not allowed`},
 	{"slash", y("name: a/b"), 1, `contains '/'`},
 	{"nul", y(`name: "a\0b"`), 1, "NUL byte"},
+	{"newline", y(`name: "a\nb"`), 1, "control character"},
 	{"too long", y("name: " + strings.Repeat("x", 256)), 1, "longer than 255"},
 	{"cgroup.procs", y("name: cgroup.procs"), 1, `starts with "cgroup."`},
 	{"memory prefix", y("name: a", "children:", "  - name: memory.max"), 3, `starts with "memory."`},
