@@ -135,9 +135,14 @@ static __always_inline void count_lost(__u32 which)
 		*n += 1;
 }
 
+/*
+ * Direct loads through BTF pointers cost far less than bpf_probe_read_kernel
+ * (BPF_CORE_READ); only the kprobe, whose pointers are plain integers, needs
+ * the latter.
+ */
 static __always_inline __u64 cgroup_id(struct cgroup *cgrp)
 {
-	return BPF_CORE_READ(cgrp, kn, id);
+	return cgrp->kn->id;
 }
 
 /* The memory cgroup a task charges to: the first one up with memory enabled. */
@@ -145,7 +150,7 @@ static __always_inline struct cgroup *task_memcg(struct task_struct *task)
 {
 	int id = bpf_core_enum_value(enum cgroup_subsys_id, memory_cgrp_id);
 
-	return BPF_CORE_READ(task, cgroups, subsys[id], cgroup);
+	return task->cgroups->subsys[id]->cgroup;
 }
 
 static __always_inline void add(struct counters *to, const struct counters *d)
@@ -303,7 +308,7 @@ int BPF_PROG(flush_fentry, struct cgroup *cgrp, struct cgroup *parent, int cpu)
 SEC("kprobe/bpf_rstat_flush")
 int BPF_KPROBE(flush_kprobe, struct cgroup *cgrp, struct cgroup *parent, int cpu)
 {
-	flush_pair(cgroup_id(cgrp), parent ? cgroup_id(parent) : 0, cpu);
+	flush_pair(BPF_CORE_READ(cgrp, kn, id), parent ? BPF_CORE_READ(parent, kn, id) : 0, cpu);
 	return 0;
 }
 
@@ -323,12 +328,15 @@ static long flush_cpu(__u64 cpu, void *data)
 /* Walk mode: what rstat would do for this cgroup, on every CPU. */
 static __always_inline void walk_flush(struct cgroup *cgrp, __u64 cgid)
 {
+	struct cgroup_subsys_state *parent;
 	struct walk_ctx w = { .cgid = cgid };
 
-	/* A cgroup that never reclaimed and has nothing pending costs one lookup. */
+	/* A cgroup that never reclaimed and has nothing pending costs two lookups. */
 	if (!bpf_map_lookup_elem(&pcpu_stats, &cgid) && !bpf_map_lookup_elem(&totals, &cgid))
 		return;
-	w.parent_id = BPF_CORE_READ(cgrp, self.parent, cgroup, kn, id);
+	parent = cgrp->self.parent;
+	if (parent)
+		w.parent_id = cgroup_id(parent->cgroup);
 	bpf_loop(nr_cpus, flush_cpu, &w, 0);
 }
 

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -150,8 +151,11 @@ func runChild(ctx context.Context, h *cgroup.Hierarchy, j Job, opts Options) (Re
 	res := Result{Cgroup: j.Cgroup.Rel, Size: j.Size, Rounds: j.Rounds}
 	cmd := exec.CommandContext(ctx, opts.Exe, ChildCommand, j.Cgroup.Path,
 		strconv.FormatInt(j.Size, 10), strconv.Itoa(j.Rounds), strconv.Itoa(h.Version), opts.ScratchDir)
-	// The child dies with us, even if we are killed without a chance to clean up.
+	// The child dies with us, even if we are killed without a chance to clean
+	// up. Pdeathsig follows the creating thread, so keep this goroutine on it.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	start := time.Now()

@@ -1,0 +1,324 @@
+package format
+
+import (
+	"bytes"
+	"encoding/json"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cilium/ebpf"
+
+	"github.com/cgrstat/cgrstat/pkg/check"
+	"github.com/cgrstat/cgrstat/pkg/loader"
+	"github.com/cgrstat/cgrstat/pkg/reclaim"
+)
+
+// decode unmarshals JSON keeping numbers exact.
+func decode(t *testing.T, b []byte) any {
+	t.Helper()
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		t.Fatalf("invalid JSON %q: %v", b, err)
+	}
+	if dec.More() {
+		t.Fatalf("more than one JSON value in %q", b)
+	}
+	return v
+}
+
+func TestJSON(t *testing.T) {
+	tests := []struct {
+		name  string
+		stats []reclaim.Stat
+		want  string
+	}{
+		{
+			name: "two cgroups",
+			stats: []reclaim.Stat{
+				{ID: 4242, Path: "/test", DelayNS: 3_000_000, Count: 5, Reclaimed: 130},
+				{ID: 4243, Path: "/test/child1", DelayNS: 1_500_000, Count: 2, Reclaimed: 64},
+			},
+			want: `{"cgroups":[
+				{"id":4242,"path":"/test","total_vmscan_delay_ns":3000000,"vmscan_count":5,"nr_reclaimed":130},
+				{"id":4243,"path":"/test/child1","total_vmscan_delay_ns":1500000,"vmscan_count":2,"nr_reclaimed":64}]}`,
+		},
+		{
+			name:  "uint64 values stay exact",
+			stats: []reclaim.Stat{{ID: 1<<64 - 1, Path: "/", DelayNS: 1<<63 + 1, Count: 0, Reclaimed: 0}},
+			want:  `{"cgroups":[{"id":18446744073709551615,"path":"/","total_vmscan_delay_ns":9223372036854775809,"vmscan_count":0,"nr_reclaimed":0}]}`,
+		},
+		{name: "nil is an empty list", stats: nil, want: `{"cgroups":[]}`},
+		{name: "empty is an empty list", stats: []reclaim.Stat{}, want: `{"cgroups":[]}`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var buf bytes.Buffer
+			if err := JSON(&buf, tt.stats); err != nil {
+				t.Fatal(err)
+			}
+			if got, want := decode(t, buf.Bytes()), decode(t, []byte(tt.want)); !reflect.DeepEqual(got, want) {
+				t.Errorf("JSON wrote\n%s\nwant the same value as\n%s", buf.Bytes(), tt.want)
+			}
+			if !strings.HasSuffix(buf.String(), "}\n") {
+				t.Errorf("JSON output %q does not end with a newline", buf.String())
+			}
+		})
+	}
+}
+
+func TestTable(t *testing.T) {
+	stats := []reclaim.Stat{
+		{ID: 4242, Path: "/test", DelayNS: 3_000_000, Count: 2, Reclaimed: 130},
+		{ID: 4243, Path: "/test/child1", DelayNS: 0, Count: 0, Reclaimed: 1},
+	}
+	var buf bytes.Buffer
+	if err := Table(&buf, stats); err != nil {
+		t.Fatal(err)
+	}
+	out := buf.String()
+	for _, want := range []string{
+		"CGROUP", "ID", "RECLAIMS", "TOTAL DELAY", "AVG DELAY", "RECLAIMED",
+		"/test", "4242", "3.00ms", "1.50ms", "130 pages",
+		"/test/child1", "4243", "1 page",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("table lacks %q:\n%s", want, out)
+		}
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	row := func(path string) string {
+		for _, l := range lines {
+			if strings.Contains(l, " "+path+" ") {
+				return l
+			}
+		}
+		t.Fatalf("no row for %s in:\n%s", path, out)
+		return ""
+	}
+	if r := row("/test"); !strings.Contains(r, "1.50ms") || strings.Contains(r, " - ") {
+		t.Errorf("row of /test %q: want the average 1.50ms (3ms over 2 reclaims)", r)
+	}
+	// A cgroup that never reclaimed has no average rather than a division by zero.
+	if r := row("/test/child1"); !strings.Contains(r, " - ") {
+		t.Errorf("row of /test/child1 %q: want - as the average of no reclaims", r)
+	}
+	if strings.Index(out, "/test ") > strings.Index(out, "/test/child1") {
+		t.Errorf("rows out of order:\n%s", out)
+	}
+}
+
+func TestTableEmpty(t *testing.T) {
+	var buf bytes.Buffer
+	if err := Table(&buf, nil); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(buf.String(), "CGROUP") {
+		t.Errorf("empty table lacks its header:\n%s", buf.String())
+	}
+}
+
+func TestDuration(t *testing.T) {
+	tests := []struct {
+		ns   uint64
+		want string
+	}{
+		{0, "0"},
+		{1, "1ns"},
+		{999, "999ns"},
+		{1000, "1.0µs"},
+		{1049, "1.0µs"},
+		{12_345, "12.3µs"},
+		{999_900, "999.9µs"},
+		{1_000_000, "1.00ms"},
+		{1_500_000, "1.50ms"},
+		{4_561_000, "4.56ms"},
+		{999_990_000, "999.99ms"},
+		{1_000_000_000, "1.00s"},
+		{2_000_000_000, "2.00s"},
+		{1_234_567_890, "1.23s"},
+		{3600_000_000_000, "3600.00s"},
+		// Just below a unit, rounding must not print 1000 of the smaller one.
+		{999_999, "1.00ms"},
+		{999_999_999, "1.00s"},
+	}
+	for _, tt := range tests {
+		if got := Duration(tt.ns); got != tt.want {
+			t.Errorf("Duration(%d) = %q, want %q", tt.ns, got, tt.want)
+		}
+	}
+}
+
+func TestPages(t *testing.T) {
+	for n, want := range map[uint64]string{0: "0 pages", 1: "1 page", 2: "2 pages", 1 << 40: "1099511627776 pages"} {
+		if got := Pages(n); got != want {
+			t.Errorf("Pages(%d) = %q, want %q", n, got, want)
+		}
+	}
+}
+
+func loadedStatus(flush loader.Mode) *Status {
+	return &Status{
+		Loaded:  true,
+		PinPath: "/sys/fs/bpf/cgrstat",
+		Kernel:  "6.18.44",
+		Record: &loader.Record{
+			Layout: loader.Layout, Flush: flush,
+			Refused:     []loader.Refusal{{Mode: loader.Fentry, Reason: "fentry refused by the kernel (EPERM; kernel lockdown?)"}},
+			RstatKfuncs: "none (walk mode flushes in the iterator)",
+			MaxCgroups:  10240, CgroupVersion: 1, CgroupRoot: "/sys/fs/cgroup/memory",
+			Kernel: "6.18.44", LoadedAt: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC),
+			ProgramIDs: []ebpf.ProgramID{17, 18},
+		},
+		Usage: &loader.Usage{
+			Totals: loader.Fill{Entries: 3, MaxEntries: 10240},
+			Pcpu:   loader.Fill{Entries: 2, MaxEntries: 10240},
+			Lost:   loader.Lost{Events: 1, Flushes: 2, ParentDeltas: 3, RstatMarks: 4},
+		},
+		StatFiles: []string{"/test", "/test/child1"},
+	}
+}
+
+func TestStatusText(t *testing.T) {
+	tests := []struct {
+		name    string
+		st      *Status
+		want    []string
+		notWant []string
+	}{
+		{
+			name:    "not loaded",
+			st:      &Status{PinPath: "/sys/fs/bpf/x", Kernel: "6.1.0"},
+			want:    []string{"kernel:      6.1.0\n", "loaded:      no (pin path /sys/fs/bpf/x)\n"},
+			notWant: []string{"flush mode", "maps:"},
+		},
+		{
+			name: "loaded in walk mode",
+			st:   loadedStatus(loader.Walk),
+			want: []string{
+				"kernel:      6.18.44\n",
+				"loaded:      yes, at /sys/fs/bpf/cgrstat since 2026-01-02 03:04:05 UTC\n",
+				"flush mode:  walk\n",
+				"  not fentry: fentry refused by the kernel (EPERM; kernel lockdown?)\n",
+				"O(subtree x CPUs)",
+				"cgroups:     v1 at /sys/fs/cgroup/memory\n",
+				"maps:        totals 3/10240, per-CPU 2/10240\n",
+				"lost:        events 1, flushes 2, parent deltas 3, rstat marks 4\n",
+				"stat files:  2\n  /test\n  /test/child1\n",
+			},
+		},
+		{
+			name:    "loaded in fentry mode has no walk cost",
+			st:      loadedStatus(loader.Fentry),
+			want:    []string{"flush mode:  fentry\n"},
+			notWant: []string{"O(subtree x CPUs)"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var buf bytes.Buffer
+			if err := StatusText(&buf, tt.st); err != nil {
+				t.Fatal(err)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(buf.String(), w) {
+					t.Errorf("status lacks %q:\n%s", w, buf.String())
+				}
+			}
+			for _, w := range tt.notWant {
+				if strings.Contains(buf.String(), w) {
+					t.Errorf("status has %q:\n%s", w, buf.String())
+				}
+			}
+		})
+	}
+}
+
+func TestStatusJSON(t *testing.T) {
+	t.Run("not loaded", func(t *testing.T) {
+		var buf bytes.Buffer
+		if err := StatusJSON(&buf, &Status{PinPath: "/sys/fs/bpf/x", Kernel: "6.1.0"}); err != nil {
+			t.Fatal(err)
+		}
+		want := `{"loaded":false,"pin_path":"/sys/fs/bpf/x","kernel":"6.1.0","stat_files":[]}`
+		if got := decode(t, buf.Bytes()); !reflect.DeepEqual(got, decode(t, []byte(want))) {
+			t.Errorf("StatusJSON wrote\n%s\nwant\n%s", buf.Bytes(), want)
+		}
+	})
+	t.Run("loaded", func(t *testing.T) {
+		var buf bytes.Buffer
+		if err := StatusJSON(&buf, loadedStatus(loader.Walk)); err != nil {
+			t.Fatal(err)
+		}
+		got, ok := decode(t, buf.Bytes()).(map[string]any)
+		if !ok {
+			t.Fatalf("not an object: %s", buf.Bytes())
+		}
+		wantMaps := `{"totals":{"entries":3,"max_entries":10240},"pcpu_stats":{"entries":2,"max_entries":10240},
+			"lost":{"events":1,"flushes":2,"parent_deltas":3,"rstat_marks":4}}`
+		if !reflect.DeepEqual(got["maps"], decode(t, []byte(wantMaps))) {
+			t.Errorf("maps = %v, want %s", got["maps"], wantMaps)
+		}
+		if !reflect.DeepEqual(got["stat_files"], []any{"/test", "/test/child1"}) {
+			t.Errorf("stat_files = %v", got["stat_files"])
+		}
+		load, _ := got["load"].(map[string]any)
+		if load["flush"] != "walk" || load["cgroup_root"] != "/sys/fs/cgroup/memory" || got["loaded"] != true {
+			t.Errorf("load = %v, loaded = %v", load, got["loaded"])
+		}
+		if !reflect.DeepEqual(load["program_ids"], []any{json.Number("17"), json.Number("18")}) {
+			t.Errorf("program_ids = %v", load["program_ids"])
+		}
+	})
+}
+
+func TestCheckText(t *testing.T) {
+	rep := &check.Report{
+		Flush:  loader.Walk,
+		Cgroup: 1,
+		Parent: reclaim.Stat{Path: "/process_api/abc", DelayNS: 9_000_000, Count: 9, Reclaimed: 90},
+		Nodes: []check.Node{
+			{Rel: "test", Stat: reclaim.Stat{DelayNS: 3_000_000, Count: 3, Reclaimed: 30}},
+			{Rel: "test/child1", Leaf: true, Stat: reclaim.Stat{DelayNS: 3_000_000, Count: 3, Reclaimed: 30}},
+			{Rel: "test/child2", Leaf: true, Stat: reclaim.Stat{}},
+		},
+		Invariants: []check.Invariant{
+			{Cgroup: "test", Name: check.SumOfChildren, Pass: true},
+			{Cgroup: "test/child1", Name: check.LeafReclaimed, Pass: true},
+			{Cgroup: "test/child2", Name: check.LeafReclaimed, Pass: false, Detail: "delay 0 ns, count 0"},
+			{Cgroup: "test", Name: check.AtMostParent, Pass: true},
+		},
+	}
+	var buf bytes.Buffer
+	if err := CheckText(&buf, rep); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSuffix(buf.String(), "\n"), "\n")
+	if len(lines) != 6 {
+		t.Fatalf("want header, parent, 3 nodes and the summary, got %d lines:\n%s", len(lines), buf.String())
+	}
+	checks := []struct {
+		line int
+		want []string
+	}{
+		{0, []string{"CGROUP", "RECLAIMS", "DELAY", "RECLAIMED", "INVARIANTS"}},
+		{1, []string{"(parent) /process_api/abc", "9", "9.00ms", "90 pages"}},
+		{2, []string{"test ", "3.00ms", "30 pages", "PASS " + check.SumOfChildren, "PASS " + check.AtMostParent}},
+		{3, []string{"  child1", "PASS " + check.LeafReclaimed}},
+		{4, []string{"  child2", "FAIL " + check.LeafReclaimed + " (delay 0 ns, count 0)"}},
+		{5, []string{"FAIL: 3 of 4 invariants hold (flush mode walk, cgroup v1)"}},
+	}
+	for _, c := range checks {
+		for _, w := range c.want {
+			if !strings.Contains(lines[c.line], w) {
+				t.Errorf("line %d %q lacks %q", c.line, lines[c.line], w)
+			}
+		}
+	}
+	if strings.Contains(lines[3], "FAIL") || strings.Contains(lines[4], "PASS") {
+		t.Errorf("verdicts on the wrong rows:\n%s", buf.String())
+	}
+}

@@ -1,0 +1,72 @@
+package reclaim
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestParseLine(t *testing.T) {
+	tests := []struct {
+		name string
+		line string
+		want Stat
+		ok   bool
+	}{
+		{
+			name: "the line the BPF prints",
+			line: "cg_id: 12, total_vmscan_delay: 345, vmscan_count: 6, nr_reclaimed: 7\n",
+			want: Stat{ID: 12, DelayNS: 345, Count: 6, Reclaimed: 7}, ok: true,
+		},
+		{
+			name: "without the newline",
+			line: "cg_id: 12, total_vmscan_delay: 345, vmscan_count: 6, nr_reclaimed: 7",
+			want: Stat{ID: 12, DelayNS: 345, Count: 6, Reclaimed: 7}, ok: true,
+		},
+		{
+			name: "zeros",
+			line: "cg_id: 1, total_vmscan_delay: 0, vmscan_count: 0, nr_reclaimed: 0\n",
+			want: Stat{ID: 1}, ok: true,
+		},
+		{
+			name: "uint64 maxima",
+			line: "cg_id: 18446744073709551615, total_vmscan_delay: 18446744073709551615, vmscan_count: 18446744073709551615, nr_reclaimed: 18446744073709551615\n",
+			want: Stat{ID: 1<<64 - 1, DelayNS: 1<<64 - 1, Count: 1<<64 - 1, Reclaimed: 1<<64 - 1}, ok: true,
+		},
+		{
+			name: "trailing fields a later cgrstat may add",
+			line: "cg_id: 12, total_vmscan_delay: 345, vmscan_count: 6, nr_reclaimed: 7, max_delay: 99\n",
+			want: Stat{ID: 12, DelayNS: 345, Count: 6, Reclaimed: 7}, ok: true,
+		},
+		{name: "the seed's original two-field line", line: "cg_id: 12, total_vmscan_delay: 345\n"},
+		{name: "three fields", line: "cg_id: 12, total_vmscan_delay: 345, vmscan_count: 6\n"},
+		{name: "empty (a second read of the stat file)", line: ""},
+		{name: "garbage", line: "hello world\n"},
+		{name: "fields renamed", line: "id: 12, delay: 345, count: 6, reclaimed: 7\n"},
+		{name: "fields out of order", line: "cg_id: 12, vmscan_count: 6, total_vmscan_delay: 345, nr_reclaimed: 7\n"},
+		{name: "not a number", line: "cg_id: x, total_vmscan_delay: 345, vmscan_count: 6, nr_reclaimed: 7\n"},
+		{name: "negative", line: "cg_id: 12, total_vmscan_delay: -345, vmscan_count: 6, nr_reclaimed: 7\n"},
+		{name: "overflows uint64", line: "cg_id: 18446744073709551616, total_vmscan_delay: 1, vmscan_count: 6, nr_reclaimed: 7\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := ParseLine(tt.line)
+			if !tt.ok {
+				if err == nil {
+					t.Fatalf("ParseLine(%q) = %+v, want an error", tt.line, got)
+				}
+				// The error quotes the line, trimmed, so that the user sees what was read.
+				want := "malformed stat line " + `"` + strings.TrimSpace(tt.line)
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("ParseLine(%q) error %q, want it to contain %q", tt.line, err, want)
+				}
+				if got != (Stat{}) {
+					t.Errorf("ParseLine(%q) returned %+v with its error, want the zero Stat", tt.line, got)
+				}
+				return
+			}
+			if err != nil || got != tt.want {
+				t.Errorf("ParseLine(%q) = %+v, %v; want %+v", tt.line, got, err, tt.want)
+			}
+		})
+	}
+}
