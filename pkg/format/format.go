@@ -64,18 +64,18 @@ func row(s reclaim.Stat) []string {
 // Duration prints nanoseconds in the largest unit that keeps them readable:
 // 0, 850ns, 12.3µs, 4.56ms, 1.23s.
 func Duration(ns uint64) string {
-	d := time.Duration(ns)
+	// The bounds are where rounding would print 1000.0µs or 1000.00ms.
 	switch {
 	case ns == 0:
 		return "0"
-	case d < time.Microsecond:
+	case ns < 1_000:
 		return fmt.Sprintf("%dns", ns)
-	case d < time.Millisecond:
+	case ns < 999_950:
 		return fmt.Sprintf("%.1fµs", float64(ns)/1e3)
-	case d < time.Second:
+	case ns < 999_995_000:
 		return fmt.Sprintf("%.2fms", float64(ns)/1e6)
 	}
-	return fmt.Sprintf("%.2fs", d.Seconds())
+	return fmt.Sprintf("%.2fs", time.Duration(ns).Seconds())
 }
 
 // Pages prints a page count with its unit.

@@ -33,34 +33,55 @@ func (l *loaded) pin(pinPath string, rec *Record) (err error) {
 	if err != nil {
 		return err
 	}
+	var pinned []string
 	defer func() {
-		if err != nil && created {
-			os.RemoveAll(pinPath)
+		if err != nil {
+			unpinAll(pinPath, pinned, created)
 		}
 	}()
 	if err := writeRecord(l.coll.Maps["info"], rec); err != nil {
 		return err
 	}
+	pin := func(obj pinner, dir, name string) error {
+		path := filepath.Join(pinPath, dir, name)
+		if err := pinAt(obj, path); err != nil {
+			return err
+		}
+		pinned = append(pinned, path)
+		return nil
+	}
 	for _, name := range pinnedMaps {
-		if err := pinAt(l.coll.Maps[name], pinPath, mapsDir, name); err != nil {
+		if err := pin(l.coll.Maps[name], mapsDir, name); err != nil {
 			return err
 		}
 	}
-	if err := pinAt(l.coll.Programs["dump"], pinPath, progsDir, "dump"); err != nil {
+	if err := pin(l.coll.Programs["dump"], progsDir, "dump"); err != nil {
 		return err
 	}
 	for name, lk := range l.links {
-		if err := pinAt(lk, pinPath, linksDir, name); err != nil {
+		if err := pin(lk, linksDir, name); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
+// unpinAll removes what a failed pin made, and nothing else.
+func unpinAll(pinPath string, pinned []string, created bool) {
+	for _, path := range pinned {
+		os.Remove(path)
+	}
+	for _, dir := range []string{mapsDir, progsDir, linksDir} {
+		os.Remove(filepath.Join(pinPath, dir)) // only if empty
+	}
+	if created {
+		os.Remove(pinPath)
+	}
+}
+
 type pinner interface{ Pin(string) error }
 
-func pinAt(obj pinner, parts ...string) error {
-	path := filepath.Join(parts...)
+func pinAt(obj pinner, path string) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return fmt.Errorf("creating %s: %w", filepath.Dir(path), err)
 	}

@@ -54,7 +54,7 @@ func CgroupIter(prog *ebpf.Program, cgroupFD int, order Order) (*link.Iter, erro
 	if prog == nil || prog.Type() != ebpf.Tracing {
 		return nil, ErrNotIterator
 	}
-	if cgroupFD < 0 {
+	if cgroupFD <= 0 { // the kernel reads 0 as "no fd": the root of the default hierarchy
 		return nil, fmt.Errorf("creating cgroup iterator: %w", unix.EBADF)
 	}
 	info := &iterCgroupInfo{order: uint32(order), cgroupFD: uint32(cgroupFD)}

@@ -1,0 +1,361 @@
+package pin_test
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"reflect"
+	"sort"
+	"strings"
+	"testing"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/cgrstat/cgrstat/internal/testenv"
+	"github.com/cgrstat/cgrstat/pkg/cgroup"
+	"github.com/cgrstat/cgrstat/pkg/loader"
+	"github.com/cgrstat/cgrstat/pkg/pin"
+	"github.com/cgrstat/cgrstat/pkg/reclaim"
+)
+
+// load loads cgrstat (flush mode auto) at a pin path unique to this test
+// and opens it; everything goes at cleanup.
+func load(t *testing.T) (*loader.Pinned, *cgroup.Hierarchy) {
+	t.Helper()
+	testenv.Root(t)
+	h, err := cgroup.Detect("")
+	if err != nil {
+		testenv.Skip(t, "no memory cgroup hierarchy: %v", err)
+	}
+	pinPath := fmt.Sprintf("/sys/fs/bpf/cgrstat-test-%d-%s", os.Getpid(), strings.ReplaceAll(t.Name(), "/", "-"))
+	if _, err := os.Stat(pinPath); err == nil {
+		t.Fatalf("pin path %s exists already", pinPath)
+	}
+	rec, err := loader.Load(loader.Options{PinPath: pinPath, Flush: loader.Auto, MaxCgroups: 512,
+		CgroupVersion: h.Version, MemcgV1Hierarchy: h.V1ID, CgroupRoot: h.Mount})
+	if err != nil {
+		os.RemoveAll(pinPath)
+		t.Fatalf("Load: %v", err)
+	}
+	t.Logf("flush mode %s", rec.Flush)
+	p, err := loader.Open(pinPath)
+	if err != nil {
+		_, _ = loader.Unload(pinPath)
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() {
+		p.Close()
+		if _, err := loader.Unload(pinPath); err != nil {
+			os.RemoveAll(pinPath)
+			t.Errorf("Unload: %v", err)
+		}
+	})
+	return p, h
+}
+
+// mkCgroups creates rels (in order, parents first) below a cgroup unique
+// to this test under the default parent, and removes them at cleanup.
+func mkCgroups(t *testing.T, h *cgroup.Hierarchy, rels ...string) cgroup.Cgroup {
+	t.Helper()
+	top := h.DefaultParent().Child(fmt.Sprintf("cgrstat-test-%d-%s", os.Getpid(), strings.ReplaceAll(t.Name(), "/", "-")))
+	made := []cgroup.Cgroup{}
+	t.Cleanup(func() {
+		for i := len(made) - 1; i >= 0; i-- {
+			if err := made[i].Remove(); err != nil {
+				t.Errorf("removing test cgroup: %v", err)
+			}
+		}
+	})
+	for _, c := range append([]cgroup.Cgroup{top}, children(top, rels)...) {
+		if err := c.Mkdir(); err != nil {
+			t.Fatal(err)
+		}
+		made = append(made, c)
+	}
+	return top
+}
+
+func children(top cgroup.Cgroup, rels []string) []cgroup.Cgroup {
+	var out []cgroup.Cgroup
+	for _, r := range rels {
+		out = append(out, top.Child(r))
+	}
+	return out
+}
+
+func mustID(t *testing.T, c cgroup.Cgroup) uint64 {
+	t.Helper()
+	id, err := cgroup.ID(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+// readIter reads an iterator link once, as cat would.
+func readIter(t *testing.T, open func() (io.ReadCloser, error)) string {
+	t.Helper()
+	r, err := open()
+	if err != nil {
+		t.Fatalf("opening the iterator: %v", err)
+	}
+	defer r.Close()
+	b, err := io.ReadAll(r)
+	if err != nil {
+		t.Fatalf("reading the iterator: %v", err)
+	}
+	return string(b)
+}
+
+// parseOne checks that out is exactly one stat line, for cgroup id.
+func parseOne(t *testing.T, out string, id uint64) reclaim.Stat {
+	t.Helper()
+	if strings.Count(out, "\n") != 1 || !strings.HasSuffix(out, "\n") {
+		t.Fatalf("iterator printed %q, want exactly one line", out)
+	}
+	st, err := reclaim.ParseLine(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.ID != id {
+		t.Errorf("iterator printed cgroup id %d, want %d (%q)", st.ID, id, out)
+	}
+	return st
+}
+
+func TestKernelCgroupIterErrors(t *testing.T) {
+	p, h := load(t)
+	c := mkCgroups(t, h)
+	dir, err := os.Open(c.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dir.Close()
+	regular, err := os.CreateTemp(t.TempDir(), "not-a-cgroup")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer regular.Close()
+
+	tests := []struct {
+		name  string
+		fd    int
+		order pin.Order
+		nilP  bool
+		is    error
+		msg   string
+	}{
+		{name: "nil program", fd: int(dir.Fd()), order: pin.SelfOnly, nilP: true, is: pin.ErrNotIterator},
+		{name: "fd -1", fd: -1, order: pin.SelfOnly, is: unix.EBADF},
+		// The kernel reads cgroup_fd 0 as "no fd" and walks the root of
+		// the default hierarchy: stdin must not stand for that.
+		{name: "fd 0", fd: 0, order: pin.SelfOnly, is: unix.EBADF},
+		{name: "regular file", fd: int(regular.Fd()), order: pin.SelfOnly, is: unix.EBADF, msg: "not a cgroup directory"},
+		{name: "closed fd", fd: 1 << 20, order: pin.SelfOnly, is: unix.EBADF},
+		{name: "order 99", fd: int(dir.Fd()), order: 99, is: unix.EINVAL, msg: "order or program not valid"},
+		{name: "order 0", fd: int(dir.Fd()), order: 0, is: unix.EINVAL},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			prog := p.Dump
+			if tt.nilP {
+				prog = nil
+			}
+			it, err := pin.CgroupIter(prog, tt.fd, tt.order)
+			if err == nil {
+				it.Close()
+				t.Fatal("CgroupIter succeeded")
+			}
+			if !errors.Is(err, tt.is) {
+				t.Errorf("CgroupIter: %v, want errors.Is %v", err, tt.is)
+			}
+			if !strings.Contains(err.Error(), tt.msg) {
+				t.Errorf("CgroupIter: %q lacks %q", err, tt.msg)
+			}
+		})
+	}
+}
+
+func TestKernelCgroupIterSelfOnly(t *testing.T) {
+	p, h := load(t)
+	c := mkCgroups(t, h, "child")
+	for _, c := range []cgroup.Cgroup{c, c.Child("child"), h.DefaultParent()} {
+		dir, err := os.Open(c.Path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		it, err := pin.CgroupIter(p.Dump, int(dir.Fd()), pin.SelfOnly)
+		dir.Close() // the link holds its own reference
+		if err != nil {
+			t.Fatalf("CgroupIter(%s): %v", c.Rel, err)
+		}
+		// Each open is a new session with its own final line.
+		for i := 0; i < 2; i++ {
+			parseOne(t, readIter(t, it.Open), mustID(t, c))
+		}
+		it.Close()
+	}
+}
+
+// TestKernelOpenPrintsTheCgroup checks that the order pin.Open uses for the
+// load's flush mode ends on the cgroup itself, also when it has
+// descendants (walk mode visits them first).
+func TestKernelOpenPrintsTheCgroup(t *testing.T) {
+	p, h := load(t)
+	top := mkCgroups(t, h, "a", "a/a1", "a/a2", "b")
+	if got := pin.OrderFor(p.Record.Flush); p.Record.Flush == loader.Walk && got != pin.DescendantsPost ||
+		p.Record.Flush != loader.Walk && got != pin.SelfOnly {
+		t.Errorf("OrderFor(%s) = %d", p.Record.Flush, got)
+	}
+	for _, c := range []cgroup.Cgroup{top, top.Child("a"), top.Child("a/a2"), top.Child("b")} {
+		it, err := pin.Open(p, c)
+		if err != nil {
+			t.Fatalf("Open(%s): %v", c.Rel, err)
+		}
+		parseOne(t, readIter(t, it.Open), mustID(t, c))
+		it.Close()
+	}
+	missing := top.Child("missing")
+	if it, err := pin.Open(p, missing); err == nil {
+		it.Close()
+		t.Error("Open of a missing cgroup succeeded")
+	} else if !strings.Contains(err.Error(), missing.Rel) {
+		t.Errorf("Open of a missing cgroup: %q does not name it", err)
+	}
+}
+
+func TestKernelPinUnpinList(t *testing.T) {
+	p, h := load(t)
+	// A dotted cgroup name needs the mode-0 directories of pin.go.
+	top := mkCgroups(t, h, "a", "a/b.c", "z")
+	cgs := []cgroup.Cgroup{top, top.Child("a"), top.Child("a/b.c"), top.Child("z")}
+
+	if rels, err := pin.List(p.Path); err != nil || len(rels) != 0 {
+		t.Fatalf("List before pinning = %v, %v; want nothing", rels, err)
+	}
+	// Pin children before parents: List sorts anyway.
+	for i := len(cgs) - 1; i >= 0; i-- {
+		c := cgs[i]
+		path, err := pin.Pin(p, c)
+		if err != nil {
+			t.Fatalf("Pin(%s): %v", c.Rel, err)
+		}
+		if want := pin.StatFile(p.Path, c.Rel); path != want {
+			t.Errorf("Pin(%s) = %s, want %s", c.Rel, path, want)
+		}
+	}
+	// Pinning again replaces the file.
+	if _, err := pin.Pin(p, top); err != nil {
+		t.Fatalf("Pin again: %v", err)
+	}
+	for _, c := range cgs {
+		path := pin.StatFile(p.Path, c.Rel)
+		for i := 0; i < 2; i++ { // each read is a new session
+			b, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatalf("reading %s: %v", path, err)
+			}
+			parseOne(t, string(b), mustID(t, c))
+		}
+	}
+	// Every directory below cgroups/ is mode 0 (see dirMode in pin.go).
+	statRoot := filepath.Join(p.Path, loader.CgroupsDir)
+	err := filepath.WalkDir(statRoot, func(path string, d os.DirEntry, err error) error {
+		if err != nil || !d.IsDir() {
+			return err
+		}
+		fi, err := d.Info()
+		if err == nil && fi.Mode().Perm() != 0 {
+			t.Errorf("%s has mode %v, want 0", path, fi.Mode().Perm())
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	want := []string{top.Rel, top.Rel + "/a", top.Rel + "/a/b.c", top.Rel + "/z"}
+	rels, err := pin.List(p.Path)
+	if err != nil || !reflect.DeepEqual(rels, want) {
+		t.Fatalf("List = %v, %v; want %v", rels, err, want)
+	}
+	if !sort.StringsAreSorted(rels) {
+		t.Errorf("List %v is not sorted", rels)
+	}
+
+	// Unpin a leaf: its directory goes, its parent's stays.
+	unpin := func(rel string) {
+		t.Helper()
+		if err := pin.Unpin(p.Path, rel); err != nil {
+			t.Fatalf("Unpin(%s): %v", rel, err)
+		}
+		if _, err := os.Stat(pin.StatFile(p.Path, rel)); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("stat file of %s after Unpin: %v", rel, err)
+		}
+	}
+	exists := func(rel string) bool {
+		_, err := os.Stat(filepath.Dir(pin.StatFile(p.Path, rel)))
+		return err == nil
+	}
+	unpin(top.Rel + "/a/b.c")
+	if exists(top.Rel+"/a/b.c") || !exists(top.Rel+"/a") {
+		t.Errorf("after unpinning a/b.c: its directory exists %v, a's %v; want false, true", exists(top.Rel+"/a/b.c"), exists(top.Rel+"/a"))
+	}
+	// Unpin a parent whose child still has a stat file: the directory stays.
+	unpin(top.Rel)
+	if !exists(top.Rel) {
+		t.Error("unpinning the top removed the directory that holds its children's stat files")
+	}
+	if rels, err := pin.List(p.Path); err != nil || !reflect.DeepEqual(rels, []string{top.Rel + "/a", top.Rel + "/z"}) {
+		t.Errorf("List = %v, %v", rels, err)
+	}
+	unpin(top.Rel + "/a")
+	unpin(top.Rel + "/z")
+	// Everything up to cgroups/ is pruned, the default parent's directories too.
+	entries, err := os.ReadDir(statRoot)
+	if err != nil || len(entries) != 0 {
+		t.Errorf("%s holds %v (%v) after unpinning everything, want it empty", statRoot, entries, err)
+	}
+	if rels, err := pin.List(p.Path); err != nil || len(rels) != 0 {
+		t.Errorf("List after unpinning everything = %v, %v", rels, err)
+	}
+	if err := pin.Unpin(p.Path, top.Rel); err == nil || !strings.Contains(err.Error(), "has no stat file") {
+		t.Errorf("Unpin of a cgroup without a stat file: %v", err)
+	}
+}
+
+func TestKernelUnpinAll(t *testing.T) {
+	p, h := load(t)
+	top := mkCgroups(t, h, "a")
+	for _, c := range []cgroup.Cgroup{top, top.Child("a")} {
+		if _, err := pin.Pin(p, c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := pin.UnpinAll(p.Path); err != nil {
+		t.Fatal(err)
+	}
+	if rels, err := pin.List(p.Path); err != nil || len(rels) != 0 {
+		t.Errorf("List after UnpinAll = %v, %v", rels, err)
+	}
+	// The load itself is untouched.
+	if _, err := loader.ReadRecord(p.Path); err != nil {
+		t.Errorf("ReadRecord after UnpinAll: %v", err)
+	}
+}
+
+func TestStatFile(t *testing.T) {
+	tests := []struct{ rel, want string }{
+		{"/", "/p/cgroups/vmscan.stat"},
+		{"/test/a", "/p/cgroups/test/a/vmscan.stat"},
+		{"test/a", "/p/cgroups/test/a/vmscan.stat"},
+		{"../../etc", "/p/cgroups/etc/vmscan.stat"},
+	}
+	for _, tt := range tests {
+		if got := pin.StatFile("/p", tt.rel); got != tt.want {
+			t.Errorf("StatFile(/p, %q) = %q, want %q", tt.rel, got, tt.want)
+		}
+	}
+}
