@@ -41,6 +41,8 @@ hosttest:
 	$(GO) test -count=1 -v -run '^TestKernel' ./... 2>&1 | tee /tmp/cgrstat-hosttest.log | grep -E '^(=== RUN|--- |\s+--- |ok|FAIL|PASS|panic|\s+\S+_test\.go:[0-9]+:)' ; \
 	  exit $${PIPESTATUS[0]}
 
+VMTEST_FLAGS ?= -timeout 5m
+
 vmtest:
 	$(GO) run ./cmd/kernellab $(VMTEST_FLAGS)
 

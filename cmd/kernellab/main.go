@@ -206,7 +206,7 @@ func report(oc outcome) {
 	if errors.Is(oc.err, kernellab.ErrTestsFailed) {
 		for _, t := range oc.result.Tests {
 			if t.Exit != 0 || t.Fail != 0 {
-				fmt.Printf("--- output of %s (exit %d):\n%s\n", t.Name, t.Exit, lastLines(oc.result.Output(t.Name), 80))
+				fmt.Printf("--- output of %s (exit %d):\n%s\n", t.Name, t.Exit, excerpt(oc.result.Output(t.Name)))
 				shown = true
 			}
 		}
@@ -218,6 +218,26 @@ func report(oc outcome) {
 		fmt.Printf("--- full console: %s\n", oc.logFile)
 	}
 	fmt.Println()
+}
+
+// excerpt picks the part of a test binary's output that says why it failed.
+// A Go panic (a test timeout included) starts with the panic message and the
+// tests still running; the goroutine dump after it fills any tail.
+func excerpt(out string) string {
+	lines := strings.Split(out, "\n")
+	for i, l := range lines {
+		if strings.HasPrefix(l, "panic: ") {
+			var fails []string
+			for _, f := range lines[:i] {
+				if strings.Contains(f, "--- FAIL") {
+					fails = append(fails, f)
+				}
+			}
+			end := min(i+40, len(lines))
+			return strings.Join(append(fails, lines[i:end]...), "\n") + "\n[...]"
+		}
+	}
+	return lastLines(out, 80)
 }
 
 func lastLines(s string, n int) string {

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Limits are the memory settings of one cgroup, in bytes; 0 leaves a
@@ -18,12 +20,30 @@ type Limits struct {
 }
 
 // Write writes value to the control file name of c.
+//
+// It uses plain system calls: os.File would register the pollable kernfs
+// file with Go's poller, and then read memory.reclaim's EAGAIN ("reclaimed
+// less than asked") as "try again later" and wait forever.
 func (c Cgroup) Write(name, value string) error {
-	err := os.WriteFile(filepath.Join(c.Path, name), []byte(value), 0)
+	err := writeFile(filepath.Join(c.Path, name), value)
 	if err != nil {
-		return fmt.Errorf("cgroup %s: writing %q to %s: %w", c.Rel, value, name, unwrapPath(err))
+		return fmt.Errorf("cgroup %s: writing %q to %s: %w", c.Rel, value, name, err)
 	}
 	return nil
+}
+
+func writeFile(path, value string) error {
+	fd, err := unix.Open(path, unix.O_WRONLY|unix.O_TRUNC|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	for {
+		_, err = unix.Write(fd, []byte(value))
+		if err != unix.EINTR {
+			return err
+		}
+	}
 }
 
 // Read returns the trimmed content of the control file name of c.
