@@ -288,18 +288,37 @@ func TestKernelBadInput(t *testing.T) {
 }
 
 // TestKernelCreateIsAllOrNothing makes creation fail half way and checks
-// that nothing is left.
+// that nothing is left, the memory controller of the parent included.
 func TestKernelCreateIsAllOrNothing(t *testing.T) {
 	l := newLab(t)
-	if l.h.Version != 1 {
-		// Every memory setting a spec can hold is valid on v2; there is no
-		// v2 write that fails half way without a kernel fault.
-		t.Skip("needs cgroup v1, where memory.high is refused half way through the tree")
+	if l.h.Version == 1 {
+		// v1 refuses memory.high, which the spec puts on the last node.
+		path, top := l.writeSpec("children:\n  - name: a\n  - name: b\n    memory: {high: 8MiB}\n")
+		r := cli(t, "hierarchy", "create", "-f", path)
+		if r.code == 0 || !strings.Contains(r.stderr, "memory high needs cgroup v2") {
+			t.Fatalf("exit %d, %q: want the v1 refusal of memory high", r.code, r.stderr)
+		}
+		l.assertGone(top)
+		return
 	}
-	path, top := l.writeSpec("children:\n  - name: a\n  - name: b\n    memory: {high: 8MiB}\n")
-	r := cli(t, "hierarchy", "create", "-f", path)
-	if r.code == 0 || !strings.Contains(r.stderr, "memory high needs cgroup v2") {
-		t.Fatalf("exit %d, %q: want the v1 refusal of memory high", r.code, r.stderr)
+	// v2: a parent that allows two descendants refuses the third mkdir.
+	parent := l.parent().Child(fmt.Sprintf("cgrstat-%d-limited", os.Getpid()))
+	if err := parent.Mkdir(); err != nil {
+		t.Fatal(err)
 	}
-	l.assertGone(top)
+	t.Cleanup(func() { _ = parent.Remove() })
+	if err := parent.Write("cgroup.max.descendants", "2"); err != nil {
+		t.Fatal(err)
+	}
+	path, _ := l.writeSpec("children: [{name: a}, {name: b}]\n")
+	r := cli(t, "hierarchy", "create", "-f", path, "--parent", parent.Rel)
+	if r.code != 1 || !strings.Contains(r.stderr, "resource temporarily unavailable") {
+		t.Fatalf("exit %d, %q: want the refusal of the third cgroup", r.code, r.stderr)
+	}
+	if names, err := parent.Children(); err != nil || len(names) != 0 {
+		t.Errorf("left below %s: %v %v", parent.Rel, names, err)
+	}
+	if sc, _ := parent.Read("cgroup.subtree_control"); strings.Contains(sc, "memory") {
+		t.Errorf("memory controller left enabled in %s: %q", parent.Rel, sc)
+	}
 }
