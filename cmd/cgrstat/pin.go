@@ -22,11 +22,7 @@ CGROUP is a path relative to the cgroup root (test/a or /test/a) or an
 absolute path under the cgroup mount.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			h, err := g.hierarchy()
-			if err != nil {
-				return err
-			}
-			cgs, err := resolveAll(h, args)
+			_, cgs, err := g.cgroups(args)
 			if err != nil {
 				return err
 			}

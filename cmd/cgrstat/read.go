@@ -20,10 +20,6 @@ func newReadCmd(g *globals) *cobra.Command {
 Without CGROUP, the cgroups that have stat files are read; with --all, every
 cgroup below the root (or below each CGROUP) is, after one flush per tree.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			h, err := g.hierarchy()
-			if err != nil {
-				return err
-			}
 			p, err := g.open()
 			if err != nil {
 				return err
@@ -34,7 +30,7 @@ cgroup below the root (or below each CGROUP) is, after one flush per tree.`,
 					return err
 				}
 			}
-			cgs, err := resolveAll(h, args)
+			_, cgs, err := g.cgroups(args)
 			if err != nil {
 				return err
 			}

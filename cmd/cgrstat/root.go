@@ -93,15 +93,20 @@ func (g *globals) open() (*loader.Pinned, error) {
 	return p, err
 }
 
-// resolveAll resolves CGROUP arguments, all or nothing.
-func resolveAll(h *cgroup.Hierarchy, args []string) ([]cgroup.Cgroup, error) {
+// cgroups finds the memory hierarchy and resolves CGROUP arguments, all or
+// nothing.
+func (g *globals) cgroups(args []string) (*cgroup.Hierarchy, []cgroup.Cgroup, error) {
+	h, err := g.hierarchy()
+	if err != nil {
+		return nil, nil, err
+	}
 	var cgs []cgroup.Cgroup
 	for _, a := range args {
 		c, err := h.Resolve(a)
 		if err != nil {
-			return nil, exitcode.UsageErr(err)
+			return nil, nil, exitcode.UsageErr(err)
 		}
 		cgs = append(cgs, c)
 	}
-	return cgs, nil
+	return h, cgs, nil
 }

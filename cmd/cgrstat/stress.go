@@ -45,7 +45,7 @@ The kernel answering EAGAIN or EBUSY is not an error: the reclaim ran.`,
 				if tf.file != "" {
 					return exitcode.UsageErr(fmt.Errorf("give either -f SPEC or CGROUP arguments"))
 				}
-				cgs, err := resolveAll(h, args)
+				_, cgs, err := g.cgroups(args)
 				if err != nil {
 					return err
 				}
