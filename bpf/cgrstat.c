@@ -184,13 +184,15 @@ static __always_inline struct total *total_of(__u64 cgid, bool create)
 static __always_inline void flush_pair(__u64 cgid, __u64 parent_id, __u32 cpu)
 {
 	struct pcpu_stat *pc = bpf_map_lookup_percpu_elem(&pcpu_stats, &cgid, cpu);
-	struct counters delta = {};
+	struct counters now = {}, delta = {};
 	struct total *t, *pt;
 
 	if (pc) {
-		delta.delay_ns = pc->state.delay_ns - pc->prev.delay_ns;
-		delta.count = pc->state.count - pc->prev.count;
-		delta.reclaimed = pc->state.reclaimed - pc->prev.reclaimed;
+		/* One snapshot: that CPU's collector may add to state meanwhile. */
+		now = pc->state;
+		delta.delay_ns = now.delay_ns - pc->prev.delay_ns;
+		delta.count = now.count - pc->prev.count;
+		delta.reclaimed = now.reclaimed - pc->prev.reclaimed;
 	}
 	t = total_of(cgid, !is_zero(&delta));
 	if (!t) {
@@ -200,7 +202,7 @@ static __always_inline void flush_pair(__u64 cgid, __u64 parent_id, __u32 cpu)
 		return;
 	}
 	if (pc)
-		pc->prev = pc->state;
+		pc->prev = now;
 	add(&delta, &t->pending);
 	t->pending = (struct counters){};
 	add(&t->state, &delta);
