@@ -280,6 +280,7 @@ func TestKernelBadInput(t *testing.T) {
 		wantUsage(t, "outside the memory hierarchy", "read", "/sys/fs/cgroup/nope", "--pin-path", l.pinPath)
 	}
 	wantUsage(t, "no stat files", "read", "--pin-path", l.pinPath)
+	wantUsage(t, "with flush mode walk, not fentry", "check", "--flush", "fentry", "--pin-path", l.pinPath)
 	wantUsage(t, "not on a bpf filesystem", "load", "--pin-path", t.TempDir()+"/pins")
 	path, top := l.writeSpec("children: [{name: a}]\n")
 	wantUsage(t, "does not exist", "stress", "-f", path, "--pin-path", l.pinPath)

@@ -92,10 +92,14 @@ func alreadyThere(t hierarchy.Tree, err error) error {
 
 // ensureLoaded opens the load at the pin path, loading first if needed.
 func ensureLoaded(opts loader.Options) (*loader.Pinned, bool, error) {
-	_, err := loader.Load(opts)
+	rec, err := loader.Load(opts)
 	loaded := err == nil
 	if err != nil && !errors.Is(err, loader.ErrLoaded) {
 		return nil, false, err
+	}
+	if !loaded && opts.Flush != loader.Auto && rec.Flush != opts.Flush {
+		return nil, false, exitcode.UsageErr(fmt.Errorf("already loaded at %s with flush mode %s, not %s: unload first, or use another --pin-path",
+			opts.PinPath, rec.Flush, opts.Flush))
 	}
 	p, err := loader.Open(opts.PinPath)
 	if err != nil && loaded {
