@@ -248,6 +248,21 @@ func lastLines(s string, n int) string {
 	return strings.Join(lines, "\n")
 }
 
+// printSkips lists each skipped guest test with its reason (the line go
+// test prints before "--- SKIP"), so that no skip goes unseen in CI logs.
+func printSkips(label string, console []byte) {
+	lines := strings.Split(string(console), "\n")
+	for i, l := range lines {
+		if name, ok := strings.CutPrefix(strings.TrimSpace(l), "--- SKIP: "); ok {
+			reason := ""
+			if i > 0 {
+				reason = strings.TrimSpace(lines[i-1])
+			}
+			fmt.Printf("%s: skipped %s: %s\n", label, name, reason)
+		}
+	}
+}
+
 func summarize(outcomes []outcome, interrupted error) error {
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "SUITE\tKERNEL\tPASSED\tFAILED\tSKIPPED\tSECONDS\tSTATUS")
@@ -262,6 +277,9 @@ func summarize(outcomes []outcome, interrupted error) error {
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%.1f\t%s\n", oc.label, oc.release, r.Pass, r.Fail, r.Skip, oc.elapsed.Seconds(), status)
 	}
 	tw.Flush()
+	for _, oc := range outcomes {
+		printSkips(oc.label, oc.result.Console)
+	}
 	// The plain closing line CI runners look for.
 	fmt.Printf("kernellab: %d passed, %d failed\n", len(outcomes)-failed, failed)
 	if interrupted != nil {
