@@ -25,9 +25,10 @@ build: $(BIN)
 $(BIN): $(shell find cmd pkg bpf internal -name '*.go' 2>/dev/null) bpf/cgrstat_x86_bpfel.o
 	$(GO) build -o $@ ./cmd/cgrstat
 
-# Regenerates the bpf2go Go bindings and object; both are committed.
+# Regenerates the bpf2go Go bindings and objects (bpf/, bench/); all are committed.
 generate:
 	cd bpf && BPF2GO_CC=$(CLANG) BPF2GO_STRIP=llvm-strip-19 $(GO) generate ./...
+	cd bench && BPF2GO_CC=$(CLANG) BPF2GO_STRIP=llvm-strip-19 $(GO) generate ./...
 
 # make test = unit tests, then host kernel tests, then the kernel lab.
 test: unit hosttest vmtest

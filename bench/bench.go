@@ -1,0 +1,190 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
+
+	"github.com/cgrstat/cgrstat/pkg/cgroup"
+	"github.com/cgrstat/cgrstat/pkg/loader"
+)
+
+// config is what one machine's run measures.
+type config struct {
+	Sizes []int `json:"sizes"`
+	// Reps is the number of reclaim-then-read rounds per mode and size.
+	Reps int `json:"reps"`
+	// Events is the least number of reclaim events the collector
+	// comparison waits for.
+	Events int `json:"events"`
+	// CLI is the cgrstat binary: stress children and read --all run it.
+	CLI     string `json:"cli"`
+	Verbose bool   `json:"verbose"`
+}
+
+// bench is one machine's run: where it may create cgroups and pins.
+type bench struct {
+	cfg     config
+	h       *cgroup.Hierarchy
+	root    cgroup.Cgroup // the bench's own cgroup, below h.DefaultParent()
+	pinPath string
+	scratch string
+	start   time.Time
+}
+
+func newBench(cfg config) (*bench, error) {
+	h, err := cgroup.Detect("")
+	if err != nil {
+		return nil, fmt.Errorf("finding the memory cgroup hierarchy: %w", err)
+	}
+	name := fmt.Sprintf("cgrstat-bench-%d", os.Getpid())
+	return &bench{
+		cfg: cfg, h: h,
+		root:    h.DefaultParent().Child(name),
+		pinPath: filepath.Join("/sys/fs/bpf", name),
+		scratch: os.TempDir(),
+		start:   time.Now(),
+	}, nil
+}
+
+// logf reports progress on stderr, which the lab streams with -v.
+func (b *bench) logf(format string, args ...any) {
+	if b.cfg.Verbose {
+		fmt.Fprintf(os.Stderr, "bench %6.1fs: %s\n", time.Since(b.start).Seconds(), fmt.Sprintf(format, args...))
+	}
+}
+
+// run measures everything on this kernel. Whatever it created is removed
+// before it returns, also when ctx is cancelled; r holds what was measured
+// before an error.
+func (b *bench) run(ctx context.Context, r *Result) (err error) {
+	if err := describe(r, b.h); err != nil {
+		return err
+	}
+	stats, err := ebpf.EnableStats(uint32(unix.BPF_STATS_RUN_TIME))
+	if err != nil {
+		return fmt.Errorf("enabling BPF run-time statistics: %w", err)
+	}
+	defer stats.Close()
+	if err := b.root.Mkdir(); err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, removeQuiet(b.root)) }()
+	// The trees below need the memory controller (v2; v1 has it everywhere).
+	if _, err := b.h.EnableMemory(b.root); err != nil {
+		return err
+	}
+	if err := b.probeModes(r); err != nil {
+		return err
+	}
+	for _, m := range r.Modes {
+		b.logf("%s: collectors", m)
+		c, err := b.collectors(ctx, m)
+		if err != nil {
+			return fmt.Errorf("%s mode, collectors: %w", m, err)
+		}
+		r.Collectors = append(r.Collectors, c)
+	}
+	for _, n := range b.cfg.Sizes {
+		if err := b.size(ctx, r, n); err != nil {
+			return err
+		}
+	}
+	return b.footprint(r)
+}
+
+// size builds a tree of n cgroups and measures every mode on it.
+func (b *bench) size(ctx context.Context, r *Result, n int) (err error) {
+	b.logf("building a tree of %d cgroups", n)
+	avail := memAvailableMiB()
+	t, err := buildTree(ctx, b.h, b.root.Child(fmt.Sprintf("n%d", n)), n)
+	defer func() { err = errors.Join(err, t.destroy()) }()
+	if err != nil {
+		return err
+	}
+	info := TreeInfo{N: n, BuildSeconds: t.built.Seconds(), MemMiB: avail - memAvailableMiB()}
+	r.Trees = append(r.Trees, info)
+	b.logf("tree of %d built in %.1fs, %d MiB", n, info.BuildSeconds, info.MemMiB)
+	for j, m := range r.Modes {
+		if err := b.mode(ctx, r, t, m, j == 0); err != nil {
+			return fmt.Errorf("%s mode, %d cgroups: %w", m, n, err)
+		}
+	}
+	return nil
+}
+
+// mode loads cgrstat in mode m and measures reads on tree t, and the
+// whole-tree read in the best mode.
+func (b *bench) mode(ctx context.Context, r *Result, t *tree, m loader.Mode, best bool) (err error) {
+	s, err := b.open(m, t.top)
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, s.close()) }()
+	b.logf("%s: reads at the top of %d cgroups", m, t.n)
+	rd, err := b.reads(ctx, s, t)
+	if err != nil {
+		return err
+	}
+	r.Reads = append(r.Reads, rd)
+	if !best {
+		return nil
+	}
+	b.logf("%s: whole-tree read of %d cgroups", m, t.n)
+	w, err := b.whole(s, t)
+	if err != nil {
+		return err
+	}
+	r.Whole = append(r.Whole, w)
+	return nil
+}
+
+func describe(r *Result, h *cgroup.Hierarchy) error {
+	var uts unix.Utsname
+	if err := unix.Uname(&uts); err != nil {
+		return fmt.Errorf("uname: %w", err)
+	}
+	r.Kernel = unix.ByteSliceToString(uts.Release[:])
+	r.CgroupVersion = h.Version
+	cpus, err := ebpf.PossibleCPU()
+	if err != nil {
+		return fmt.Errorf("counting CPUs: %w", err)
+	}
+	r.CPUs = cpus
+	var si unix.Sysinfo_t
+	if err := unix.Sysinfo(&si); err == nil {
+		r.MemTotalMiB = int64(si.Totalram) * int64(si.Unit) >> 20
+	}
+	return nil
+}
+
+// memAvailableMiB reads MemAvailable from /proc/meminfo; 0 if it cannot.
+func memAvailableMiB() int64 {
+	b, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "MemAvailable:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
+			return kb >> 10
+		}
+	}
+	return 0
+}
+
+// removeQuiet removes an empty cgroup that may already be gone.
+func removeQuiet(c cgroup.Cgroup) error {
+	if !c.Exists() {
+		return nil
+	}
+	return c.Remove()
+}

@@ -1,0 +1,88 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"reflect"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/cgrstat/cgrstat/pkg/cgroup"
+)
+
+func TestConsoleRoundTrip(t *testing.T) {
+	want := &Result{Machine: "guest", Kernel: "7.2.0", Trees: []TreeInfo{{N: 100, MemMiB: 3}},
+		Reads: []Read{{Mode: "fentry", N: 100, AfterReclaimNS: []int64{1, 2, 3}}}}
+	f, err := os.Create(filepath.Join(t.TempDir(), "console"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := writeConsole(f, want); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(f.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// What a serial console adds: CRs, and kernel messages between lines.
+	console := strings.ReplaceAll(string(b), "\n", "\r\n[    1.0] random: crng init done\r\n")
+	got, err := readConsole([]byte("SeaBIOS\r\n" + console))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("read back %+v, want %+v", got, want)
+	}
+	if _, err := readConsole([]byte(strings.Replace(string(b), markData+" ", markData+" x", 1))); err == nil {
+		t.Error("a garbled result was accepted")
+	}
+	if _, err := readConsole([]byte("Kernel panic\n")); err == nil {
+		t.Error("a console without a result was accepted")
+	}
+}
+
+func TestMedian(t *testing.T) {
+	for _, tt := range []struct {
+		in   []int64
+		want int64
+	}{{nil, 0}, {[]int64{5}, 5}, {[]int64{9, 1, 5}, 5}, {[]int64{4, 1, 3, 2}, 2}} {
+		if got := median(tt.in); got != tt.want {
+			t.Errorf("median(%v) = %d, want %d", tt.in, got, tt.want)
+		}
+	}
+}
+
+func TestSpreadLeaves(t *testing.T) {
+	for _, n := range []int{5, 21, 100, 1000, 10000} {
+		tr := &tree{n: n, top: cgroup.Cgroup{Rel: "/t", Path: "/t"}}
+		tr.nodes = append(tr.nodes, tr.top)
+		for i := 1; i < n; i++ {
+			tr.nodes = append(tr.nodes, tr.nodes[(i-1)/fanOut].Child(strconv.Itoa(i)))
+		}
+		leaves := tr.spreadLeaves()
+		if len(leaves) != stressedLeaves {
+			t.Fatalf("n=%d: %d leaves", n, len(leaves))
+		}
+		for i, l := range tr.nodes {
+			isLeaf := i*fanOut+1 >= n
+			for _, x := range leaves {
+				if x == l && !isLeaf {
+					t.Errorf("n=%d: node %d has children but was picked as a leaf", n, i)
+				}
+			}
+		}
+	}
+}
+
+func TestParseSizes(t *testing.T) {
+	if got, err := parseSizes("100, 1000,10000"); err != nil || !reflect.DeepEqual(got, []int{100, 1000, 10000}) {
+		t.Errorf("parseSizes = %v, %v", got, err)
+	}
+	for _, bad := range []string{"", "x", "3", "100,"} {
+		if _, err := parseSizes(bad); err == nil {
+			t.Errorf("parseSizes(%q) accepted", bad)
+		}
+	}
+}

@@ -1,0 +1,140 @@
+// Command bench measures what cgrstat costs: its collectors per reclaim
+// event against a seed-style baseline and empty programs, its flush, the
+// read of a stat file as the hierarchy grows, a whole-tree read against a
+// cgroupfs walk, and its map memory. It runs on this host, then in QEMU
+// guests on Debian's kernels (pkg/kernellab), and prints a table per
+// kernel and writes the results as JSON.
+//
+//	make bench                                  # host, then bookworm, trixie, sid
+//	make bench BENCH_FLAGS='-host-only -sizes 100,1000 -v'
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+type options struct {
+	hostOnly, labOnly bool
+	suites            string
+	sizes             []int
+	jsonFile          string
+	verbose           bool
+	reps, events      int
+	memMiB            int
+	guestTimeout      time.Duration
+}
+
+func parseFlags() (options, error) {
+	var o options
+	var sizes string
+	flag.BoolVar(&o.hostOnly, "host-only", false, "measure this host only")
+	flag.BoolVar(&o.labOnly, "lab-only", false, "measure the kernel-lab guests only")
+	flag.StringVar(&o.suites, "suites", "bookworm,trixie,sid", "Debian suites whose kernels the lab boots")
+	flag.StringVar(&sizes, "sizes", "100,1000,10000", "hierarchy sizes (cgroups per tree)")
+	flag.StringVar(&o.jsonFile, "json", "bench/results.json", "where to write the results")
+	flag.BoolVar(&o.verbose, "v", false, "report progress, and stream the guests' consoles")
+	flag.IntVar(&o.reps, "reps", 5, "reclaim-then-read rounds per flush mode and size")
+	flag.IntVar(&o.events, "events", 2400, "reclaim events the collector comparison waits for, at least")
+	flag.IntVar(&o.memMiB, "mem", 2048, "guest memory in MiB")
+	flag.DurationVar(&o.guestTimeout, "guest-timeout", 6*time.Minute, "time limit for each guest, boot included")
+	flag.Parse()
+	if flag.NArg() > 0 {
+		return o, fmt.Errorf("unexpected arguments %q", flag.Args())
+	}
+	if o.hostOnly && o.labOnly {
+		return o, errors.New("-host-only and -lab-only exclude each other")
+	}
+	if o.reps < 1 || o.events < 1 {
+		return o, errors.New("-reps and -events must be at least 1")
+	}
+	var err error
+	o.sizes, err = parseSizes(sizes)
+	return o, err
+}
+
+func parseSizes(s string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < stressedLeaves+1 {
+			return nil, fmt.Errorf("-sizes: %q is not a size of at least %d cgroups", f, stressedLeaves+1)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+func (o options) config(cli string) config {
+	return config{Sizes: o.sizes, Reps: o.reps, Events: o.events, CLI: cli, Verbose: o.verbose}
+}
+
+func main() {
+	if os.Getenv(guestEnv) != "" {
+		os.Exit(guestMain())
+	}
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	o, err := parseFlags()
+	if err != nil {
+		return err
+	}
+	tmp, err := os.MkdirTemp("", "cgrstat-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	cli, err := goBuild(ctx, tmp, "cmd/cgrstat", "cgrstat")
+	if err != nil {
+		return err
+	}
+	var results []*Result
+	var errs []error
+	if !o.labOnly {
+		r := runHost(ctx, o.config(cli))
+		results = append(results, r)
+		printResult(os.Stdout, r)
+	}
+	if !o.hostOnly && ctx.Err() == nil {
+		rs, err := runLab(ctx, o, tmp, cli)
+		results, errs = append(results, rs...), append(errs, err)
+	}
+	for _, r := range results {
+		if r.Error != "" {
+			errs = append(errs, fmt.Errorf("%s (%s): %s", r.Machine, r.Kernel, r.Error))
+		}
+	}
+	errs = append(errs, writeJSON(o.jsonFile, results))
+	return errors.Join(errs...)
+}
+
+// runHost measures this machine. Errors are recorded in the result, next
+// to whatever was measured before them.
+func runHost(ctx context.Context, cfg config) *Result {
+	r := &Result{Machine: "host"}
+	start := time.Now()
+	defer func() { r.Seconds = time.Since(start).Seconds() }()
+	b, err := newBench(cfg)
+	if err == nil {
+		err = b.run(ctx, r)
+	}
+	if err != nil {
+		r.Error = err.Error()
+	}
+	return r
+}

@@ -1,0 +1,91 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"text/tabwriter"
+)
+
+// printResult writes one kernel's tables.
+func printResult(w io.Writer, r *Result) {
+	fmt.Fprintf(w, "\n== %s: Linux %s, cgroup v%d, %d CPUs, %d MiB, %.0fs ==\n",
+		r.Machine, r.Kernel, r.CgroupVersion, r.CPUs, r.MemTotalMiB, r.Seconds)
+	for _, t := range r.Trees {
+		fmt.Fprintf(w, "tree of %d cgroups: built in %.1fs, %d MiB of memory\n", t.N, t.BuildSeconds, t.MemMiB)
+	}
+	for _, rf := range r.Refused {
+		fmt.Fprintf(w, "flush mode %s refused: %s\n", rf.Mode, rf.Reason)
+	}
+	for _, section := range []func(io.Writer, *tabwriter.Writer, *Result){printCollectors, printReads, printWhole, printFootprint} {
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+		section(w, tw, r)
+		tw.Flush()
+	}
+	if r.Error != "" {
+		fmt.Fprintf(w, "ERROR: %s\n", r.Error)
+	}
+}
+
+func printCollectors(w io.Writer, tw *tabwriter.Writer, r *Result) {
+	if len(r.Collectors) == 0 {
+		return
+	}
+	fmt.Fprintln(w, "\ncollectors, ns per reclaim event (begin+end)")
+	fmt.Fprintln(tw, "mode\tevents\tcgrstat\tbaseline\tfloor\tvs baseline\tvs floor\t")
+	for _, c := range r.Collectors {
+		fmt.Fprintf(tw, "%s\t%d\t%.0f\t%.0f\t%.0f\t%.2fx\t%.2fx\t\n", c.Mode, c.Cgrstat.End.Runs,
+			c.Cgrstat.PerEvent(), c.Baseline.PerEvent(), c.Floor.PerEvent(), c.VsBaseline, c.VsFloor)
+	}
+}
+
+func printReads(w io.Writer, tw *tabwriter.Writer, r *Result) {
+	if len(r.Reads) == 0 {
+		return
+	}
+	fmt.Fprintln(w, "\nread of the top's stat file, median µs; flush cost")
+	fmt.Fprintln(tw, "mode\tN\tafter reclaim\tidle\tflush runs\tns/pair\tdump ns/read\tns/cgroup visited\t")
+	for _, rd := range r.Reads {
+		runs, pair := "-", "-"
+		if rd.Flush != nil {
+			runs, pair = fmt.Sprint(rd.Flush.Runs), fmt.Sprintf("%.0f", rd.Flush.PerRun())
+		}
+		perRead := float64(rd.Dump.NS) / float64(max(rd.Reads, 1))
+		perVisit := "-" // only walk mode visits more than the top
+		if rd.Visited > 1 {
+			perVisit = fmt.Sprintf("%.0f", perRead/float64(rd.Visited))
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%.1f\t%.1f\t%s\t%s\t%.0f\t%s\t\n", rd.Mode, rd.N,
+			µs(median(rd.AfterReclaimNS)), µs(median(rd.IdleNS)), runs, pair, perRead, perVisit)
+	}
+}
+
+func printWhole(w io.Writer, tw *tabwriter.Writer, r *Result) {
+	if len(r.Whole) == 0 {
+		return
+	}
+	fmt.Fprintln(w, "\nwhole tree, median ms")
+	fmt.Fprintln(tw, "mode\tN\tread --all (CLI)\tin-process\tmemory.stat walk\twalk/CLI\tCLI max RSS MiB\t")
+	for _, wh := range r.Whole {
+		cli := median(wh.CLINS)
+		fmt.Fprintf(tw, "%s\t%d\t%.1f\t%.1f\t%.1f\t%.2fx\t%.1f\t\n", wh.Mode, wh.N, ms(cli), ms(median(wh.InProcessNS)),
+			ms(median(wh.WalkNS)), float64(median(wh.WalkNS))/float64(max(cli, 1)), float64(wh.MaxRSSKiB)/1024)
+	}
+}
+
+func printFootprint(w io.Writer, tw *tabwriter.Writer, r *Result) {
+	fp := r.Footprint
+	if fp == nil {
+		return
+	}
+	fmt.Fprintf(w, "\nmaps (memlock from fdinfo), max_cgroups %d\n", fp.MaxCgroups)
+	fmt.Fprintln(tw, "map\ttype\tkey\tvalue\tentries\tmemlock KiB\t\t")
+	for _, m := range fp.Maps {
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%.1f\t\t\n", m.Name, m.Type, m.KeySize, m.ValueSize, m.MaxEntries, float64(m.Memlock)/1024)
+	}
+	tw.Flush()
+	fmt.Fprintf(w, "bytes per cgroup slot: %.0f (memlock), %.0f (keys+values x CPUs)\n",
+		fp.PerCgroupMemlock, fp.PerCgroupValues)
+}
+
+func µs(ns int64) float64 { return float64(ns) / 1e3 }
+func ms(ns int64) float64 { return float64(ns) / 1e6 }

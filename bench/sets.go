@@ -1,0 +1,59 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+)
+
+// collectorSet is a begin and an end program that the bench attaches and
+// detaches itself, to choose the order in which the tracepoints run them.
+type collectorSet struct {
+	name       string
+	begin, end *ebpf.Program
+	links      []link.Link
+}
+
+func (c *collectorSet) attach() error {
+	for _, p := range []*ebpf.Program{c.begin, c.end} {
+		l, err := link.AttachTracing(link.TracingOptions{Program: p})
+		if err != nil {
+			c.detach()
+			return fmt.Errorf("attaching %s collector %s: %w", c.name, p, err)
+		}
+		c.links = append(c.links, l)
+	}
+	return nil
+}
+
+func (c *collectorSet) detach() {
+	for _, l := range c.links {
+		l.Close()
+	}
+	c.links = nil
+}
+
+func (c *collectorSet) cost() (Pair, error) {
+	b, err := cost(c.begin)
+	if err != nil {
+		return Pair{}, err
+	}
+	e, err := cost(c.end)
+	return Pair{Begin: b, End: e}, err
+}
+
+// takeCollectors detaches the collectors that the load attached and
+// pinned, and hands them over as a set. It relies on the loader's pin
+// layout (<pin path>/links/<program>), the same for every load of Layout 1.
+func (s *session) takeCollectors() (*collectorSet, error) {
+	for _, name := range []string{"vmscan_start", "vmscan_end"} {
+		path := filepath.Join(s.pinPath, "links", name)
+		if err := os.Remove(path); err != nil {
+			return nil, fmt.Errorf("detaching cgrstat's %s: %w", name, err)
+		}
+	}
+	return &collectorSet{name: "cgrstat", begin: s.progs["vmscan_start"], end: s.progs["vmscan_end"]}, nil
+}

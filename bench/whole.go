@@ -1,0 +1,119 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/cgrstat/cgrstat/pkg/cgroup"
+	"github.com/cgrstat/cgrstat/pkg/format"
+	"github.com/cgrstat/cgrstat/pkg/reclaim"
+)
+
+// wholeReps is how often each whole-tree read is timed: fewer for large
+// trees, whose memory.stat walk takes long under emulation.
+func wholeReps(n int) int {
+	if n >= 10000 {
+		return 3
+	}
+	return 5
+}
+
+// whole times `cgrstat read --all --json` of the tree (the binary, as a
+// subprocess), the same in-process, and reading every memory.stat.
+func (b *bench) whole(s *session, t *tree) (Whole, error) {
+	w := Whole{Mode: s.mode, N: t.n}
+	for i := 0; i < wholeReps(t.n); i++ {
+		ns, rss, err := b.readAllCLI(t)
+		if err != nil {
+			return w, err
+		}
+		w.CLINS, w.MaxRSSKiB = append(w.CLINS, ns), max(w.MaxRSSKiB, rss)
+		if ns, err = readAllInProcess(s, t); err != nil {
+			return w, err
+		}
+		w.InProcessNS = append(w.InProcessNS, ns)
+		if ns, err = walkMemoryStat(t); err != nil {
+			return w, err
+		}
+		w.WalkNS = append(w.WalkNS, ns)
+	}
+	return w, nil
+}
+
+// readAllCLI runs the real binary and checks that it printed every cgroup.
+func (b *bench) readAllCLI(t *tree) (int64, int64, error) {
+	cmd := exec.Command(b.cfg.CLI, "--pin-path", b.pinPath, "read", "--all", "--json", t.top.Path)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	start := time.Now()
+	err := cmd.Run()
+	ns := since(start)
+	if err != nil {
+		return 0, 0, fmt.Errorf("%s read --all: %w: %s", filepath.Base(b.cfg.CLI), err, bytes.TrimSpace(stderr.Bytes()))
+	}
+	var out struct {
+		Cgroups []reclaim.Stat `json:"cgroups"`
+	}
+	if err := json.Unmarshal(stdout.Bytes(), &out); err != nil {
+		return 0, 0, fmt.Errorf("decoding read --all output: %w", err)
+	}
+	if err := checkAll(out.Cgroups, t); err != nil {
+		return 0, 0, fmt.Errorf("read --all: %w", err)
+	}
+	var rss int64
+	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+		rss = ru.Maxrss // KiB on Linux
+	}
+	return ns, rss, nil
+}
+
+func readAllInProcess(s *session, t *tree) (int64, error) {
+	start := time.Now()
+	stats, err := reclaim.Read(s.p, []cgroup.Cgroup{t.top}, true)
+	if err == nil {
+		err = format.JSON(io.Discard, stats)
+	}
+	ns := since(start)
+	if err != nil {
+		return 0, fmt.Errorf("reading the tree in-process: %w", err)
+	}
+	return ns, checkAll(stats, t)
+}
+
+// checkAll wants one line per cgroup of the tree, the top's with reclaims.
+func checkAll(stats []reclaim.Stat, t *tree) error {
+	if len(stats) != t.n {
+		return fmt.Errorf("%d cgroups read, the tree has %d", len(stats), t.n)
+	}
+	if stats[0].Path != t.top.Rel || stats[0].Count == 0 {
+		return fmt.Errorf("first line %+v: want the top %s with reclaims", stats[0], t.top.Rel)
+	}
+	return nil
+}
+
+// walkMemoryStat reads memory.stat of every cgroup of the tree, as a tool
+// without cgrstat would.
+func walkMemoryStat(t *tree) (int64, error) {
+	n := 0
+	start := time.Now()
+	err := cgroup.Walk(t.top, func(c cgroup.Cgroup) error {
+		n++
+		_, err := os.ReadFile(filepath.Join(c.Path, "memory.stat"))
+		return err
+	})
+	ns := since(start)
+	if err != nil {
+		return 0, fmt.Errorf("walking memory.stat: %w", err)
+	}
+	if n != t.n {
+		return 0, fmt.Errorf("memory.stat walk visited %d cgroups, the tree has %d", n, t.n)
+	}
+	return ns, nil
+}
