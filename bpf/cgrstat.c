@@ -66,6 +66,17 @@ struct total {
 	struct counters pending; /* from flushed children, not yet folded in */
 };
 
+/* A cgroup as the tree iterator found it: read --all's view of the tree. */
+struct tree_key {
+	__u64 session;
+	__u64 cgid;
+};
+
+struct tree_node {
+	__u64 parent_id;
+	char name[256]; /* NAME_MAX + 1 */
+};
+
 /* One JSON document written by the loader: what was loaded and why. */
 struct load_record {
 	char json[2048];
@@ -93,13 +104,34 @@ struct {
 	__type(value, __u64);
 } reclaim_start SEC(".maps");
 
-/* Last cgroup an iterator session visited: the one its final call prints. */
+/*
+ * Per iterator session: the last cgroup dump visited (the one its final call
+ * prints), or the number of cgroups tree visited. Session ids are unique
+ * across all iterators.
+ */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 256);
 	__type(key, __u64);
 	__type(value, __u64);
 } sessions SEC(".maps");
+
+/* Sized by the loader like the per-cgroup maps; filled only during a walk. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 10240);
+	__type(key, struct tree_key);
+	__type(value, struct tree_node);
+} tree_nodes SEC(".maps");
+
+/* Scratch for a tree_node, too large for the BPF stack. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct tree_node);
+} tree_scratch SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -389,5 +421,46 @@ int dump(struct bpf_iter__cgroup *ctx)
 	else
 		rstat_flush(cgrp);
 	bpf_map_update_elem(&sessions, &session, &cgid, BPF_ANY);
+	return 0;
+}
+
+/*
+ * Walking a subtree (DESCENDANTS_PRE) for read --all: each cgroup goes into
+ * tree_nodes under the session's id, and the final call prints the session
+ * and how many cgroups it visited. Nothing else is printed, so the walk of
+ * any number of cgroups fits one read of the iterator's bounded buffer.
+ */
+SEC("iter/cgroup")
+int tree(struct bpf_iter__cgroup *ctx)
+{
+	struct tree_key key = { .session = ctx->meta->session_id };
+	struct cgroup *cgrp = ctx->cgroup;
+	struct cgroup_subsys_state *parent;
+	struct tree_node *node;
+	__u64 one = 1, *visited;
+	__u32 zero = 0;
+
+	if (!cgrp) {
+		visited = bpf_map_lookup_elem(&sessions, &key.session);
+		if (!visited)
+			return 0;
+		BPF_SEQ_PRINTF(ctx->meta->seq, "session: %llu, visited: %llu\n", key.session, *visited);
+		bpf_map_delete_elem(&sessions, &key.session);
+		return 0;
+	}
+	node = bpf_map_lookup_elem(&tree_scratch, &zero);
+	if (!node)
+		return 0;
+	key.cgid = cgroup_id(cgrp);
+	parent = cgrp->self.parent;
+	node->parent_id = parent ? cgroup_id(parent->cgroup) : 0;
+	bpf_probe_read_kernel_str(node->name, sizeof(node->name), cgrp->kn->name);
+	/* Counted even if the map is full, so the reader can tell it is short. */
+	visited = bpf_map_lookup_elem(&sessions, &key.session);
+	if (visited)
+		*visited += 1;
+	else
+		bpf_map_update_elem(&sessions, &key.session, &one, BPF_NOEXIST);
+	bpf_map_update_elem(&tree_nodes, &key, node, BPF_ANY);
 	return 0;
 }

@@ -47,6 +47,18 @@ type CgrstatTotal struct {
 	Pending CgrstatCounters
 }
 
+type CgrstatTreeKey struct {
+	_       structs.HostLayout
+	Session uint64
+	Cgid    uint64
+}
+
+type CgrstatTreeNode struct {
+	_        structs.HostLayout
+	ParentId uint64
+	Name     [256]int8
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
@@ -57,9 +69,12 @@ const (
 	CgrstatMapReclaimStart     = "reclaim_start"
 	CgrstatMapSessions         = "sessions"
 	CgrstatMapTotals           = "totals"
+	CgrstatMapTreeNodes        = "tree_nodes"
+	CgrstatMapTreeScratch      = "tree_scratch"
 	CgrstatProgDump            = "dump"
 	CgrstatProgFlushFentry     = "flush_fentry"
 	CgrstatProgFlushKprobe     = "flush_kprobe"
+	CgrstatProgTree            = "tree"
 	CgrstatProgVmscanEnd       = "vmscan_end"
 	CgrstatProgVmscanStart     = "vmscan_start"
 	CgrstatVarFlushMode        = "flush_mode"
@@ -112,6 +127,7 @@ type CgrstatProgramSpecs struct {
 	Dump        *ebpf.ProgramSpec `ebpf:"dump"`
 	FlushFentry *ebpf.ProgramSpec `ebpf:"flush_fentry"`
 	FlushKprobe *ebpf.ProgramSpec `ebpf:"flush_kprobe"`
+	Tree        *ebpf.ProgramSpec `ebpf:"tree"`
 	VmscanEnd   *ebpf.ProgramSpec `ebpf:"vmscan_end"`
 	VmscanStart *ebpf.ProgramSpec `ebpf:"vmscan_start"`
 }
@@ -126,6 +142,8 @@ type CgrstatMapSpecs struct {
 	ReclaimStart *ebpf.MapSpec `ebpf:"reclaim_start"`
 	Sessions     *ebpf.MapSpec `ebpf:"sessions"`
 	Totals       *ebpf.MapSpec `ebpf:"totals"`
+	TreeNodes    *ebpf.MapSpec `ebpf:"tree_nodes"`
+	TreeScratch  *ebpf.MapSpec `ebpf:"tree_scratch"`
 }
 
 // CgrstatVariableSpecs contains global variables before they are loaded into the kernel.
@@ -163,6 +181,8 @@ type CgrstatMaps struct {
 	ReclaimStart *ebpf.Map `ebpf:"reclaim_start"`
 	Sessions     *ebpf.Map `ebpf:"sessions"`
 	Totals       *ebpf.Map `ebpf:"totals"`
+	TreeNodes    *ebpf.Map `ebpf:"tree_nodes"`
+	TreeScratch  *ebpf.Map `ebpf:"tree_scratch"`
 }
 
 func (m *CgrstatMaps) Close() error {
@@ -173,6 +193,8 @@ func (m *CgrstatMaps) Close() error {
 		m.ReclaimStart,
 		m.Sessions,
 		m.Totals,
+		m.TreeNodes,
+		m.TreeScratch,
 	)
 }
 
@@ -192,6 +214,7 @@ type CgrstatPrograms struct {
 	Dump        *ebpf.Program `ebpf:"dump"`
 	FlushFentry *ebpf.Program `ebpf:"flush_fentry"`
 	FlushKprobe *ebpf.Program `ebpf:"flush_kprobe"`
+	Tree        *ebpf.Program `ebpf:"tree"`
 	VmscanEnd   *ebpf.Program `ebpf:"vmscan_end"`
 	VmscanStart *ebpf.Program `ebpf:"vmscan_start"`
 }
@@ -201,6 +224,7 @@ func (p *CgrstatPrograms) Close() error {
 		p.Dump,
 		p.FlushFentry,
 		p.FlushKprobe,
+		p.Tree,
 		p.VmscanEnd,
 		p.VmscanStart,
 	)

@@ -106,8 +106,9 @@ func configuredSpec(opts Options) (*ebpf.CollectionSpec, error) {
 	if max == 0 {
 		max = DefaultMaxCgroups
 	}
-	spec.Maps["pcpu_stats"].MaxEntries = max
-	spec.Maps["totals"].MaxEntries = max
+	for _, name := range []string{"pcpu_stats", "totals", "tree_nodes"} {
+		spec.Maps[name].MaxEntries = max
+	}
 	for name, v := range map[string]uint32{"nr_cpus": uint32(cpus), "memcg_v1_hierarchy": opts.MemcgV1Hierarchy} {
 		if err := spec.Variables[name].Set(v); err != nil {
 			return nil, fmt.Errorf("setting %s: %w", name, err)

@@ -26,7 +26,10 @@ const (
 	CgroupsDir = "cgroups"
 )
 
-var pinnedMaps = []string{"pcpu_stats", "totals", "reclaim_start", "sessions", "lost", "info"}
+var (
+	pinnedMaps     = []string{"pcpu_stats", "totals", "reclaim_start", "sessions", "lost", "info", "tree_nodes"}
+	pinnedPrograms = []string{"dump", "tree"}
+)
 
 func (l *loaded) pin(pinPath string, rec *Record) (err error) {
 	created, err := mkdirOwn(pinPath)
@@ -55,8 +58,10 @@ func (l *loaded) pin(pinPath string, rec *Record) (err error) {
 			return err
 		}
 	}
-	if err := pin(l.coll.Programs["dump"], progsDir, "dump"); err != nil {
-		return err
+	for _, name := range pinnedPrograms {
+		if err := pin(l.coll.Programs[name], progsDir, name); err != nil {
+			return err
+		}
 	}
 	for name, lk := range l.links {
 		if err := pin(lk, linksDir, name); err != nil {
@@ -165,7 +170,9 @@ func foreign(pinPath, why string) error {
 type Pinned struct {
 	Record *Record
 	Dump   *ebpf.Program
+	Tree   *ebpf.Program
 	Totals *ebpf.Map
+	Nodes  *ebpf.Map
 	Pcpu   *ebpf.Map
 	Lost   *ebpf.Map
 	Path   string
@@ -178,10 +185,13 @@ func Open(pinPath string) (*Pinned, error) {
 		return nil, err
 	}
 	p := &Pinned{Record: rec, Path: pinPath}
-	if p.Dump, err = ebpf.LoadPinnedProgram(filepath.Join(pinPath, progsDir, "dump"), nil); err != nil {
-		return nil, fmt.Errorf("opening the pinned iterator program: %w", err)
+	for name, prog := range map[string]**ebpf.Program{"dump": &p.Dump, "tree": &p.Tree} {
+		if *prog, err = ebpf.LoadPinnedProgram(filepath.Join(pinPath, progsDir, name), nil); err != nil {
+			p.Close()
+			return nil, fmt.Errorf("opening pinned program %s: %w", name, err)
+		}
 	}
-	for name, m := range map[string]**ebpf.Map{"totals": &p.Totals, "pcpu_stats": &p.Pcpu, "lost": &p.Lost} {
+	for name, m := range map[string]**ebpf.Map{"totals": &p.Totals, "pcpu_stats": &p.Pcpu, "lost": &p.Lost, "tree_nodes": &p.Nodes} {
 		if *m, err = ebpf.LoadPinnedMap(filepath.Join(pinPath, mapsDir, name), nil); err != nil {
 			p.Close()
 			return nil, fmt.Errorf("opening pinned map %s: %w", name, err)
@@ -192,10 +202,12 @@ func Open(pinPath string) (*Pinned, error) {
 
 // Close releases the handle; the pins stay.
 func (p *Pinned) Close() {
-	if p.Dump != nil {
-		p.Dump.Close()
+	for _, prog := range []*ebpf.Program{p.Dump, p.Tree} {
+		if prog != nil {
+			prog.Close()
+		}
 	}
-	for _, m := range []*ebpf.Map{p.Totals, p.Pcpu, p.Lost} {
+	for _, m := range []*ebpf.Map{p.Totals, p.Pcpu, p.Lost, p.Nodes} {
 		if m != nil {
 			m.Close()
 		}

@@ -84,21 +84,20 @@ func Read(p *loader.Pinned, cgs []cgroup.Cgroup, all bool) ([]Stat, error) {
 
 // subtree reads the totals of c and its descendants, already flushed.
 func subtree(p *loader.Pinned, c cgroup.Cgroup) ([]Stat, error) {
+	members, err := Members(p, c)
+	if err != nil {
+		return nil, err
+	}
 	totals, err := Totals(p.Totals)
 	if err != nil {
 		return nil, err
 	}
-	var out []Stat
-	err = cgroup.Walk(c, func(d cgroup.Cgroup) error {
-		id, err := cgroup.ID(d)
-		if err != nil {
-			return err
-		}
-		t := totals[id]
-		out = append(out, Stat{ID: id, Path: d.Rel, DelayNS: t.DelayNs, Count: t.Count, Reclaimed: t.Reclaimed})
-		return nil
-	})
-	return out, err
+	out := make([]Stat, len(members))
+	for i, m := range members {
+		t := totals[m.ID]
+		out[i] = Stat{ID: m.ID, Path: m.Path, DelayNS: t.DelayNs, Count: t.Count, Reclaimed: t.Reclaimed}
+	}
+	return out, nil
 }
 
 // batchSize is large enough that a hash bucket always fits.

@@ -1,0 +1,90 @@
+package reclaim
+
+import (
+	"fmt"
+	"os"
+	"reflect"
+	"testing"
+
+	"github.com/cgrstat/cgrstat/bpf"
+	"github.com/cgrstat/cgrstat/internal/testenv"
+	"github.com/cgrstat/cgrstat/pkg/cgroup"
+	"github.com/cgrstat/cgrstat/pkg/loader"
+)
+
+func node(parent uint64, name string) bpf.CgrstatTreeNode {
+	n := bpf.CgrstatTreeNode{ParentId: parent}
+	for i, c := range []byte(name) {
+		n.Name[i] = int8(c)
+	}
+	return n
+}
+
+func TestPaths(t *testing.T) {
+	nodes := map[uint64]bpf.CgrstatTreeNode{
+		10: node(1, "test"), // the top: its parent is outside the walk
+		12: node(10, "b"),
+		11: node(10, "a"),
+		13: node(11, "a.x"),
+		14: node(12, "z"),
+	}
+	got := paths(nodes, 10, "/own/test")
+	want := []Member{{10, "/own/test"}, {11, "/own/test/a"}, {13, "/own/test/a/a.x"}, {12, "/own/test/b"}, {14, "/own/test/b/z"}}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("paths = %v, want %v", got, want)
+	}
+}
+
+// TestKernelMembers checks the in-kernel tree walk against cgroupfs.
+func TestKernelMembers(t *testing.T) {
+	testenv.Root(t)
+	h, err := cgroup.Detect("")
+	if err != nil {
+		testenv.Skip(t, "no memory cgroup hierarchy: %v", err)
+	}
+	pinPath := fmt.Sprintf("/sys/fs/bpf/cgrstat-test-%d-members", os.Getpid())
+	if _, err := loader.Load(loader.Options{PinPath: pinPath, Flush: loader.Walk, CgroupVersion: h.Version,
+		MemcgV1Hierarchy: h.V1ID, CgroupRoot: h.Mount, MaxCgroups: 64}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _, _ = loader.Unload(pinPath) })
+	top := h.DefaultParent().Child(fmt.Sprintf("cgrstat-%d-members", os.Getpid()))
+	tree := []cgroup.Cgroup{top, top.Child("b"), top.Child("a"), top.Child("a").Child("x.y")}
+	for _, c := range tree {
+		if err := c.Mkdir(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = c.Remove() })
+	}
+	p, err := loader.Open(pinPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	var want []Member
+	if err := cgroup.Walk(top, func(c cgroup.Cgroup) error {
+		id, err := cgroup.ID(c)
+		want = append(want, Member{id, c.Rel})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 2; i++ { // the second walk finds the map cleared by the first
+		got, err := Members(p, top)
+		if err != nil || !reflect.DeepEqual(got, want) {
+			t.Fatalf("walk %d: Members = %v, %v; cgroupfs has %v", i, got, err, want)
+		}
+	}
+	// A map too small for the tree is an error, not a short answer.
+	big := top.Child("a")
+	for i := 0; i < 70; i++ {
+		c := big.Child(fmt.Sprintf("n%d", i))
+		if err := c.Mkdir(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = c.Remove() })
+	}
+	if _, err := Members(p, top); err == nil {
+		t.Fatal("Members of 74 cgroups with a 64-entry map: no error")
+	}
+}
