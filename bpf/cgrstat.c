@@ -67,12 +67,8 @@ struct total {
 };
 
 /* A cgroup as the tree iterator found it: read --all's view of the tree. */
-struct tree_key {
-	__u64 session;
-	__u64 cgid;
-};
-
 struct tree_node {
+	__u64 id;
 	__u64 parent_id;
 	char name[256]; /* NAME_MAX + 1 */
 };
@@ -116,22 +112,17 @@ struct {
 	__type(value, __u64);
 } sessions SEC(".maps");
 
-/* Sized by the loader like the per-cgroup maps; filled only during a walk. */
+/*
+ * The cgroups of the last tree walk, in visiting order. Sized by the loader
+ * like the per-cgroup maps. Readers take a lock (flock on the pinned maps
+ * directory) around walk and read, since every walk writes from slot 0.
+ */
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 10240);
-	__type(key, struct tree_key);
-	__type(value, struct tree_node);
-} tree_nodes SEC(".maps");
-
-/* Scratch for a tree_node, too large for the BPF stack. */
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
 	__type(key, __u32);
 	__type(value, struct tree_node);
-} tree_scratch SEC(".maps");
+} tree_nodes SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -426,41 +417,40 @@ int dump(struct bpf_iter__cgroup *ctx)
 
 /*
  * Walking a subtree (DESCENDANTS_PRE) for read --all: each cgroup goes into
- * tree_nodes under the session's id, and the final call prints the session
- * and how many cgroups it visited. Nothing else is printed, so the walk of
- * any number of cgroups fits one read of the iterator's bounded buffer.
+ * the next slot of tree_nodes, and the final call prints the session and
+ * how many cgroups it visited. Nothing else is printed, so the walk of any
+ * number of cgroups fits one read of the iterator's bounded buffer.
  */
 SEC("iter/cgroup")
 int tree(struct bpf_iter__cgroup *ctx)
 {
-	struct tree_key key = { .session = ctx->meta->session_id };
+	__u64 session = ctx->meta->session_id, one = 1, *visited;
 	struct cgroup *cgrp = ctx->cgroup;
 	struct cgroup_subsys_state *parent;
 	struct tree_node *node;
-	__u64 one = 1, *visited;
-	__u32 zero = 0;
+	__u32 slot = 0;
 
+	visited = bpf_map_lookup_elem(&sessions, &session);
 	if (!cgrp) {
-		visited = bpf_map_lookup_elem(&sessions, &key.session);
 		if (!visited)
 			return 0;
-		BPF_SEQ_PRINTF(ctx->meta->seq, "session: %llu, visited: %llu\n", key.session, *visited);
-		bpf_map_delete_elem(&sessions, &key.session);
+		BPF_SEQ_PRINTF(ctx->meta->seq, "session: %llu, visited: %llu\n", session, *visited);
+		bpf_map_delete_elem(&sessions, &session);
 		return 0;
 	}
-	node = bpf_map_lookup_elem(&tree_scratch, &zero);
+	/* Counted even past the last slot, so the reader can tell it is short. */
+	if (visited) {
+		slot = *visited;
+		*visited += 1;
+	} else {
+		bpf_map_update_elem(&sessions, &session, &one, BPF_NOEXIST);
+	}
+	node = bpf_map_lookup_elem(&tree_nodes, &slot);
 	if (!node)
 		return 0;
-	key.cgid = cgroup_id(cgrp);
+	node->id = cgroup_id(cgrp);
 	parent = cgrp->self.parent;
 	node->parent_id = parent ? cgroup_id(parent->cgroup) : 0;
 	bpf_probe_read_kernel_str(node->name, sizeof(node->name), cgrp->kn->name);
-	/* Counted even if the map is full, so the reader can tell it is short. */
-	visited = bpf_map_lookup_elem(&sessions, &key.session);
-	if (visited)
-		*visited += 1;
-	else
-		bpf_map_update_elem(&sessions, &key.session, &one, BPF_NOEXIST);
-	bpf_map_update_elem(&tree_nodes, &key, node, BPF_ANY);
 	return 0;
 }

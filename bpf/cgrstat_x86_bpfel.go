@@ -47,14 +47,9 @@ type CgrstatTotal struct {
 	Pending CgrstatCounters
 }
 
-type CgrstatTreeKey struct {
-	_       structs.HostLayout
-	Session uint64
-	Cgid    uint64
-}
-
 type CgrstatTreeNode struct {
 	_        structs.HostLayout
+	Id       uint64
 	ParentId uint64
 	Name     [256]int8
 }
@@ -70,7 +65,6 @@ const (
 	CgrstatMapSessions         = "sessions"
 	CgrstatMapTotals           = "totals"
 	CgrstatMapTreeNodes        = "tree_nodes"
-	CgrstatMapTreeScratch      = "tree_scratch"
 	CgrstatProgDump            = "dump"
 	CgrstatProgFlushFentry     = "flush_fentry"
 	CgrstatProgFlushKprobe     = "flush_kprobe"
@@ -143,7 +137,6 @@ type CgrstatMapSpecs struct {
 	Sessions     *ebpf.MapSpec `ebpf:"sessions"`
 	Totals       *ebpf.MapSpec `ebpf:"totals"`
 	TreeNodes    *ebpf.MapSpec `ebpf:"tree_nodes"`
-	TreeScratch  *ebpf.MapSpec `ebpf:"tree_scratch"`
 }
 
 // CgrstatVariableSpecs contains global variables before they are loaded into the kernel.
@@ -182,7 +175,6 @@ type CgrstatMaps struct {
 	Sessions     *ebpf.Map `ebpf:"sessions"`
 	Totals       *ebpf.Map `ebpf:"totals"`
 	TreeNodes    *ebpf.Map `ebpf:"tree_nodes"`
-	TreeScratch  *ebpf.Map `ebpf:"tree_scratch"`
 }
 
 func (m *CgrstatMaps) Close() error {
@@ -194,7 +186,6 @@ func (m *CgrstatMaps) Close() error {
 		m.Sessions,
 		m.Totals,
 		m.TreeNodes,
-		m.TreeScratch,
 	)
 }
 

@@ -3,6 +3,7 @@
 package format
 
 import (
+	"bufio"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -15,17 +16,25 @@ import (
 	"github.com/cgrstat/cgrstat/pkg/reclaim"
 )
 
-// JSON writes {"cgroups":[...]}; an empty list is [] rather than null, so
-// that scripts can index it without a check.
+// JSON writes {"cgroups":[...]} with one cgroup per line: readable, and
+// several times faster than indenting thousands of objects. An empty list
+// is [] rather than null, so that scripts can index it without a check.
 func JSON(w io.Writer, stats []reclaim.Stat) error {
-	if stats == nil {
-		stats = []reclaim.Stat{}
+	bw := bufio.NewWriter(w)
+	bw.WriteString(`{"cgroups":[`)
+	for i, s := range stats {
+		b, err := json.Marshal(s)
+		if err != nil {
+			return err
+		}
+		if i > 0 {
+			bw.WriteByte(',')
+		}
+		bw.WriteString("\n  ")
+		bw.Write(b)
 	}
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(struct {
-		Cgroups []reclaim.Stat `json:"cgroups"`
-	}{stats})
+	bw.WriteString("\n]}\n")
+	return bw.Flush()
 }
 
 // Table writes one row per cgroup with human units.

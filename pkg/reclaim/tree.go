@@ -9,6 +9,7 @@ import (
 	"sort"
 
 	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
 
 	"github.com/cgrstat/cgrstat/bpf"
 	"github.com/cgrstat/cgrstat/pkg/cgroup"
@@ -26,109 +27,114 @@ type Member struct {
 // siblings by name. One walk in the kernel (the tree iterator) replaces a
 // readdir and a stat per cgroup, which cost more than reading the stats.
 func Members(p *loader.Pinned, c cgroup.Cgroup) ([]Member, error) {
-	session, visited, err := walkTree(p, c)
+	unlock, err := lockTree(p)
 	if err != nil {
 		return nil, err
 	}
-	nodes, err := takeSession(p.Nodes, session)
+	defer unlock()
+	visited, err := walkTree(p, c)
 	if err != nil {
 		return nil, err
 	}
-	if uint64(len(nodes)) != visited {
-		return nil, fmt.Errorf("cgroup %s: only %d of its %d cgroups fit the tree map: load with a larger --max-cgroups", c.Rel, len(nodes), visited)
+	if visited > uint64(p.Nodes.MaxEntries()) {
+		return nil, fmt.Errorf("cgroup %s: its %d cgroups do not fit the tree map of %d: load with a larger --max-cgroups",
+			c.Rel, visited, p.Nodes.MaxEntries())
 	}
-	top, err := cgroup.ID(c)
+	nodes, err := readNodes(p.Nodes, int(visited))
 	if err != nil {
 		return nil, err
 	}
-	return paths(nodes, top, c.Rel), nil
+	return paths(nodes, nodes[0].Id, c.Rel), nil
 }
 
-// walkTree runs the tree iterator over c and returns its session and the
-// number of cgroups it visited.
-func walkTree(p *loader.Pinned, c cgroup.Cgroup) (session, visited uint64, err error) {
+// lockTree serializes walks, which all write tree_nodes from slot 0.
+func lockTree(p *loader.Pinned) (unlock func(), err error) {
+	fd, err := unix.Open(p.Path, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("locking the tree map: %w", err)
+	}
+	if err := unix.Flock(fd, unix.LOCK_EX); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("locking the tree map: %w", err)
+	}
+	return func() { unix.Close(fd) }, nil
+}
+
+// walkTree runs the tree iterator over c and returns the number of cgroups
+// it visited.
+func walkTree(p *loader.Pinned, c cgroup.Cgroup) (visited uint64, err error) {
 	f, err := os.Open(c.Path)
 	if err != nil {
-		return 0, 0, fmt.Errorf("opening cgroup %s: %w", c.Rel, err)
+		return 0, fmt.Errorf("opening cgroup %s: %w", c.Rel, err)
 	}
 	defer f.Close()
 	it, err := pin.CgroupIter(p.Tree, int(f.Fd()), pin.DescendantsPre)
 	if err != nil {
-		return 0, 0, fmt.Errorf("cgroup %s: %w", c.Rel, err)
+		return 0, fmt.Errorf("cgroup %s: %w", c.Rel, err)
 	}
 	defer it.Close()
 	r, err := it.Open()
 	if err != nil {
-		return 0, 0, fmt.Errorf("walking cgroup %s: %w", c.Rel, err)
+		return 0, fmt.Errorf("walking cgroup %s: %w", c.Rel, err)
 	}
 	defer r.Close()
 	out, err := io.ReadAll(r)
 	if err != nil {
-		return 0, 0, fmt.Errorf("walking cgroup %s: %w", c.Rel, err)
+		return 0, fmt.Errorf("walking cgroup %s: %w", c.Rel, err)
 	}
-	if _, err := fmt.Sscanf(string(out), "session: %d, visited: %d", &session, &visited); err != nil {
-		return 0, 0, fmt.Errorf("walking cgroup %s: unexpected output %q", c.Rel, out)
+	var session uint64
+	if _, err := fmt.Sscanf(string(out), "session: %d, visited: %d", &session, &visited); err != nil || visited == 0 {
+		return 0, fmt.Errorf("walking cgroup %s: unexpected output %q", c.Rel, out)
 	}
-	return session, visited, nil
+	return visited, nil
 }
 
-// takeSession reads the nodes one walk stored, and deletes them.
-func takeSession(m *ebpf.Map, session uint64) (map[uint64]bpf.CgrstatTreeNode, error) {
-	nodes := map[uint64]bpf.CgrstatTreeNode{}
-	var mine []bpf.CgrstatTreeKey
-	keys := make([]bpf.CgrstatTreeKey, batchSize)
-	vals := make([]bpf.CgrstatTreeNode, batchSize)
+// readNodes reads the first n slots of the tree map.
+func readNodes(m *ebpf.Map, n int) ([]bpf.CgrstatTreeNode, error) {
+	keys := make([]uint32, n)
+	vals := make([]bpf.CgrstatTreeNode, n)
 	var cursor ebpf.MapBatchCursor
-	for done := false; !done; {
-		n, err := m.BatchLookup(&cursor, keys, vals, nil)
-		done = errors.Is(err, ebpf.ErrKeyNotExist)
-		if err != nil && !done {
-			return nil, fmt.Errorf("reading the tree map: %w", err)
-		}
-		for i := 0; i < n; i++ {
-			if keys[i].Session == session {
-				nodes[keys[i].Cgid] = vals[i]
-				mine = append(mine, keys[i])
-			}
+	for got := 0; got < n; {
+		k, err := m.BatchLookup(&cursor, keys[got:], vals[got:], nil)
+		got += k
+		if err != nil && !(errors.Is(err, ebpf.ErrKeyNotExist) && got == n) {
+			return nil, fmt.Errorf("reading the tree map (%d of %d): %w", got, n, err)
 		}
 	}
-	if len(mine) > 0 {
-		if _, err := m.BatchDelete(mine, nil); err != nil {
-			return nil, fmt.Errorf("clearing the tree map: %w", err)
-		}
-	}
-	return nodes, nil
+	return vals, nil
 }
 
 // paths orders the nodes below top depth-first and names them.
-func paths(nodes map[uint64]bpf.CgrstatTreeNode, top uint64, topPath string) []Member {
+func paths(nodes []bpf.CgrstatTreeNode, top uint64, topPath string) []Member {
 	children := map[uint64][]uint64{}
-	for id, n := range nodes {
-		if id != top {
-			children[n.ParentId] = append(children[n.ParentId], id)
+	names := make(map[uint64]string, len(nodes))
+	for _, n := range nodes {
+		names[n.Id] = cString(n.Name[:])
+		if n.Id != top {
+			children[n.ParentId] = append(children[n.ParentId], n.Id)
 		}
 	}
-	name := func(id uint64) string {
-		n := nodes[id]
-		b := make([]byte, 0, len(n.Name))
-		for _, c := range n.Name {
-			if c == 0 {
-				break
-			}
-			b = append(b, byte(c))
-		}
-		return string(b)
-	}
-	var out []Member
+	out := make([]Member, 0, len(nodes))
 	var visit func(id uint64, p string)
 	visit = func(id uint64, p string) {
 		out = append(out, Member{ID: id, Path: p})
 		kids := children[id]
-		sort.Slice(kids, func(i, j int) bool { return name(kids[i]) < name(kids[j]) })
+		sort.Slice(kids, func(i, j int) bool { return names[kids[i]] < names[kids[j]] })
 		for _, k := range kids {
-			visit(k, path.Join(p, name(k)))
+			visit(k, path.Join(p, names[k]))
 		}
 	}
 	visit(top, topPath)
 	return out
+}
+
+func cString(b []int8) string {
+	s := make([]byte, 0, 32)
+	for _, c := range b {
+		if c == 0 {
+			break
+		}
+		s = append(s, byte(c))
+	}
+	return string(s)
 }

@@ -12,8 +12,8 @@ import (
 	"github.com/cgrstat/cgrstat/pkg/loader"
 )
 
-func node(parent uint64, name string) bpf.CgrstatTreeNode {
-	n := bpf.CgrstatTreeNode{ParentId: parent}
+func node(id, parent uint64, name string) bpf.CgrstatTreeNode {
+	n := bpf.CgrstatTreeNode{Id: id, ParentId: parent}
 	for i, c := range []byte(name) {
 		n.Name[i] = int8(c)
 	}
@@ -21,12 +21,12 @@ func node(parent uint64, name string) bpf.CgrstatTreeNode {
 }
 
 func TestPaths(t *testing.T) {
-	nodes := map[uint64]bpf.CgrstatTreeNode{
-		10: node(1, "test"), // the top: its parent is outside the walk
-		12: node(10, "b"),
-		11: node(10, "a"),
-		13: node(11, "a.x"),
-		14: node(12, "z"),
+	nodes := []bpf.CgrstatTreeNode{
+		node(10, 1, "test"), // the top: its parent is outside the walk
+		node(12, 10, "b"),
+		node(11, 10, "a"),
+		node(13, 11, "a.x"),
+		node(14, 12, "z"),
 	}
 	got := paths(nodes, 10, "/own/test")
 	want := []Member{{10, "/own/test"}, {11, "/own/test/a"}, {13, "/own/test/a/a.x"}, {12, "/own/test/b"}, {14, "/own/test/b/z"}}
@@ -69,7 +69,7 @@ func TestKernelMembers(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	for i := 0; i < 2; i++ { // the second walk finds the map cleared by the first
+	for i := 0; i < 2; i++ { // the second walk overwrites the first
 		got, err := Members(p, top)
 		if err != nil || !reflect.DeepEqual(got, want) {
 			t.Fatalf("walk %d: Members = %v, %v; cgroupfs has %v", i, got, err, want)
