@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -25,7 +26,10 @@ func run() error {
 
 // report prints err as one line and returns the exit status.
 func report(err error, stderr io.Writer) int {
-	if err != nil {
+	switch {
+	case errors.Is(err, context.Canceled):
+		fmt.Fprintln(stderr, "cgrstat: interrupted; what this run created is removed")
+	case err != nil:
 		fmt.Fprintf(stderr, "cgrstat: %v\n", err)
 	}
 	return exitcode.Of(err)

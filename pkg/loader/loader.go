@@ -212,9 +212,13 @@ func rstatKfuncs(m Mode) string {
 	if !m.UsesRstat() {
 		return "none (walk mode flushes in the iterator)"
 	}
+	spec, err := btf.LoadKernelSpec()
+	if err != nil {
+		return "unknown"
+	}
 	for _, pair := range [][2]string{{"css_rstat_updated", "css_rstat_flush"}, {"cgroup_rstat_updated", "cgroup_rstat_flush"}} {
 		var fn *btf.Func
-		if spec, err := btf.LoadKernelSpec(); err == nil && spec.TypeByName(pair[0], &fn) == nil {
+		if spec.TypeByName(pair[0], &fn) == nil {
 			return pair[0] + "/" + pair[1]
 		}
 	}

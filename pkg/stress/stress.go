@@ -67,7 +67,8 @@ func Run(ctx context.Context, h *cgroup.Hierarchy, jobs []Job, opts Options) ([]
 	if opts.Exe == "" {
 		opts.Exe = "/proc/self/exe"
 	}
-	ctx, cancel := context.WithCancel(ctx)
+	parent := ctx
+	ctx, cancel := context.WithCancel(parent)
 	defer cancel()
 	results := make([]Result, len(jobs))
 	errs := make([]error, len(jobs))
@@ -94,19 +95,21 @@ func Run(ctx context.Context, h *cgroup.Hierarchy, jobs []Job, opts Options) ([]
 		}()
 	}
 	wg.Wait()
-	if err := ctx.Err(); err != nil && errors.Join(errs...) == nil {
-		return nil, err
+	if err := firstError(errs); err != nil {
+		return results, err
 	}
-	return results, firstError(errs)
+	return results, parent.Err()
 }
 
+// firstError is the first error of a child, not counting the cancellations
+// it caused in the others.
 func firstError(errs []error) error {
 	for _, err := range errs {
 		if err != nil && !errors.Is(err, context.Canceled) {
 			return err
 		}
 	}
-	return errors.Join(errs...)
+	return nil
 }
 
 // checkBudget bounds the peak: the parallel largest jobs at once.
