@@ -32,6 +32,9 @@ loaded. Exit status: 0 all hold, 1 one failed, 2 the environment cannot run it.`
 			if err != nil {
 				return exitcode.UsageErr(err)
 			}
+			if err := needRoot(); err != nil {
+				return err
+			}
 			h, err := g.hierarchy()
 			if err != nil {
 				return err

@@ -106,6 +106,9 @@ func (g *globals) placeTree(tf *treeFlags, needLoad bool) (hierarchy.Tree, *load
 	if err != nil {
 		return t, nil, err
 	}
+	if err := needRoot(); err != nil {
+		return t, nil, err
+	}
 	p, err := g.open()
 	if err != nil && (needLoad || !errors.Is(err, loader.ErrNotLoaded)) {
 		return t, nil, err

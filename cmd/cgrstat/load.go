@@ -26,6 +26,9 @@ func newLoadCmd(g *globals) *cobra.Command {
 			if maxCgroups == 0 {
 				return exitcode.UsageErr(errors.New("--max-cgroups must be at least 1"))
 			}
+			if err := needRoot(); err != nil {
+				return err
+			}
 			h, err := g.hierarchy()
 			if err != nil {
 				return err

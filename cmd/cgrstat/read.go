@@ -20,6 +20,9 @@ func newReadCmd(g *globals) *cobra.Command {
 Without CGROUP, the cgroups that have stat files are read; with --all, every
 cgroup below the root (or below each CGROUP) is, after one flush per tree.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := needRoot(); err != nil {
+				return err
+			}
 			p, err := g.open()
 			if err != nil {
 				return err

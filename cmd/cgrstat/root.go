@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"os"
 
 	"github.com/spf13/cobra"
 
@@ -74,6 +75,15 @@ func execute(ctx context.Context, root *cobra.Command, args []string) error {
 	}
 	if err != nil {
 		return ran.err
+	}
+	return nil
+}
+
+// needRoot refuses to go on without root, in one line, before anything
+// fails half way with a permission error.
+func needRoot() error {
+	if os.Geteuid() != 0 {
+		return exitcode.UsageErr(errors.New("needs root: cgrstat loads BPF programs and manages cgroups (CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN)"))
 	}
 	return nil
 }

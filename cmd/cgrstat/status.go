@@ -18,6 +18,9 @@ func newStatusCmd(g *globals) *cobra.Command {
 		Short: "Show whether cgrstat is loaded, how it flushes, map fill, lost updates and stat files",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := needRoot(); err != nil {
+				return err
+			}
 			st, err := status(g)
 			if err != nil {
 				return err

@@ -40,6 +40,9 @@ The kernel answering EAGAIN or EBUSY is not an error: the reclaim ran.`,
 			if rounds < 0 || parallel < 1 {
 				return exitcode.UsageErr(fmt.Errorf("--rounds must be ≥ 0 and --parallel ≥ 1"))
 			}
+			if err := needRoot(); err != nil {
+				return err
+			}
 			var jobs []stress.Job
 			if len(args) > 0 {
 				if tf.file != "" {

@@ -19,6 +19,9 @@ func newUnpinCmd(g *globals) *cobra.Command {
 			if all == (len(args) > 0) {
 				return exitcode.UsageErr(errors.New("give either CGROUP arguments or --all"))
 			}
+			if err := needRoot(); err != nil {
+				return err
+			}
 			if all {
 				return pin.UnpinAll(g.pinPath)
 			}
