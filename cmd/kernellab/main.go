@@ -7,13 +7,11 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"regexp"
@@ -389,7 +387,7 @@ func buildTest(ctx context.Context, p pkg, modPath, modDir, tmp string) (kernell
 		name = "root"
 	}
 	bin := filepath.Join(tmp, name+".test")
-	if _, err := goCmd(ctx, "test", "-c", "-o", bin, p.importPath); err != nil {
+	if _, err := kernellab.Go(ctx, "", "test", "-c", "-o", bin, p.importPath); err != nil {
 		return kernellab.TestBinary{}, nil, fmt.Errorf("building tests of %s: %w", p.importPath, err)
 	}
 	if _, err := os.Stat(bin); err != nil {
@@ -412,25 +410,12 @@ func buildCLI(ctx context.Context, modPath, modDir, tmp string) (string, error) 
 		return "", nil
 	}
 	bin := filepath.Join(tmp, "cgrstat")
-	if _, err := goCmd(ctx, "build", "-o", bin, modPath+"/cmd/cgrstat"); err != nil {
+	if _, err := kernellab.Go(ctx, "", "build", "-o", bin, modPath+"/cmd/cgrstat"); err != nil {
 		return "", fmt.Errorf("building cgrstat: %w", err)
 	}
 	return bin, nil
 }
 
 func goList(ctx context.Context, args ...string) (string, error) {
-	return goCmd(ctx, append([]string{"list"}, args...)...)
-}
-
-// goCmd runs the go tool with cgo off: the guest has no libc, so every
-// binary must be static.
-func goCmd(ctx context.Context, args ...string) (string, error) {
-	cmd := exec.CommandContext(ctx, "go", args...)
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		return "", fmt.Errorf("go %s: %w\n%s", strings.Join(args, " "), err, stderr.String())
-	}
-	return stdout.String(), nil
+	return kernellab.Go(ctx, "", append([]string{"list"}, args...)...)
 }
