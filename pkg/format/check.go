@@ -20,8 +20,9 @@ func CheckText(w io.Writer, rep *check.Report) error {
 	for _, inv := range rep.Invariants {
 		byCgroup[inv.Cgroup] = append(byCgroup[inv.Cgroup], inv)
 	}
+	fmt.Fprintf(w, "tree under %s\n", rep.Parent.Path)
 	fmt.Fprintf(w, "%-32s %8s %12s %14s  %s\n", "CGROUP", "RECLAIMS", "DELAY", "RECLAIMED", "INVARIANTS")
-	fmt.Fprintf(w, "%-32s %8d %12s %14s\n", "(parent) "+rep.Parent.Path, rep.Parent.Count, Duration(rep.Parent.DelayNS), Pages(rep.Parent.Reclaimed))
+	fmt.Fprintf(w, "%-32s %8d %12s %14s\n", "(parent)", rep.Parent.Count, Duration(rep.Parent.DelayNS), Pages(rep.Parent.Reclaimed))
 	for _, n := range rep.Nodes {
 		depth := strings.Count(n.Rel, "/")
 		name := strings.Repeat("  ", depth) + n.Rel[strings.LastIndex(n.Rel, "/")+1:]

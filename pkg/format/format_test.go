@@ -297,19 +297,20 @@ func TestCheckText(t *testing.T) {
 		t.Fatal(err)
 	}
 	lines := strings.Split(strings.TrimSuffix(buf.String(), "\n"), "\n")
-	if len(lines) != 6 {
-		t.Fatalf("want header, parent, 3 nodes and the summary, got %d lines:\n%s", len(lines), buf.String())
+	if len(lines) != 7 {
+		t.Fatalf("want the parent's path, header, parent, 3 nodes and the summary, got %d lines:\n%s", len(lines), buf.String())
 	}
 	checks := []struct {
 		line int
 		want []string
 	}{
-		{0, []string{"CGROUP", "RECLAIMS", "DELAY", "RECLAIMED", "INVARIANTS"}},
-		{1, []string{"(parent) /process_api/abc", "9", "9.00ms", "90 pages"}},
-		{2, []string{"test ", "3.00ms", "30 pages", "PASS " + check.SumOfChildren, "PASS " + check.AtMostParent}},
-		{3, []string{"  child1", "PASS " + check.LeafReclaimed}},
-		{4, []string{"  child2", "FAIL " + check.LeafReclaimed + " (delay 0 ns, count 0)"}},
-		{5, []string{"FAIL: 3 of 4 invariants hold (flush mode walk, cgroup v1)"}},
+		{0, []string{"tree under /process_api/abc"}},
+		{1, []string{"CGROUP", "RECLAIMS", "DELAY", "RECLAIMED", "INVARIANTS"}},
+		{2, []string{"(parent)", "9", "9.00ms", "90 pages"}},
+		{3, []string{"test ", "3.00ms", "30 pages", "PASS " + check.SumOfChildren, "PASS " + check.AtMostParent}},
+		{4, []string{"  child1", "PASS " + check.LeafReclaimed}},
+		{5, []string{"  child2", "FAIL " + check.LeafReclaimed + " (delay 0 ns, count 0)"}},
+		{6, []string{"FAIL: 3 of 4 invariants hold (flush mode walk, cgroup v1)"}},
 	}
 	for _, c := range checks {
 		for _, w := range c.want {
@@ -318,7 +319,7 @@ func TestCheckText(t *testing.T) {
 			}
 		}
 	}
-	if strings.Contains(lines[3], "FAIL") || strings.Contains(lines[4], "PASS") {
+	if strings.Contains(lines[4], "FAIL") || strings.Contains(lines[5], "PASS") {
 		t.Errorf("verdicts on the wrong rows:\n%s", buf.String())
 	}
 }
