@@ -78,6 +78,9 @@ func (o options) config(cli string) config {
 }
 
 func main() {
+	if os.Getenv(launchEnv) != "" {
+		os.Exit(launchMain())
+	}
 	if os.Getenv(guestEnv) != "" {
 		os.Exit(guestMain())
 	}

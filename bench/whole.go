@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"syscall"
 	"time"
 
 	"github.com/cgrstat/cgrstat/pkg/cgroup"
@@ -30,11 +29,11 @@ func wholeReps(n int) int {
 func (b *bench) whole(s *session, t *tree) (Whole, error) {
 	w := Whole{Mode: s.mode, N: t.n}
 	for i := 0; i < wholeReps(t.n); i++ {
-		ns, rss, err := b.readAllCLI(t)
+		ns, err := b.readAllCLI(t)
 		if err != nil {
 			return w, err
 		}
-		w.CLINS, w.MaxRSSKiB = append(w.CLINS, ns), max(w.MaxRSSKiB, rss)
+		w.CLINS = append(w.CLINS, ns)
 		if ns, err = readAllInProcess(s, t); err != nil {
 			return w, err
 		}
@@ -44,34 +43,37 @@ func (b *bench) whole(s *session, t *tree) (Whole, error) {
 		}
 		w.WalkNS = append(w.WalkNS, ns)
 	}
-	return w, nil
+	rss, err := peakRSS(b.readAllArgs(t)...)
+	w.MaxRSSKiB = rss
+	return w, err
+}
+
+func (b *bench) readAllArgs(t *tree) []string {
+	return []string{b.cfg.CLI, "--pin-path", b.pinPath, "read", "--all", "--json", t.top.Path}
 }
 
 // readAllCLI runs the real binary and checks that it printed every cgroup.
-func (b *bench) readAllCLI(t *tree) (int64, int64, error) {
-	cmd := exec.Command(b.cfg.CLI, "--pin-path", b.pinPath, "read", "--all", "--json", t.top.Path)
+func (b *bench) readAllCLI(t *tree) (int64, error) {
+	args := b.readAllArgs(t)
+	cmd := exec.Command(args[0], args[1:]...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	start := time.Now()
 	err := cmd.Run()
 	ns := since(start)
 	if err != nil {
-		return 0, 0, fmt.Errorf("%s read --all: %w: %s", filepath.Base(b.cfg.CLI), err, bytes.TrimSpace(stderr.Bytes()))
+		return 0, fmt.Errorf("%s read --all: %w: %s", filepath.Base(b.cfg.CLI), err, bytes.TrimSpace(stderr.Bytes()))
 	}
 	var out struct {
 		Cgroups []reclaim.Stat `json:"cgroups"`
 	}
 	if err := json.Unmarshal(stdout.Bytes(), &out); err != nil {
-		return 0, 0, fmt.Errorf("decoding read --all output: %w", err)
+		return 0, fmt.Errorf("decoding read --all output: %w", err)
 	}
 	if err := checkAll(out.Cgroups, t); err != nil {
-		return 0, 0, fmt.Errorf("read --all: %w", err)
+		return 0, fmt.Errorf("read --all: %w", err)
 	}
-	var rss int64
-	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-		rss = ru.Maxrss // KiB on Linux
-	}
-	return ns, rss, nil
+	return ns, nil
 }
 
 func readAllInProcess(s *session, t *tree) (int64, error) {
