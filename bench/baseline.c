@@ -18,12 +18,9 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
 #include <bpf/bpf_core_read.h>
+#include "rstat.h"
 
 char LICENSE[] SEC("license") = "GPL";
-
-#ifndef bpf_ksym_exists
-#define bpf_ksym_exists(sym) (!!(sym))
-#endif
 
 /* Set by the bench before loading: 0 on cgroup v2. */
 const volatile __u32 memcg_v1_hierarchy;
@@ -47,14 +44,6 @@ struct {
 	__type(value, struct elapsed);
 } base_elapsed SEC(".maps");
 
-extern void cgroup_rstat_updated(struct cgroup *cgrp, int cpu) __ksym __weak;
-extern void css_rstat_updated(struct cgroup_subsys_state *css, int cpu) __ksym __weak;
-extern struct cgroup *bpf_cgroup_from_id(__u64 cgid) __ksym __weak;
-extern struct cgroup *bpf_task_get_cgroup1(struct task_struct *task, int hierarchy_id) __ksym __weak;
-extern void bpf_cgroup_release(struct cgroup *cgrp) __ksym __weak;
-extern void bpf_preempt_disable(void) __ksym __weak;
-extern void bpf_preempt_enable(void) __ksym __weak;
-
 SEC("tp_btf/mm_vmscan_memcg_reclaim_begin")
 int BPF_PROG(base_begin, int order, unsigned int gfp_flags)
 {
@@ -64,37 +53,6 @@ int BPF_PROG(base_begin, int order, unsigned int gfp_flags)
 	if (start)
 		*start = bpf_ktime_get_ns();
 	return 0;
-}
-
-/*
- * The seed passed the cgroup walked from the task to cgroup_rstat_updated;
- * since 6.16 css_rstat_updated wants a trusted reference, which costs the
- * same lookup cgrstat pays, so the comparison stays like for like.
- */
-static __always_inline void base_mark(struct task_struct *task, struct cgroup *cgrp, __u64 cgid)
-{
-	struct cgroup *trusted = NULL;
-	int cpu = bpf_get_smp_processor_id();
-
-	if (bpf_ksym_exists(cgroup_rstat_updated)) {
-		cgroup_rstat_updated(cgrp, cpu);
-		return;
-	}
-	if (!bpf_ksym_exists(css_rstat_updated))
-		return;
-	if (memcg_v1_hierarchy && bpf_ksym_exists(bpf_task_get_cgroup1))
-		trusted = bpf_task_get_cgroup1(task, memcg_v1_hierarchy);
-	else if (!memcg_v1_hierarchy && bpf_ksym_exists(bpf_cgroup_from_id))
-		trusted = bpf_cgroup_from_id(cgid);
-	if (!trusted)
-		return;
-	/* Since 6.17 css_rstat_updated asserts that preemption is off. */
-	if (bpf_ksym_exists(bpf_preempt_disable))
-		bpf_preempt_disable();
-	css_rstat_updated(&trusted->self, cpu);
-	if (bpf_ksym_exists(bpf_preempt_enable))
-		bpf_preempt_enable();
-	bpf_cgroup_release(trusted);
 }
 
 SEC("tp_btf/mm_vmscan_memcg_reclaim_end")
@@ -118,7 +76,14 @@ int BPF_PROG(base_end, unsigned long nr_reclaimed)
 		fresh.state = now - *start;
 		bpf_map_update_elem(&base_elapsed, &cgid, &fresh, BPF_NOEXIST);
 	}
-	base_mark(task, cgrp, cgid);
+	/*
+	 * The seed passed the cgroup walked from the task to
+	 * cgroup_rstat_updated; since 6.16 the mark needs a trusted reference
+	 * and preemption off, which cost what they cost cgrstat: like for like.
+	 */
+	preempt_off();
+	rstat_mark(task, cgrp, cgid, bpf_get_smp_processor_id(), memcg_v1_hierarchy);
+	preempt_on();
 	return 0;
 }
 

@@ -24,13 +24,9 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
 #include <bpf/bpf_core_read.h>
+#include "rstat.h"
 
 char LICENSE[] SEC("license") = "GPL";
-
-/* libbpf-dev 1.1 predates this macro. */
-#ifndef bpf_ksym_exists
-#define bpf_ksym_exists(sym) (!!(sym))
-#endif
 
 enum flush_mode {
 	FLUSH_RSTAT = 0, /* fentry or kprobe on bpf_rstat_flush */
@@ -138,18 +134,6 @@ struct {
 	__type(value, struct load_record);
 } info SEC(".maps");
 
-/* Before 6.16 rstat works on cgroups, since then on css; one of each pair exists. */
-extern void cgroup_rstat_updated(struct cgroup *cgrp, int cpu) __ksym __weak;
-extern void cgroup_rstat_flush(struct cgroup *cgrp) __ksym __weak;
-extern void css_rstat_updated(struct cgroup_subsys_state *css, int cpu) __ksym __weak;
-extern void css_rstat_flush(struct cgroup_subsys_state *css) __ksym __weak;
-
-extern struct cgroup *bpf_cgroup_from_id(__u64 cgid) __ksym __weak;
-extern struct cgroup *bpf_task_get_cgroup1(struct task_struct *task, int hierarchy_id) __ksym __weak;
-extern void bpf_cgroup_release(struct cgroup *cgrp) __ksym __weak;
-extern void bpf_preempt_disable(void) __ksym __weak;
-extern void bpf_preempt_enable(void) __ksym __weak;
-
 static __always_inline void count_lost(__u32 which)
 {
 	__u64 *n = bpf_map_lookup_elem(&lost, &which);
@@ -252,32 +236,6 @@ int BPF_PROG(vmscan_start, int order, unsigned int gfp_flags)
 	return 0;
 }
 
-/* Tells rstat that (memcg, cpu) has news, with the pointer each kernel wants. */
-static __always_inline void mark_updated(struct task_struct *task, struct cgroup *memcg,
-					 __u64 cgid, int cpu)
-{
-	struct cgroup *trusted = NULL;
-
-	if (bpf_ksym_exists(cgroup_rstat_updated)) {
-		/* Before 6.16 a pointer walked from the task is accepted. */
-		cgroup_rstat_updated(memcg, cpu);
-		return;
-	}
-	if (!bpf_ksym_exists(css_rstat_updated))
-		return;
-	/* Since then the verifier wants a trusted, referenced cgroup. */
-	if (memcg_v1_hierarchy && bpf_ksym_exists(bpf_task_get_cgroup1))
-		trusted = bpf_task_get_cgroup1(task, memcg_v1_hierarchy);
-	else if (!memcg_v1_hierarchy && bpf_ksym_exists(bpf_cgroup_from_id))
-		trusted = bpf_cgroup_from_id(cgid);
-	if (!trusted) {
-		count_lost(LOST_RSTAT);
-		return;
-	}
-	css_rstat_updated(&trusted->self, cpu);
-	bpf_cgroup_release(trusted);
-}
-
 static __always_inline struct pcpu_stat *pcpu_of(__u64 cgid)
 {
 	struct pcpu_stat zero = {};
@@ -309,16 +267,15 @@ int BPF_PROG(vmscan_end, unsigned long nr_reclaimed)
 		return 0;
 	}
 
-	/* Since 6.17 css_rstat_updated wants preemption off; so do per-CPU sums. */
-	if (bpf_ksym_exists(bpf_preempt_disable))
-		bpf_preempt_disable();
+	/* Off for the per-CPU sums too, which another task could interleave. */
+	preempt_off();
 	pc->state.delay_ns += now - *start;
 	pc->state.count += 1;
 	pc->state.reclaimed += nr_reclaimed;
-	if (flush_mode == FLUSH_RSTAT)
-		mark_updated(task, memcg, cgid, bpf_get_smp_processor_id());
-	if (bpf_ksym_exists(bpf_preempt_enable))
-		bpf_preempt_enable();
+	if (flush_mode == FLUSH_RSTAT &&
+	    !rstat_mark(task, memcg, cgid, bpf_get_smp_processor_id(), memcg_v1_hierarchy))
+		count_lost(LOST_RSTAT);
+	preempt_on();
 	*start = 0;
 	return 0;
 }
