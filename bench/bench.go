@@ -148,11 +148,7 @@ func (b *bench) mode(ctx context.Context, r *Result, t *tree, m loader.Mode, bes
 }
 
 func describe(r *Result, h *cgroup.Hierarchy) error {
-	var uts unix.Utsname
-	if err := unix.Uname(&uts); err != nil {
-		return fmt.Errorf("uname: %w", err)
-	}
-	r.Kernel = unix.ByteSliceToString(uts.Release[:])
+	r.Kernel = loader.KernelRelease()
 	r.CgroupVersion = h.Version
 	cpus, err := ebpf.PossibleCPU()
 	if err != nil {

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/cgrstat/cgrstat/pkg/check"
 	"github.com/cgrstat/cgrstat/pkg/loader"
 	"github.com/cgrstat/cgrstat/pkg/reclaim"
 )
@@ -22,7 +21,7 @@ func (b *bench) reads(ctx context.Context, s *session, t *tree) (Read, error) {
 	}
 	// One untimed read first: the first run of freshly loaded programs pays
 	// one-time costs (under TCG, the translation of their code).
-	if _, err := check.ReadStatFile(s.statFile); err != nil {
+	if _, err := reclaim.ReadFile(s.statFile); err != nil {
 		return rd, err
 	}
 	flush, dump := s.flushProgram(), s.progs["dump"]
@@ -42,7 +41,7 @@ func (b *bench) reads(ctx context.Context, s *session, t *tree) (Read, error) {
 	}
 	for i := 0; i < idleReads; i++ {
 		start := time.Now()
-		if _, err := check.ReadStatFile(s.statFile); err != nil {
+		if _, err := reclaim.ReadFile(s.statFile); err != nil {
 			return rd, err
 		}
 		rd.IdleNS = append(rd.IdleNS, since(start))
@@ -73,7 +72,7 @@ func (b *bench) afterReclaim(ctx context.Context, s *session, t *tree, rd *Read)
 			return err
 		}
 		start := time.Now()
-		st, err := check.ReadStatFile(s.statFile)
+		st, err := reclaim.ReadFile(s.statFile)
 		if err != nil {
 			return err
 		}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"errors"
-	"golang.org/x/sys/unix"
 
 	"github.com/spf13/cobra"
 
@@ -36,7 +35,7 @@ func newStatusCmd(g *globals) *cobra.Command {
 }
 
 func status(g *globals) (*format.Status, error) {
-	st := &format.Status{PinPath: g.pinPath, Kernel: kernelRelease()}
+	st := &format.Status{PinPath: g.pinPath, Kernel: loader.KernelRelease()}
 	p, err := loader.Open(g.pinPath)
 	if errors.Is(err, loader.ErrNotLoaded) {
 		return st, nil
@@ -51,12 +50,4 @@ func status(g *globals) (*format.Status, error) {
 	}
 	st.StatFiles, err = pin.List(g.pinPath)
 	return st, err
-}
-
-func kernelRelease() string {
-	var uts unix.Utsname
-	if unix.Uname(&uts) != nil {
-		return "unknown"
-	}
-	return unix.ByteSliceToString(uts.Release[:])
 }

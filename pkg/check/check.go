@@ -7,7 +7,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 
 	"github.com/cgrstat/cgrstat/pkg/cgroup"
 	"github.com/cgrstat/cgrstat/pkg/exitcode"
@@ -125,7 +124,7 @@ func finish(p *loader.Pinned, t hierarchy.Tree, loaded, keep bool) error {
 // collect reads every node's stat file, the top's first, then the parent.
 func (r *Report) collect(p *loader.Pinned, t hierarchy.Tree) error {
 	for _, c := range t.Cgroups() {
-		st, err := ReadStatFile(pin.StatFile(p.Path, c.Rel))
+		st, err := reclaim.ReadFile(pin.StatFile(p.Path, c.Rel))
 		if err != nil {
 			return err
 		}
@@ -142,15 +141,6 @@ func (r *Report) collect(p *loader.Pinned, t hierarchy.Tree) error {
 	var err error
 	r.Parent, err = reclaim.Flush(p, t.Parent)
 	return err
-}
-
-// ReadStatFile reads and parses a pinned stat file, as cat would.
-func ReadStatFile(path string) (reclaim.Stat, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return reclaim.Stat{}, fmt.Errorf("reading stat file: %w", err)
-	}
-	return reclaim.ParseLine(string(b))
 }
 
 func (r *Report) stats() map[string]reclaim.Stat {

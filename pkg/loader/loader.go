@@ -193,8 +193,6 @@ func (l *loaded) close() {
 }
 
 func newRecord(opts Options, m Mode, refused []Refusal, ids []ebpf.ProgramID) *Record {
-	var uts unix.Utsname
-	_ = unix.Uname(&uts)
 	max := opts.MaxCgroups
 	if max == 0 {
 		max = DefaultMaxCgroups
@@ -202,9 +200,18 @@ func newRecord(opts Options, m Mode, refused []Refusal, ids []ebpf.ProgramID) *R
 	return &Record{
 		Layout: Layout, Flush: m, Refused: refused, RstatKfuncs: rstatKfuncs(m),
 		MaxCgroups: max, CgroupVersion: opts.CgroupVersion, CgroupRoot: opts.CgroupRoot,
-		Kernel: unix.ByteSliceToString(uts.Release[:]), LoadedAt: time.Now().UTC(),
+		Kernel: KernelRelease(), LoadedAt: time.Now().UTC(),
 		ProgramIDs: ids,
 	}
+}
+
+// KernelRelease is the running kernel's release (uname -r).
+func KernelRelease() string {
+	var uts unix.Utsname
+	if unix.Uname(&uts) != nil {
+		return "unknown"
+	}
+	return unix.ByteSliceToString(uts.Release[:])
 }
 
 // rstatKfuncs names the rstat kfuncs the collectors call on this kernel.

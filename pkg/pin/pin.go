@@ -3,12 +3,14 @@ package pin
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
 
+	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 
 	"github.com/cgrstat/cgrstat/pkg/cgroup"
@@ -37,19 +39,44 @@ func StatFile(pinPath, rel string) string {
 	return filepath.Join(pinPath, loader.CgroupsDir, filepath.Clean("/"+rel), FileName)
 }
 
-// Open creates an unpinned iterator link for c; reading it flushes and
-// prints c's line. The caller closes it.
+// Open creates an unpinned iterator link of the dump program for c;
+// reading it flushes and prints c's line. The caller closes it.
 func Open(p *loader.Pinned, c cgroup.Cgroup) (*link.Iter, error) {
+	return Iter(p.Dump, c, OrderFor(p.Record.Flush))
+}
+
+// Iter creates an unpinned iterator link of prog over c, walking in order.
+func Iter(prog *ebpf.Program, c cgroup.Cgroup, order Order) (*link.Iter, error) {
 	f, err := os.Open(c.Path)
 	if err != nil {
 		return nil, fmt.Errorf("opening cgroup %s: %w", c.Rel, err)
 	}
 	defer f.Close()
-	it, err := CgroupIter(p.Dump, int(f.Fd()), OrderFor(p.Record.Flush))
+	it, err := CgroupIter(prog, int(f.Fd()), order)
 	if err != nil {
 		return nil, fmt.Errorf("cgroup %s: %w", c.Rel, err)
 	}
 	return it, nil
+}
+
+// ReadOnce runs prog over c once, as reading a stat file does, and returns
+// what it printed.
+func ReadOnce(prog *ebpf.Program, c cgroup.Cgroup, order Order) ([]byte, error) {
+	it, err := Iter(prog, c, order)
+	if err != nil {
+		return nil, err
+	}
+	defer it.Close()
+	r, err := it.Open()
+	if err != nil {
+		return nil, fmt.Errorf("reading cgroup %s: %w", c.Rel, err)
+	}
+	defer r.Close()
+	b, err := io.ReadAll(r)
+	if err != nil {
+		return nil, fmt.Errorf("reading cgroup %s: %w", c.Rel, err)
+	}
+	return b, nil
 }
 
 // Pin pins a stat file for c and returns its path. An existing stat file

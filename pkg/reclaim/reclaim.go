@@ -6,7 +6,7 @@ package reclaim
 import (
 	"errors"
 	"fmt"
-	"io"
+	"os"
 	"strings"
 
 	"github.com/cilium/ebpf"
@@ -41,23 +41,22 @@ func ParseLine(line string) (Stat, error) {
 
 // Flush flushes c's subtree and returns c's line, read through a fresh iterator.
 func Flush(p *loader.Pinned, c cgroup.Cgroup) (Stat, error) {
-	it, err := pin.Open(p, c)
+	b, err := pin.ReadOnce(p.Dump, c, pin.OrderFor(p.Record.Flush))
 	if err != nil {
 		return Stat{}, err
-	}
-	defer it.Close()
-	r, err := it.Open()
-	if err != nil {
-		return Stat{}, fmt.Errorf("reading cgroup %s: %w", c.Rel, err)
-	}
-	defer r.Close()
-	b, err := io.ReadAll(r)
-	if err != nil {
-		return Stat{}, fmt.Errorf("reading cgroup %s: %w", c.Rel, err)
 	}
 	s, err := ParseLine(string(b))
 	s.Path = c.Rel
 	return s, err
+}
+
+// ReadFile reads and parses a pinned stat file, as cat would.
+func ReadFile(path string) (Stat, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return Stat{}, fmt.Errorf("reading stat file: %w", err)
+	}
+	return ParseLine(string(b))
 }
 
 // Read returns the freshly flushed stats of each cgroup in cgs, and with all

@@ -3,8 +3,6 @@ package reclaim
 import (
 	"errors"
 	"fmt"
-	"io"
-	"os"
 	"path"
 	"sort"
 
@@ -63,24 +61,9 @@ func lockTree(p *loader.Pinned) (unlock func(), err error) {
 // walkTree runs the tree iterator over c and returns the number of cgroups
 // it visited.
 func walkTree(p *loader.Pinned, c cgroup.Cgroup) (visited uint64, err error) {
-	f, err := os.Open(c.Path)
+	out, err := pin.ReadOnce(p.Tree, c, pin.DescendantsPre)
 	if err != nil {
-		return 0, fmt.Errorf("opening cgroup %s: %w", c.Rel, err)
-	}
-	defer f.Close()
-	it, err := pin.CgroupIter(p.Tree, int(f.Fd()), pin.DescendantsPre)
-	if err != nil {
-		return 0, fmt.Errorf("cgroup %s: %w", c.Rel, err)
-	}
-	defer it.Close()
-	r, err := it.Open()
-	if err != nil {
-		return 0, fmt.Errorf("walking cgroup %s: %w", c.Rel, err)
-	}
-	defer r.Close()
-	out, err := io.ReadAll(r)
-	if err != nil {
-		return 0, fmt.Errorf("walking cgroup %s: %w", c.Rel, err)
+		return 0, err
 	}
 	var session uint64
 	if _, err := fmt.Sscanf(string(out), "session: %d, visited: %d", &session, &visited); err != nil || visited == 0 {
