@@ -6,7 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/cgrstat/cgrstat/pkg/kernellab"
+	"github.com/cgrstat/cgrstat/internal/kernellab"
 )
 
 // goBuild builds the module's package at rel (a directory such as

@@ -14,7 +14,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/cgrstat/cgrstat/pkg/kernellab"
+	"github.com/cgrstat/cgrstat/internal/kernellab"
 )
 
 // guestEnv carries the config into a lab guest, whose init runs the bench

@@ -10,7 +10,7 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/cgrstat/cgrstat/pkg/kernellab"
+	"github.com/cgrstat/cgrstat/internal/kernellab"
 )
 
 // runLab boots each suite's kernel with the bench binary as the guest's

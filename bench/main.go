@@ -2,7 +2,7 @@
 // event against a seed-style baseline and empty programs, its flush, the
 // read of a stat file as the hierarchy grows, a whole-tree read against a
 // cgroupfs walk, and its map memory. It runs on this host, then in QEMU
-// guests on Debian's kernels (pkg/kernellab), and prints a table per
+// guests on Debian's kernels (internal/kernellab), and prints a table per
 // kernel and writes the results as JSON.
 //
 //	make bench                                  # host, then bookworm, trixie, sid

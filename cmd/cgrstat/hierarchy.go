@@ -6,9 +6,9 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/cgrstat/cgrstat/internal/exitcode"
+	"github.com/cgrstat/cgrstat/pkg/cgtree"
 	"github.com/cgrstat/cgrstat/pkg/check"
-	"github.com/cgrstat/cgrstat/pkg/exitcode"
-	"github.com/cgrstat/cgrstat/pkg/hierarchy"
 	"github.com/cgrstat/cgrstat/pkg/loader"
 )
 
@@ -36,7 +36,7 @@ func newHierarchyCreateCmd(g *globals) *cobra.Command {
 			if p != nil {
 				defer p.Close()
 			}
-			existed, err := hierarchy.Create(t)
+			existed, err := cgtree.Create(t)
 			if err != nil {
 				return treeError(err)
 			}
@@ -53,7 +53,7 @@ func newHierarchyCreateCmd(g *globals) *cobra.Command {
 			paths, err := check.PinTree(p, t)
 			if err != nil {
 				if !existed {
-					_ = hierarchy.Destroy(t, false)
+					_ = cgtree.Destroy(t, false)
 				}
 				return err
 			}
@@ -97,10 +97,10 @@ func newHierarchyDestroyCmd(g *globals) *cobra.Command {
 
 // placeTree resolves the tree and opens the load, which is required with
 // needLoad and optional otherwise (nil when nothing is loaded).
-func (g *globals) placeTree(tf *treeFlags, needLoad bool) (hierarchy.Tree, *loader.Pinned, error) {
+func (g *globals) placeTree(tf *treeFlags, needLoad bool) (cgtree.Tree, *loader.Pinned, error) {
 	h, err := g.hierarchy()
 	if err != nil {
-		return hierarchy.Tree{}, nil, err
+		return cgtree.Tree{}, nil, err
 	}
 	t, err := tf.tree(h)
 	if err != nil {
@@ -119,7 +119,7 @@ func (g *globals) placeTree(tf *treeFlags, needLoad bool) (hierarchy.Tree, *load
 // treeError makes a tree that differs from its spec, or holds processes,
 // a usage error: the user must act, nothing failed.
 func treeError(err error) error {
-	if errors.Is(err, hierarchy.ErrDiffers) || errors.Is(err, hierarchy.ErrBusy) {
+	if errors.Is(err, cgtree.ErrDiffers) || errors.Is(err, cgtree.ErrBusy) {
 		return exitcode.UsageErr(err)
 	}
 	return err

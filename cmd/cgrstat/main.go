@@ -11,7 +11,7 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/cgrstat/cgrstat/pkg/exitcode"
+	"github.com/cgrstat/cgrstat/internal/exitcode"
 )
 
 func main() {

@@ -3,7 +3,7 @@ package main
 import (
 	"errors"
 
-	"github.com/cgrstat/cgrstat/pkg/exitcode"
+	"github.com/cgrstat/cgrstat/internal/exitcode"
 	"github.com/cgrstat/cgrstat/pkg/pin"
 	"github.com/spf13/cobra"
 

@@ -8,8 +8,8 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
 
+	"github.com/cgrstat/cgrstat/internal/exitcode"
 	"github.com/cgrstat/cgrstat/pkg/check"
-	"github.com/cgrstat/cgrstat/pkg/exitcode"
 	"github.com/cgrstat/cgrstat/pkg/format"
 	"github.com/cgrstat/cgrstat/pkg/spec"
 	"github.com/cgrstat/cgrstat/pkg/stress"

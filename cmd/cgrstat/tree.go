@@ -3,9 +3,9 @@ package main
 import (
 	"github.com/spf13/cobra"
 
+	"github.com/cgrstat/cgrstat/internal/exitcode"
 	"github.com/cgrstat/cgrstat/pkg/cgroup"
-	"github.com/cgrstat/cgrstat/pkg/exitcode"
-	"github.com/cgrstat/cgrstat/pkg/hierarchy"
+	"github.com/cgrstat/cgrstat/pkg/cgtree"
 	"github.com/cgrstat/cgrstat/pkg/spec"
 )
 
@@ -21,20 +21,20 @@ func (f *treeFlags) register(cmd *cobra.Command) {
 }
 
 // tree parses the spec and resolves the parent.
-func (f *treeFlags) tree(h *cgroup.Hierarchy) (hierarchy.Tree, error) {
+func (f *treeFlags) tree(h *cgroup.Hierarchy) (cgtree.Tree, error) {
 	s := spec.Default()
 	if f.file != "" {
 		var err error
 		if s, err = spec.ParseFile(f.file); err != nil {
-			return hierarchy.Tree{}, exitcode.UsageErr(err)
+			return cgtree.Tree{}, exitcode.UsageErr(err)
 		}
 	}
 	parent := h.DefaultParent()
 	if f.parent != "" {
 		var err error
 		if parent, err = h.Resolve(f.parent); err != nil {
-			return hierarchy.Tree{}, exitcode.UsageErr(err)
+			return cgtree.Tree{}, exitcode.UsageErr(err)
 		}
 	}
-	return hierarchy.Tree{H: h, Spec: s, Parent: parent}, nil
+	return cgtree.Tree{H: h, Spec: s, Parent: parent}, nil
 }

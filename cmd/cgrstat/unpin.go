@@ -6,7 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/cgrstat/cgrstat/pkg/exitcode"
+	"github.com/cgrstat/cgrstat/internal/exitcode"
 	"github.com/cgrstat/cgrstat/pkg/pin"
 )
 

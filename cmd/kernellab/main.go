@@ -20,7 +20,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/cgrstat/cgrstat/pkg/kernellab"
+	"github.com/cgrstat/cgrstat/internal/kernellab"
 )
 
 func main() {
@@ -366,7 +366,7 @@ var kernelTestFunc = regexp.MustCompile(`(?m)^func TestKernel\w*\(`)
 // isKernelTestPackage leaves out the lab's own package: its TestKernelLab*
 // tests boot guests themselves and have no business inside one.
 func isKernelTestPackage(p pkg, modPath string) bool {
-	if p.importPath == modPath+"/pkg/kernellab" {
+	if p.importPath == modPath+"/internal/kernellab" {
 		return false
 	}
 	for _, f := range p.testFiles {

@@ -8,9 +8,9 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/cgrstat/cgrstat/internal/exitcode"
 	"github.com/cgrstat/cgrstat/pkg/cgroup"
-	"github.com/cgrstat/cgrstat/pkg/exitcode"
-	"github.com/cgrstat/cgrstat/pkg/hierarchy"
+	"github.com/cgrstat/cgrstat/pkg/cgtree"
 	"github.com/cgrstat/cgrstat/pkg/loader"
 	"github.com/cgrstat/cgrstat/pkg/pin"
 	"github.com/cgrstat/cgrstat/pkg/reclaim"
@@ -19,7 +19,7 @@ import (
 
 // Options configure Run.
 type Options struct {
-	Tree   hierarchy.Tree
+	Tree   cgtree.Tree
 	Load   loader.Options
 	Stress stress.Options
 	Keep   bool
@@ -61,7 +61,7 @@ func Run(ctx context.Context, opts Options) (rep *Report, err error) {
 	defer func() {
 		err = errors.Join(err, finish(p, t, loaded, opts.Keep))
 	}()
-	if _, err := hierarchy.Create(t); err != nil {
+	if _, err := cgtree.Create(t); err != nil {
 		return nil, err
 	}
 	if _, err := PinTree(p, t); err != nil {
@@ -82,7 +82,7 @@ func Run(ctx context.Context, opts Options) (rep *Report, err error) {
 	return rep, nil
 }
 
-func alreadyThere(t hierarchy.Tree, err error) error {
+func alreadyThere(t cgtree.Tree, err error) error {
 	if err != nil {
 		return err
 	}
@@ -107,7 +107,7 @@ func ensureLoaded(opts loader.Options) (*loader.Pinned, bool, error) {
 	return p, loaded, err
 }
 
-func finish(p *loader.Pinned, t hierarchy.Tree, loaded, keep bool) error {
+func finish(p *loader.Pinned, t cgtree.Tree, loaded, keep bool) error {
 	if keep {
 		p.Close()
 		return nil
@@ -122,7 +122,7 @@ func finish(p *loader.Pinned, t hierarchy.Tree, loaded, keep bool) error {
 }
 
 // collect reads every node's stat file, the top's first, then the parent.
-func (r *Report) collect(p *loader.Pinned, t hierarchy.Tree) error {
+func (r *Report) collect(p *loader.Pinned, t cgtree.Tree) error {
 	for _, c := range t.Cgroups() {
 		st, err := reclaim.ReadFile(pin.StatFile(p.Path, c.Rel))
 		if err != nil {
@@ -162,7 +162,7 @@ func allPass(invs []Invariant) bool {
 
 // Jobs makes one stress job per leaf of the tree, with the spec's sizes
 // unless size or rounds override them.
-func Jobs(t hierarchy.Tree, size int64, rounds int) []stress.Job {
+func Jobs(t cgtree.Tree, size int64, rounds int) []stress.Job {
 	var jobs []stress.Job
 	for _, l := range t.Spec.Leaves() {
 		j := stress.Job{Cgroup: t.Cgroup(l.Rel), Size: int64(l.Node.Stress.Size), Rounds: l.Node.Stress.Rounds}
@@ -179,7 +179,7 @@ func Jobs(t hierarchy.Tree, size int64, rounds int) []stress.Job {
 
 // PinTree pins a stat file for every cgroup of the tree; on error it
 // removes the ones it made.
-func PinTree(p *loader.Pinned, t hierarchy.Tree) ([]string, error) {
+func PinTree(p *loader.Pinned, t cgtree.Tree) ([]string, error) {
 	var paths []string
 	for _, c := range t.Cgroups() {
 		path, err := pin.Pin(p, c)
@@ -192,7 +192,7 @@ func PinTree(p *loader.Pinned, t hierarchy.Tree) ([]string, error) {
 	return paths, nil
 }
 
-func unpinTree(pinPath string, t hierarchy.Tree) {
+func unpinTree(pinPath string, t cgtree.Tree) {
 	for _, c := range t.Cgroups() {
 		_ = pin.Unpin(pinPath, c.Rel)
 	}
@@ -202,7 +202,7 @@ func unpinTree(pinPath string, t hierarchy.Tree) {
 // stat files, its processes (with kill), the cgroups, and its map entries
 // after a last flush that hands its totals to the parent. p may be nil
 // when nothing is loaded.
-func Teardown(p *loader.Pinned, t hierarchy.Tree, kill bool) error {
+func Teardown(p *loader.Pinned, t cgtree.Tree, kill bool) error {
 	var ids []uint64
 	for _, c := range t.Cgroups() {
 		if id, err := cgroup.ID(c); err == nil {
@@ -214,7 +214,7 @@ func Teardown(p *loader.Pinned, t hierarchy.Tree, kill bool) error {
 			return err
 		}
 	}
-	if err := hierarchy.Destroy(t, kill); err != nil {
+	if err := cgtree.Destroy(t, kill); err != nil {
 		return err
 	}
 	if p == nil {

@@ -12,9 +12,9 @@ import (
 
 	"github.com/cilium/ebpf"
 
+	"github.com/cgrstat/cgrstat/internal/exitcode"
 	"github.com/cgrstat/cgrstat/internal/testenv"
 	"github.com/cgrstat/cgrstat/pkg/cgroup"
-	"github.com/cgrstat/cgrstat/pkg/exitcode"
 	"github.com/cgrstat/cgrstat/pkg/loader"
 	"github.com/cgrstat/cgrstat/pkg/pin"
 	"github.com/cgrstat/cgrstat/pkg/reclaim"

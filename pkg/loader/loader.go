@@ -17,7 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/cgrstat/cgrstat/bpf"
-	"github.com/cgrstat/cgrstat/pkg/exitcode"
+	"github.com/cgrstat/cgrstat/internal/exitcode"
 )
 
 // DefaultMaxCgroups is how many cgroups the maps track unless told otherwise.

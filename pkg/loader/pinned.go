@@ -11,7 +11,7 @@ import (
 	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
 
-	"github.com/cgrstat/cgrstat/pkg/exitcode"
+	"github.com/cgrstat/cgrstat/internal/exitcode"
 )
 
 // ErrNotLoaded says that the pin path holds no cgrstat load.

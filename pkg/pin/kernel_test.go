@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/cgrstat/cgrstat/internal/cgroupiter"
 	"github.com/cgrstat/cgrstat/internal/testenv"
 	"github.com/cgrstat/cgrstat/pkg/cgroup"
 	"github.com/cgrstat/cgrstat/pkg/loader"
@@ -142,18 +143,18 @@ func TestKernelCgroupIterErrors(t *testing.T) {
 	tests := []struct {
 		name  string
 		fd    int
-		order pin.Order
+		order cgroupiter.Order
 		nilP  bool
 		is    error
 		msg   string
 	}{
-		{name: "nil program", fd: int(dir.Fd()), order: pin.SelfOnly, nilP: true, is: pin.ErrNotIterator},
-		{name: "fd -1", fd: -1, order: pin.SelfOnly, is: unix.EBADF},
+		{name: "nil program", fd: int(dir.Fd()), order: cgroupiter.SelfOnly, nilP: true, is: cgroupiter.ErrNotIterator},
+		{name: "fd -1", fd: -1, order: cgroupiter.SelfOnly, is: unix.EBADF},
 		// The kernel reads cgroup_fd 0 as "no fd" and walks the root of
 		// the default hierarchy: stdin must not stand for that.
-		{name: "fd 0", fd: 0, order: pin.SelfOnly, is: unix.EBADF},
-		{name: "regular file", fd: int(regular.Fd()), order: pin.SelfOnly, is: unix.EBADF, msg: "not a cgroup directory"},
-		{name: "closed fd", fd: 1 << 20, order: pin.SelfOnly, is: unix.EBADF},
+		{name: "fd 0", fd: 0, order: cgroupiter.SelfOnly, is: unix.EBADF},
+		{name: "regular file", fd: int(regular.Fd()), order: cgroupiter.SelfOnly, is: unix.EBADF, msg: "not a cgroup directory"},
+		{name: "closed fd", fd: 1 << 20, order: cgroupiter.SelfOnly, is: unix.EBADF},
 		{name: "order 99", fd: int(dir.Fd()), order: 99, is: unix.EINVAL, msg: "order or program not valid"},
 		{name: "order 0", fd: int(dir.Fd()), order: 0, is: unix.EINVAL},
 	}
@@ -163,7 +164,7 @@ func TestKernelCgroupIterErrors(t *testing.T) {
 			if tt.nilP {
 				prog = nil
 			}
-			it, err := pin.CgroupIter(prog, tt.fd, tt.order)
+			it, err := cgroupiter.New(prog, tt.fd, tt.order)
 			if err == nil {
 				it.Close()
 				t.Fatal("CgroupIter succeeded")
@@ -186,7 +187,7 @@ func TestKernelCgroupIterSelfOnly(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		it, err := pin.CgroupIter(p.Dump, int(dir.Fd()), pin.SelfOnly)
+		it, err := cgroupiter.New(p.Dump, int(dir.Fd()), cgroupiter.SelfOnly)
 		dir.Close() // the link holds its own reference
 		if err != nil {
 			t.Fatalf("CgroupIter(%s): %v", c.Rel, err)
@@ -205,8 +206,8 @@ func TestKernelCgroupIterSelfOnly(t *testing.T) {
 func TestKernelOpenPrintsTheCgroup(t *testing.T) {
 	p, h := load(t)
 	top := mkCgroups(t, h, "a", "a/a1", "a/a2", "b")
-	if got := pin.OrderFor(p.Record.Flush); p.Record.Flush == loader.Walk && got != pin.DescendantsPost ||
-		p.Record.Flush != loader.Walk && got != pin.SelfOnly {
+	if got := pin.OrderFor(p.Record.Flush); p.Record.Flush == loader.Walk && got != cgroupiter.DescendantsPost ||
+		p.Record.Flush != loader.Walk && got != cgroupiter.SelfOnly {
 		t.Errorf("OrderFor(%s) = %d", p.Record.Flush, got)
 	}
 	for _, c := range []cgroup.Cgroup{top, top.Child("a"), top.Child("a/a2"), top.Child("b")} {

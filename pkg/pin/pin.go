@@ -3,16 +3,15 @@ package pin
 import (
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
 
-	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 
+	"github.com/cgrstat/cgrstat/internal/cgroupiter"
 	"github.com/cgrstat/cgrstat/pkg/cgroup"
 	"github.com/cgrstat/cgrstat/pkg/loader"
 )
@@ -22,11 +21,11 @@ const FileName = "vmscan.stat"
 
 // OrderFor is the iterator order a stat file needs: in walk mode the
 // iterator itself flushes the subtree, children first.
-func OrderFor(m loader.Mode) Order {
+func OrderFor(m loader.Mode) cgroupiter.Order {
 	if m == loader.Walk {
-		return DescendantsPost
+		return cgroupiter.DescendantsPost
 	}
-	return SelfOnly
+	return cgroupiter.SelfOnly
 }
 
 // dirMode is 0 because bpffs refuses names with a dot ("vmscan.stat") in a
@@ -42,41 +41,7 @@ func StatFile(pinPath, rel string) string {
 // Open creates an unpinned iterator link of the dump program for c;
 // reading it flushes and prints c's line. The caller closes it.
 func Open(p *loader.Pinned, c cgroup.Cgroup) (*link.Iter, error) {
-	return Iter(p.Dump, c, OrderFor(p.Record.Flush))
-}
-
-// Iter creates an unpinned iterator link of prog over c, walking in order.
-func Iter(prog *ebpf.Program, c cgroup.Cgroup, order Order) (*link.Iter, error) {
-	f, err := os.Open(c.Path)
-	if err != nil {
-		return nil, fmt.Errorf("opening cgroup %s: %w", c.Rel, err)
-	}
-	defer f.Close()
-	it, err := CgroupIter(prog, int(f.Fd()), order)
-	if err != nil {
-		return nil, fmt.Errorf("cgroup %s: %w", c.Rel, err)
-	}
-	return it, nil
-}
-
-// ReadOnce runs prog over c once, as reading a stat file does, and returns
-// what it printed.
-func ReadOnce(prog *ebpf.Program, c cgroup.Cgroup, order Order) ([]byte, error) {
-	it, err := Iter(prog, c, order)
-	if err != nil {
-		return nil, err
-	}
-	defer it.Close()
-	r, err := it.Open()
-	if err != nil {
-		return nil, fmt.Errorf("reading cgroup %s: %w", c.Rel, err)
-	}
-	defer r.Close()
-	b, err := io.ReadAll(r)
-	if err != nil {
-		return nil, fmt.Errorf("reading cgroup %s: %w", c.Rel, err)
-	}
-	return b, nil
+	return cgroupiter.Open(p.Dump, c, OrderFor(p.Record.Flush))
 }
 
 // Pin pins a stat file for c and returns its path. An existing stat file

@@ -12,6 +12,7 @@ import (
 	"github.com/cilium/ebpf"
 
 	"github.com/cgrstat/cgrstat/bpf"
+	"github.com/cgrstat/cgrstat/internal/cgroupiter"
 	"github.com/cgrstat/cgrstat/pkg/cgroup"
 	"github.com/cgrstat/cgrstat/pkg/loader"
 	"github.com/cgrstat/cgrstat/pkg/pin"
@@ -41,7 +42,7 @@ func ParseLine(line string) (Stat, error) {
 
 // Flush flushes c's subtree and returns c's line, read through a fresh iterator.
 func Flush(p *loader.Pinned, c cgroup.Cgroup) (Stat, error) {
-	b, err := pin.ReadOnce(p.Dump, c, pin.OrderFor(p.Record.Flush))
+	b, err := cgroupiter.ReadOnce(p.Dump, c, pin.OrderFor(p.Record.Flush))
 	if err != nil {
 		return Stat{}, err
 	}

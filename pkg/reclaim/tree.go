@@ -10,9 +10,9 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/cgrstat/cgrstat/bpf"
+	"github.com/cgrstat/cgrstat/internal/cgroupiter"
 	"github.com/cgrstat/cgrstat/pkg/cgroup"
 	"github.com/cgrstat/cgrstat/pkg/loader"
-	"github.com/cgrstat/cgrstat/pkg/pin"
 )
 
 // Member is one cgroup of a subtree.
@@ -61,7 +61,7 @@ func lockTree(p *loader.Pinned) (unlock func(), err error) {
 // walkTree runs the tree iterator over c and returns the number of cgroups
 // it visited.
 func walkTree(p *loader.Pinned, c cgroup.Cgroup) (visited uint64, err error) {
-	out, err := pin.ReadOnce(p.Tree, c, pin.DescendantsPre)
+	out, err := cgroupiter.ReadOnce(p.Tree, c, cgroupiter.DescendantsPre)
 	if err != nil {
 		return 0, err
 	}

@@ -20,8 +20,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/cgrstat/cgrstat/internal/exitcode"
 	"github.com/cgrstat/cgrstat/pkg/cgroup"
-	"github.com/cgrstat/cgrstat/pkg/exitcode"
 )
 
 // Job is the pressure for one cgroup.

@@ -5,8 +5,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cgrstat/cgrstat/internal/exitcode"
 	"github.com/cgrstat/cgrstat/pkg/cgroup"
-	"github.com/cgrstat/cgrstat/pkg/exitcode"
 )
 
 // available reads MemAvailable, which checkBudget reads too; the jobs below

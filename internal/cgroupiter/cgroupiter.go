@@ -1,16 +1,20 @@
-// Package pin creates cgroup iterator links of cgrstat's dump program and
-// pins them as per-cgroup stat files in bpffs.
-package pin
+// Package cgroupiter creates cgroup iterator links (BPF_LINK_CREATE with
+// a cgroup and a walk order), which cilium/ebpf's link.AttachIter cannot.
+package cgroupiter
 
 import (
 	"errors"
 	"fmt"
+	"io"
+	"os"
 	"runtime"
 	"unsafe"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
+
+	"github.com/cgrstat/cgrstat/pkg/cgroup"
 )
 
 // Order is the walk order of a cgroup iterator (enum bpf_cgroup_iter_order).
@@ -47,10 +51,10 @@ const bpfLinkCreate = 28 // enum bpf_cmd
 // ErrNotIterator says that a program is not an iterator program.
 var ErrNotIterator = errors.New("program is not a cgroup iterator")
 
-// CgroupIter creates an iterator link of prog over the cgroup open at
+// New creates an iterator link of prog over the cgroup open at
 // cgroupFD, walking in order. cilium/ebpf's link.AttachIter cannot pass
 // cgroup options, so this issues BPF_LINK_CREATE itself.
-func CgroupIter(prog *ebpf.Program, cgroupFD int, order Order) (*link.Iter, error) {
+func New(prog *ebpf.Program, cgroupFD int, order Order) (*link.Iter, error) {
 	if prog == nil || prog.Type() != ebpf.Tracing {
 		return nil, ErrNotIterator
 	}
@@ -93,4 +97,38 @@ func iterError(errno unix.Errno) error {
 		return fmt.Errorf("not permitted (needs root): %w", errno)
 	}
 	return errno
+}
+
+// Open creates an unpinned iterator link of prog over c, walking in order.
+func Open(prog *ebpf.Program, c cgroup.Cgroup, order Order) (*link.Iter, error) {
+	f, err := os.Open(c.Path)
+	if err != nil {
+		return nil, fmt.Errorf("opening cgroup %s: %w", c.Rel, err)
+	}
+	defer f.Close()
+	it, err := New(prog, int(f.Fd()), order)
+	if err != nil {
+		return nil, fmt.Errorf("cgroup %s: %w", c.Rel, err)
+	}
+	return it, nil
+}
+
+// ReadOnce runs prog over c once, as reading a stat file does, and returns
+// what it printed.
+func ReadOnce(prog *ebpf.Program, c cgroup.Cgroup, order Order) ([]byte, error) {
+	it, err := Open(prog, c, order)
+	if err != nil {
+		return nil, err
+	}
+	defer it.Close()
+	r, err := it.Open()
+	if err != nil {
+		return nil, fmt.Errorf("reading cgroup %s: %w", c.Rel, err)
+	}
+	defer r.Close()
+	b, err := io.ReadAll(r)
+	if err != nil {
+		return nil, fmt.Errorf("reading cgroup %s: %w", c.Rel, err)
+	}
+	return b, nil
 }

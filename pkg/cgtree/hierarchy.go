@@ -1,6 +1,6 @@
 // Package hierarchy creates and removes the cgroup tree a spec describes,
 // all or nothing.
-package hierarchy
+package cgtree
 
 import (
 	"errors"
