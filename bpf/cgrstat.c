@@ -4,19 +4,59 @@
 /*
  * cgrstat: memory-cgroup reclaim latency, aggregated up the cgroup tree.
  *
- * The scheme is the one of the kernel selftest cgroup_hierarchical_stats:
- * collectors keep per-CPU readings per cgroup, and one flush routine folds
- * the per-CPU deltas of a (cgroup, CPU) pair into the cgroup's total and
- * hands them to the parent as pending. Children are always flushed before
- * their parents, so after a flush of a cgroup its total covers every CPU and
- * every descendant.
+ * State: one entry per cgroup in one hash map (stats, BPF_F_NO_PREALLOC, so
+ * memory grows with the cgroups that reclaimed, not with --max-cgroups x
+ * CPUs, and a deleted entry's memory stays valid for RCU readers). An entry
+ * holds
+ *  - pending: what this cgroup's tasks recorded and what flushed children
+ *    passed up, not yet folded in. Collectors and flushes of children add to
+ *    it with atomic adds from any CPU; no per-CPU copy, so no preemption
+ *    games are needed on kernels without bpf_preempt_disable (6.1-6.9).
+ *  - total: the hierarchical total (this cgroup and every descendant), only
+ *    ever added to by the flush.
+ *  - adds: bumped (atomically) after every group of adds to pending, so a
+ *    flush tells "nothing new" from one load, and a flush that ran in the
+ *    middle of a collector's adds leaves adds set for the rest.
+ *
+ * The one flush routine (flush_step) for a cgroup c: take adds; drain
+ * pending field by field with an atomic exchange; add what it got to
+ * c.total and, atomically, to parent.pending. O(fields) per cgroup with new
+ * data, O(1) (one lookup) per cgroup without: nothing is per CPU.
  *
  * Who drives the flush is the flush mode:
- *  - fentry/kprobe on bpf_rstat_flush: rstat calls the routine for exactly the
- *    pairs the collectors marked updated, bottom-up;
- *  - walk: the cgroup iterator walks the subtree in post-order (children
- *    first, as rstat would) and calls the routine for every pair itself.
- *    Used where the hook cannot be attached.
+ *  - fentry/kprobe on bpf_rstat_flush: collectors mark (cgroup, CPU) updated
+ *    in rstat; rstat calls the routine bottom-up for the marked pairs. The
+ *    first CPU's call of a cgroup drains it; the others find adds == 0.
+ *  - walk: reading a stat file walks its subtree in post-order (children
+ *    first, as rstat would) under cgroup_mutex (held by the cgroup iterator)
+ *    and calls the routine once per cgroup. Used where the hook cannot be
+ *    attached.
+ *
+ * Removed cgroups, in every mode: tp_btf/cgroup_rmdir (under cgroup_mutex,
+ * after the cgroup went offline: it has no tasks and no live children)
+ * flushes the cgroup into its parent's pending and deletes its entry. A
+ * dying memcg can still see a rare late event (an exiting task charging
+ * after cgroup_exit, a remote charge); that re-creates an entry, which
+ * tp_btf/cgroup_release drains and deletes the same way. cgroup_release
+ * fires in css_release_work_fn before rstat's last flushes of the cgroup
+ * (there, and in css_free_rwork_fn's css_rstat_exit); those find no entry,
+ * and a flush creates entries only for a parent that receives a delta, so
+ * nothing is re-created. A child is always released before its parent (it
+ * holds a reference on it), so a late delta still finds the way up.
+ *
+ * Consistent reads: a reader that wants many cgroups at once (read --all)
+ * reads every entry and computes a cgroup's hierarchical value as
+ * total(c) + the pending of every cgroup in c's subtree: each event is in
+ * exactly one pending and in the totals of the cgroups it was flushed
+ * through, so this is exact whatever flushes did, provided no flush step
+ * ran while the map was read. flush_seq counts begun and finished flush
+ * steps: the reader reads done, the map, then begun, and retries unless
+ * they are equal. Collectors' adds need no such care: each pending is read
+ * once and counted in every ancestor from that one copy.
+ *
+ * Counts that must agree are derived, not stored twice: memory-cgroup
+ * reclaim's count is the sum of its histogram, so "buckets sum to count"
+ * holds in every copy, even one taken in the middle of a collector's adds.
  */
 #include <stdbool.h>
 #include <linux/bpf.h>
@@ -33,33 +73,77 @@ enum flush_mode {
 	FLUSH_WALK = 1,
 };
 
+/* Each counts one lost thing once. */
 enum lost_counter {
-	LOST_EVENT,   /* per-CPU map full: a reclaim event was not recorded */
-	LOST_FLUSH,   /* totals map full: a delta waits for the next flush */
-	LOST_PARENT,  /* totals map full: a delta could not reach the parent */
-	LOST_RSTAT,   /* no trusted cgroup for rstat: the pair is not marked */
+	LOST_EVENT,   /* map full: a reclaim event was not recorded */
+	LOST_PARENT,  /* map full: a delta waits in the child (counted when it starts waiting) */
+	LOST_RSTAT,   /* no trusted cgroup for rstat: a pair was not marked */
+	LOST_REMOVED, /* map full: a removed cgroup's delta could not reach its parent */
 	LOST_MAX,
 };
 
+enum cause {
+	CAUSE_LIMIT = 0,     /* memcg reclaim at charge time, memory.high, limit writes */
+	CAUSE_PROACTIVE = 1, /* memory.reclaim */
+	CAUSE_DIRECT = 2,    /* global direct reclaim */
+};
+
+/*
+ * Latency buckets, log-linear: bucket 0 is [0, 1024) ns; bucket b in
+ * 1..104 has e = 10 + (b-1)/4, s = (b-1)%4 and covers
+ * [(4+s) << (e-2), (5+s) << (e-2)) ns; bucket 105 is [2^36 ns, inf).
+ */
+#define NR_BUCKETS 106
+
 /* Set by the loader before the program is loaded. */
 const volatile __u32 flush_mode = FLUSH_RSTAT;
-const volatile __u32 nr_cpus = 1;
 const volatile __u32 memcg_v1_hierarchy; /* 0 when memory is on cgroup v2 */
 
-struct counters {
+struct cause_counters {
 	__u64 delay_ns;
 	__u64 count;
 	__u64 reclaimed;
 };
 
-struct pcpu_stat {
-	struct counters state; /* written by the collectors on this CPU */
-	struct counters prev;  /* what the flush has already taken */
+/*
+ * Everything but max_delay_ns is a plain sum, drained and passed up as an
+ * array of NR_SUMS u64 (keep them first). Memory-cgroup reclaim (limit and
+ * proactive) has no count field: its count is its histogram's sum.
+ */
+struct counters {
+	__u64 limit_delay_ns;
+	__u64 limit_reclaimed;
+	__u64 proactive_delay_ns;
+	__u64 proactive_reclaimed;
+	struct cause_counters direct;
+	/* reclaim whose target (the memcg whose limit was enforced) is this cgroup */
+	struct cause_counters forced;
+	__u64 limit_hist[NR_BUCKETS];
+	__u64 proactive_hist[NR_BUCKETS];
+	__u64 max_delay_ns; /* memory-cgroup reclaim; the maximum, not a sum */
 };
 
-struct total {
-	struct counters state;   /* every CPU, every descendant */
-	struct counters pending; /* from flushed children, not yet folded in */
+#define NR_SUMS (__builtin_offsetof(struct counters, max_delay_ns) / sizeof(__u64))
+
+struct cgstat {
+	struct counters pending;
+	struct counters total;
+	__u64 adds;  /* non-zero while pending has something a flush has not taken */
+	__u64 stuck; /* set while pending waits for room for the parent's entry */
+};
+
+/* Flush steps begun and finished, for readers of the whole map. */
+struct flush_seq {
+	__u64 begun;
+	__u64 done;
+};
+
+/* What the begin tracepoint saw, for the end tracepoint. */
+struct reclaim_start {
+	__u64 start_ns;
+	__u64 target_id;
+	__u32 cause;
+	__u32 pad;
 };
 
 /* A cgroup as the tree iterator found it: read --all's view of the tree. */
@@ -74,27 +158,28 @@ struct load_record {
 	char json[2048];
 };
 
-/* Max entries of the per-cgroup maps are set by the loader (--max-cgroups). */
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
-	__uint(max_entries, 10240);
-	__type(key, __u64);
-	__type(value, struct pcpu_stat);
-} pcpu_stats SEC(".maps");
-
+/* Max entries set by the loader (--max-cgroups). */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(max_entries, 10240);
 	__type(key, __u64);
-	__type(value, struct total);
-} totals SEC(".maps");
+	__type(value, struct cgstat);
+} stats SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, int);
-	__type(value, __u64);
-} reclaim_start SEC(".maps");
+	__type(value, struct reclaim_start);
+} reclaim_starts SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct flush_seq);
+} seq SEC(".maps");
 
 /*
  * Per iterator session: the last cgroup dump visited (the one its final call
@@ -110,8 +195,8 @@ struct {
 
 /*
  * The cgroups of the last tree walk, in visiting order. Sized by the loader
- * like the per-cgroup maps. Readers take a lock (flock on the pinned maps
- * directory) around walk and read, since every walk writes from slot 0.
+ * like stats. Readers take a lock (flock on the pinned maps directory)
+ * around walk and read, since every walk writes from slot 0.
  */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -152,6 +237,13 @@ static __always_inline __u64 cgroup_id(struct cgroup *cgrp)
 	return cgrp->kn->id;
 }
 
+static __always_inline __u64 parent_id(struct cgroup *cgrp)
+{
+	struct cgroup_subsys_state *parent = cgrp->self.parent;
+
+	return parent ? cgroup_id(parent->cgroup) : 0;
+}
+
 /* The memory cgroup a task charges to: the first one up with memory enabled. */
 static __always_inline struct cgroup *task_memcg(struct task_struct *task)
 {
@@ -160,166 +252,346 @@ static __always_inline struct cgroup *task_memcg(struct task_struct *task)
 	return task->cgroups->subsys[id]->cgroup;
 }
 
-static __always_inline void add(struct counters *to, const struct counters *d)
+static __always_inline struct cgstat *stat_of(__u64 cgid, bool create)
 {
-	to->delay_ns += d->delay_ns;
-	to->count += d->count;
-	to->reclaimed += d->reclaimed;
+	static const struct cgstat zero;
+	struct cgstat *s = bpf_map_lookup_elem(&stats, &cgid);
+
+	if (s || !create)
+		return s;
+	bpf_map_update_elem(&stats, &cgid, &zero, BPF_NOEXIST);
+	return bpf_map_lookup_elem(&stats, &cgid);
 }
 
-static __always_inline bool is_zero(const struct counters *c)
+/* No atomic max in BPF: compare-and-swap until v is in or a larger value is. */
+static __always_inline void atomic_max(__u64 *p, __u64 v)
 {
-	return !c->delay_ns && !c->count && !c->reclaimed;
+	__u64 old = *p, prev;
+
+	/* Each failed try means another CPU stored a new value; 8 are plenty. */
+	for (int i = 0; i < 8 && v > old; i++) {
+		prev = __sync_val_compare_and_swap(p, old, v);
+		if (prev == old)
+			break;
+		old = prev;
+	}
 }
 
-static __always_inline struct total *total_of(__u64 cgid, bool create)
+static __always_inline void seq_add(int done)
 {
-	struct total zero = {};
-	struct total *t = bpf_map_lookup_elem(&totals, &cgid);
+	__u32 zero = 0;
+	struct flush_seq *s = bpf_map_lookup_elem(&seq, &zero);
 
-	if (t || !create)
-		return t;
-	bpf_map_update_elem(&totals, &cgid, &zero, BPF_NOEXIST);
-	return bpf_map_lookup_elem(&totals, &cgid);
+	if (!s)
+		return;
+	if (done)
+		__sync_fetch_and_add(&s->done, 1);
+	else
+		__sync_fetch_and_add(&s->begun, 1);
 }
 
 /*
- * The one flush routine of every mode: fold what (cgid, cpu) gathered since
- * the last flush, plus what flushed children left pending, into the total,
- * and leave it pending at the parent.
+ * The one flush routine of every mode: move what pending holds into the
+ * total and the parent's pending. The parent's entry is made first, so that
+ * a full map leaves the delta waiting here (and counted once) instead of
+ * dropping it. Returns false only then.
  */
-static __always_inline void flush_pair(__u64 cgid, __u64 parent_id, __u32 cpu)
+static __noinline bool flush_step(struct cgstat *s, __u64 pid)
 {
-	struct pcpu_stat *pc = bpf_map_lookup_percpu_elem(&pcpu_stats, &cgid, cpu);
-	struct counters now = {}, delta = {};
-	struct total *t, *pt;
+	struct cgstat *ps = NULL;
+	__u64 *from, *to, *up, v;
 
-	if (pc) {
-		/* One snapshot: that CPU's collector may add to state meanwhile. */
-		now = pc->state;
-		delta.delay_ns = now.delay_ns - pc->prev.delay_ns;
-		delta.count = now.count - pc->prev.count;
-		delta.reclaimed = now.reclaimed - pc->prev.reclaimed;
+	if (!s || !s->adds)
+		return true;
+	if (pid) {
+		ps = stat_of(pid, true);
+		if (!ps) {
+			if (!__sync_lock_test_and_set(&s->stuck, 1))
+				count_lost(LOST_PARENT);
+			return false;
+		}
 	}
-	t = total_of(cgid, !is_zero(&delta));
-	if (!t) {
-		/* prev is untouched, so the delta is retried on the next flush. */
-		if (!is_zero(&delta))
-			count_lost(LOST_FLUSH);
-		return;
+	seq_add(0);
+	/* Before the drain: a collector's adds after this set it again. */
+	__sync_lock_test_and_set(&s->adds, 0);
+	s->stuck = 0;
+	from = (__u64 *)&s->pending;
+	to = (__u64 *)&s->total;
+	up = ps ? (__u64 *)&ps->pending : NULL;
+	for (int i = 0; i < NR_SUMS; i++) {
+		if (!from[i])
+			continue;
+		v = __sync_lock_test_and_set(&from[i], 0);
+		__sync_fetch_and_add(&to[i], v);
+		if (up)
+			__sync_fetch_and_add(&up[i], v);
 	}
-	if (pc)
-		pc->prev = now;
-	add(&delta, &t->pending);
-	t->pending = (struct counters){};
-	add(&t->state, &delta);
-
-	if (!parent_id || is_zero(&delta))
-		return;
-	pt = total_of(parent_id, true);
-	if (!pt) {
-		count_lost(LOST_PARENT);
-		return;
+	v = __sync_lock_test_and_set(&s->pending.max_delay_ns, 0);
+	if (v) {
+		atomic_max(&s->total.max_delay_ns, v);
+		if (ps)
+			atomic_max(&ps->pending.max_delay_ns, v);
 	}
-	add(&pt->pending, &delta);
+	if (ps)
+		__sync_fetch_and_add(&ps->adds, 1);
+	seq_add(1);
+	return true;
 }
 
-SEC("tp_btf/mm_vmscan_memcg_reclaim_begin")
-int BPF_PROG(vmscan_start, int order, unsigned int gfp_flags)
+/* floor(log2(v)) for v > 0, without relying on a clz instruction. */
+static __always_inline __u32 log2_u64(__u64 v)
+{
+	__u32 r = 0;
+
+	if (v >> 32) { v >>= 32; r += 32; }
+	if (v >> 16) { v >>= 16; r += 16; }
+	if (v >> 8) { v >>= 8; r += 8; }
+	if (v >> 4) { v >>= 4; r += 4; }
+	if (v >> 2) { v >>= 2; r += 2; }
+	if (v >> 1) r += 1;
+	return r;
+}
+
+static __always_inline __u32 bucket_of(__u64 ns)
+{
+	__u32 e;
+
+	if (ns < 1024)
+		return 0;
+	if (ns >= 1ULL << 36)
+		return NR_BUCKETS - 1;
+	e = log2_u64(ns); /* 10..35 */
+	return 1 + (e - 10) * 4 + ((ns >> (e - 2)) & 3);
+}
+
+static __always_inline void begin(__u32 cause, __u64 target_id)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
-	__u64 *start;
+	struct reclaim_start *st;
 
-	start = bpf_task_storage_get(&reclaim_start, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
-	if (start)
-		*start = bpf_ktime_get_ns();
+	st = bpf_task_storage_get(&reclaim_starts, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!st)
+		return;
+	st->cause = cause;
+	st->target_id = target_id;
+	st->start_ns = bpf_ktime_get_ns();
+}
+
+/*
+ * try_to_free_mem_cgroup_pages sets current->reclaim_state to the
+ * reclaim_state inside its scan_control just before the begin tracepoint, so
+ * the scan_control of this reclaim is reachable: whether it is proactive
+ * (memory.reclaim) and whose limit it enforces. The tracepoints' own
+ * arguments are not read at all: they are about to change order.
+ */
+SEC("tp_btf/mm_vmscan_memcg_reclaim_begin")
+int BPF_PROG(vmscan_start)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct scan_control *sc;
+	__u64 rs, target_id = 0;
+	__u32 cause = CAUSE_LIMIT;
+
+	rs = (__u64)BPF_CORE_READ(task, reclaim_state);
+	if (rs) {
+		sc = (struct scan_control *)(rs - bpf_core_field_offset(struct scan_control, reclaim_state));
+		if (BPF_CORE_READ_BITFIELD_PROBED(sc, proactive))
+			cause = CAUSE_PROACTIVE;
+		target_id = BPF_CORE_READ(sc, target_mem_cgroup, css.cgroup, kn, id);
+	}
+	begin(cause, target_id);
 	return 0;
 }
 
-static __always_inline struct pcpu_stat *pcpu_of(__u64 cgid)
+SEC("tp_btf/mm_vmscan_direct_reclaim_begin")
+int BPF_PROG(direct_start)
 {
-	struct pcpu_stat zero = {};
-	struct pcpu_stat *pc = bpf_map_lookup_elem(&pcpu_stats, &cgid);
+	begin(CAUSE_DIRECT, 0);
+	return 0;
+}
 
-	if (pc)
-		return pc;
-	bpf_map_update_elem(&pcpu_stats, &cgid, &zero, BPF_NOEXIST);
-	return bpf_map_lookup_elem(&pcpu_stats, &cgid);
+/* Is the cgroup target_id memcg or one of its ancestors (seen from memcg)? */
+static __always_inline bool is_ancestor(struct cgroup *memcg, __u64 target_id)
+{
+	struct cgroup_subsys_state *css = &memcg->self;
+
+	for (int i = 0; i < 32 && css; i++) {
+		if (cgroup_id(css->cgroup) == target_id)
+			return true;
+		css = css->parent;
+	}
+	return false;
+}
+
+/*
+ * Marks target_id updated on this CPU when marking the task's memcg does not
+ * (rstat marks a cgroup's ancestors with it). Needs a trusted cgroup from the
+ * id, which bpf_cgroup_from_id gives on cgroup v2 from 6.2.
+ */
+static __always_inline bool mark_target(__u64 target_id, int cpu)
+{
+	struct cgroup *trusted;
+
+	if (!bpf_ksym_exists(bpf_cgroup_from_id) || memcg_v1_hierarchy)
+		return false;
+	trusted = bpf_cgroup_from_id(target_id);
+	if (!trusted)
+		return false;
+	if (bpf_ksym_exists(cgroup_rstat_updated))
+		cgroup_rstat_updated(trusted, cpu);
+	else if (bpf_ksym_exists(css_rstat_updated))
+		css_rstat_updated(&trusted->self, cpu);
+	bpf_cgroup_release(trusted);
+	return true;
+}
+
+static __always_inline void add_forced(struct cgstat *t, __u64 dur, __u64 nr)
+{
+	__sync_fetch_and_add(&t->pending.forced.delay_ns, dur);
+	__sync_fetch_and_add(&t->pending.forced.count, 1);
+	__sync_fetch_and_add(&t->pending.forced.reclaimed, nr);
+}
+
+static __always_inline void end(unsigned long nr_reclaimed, bool direct)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct reclaim_start *st;
+	struct cgroup *memcg;
+	struct cgstat *s, *t;
+	__u64 dur, cgid, target_id;
+	__u32 cause, b;
+	int cpu;
+
+	st = bpf_task_storage_get(&reclaim_starts, task, 0, 0);
+	if (!st || !st->start_ns || (st->cause == CAUSE_DIRECT) != direct)
+		return;
+	dur = bpf_ktime_get_ns() - st->start_ns;
+	st->start_ns = 0;
+	cause = st->cause;
+	target_id = st->target_id;
+	memcg = task_memcg(task);
+	cgid = cgroup_id(memcg);
+
+	s = stat_of(cgid, true);
+	if (!s) {
+		count_lost(LOST_EVENT);
+		return;
+	}
+	b = bucket_of(dur);
+	if (b >= NR_BUCKETS)
+		return;
+	if (cause == CAUSE_LIMIT) {
+		__sync_fetch_and_add(&s->pending.limit_delay_ns, dur);
+		__sync_fetch_and_add(&s->pending.limit_reclaimed, nr_reclaimed);
+		__sync_fetch_and_add(&s->pending.limit_hist[b], 1);
+	} else if (cause == CAUSE_PROACTIVE) {
+		__sync_fetch_and_add(&s->pending.proactive_delay_ns, dur);
+		__sync_fetch_and_add(&s->pending.proactive_reclaimed, nr_reclaimed);
+		__sync_fetch_and_add(&s->pending.proactive_hist[b], 1);
+	} else {
+		__sync_fetch_and_add(&s->pending.direct.delay_ns, dur);
+		__sync_fetch_and_add(&s->pending.direct.count, 1);
+		__sync_fetch_and_add(&s->pending.direct.reclaimed, nr_reclaimed);
+	}
+	if (cause != CAUSE_DIRECT)
+		atomic_max(&s->pending.max_delay_ns, dur);
+
+	t = NULL;
+	if (target_id == cgid) {
+		add_forced(s, dur, nr_reclaimed);
+	} else if (target_id) {
+		t = stat_of(target_id, true);
+		if (t) {
+			add_forced(t, dur, nr_reclaimed);
+			__sync_fetch_and_add(&t->adds, 1);
+		} else {
+			count_lost(LOST_EVENT);
+		}
+	}
+	/* Last: a flush that sees adds takes everything above. */
+	__sync_fetch_and_add(&s->adds, 1);
+
+	if (flush_mode != FLUSH_RSTAT)
+		return;
+	cpu = bpf_get_smp_processor_id();
+	/* Since 6.17 css_rstat_updated wants preemption off where the kernel can. */
+	preempt_off();
+	if (!rstat_mark(task, memcg, cgid, cpu, memcg_v1_hierarchy))
+		count_lost(LOST_RSTAT);
+	if (t && !is_ancestor(memcg, target_id) && !mark_target(target_id, cpu))
+		count_lost(LOST_RSTAT);
+	preempt_on();
 }
 
 SEC("tp_btf/mm_vmscan_memcg_reclaim_end")
 int BPF_PROG(vmscan_end, unsigned long nr_reclaimed)
 {
-	struct task_struct *task = bpf_get_current_task_btf();
-	struct cgroup *memcg;
-	struct pcpu_stat *pc;
-	__u64 *start, now, cgid;
-
-	start = bpf_task_storage_get(&reclaim_start, task, 0, 0);
-	if (!start || !*start)
-		return 0;
-	now = bpf_ktime_get_ns();
-	memcg = task_memcg(task);
-	cgid = cgroup_id(memcg);
-	pc = pcpu_of(cgid);
-	if (!pc) {
-		count_lost(LOST_EVENT);
-		return 0;
-	}
-
-	/* Off for the per-CPU sums too, which another task could interleave. */
-	preempt_off();
-	pc->state.delay_ns += now - *start;
-	pc->state.count += 1;
-	pc->state.reclaimed += nr_reclaimed;
-	if (flush_mode == FLUSH_RSTAT &&
-	    !rstat_mark(task, memcg, cgid, bpf_get_smp_processor_id(), memcg_v1_hierarchy))
-		count_lost(LOST_RSTAT);
-	preempt_on();
-	*start = 0;
+	end(nr_reclaimed, false);
 	return 0;
 }
 
+SEC("tp_btf/mm_vmscan_direct_reclaim_end")
+int BPF_PROG(direct_end, unsigned long nr_reclaimed)
+{
+	end(nr_reclaimed, true);
+	return 0;
+}
+
+/*
+ * rstat calls this for every updated (cgroup, CPU) pair; the cgroup's first
+ * call drains it whatever the CPU.
+ */
 SEC("fentry/bpf_rstat_flush")
 int BPF_PROG(flush_fentry, struct cgroup *cgrp, struct cgroup *parent, int cpu)
 {
-	flush_pair(cgroup_id(cgrp), parent ? cgroup_id(parent) : 0, cpu);
+	flush_step(stat_of(cgroup_id(cgrp), false), parent ? cgroup_id(parent) : 0);
 	return 0;
 }
 
 SEC("kprobe/bpf_rstat_flush")
 int BPF_KPROBE(flush_kprobe, struct cgroup *cgrp, struct cgroup *parent, int cpu)
 {
-	flush_pair(BPF_CORE_READ(cgrp, kn, id), parent ? BPF_CORE_READ(parent, kn, id) : 0, cpu);
+	__u64 cgid = BPF_CORE_READ(cgrp, kn, id);
+
+	flush_step(stat_of(cgid, false), parent ? BPF_CORE_READ(parent, kn, id) : 0);
 	return 0;
 }
 
-struct walk_ctx {
+/*
+ * A cgroup of the memory hierarchy leaves: flush it into its parent and
+ * forget it. cgroup v1 has a hierarchy per controller, with ids of their
+ * own, so others' cgroups are left alone.
+ */
+static __always_inline void forget(struct cgroup *cgrp)
+{
 	__u64 cgid;
-	__u64 parent_id;
-};
+	struct cgstat *s;
 
-static long flush_cpu(__u64 cpu, void *data)
+	if (cgrp->root->hierarchy_id != memcg_v1_hierarchy)
+		return;
+	cgid = cgroup_id(cgrp);
+	s = stat_of(cgid, false);
+	if (!s)
+		return;
+	if (!flush_step(s, parent_id(cgrp)))
+		count_lost(LOST_REMOVED);
+	bpf_map_delete_elem(&stats, &cgid);
+}
+
+/* Runs under cgroup_mutex, after the cgroup went offline. */
+SEC("tp_btf/cgroup_rmdir")
+int BPF_PROG(on_rmdir, struct cgroup *cgrp, const char *path)
 {
-	struct walk_ctx *w = data;
-
-	flush_pair(w->cgid, w->parent_id, cpu);
+	forget(cgrp);
 	return 0;
 }
 
-/* Walk mode: what rstat would do for this cgroup, on every CPU. */
-static __always_inline void walk_flush(struct cgroup *cgrp, __u64 cgid)
+/* Late events of a dying cgroup, before rstat's last flushes of it. */
+SEC("tp_btf/cgroup_release")
+int BPF_PROG(on_release, struct cgroup *cgrp, const char *path)
 {
-	struct cgroup_subsys_state *parent;
-	struct walk_ctx w = { .cgid = cgid };
-
-	/* A cgroup that never reclaimed and has nothing pending costs two lookups. */
-	if (!bpf_map_lookup_elem(&pcpu_stats, &cgid) && !bpf_map_lookup_elem(&totals, &cgid))
-		return;
-	parent = cgrp->self.parent;
-	if (parent)
-		w.parent_id = cgroup_id(parent->cgroup);
-	bpf_loop(nr_cpus, flush_cpu, &w, 0);
+	forget(cgrp);
+	return 0;
 }
 
 static __always_inline void rstat_flush(struct cgroup *cgrp)
@@ -330,15 +602,53 @@ static __always_inline void rstat_flush(struct cgroup *cgrp)
 		css_rstat_flush(&cgrp->self);
 }
 
-static __always_inline void print_total(struct seq_file *seq, __u64 cgid)
+static __always_inline __u64 hist_sum(const __u64 *h)
 {
-	struct total *t = bpf_map_lookup_elem(&totals, &cgid);
-	struct counters c = {};
+	__u64 n = 0;
 
-	if (t)
-		c = t->state;
+	for (int i = 0; i < NR_BUCKETS; i++)
+		n += h[i];
+	return n;
+}
+
+static __always_inline void print_cause(struct seq_file *seq, const char *name, __u64 delay, __u64 count,
+					__u64 reclaimed)
+{
+	BPF_SEQ_PRINTF(seq, "%s: delay_ns %llu, count %llu, reclaimed %llu\n", name, delay, count, reclaimed);
+}
+
+/* Only the buckets with a count: "hist_limit: 12:3 13:40\n". */
+static __always_inline void print_hist(struct seq_file *seq, const char *name, const __u64 *h)
+{
+	BPF_SEQ_PRINTF(seq, "%s:", name);
+	for (int i = 0; i < NR_BUCKETS; i++)
+		if (h[i])
+			BPF_SEQ_PRINTF(seq, " %d:%llu", i, h[i]);
+	BPF_SEQ_PRINTF(seq, "\n");
+}
+
+/*
+ * The seed's line first, byte for byte (its fields are memory-cgroup
+ * reclaim: limit plus proactive), then one line per cause, the maximum
+ * and the histograms.
+ */
+static __noinline void print_stat(struct seq_file *seq, __u64 cgid)
+{
+	struct cgstat *s = stat_of(cgid, false);
+	static const struct counters zero;
+	const struct counters *c = s ? &s->total : &zero;
+	__u64 limit_count = hist_sum(c->limit_hist), proactive_count = hist_sum(c->proactive_hist);
+
 	BPF_SEQ_PRINTF(seq, "cg_id: %llu, total_vmscan_delay: %llu, vmscan_count: %llu, nr_reclaimed: %llu\n",
-		       cgid, c.delay_ns, c.count, c.reclaimed);
+		       cgid, c->limit_delay_ns + c->proactive_delay_ns, limit_count + proactive_count,
+		       c->limit_reclaimed + c->proactive_reclaimed);
+	print_cause(seq, "limit", c->limit_delay_ns, limit_count, c->limit_reclaimed);
+	print_cause(seq, "proactive", c->proactive_delay_ns, proactive_count, c->proactive_reclaimed);
+	print_cause(seq, "direct", c->direct.delay_ns, c->direct.count, c->direct.reclaimed);
+	print_cause(seq, "forced", c->forced.delay_ns, c->forced.count, c->forced.reclaimed);
+	BPF_SEQ_PRINTF(seq, "max_delay_ns: %llu\n", c->max_delay_ns);
+	print_hist(seq, "hist_limit", c->limit_hist);
+	print_hist(seq, "hist_proactive", c->proactive_hist);
 }
 
 /*
@@ -354,21 +664,25 @@ int dump(struct bpf_iter__cgroup *ctx)
 	__u64 session = ctx->meta->session_id;
 	__u64 cgid, *last;
 
+	last = bpf_map_lookup_elem(&sessions, &session);
 	if (!cgrp) {
-		last = bpf_map_lookup_elem(&sessions, &session);
 		if (!last)
 			return 0;
 		cgid = *last;
 		bpf_map_delete_elem(&sessions, &session);
-		print_total(ctx->meta->seq, cgid);
+		print_stat(ctx->meta->seq, cgid);
 		return 0;
 	}
 	cgid = cgroup_id(cgrp);
 	if (flush_mode == FLUSH_WALK)
-		walk_flush(cgrp, cgid);
+		/* One lookup for a cgroup with nothing new: the walk does not grow with CPUs. */
+		flush_step(stat_of(cgid, false), parent_id(cgrp));
 	else
 		rstat_flush(cgrp);
-	bpf_map_update_elem(&sessions, &session, &cgid, BPF_ANY);
+	if (last)
+		*last = cgid;
+	else
+		bpf_map_update_elem(&sessions, &session, &cgid, BPF_ANY);
 	return 0;
 }
 
@@ -383,7 +697,6 @@ int tree(struct bpf_iter__cgroup *ctx)
 {
 	__u64 session = ctx->meta->session_id, one = 1, *visited;
 	struct cgroup *cgrp = ctx->cgroup;
-	struct cgroup_subsys_state *parent;
 	struct tree_node *node;
 	__u32 slot = 0;
 
@@ -406,8 +719,7 @@ int tree(struct bpf_iter__cgroup *ctx)
 	if (!node)
 		return 0;
 	node->id = cgroup_id(cgrp);
-	parent = cgrp->self.parent;
-	node->parent_id = parent ? cgroup_id(parent->cgroup) : 0;
+	node->parent_id = parent_id(cgrp);
 	bpf_probe_read_kernel_str(node->name, sizeof(node->name), cgrp->kn->name);
 	return 0;
 }

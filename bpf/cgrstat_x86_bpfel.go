@@ -13,11 +13,38 @@ import (
 	"github.com/cilium/ebpf"
 )
 
-type CgrstatCounters struct {
+type CgrstatCauseCounters struct {
 	_         structs.HostLayout
 	DelayNs   uint64
 	Count     uint64
 	Reclaimed uint64
+}
+
+type CgrstatCgstat struct {
+	_       structs.HostLayout
+	Pending CgrstatCounters
+	Total   CgrstatCounters
+	Adds    uint64
+	Stuck   uint64
+}
+
+type CgrstatCounters struct {
+	_                  structs.HostLayout
+	LimitDelayNs       uint64
+	LimitReclaimed     uint64
+	ProactiveDelayNs   uint64
+	ProactiveReclaimed uint64
+	Direct             CgrstatCauseCounters
+	Forced             CgrstatCauseCounters
+	LimitHist          [106]uint64
+	ProactiveHist      [106]uint64
+	MaxDelayNs         uint64
+}
+
+type CgrstatFlushSeq struct {
+	_     structs.HostLayout
+	Begun uint64
+	Done  uint64
 }
 
 type CgrstatLoadRecord struct {
@@ -28,23 +55,19 @@ type CgrstatLoadRecord struct {
 type CgrstatLostCounter uint32
 
 const (
-	CgrstatLostCounterLOST_EVENT  CgrstatLostCounter = 0
-	CgrstatLostCounterLOST_FLUSH  CgrstatLostCounter = 1
-	CgrstatLostCounterLOST_PARENT CgrstatLostCounter = 2
-	CgrstatLostCounterLOST_RSTAT  CgrstatLostCounter = 3
-	CgrstatLostCounterLOST_MAX    CgrstatLostCounter = 4
+	CgrstatLostCounterLOST_EVENT   CgrstatLostCounter = 0
+	CgrstatLostCounterLOST_PARENT  CgrstatLostCounter = 1
+	CgrstatLostCounterLOST_RSTAT   CgrstatLostCounter = 2
+	CgrstatLostCounterLOST_REMOVED CgrstatLostCounter = 3
+	CgrstatLostCounterLOST_MAX     CgrstatLostCounter = 4
 )
 
-type CgrstatPcpuStat struct {
-	_     structs.HostLayout
-	State CgrstatCounters
-	Prev  CgrstatCounters
-}
-
-type CgrstatTotal struct {
-	_       structs.HostLayout
-	State   CgrstatCounters
-	Pending CgrstatCounters
+type CgrstatReclaimStart struct {
+	_        structs.HostLayout
+	StartNs  uint64
+	TargetId uint64
+	Cause    uint32
+	Pad      uint32
 }
 
 type CgrstatTreeNode struct {
@@ -60,20 +83,23 @@ type CgrstatTreeNode struct {
 const (
 	CgrstatMapInfo             = "info"
 	CgrstatMapLost             = "lost"
-	CgrstatMapPcpuStats        = "pcpu_stats"
-	CgrstatMapReclaimStart     = "reclaim_start"
+	CgrstatMapReclaimStarts    = "reclaim_starts"
+	CgrstatMapSeq              = "seq"
 	CgrstatMapSessions         = "sessions"
-	CgrstatMapTotals           = "totals"
+	CgrstatMapStats            = "stats"
 	CgrstatMapTreeNodes        = "tree_nodes"
+	CgrstatProgDirectEnd       = "direct_end"
+	CgrstatProgDirectStart     = "direct_start"
 	CgrstatProgDump            = "dump"
 	CgrstatProgFlushFentry     = "flush_fentry"
 	CgrstatProgFlushKprobe     = "flush_kprobe"
+	CgrstatProgOnRelease       = "on_release"
+	CgrstatProgOnRmdir         = "on_rmdir"
 	CgrstatProgTree            = "tree"
 	CgrstatProgVmscanEnd       = "vmscan_end"
 	CgrstatProgVmscanStart     = "vmscan_start"
 	CgrstatVarFlushMode        = "flush_mode"
 	CgrstatVarMemcgV1Hierarchy = "memcg_v1_hierarchy"
-	CgrstatVarNrCpus           = "nr_cpus"
 )
 
 // LoadCgrstat returns the embedded CollectionSpec for Cgrstat.
@@ -118,9 +144,13 @@ type CgrstatSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type CgrstatProgramSpecs struct {
+	DirectEnd   *ebpf.ProgramSpec `ebpf:"direct_end"`
+	DirectStart *ebpf.ProgramSpec `ebpf:"direct_start"`
 	Dump        *ebpf.ProgramSpec `ebpf:"dump"`
 	FlushFentry *ebpf.ProgramSpec `ebpf:"flush_fentry"`
 	FlushKprobe *ebpf.ProgramSpec `ebpf:"flush_kprobe"`
+	OnRelease   *ebpf.ProgramSpec `ebpf:"on_release"`
+	OnRmdir     *ebpf.ProgramSpec `ebpf:"on_rmdir"`
 	Tree        *ebpf.ProgramSpec `ebpf:"tree"`
 	VmscanEnd   *ebpf.ProgramSpec `ebpf:"vmscan_end"`
 	VmscanStart *ebpf.ProgramSpec `ebpf:"vmscan_start"`
@@ -130,13 +160,13 @@ type CgrstatProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type CgrstatMapSpecs struct {
-	Info         *ebpf.MapSpec `ebpf:"info"`
-	Lost         *ebpf.MapSpec `ebpf:"lost"`
-	PcpuStats    *ebpf.MapSpec `ebpf:"pcpu_stats"`
-	ReclaimStart *ebpf.MapSpec `ebpf:"reclaim_start"`
-	Sessions     *ebpf.MapSpec `ebpf:"sessions"`
-	Totals       *ebpf.MapSpec `ebpf:"totals"`
-	TreeNodes    *ebpf.MapSpec `ebpf:"tree_nodes"`
+	Info          *ebpf.MapSpec `ebpf:"info"`
+	Lost          *ebpf.MapSpec `ebpf:"lost"`
+	ReclaimStarts *ebpf.MapSpec `ebpf:"reclaim_starts"`
+	Seq           *ebpf.MapSpec `ebpf:"seq"`
+	Sessions      *ebpf.MapSpec `ebpf:"sessions"`
+	Stats         *ebpf.MapSpec `ebpf:"stats"`
+	TreeNodes     *ebpf.MapSpec `ebpf:"tree_nodes"`
 }
 
 // CgrstatVariableSpecs contains global variables before they are loaded into the kernel.
@@ -145,7 +175,6 @@ type CgrstatMapSpecs struct {
 type CgrstatVariableSpecs struct {
 	FlushMode        *ebpf.VariableSpec `ebpf:"flush_mode"`
 	MemcgV1Hierarchy *ebpf.VariableSpec `ebpf:"memcg_v1_hierarchy"`
-	NrCpus           *ebpf.VariableSpec `ebpf:"nr_cpus"`
 }
 
 // CgrstatObjects contains all objects after they have been loaded into the kernel.
@@ -168,23 +197,23 @@ func (o *CgrstatObjects) Close() error {
 //
 // It can be passed to LoadCgrstatObjects or ebpf.CollectionSpec.LoadAndAssign.
 type CgrstatMaps struct {
-	Info         *ebpf.Map `ebpf:"info"`
-	Lost         *ebpf.Map `ebpf:"lost"`
-	PcpuStats    *ebpf.Map `ebpf:"pcpu_stats"`
-	ReclaimStart *ebpf.Map `ebpf:"reclaim_start"`
-	Sessions     *ebpf.Map `ebpf:"sessions"`
-	Totals       *ebpf.Map `ebpf:"totals"`
-	TreeNodes    *ebpf.Map `ebpf:"tree_nodes"`
+	Info          *ebpf.Map `ebpf:"info"`
+	Lost          *ebpf.Map `ebpf:"lost"`
+	ReclaimStarts *ebpf.Map `ebpf:"reclaim_starts"`
+	Seq           *ebpf.Map `ebpf:"seq"`
+	Sessions      *ebpf.Map `ebpf:"sessions"`
+	Stats         *ebpf.Map `ebpf:"stats"`
+	TreeNodes     *ebpf.Map `ebpf:"tree_nodes"`
 }
 
 func (m *CgrstatMaps) Close() error {
 	return _CgrstatClose(
 		m.Info,
 		m.Lost,
-		m.PcpuStats,
-		m.ReclaimStart,
+		m.ReclaimStarts,
+		m.Seq,
 		m.Sessions,
-		m.Totals,
+		m.Stats,
 		m.TreeNodes,
 	)
 }
@@ -195,16 +224,19 @@ func (m *CgrstatMaps) Close() error {
 type CgrstatVariables struct {
 	FlushMode        *ebpf.Variable `ebpf:"flush_mode"`
 	MemcgV1Hierarchy *ebpf.Variable `ebpf:"memcg_v1_hierarchy"`
-	NrCpus           *ebpf.Variable `ebpf:"nr_cpus"`
 }
 
 // CgrstatPrograms contains all programs after they have been loaded into the kernel.
 //
 // It can be passed to LoadCgrstatObjects or ebpf.CollectionSpec.LoadAndAssign.
 type CgrstatPrograms struct {
+	DirectEnd   *ebpf.Program `ebpf:"direct_end"`
+	DirectStart *ebpf.Program `ebpf:"direct_start"`
 	Dump        *ebpf.Program `ebpf:"dump"`
 	FlushFentry *ebpf.Program `ebpf:"flush_fentry"`
 	FlushKprobe *ebpf.Program `ebpf:"flush_kprobe"`
+	OnRelease   *ebpf.Program `ebpf:"on_release"`
+	OnRmdir     *ebpf.Program `ebpf:"on_rmdir"`
 	Tree        *ebpf.Program `ebpf:"tree"`
 	VmscanEnd   *ebpf.Program `ebpf:"vmscan_end"`
 	VmscanStart *ebpf.Program `ebpf:"vmscan_start"`
@@ -212,9 +244,13 @@ type CgrstatPrograms struct {
 
 func (p *CgrstatPrograms) Close() error {
 	return _CgrstatClose(
+		p.DirectEnd,
+		p.DirectStart,
 		p.Dump,
 		p.FlushFentry,
 		p.FlushKprobe,
+		p.OnRelease,
+		p.OnRmdir,
 		p.Tree,
 		p.VmscanEnd,
 		p.VmscanStart,

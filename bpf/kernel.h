@@ -26,18 +26,39 @@ struct cgroup_subsys_state {
 	struct cgroup_subsys_state *parent;
 };
 
+struct cgroup_root {
+	int hierarchy_id;
+};
+
 struct cgroup {
 	/* First member in every kernel: &cgrp->self and cgrp are the same address. */
 	struct cgroup_subsys_state self;
 	struct kernfs_node *kn;
+	struct cgroup_root *root;
 };
 
 struct css_set {
 	struct cgroup_subsys_state *subsys[16];
 };
 
+struct mem_cgroup {
+	struct cgroup_subsys_state css;
+};
+
+struct reclaim_state {
+	unsigned long reclaimed;
+};
+
+/* mm/vmscan.c's private reclaim parameters; in the kernel BTF from 6.1 to 7.x. */
+struct scan_control {
+	struct mem_cgroup *target_mem_cgroup;
+	unsigned int proactive : 1;
+	struct reclaim_state reclaim_state;
+};
+
 struct task_struct {
 	struct css_set *cgroups;
+	struct reclaim_state *reclaim_state;
 };
 
 struct seq_file;
