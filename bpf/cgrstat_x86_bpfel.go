@@ -41,6 +41,13 @@ type CgrstatCounters struct {
 	MaxDelayNs         uint64
 }
 
+type CgrstatFlushHow uint32
+
+const (
+	CgrstatFlushHowFLUSH_RSTAT CgrstatFlushHow = 0
+	CgrstatFlushHowFLUSH_WALK  CgrstatFlushHow = 1
+)
+
 type CgrstatFlushSeq struct {
 	_     structs.HostLayout
 	Begun uint64

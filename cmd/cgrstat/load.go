@@ -7,7 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/cgrstat/cgrstat/internal/exitcode"
+	"github.com/cgrstat/cgrstat/pkg/format"
 	"github.com/cgrstat/cgrstat/pkg/loader"
 )
 
@@ -21,22 +21,21 @@ func newLoadCmd(g *globals) *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			mode, err := loader.ParseMode(flush)
 			if err != nil {
-				return exitcode.UsageErr(err)
+				return usage(err)
 			}
-			if maxCgroups == 0 {
-				return exitcode.UsageErr(errors.New("--max-cgroups must be at least 1"))
+			if maxCgroups == 0 || maxCgroups > loader.MaxCgroupsLimit {
+				return loader.ErrMaxCgroups
 			}
-			if err := needRoot(); err != nil {
-				return err
+			if !cmd.Flags().Changed("max-cgroups") {
+				maxCgroups = 0 // the default for a new load, any size of an existing one
 			}
 			h, err := g.hierarchy()
 			if err != nil {
 				return err
 			}
-			rec, err := loader.Load(loader.Options{PinPath: g.pinPath, MaxCgroups: maxCgroups, Flush: mode,
-				CgroupVersion: h.Version, MemcgV1Hierarchy: h.V1ID, CgroupRoot: h.Mount})
+			rec, err := loader.Load(g.loadOptions(h, mode, maxCgroups))
 			if errors.Is(err, loader.ErrLoaded) {
-				fmt.Fprintf(cmd.OutOrStdout(), "already loaded at %s (flush mode %s)\n", g.pinPath, rec.Flush)
+				fmt.Fprintf(cmd.OutOrStdout(), "already loaded at %s (flush mode %s, up to %d cgroups)\n", g.pinPath, rec.Flush, rec.MaxCgroups)
 				return nil
 			}
 			if err != nil {
@@ -46,7 +45,8 @@ func newLoadCmd(g *globals) *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().Uint32Var(&maxCgroups, "max-cgroups", loader.DefaultMaxCgroups, "how many cgroups the maps can track")
+	cmd.Flags().Uint32Var(&maxCgroups, "max-cgroups", loader.DefaultMaxCgroups,
+		fmt.Sprintf("how many cgroups the maps can track, live and dying (1 to %d)", loader.MaxCgroupsLimit))
 	cmd.Flags().StringVar(&flush, "flush", string(loader.Auto), "flush mode: auto, fentry, kprobe or walk")
 	return cmd
 }
@@ -56,7 +56,10 @@ func printLoaded(w io.Writer, pinPath string, rec *loader.Record) {
 	for _, r := range rec.Refused {
 		fmt.Fprintf(w, "  %s not used: %s\n", r.Mode, r.Reason)
 	}
+	m := loader.MemoryOf(loader.StatBytes, loader.TreeNodeBytes, rec.MaxCgroups, 0)
+	fmt.Fprintf(w, "  maps: %s preallocated, plus %s per cgroup that reclaims (at most %s), whatever the number of CPUs\n",
+		format.Bytes(m.Preallocated), format.Bytes(m.PerCgroup), format.Bytes(m.AtMost))
 	if rec.Flush == loader.Walk {
-		fmt.Fprintln(w, "  walk mode: a read flushes every cgroup of the subtree on every CPU (cost grows with the subtree)")
+		fmt.Fprintln(w, "  walk mode: a read of a stat file visits its whole subtree holding the kernel's cgroup_mutex")
 	}
 }

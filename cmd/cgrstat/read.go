@@ -2,12 +2,13 @@ package main
 
 import (
 	"errors"
+	"fmt"
+	"io"
 
-	"github.com/cgrstat/cgrstat/internal/exitcode"
-	"github.com/cgrstat/cgrstat/pkg/pin"
 	"github.com/spf13/cobra"
 
 	"github.com/cgrstat/cgrstat/pkg/format"
+	"github.com/cgrstat/cgrstat/pkg/loader"
 	"github.com/cgrstat/cgrstat/pkg/reclaim"
 )
 
@@ -17,19 +18,18 @@ func newReadCmd(g *globals) *cobra.Command {
 		Use:   "read [CGROUP...]",
 		Short: "Flush and print the hierarchical reclaim stats of cgroups",
 		Long: `Flush and print each CGROUP's hierarchical total (every CPU, every descendant).
-Without CGROUP, the cgroups that have stat files are read; with --all, every
-cgroup below the root (or below each CGROUP) is, after one flush per tree.`,
+Without CGROUP, the cgroups that have stat files are read (those whose cgroup
+was removed are skipped, with a note); with --all, every cgroup below the root
+(or below each CGROUP) is, from one consistent copy of the maps.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := needRoot(); err != nil {
-				return err
-			}
 			p, err := g.open()
 			if err != nil {
 				return err
 			}
 			defer p.Close()
+			var notes format.ReadNotes
 			if len(args) == 0 {
-				if args, err = defaultReadArgs(g, all); err != nil {
+				if args, notes.Stale, err = defaultReadArgs(p, all); err != nil {
 					return err
 				}
 			}
@@ -41,8 +41,12 @@ cgroup below the root (or below each CGROUP) is, after one flush per tree.`,
 			if err != nil {
 				return err
 			}
+			if notes.Lost, err = lostNote(p); err != nil {
+				return err
+			}
+			warn(cmd.ErrOrStderr(), p, notes)
 			if asJSON {
-				return format.JSON(cmd.OutOrStdout(), stats)
+				return format.ReadJSON(cmd.OutOrStdout(), stats, notes)
 			}
 			return format.Table(cmd.OutOrStdout(), stats)
 		},
@@ -52,17 +56,51 @@ cgroup below the root (or below each CGROUP) is, after one flush per tree.`,
 	return cmd
 }
 
-// defaultReadArgs is what read covers without CGROUP arguments.
-func defaultReadArgs(g *globals, all bool) ([]string, error) {
+// defaultReadArgs is what read covers without CGROUP arguments: the
+// cgroups with stat files, but for those removed since, returned apart.
+func defaultReadArgs(p *loader.Pinned, all bool) (args, stale []string, err error) {
 	if all {
-		return []string{"/"}, nil
+		return []string{"/"}, nil, nil
 	}
-	rels, err := pin.List(g.pinPath)
+	rels, err := p.Dir.Pinned()
 	if err != nil {
+		return nil, nil, err
+	}
+	for _, rel := range rels {
+		if p.Dir.Stale(rel, p.Record.CgroupRoot) {
+			stale = append(stale, rel)
+		} else {
+			args = append(args, rel)
+		}
+	}
+	if len(args) == 0 && len(stale) == 0 {
+		return nil, nil, usage(errors.New("no stat files are pinned: give CGROUP arguments or --all"))
+	}
+	if len(args) == 0 {
+		return nil, nil, usage(fmt.Errorf("every pinned cgroup was removed (%d stale stat files; cgrstat unpin them): give CGROUP arguments or --all", len(stale)))
+	}
+	return args, stale, nil
+}
+
+// lostNote is the lost counters when anything was lost, else nil.
+func lostNote(p *loader.Pinned) (*loader.Lost, error) {
+	l, err := p.LostCounts()
+	if err != nil || !l.Any() {
 		return nil, err
 	}
-	if len(rels) == 0 {
-		return nil, exitcode.UsageErr(errors.New("no stat files are pinned: give CGROUP arguments or --all"))
+	return &l, nil
+}
+
+// warn says on stderr what the numbers do not cover.
+func warn(w io.Writer, p *loader.Pinned, n format.ReadNotes) {
+	for _, rel := range n.Stale {
+		fmt.Fprintf(w, "cgrstat: note: skipped %s: the cgroup was removed (stale stat file; cgrstat unpin %s)\n", rel, rel)
 	}
-	return rels, nil
+	if l := n.Lost; l != nil && (l.Events > 0 || l.RemovedDeltas > 0) {
+		fmt.Fprintf(w, "cgrstat: warning: the map of %d cgroups was full: %d reclaims and %d removed cgroups' deltas were not recorded; the numbers are lower bounds (cgrstat status; unload and load with a larger --max-cgroups)\n",
+			p.Record.MaxCgroups, l.Events, l.RemovedDeltas)
+	} else if l != nil {
+		fmt.Fprintf(w, "cgrstat: warning: stat files may lag: %d deltas waited for room in the map, %d updates were not marked in rstat (cgrstat status)\n",
+			l.ParentDeltas, l.RstatMarks)
+	}
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/olekukonko/tablewriter"
 	"github.com/olekukonko/tablewriter/tw"
 
+	"github.com/cgrstat/cgrstat/pkg/loader"
 	"github.com/cgrstat/cgrstat/pkg/reclaim"
 )
 
@@ -20,8 +21,32 @@ import (
 // several times faster than indenting thousands of objects. An empty list
 // is [] rather than null, so that scripts can index it without a check.
 func JSON(w io.Writer, stats []reclaim.Stat) error {
+	return ReadJSON(w, stats, ReadNotes{})
+}
+
+// ReadNotes is what a read has to say beside the numbers.
+type ReadNotes struct {
+	// Lost is set when the BPF side could not record everything: the
+	// numbers are then lower bounds.
+	Lost *loader.Lost `json:"lost,omitempty"`
+	// Stale are cgroups whose stat files were skipped: they were removed.
+	Stale []string `json:"stale_stat_files,omitempty"`
+}
+
+// ReadJSON is JSON with the notes as more top-level fields.
+func ReadJSON(w io.Writer, stats []reclaim.Stat, notes ReadNotes) error {
 	bw := bufio.NewWriter(w)
-	bw.WriteString(`{"cgroups":[`)
+	if notes.Lost != nil || len(notes.Stale) > 0 {
+		b, err := json.Marshal(notes)
+		if err != nil {
+			return err
+		}
+		bw.Write(b[:len(b)-1]) // without its }
+		bw.WriteString(",")
+	} else {
+		bw.WriteString("{")
+	}
+	bw.WriteString(`"cgroups":[`)
 	for i, s := range stats {
 		b, err := json.Marshal(s)
 		if err != nil {

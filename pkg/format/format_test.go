@@ -160,8 +160,8 @@ func TestPages(t *testing.T) {
 	}
 }
 
-func loadedStatus(flush loader.Mode) *Status {
-	return &Status{
+func loadedStatus(flush loader.Mode) *loader.Status {
+	return &loader.Status{
 		Loaded:  true,
 		PinPath: "/sys/fs/bpf/cgrstat",
 		Kernel:  "6.18.44",
@@ -174,24 +174,26 @@ func loadedStatus(flush loader.Mode) *Status {
 			ProgramIDs: []ebpf.ProgramID{17, 18},
 		},
 		Usage: &loader.Usage{
-			Totals: loader.Fill{Entries: 3, MaxEntries: 10240},
-			Pcpu:   loader.Fill{Entries: 2, MaxEntries: 10240},
-			Lost:   loader.Lost{Events: 1, Flushes: 2, ParentDeltas: 3, RstatMarks: 4},
+			Stats:  loader.Fill{Entries: 3, MaxEntries: 10240},
+			Memory: loader.MemoryOf(loader.StatBytes, loader.TreeNodeBytes, 10240, 3),
+			Lost:   loader.Lost{Events: 1, ParentDeltas: 3, RstatMarks: 4, RemovedDeltas: 2},
+			WalkHoldsCgroupMutex: flush == loader.Walk,
 		},
 		StatFiles: []string{"/test", "/test/child1"},
+		Stale:     []string{"/test/child1"},
 	}
 }
 
 func TestStatusText(t *testing.T) {
 	tests := []struct {
 		name    string
-		st      *Status
+		st      *loader.Status
 		want    []string
 		notWant []string
 	}{
 		{
 			name:    "not loaded",
-			st:      &Status{PinPath: "/sys/fs/bpf/x", Kernel: "6.1.0"},
+			st:      &loader.Status{PinPath: "/sys/fs/bpf/x", Kernel: "6.1.0"},
 			want:    []string{"kernel:      6.1.0\n", "loaded:      no (pin path /sys/fs/bpf/x)\n"},
 			notWant: []string{"flush mode", "maps:"},
 		},
@@ -203,18 +205,19 @@ func TestStatusText(t *testing.T) {
 				"loaded:      yes, at /sys/fs/bpf/cgrstat since 2026-01-02 03:04:05 UTC\n",
 				"flush mode:  walk\n",
 				"  not fentry: fentry refused by the kernel (EPERM; kernel lockdown?)\n",
-				"O(subtree x CPUs)",
+				"holding the kernel's cgroup_mutex",
 				"cgroups:     v1 at /sys/fs/cgroup/memory\n",
-				"maps:        totals 3/10240, per-CPU 2/10240\n",
-				"lost:        events 1, flushes 2, parent deltas 3, rstat marks 4\n",
-				"stat files:  2\n  /test\n  /test/child1\n",
+				"maps:        3 of 10240 cgroups tracked; 2.7 MiB in use (2.7 MiB preallocated + 4.0 KiB per tracked cgroup), at most 42.7 MiB\n",
+				"lost:        events 1, parent deltas 3, rstat marks 4, removed deltas 2\n",
+				"the map was full",
+				"stat files:  2\n  /test\n  /test/child1 (stale: the cgroup was removed; cgrstat unpin /test/child1)\n",
 			},
 		},
 		{
 			name:    "loaded in fentry mode has no walk cost",
 			st:      loadedStatus(loader.Fentry),
 			want:    []string{"flush mode:  fentry\n"},
-			notWant: []string{"O(subtree x CPUs)"},
+			notWant: []string{"cgroup_mutex"},
 		},
 	}
 	for _, tt := range tests {
@@ -240,10 +243,10 @@ func TestStatusText(t *testing.T) {
 func TestStatusJSON(t *testing.T) {
 	t.Run("not loaded", func(t *testing.T) {
 		var buf bytes.Buffer
-		if err := StatusJSON(&buf, &Status{PinPath: "/sys/fs/bpf/x", Kernel: "6.1.0"}); err != nil {
+		if err := StatusJSON(&buf, &loader.Status{PinPath: "/sys/fs/bpf/x", Kernel: "6.1.0"}); err != nil {
 			t.Fatal(err)
 		}
-		want := `{"loaded":false,"pin_path":"/sys/fs/bpf/x","kernel":"6.1.0","stat_files":[]}`
+		want := `{"loaded":false,"pin_path":"/sys/fs/bpf/x","kernel":"6.1.0","stat_files":[],"stale_stat_files":[]}`
 		if got := decode(t, buf.Bytes()); !reflect.DeepEqual(got, decode(t, []byte(want))) {
 			t.Errorf("StatusJSON wrote\n%s\nwant\n%s", buf.Bytes(), want)
 		}
@@ -257,8 +260,9 @@ func TestStatusJSON(t *testing.T) {
 		if !ok {
 			t.Fatalf("not an object: %s", buf.Bytes())
 		}
-		wantMaps := `{"totals":{"entries":3,"max_entries":10240},"pcpu_stats":{"entries":2,"max_entries":10240},
-			"lost":{"events":1,"flushes":2,"parent_deltas":3,"rstat_marks":4}}`
+		wantMaps := `{"stats":{"entries":3,"max_entries":10240},"walk_holds_cgroup_mutex":true,
+			"memory":{"preallocated_bytes":2803712,"per_cgroup_bytes":4096,"used_bytes":2816000,"at_most_bytes":44746752},
+			"lost":{"events":1,"parent_deltas":3,"rstat_marks":4,"removed_deltas":2}}`
 		if !reflect.DeepEqual(got["maps"], decode(t, []byte(wantMaps))) {
 			t.Errorf("maps = %v, want %s", got["maps"], wantMaps)
 		}

@@ -8,28 +8,38 @@ import (
 	"github.com/cgrstat/cgrstat/pkg/loader"
 )
 
-// Status is what `cgrstat status` reports.
-type Status struct {
-	Loaded    bool           `json:"loaded"`
-	PinPath   string         `json:"pin_path"`
-	Kernel    string         `json:"kernel"`
-	Record    *loader.Record `json:"load,omitempty"`
-	Usage     *loader.Usage  `json:"maps,omitempty"`
-	StatFiles []string       `json:"stat_files"`
-}
-
 // StatusJSON writes the status as one JSON object.
-func StatusJSON(w io.Writer, st *Status) error {
-	if st.StatFiles == nil {
-		st.StatFiles = []string{}
+func StatusJSON(w io.Writer, st *loader.Status) error {
+	if st.StatFiles == nil || st.Stale == nil { // [] rather than null, for scripts
+		cp := *st
+		if cp.StatFiles == nil {
+			cp.StatFiles = []string{}
+		}
+		if cp.Stale == nil {
+			cp.Stale = []string{}
+		}
+		st = &cp
 	}
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(st)
 }
 
+// Bytes prints a byte count in the largest binary unit that keeps it readable.
+func Bytes(n uint64) string {
+	switch {
+	case n < 1<<10:
+		return fmt.Sprintf("%d B", n)
+	case n < 1<<20:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	case n < 1<<30:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	}
+	return fmt.Sprintf("%.2f GiB", float64(n)/(1<<30))
+}
+
 // StatusText writes the status for people.
-func StatusText(w io.Writer, st *Status) error {
+func StatusText(w io.Writer, st *loader.Status) error {
 	fmt.Fprintf(w, "kernel:      %s\n", st.Kernel)
 	if !st.Loaded {
 		_, err := fmt.Fprintf(w, "loaded:      no (pin path %s)\n", st.PinPath)
@@ -37,21 +47,38 @@ func StatusText(w io.Writer, st *Status) error {
 	}
 	r, u := st.Record, st.Usage
 	fmt.Fprintf(w, "loaded:      yes, at %s since %s\n", st.PinPath, r.LoadedAt.Format("2006-01-02 15:04:05 MST"))
+	if r.Version != "" {
+		fmt.Fprintf(w, "loaded by:   cgrstat %s\n", r.Version)
+	}
 	fmt.Fprintf(w, "flush mode:  %s\n", r.Flush)
 	for _, ref := range r.Refused {
 		fmt.Fprintf(w, "  not %s: %s\n", ref.Mode, ref.Reason)
 	}
-	if r.Flush == loader.Walk {
-		fmt.Fprintln(w, "  cost: a read flushes every cgroup of its subtree on every CPU, O(subtree x CPUs)")
+	if u.WalkHoldsCgroupMutex {
+		fmt.Fprintln(w, "  cost: a read of a stat file visits every cgroup of its subtree (one lookup each, more only")
+		fmt.Fprintln(w, "  where there is new data), holding the kernel's cgroup_mutex: mkdir, rmdir and task moves wait")
 	}
 	fmt.Fprintf(w, "rstat:       %s\n", r.RstatKfuncs)
 	fmt.Fprintf(w, "cgroups:     v%d at %s\n", r.CgroupVersion, r.CgroupRoot)
-	fmt.Fprintf(w, "maps:        totals %d/%d, per-CPU %d/%d\n", u.Totals.Entries, u.Totals.MaxEntries, u.Pcpu.Entries, u.Pcpu.MaxEntries)
-	fmt.Fprintf(w, "lost:        events %d, flushes %d, parent deltas %d, rstat marks %d\n",
-		u.Lost.Events, u.Lost.Flushes, u.Lost.ParentDeltas, u.Lost.RstatMarks)
+	m := u.Memory
+	fmt.Fprintf(w, "maps:        %d of %d cgroups tracked; %s in use (%s preallocated + %s per tracked cgroup), at most %s\n",
+		u.Stats.Entries, u.Stats.MaxEntries, Bytes(m.Used), Bytes(m.Preallocated), Bytes(m.PerCgroup), Bytes(m.AtMost))
+	fmt.Fprintf(w, "lost:        events %d, parent deltas %d, rstat marks %d, removed deltas %d\n",
+		u.Lost.Events, u.Lost.ParentDeltas, u.Lost.RstatMarks, u.Lost.RemovedDeltas)
+	if u.Lost.Events > 0 {
+		fmt.Fprintf(w, "  the map was full: load with a larger --max-cgroups (after cgrstat unload)\n")
+	}
 	fmt.Fprintf(w, "stat files:  %d\n", len(st.StatFiles))
+	stale := map[string]bool{}
+	for _, f := range st.Stale {
+		stale[f] = true
+	}
 	for _, f := range st.StatFiles {
-		fmt.Fprintf(w, "  %s\n", f)
+		if stale[f] {
+			fmt.Fprintf(w, "  %s (stale: the cgroup was removed; cgrstat unpin %s)\n", f, f)
+		} else {
+			fmt.Fprintf(w, "  %s\n", f)
+		}
 	}
 	return nil
 }

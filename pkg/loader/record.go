@@ -11,12 +11,13 @@ import (
 
 // Layout is the version of what Load pins. A pin path with another layout
 // was made by another cgrstat version and must be unloaded by it (or removed).
-const Layout = 1
+const Layout = 2
 
 // Record says what was loaded and why; it lives in the pinned info map so
 // that every later command (pin, read, status, unload) sees the same facts.
 type Record struct {
 	Layout        int       `json:"layout"`
+	Version       string    `json:"version"` // of the cgrstat that loaded
 	Flush         Mode      `json:"flush"`
 	Refused       []Refusal `json:"refused,omitempty"`
 	RstatKfuncs   string    `json:"rstat_kfuncs"`

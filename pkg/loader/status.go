@@ -1,6 +1,7 @@
 package loader
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 
@@ -9,52 +10,163 @@ import (
 	"github.com/cgrstat/cgrstat/bpf"
 )
 
-// Fill is how full one per-cgroup map is.
+// Fill is how full the per-cgroup map is.
 type Fill struct {
 	Entries    int    `json:"entries"`
 	MaxEntries uint32 `json:"max_entries"`
 }
 
-// Lost counts updates the collectors or the flush could not record.
+// Lost counts what the collectors or the flush could not record, each lost
+// thing once.
 type Lost struct {
-	Events       uint64 `json:"events"`
-	Flushes      uint64 `json:"flushes"`
+	// Events: reclaims not recorded because the map was full.
+	Events uint64 `json:"events"`
+	// ParentDeltas: times a flushed delta had to wait in a cgroup because
+	// its parent could get no entry (read --all still counts it).
 	ParentDeltas uint64 `json:"parent_deltas"`
-	RstatMarks   uint64 `json:"rstat_marks"`
+	// RstatMarks: updates rstat was not told about (fentry/kprobe modes).
+	RstatMarks uint64 `json:"rstat_marks"`
+	// RemovedDeltas: removed cgroups whose last delta found no room in
+	// their parent's entry.
+	RemovedDeltas uint64 `json:"removed_deltas"`
+}
+
+// Any reports whether anything was lost.
+func (l Lost) Any() bool { return l != Lost{} }
+
+// Memory is what the maps take, in bytes: the preallocated maps from the
+// load on, plus one entry per cgroup that reclaimed (or has a descendant
+// that did), whatever the number of CPUs.
+type Memory struct {
+	Preallocated uint64 `json:"preallocated_bytes"`
+	PerCgroup    uint64 `json:"per_cgroup_bytes"`
+	Used         uint64 `json:"used_bytes"`    // Preallocated + entries x PerCgroup
+	AtMost       uint64 `json:"at_most_bytes"` // Preallocated + max entries x PerCgroup
 }
 
 // Usage is the live state of the maps of a load.
 type Usage struct {
-	Totals Fill `json:"totals"`
-	Pcpu   Fill `json:"pcpu_stats"`
-	Lost   Lost `json:"lost"`
+	Stats  Fill   `json:"stats"`
+	Memory Memory `json:"memory"`
+	Lost   Lost   `json:"lost"`
+	// WalkHoldsCgroupMutex: in walk mode every read walks its subtree with
+	// the kernel's cgroup_mutex held, which blocks mkdir, rmdir and task
+	// moves on the whole host meanwhile.
+	WalkHoldsCgroupMutex bool `json:"walk_holds_cgroup_mutex"`
 }
 
-// Usage reads map fill and the lost-update counters.
-func (p *Pinned) Usage() (*Usage, error) {
-	var u Usage
-	var err error
-	if u.Totals, err = fill(p.Totals); err != nil {
+// Status is what a pin path holds: whether it is loaded, with what, how
+// full the maps are, and which cgroups have stat files.
+type Status struct {
+	Loaded    bool     `json:"loaded"`
+	PinPath   string   `json:"pin_path"`
+	Kernel    string   `json:"kernel"`
+	Record    *Record  `json:"load,omitempty"`
+	Usage     *Usage   `json:"maps,omitempty"`
+	StatFiles []string `json:"stat_files"`
+	// Stale are stat files whose cgroup was removed.
+	Stale []string `json:"stale_stat_files"`
+}
+
+// ReadStatus reports on the pin path; a pin path with no load is a Status
+// with Loaded false, not an error.
+func ReadStatus(pinPath string) (*Status, error) {
+	st := &Status{PinPath: pinPath, Kernel: KernelRelease(), StatFiles: []string{}, Stale: []string{}}
+	p, err := Open(pinPath)
+	if errors.Is(err, ErrNotLoaded) {
+		return st, nil
+	}
+	if err != nil {
 		return nil, err
 	}
-	if u.Pcpu, err = fill(p.Pcpu); err != nil {
+	defer p.Close()
+	st.Loaded, st.Record = true, p.Record
+	if st.Usage, err = p.Usage(); err != nil {
 		return nil, err
 	}
-	counters := map[bpf.CgrstatLostCounter]*uint64{
-		bpf.CgrstatLostCounterLOST_EVENT:  &u.Lost.Events,
-		bpf.CgrstatLostCounterLOST_FLUSH:  &u.Lost.Flushes,
-		bpf.CgrstatLostCounterLOST_PARENT: &u.Lost.ParentDeltas,
-		bpf.CgrstatLostCounterLOST_RSTAT:  &u.Lost.RstatMarks,
+	files, err := p.Dir.Pinned()
+	if err != nil {
+		return nil, err
 	}
-	for key, c := range counters {
-		if *c, err = sumPerCPU(p.Lost, key); err != nil {
-			return nil, err
+	for _, rel := range files {
+		st.StatFiles = append(st.StatFiles, rel)
+		if p.Dir.Stale(rel, p.Record.CgroupRoot) {
+			st.Stale = append(st.Stale, rel)
 		}
+	}
+	return st, nil
+}
+
+// Usage reads map fill, memory and the lost counters.
+func (p *Pinned) Usage() (*Usage, error) {
+	u := Usage{WalkHoldsCgroupMutex: p.Record.Flush == Walk}
+	var err error
+	if u.Stats, err = fill(p.Stats); err != nil {
+		return nil, err
+	}
+	u.Memory = MemoryOf(p.Stats.ValueSize(), p.Nodes.ValueSize(), p.Stats.MaxEntries(), u.Stats.Entries)
+	if u.Lost, err = p.LostCounts(); err != nil {
+		return nil, err
 	}
 	return &u, nil
 }
 
-// fill walks the keys only: values of per-CPU maps are large.
+// LostCounts reads the lost counters.
+func (p *Pinned) LostCounts() (Lost, error) {
+	var l Lost
+	counters := map[bpf.CgrstatLostCounter]*uint64{
+		bpf.CgrstatLostCounterLOST_EVENT:   &l.Events,
+		bpf.CgrstatLostCounterLOST_PARENT:  &l.ParentDeltas,
+		bpf.CgrstatLostCounterLOST_RSTAT:   &l.RstatMarks,
+		bpf.CgrstatLostCounterLOST_REMOVED: &l.RemovedDeltas,
+	}
+	for key, c := range counters {
+		var err error
+		if *c, err = sumPerCPU(p.Lost, key); err != nil {
+			return Lost{}, err
+		}
+	}
+	return l, nil
+}
+
+// Sizes of the kernel's hash-map bookkeeping, for MemoryOf.
+const (
+	htabElemHeader = 48 // struct htab_elem before the key
+	memAllocHeader = 8  // bpf_mem_alloc's free-list link
+	sessionsSlots  = 256
+	sessionBytes   = htabElemHeader + 8 + 8
+	infoBytes      = 2048
+)
+
+// Value sizes of the stats and tree maps, for MemoryOf without a load.
+var (
+	StatBytes     = uint32(binary.Size(bpf.CgrstatCgstat{}))
+	TreeNodeBytes = uint32(binary.Size(bpf.CgrstatTreeNode{}))
+)
+
+// MemoryOf computes what the maps take: stats entries are allocated one by
+// one (BPF_F_NO_PREALLOC) from the kernel's size classes; the tree map, the
+// sessions and the small maps are preallocated at load. Nothing here is
+// per CPU except the four lost counters.
+func MemoryOf(statBytes, nodeBytes, maxEntries uint32, entries int) Memory {
+	per := sizeClass(uint64(htabElemHeader + 8 + roundUp8(statBytes) + memAllocHeader))
+	pre := uint64(maxEntries)*uint64(roundUp8(nodeBytes)) + sessionsSlots*sessionBytes + infoBytes
+	return Memory{Preallocated: pre, PerCgroup: per, Used: pre + uint64(entries)*per, AtMost: pre + uint64(maxEntries)*per}
+}
+
+func roundUp8(n uint32) uint32 { return (n + 7) &^ 7 }
+
+// sizeClass is the kmalloc size class that holds n bytes.
+func sizeClass(n uint64) uint64 {
+	for _, c := range []uint64{16, 32, 64, 96, 128, 192, 256, 512, 1024, 2048, 4096, 8192} {
+		if n <= c {
+			return c
+		}
+	}
+	return (n + 4095) &^ 4095
+}
+
+// fill walks the keys only: values are large.
 func fill(m *ebpf.Map) (Fill, error) {
 	f := Fill{MaxEntries: m.MaxEntries()}
 	var prev any // nil asks for the first key

@@ -1,9 +1,10 @@
-// Package reclaim reads the flushed reclaim statistics of cgroups: one
-// cgroup through its iterator, or whole subtrees by flushing once and then
-// reading the totals map in batches.
+// Package reclaim reads the reclaim statistics of cgroups: one cgroup
+// through its iterator (which flushes first), or whole subtrees from one
+// consistent copy of the stats map.
 package reclaim
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
 	"os"
@@ -19,18 +20,40 @@ import (
 )
 
 // Stat is one cgroup's hierarchical total: every CPU, every descendant.
+// The first four fields are the seed's: memory-cgroup reclaim (limit and
+// proactive), without global direct reclaim.
 type Stat struct {
 	ID        uint64 `json:"id"`
 	Path      string `json:"path"`
 	DelayNS   uint64 `json:"total_vmscan_delay_ns"`
 	Count     uint64 `json:"vmscan_count"`
 	Reclaimed uint64 `json:"nr_reclaimed"`
+	// Counters is everything the BPF side keeps, by cause and bucket.
+	Counters bpf.CgrstatCounters `json:"-"`
+}
+
+// NrBuckets is the number of latency buckets per histogram (bpf/cgrstat.c).
+const NrBuckets = len(bpf.CgrstatCounters{}.LimitHist)
+
+// FromCounters is the Stat of a cgroup whose hierarchical counters are c.
+func FromCounters(id uint64, path string, c bpf.CgrstatCounters) Stat {
+	return Stat{ID: id, Path: path, DelayNS: c.LimitDelayNs + c.ProactiveDelayNs,
+		Count: histSum(&c.LimitHist) + histSum(&c.ProactiveHist), Reclaimed: c.LimitReclaimed + c.ProactiveReclaimed,
+		Counters: c}
+}
+
+func histSum(h *[106]uint64) uint64 {
+	var n uint64
+	for _, v := range h {
+		n += v
+	}
+	return n
 }
 
 const lineFormat = "cg_id: %d, total_vmscan_delay: %d, vmscan_count: %d, nr_reclaimed: %d"
 
-// ParseLine parses a stat file's line. Trailing fields that a later
-// cgrstat may add are ignored, as the seed's own parsers do.
+// ParseLine parses a stat file's first line, the seed's. Trailing fields
+// that a later cgrstat may add are ignored, as the seed's own parsers do.
 func ParseLine(line string) (Stat, error) {
 	var s Stat
 	n, err := fmt.Sscanf(line, lineFormat, &s.ID, &s.DelayNS, &s.Count, &s.Reclaimed)
@@ -40,13 +63,68 @@ func ParseLine(line string) (Stat, error) {
 	return s, nil
 }
 
-// Flush flushes c's subtree and returns c's line, read through a fresh iterator.
+// ParseStat parses a whole stat file: the seed's line, then one line per
+// cause ("limit: delay_ns 1, count 2, reclaimed 3"), "max_delay_ns: N",
+// and the histograms' non-empty buckets ("hist_limit: 5:2 9:1"). Lines it
+// does not know are skipped, for a later cgrstat's sake.
+func ParseStat(text string) (Stat, error) {
+	sc := bufio.NewScanner(strings.NewReader(text))
+	if !sc.Scan() {
+		return ParseLine("")
+	}
+	s, err := ParseLine(sc.Text())
+	if err != nil {
+		return s, err
+	}
+	c := &s.Counters
+	var limitCount, proactiveCount uint64
+	causes := map[string][]*uint64{
+		"limit":     {&c.LimitDelayNs, &limitCount, &c.LimitReclaimed},
+		"proactive": {&c.ProactiveDelayNs, &proactiveCount, &c.ProactiveReclaimed},
+		"direct":    {&c.Direct.DelayNs, &c.Direct.Count, &c.Direct.Reclaimed},
+		"forced":    {&c.Forced.DelayNs, &c.Forced.Count, &c.Forced.Reclaimed},
+	}
+	hists := map[string]*[106]uint64{"hist_limit": &c.LimitHist, "hist_proactive": &c.ProactiveHist}
+	for sc.Scan() {
+		line := sc.Text()
+		name, rest, ok := strings.Cut(line, ":")
+		if !ok {
+			return Stat{}, fmt.Errorf("malformed stat line %q", line)
+		}
+		switch f := causes[name]; {
+		case f != nil:
+			_, err = fmt.Sscanf(rest, " delay_ns %d, count %d, reclaimed %d", f[0], f[1], f[2])
+		case hists[name] != nil:
+			err = parseHist(rest, hists[name])
+		case name == "max_delay_ns":
+			_, err = fmt.Sscanf(rest, " %d", &c.MaxDelayNs)
+		}
+		if err != nil {
+			return Stat{}, fmt.Errorf("malformed stat line %q", line)
+		}
+	}
+	return s, nil
+}
+
+func parseHist(s string, h *[106]uint64) error {
+	for _, f := range strings.Fields(s) {
+		var b int
+		var n uint64
+		if _, err := fmt.Sscanf(f, "%d:%d", &b, &n); err != nil || b < 0 || b >= len(h) {
+			return fmt.Errorf("bad bucket %q", f)
+		}
+		h[b] = n
+	}
+	return nil
+}
+
+// Flush flushes c's subtree and returns c's stat, read through a fresh iterator.
 func Flush(p *loader.Pinned, c cgroup.Cgroup) (Stat, error) {
 	b, err := cgroupiter.ReadOnce(p.Dump, c, pin.OrderFor(p.Record.Flush))
 	if err != nil {
 		return Stat{}, err
 	}
-	s, err := ParseLine(string(b))
+	s, err := ParseStat(string(b))
 	s.Path = c.Rel
 	return s, err
 }
@@ -57,7 +135,7 @@ func ReadFile(path string) (Stat, error) {
 	if err != nil {
 		return Stat{}, fmt.Errorf("reading stat file: %w", err)
 	}
-	return ParseLine(string(b))
+	return ParseStat(string(b))
 }
 
 // Read returns the freshly flushed stats of each cgroup in cgs, and with all
@@ -65,15 +143,15 @@ func ReadFile(path string) (Stat, error) {
 func Read(p *loader.Pinned, cgs []cgroup.Cgroup, all bool) ([]Stat, error) {
 	var out []Stat
 	for _, c := range cgs {
-		s, err := Flush(p, c)
-		if err != nil {
-			return nil, err
-		}
 		if !all {
+			s, err := Flush(p, c)
+			if err != nil {
+				return nil, err
+			}
 			out = append(out, s)
 			continue
 		}
-		below, err := subtree(p, c)
+		below, err := Subtree(p, c)
 		if err != nil {
 			return nil, err
 		}
@@ -82,56 +160,131 @@ func Read(p *loader.Pinned, cgs []cgroup.Cgroup, all bool) ([]Stat, error) {
 	return out, nil
 }
 
-// subtree reads the totals of c and its descendants, already flushed.
-func subtree(p *loader.Pinned, c cgroup.Cgroup) ([]Stat, error) {
+// Subtree returns the stats of c and every cgroup below it from one
+// consistent copy of the map (see bpf/cgrstat.c): a cgroup's value is its
+// total plus the pending of every cgroup of its subtree, so that no flush
+// is needed and every parent is exactly its own reclaim plus its children's.
+func Subtree(p *loader.Pinned, c cgroup.Cgroup) ([]Stat, error) {
 	members, err := Members(p, c)
 	if err != nil {
 		return nil, err
 	}
-	totals, err := Totals(p.Totals)
+	entries, err := Snapshot(p)
 	if err != nil {
 		return nil, err
 	}
+	return hierarchical(members, entries), nil
+}
+
+// hierarchical computes each member's value; members come parents first.
+func hierarchical(members []Member, entries map[uint64]*bpf.CgrstatCgstat) []Stat {
+	pending := make([]bpf.CgrstatCounters, len(members))
+	index := make(map[uint64]int, len(members))
+	for i, m := range members {
+		index[m.ID] = i
+		if e := entries[m.ID]; e != nil {
+			pending[i] = e.Pending
+		}
+	}
+	// Children after parents: summing backwards folds each subtree into its top.
+	for i := len(members) - 1; i > 0; i-- {
+		if j, ok := index[members[i].Parent]; ok {
+			Add(&pending[j], &pending[i])
+		}
+	}
 	out := make([]Stat, len(members))
 	for i, m := range members {
-		t := totals[m.ID]
-		out[i] = Stat{ID: m.ID, Path: m.Path, DelayNS: t.DelayNs, Count: t.Count, Reclaimed: t.Reclaimed}
+		v := pending[i]
+		if e := entries[m.ID]; e != nil {
+			Add(&v, &e.Total)
+		}
+		out[i] = FromCounters(m.ID, m.Path, v)
 	}
-	return out, nil
+	return out
+}
+
+// Add adds b to a field by field, as the BPF flush does (maxima are maxima).
+func Add(a, b *bpf.CgrstatCounters) {
+	for _, f := range [][2]*uint64{
+		{&a.LimitDelayNs, &b.LimitDelayNs}, {&a.LimitReclaimed, &b.LimitReclaimed},
+		{&a.ProactiveDelayNs, &b.ProactiveDelayNs}, {&a.ProactiveReclaimed, &b.ProactiveReclaimed},
+		{&a.Direct.DelayNs, &b.Direct.DelayNs}, {&a.Direct.Count, &b.Direct.Count}, {&a.Direct.Reclaimed, &b.Direct.Reclaimed},
+		{&a.Forced.DelayNs, &b.Forced.DelayNs}, {&a.Forced.Count, &b.Forced.Count}, {&a.Forced.Reclaimed, &b.Forced.Reclaimed},
+	} {
+		*f[0] += *f[1]
+	}
+	for i := range a.LimitHist {
+		a.LimitHist[i] += b.LimitHist[i]
+		a.ProactiveHist[i] += b.ProactiveHist[i]
+	}
+	a.MaxDelayNs = max(a.MaxDelayNs, b.MaxDelayNs)
+}
+
+// snapshotTries bounds the retries of Snapshot. A flush step takes
+// microseconds and a copy of the map milliseconds, so a retry is rare even
+// with flushes running; 100 in a row mean something flushes without pause.
+const snapshotTries = 100
+
+// ErrMoving: flushes ran during every try to copy the map.
+var ErrMoving = errors.New("the stats kept moving: no consistent copy of the map")
+
+// Snapshot copies every entry of the stats map while no flush step ran:
+// it reads the finished flush steps, the map, then the begun ones, and
+// tries again unless they are equal.
+func Snapshot(p *loader.Pinned) (map[uint64]*bpf.CgrstatCgstat, error) {
+	// Room for one more batch: a batch needs room for a whole hash bucket.
+	keys := make([]uint64, p.Stats.MaxEntries()+batchSize)
+	vals := make([]bpf.CgrstatCgstat, len(keys))
+	for try := 0; try < snapshotTries; try++ {
+		before, err := readSeq(p.Seq)
+		if err != nil {
+			return nil, err
+		}
+		n, err := readAll(p.Stats, keys, vals)
+		if err != nil {
+			return nil, err
+		}
+		after, err := readSeq(p.Seq)
+		if err != nil {
+			return nil, err
+		}
+		if after.Begun != before.Done {
+			continue
+		}
+		out := make(map[uint64]*bpf.CgrstatCgstat, n)
+		for i := 0; i < n; i++ {
+			out[keys[i]] = &vals[i]
+		}
+		return out, nil
+	}
+	return nil, ErrMoving
+}
+
+func readSeq(m *ebpf.Map) (bpf.CgrstatFlushSeq, error) {
+	var s bpf.CgrstatFlushSeq
+	if err := m.Lookup(uint32(0), &s); err != nil {
+		return s, fmt.Errorf("reading the flush sequence: %w", err)
+	}
+	return s, nil
 }
 
 // batchSize is large enough that a hash bucket always fits.
-const batchSize = 4096
+const batchSize = 1024
 
-// Totals reads the whole totals map in batches.
-func Totals(m *ebpf.Map) (map[uint64]bpf.CgrstatCounters, error) {
-	out := make(map[uint64]bpf.CgrstatCounters, m.MaxEntries())
-	keys := make([]uint64, batchSize)
-	vals := make([]bpf.CgrstatTotal, batchSize)
+// readAll reads the whole map in batches into keys and vals.
+func readAll(m *ebpf.Map, keys []uint64, vals []bpf.CgrstatCgstat) (int, error) {
 	var cursor ebpf.MapBatchCursor
-	for {
-		n, err := m.BatchLookup(&cursor, keys, vals, nil)
-		for i := 0; i < n; i++ {
-			out[keys[i]] = vals[i].State
-		}
+	got := 0
+	for got < len(keys) {
+		end := min(got+batchSize, len(keys))
+		n, err := m.BatchLookup(&cursor, keys[got:end], vals[got:end], nil)
+		got += n
 		if errors.Is(err, ebpf.ErrKeyNotExist) {
-			return out, nil
+			return got, nil
 		}
 		if err != nil {
-			return nil, fmt.Errorf("reading totals: %w", err)
+			return 0, fmt.Errorf("reading the stats map: %w", err)
 		}
 	}
-}
-
-// Forget deletes the entries of removed cgroups, so that they do not fill
-// the maps. Flush their tree first: what they had not passed on is lost.
-func Forget(p *loader.Pinned, ids []uint64) error {
-	for _, m := range []*ebpf.Map{p.Totals, p.Pcpu} {
-		for _, id := range ids {
-			if err := m.Delete(id); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-				return fmt.Errorf("forgetting cgroup %d: %w", id, err)
-			}
-		}
-	}
-	return nil
+	return got, nil
 }

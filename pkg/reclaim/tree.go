@@ -17,8 +17,9 @@ import (
 
 // Member is one cgroup of a subtree.
 type Member struct {
-	ID   uint64
-	Path string // relative to the hierarchy's root
+	ID     uint64
+	Path   string // relative to the hierarchy's root
+	Parent uint64
 }
 
 // Members lists c and every cgroup below it, parents before children and
@@ -98,9 +99,13 @@ func paths(nodes []bpf.CgrstatTreeNode, top uint64, topPath string) []Member {
 		}
 	}
 	out := make([]Member, 0, len(nodes))
+	parents := make(map[uint64]uint64, len(nodes))
+	for _, n := range nodes {
+		parents[n.Id] = n.ParentId
+	}
 	var visit func(id uint64, p string)
 	visit = func(id uint64, p string) {
-		out = append(out, Member{ID: id, Path: p})
+		out = append(out, Member{ID: id, Path: p, Parent: parents[id]})
 		kids := children[id]
 		sort.Slice(kids, func(i, j int) bool { return names[kids[i]] < names[kids[j]] })
 		for _, k := range kids {

@@ -3,6 +3,8 @@ package reclaim
 import (
 	"fmt"
 	"os"
+	"path"
+	"path/filepath"
 	"reflect"
 	"testing"
 
@@ -29,7 +31,7 @@ func TestPaths(t *testing.T) {
 		node(14, 12, "z"),
 	}
 	got := paths(nodes, 10, "/own/test")
-	want := []Member{{10, "/own/test"}, {11, "/own/test/a"}, {13, "/own/test/a/a.x"}, {12, "/own/test/b"}, {14, "/own/test/b/z"}}
+	want := []Member{{10, "/own/test", 1}, {11, "/own/test/a", 10}, {13, "/own/test/a/a.x", 11}, {12, "/own/test/b", 10}, {14, "/own/test/b/z", 12}}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("paths = %v, want %v", got, want)
 	}
@@ -37,17 +39,7 @@ func TestPaths(t *testing.T) {
 
 // TestKernelMembers checks the in-kernel tree walk against cgroupfs.
 func TestKernelMembers(t *testing.T) {
-	testenv.Root(t)
-	h, err := cgroup.Detect("")
-	if err != nil {
-		testenv.Skip(t, "no memory cgroup hierarchy: %v", err)
-	}
-	pinPath := fmt.Sprintf("/sys/fs/bpf/cgrstat-test-%d-members", os.Getpid())
-	if _, err := loader.Load(loader.Options{PinPath: pinPath, Flush: loader.Walk, CgroupVersion: h.Version,
-		MemcgV1Hierarchy: h.V1ID, CgroupRoot: h.Mount, MaxCgroups: 64}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _, _ = loader.Unload(pinPath) })
+	p, h := testenv.Load(t, loader.Walk, 64)
 	top := h.DefaultParent().Child(fmt.Sprintf("cgrstat-%d-members", os.Getpid()))
 	tree := []cgroup.Cgroup{top, top.Child("b"), top.Child("a"), top.Child("a").Child("x.y")}
 	for _, c := range tree {
@@ -56,15 +48,14 @@ func TestKernelMembers(t *testing.T) {
 		}
 		t.Cleanup(func() { _ = c.Remove() })
 	}
-	p, err := loader.Open(pinPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
 	var want []Member
 	if err := cgroup.Walk(top, func(c cgroup.Cgroup) error {
 		id, err := cgroup.ID(c)
-		want = append(want, Member{id, c.Rel})
+		var parent uint64
+		if c.Rel != top.Rel {
+			parent, err = cgroup.ID(cgroup.Cgroup{Rel: path.Dir(c.Rel), Path: filepath.Dir(c.Path)})
+		}
+		want = append(want, Member{id, c.Rel, parent})
 		return err
 	}); err != nil {
 		t.Fatal(err)
