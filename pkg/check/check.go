@@ -96,9 +96,10 @@ func alreadyThere(t cgtree.Tree, err error) error {
 func ensureLoaded(opts loader.Options) (*loader.Pinned, bool, error) {
 	rec, err := loader.Load(opts)
 	loaded := err == nil
+	// check asks for no size, so only the mode can differ: said below.
 	var differs *loader.DiffersError
 	if errors.As(err, &differs) {
-		return nil, false, fmt.Errorf("%w: %v", ErrOtherMode, err)
+		rec, err = differs.Loaded, loader.ErrLoaded
 	}
 	if err != nil && !errors.Is(err, loader.ErrLoaded) {
 		return nil, false, err

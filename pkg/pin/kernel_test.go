@@ -44,13 +44,14 @@ func readIter(t *testing.T, open func() (io.ReadCloser, error)) string {
 	return string(b)
 }
 
-// parseOne checks that out is exactly one stat line, for cgroup id.
+// parseOne checks that out is exactly one cgroup's stat (the seed's line
+// first, then the lines that follow it), for cgroup id.
 func parseOne(t *testing.T, out string, id uint64) reclaim.Stat {
 	t.Helper()
-	if strings.Count(out, "\n") != 1 || !strings.HasSuffix(out, "\n") {
-		t.Fatalf("iterator printed %q, want exactly one line", out)
+	if strings.Count(out, "cg_id: ") != 1 || !strings.HasPrefix(out, "cg_id: ") || !strings.HasSuffix(out, "\n") {
+		t.Fatalf("iterator printed %q, want exactly one cgroup's stat", out)
 	}
-	st, err := reclaim.ParseLine(out)
+	st, err := reclaim.ParseStat(out)
 	if err != nil {
 		t.Fatal(err)
 	}

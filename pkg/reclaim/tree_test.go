@@ -51,11 +51,11 @@ func TestKernelMembers(t *testing.T) {
 	var want []Member
 	if err := cgroup.Walk(top, func(c cgroup.Cgroup) error {
 		id, err := cgroup.ID(c)
-		var parent uint64
-		if c.Rel != top.Rel {
-			parent, err = cgroup.ID(cgroup.Cgroup{Rel: path.Dir(c.Rel), Path: filepath.Dir(c.Path)})
-		}
+		parent, perr := cgroup.ID(cgroup.Cgroup{Rel: path.Dir(c.Rel), Path: filepath.Dir(c.Path)})
 		want = append(want, Member{id, c.Rel, parent})
+		if err == nil {
+			err = perr
+		}
 		return err
 	}); err != nil {
 		t.Fatal(err)
