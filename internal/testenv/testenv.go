@@ -68,6 +68,14 @@ func Name(t testing.TB) string {
 func PinPath(t testing.TB) string {
 	t.Helper()
 	pinPath := "/sys/fs/bpf/" + Name(t)
+	CleanupPinPath(t, pinPath)
+	return pinPath
+}
+
+// CleanupPinPath makes pinPath, which must not exist yet, the test's own:
+// at cleanup a load left there is unloaded, and the path is removed.
+func CleanupPinPath(t testing.TB, pinPath string) {
+	t.Helper()
 	if _, err := os.Stat(pinPath); err == nil {
 		t.Fatalf("pin path %s exists already", pinPath)
 	}
@@ -81,7 +89,6 @@ func PinPath(t testing.TB) string {
 			t.Errorf("removing %s: %v", pinPath, err)
 		}
 	})
-	return pinPath
 }
 
 // LoadOptions load at a pin path of the test's own (see PinPath).

@@ -1,0 +1,450 @@
+package reclaim_test
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/cgrstat/cgrstat/internal/testenv"
+	"github.com/cgrstat/cgrstat/pkg/cgroup"
+	"github.com/cgrstat/cgrstat/pkg/loader"
+	"github.com/cgrstat/cgrstat/pkg/reclaim"
+	"github.com/cgrstat/cgrstat/pkg/stress"
+)
+
+// helperEnv makes the test binary a reclaim helper (see helperMain).
+const helperEnv = "CGRSTAT_RECLAIM_HELPER"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(helperEnv) != "" {
+		helperMain()
+		return
+	}
+	os.Exit(m.Run())
+}
+
+// helperMain reads commands on stdin, one a line, and answers each with
+// "ok" or "error ...": "reclaim SCRATCH CGROUP" joins the cgroup (its
+// absolute path), fills page cache in SCRATCH and has the kernel reclaim
+// it; "join CGROUP" only joins. One long-lived process moves from cgroup to
+// cgroup, which costs far less than a process per cgroup.
+func helperMain() {
+	version, _ := strconv.Atoi(os.Getenv(helperEnv))
+	in := bufio.NewScanner(os.Stdin)
+	for in.Scan() {
+		f := strings.Fields(in.Text())
+		var err error
+		switch {
+		case len(f) == 3 && f[0] == "reclaim":
+			_, err = stress.Child(f[2], 2<<20, 1, version, f[1])
+		case len(f) == 2 && f[0] == "join":
+			err = cgroup.Cgroup{Rel: f[1], Path: f[1]}.Write("cgroup.procs", "0")
+		default:
+			err = fmt.Errorf("bad command %q", in.Text())
+		}
+		if err != nil {
+			fmt.Printf("error %v\n", strings.ReplaceAll(err.Error(), "\n", " "))
+		} else {
+			fmt.Println("ok")
+		}
+	}
+}
+
+type helper struct {
+	cmd *exec.Cmd
+	in  io.WriteCloser
+	out *bufio.Scanner
+}
+
+// startHelper starts a helper; at cleanup it joins park and exits.
+func startHelper(t *testing.T, h *cgroup.Hierarchy, park cgroup.Cgroup) *helper {
+	t.Helper()
+	cmd := exec.Command("/proc/self/exe")
+	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%d", helperEnv, h.Version))
+	cmd.Stderr = os.Stderr
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	hp := &helper{cmd: cmd, in: in, out: bufio.NewScanner(out)}
+	t.Cleanup(func() {
+		if err := hp.do("join", park.Path); err != nil {
+			t.Errorf("parking the helper: %v", err)
+		}
+		in.Close()
+		if err := cmd.Wait(); err != nil {
+			t.Errorf("helper: %v", err)
+		}
+	})
+	return hp
+}
+
+func (hp *helper) do(args ...string) error {
+	if _, err := fmt.Fprintln(hp.in, strings.Join(args, " ")); err != nil {
+		return err
+	}
+	if !hp.out.Scan() {
+		return fmt.Errorf("helper gone: %v", hp.out.Err())
+	}
+	if r := hp.out.Text(); r != "ok" {
+		return errors.New(r)
+	}
+	return nil
+}
+
+// reclaimIn has the helper reclaim in c: page cache on tmpfs (no swap: the
+// reclaim runs and finds nothing to take), and every tenth time on disk, so
+// that pages are reclaimed too.
+func (hp *helper) reclaimIn(c cgroup.Cgroup, i int) error {
+	scratch := os.TempDir()
+	if _, err := os.Stat("/dev/shm"); err == nil && i%10 != 0 {
+		scratch = "/dev/shm"
+	}
+	return hp.do("reclaim", scratch, c.Path)
+}
+
+// twoLoads loads walk mode and the best mode the kernel allows (fentry in
+// the kernel lab, walk again on a host that refuses fentry), at pin paths of
+// the test's own.
+func twoLoads(t *testing.T, h *cgroup.Hierarchy, maxCgroups uint32) []*loader.Pinned {
+	t.Helper()
+	var out []*loader.Pinned
+	for i, mode := range []loader.Mode{loader.Walk, loader.Auto} {
+		opts := testenv.LoadOptions(t, h, mode, maxCgroups)
+		opts.PinPath += strconv.Itoa(i)
+		testenv.CleanupPinPath(t, opts.PinPath)
+		rec, err := loader.Load(opts)
+		if err != nil {
+			t.Fatalf("Load %s: %v", mode, err)
+		}
+		p, err := loader.Open(opts.PinPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(p.Close)
+		t.Logf("load %d: flush mode %s", i, rec.Flush)
+		out = append(out, p)
+	}
+	return out
+}
+
+// churnSize is how many cgroups the churn soak creates, reclaims in and
+// removes: thousands on the host, fewer under the kernel lab's TCG.
+func churnSize() int {
+	if testenv.Required() {
+		return 150
+	}
+	return 2000
+}
+
+// TestKernelChurn: cgroups come and go, some read before they go and some
+// not, while readers run. Every removed cgroup's reclaim must stay in its
+// ancestors, in every flush mode, with its map entry gone.
+func TestKernelChurn(t *testing.T) {
+	h := testenv.Hierarchy(t)
+	loads := twoLoads(t, h, 0)
+	top := testenv.Cgroups(t, h, "a", "a/b", "park")
+	b := top.Child("a").Child("b")
+	hp := startHelper(t, h, top.Child("park"))
+
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var reads atomic.Int64
+	readErrs := make(chan error, 16)
+	for _, p := range loads {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			readWhileChurning(p, top, stop, &reads, readErrs)
+		}()
+	}
+
+	n := churnSize()
+	var churned []uint64
+	var prev []cgroup.Cgroup // the last iteration's cgroups, children last
+	start := time.Now()
+	for i := 0; i < n; i++ {
+		c := b.Child(fmt.Sprintf("c%d", i))
+		made := []cgroup.Cgroup{c}
+		if i%4 == 0 { // some nested: the leaf's parent goes too
+			made = append(made, c.Child("d"))
+		}
+		for _, m := range made {
+			if err := m.Mkdir(); err != nil {
+				t.Fatal(err)
+			}
+			id, err := cgroup.ID(m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			churned = append(churned, id)
+		}
+		if err := hp.reclaimIn(made[len(made)-1], i); err != nil {
+			t.Fatalf("reclaim in %s: %v", made[len(made)-1].Rel, err)
+		}
+		removeAll(t, prev)
+		prev = made
+		if i%3 == 0 { // some cgroups are read before they go
+			for _, p := range loads {
+				if _, err := reclaim.Flush(p, made[0]); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+	}
+	if err := hp.do("join", top.Child("park").Path); err != nil {
+		t.Fatal(err)
+	}
+	removeAll(t, prev)
+	close(stop)
+	wg.Wait()
+	close(readErrs)
+	for err := range readErrs {
+		t.Error(err)
+	}
+	t.Logf("%d cgroups churned in %v, %d concurrent reads", len(churned), time.Since(start).Round(time.Millisecond), reads.Load())
+
+	// Both loads saw the same events: every ancestor agrees exactly on
+	// counts and pages. Delays differ by the programs' own run time, since
+	// each load times the reclaim itself.
+	var first []reclaim.Stat
+	for i, p := range loads {
+		got := ancestors(t, p, top)
+		t.Logf("load %d: %s: %d reclaims, %d pages, %d forced", i, top.Rel, got[0].Count, got[0].Reclaimed, got[0].Counters.Forced.Count)
+		if got[0].Count == 0 {
+			t.Errorf("load %d: %s has no reclaim after the churn", i, top.Rel)
+		}
+		if i == 0 {
+			first = got
+			continue
+		}
+		for j := range got {
+			g, f := got[j], first[j]
+			if g.Count != f.Count || g.Reclaimed != f.Reclaimed || g.Counters.Forced.Count != f.Counters.Forced.Count {
+				t.Errorf("%s: load %d has count %d, pages %d, forced %d; load 0 has %d, %d, %d",
+					g.Path, i, g.Count, g.Reclaimed, g.Counters.Forced.Count, f.Count, f.Reclaimed, f.Counters.Forced.Count)
+			}
+		}
+	}
+	for i, p := range loads {
+		assertForgotten(t, p, churned)
+		assertNothingLost(t, fmt.Sprintf("load %d", i), p)
+	}
+}
+
+func removeAll(t *testing.T, cgs []cgroup.Cgroup) {
+	t.Helper()
+	for i := len(cgs) - 1; i >= 0; i-- {
+		if err := cgs[i].Remove(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// readWhileChurning reads the top's stat and subtree until stop; the
+// top's count never goes down.
+func readWhileChurning(p *loader.Pinned, top cgroup.Cgroup, stop chan struct{}, reads *atomic.Int64, errs chan<- error) {
+	var last uint64
+	for {
+		select {
+		case <-stop:
+			return
+		default:
+		}
+		st, err := reclaim.Flush(p, top)
+		if err == nil {
+			_, err = reclaim.Subtree(p, top)
+		}
+		if err == nil && st.Count < last {
+			err = fmt.Errorf("%s went down from %d to %d", top.Rel, last, st.Count)
+		}
+		if err != nil {
+			errs <- err
+			return
+		}
+		last = st.Count
+		reads.Add(1)
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// ancestors reads top, top/a and top/a/b through the stat file, and checks
+// that read --all's consistent copy says the same.
+func ancestors(t *testing.T, p *loader.Pinned, top cgroup.Cgroup) []reclaim.Stat {
+	t.Helper()
+	cgs := []cgroup.Cgroup{top, top.Child("a"), top.Child("a").Child("b")}
+	var out []reclaim.Stat
+	for _, c := range cgs {
+		st, err := reclaim.Flush(p, c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, st)
+	}
+	all, err := reclaim.Subtree(p, top)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, st := range out {
+		for _, a := range all {
+			if a.ID == st.ID && a.Counters != st.Counters {
+				t.Errorf("%s: the stat file says %+v, read --all %+v", st.Path, st, a)
+			}
+		}
+	}
+	return out
+}
+
+// assertForgotten: no removed cgroup keeps an entry.
+func assertForgotten(t *testing.T, p *loader.Pinned, ids []uint64) {
+	t.Helper()
+	entries, err := reclaim.Snapshot(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	left := 0
+	for _, id := range ids {
+		if entries[id] != nil {
+			left++
+		}
+	}
+	if left > 0 {
+		t.Errorf("%s: %d of %d removed cgroups still have map entries", p.Path, left, len(ids))
+	}
+	t.Logf("%s: %d entries after the churn", p.Path, len(entries))
+}
+
+func assertNothingLost(t *testing.T, what string, p *loader.Pinned) {
+	t.Helper()
+	l, err := p.LostCounts()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.Any() {
+		t.Errorf("%s: lost %+v, want nothing", what, l)
+	}
+}
+
+// TestKernelConsistentSubtree: many read --all answers while reclaim and
+// flushes run; in every one, each inner cgroup (which has no tasks) is
+// exactly the sum of its children, field by field and bucket by bucket.
+func TestKernelConsistentSubtree(t *testing.T) {
+	h := testenv.Hierarchy(t)
+	loads := twoLoads(t, h, 0)
+	top := testenv.Cgroups(t, h, "a", "a/x", "a/y", "b", "b/z", "park")
+	leaves := []cgroup.Cgroup{top.Child("a").Child("x"), top.Child("a").Child("y"), top.Child("b").Child("z")}
+	inner := map[string][]string{top.Rel: {top.Child("a").Rel, top.Child("b").Rel},
+		top.Child("a").Rel: {leaves[0].Rel, leaves[1].Rel}, top.Child("b").Rel: {leaves[2].Rel}}
+
+	rounds := 60
+	if testenv.Required() {
+		rounds = 15
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for i, leaf := range leaves[:2] {
+		hp := startHelper(t, h, top.Child("park"))
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for r := 0; r < rounds; r++ {
+				if err := hp.reclaimIn(leaves[(i+r)%len(leaves)], r); err != nil {
+					t.Errorf("reclaim in %s: %v", leaf.Rel, err)
+					return
+				}
+			}
+		}()
+	}
+	// Stat-file reads flush meanwhile: walks in walk mode, rstat otherwise.
+	for _, p := range loads {
+		go func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				for _, c := range append(leaves, top) {
+					reclaim.Flush(p, c)
+				}
+			}
+		}()
+	}
+	var answers atomic.Int64
+	var readers sync.WaitGroup
+	for r := 0; r < 4; r++ {
+		p := loads[r%len(loads)]
+		readers.Add(1)
+		go func() {
+			defer readers.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				all, err := reclaim.Subtree(p, top)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				answers.Add(1)
+				if msg := sumsHold(all, inner); msg != "" {
+					t.Errorf("answer %d: %s", answers.Load(), msg)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(stop)
+	readers.Wait()
+	final, err := reclaim.Subtree(loads[0], top)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if final[0].Count == 0 {
+		t.Errorf("%s saw no reclaim", top.Rel)
+	}
+	t.Logf("%d answers, each exact; %s: %d reclaims", answers.Load(), top.Rel, final[0].Count)
+	if answers.Load() < 20 {
+		t.Errorf("only %d answers during the stress", answers.Load())
+	}
+}
+
+// sumsHold checks parent = sum of children in every counter and bucket.
+func sumsHold(all []reclaim.Stat, inner map[string][]string) string {
+	byPath := map[string]reclaim.Stat{}
+	for _, s := range all {
+		byPath[s.Path] = s
+	}
+	for parent, kids := range inner {
+		var sum reclaim.Stat
+		for _, k := range kids {
+			c := byPath[k].Counters
+			reclaim.Add(&sum.Counters, &c)
+		}
+		if got := byPath[parent].Counters; got != sum.Counters {
+			p, s := reclaim.FromCounters(0, parent, got), reclaim.FromCounters(0, parent, sum.Counters)
+			return fmt.Sprintf("%s: count %d, delay %d, pages %d, forced %d (histograms and all: %v); its children sum to %d, %d, %d, %d",
+				parent, p.Count, p.DelayNS, p.Reclaimed, got.Forced.Count, got == sum.Counters, s.Count, s.DelayNS, s.Reclaimed, sum.Counters.Forced.Count)
+		}
+	}
+	return ""
+}
