@@ -76,7 +76,7 @@ enum flush_how {
 /* Each counts one lost thing once. */
 enum lost_counter {
 	LOST_EVENT,   /* map full: a reclaim event was not recorded */
-	LOST_PARENT,  /* map full: a delta waits in the child (counted when it starts waiting) */
+	LOST_PARENT,  /* map full: a flushed delta could not reach the parent */
 	LOST_RSTAT,   /* no trusted cgroup for rstat: a pair was not marked */
 	LOST_REMOVED, /* map full: a removed cgroup's delta could not reach its parent */
 	LOST_MAX,
@@ -128,8 +128,7 @@ struct counters {
 struct cgstat {
 	struct counters pending;
 	struct counters total;
-	__u64 adds;  /* non-zero while pending has something a flush has not taken */
-	__u64 stuck; /* set while pending waits for room for the parent's entry */
+	__u64 adds; /* non-zero while pending has something a flush has not taken */
 };
 
 /* Flush steps begun and finished, for readers of the whole map. */
@@ -292,29 +291,25 @@ static __always_inline void seq_add(int done)
 
 /*
  * The one flush routine of every mode: move what pending holds into the
- * total and the parent's pending. The parent's entry is made first, so that
- * a full map leaves the delta waiting here (and counted once) instead of
- * dropping it. Returns false only then.
+ * total and the parent's pending. When the map has no room for the
+ * parent's entry, the delta still goes into this cgroup's total, and is
+ * lost for the ancestors: counted once, as lost_why, since it is drained.
  */
-static __noinline bool flush_step(struct cgstat *s, __u64 pid)
+static __noinline void flush_step(struct cgstat *s, __u64 pid, __u32 lost_why)
 {
 	struct cgstat *ps = NULL;
 	__u64 *from, *to, *up, v;
 
 	if (!s || !s->adds)
-		return true;
+		return;
 	if (pid) {
 		ps = stat_of(pid, true);
-		if (!ps) {
-			if (!__sync_lock_test_and_set(&s->stuck, 1))
-				count_lost(LOST_PARENT);
-			return false;
-		}
+		if (!ps)
+			count_lost(lost_why);
 	}
 	seq_add(0);
 	/* Before the drain: a collector's adds after this set it again. */
 	__sync_lock_test_and_set(&s->adds, 0);
-	s->stuck = 0;
 	from = (__u64 *)&s->pending;
 	to = (__u64 *)&s->total;
 	up = ps ? (__u64 *)&ps->pending : NULL;
@@ -335,7 +330,6 @@ static __noinline bool flush_step(struct cgstat *s, __u64 pid)
 	if (ps)
 		__sync_fetch_and_add(&ps->adds, 1);
 	seq_add(1);
-	return true;
 }
 
 /* floor(log2(v)) for v > 0, without relying on a clz instruction. */
@@ -544,7 +538,7 @@ int BPF_PROG(direct_end, unsigned long nr_reclaimed)
 SEC("fentry/bpf_rstat_flush")
 int BPF_PROG(flush_fentry, struct cgroup *cgrp, struct cgroup *parent, int cpu)
 {
-	flush_step(stat_of(cgroup_id(cgrp), false), parent ? cgroup_id(parent) : 0);
+	flush_step(stat_of(cgroup_id(cgrp), false), parent ? cgroup_id(parent) : 0, LOST_PARENT);
 	return 0;
 }
 
@@ -553,7 +547,7 @@ int BPF_KPROBE(flush_kprobe, struct cgroup *cgrp, struct cgroup *parent, int cpu
 {
 	__u64 cgid = BPF_CORE_READ(cgrp, kn, id);
 
-	flush_step(stat_of(cgid, false), parent ? BPF_CORE_READ(parent, kn, id) : 0);
+	flush_step(stat_of(cgid, false), parent ? BPF_CORE_READ(parent, kn, id) : 0, LOST_PARENT);
 	return 0;
 }
 
@@ -573,8 +567,7 @@ static __always_inline void forget(struct cgroup *cgrp)
 	s = stat_of(cgid, false);
 	if (!s)
 		return;
-	if (!flush_step(s, parent_id(cgrp)))
-		count_lost(LOST_REMOVED);
+	flush_step(s, parent_id(cgrp), LOST_REMOVED);
 	bpf_map_delete_elem(&stats, &cgid);
 }
 
@@ -676,7 +669,7 @@ int dump(struct bpf_iter__cgroup *ctx)
 	cgid = cgroup_id(cgrp);
 	if (flush_mode == FLUSH_WALK)
 		/* One lookup for a cgroup with nothing new: the walk does not grow with CPUs. */
-		flush_step(stat_of(cgid, false), parent_id(cgrp));
+		flush_step(stat_of(cgid, false), parent_id(cgrp), LOST_PARENT);
 	else
 		rstat_flush(cgrp);
 	if (last)

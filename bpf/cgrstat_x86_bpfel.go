@@ -25,7 +25,6 @@ type CgrstatCgstat struct {
 	Pending CgrstatCounters
 	Total   CgrstatCounters
 	Adds    uint64
-	Stuck   uint64
 }
 
 type CgrstatCounters struct {

@@ -316,3 +316,96 @@ func TestKernelCreateIsAllOrNothing(t *testing.T) {
 		t.Errorf("memory controller left enabled in %s: %q", parent.Rel, sc)
 	}
 }
+
+// TestKernelFullMap loads with a map too small for the tree beside a
+// reference load: read must say the numbers are short (stderr and JSON),
+// status must count what was lost, each lost thing once, and a load with
+// other options must be refused with the way out.
+func TestKernelFullMap(t *testing.T) {
+	l := newLab(t)
+	refPath := l.pinPath + "-ref"
+	testenv.CleanupPinPath(t, refPath)
+	var leaves strings.Builder
+	for i := 0; i < 10; i++ {
+		fmt.Fprintf(&leaves, "  - name: l%d\n", i)
+	}
+	path, top := l.writeSpec("stress: {size: 2MiB}\nchildren:\n" + leaves.String())
+	l.run("load", "--max-cgroups", "4")
+	mustCLI(t, "load", "--pin-path", refPath)
+	t.Cleanup(func() { cli(t, "unload", "--pin-path", refPath); cli(t, "unload", "--pin-path", l.pinPath) })
+	parent := "--parent=" + l.parent().Rel
+	l.run("hierarchy", "create", "-f", path, parent)
+	t.Cleanup(func() { cli(t, "hierarchy", "destroy", "-f", path, parent, "--kill", "--pin-path", l.pinPath) })
+	l.run("stress", "-f", path, parent)
+	topRel := l.parent().Child(top).Rel
+
+	// Every leaf: each reclaim is in its leaf's stat file or lost.
+	args := []string{"read", "--json", "--pin-path", l.pinPath}
+	for i := 0; i < 10; i++ {
+		args = append(args, fmt.Sprintf("%s/l%d", topRel, i))
+	}
+	r := cli(t, args...)
+	var small struct {
+		Lost    *loader.Lost
+		Cgroups []reclaim.Stat
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &small); err != nil || r.code != 0 || len(small.Cgroups) != 10 {
+		t.Fatalf("read: exit %d, %v", r.code, err)
+	}
+	if !strings.Contains(r.stderr, "warning: the map of 4 cgroups was full") || strings.Count(r.stderr, "\n") != 1 {
+		t.Errorf("read warned %q, want one line saying the map was full", r.stderr)
+	}
+	if small.Lost == nil || small.Lost.Events == 0 {
+		t.Fatalf("read --json says lost %+v, want lost events", small.Lost)
+	}
+	var ref struct{ Cgroups []reclaim.Stat }
+	if err := json.Unmarshal([]byte(mustCLI(t, "read", "--json", topRel, "--pin-path", refPath)), &ref); err != nil {
+		t.Fatal(err)
+	}
+	var got uint64
+	for _, s := range small.Cgroups {
+		got += s.Count
+	}
+	want := ref.Cgroups[0].Count
+	// Other cgroups of the machine may have lost events too, so >=.
+	if got >= want || got+small.Lost.Events < want {
+		t.Errorf("small map's leaves count %d reclaims and %d lost events; the reference load counts %d", got, small.Lost.Events, want)
+	}
+	if top := readOne(t, l, topRel); top.Count >= want || small.Lost.ParentDeltas == 0 {
+		t.Errorf("top counts %d of %d with %d lost parent deltas", top.Count, want, small.Lost.ParentDeltas)
+	}
+	// Reads do not count the same loss again.
+	var before loader.Status
+	for i := 0; i < 4; i++ {
+		l.run("read", topRel)
+		var st loader.Status
+		if err := json.Unmarshal([]byte(l.run("status", "--json")), &st); err != nil {
+			t.Fatal(err)
+		}
+		if i > 0 && (st.Usage.Lost.ParentDeltas != before.Usage.Lost.ParentDeltas || st.Usage.Lost.RemovedDeltas != before.Usage.Lost.RemovedDeltas) {
+			t.Errorf("read %d: lost %+v, before it %+v", i, st.Usage.Lost, before.Usage.Lost)
+		}
+		if st.Usage.Stats.Entries > 4 {
+			t.Errorf("%d entries in a map of 4", st.Usage.Stats.Entries)
+		}
+		before = st
+	}
+	// Other options: refused in one line, with the way out; nothing changes.
+	wantUsage(t, "run cgrstat unload first", "load", "--max-cgroups", "16", "--pin-path", l.pinPath)
+	wantUsage(t, "run cgrstat unload first", "load", "--flush", "walk", "--max-cgroups", "16", "--pin-path", l.pinPath)
+	if rec, err := loader.ReadRecord(l.pinPath); err != nil || rec.MaxCgroups != 4 {
+		t.Errorf("after refused loads: %+v, %v", rec, err)
+	}
+}
+
+// TestKernelMaxCgroupsBounds: out of range is one line and exit 2, before
+// anything is created.
+func TestKernelMaxCgroupsBounds(t *testing.T) {
+	l := newLab(t)
+	for _, n := range []string{"0", "65536", "4294967295"} {
+		wantUsage(t, "--max-cgroups must be between 1 and 65535", "load", "--max-cgroups", n, "--pin-path", l.pinPath)
+		if _, err := os.Stat(l.pinPath); err == nil {
+			t.Errorf("load --max-cgroups %s left %s", n, l.pinPath)
+		}
+	}
+}

@@ -21,8 +21,8 @@ type Fill struct {
 type Lost struct {
 	// Events: reclaims not recorded because the map was full.
 	Events uint64 `json:"events"`
-	// ParentDeltas: times a flushed delta had to wait in a cgroup because
-	// its parent could get no entry (read --all still counts it).
+	// ParentDeltas: flushed deltas that reached their cgroup's total but
+	// not its ancestors', since the parent could get no entry.
 	ParentDeltas uint64 `json:"parent_deltas"`
 	// RstatMarks: updates rstat was not told about (fentry/kprobe modes).
 	RstatMarks uint64 `json:"rstat_marks"`
