@@ -98,3 +98,10 @@ int BPF_PROG(floor_end)
 {
 	return 0;
 }
+
+/* The floor of any walk of a cgroup tree: an iterator program that does nothing. */
+SEC("iter/cgroup")
+int empty_walk(struct bpf_iter__cgroup *ctx)
+{
+	return 0;
+}

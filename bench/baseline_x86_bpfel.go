@@ -27,6 +27,7 @@ const (
 	BaselineMapBaseStart        = "base_start"
 	BaselineProgBaseBegin       = "base_begin"
 	BaselineProgBaseEnd         = "base_end"
+	BaselineProgEmptyWalk       = "empty_walk"
 	BaselineProgFloorBegin      = "floor_begin"
 	BaselineProgFloorEnd        = "floor_end"
 	BaselineVarMemcgV1Hierarchy = "memcg_v1_hierarchy"
@@ -76,6 +77,7 @@ type BaselineSpecs struct {
 type BaselineProgramSpecs struct {
 	BaseBegin  *ebpf.ProgramSpec `ebpf:"base_begin"`
 	BaseEnd    *ebpf.ProgramSpec `ebpf:"base_end"`
+	EmptyWalk  *ebpf.ProgramSpec `ebpf:"empty_walk"`
 	FloorBegin *ebpf.ProgramSpec `ebpf:"floor_begin"`
 	FloorEnd   *ebpf.ProgramSpec `ebpf:"floor_end"`
 }
@@ -139,6 +141,7 @@ type BaselineVariables struct {
 type BaselinePrograms struct {
 	BaseBegin  *ebpf.Program `ebpf:"base_begin"`
 	BaseEnd    *ebpf.Program `ebpf:"base_end"`
+	EmptyWalk  *ebpf.Program `ebpf:"empty_walk"`
 	FloorBegin *ebpf.Program `ebpf:"floor_begin"`
 	FloorEnd   *ebpf.Program `ebpf:"floor_end"`
 }
@@ -147,6 +150,7 @@ func (p *BaselinePrograms) Close() error {
 	return _BaselineClose(
 		p.BaseBegin,
 		p.BaseEnd,
+		p.EmptyWalk,
 		p.FloorBegin,
 		p.FloorEnd,
 	)

@@ -28,6 +28,9 @@ type config struct {
 	// CLI is the cgrstat binary: stress children and read --all run it.
 	CLI     string `json:"cli"`
 	Verbose bool   `json:"verbose"`
+	// WalkScale, when set, measures only the walk-mode read of a tree of
+	// that many cgroups (issue 10's CPU scaling), nothing else.
+	WalkScale int `json:"walk_scale,omitempty"`
 }
 
 // bench is one machine's run: where it may create cgroups and pins.
@@ -66,6 +69,9 @@ func (b *bench) logf(format string, args ...any) {
 // before it returns, also when ctx is cancelled; r holds what was measured
 // before an error.
 func (b *bench) run(ctx context.Context, r *Result) (err error) {
+	if b.cfg.WalkScale > 0 {
+		return b.walkScale(ctx, r, b.cfg.WalkScale)
+	}
 	if err := describe(r, b.h); err != nil {
 		return err
 	}

@@ -12,7 +12,7 @@ import (
 
 // perCgroupMaps are the maps with one slot per tracked cgroup (tree_nodes:
 // one per cgroup a read --all walks).
-var perCgroupMaps = []string{"pcpu_stats", "totals", "tree_nodes"}
+var perCgroupMaps = []string{"stats", "tree_nodes"}
 
 // footprint loads the best mode once more and reads the size of every
 // pinned map from the kernel (memlock in the map's fdinfo).

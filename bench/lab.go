@@ -28,14 +28,21 @@ func runLab(ctx context.Context, o options, tmp, cli string) ([]*Result, error) 
 	if err != nil {
 		return nil, err
 	}
+	cpus := []int{0} // the lab's default
+	if o.walkScale > 0 {
+		cpus = o.walkCPUs
+	}
 	var results []*Result
 	for _, s := range suites {
-		if ctx.Err() != nil {
-			return results, ctx.Err()
+		for _, n := range cpus {
+			if ctx.Err() != nil {
+				return results, ctx.Err()
+			}
+			o.cpus = n
+			r := runGuest(ctx, o, s, cache, initrd)
+			printResult(os.Stdout, r)
+			results = append(results, r)
 		}
-		r := runGuest(ctx, o, s, cache, initrd)
-		printResult(os.Stdout, r)
-		results = append(results, r)
 	}
 	return results, nil
 }
@@ -86,7 +93,7 @@ func bootGuest(ctx context.Context, o options, s kernellab.Suite, cache, initrd 
 		return nil, fmt.Errorf("fetching the %s kernel: %w", s.Name, err)
 	}
 	fmt.Printf("bench: booting %s (%s), %d MiB\n", s.Name, release, o.memMiB)
-	cfg := kernellab.Config{Kernel: vmlinuz, Initramfs: initrd, MemoryMiB: o.memMiB, Timeout: o.guestTimeout}
+	cfg := kernellab.Config{Kernel: vmlinuz, Initramfs: initrd, MemoryMiB: o.memMiB, Timeout: o.guestTimeout, CPUs: o.cpus}
 	if o.verbose {
 		cfg.Console = os.Stdout
 	}

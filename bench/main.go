@@ -33,6 +33,11 @@ type options struct {
 	reps, events      int
 	memMiB            int
 	guestTimeout      time.Duration
+	// walkScale and walkCPUs select the walk-scaling run: a tree of
+	// walkScale cgroups, each guest booted once per vCPU count.
+	walkScale int
+	walkCPUs  []int
+	cpus      int // of the guest being booted; 0 for the lab's default
 }
 
 func parseFlags() (options, error) {
@@ -48,6 +53,9 @@ func parseFlags() (options, error) {
 	flag.IntVar(&o.events, "events", 2400, "reclaim events the collector comparison waits for, at least")
 	flag.IntVar(&o.memMiB, "mem", 2048, "guest memory in MiB")
 	flag.DurationVar(&o.guestTimeout, "guest-timeout", 6*time.Minute, "time limit for each guest, boot included")
+	var walkCPUs string
+	flag.IntVar(&o.walkScale, "walk-scale", 0, "measure only the walk-mode read of a tree of this many cgroups (every cgroup with history, 1% new), per vCPU count")
+	flag.StringVar(&walkCPUs, "walk-cpus", "2,8", "guest vCPU counts for -walk-scale")
 	flag.Parse()
 	if flag.NArg() > 0 {
 		return o, fmt.Errorf("unexpected arguments %q", flag.Args())
@@ -59,8 +67,17 @@ func parseFlags() (options, error) {
 		return o, errors.New("-reps and -events must be at least 1")
 	}
 	var err error
-	o.sizes, err = parseSizes(sizes)
-	return o, err
+	if o.sizes, err = parseSizes(sizes); err != nil {
+		return o, err
+	}
+	for _, f := range strings.Split(walkCPUs, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 {
+			return o, fmt.Errorf("-walk-cpus: %q is not a CPU count", f)
+		}
+		o.walkCPUs = append(o.walkCPUs, n)
+	}
+	return o, nil
 }
 
 func parseSizes(s string) ([]int, error) {
@@ -76,7 +93,7 @@ func parseSizes(s string) ([]int, error) {
 }
 
 func (o options) config(cli string) config {
-	return config{Sizes: o.sizes, Reps: o.reps, Events: o.events, CLI: cli, Verbose: o.verbose}
+	return config{Sizes: o.sizes, Reps: o.reps, Events: o.events, CLI: cli, Verbose: o.verbose, WalkScale: o.walkScale}
 }
 
 func main() {

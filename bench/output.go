@@ -16,7 +16,7 @@ func printResult(w io.Writer, r *Result) {
 	for _, rf := range r.Refused {
 		fmt.Fprintf(w, "flush mode %s refused: %s\n", rf.Mode, rf.Reason)
 	}
-	for _, section := range []func(io.Writer, *tabwriter.Writer, *Result){printCollectors, printReads, printWhole, printFootprint} {
+	for _, section := range []func(io.Writer, *tabwriter.Writer, *Result){printCollectors, printReads, printWhole, printFootprint, printWalkScale} {
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 		section(w, tw, r)
 		tw.Flush()
@@ -89,3 +89,16 @@ func printFootprint(w io.Writer, tw *tabwriter.Writer, r *Result) {
 
 func µs(ns int64) float64 { return float64(ns) / 1e3 }
 func ms(ns int64) float64 { return float64(ns) / 1e6 }
+
+func printWalkScale(w io.Writer, tw *tabwriter.Writer, r *Result) {
+	if len(r.WalkScale) == 0 {
+		return
+	}
+	fmt.Fprintln(w, "\nwalk-mode read of the top, every cgroup with history, new data in 1% (median)")
+	fmt.Fprintln(tw, "cpus\tN\tnew\tread\tempty walk\tread/empty\tdump ns/run\tentries\tstats memlock\tall maps memlock\tcomputed used\t")
+	for _, ws := range r.WalkScale {
+		rd, em := median(ws.ReadNS), median(ws.EmptyNS)
+		fmt.Fprintf(tw, "%d\t%d\t%d\t%.2f ms\t%.2f ms\t%.2fx\t%.0f\t%d\t%d\t%d\t%d\t\n", ws.CPUs, ws.N, ws.NewPerRead,
+			float64(rd)/1e6, float64(em)/1e6, float64(rd)/float64(max(em, 1)), ws.Dump.PerRun(), ws.Entries, ws.StatsMemlock, ws.MapsMemlock, ws.Computed.Used)
+	}
+}

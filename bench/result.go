@@ -21,6 +21,7 @@ type Result struct {
 	Reads         []Read           `json:"reads"`
 	Whole         []Whole          `json:"whole"`
 	Footprint     *Footprint       `json:"footprint,omitempty"`
+	WalkScale     []WalkScale      `json:"walk_scale,omitempty"`
 	Seconds       float64          `json:"seconds"`
 	Error         string           `json:"error,omitempty"`
 }

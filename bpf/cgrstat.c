@@ -126,9 +126,14 @@ struct counters {
 #define NR_SUMS (__builtin_offsetof(struct counters, max_delay_ns) / sizeof(__u64))
 
 struct cgstat {
+	/*
+	 * Non-zero while pending has something a flush has not taken. First,
+	 * next to the key in the hash element: a walk that finds nothing new
+	 * touches one cache line per cgroup.
+	 */
+	__u64 adds;
 	struct counters pending;
 	struct counters total;
-	__u64 adds; /* non-zero while pending has something a flush has not taken */
 };
 
 /* Flush steps begun and finished, for readers of the whole map. */
@@ -650,8 +655,7 @@ static __noinline void print_stat(struct seq_file *seq, __u64 cgid)
  * cgroup the file is pinned for. A second read() gets another final call,
  * which finds its session gone and prints nothing.
  */
-SEC("iter.s/cgroup")
-int dump(struct bpf_iter__cgroup *ctx)
+static __always_inline int dump_visit(struct bpf_iter__cgroup *ctx, bool walk)
 {
 	struct cgroup *cgrp = ctx->cgroup;
 	__u64 session = ctx->meta->session_id;
@@ -667,16 +671,38 @@ int dump(struct bpf_iter__cgroup *ctx)
 		return 0;
 	}
 	cgid = cgroup_id(cgrp);
-	if (flush_mode == FLUSH_WALK)
+	if (walk) {
 		/* One lookup for a cgroup with nothing new: the walk does not grow with CPUs. */
-		flush_step(stat_of(cgid, false), parent_id(cgrp), LOST_PARENT);
-	else
+		struct cgstat *s = stat_of(cgid, false);
+
+		if (s && s->adds)
+			flush_step(s, parent_id(cgrp), LOST_PARENT);
+	} else {
 		rstat_flush(cgrp);
+	}
 	if (last)
 		*last = cgid;
 	else
 		bpf_map_update_elem(&sessions, &session, &cgid, BPF_ANY);
 	return 0;
+}
+
+/* fentry/kprobe modes: sleepable, since the rstat flush kfunc may sleep. */
+SEC("iter.s/cgroup")
+int dump(struct bpf_iter__cgroup *ctx)
+{
+	return dump_visit(ctx, false);
+}
+
+/*
+ * Walk mode: not sleepable, so that the map lookups of its per-cgroup
+ * visits are inlined (in a sleepable program each is a helper call, several
+ * times the cost); the loader pins it as "dump".
+ */
+SEC("iter/cgroup")
+int dump_walk(struct bpf_iter__cgroup *ctx)
+{
+	return dump_visit(ctx, true);
 }
 
 /*

@@ -22,9 +22,9 @@ type CgrstatCauseCounters struct {
 
 type CgrstatCgstat struct {
 	_       structs.HostLayout
+	Adds    uint64
 	Pending CgrstatCounters
 	Total   CgrstatCounters
-	Adds    uint64
 }
 
 type CgrstatCounters struct {
@@ -97,6 +97,7 @@ const (
 	CgrstatProgDirectEnd       = "direct_end"
 	CgrstatProgDirectStart     = "direct_start"
 	CgrstatProgDump            = "dump"
+	CgrstatProgDumpWalk        = "dump_walk"
 	CgrstatProgFlushFentry     = "flush_fentry"
 	CgrstatProgFlushKprobe     = "flush_kprobe"
 	CgrstatProgOnRelease       = "on_release"
@@ -153,6 +154,7 @@ type CgrstatProgramSpecs struct {
 	DirectEnd   *ebpf.ProgramSpec `ebpf:"direct_end"`
 	DirectStart *ebpf.ProgramSpec `ebpf:"direct_start"`
 	Dump        *ebpf.ProgramSpec `ebpf:"dump"`
+	DumpWalk    *ebpf.ProgramSpec `ebpf:"dump_walk"`
 	FlushFentry *ebpf.ProgramSpec `ebpf:"flush_fentry"`
 	FlushKprobe *ebpf.ProgramSpec `ebpf:"flush_kprobe"`
 	OnRelease   *ebpf.ProgramSpec `ebpf:"on_release"`
@@ -239,6 +241,7 @@ type CgrstatPrograms struct {
 	DirectEnd   *ebpf.Program `ebpf:"direct_end"`
 	DirectStart *ebpf.Program `ebpf:"direct_start"`
 	Dump        *ebpf.Program `ebpf:"dump"`
+	DumpWalk    *ebpf.Program `ebpf:"dump_walk"`
 	FlushFentry *ebpf.Program `ebpf:"flush_fentry"`
 	FlushKprobe *ebpf.Program `ebpf:"flush_kprobe"`
 	OnRelease   *ebpf.Program `ebpf:"on_release"`
@@ -253,6 +256,7 @@ func (p *CgrstatPrograms) Close() error {
 		p.DirectEnd,
 		p.DirectStart,
 		p.Dump,
+		p.DumpWalk,
 		p.FlushFentry,
 		p.FlushKprobe,
 		p.OnRelease,

@@ -20,6 +20,7 @@ type collectors struct {
 	OnRmdir     *ebpf.Program `ebpf:"on_rmdir"`
 	OnRelease   *ebpf.Program `ebpf:"on_release"`
 	Dump        *ebpf.Program `ebpf:"dump"`
+	DumpWalk    *ebpf.Program `ebpf:"dump_walk"`
 	Tree        *ebpf.Program `ebpf:"tree"`
 	bpf.CgrstatMaps
 }
@@ -39,6 +40,7 @@ type (
 type objects struct {
 	collectors
 	flush *ebpf.Program
+	mode  Mode
 }
 
 // loaded is one mode's objects and links, not yet pinned.
@@ -61,7 +63,7 @@ func loadObjects(spec *ebpf.CollectionSpec, m Mode) (*objects, error) {
 	if err := specs.FlushMode.Set(uint32(mode)); err != nil {
 		return nil, fmt.Errorf("setting flush_mode: %w", err)
 	}
-	o := &objects{}
+	o := &objects{mode: m}
 	if err := spec.LoadAndAssign(&o.collectors, nil); err != nil {
 		return nil, fmt.Errorf("loading collectors: %w", err)
 	}
@@ -97,13 +99,17 @@ func (o *objects) maps() map[string]*ebpf.Map {
 
 // programs names the programs that readers open from the pin path.
 func (o *objects) programs() map[string]*ebpf.Program {
-	return map[string]*ebpf.Program{bpf.CgrstatProgDump: o.Dump, bpf.CgrstatProgTree: o.Tree}
+	dump := o.Dump
+	if o.mode == Walk {
+		dump = o.DumpWalk // pinned as "dump" all the same: readers need not know the mode
+	}
+	return map[string]*ebpf.Program{bpf.CgrstatProgDump: dump, bpf.CgrstatProgTree: o.Tree}
 }
 
 // all lists every program of the mode, the flusher last.
 func (o *objects) all() []*ebpf.Program {
 	return []*ebpf.Program{o.VmscanStart, o.VmscanEnd, o.DirectStart, o.DirectEnd, o.OnRmdir, o.OnRelease,
-		o.Dump, o.Tree, o.flush}
+		o.Dump, o.DumpWalk, o.Tree, o.flush}
 }
 
 func (o *objects) close() {

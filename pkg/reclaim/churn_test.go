@@ -161,6 +161,7 @@ func TestKernelChurn(t *testing.T) {
 	loads := twoLoads(t, h, 0)
 	top := testenv.Cgroups(t, h, "a", "a/b", "park")
 	b := top.Child("a").Child("b")
+	enableMemory(t, h, top, top.Child("a"), b)
 	hp := startHelper(t, h, top.Child("park"))
 
 	stop := make(chan struct{})
@@ -188,6 +189,9 @@ func TestKernelChurn(t *testing.T) {
 		for _, m := range made {
 			if err := m.Mkdir(); err != nil {
 				t.Fatal(err)
+			}
+			if len(made) > 1 && m == made[0] {
+				enableMemory(t, h, m)
 			}
 			id, err := cgroup.ID(m)
 			if err != nil {
@@ -245,6 +249,16 @@ func TestKernelChurn(t *testing.T) {
 	for i, p := range loads {
 		assertForgotten(t, p, churned)
 		assertNothingLost(t, fmt.Sprintf("load %d", i), p)
+	}
+}
+
+// enableMemory gives the children of cgs the memory controller (cgroup v2).
+func enableMemory(t *testing.T, h *cgroup.Hierarchy, cgs ...cgroup.Cgroup) {
+	t.Helper()
+	for _, c := range cgs {
+		if _, err := h.EnableMemory(c); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
 
@@ -349,6 +363,7 @@ func TestKernelConsistentSubtree(t *testing.T) {
 	loads := twoLoads(t, h, 0)
 	top := testenv.Cgroups(t, h, "a", "a/x", "a/y", "b", "b/z", "park")
 	leaves := []cgroup.Cgroup{top.Child("a").Child("x"), top.Child("a").Child("y"), top.Child("b").Child("z")}
+	enableMemory(t, h, top, top.Child("a"), top.Child("b"))
 	inner := map[string][]string{top.Rel: {top.Child("a").Rel, top.Child("b").Rel},
 		top.Child("a").Rel: {leaves[0].Rel, leaves[1].Rel}, top.Child("b").Rel: {leaves[2].Rel}}
 
