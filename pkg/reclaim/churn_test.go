@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -35,8 +36,10 @@ func TestMain(m *testing.M) {
 // helperMain reads commands on stdin, one a line, and answers each with
 // "ok" or "error ...": "reclaim SCRATCH CGROUP" joins the cgroup (its
 // absolute path), fills page cache in SCRATCH and has the kernel reclaim
-// it; "join CGROUP" only joins. One long-lived process moves from cgroup to
-// cgroup, which costs far less than a process per cgroup.
+// it; "join CGROUP" only joins; "fill FILE BYTES" writes a file that stays;
+// "write FILE VALUE" writes a cgroup file, taking EAGAIN and EBUSY (a
+// reclaim that fell short) as done. One long-lived process moves from
+// cgroup to cgroup, which costs far less than a process per cgroup.
 func helperMain() {
 	version, _ := strconv.Atoi(os.Getenv(helperEnv))
 	in := bufio.NewScanner(os.Stdin)
@@ -48,6 +51,14 @@ func helperMain() {
 			_, err = stress.Child(f[2], 2<<20, 1, version, f[1])
 		case len(f) == 2 && f[0] == "join":
 			err = cgroup.Cgroup{Rel: f[1], Path: f[1]}.Write("cgroup.procs", "0")
+		case len(f) == 3 && f[0] == "fill":
+			n, _ := strconv.Atoi(f[2])
+			err = os.WriteFile(f[1], make([]byte, n), 0o600)
+		case len(f) == 3 && f[0] == "write":
+			err = os.WriteFile(f[1], []byte(f[2]), 0)
+			if errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EBUSY) {
+				err = nil
+			}
 		default:
 			err = fmt.Errorf("bad command %q", in.Text())
 		}

@@ -1,0 +1,118 @@
+package reclaim_test
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/cgrstat/cgrstat/internal/testenv"
+	"github.com/cgrstat/cgrstat/pkg/loader"
+	"github.com/cgrstat/cgrstat/pkg/reclaim"
+)
+
+// TestKernelCausesAndForced: a task in cgroup w reclaims memory charged to
+// cgroup x, first through x's memory.reclaim (cgroup v2), then by lowering
+// x's limit. w stalls (proactive, then limit reclaim); x forced it all and
+// stalled in nothing; their parent sums both; and the seed's fields are
+// memory-cgroup reclaim only.
+func TestKernelCausesAndForced(t *testing.T) {
+	p, h := testenv.Load(t, loader.Auto, 0)
+	top := testenv.Cgroups(t, h, "w", "x", "park")
+	enableMemory(t, h, top)
+	w, x := top.Child("w"), top.Child("x")
+	hp := startHelper(t, h, top.Child("park"))
+	// Pages charged to x that stay after the helper leaves it: tmpfs
+	// (no swap), so that every reclaim runs and finds nothing to take.
+	file := filepath.Join("/dev/shm", testenv.Name(t))
+	if _, err := os.Stat("/dev/shm"); err != nil {
+		file = filepath.Join(os.TempDir(), testenv.Name(t))
+	}
+	t.Cleanup(func() { os.Remove(file) })
+	for _, cmd := range [][]string{{"join", x.Path}, {"fill", file, "8388608"}, {"join", w.Path}} {
+		if err := hp.do(cmd...); err != nil {
+			t.Fatalf("%v: %v", cmd, err)
+		}
+	}
+	read := func() map[string]reclaim.Stat {
+		all, err := reclaim.Subtree(p, top)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]reclaim.Stat{}
+		for _, s := range all {
+			out[s.Path] = s
+		}
+		return out
+	}
+	var proactive uint64
+	if h.Version == 2 {
+		if err := hp.do("write", filepath.Join(x.Path, "memory.reclaim"), "4194304"); err != nil {
+			t.Fatal(err)
+		}
+		s := read()
+		proactive = count(s[w.Rel].Counters.ProactiveHist)
+		if proactive == 0 || count(s[w.Rel].Counters.LimitHist) != 0 || s[w.Rel].Counters.Forced.Count != 0 {
+			t.Errorf("after memory.reclaim of x from w: w has %+v, want proactive reclaim only", s[w.Rel].Counters)
+		}
+		if xs := s[x.Rel]; xs.Count != 0 || xs.Counters.Forced.Count != proactive {
+			t.Errorf("x stalled %d times and forced %d, want 0 and %d", xs.Count, xs.Counters.Forced.Count, proactive)
+		}
+	} else {
+		t.Log("cgroup v1 has no memory.reclaim: proactive reclaim not induced")
+	}
+	limitFile, restore := "memory.max", "max"
+	if h.Version == 1 {
+		limitFile, restore = "memory.limit_in_bytes", "-1"
+	}
+	t.Cleanup(func() { x.Write(limitFile, restore) })
+	// No task is in x: its limit cannot OOM-kill anything.
+	if err := hp.do("write", filepath.Join(x.Path, limitFile), "1048576"); err != nil {
+		t.Fatal(err)
+	}
+	if err := x.Write(limitFile, restore); err != nil {
+		t.Fatal(err)
+	}
+	s := read()
+	ws, xs, ts := s[w.Rel].Counters, s[x.Rel], s[top.Rel]
+	limit := count(ws.LimitHist)
+	if limit == 0 || count(ws.ProactiveHist) != proactive {
+		t.Errorf("after lowering x's limit from w: w has limit %d, proactive %d; want limit > 0, proactive %d", limit, count(ws.ProactiveHist), proactive)
+	}
+	if xs.Count != 0 || xs.Counters.Forced.Count != limit+proactive {
+		t.Errorf("x stalled %d times and forced %d, want 0 and %d", xs.Count, xs.Counters.Forced.Count, limit+proactive)
+	}
+	if ts.Count != limit+proactive || ts.Counters.Forced.Count != limit+proactive || ts.Counters.Direct.Count != 0 {
+		t.Errorf("top: %d reclaims, %d forced, %d direct; want %d, %d, 0", ts.Count, ts.Counters.Forced.Count, ts.Counters.Direct.Count, limit+proactive, limit+proactive)
+	}
+	if ws.MaxDelayNs == 0 || ts.Counters.MaxDelayNs != ws.MaxDelayNs || ts.DelayNS < ws.MaxDelayNs {
+		t.Errorf("max delay: w %d, top %d (total delay %d)", ws.MaxDelayNs, ts.Counters.MaxDelayNs, ts.DelayNS)
+	}
+	t.Logf("w: %d proactive, %d limit reclaims, max %d ns; x forced %d", proactive, limit, ws.MaxDelayNs, xs.Counters.Forced.Count)
+	assertNothingLostBut(t, p)
+}
+
+func count(h [106]uint64) uint64 {
+	var n uint64
+	for _, v := range h {
+		n += v
+	}
+	return n
+}
+
+// assertNothingLostBut allows lost rstat marks where the kernel cannot
+// mark a target that is not an ancestor of the stalled task's cgroup
+// (6.1, which lacks bpf_cgroup_from_id; cgroup v1 on 6.16+).
+func assertNothingLostBut(t *testing.T, p *loader.Pinned) {
+	t.Helper()
+	l, err := p.LostCounts()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.RstatMarks > 0 {
+		t.Logf("%d rstat marks lost (targets outside the stalled task's ancestors cannot be marked on this kernel)", l.RstatMarks)
+		l.RstatMarks = 0
+	}
+	if l.Any() {
+		t.Errorf("lost %+v", l)
+	}
+}
