@@ -232,15 +232,15 @@ var ErrMoving = errors.New("the stats kept moving: no consistent copy of the map
 // it reads the finished flush steps, the map, then the begun ones, and
 // tries again unless they are equal.
 func Snapshot(p *loader.Pinned) (map[uint64]*bpf.CgrstatCgstat, error) {
-	// Room for one more batch: a batch needs room for a whole hash bucket.
-	keys := make([]uint64, p.Stats.MaxEntries()+batchSize)
-	vals := make([]bpf.CgrstatCgstat, len(keys))
+	var keys []uint64
+	var vals []bpf.CgrstatCgstat
 	for try := 0; try < snapshotTries; try++ {
 		before, err := readSeq(p.Seq)
 		if err != nil {
 			return nil, err
 		}
-		n, err := readAll(p.Stats, keys, vals)
+		var n int
+		keys, vals, n, err = readAll(p.Stats, keys, vals)
 		if err != nil {
 			return nil, err
 		}
@@ -269,22 +269,27 @@ func readSeq(m *ebpf.Map) (bpf.CgrstatFlushSeq, error) {
 }
 
 // batchSize is large enough that a hash bucket always fits.
-const batchSize = 1024
+const batchSize = 256
 
-// readAll reads the whole map in batches into keys and vals.
-func readAll(m *ebpf.Map, keys []uint64, vals []bpf.CgrstatCgstat) (int, error) {
+// readAll reads the whole map in batches into keys and vals, grown as
+// needed (entries are 3.6 KB: a read sized for max_entries would allocate
+// tens of MB for a map that holds a few cgroups).
+func readAll(m *ebpf.Map, keys []uint64, vals []bpf.CgrstatCgstat) ([]uint64, []bpf.CgrstatCgstat, int, error) {
 	var cursor ebpf.MapBatchCursor
 	got := 0
-	for got < len(keys) {
-		end := min(got+batchSize, len(keys))
-		n, err := m.BatchLookup(&cursor, keys[got:end], vals[got:end], nil)
+	for {
+		// Room for a whole batch: a batch needs room for a whole hash bucket.
+		if len(keys) < got+batchSize {
+			keys = append(keys, make([]uint64, got+batchSize-len(keys))...)
+			vals = append(vals, make([]bpf.CgrstatCgstat, got+batchSize-len(vals))...)
+		}
+		n, err := m.BatchLookup(&cursor, keys[got:got+batchSize], vals[got:got+batchSize], nil)
 		got += n
 		if errors.Is(err, ebpf.ErrKeyNotExist) {
-			return got, nil
+			return keys, vals, got, nil
 		}
 		if err != nil {
-			return 0, fmt.Errorf("reading the stats map: %w", err)
+			return keys, vals, 0, fmt.Errorf("reading the stats map: %w", err)
 		}
 	}
-	return got, nil
 }
