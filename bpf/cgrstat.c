@@ -76,7 +76,7 @@ enum flush_how {
 /* Each counts one lost thing once. */
 enum lost_counter {
 	LOST_EVENT,   /* map full: a reclaim event was not recorded */
-	LOST_PARENT,  /* map full: a flushed delta could not reach the parent */
+	LOST_PARENT,  /* no entry for the parent: a delta waits in its cgroup (counted once) */
 	LOST_RSTAT,   /* no trusted cgroup for rstat: a pair was not marked */
 	LOST_REMOVED, /* map full: a removed cgroup's delta could not reach its parent */
 	LOST_MAX,
@@ -132,6 +132,7 @@ struct cgstat {
 	 * touches one cache line per cgroup.
 	 */
 	__u64 adds;
+	__u64 stuck; /* pending waits for an entry for the parent */
 	struct counters pending;
 	struct counters total;
 };
@@ -208,6 +209,14 @@ struct {
 	__type(key, __u32);
 	__type(value, struct tree_node);
 } tree_nodes SEC(".maps");
+
+/* Room for one struct counters, which does not fit the stack. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct counters);
+} scratch SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -296,22 +305,29 @@ static __always_inline void seq_add(int done)
 
 /*
  * The one flush routine of every mode: move what pending holds into the
- * total and the parent's pending. When the map has no room for the
- * parent's entry, the delta still goes into this cgroup's total, and is
- * lost for the ancestors: counted once, as lost_why, since it is drained.
+ * total and the parent's pending. The parent's entry is made first. When
+ * that fails (the map is full, or, on 6.1, bpf_mem_alloc's per-CPU cache of
+ * 4 KiB objects is empty until its irq_work refills it) the delta waits in
+ * pending for a later flush, counted once in LOST_PARENT: stat files of the
+ * cgroup still show it (print_stat adds pending) and read --all counts it
+ * at every ancestor. Returns false then.
  */
-static __noinline void flush_step(struct cgstat *s, __u64 pid, __u32 lost_why)
+static __noinline bool flush_step(struct cgstat *s, __u64 pid)
 {
 	struct cgstat *ps = NULL;
 	__u64 *from, *to, *up, v;
 
 	if (!s || !s->adds)
-		return;
+		return true;
 	if (pid) {
 		ps = stat_of(pid, true);
-		if (!ps)
-			count_lost(lost_why);
+		if (!ps) {
+			if (!__sync_lock_test_and_set(&s->stuck, 1))
+				count_lost(LOST_PARENT);
+			return false;
+		}
 	}
+	s->stuck = 0;
 	seq_add(0);
 	/* Before the drain: a collector's adds after this set it again. */
 	__sync_lock_test_and_set(&s->adds, 0);
@@ -335,6 +351,7 @@ static __noinline void flush_step(struct cgstat *s, __u64 pid, __u32 lost_why)
 	if (ps)
 		__sync_fetch_and_add(&ps->adds, 1);
 	seq_add(1);
+	return true;
 }
 
 /* floor(log2(v)) for v > 0, without relying on a clz instruction. */
@@ -543,7 +560,7 @@ int BPF_PROG(direct_end, unsigned long nr_reclaimed)
 SEC("fentry/bpf_rstat_flush")
 int BPF_PROG(flush_fentry, struct cgroup *cgrp, struct cgroup *parent, int cpu)
 {
-	flush_step(stat_of(cgroup_id(cgrp), false), parent ? cgroup_id(parent) : 0, LOST_PARENT);
+	flush_step(stat_of(cgroup_id(cgrp), false), parent ? cgroup_id(parent) : 0);
 	return 0;
 }
 
@@ -552,16 +569,20 @@ int BPF_KPROBE(flush_kprobe, struct cgroup *cgrp, struct cgroup *parent, int cpu
 {
 	__u64 cgid = BPF_CORE_READ(cgrp, kn, id);
 
-	flush_step(stat_of(cgid, false), parent ? BPF_CORE_READ(parent, kn, id) : 0, LOST_PARENT);
+	flush_step(stat_of(cgid, false), parent ? BPF_CORE_READ(parent, kn, id) : 0);
 	return 0;
 }
 
 /*
- * A cgroup of the memory hierarchy leaves: flush it into its parent and
- * forget it. cgroup v1 has a hierarchy per controller, with ids of their
- * own, so others' cgroups are left alone.
+ * A cgroup of the memory hierarchy leaves: at rmdir its reclaim goes to its
+ * parent at once; at release, after any late delta went the same way, its
+ * entry goes. The entry is not deleted at rmdir because until release an
+ * rstat flush of a child (fentry mode, another CPU) may still add to it;
+ * once a cgroup is released its children are too, so nothing can. cgroup
+ * v1 has a hierarchy per controller, with ids of their own, so others'
+ * cgroups are left alone.
  */
-static __always_inline void forget(struct cgroup *cgrp)
+static __always_inline void forget(struct cgroup *cgrp, bool released)
 {
 	__u64 cgid;
 	struct cgstat *s;
@@ -572,23 +593,25 @@ static __always_inline void forget(struct cgroup *cgrp)
 	s = stat_of(cgid, false);
 	if (!s)
 		return;
-	flush_step(s, parent_id(cgrp), LOST_REMOVED);
-	bpf_map_delete_elem(&stats, &cgid);
+	if (!flush_step(s, parent_id(cgrp)) && released)
+		count_lost(LOST_REMOVED);
+	if (released)
+		bpf_map_delete_elem(&stats, &cgid);
 }
 
-/* Runs under cgroup_mutex, after the cgroup went offline. */
+/* Runs under cgroup_mutex, after the cgroup went offline: no tasks, no live children. */
 SEC("tp_btf/cgroup_rmdir")
 int BPF_PROG(on_rmdir, struct cgroup *cgrp, const char *path)
 {
-	forget(cgrp);
+	forget(cgrp, false);
 	return 0;
 }
 
-/* Late events of a dying cgroup, before rstat's last flushes of it. */
+/* In css_release_work_fn, before rstat's last flushes of the cgroup. */
 SEC("tp_btf/cgroup_release")
 int BPF_PROG(on_release, struct cgroup *cgrp, const char *path)
 {
-	forget(cgrp);
+	forget(cgrp, true);
 	return 0;
 }
 
@@ -633,8 +656,25 @@ static __always_inline void print_hist(struct seq_file *seq, const char *name, c
 static __noinline void print_stat(struct seq_file *seq, __u64 cgid)
 {
 	struct cgstat *s = stat_of(cgid, false);
-	static const struct counters zero;
-	const struct counters *c = s ? &s->total : &zero;
+	__u32 zero = 0;
+	static const struct counters none;
+	const struct counters *c = &none;
+	struct counters *sc = bpf_map_lookup_elem(&scratch, &zero);
+	__u64 *sum, *total, *pending;
+
+	/* Total plus what still waits here (a delta whose parent had no entry). */
+	if (s && sc) {
+		sum = (__u64 *)sc;
+		total = (__u64 *)&s->total;
+		pending = (__u64 *)&s->pending;
+		for (int i = 0; i < NR_SUMS; i++)
+			sum[i] = total[i] + pending[i];
+		sc->max_delay_ns = s->total.max_delay_ns;
+		if (s->pending.max_delay_ns > sc->max_delay_ns)
+			sc->max_delay_ns = s->pending.max_delay_ns;
+		c = sc;
+	}
+
 	__u64 limit_count = hist_sum(c->limit_hist), proactive_count = hist_sum(c->proactive_hist);
 
 	BPF_SEQ_PRINTF(seq, "cg_id: %llu, total_vmscan_delay: %llu, vmscan_count: %llu, nr_reclaimed: %llu\n",
@@ -676,7 +716,7 @@ static __always_inline int dump_visit(struct bpf_iter__cgroup *ctx, bool walk)
 		struct cgstat *s = stat_of(cgid, false);
 
 		if (s && s->adds)
-			flush_step(s, parent_id(cgrp), LOST_PARENT);
+			flush_step(s, parent_id(cgrp));
 	} else {
 		rstat_flush(cgrp);
 	}

@@ -23,6 +23,7 @@ type CgrstatCauseCounters struct {
 type CgrstatCgstat struct {
 	_       structs.HostLayout
 	Adds    uint64
+	Stuck   uint64
 	Pending CgrstatCounters
 	Total   CgrstatCounters
 }
@@ -90,6 +91,7 @@ const (
 	CgrstatMapInfo             = "info"
 	CgrstatMapLost             = "lost"
 	CgrstatMapReclaimStarts    = "reclaim_starts"
+	CgrstatMapScratch          = "scratch"
 	CgrstatMapSeq              = "seq"
 	CgrstatMapSessions         = "sessions"
 	CgrstatMapStats            = "stats"
@@ -171,6 +173,7 @@ type CgrstatMapSpecs struct {
 	Info          *ebpf.MapSpec `ebpf:"info"`
 	Lost          *ebpf.MapSpec `ebpf:"lost"`
 	ReclaimStarts *ebpf.MapSpec `ebpf:"reclaim_starts"`
+	Scratch       *ebpf.MapSpec `ebpf:"scratch"`
 	Seq           *ebpf.MapSpec `ebpf:"seq"`
 	Sessions      *ebpf.MapSpec `ebpf:"sessions"`
 	Stats         *ebpf.MapSpec `ebpf:"stats"`
@@ -208,6 +211,7 @@ type CgrstatMaps struct {
 	Info          *ebpf.Map `ebpf:"info"`
 	Lost          *ebpf.Map `ebpf:"lost"`
 	ReclaimStarts *ebpf.Map `ebpf:"reclaim_starts"`
+	Scratch       *ebpf.Map `ebpf:"scratch"`
 	Seq           *ebpf.Map `ebpf:"seq"`
 	Sessions      *ebpf.Map `ebpf:"sessions"`
 	Stats         *ebpf.Map `ebpf:"stats"`
@@ -219,6 +223,7 @@ func (m *CgrstatMaps) Close() error {
 		m.Info,
 		m.Lost,
 		m.ReclaimStarts,
+		m.Scratch,
 		m.Seq,
 		m.Sessions,
 		m.Stats,

@@ -382,7 +382,7 @@ func TestKernelFullMap(t *testing.T) {
 		if err := json.Unmarshal([]byte(l.run("status", "--json")), &st); err != nil {
 			t.Fatal(err)
 		}
-		if i > 0 && (st.Usage.Lost.ParentDeltas != before.Usage.Lost.ParentDeltas || st.Usage.Lost.RemovedDeltas != before.Usage.Lost.RemovedDeltas) {
+		if i > 0 && (st.Usage.Lost.WaitedDeltas != before.Usage.Lost.WaitedDeltas || st.Usage.Lost.RemovedDeltas != before.Usage.Lost.RemovedDeltas) {
 			t.Errorf("read %d: lost %+v, before it %+v", i, st.Usage.Lost, before.Usage.Lost)
 		}
 		if st.Usage.Stats.Entries > 4 {

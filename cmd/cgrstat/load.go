@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/cilium/ebpf"
 	"github.com/spf13/cobra"
 
 	"github.com/cgrstat/cgrstat/pkg/format"
@@ -56,7 +57,8 @@ func printLoaded(w io.Writer, pinPath string, rec *loader.Record) {
 	for _, r := range rec.Refused {
 		fmt.Fprintf(w, "  %s not used: %s\n", r.Mode, r.Reason)
 	}
-	m := loader.MemoryOf(loader.StatBytes, loader.TreeNodeBytes, rec.MaxCgroups, 0)
+	cpus, _ := ebpf.PossibleCPU()
+	m := loader.MemoryOf(loader.StatBytes, loader.TreeNodeBytes, rec.MaxCgroups, 0, cpus)
 	fmt.Fprintf(w, "  maps: %s preallocated, plus %s per cgroup that reclaims (at most %s), whatever the number of CPUs\n",
 		format.Bytes(m.Preallocated), format.Bytes(m.PerCgroup), format.Bytes(m.AtMost))
 	if rec.Flush == loader.Walk {

@@ -82,10 +82,10 @@ func defaultReadArgs(p *loader.Pinned, all bool) (args, stale []string, err erro
 	return args, stale, nil
 }
 
-// lostNote is the lost counters when anything was lost, else nil.
+// lostNote is the lost counters when anything was lost or waited, else nil.
 func lostNote(p *loader.Pinned) (*loader.Lost, error) {
 	l, err := p.LostCounts()
-	if err != nil || !l.Any() {
+	if err != nil || l == (loader.Lost{}) {
 		return nil, err
 	}
 	return &l, nil
@@ -101,6 +101,6 @@ func warn(w io.Writer, p *loader.Pinned, n format.ReadNotes) {
 			p.Record.MaxCgroups, l.Events, l.RemovedDeltas)
 	} else if l != nil {
 		fmt.Fprintf(w, "cgrstat: warning: stat files may lag: %d deltas waited for room in the map, %d updates were not marked in rstat (cgrstat status)\n",
-			l.ParentDeltas, l.RstatMarks)
+			l.WaitedDeltas, l.RstatMarks)
 	}
 }

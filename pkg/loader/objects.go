@@ -93,7 +93,7 @@ func (o *objects) maps() map[string]*ebpf.Map {
 	return map[string]*ebpf.Map{
 		bpf.CgrstatMapInfo: m.Info, bpf.CgrstatMapLost: m.Lost, bpf.CgrstatMapStats: m.Stats,
 		bpf.CgrstatMapReclaimStarts: m.ReclaimStarts, bpf.CgrstatMapSessions: m.Sessions,
-		bpf.CgrstatMapSeq: m.Seq, bpf.CgrstatMapTreeNodes: m.TreeNodes,
+		bpf.CgrstatMapSeq: m.Seq, bpf.CgrstatMapTreeNodes: m.TreeNodes, bpf.CgrstatMapScratch: m.Scratch,
 	}
 }
 
@@ -177,9 +177,15 @@ func (l *loaded) attach(m Mode) error {
 	return nil
 }
 
+// programIDs are the programs the load keeps: attached or pinned (walk
+// mode's sleepable dump is loaded, never kept).
 func (l *loaded) programIDs() []ebpf.ProgramID {
 	var ids []ebpf.ProgramID
-	for _, p := range l.all() {
+	kept := []*ebpf.Program{l.VmscanStart, l.VmscanEnd, l.DirectStart, l.DirectEnd, l.OnRmdir, l.OnRelease, l.flush}
+	for _, p := range l.programs() {
+		kept = append(kept, p)
+	}
+	for _, p := range kept {
 		if p == nil {
 			continue
 		}

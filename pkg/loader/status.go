@@ -21,9 +21,11 @@ type Fill struct {
 type Lost struct {
 	// Events: reclaims not recorded because the map was full.
 	Events uint64 `json:"events"`
-	// ParentDeltas: flushed deltas that reached their cgroup's total but
-	// not its ancestors', since the parent could get no entry.
-	ParentDeltas uint64 `json:"parent_deltas"`
+	// WaitedDeltas are not lost: deltas that had to wait in their cgroup
+	// because its parent could get no entry, counted once per wait. Stat
+	// files of their cgroup and read --all count them; stat files of the
+	// ancestors only once a later flush passes them up.
+	WaitedDeltas uint64 `json:"waited_deltas"`
 	// RstatMarks: updates rstat was not told about (fentry/kprobe modes).
 	RstatMarks uint64 `json:"rstat_marks"`
 	// RemovedDeltas: removed cgroups whose last delta found no room in
@@ -31,8 +33,8 @@ type Lost struct {
 	RemovedDeltas uint64 `json:"removed_deltas"`
 }
 
-// Any reports whether anything was lost.
-func (l Lost) Any() bool { return l != Lost{} }
+// Any reports whether anything was lost (waited deltas are not).
+func (l Lost) Any() bool { return l.Events > 0 || l.RstatMarks > 0 || l.RemovedDeltas > 0 }
 
 // Memory is what the maps take, in bytes: the preallocated maps from the
 // load on, plus one entry per cgroup that reclaimed (or has a descendant
@@ -104,7 +106,11 @@ func (p *Pinned) Usage() (*Usage, error) {
 	if u.Stats, err = fill(p.Stats); err != nil {
 		return nil, err
 	}
-	u.Memory = MemoryOf(p.Stats.ValueSize(), p.Nodes.ValueSize(), p.Stats.MaxEntries(), u.Stats.Entries)
+	cpus, err := ebpf.PossibleCPU()
+	if err != nil {
+		return nil, err
+	}
+	u.Memory = MemoryOf(p.Stats.ValueSize(), p.Nodes.ValueSize(), p.Stats.MaxEntries(), u.Stats.Entries, cpus)
 	if u.Lost, err = p.LostCounts(); err != nil {
 		return nil, err
 	}
@@ -116,7 +122,7 @@ func (p *Pinned) LostCounts() (Lost, error) {
 	var l Lost
 	counters := map[bpf.CgrstatLostCounter]*uint64{
 		bpf.CgrstatLostCounterLOST_EVENT:   &l.Events,
-		bpf.CgrstatLostCounterLOST_PARENT:  &l.ParentDeltas,
+		bpf.CgrstatLostCounterLOST_PARENT:  &l.WaitedDeltas,
 		bpf.CgrstatLostCounterLOST_RSTAT:   &l.RstatMarks,
 		bpf.CgrstatLostCounterLOST_REMOVED: &l.RemovedDeltas,
 	}
@@ -132,6 +138,8 @@ func (p *Pinned) LostCounts() (Lost, error) {
 // Sizes of the kernel's hash-map bookkeeping, for MemoryOf.
 const (
 	htabElemHeader = 48 // struct htab_elem before the key
+	// per CPU: the print scratch (struct counters) and the lost counters
+	perCPUBytes = 1784 + 4*8
 	memAllocHeader = 8  // bpf_mem_alloc's free-list link
 	sessionsSlots  = 256
 	sessionBytes   = htabElemHeader + 8 + 8
@@ -146,11 +154,11 @@ var (
 
 // MemoryOf computes what the maps take: stats entries are allocated one by
 // one (BPF_F_NO_PREALLOC) from the kernel's size classes; the tree map, the
-// sessions and the small maps are preallocated at load. Nothing here is
-// per CPU except the four lost counters.
-func MemoryOf(statBytes, nodeBytes, maxEntries uint32, entries int) Memory {
+// sessions and the small maps are preallocated at load. Per CPU there are
+// only the print scratch and the lost counters, under 2 KiB.
+func MemoryOf(statBytes, nodeBytes, maxEntries uint32, entries, cpus int) Memory {
 	per := sizeClass(uint64(htabElemHeader + 8 + roundUp8(statBytes) + memAllocHeader))
-	pre := uint64(maxEntries)*uint64(roundUp8(nodeBytes)) + sessionsSlots*sessionBytes + infoBytes
+	pre := uint64(maxEntries)*uint64(roundUp8(nodeBytes)) + sessionsSlots*sessionBytes + infoBytes + uint64(cpus)*perCPUBytes
 	return Memory{Preallocated: pre, PerCgroup: per, Used: pre + uint64(entries)*per, AtMost: pre + uint64(maxEntries)*per}
 }
 
