@@ -276,6 +276,40 @@ static __always_inline struct cgstat *stat_of(__u64 cgid, bool create)
 	return bpf_map_lookup_elem(&stats, &cgid);
 }
 
+/*
+ * A cgroup's first event makes the entries of its ancestors that lack one
+ * too, so that the flush never has to. rstat's flush runs with interrupts
+ * off under its per-CPU lock, where bpf_mem_alloc cannot refill its
+ * per-CPU cache (a few 4 KiB objects: measured, a fentry flush that made
+ * parents lost one or two deltas per 188 cgroups churned); a collector runs with
+ * interrupts on, so a second try after the refill's irq_work succeeds.
+ */
+static __always_inline struct cgstat *make_entry(__u64 cgid)
+{
+	struct cgstat *s = NULL;
+
+	for (int i = 0; i < 3 && !s; i++)
+		s = stat_of(cgid, true);
+	return s;
+}
+
+static __always_inline struct cgstat *stat_with_ancestors(struct cgroup *memcg, __u64 cgid)
+{
+	struct cgroup_subsys_state *css = memcg->self.parent;
+	struct cgstat *s = bpf_map_lookup_elem(&stats, &cgid);
+	__u64 id;
+
+	if (s)
+		return s;
+	for (int i = 0; i < 32 && css; i++) {
+		id = cgroup_id(css->cgroup);
+		if (bpf_map_lookup_elem(&stats, &id) || !make_entry(id))
+			break;
+		css = css->parent;
+	}
+	return make_entry(cgid);
+}
+
 /* No atomic max in BPF: compare-and-swap until v is in or a larger value is. */
 static __always_inline void atomic_max(__u64 *p, __u64 v)
 {
@@ -488,7 +522,7 @@ static __always_inline void end(unsigned long nr_reclaimed, bool direct)
 	memcg = task_memcg(task);
 	cgid = cgroup_id(memcg);
 
-	s = stat_of(cgid, true);
+	s = stat_with_ancestors(memcg, cgid);
 	if (!s) {
 		count_lost(LOST_EVENT);
 		return;
@@ -516,7 +550,7 @@ static __always_inline void end(unsigned long nr_reclaimed, bool direct)
 	if (target_id == cgid) {
 		add_forced(s, dur, nr_reclaimed);
 	} else if (target_id) {
-		t = stat_of(target_id, true);
+		t = make_entry(target_id);
 		if (t) {
 			add_forced(t, dur, nr_reclaimed);
 			__sync_fetch_and_add(&t->adds, 1);
