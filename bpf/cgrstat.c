@@ -6,8 +6,9 @@
  *
  * State: one entry per cgroup in one hash map (stats, BPF_F_NO_PREALLOC, so
  * memory grows with the cgroups that reclaimed, not with --max-cgroups x
- * CPUs, and a deleted entry's memory stays valid for RCU readers). An entry
- * holds
+ * CPUs: about 4 KiB per cgroup, two struct counters). A cgroup's first event
+ * makes the entries of its ancestors that lack one, so that an entry's
+ * parent has an entry and the flush need not allocate. An entry holds
  *  - pending: what this cgroup's tasks recorded and what flushed children
  *    passed up, not yet folded in. Collectors and flushes of children add to
  *    it with atomic adds from any CPU; no per-CPU copy, so no preemption
@@ -21,7 +22,9 @@
  * The one flush routine (flush_step) for a cgroup c: take adds; drain
  * pending field by field with an atomic exchange; add what it got to
  * c.total and, atomically, to parent.pending. O(fields) per cgroup with new
- * data, O(1) (one lookup) per cgroup without: nothing is per CPU.
+ * data, O(1) (one lookup) per cgroup without: nothing is per CPU. If the
+ * parent has no entry and none can be made (a full map), the delta waits in
+ * c.pending, counted once, and goes up with a later flush.
  *
  * Who drives the flush is the flush mode:
  *  - fentry/kprobe on bpf_rstat_flush: collectors mark (cgroup, CPU) updated
@@ -34,15 +37,19 @@
  *
  * Removed cgroups, in every mode: tp_btf/cgroup_rmdir (under cgroup_mutex,
  * after the cgroup went offline: it has no tasks and no live children)
- * flushes the cgroup into its parent's pending and deletes its entry. A
- * dying memcg can still see a rare late event (an exiting task charging
- * after cgroup_exit, a remote charge); that re-creates an entry, which
- * tp_btf/cgroup_release drains and deletes the same way. cgroup_release
- * fires in css_release_work_fn before rstat's last flushes of the cgroup
- * (there, and in css_free_rwork_fn's css_rstat_exit); those find no entry,
- * and a flush creates entries only for a parent that receives a delta, so
- * nothing is re-created. A child is always released before its parent (it
- * holds a reference on it), so a late delta still finds the way up.
+ * flushes the cgroup into its parent's pending at once, so every ancestor
+ * keeps its reclaim, including what no read had flushed. The entry stays
+ * while the kernel holds the dying cgroup: an rstat flush of a child may
+ * still be adding to it on another CPU (fentry mode), and a dying memcg can
+ * see a rare late event (an exiting task charging after cgroup_exit, a
+ * remote charge). tp_btf/cgroup_release flushes it once more and deletes
+ * it: it fires in css_release_work_fn before rstat's last flushes of the
+ * cgroup (there, and in css_free_rwork_fn's css_rstat_exit), which find no
+ * entry and create none (a flush creates no entry for the flushed cgroup).
+ * Its children were released before it (each holds a reference on its
+ * parent), so nothing adds to it any more. So the map holds the live
+ * cgroups that reclaimed, their ancestors, and the dying ones the kernel
+ * still holds.
  *
  * Consistent reads: a reader that wants many cgroups at once (read --all)
  * reads every entry and computes a cgroup's hierarchical value as
