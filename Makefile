@@ -30,8 +30,8 @@ generate:
 	cd bpf && BPF2GO_CC=$(CLANG) BPF2GO_STRIP=llvm-strip-19 $(GO) generate ./...
 	cd bench && BPF2GO_CC=$(CLANG) BPF2GO_STRIP=llvm-strip-19 $(GO) generate ./...
 
-# make test = unit tests, then host kernel tests, then the kernel lab.
-test: unit hosttest vmtest
+# make test = lint, unit tests, then host kernel tests, then the kernel lab.
+test: lint unit hosttest vmtest
 
 unit:
 	$(GO) test -short -count=1 ./...
@@ -53,9 +53,12 @@ bench:
 check: build
 	./$(BIN) check
 
+# Fails on any finding: unformatted files, go vet, staticcheck (a go.mod tool).
 lint:
-	gofmt -l $$(git ls-files '*.go')
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \
+	if [ -n "$$unformatted" ]; then echo "gofmt: not formatted:" $$unformatted; exit 1; fi
 	$(GO) vet ./...
+	$(GO) tool staticcheck ./...
 
 clean:
 	rm -rf bin
