@@ -84,7 +84,11 @@ func (s *session) openPrograms() error {
 			prog.Close()
 			return fmt.Errorf("program %d info: %w", id, err)
 		}
-		s.progs[info.Name] = prog
+		name := info.Name
+		if name == bpf.CgrstatProgDumpWalk {
+			name = bpf.CgrstatProgDump // walk mode's stat file program, pinned as dump
+		}
+		s.progs[name] = prog
 	}
 	for _, name := range []string{bpf.CgrstatProgVmscanStart, bpf.CgrstatProgVmscanEnd, bpf.CgrstatProgDump} {
 		if s.progs[name] == nil {

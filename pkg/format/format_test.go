@@ -174,9 +174,9 @@ func loadedStatus(flush loader.Mode) *loader.Status {
 			ProgramIDs: []ebpf.ProgramID{17, 18},
 		},
 		Usage: &loader.Usage{
-			Stats:  loader.Fill{Entries: 3, MaxEntries: 10240},
-			Memory: loader.MemoryOf(loader.StatBytes, loader.TreeNodeBytes, 10240, 3, 2),
-			Lost:   loader.Lost{Events: 1, WaitedDeltas: 3, RstatMarks: 4, RemovedDeltas: 2},
+			Stats:                loader.Fill{Entries: 3, MaxEntries: 10240},
+			Memory:               loader.MemoryOf(loader.StatBytes, loader.TreeNodeBytes, 10240, 3, 2),
+			Lost:                 loader.Lost{Events: 1, WaitedDeltas: 3, RstatMarks: 4, RemovedDeltas: 2},
 			WalkHoldsCgroupMutex: flush == loader.Walk,
 		},
 		StatFiles: []string{"/test", "/test/child1"},

@@ -139,8 +139,8 @@ func (p *Pinned) LostCounts() (Lost, error) {
 const (
 	htabElemHeader = 48 // struct htab_elem before the key
 	// per CPU: the print scratch (struct counters) and the lost counters
-	perCPUBytes = 1784 + 4*8
-	memAllocHeader = 8  // bpf_mem_alloc's free-list link
+	perCPUBytes    = 1784 + 4*8
+	memAllocHeader = 8 // bpf_mem_alloc's free-list link
 	sessionsSlots  = 256
 	sessionBytes   = htabElemHeader + 8 + 8
 	infoBytes      = 2048
