@@ -177,26 +177,37 @@ func Subtree(p *loader.Pinned, c cgroup.Cgroup) ([]Stat, error) {
 }
 
 // hierarchical computes each member's value; members come parents first.
+// Most cgroups of a big tree have no entry: they cost no counter arithmetic.
 func hierarchical(members []Member, entries map[uint64]*bpf.CgrstatCgstat) []Stat {
-	pending := make([]bpf.CgrstatCounters, len(members))
 	index := make(map[uint64]int, len(members))
 	for i, m := range members {
 		index[m.ID] = i
-		if e := entries[m.ID]; e != nil {
-			pending[i] = e.Pending
+	}
+	// pending[i]: the pending counters of i's subtree, nil where there are none.
+	pending := make([]*bpf.CgrstatCounters, len(members))
+	add := func(i int, c *bpf.CgrstatCounters) {
+		if pending[i] == nil {
+			pending[i] = &bpf.CgrstatCounters{}
 		}
+		Add(pending[i], c)
 	}
 	// Children after parents: summing backwards folds each subtree into its top.
-	for i := len(members) - 1; i > 0; i-- {
-		if j, ok := index[members[i].Parent]; ok {
-			Add(&pending[j], &pending[i])
+	for i := len(members) - 1; i >= 0; i-- {
+		if e := entries[members[i].ID]; e != nil && e.Pending != (bpf.CgrstatCounters{}) {
+			add(i, &e.Pending)
+		}
+		if j, ok := index[members[i].Parent]; ok && i > 0 && pending[i] != nil {
+			add(j, pending[i])
 		}
 	}
 	out := make([]Stat, len(members))
 	for i, m := range members {
-		v := pending[i]
+		var v bpf.CgrstatCounters
 		if e := entries[m.ID]; e != nil {
-			Add(&v, &e.Total)
+			v = e.Total
+		}
+		if pending[i] != nil {
+			Add(&v, pending[i])
 		}
 		out[i] = FromCounters(m.ID, m.Path, v)
 	}
