@@ -153,11 +153,11 @@ func TestVerifyNonLeafChanged(t *testing.T) {
 	b20us := reclaim.BucketOf(20_000)
 	lo20, hi20 := reclaim.BucketBounds(b20us)
 	mutations := []struct {
-		name    string
-		change  func(*reclaim.Stat)
-		detail  string // the detail of SumOfChildren at the node starts with it
-		breaks  bool   // the node itself becomes inconsistent
-		forced  bool   // ForcedOverChildren, not SumOfChildren, fails
+		name   string
+		change func(*reclaim.Stat)
+		detail string // the detail of SumOfChildren at the node starts with it
+		breaks bool   // the node itself becomes inconsistent
+		forced bool   // ForcedOverChildren, not SumOfChildren, fails
 	}{
 		{name: "vmscan_count +1", change: func(s *reclaim.Stat) { s.Count++ }, detail: "vmscan_count ", breaks: true},
 		{name: "vmscan_count -1", change: func(s *reclaim.Stat) { s.Count-- }, detail: "vmscan_count ", breaks: true},
