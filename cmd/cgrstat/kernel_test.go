@@ -137,8 +137,8 @@ func assertInvariants(t *testing.T, s *spec.Spec, stats map[string]reclaim.Stat,
 	t.Helper()
 	_ = s.Walk(func(rel string, n *spec.Node) error {
 		got := stats[rel]
-		if got.Hist.Total() != got.Count {
-			t.Errorf("%s: buckets add up to %d, count %d", rel, got.Hist.Total(), got.Count)
+		if h := got.Hist(); h.Total() != got.Count {
+			t.Errorf("%s: buckets add up to %d, count %d", rel, h.Total(), got.Count)
 		}
 		if n.IsLeaf() {
 			if got.DelayNS == 0 || got.Count == 0 {
@@ -164,9 +164,10 @@ func assertInvariants(t *testing.T, s *spec.Spec, stats map[string]reclaim.Stat,
 	if top.DelayNS > parent.DelayNS || top.Count > parent.Count || top.Reclaimed > parent.Reclaimed || top.MaxNS > parent.MaxNS {
 		t.Errorf("top %+v exceeds its parent %+v", top, parent)
 	}
-	for i := range top.Hist {
-		if top.Hist[i] > parent.Hist[i] {
-			t.Errorf("top's bucket %d has %d, its parent's %d", i, top.Hist[i], parent.Hist[i])
+	th, ph := top.Hist(), parent.Hist()
+	for i := range th {
+		if th[i] > ph[i] {
+			t.Errorf("top's bucket %d has %d, its parent's %d", i, th[i], ph[i])
 		}
 	}
 }

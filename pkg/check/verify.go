@@ -26,9 +26,9 @@ const (
 	// ForcedOverChildren: reclaim forced by a non-leaf's own limit is its
 	// own share, which tasks below it may stall in; so at least the sum.
 	ForcedOverChildren = "forced at least its children's"
-	// Consistent ties one cgroup's figures together: its buckets add up
-	// to its count, limit + proactive make the seed's totals, and its
-	// maximum lies in its highest non-empty bucket.
+	// Consistent ties one cgroup's figures together: each cause's buckets
+	// add up to its count, limit + proactive make the seed's totals, and
+	// the maximum lies in the highest non-empty bucket.
 	Consistent   = "buckets, max and causes agree with its totals"
 	AtMostParent = "at most its parent"
 )
@@ -82,12 +82,14 @@ func stall(s *reclaim.Stat) []field {
 		{"total_vmscan_delay", s.DelayNS}, {"vmscan_count", s.Count}, {"nr_reclaimed", s.Reclaimed},
 		{"max_delay_ns", s.MaxNS},
 	}
-	for i, c := range s.Hist {
-		lo, hi := reclaim.BucketBounds(i)
-		f = append(f, field{fmt.Sprintf("bucket [%d,%d) ns", lo, hi), c})
-	}
 	for c := reclaim.Cause(0); c < reclaim.NrCauses; c++ {
 		f = append(f, counters(c.String(), s.Causes[c])...)
+		if h := s.CauseHist(c); h != nil {
+			for i, n := range h {
+				lo, hi := reclaim.BucketBounds(i)
+				f = append(f, field{fmt.Sprintf("%s bucket [%d,%d) ns", c, lo, hi), n})
+			}
+		}
 	}
 	return f
 }
@@ -127,8 +129,10 @@ func details(bad []string) string {
 // consistent checks one cgroup's figures against each other.
 func consistent(rel string, s *reclaim.Stat) Invariant {
 	var bad []string
-	if n := s.Hist.Total(); n != s.Count {
-		bad = append(bad, fmt.Sprintf("buckets add up to %d, vmscan_count %d", n, s.Count))
+	for c := reclaim.Cause(0); c < reclaim.NrCauses; c++ {
+		if h := s.CauseHist(c); h != nil && h.Total() != s.Causes[c].Count {
+			bad = append(bad, fmt.Sprintf("%s buckets add up to %d, %s.count %d", c, h.Total(), c, s.Causes[c].Count))
+		}
 	}
 	memcg := s.Causes[reclaim.Limit].Add(s.Causes[reclaim.Proactive])
 	seed := stall(s)[:3]
@@ -147,7 +151,8 @@ func consistent(rel string, s *reclaim.Stat) Invariant {
 // must lie in the highest non-empty bucket, and be 0 when all are empty.
 func maxInTopBucket(s *reclaim.Stat) string {
 	top := -1
-	for i, c := range s.Hist {
+	h := s.Hist()
+	for i, c := range h {
 		if c > 0 {
 			top = i
 		}

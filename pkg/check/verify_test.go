@@ -15,13 +15,7 @@ import (
 func reclaims(ns ...uint64) reclaim.Stat {
 	var s reclaim.Stat
 	for i, v := range ns {
-		c := reclaim.Cause(i % 2) // limit, proactive, limit, ...
-		s.Count++
-		s.DelayNS += v
-		s.Reclaimed += 10
-		s.Hist[reclaim.BucketOf(v)]++
-		s.MaxNS = max(s.MaxNS, v)
-		s.Causes[c] = s.Causes[c].Add(reclaim.Counters{DelayNS: v, Count: 1, Reclaimed: 10})
+		s.Record(reclaim.Cause(i%2), v, 10, false) // limit, proactive, limit, ...
 	}
 	return s
 }
@@ -167,10 +161,10 @@ func TestVerifyNonLeafChanged(t *testing.T) {
 			// Bucket-wise: the same count in other buckets is not the sum.
 			name: "a reclaim moved to the next bucket",
 			change: func(s *reclaim.Stat) {
-				s.Hist[b20us]--
-				s.Hist[b20us+1]++
+				s.LimitHist[b20us]--
+				s.LimitHist[b20us+1]++
 			},
-			detail: fmt.Sprintf("bucket [%d,%d) ns ", lo20, hi20),
+			detail: fmt.Sprintf("limit bucket [%d,%d) ns ", lo20, hi20),
 		},
 		{
 			name: "a whole reclaim more, consistently",
@@ -232,8 +226,9 @@ func TestVerifyNonLeafChanged(t *testing.T) {
 func roomyParent(top reclaim.Stat) reclaim.Stat {
 	room := reclaim.Stat{DelayNS: 1e12, Count: 1e6, Reclaimed: 1e6, MaxNS: 1<<64 - 1,
 		Forced: reclaim.Counters{DelayNS: 1e12, Count: 1e6, Reclaimed: 1e6}}
-	for i := range room.Hist {
-		room.Hist[i] = 1e6
+	for i := range room.LimitHist {
+		room.LimitHist[i] = 1e6
+		room.ProactiveHist[i] = 1e6
 	}
 	for c := range room.Causes {
 		room.Causes[c] = room.Forced
@@ -270,7 +265,7 @@ func TestVerifyDetailNamesValues(t *testing.T) {
 	if inv, want := k[key{"test/child1", SumOfChildren}], "vmscan_count 4 vs 3"; inv.Detail != want {
 		t.Errorf("detail %q, want %q (got vs sum of children)", inv.Detail, want)
 	}
-	if inv, want := k[key{"test/child1", Consistent}], "buckets add up to 3, vmscan_count 4; limit + proactive.count 3 vs vmscan_count 4"; inv.Detail != want {
+	if inv, want := k[key{"test/child1", Consistent}], "limit + proactive.count 3 vs vmscan_count 4"; inv.Detail != want {
 		t.Errorf("detail %q, want %q", inv.Detail, want)
 	}
 }
@@ -285,8 +280,12 @@ func TestVerifyLeafInconsistent(t *testing.T) {
 		change func(*reclaim.Stat)
 		detail string
 	}{
-		{"a bucket lost", func(s *reclaim.Stat) { s.Hist[reclaim.BucketOf(2_000)]-- }, "buckets add up to 2, vmscan_count 3"},
-		{"a bucket too many", func(s *reclaim.Stat) { s.Hist[0]++ }, "buckets add up to 4, vmscan_count 3"},
+		{"a bucket lost", func(s *reclaim.Stat) { s.ProactiveHist[reclaim.BucketOf(2_000)]-- }, "proactive buckets add up to 0, proactive.count 1"},
+		{"a bucket too many", func(s *reclaim.Stat) { s.LimitHist[0]++ }, "limit buckets add up to 3, limit.count 2"},
+		{"a reclaim moved from limit to proactive", func(s *reclaim.Stat) {
+			s.LimitHist[reclaim.BucketOf(300_000)]--
+			s.ProactiveHist[reclaim.BucketOf(300_000)]++
+		}, "limit buckets add up to 1, limit.count 2; proactive buckets add up to 2, proactive.count 1"},
 		{"direct in the seed's delay", func(s *reclaim.Stat) { s.DelayNS += 7 },
 			"limit + proactive.delay_ns 304100 vs total_vmscan_delay 304107"},
 		{"a cause's pages lost", func(s *reclaim.Stat) { s.Causes[reclaim.Limit].Reclaimed-- },
@@ -364,7 +363,7 @@ func TestVerifyTopAboveParent(t *testing.T) {
 		{"vmscan_count", func(s *reclaim.Stat) { s.Count-- }},
 		{"nr_reclaimed", func(s *reclaim.Stat) { s.Reclaimed-- }},
 		{"max_delay_ns", func(s *reclaim.Stat) { s.MaxNS-- }},
-		{fmt.Sprintf("bucket [%d,%d) ns", lo, hi), func(s *reclaim.Stat) { s.Hist[b]-- }},
+		{fmt.Sprintf("limit bucket [%d,%d) ns", lo, hi), func(s *reclaim.Stat) { s.LimitHist[b]-- }},
 		{"proactive.count", func(s *reclaim.Stat) { s.Causes[reclaim.Proactive].Count-- }},
 		{"direct.delay_ns", func(s *reclaim.Stat) { s.Causes[reclaim.Direct].DelayNS-- }},
 		{"forced.count", func(s *reclaim.Stat) { s.Forced.Count-- }},

@@ -14,7 +14,9 @@ const barWidth = 52
 // Hist draws a cgroup's memory-cgroup reclaim latencies as the text
 // histogram of bpftrace and bcc: a line of totals and quantiles, then one
 // bar per bucket from the first non-empty bucket to the last, with its
-// range and count, then the causes.
+// range and count, then the causes, with their own quantiles where they
+// have a distribution: proactive reclaim stalls the agent that writes
+// memory.reclaim, limit reclaim the workload, so their tails differ.
 func Hist(w io.Writer, s reclaim.Stat) error {
 	fmt.Fprintf(w, "%s: memory-cgroup reclaim %s", s.Path, counters(s.Memcg()))
 	if s.Count > 0 {
@@ -22,9 +24,10 @@ func Hist(w io.Writer, s reclaim.Stat) error {
 			Compact(s.Quantile(0.50)), Compact(s.Quantile(0.90)), Compact(s.Quantile(0.99)), Compact(s.MaxNS))
 	}
 	fmt.Fprintln(w)
-	bars(w, &s.Hist)
+	h := s.Hist()
+	bars(w, &h)
 	for c := reclaim.Cause(0); c < reclaim.NrCauses; c++ {
-		fmt.Fprintf(w, "%-10s %s\n", c.String()+":", counters(s.Causes[c]))
+		fmt.Fprintf(w, "%-10s %s%s\n", c.String()+":", counters(s.Causes[c]), quantiles(s.CauseHist(c), s.MaxNS))
 	}
 	_, err := fmt.Fprintf(w, "%-10s %s\n", "forced:", counters(s.Forced))
 	return err
@@ -73,6 +76,14 @@ func bucketRange(i int) string {
 		return fmt.Sprintf("[%s, ...)", Compact(lo))
 	}
 	return fmt.Sprintf("[%s, %s)", Compact(lo), Compact(hi))
+}
+
+// quantiles are a cause's p50 and p99, capped by the maximum of all.
+func quantiles(h *reclaim.Hist, maxNS uint64) string {
+	if h == nil || h.Total() == 0 {
+		return ""
+	}
+	return fmt.Sprintf("; p50 %s, p99 %s", Compact(min(h.Quantile(0.5), maxNS)), Compact(min(h.Quantile(0.99), maxNS)))
 }
 
 func counters(c reclaim.Counters) string {

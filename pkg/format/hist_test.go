@@ -39,8 +39,8 @@ func TestHist(t *testing.T) {
 		t.Errorf("bars:\n%s", out)
 	}
 	if !strings.HasSuffix(out, "|\n"+
-		"limit:     5.0ms in 6 reclaims, 192 pages\n"+
-		"proactive: 3.4µs in 2 reclaims, 64 pages\n"+
+		"limit:     5.0ms in 6 reclaims, 192 pages; p50 1.5µs, p99 5.0ms\n"+
+		"proactive: 3.4µs in 2 reclaims, 64 pages; p50 1.5µs, p99 2.5µs\n"+
 		"direct:    3.0ms in 2 reclaims, 64 pages\n"+
 		"forced:    1.1µs in 1 reclaim, 32 pages\n") {
 		t.Errorf("causes:\n%s", out)

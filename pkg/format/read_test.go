@@ -18,12 +18,7 @@ func stat(path string, ns ...uint64) reclaim.Stat {
 		if i%3 == 2 {
 			c = reclaim.Proactive
 		}
-		s.Count++
-		s.DelayNS += v
-		s.Reclaimed += 32
-		s.Hist[reclaim.BucketOf(v)]++
-		s.MaxNS = max(s.MaxNS, v)
-		s.Causes[c] = s.Causes[c].Add(reclaim.Counters{DelayNS: v, Count: 1, Reclaimed: 32})
+		s.Record(c, v, 32, false)
 	}
 	return s
 }

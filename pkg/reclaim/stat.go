@@ -18,8 +18,11 @@ type Stat struct {
 	Reclaimed uint64 // pages they reclaimed
 
 	MaxNS  uint64             // longest memory-cgroup reclaim of the subtree
-	Hist   Hist               // memory-cgroup reclaims by latency; Hist.Total() == Count
 	Causes [NrCauses]Counters // every reclaim the subtree's tasks stalled in, by cause
+	// LimitHist and ProactiveHist are memory-cgroup reclaims by latency,
+	// by cause; Hist() is their sum. Direct reclaim has no distribution
+	// (the BPF side has no memory for a third one).
+	LimitHist, ProactiveHist Hist
 	// Forced is the memory-cgroup reclaim whose target (the cgroup whose
 	// limit was enforced) lies in the subtree, whichever task stalled in
 	// it: "/pods/a stalls because /pods hits memory.max" is /pods' Forced.
@@ -62,9 +65,49 @@ func (c Counters) Add(o Counters) Counters {
 	return Counters{c.DelayNS + o.DelayNS, c.Count + o.Count, c.Reclaimed + o.Reclaimed}
 }
 
-// Memcg returns the legacy counters, memory-cgroup reclaim, as Counters.
+// Memcg returns the seed's counters, memory-cgroup reclaim, as Counters.
 func (s *Stat) Memcg() Counters {
 	return Counters{s.DelayNS, s.Count, s.Reclaimed}
+}
+
+// Hist is the distribution of memory-cgroup reclaim latency: limit and
+// proactive together. Its total is Count.
+func (s *Stat) Hist() Hist {
+	h := s.LimitHist
+	h.Add(&s.ProactiveHist)
+	return h
+}
+
+// CauseHist is the distribution of a cause's latencies, nil for one
+// without (Direct).
+func (s *Stat) CauseHist(c Cause) *Hist {
+	switch c {
+	case Limit:
+		return &s.LimitHist
+	case Proactive:
+		return &s.ProactiveHist
+	}
+	return nil
+}
+
+// Record adds one reclaim of cause c that took ns and reclaimed pages, as
+// the BPF side does; for memory-cgroup reclaim, forced says that its
+// target is this cgroup. It is what tests build stats with.
+func (s *Stat) Record(c Cause, ns, pages uint64, forced bool) {
+	one := Counters{ns, 1, pages}
+	s.Causes[c] = s.Causes[c].Add(one)
+	h := s.CauseHist(c)
+	if h == nil {
+		return
+	}
+	h[BucketOf(ns)]++
+	s.DelayNS += ns
+	s.Count++
+	s.Reclaimed += pages
+	s.MaxNS = max(s.MaxNS, ns)
+	if forced {
+		s.Forced = s.Forced.Add(one)
+	}
 }
 
 // Add adds o's counters and buckets to s and keeps the larger maximum, as
@@ -74,10 +117,11 @@ func (s *Stat) Add(o *Stat) {
 	s.Count += o.Count
 	s.Reclaimed += o.Reclaimed
 	s.MaxNS = max(s.MaxNS, o.MaxNS)
-	s.Hist.Add(&o.Hist)
 	for c := range s.Causes {
 		s.Causes[c] = s.Causes[c].Add(o.Causes[c])
 	}
+	s.LimitHist.Add(&o.LimitHist)
+	s.ProactiveHist.Add(&o.ProactiveHist)
 	s.Forced = s.Forced.Add(o.Forced)
 }
 
@@ -85,7 +129,8 @@ func (s *Stat) Add(o *Stat) {
 // ns (see Hist.Quantile), capped by the exact maximum: the true quantile
 // is at most MaxNS, so the cap only ever brings the estimate closer.
 func (s *Stat) Quantile(q float64) uint64 {
-	return min(s.Hist.Quantile(q), s.MaxNS)
+	h := s.Hist()
+	return min(h.Quantile(q), s.MaxNS)
 }
 
 // Bucket is one non-empty latency bucket: Count reclaims took from LoNS
@@ -133,28 +178,39 @@ type statJSON struct {
 }
 
 type causeJSON struct {
-	Limit     Counters `json:"limit"`
-	Proactive Counters `json:"proactive"`
-	Direct    Counters `json:"direct"`
+	Limit     histCounters `json:"limit"`
+	Proactive histCounters `json:"proactive"`
+	Direct    Counters     `json:"direct"`
+}
+
+// histCounters are a cause's counters with its buckets.
+type histCounters struct {
+	Counters
+	Buckets []Bucket `json:"buckets"`
 }
 
 // MarshalJSON writes the seed's fields, then the maximum, the quantiles,
-// the non-empty buckets with their bounds, the causes and the forced
-// reclaim. Only non-empty buckets: all 106 for 10,000 cgroups would be
-// megabytes of zeros, and each bucket carries its bounds anyway.
+// the non-empty buckets with their bounds, the causes (limit and
+// proactive with their own buckets) and the forced reclaim. Only
+// non-empty buckets: all 106 for 10,000 cgroups would be megabytes of
+// zeros, and each bucket carries its bounds anyway.
 func (s Stat) MarshalJSON() ([]byte, error) {
+	h := s.Hist()
 	return json.Marshal(statJSON{
 		ID: s.ID, Path: s.Path, DelayNS: s.DelayNS, Count: s.Count, Reclaimed: s.Reclaimed,
 		MaxNS: s.MaxNS, P50NS: s.Quantile(0.50), P90NS: s.Quantile(0.90), P99NS: s.Quantile(0.99),
-		Buckets: s.Hist.Buckets(),
-		Causes:  causeJSON{s.Causes[Limit], s.Causes[Proactive], s.Causes[Direct]},
-		Forced:  s.Forced,
+		Buckets: h.Buckets(),
+		Causes: causeJSON{
+			Limit:     histCounters{s.Causes[Limit], s.LimitHist.Buckets()},
+			Proactive: histCounters{s.Causes[Proactive], s.ProactiveHist.Buckets()},
+			Direct:    s.Causes[Direct],
+		},
+		Forced: s.Forced,
 	})
 }
 
-// UnmarshalJSON reads what MarshalJSON wrote; the quantiles, derived from
-// the buckets, are ignored. A bucket whose bounds are not one of ours is
-// an error rather than a count put in the wrong place.
+// UnmarshalJSON reads what MarshalJSON wrote. The quantiles and the
+// top-level buckets, derived from the causes' buckets, are not read back.
 func (s *Stat) UnmarshalJSON(b []byte) error {
 	var j statJSON
 	if err := json.Unmarshal(b, &j); err != nil {
@@ -162,13 +218,25 @@ func (s *Stat) UnmarshalJSON(b []byte) error {
 	}
 	*s = Stat{ID: j.ID, Path: j.Path, DelayNS: j.DelayNS, Count: j.Count, Reclaimed: j.Reclaimed,
 		MaxNS: j.MaxNS, Forced: j.Forced}
-	s.Causes = [NrCauses]Counters{j.Causes.Limit, j.Causes.Proactive, j.Causes.Direct}
-	for _, bk := range j.Buckets {
+	s.Causes = [NrCauses]Counters{j.Causes.Limit.Counters, j.Causes.Proactive.Counters, j.Causes.Direct}
+	if err := s.LimitHist.fill(j.Causes.Limit.Buckets); err != nil {
+		return fmt.Errorf("cgroup %d: limit: %w", j.ID, err)
+	}
+	if err := s.ProactiveHist.fill(j.Causes.Proactive.Buckets); err != nil {
+		return fmt.Errorf("cgroup %d: proactive: %w", j.ID, err)
+	}
+	return nil
+}
+
+// fill adds buckets to h. A bucket whose bounds are not one of ours is an
+// error rather than a count put in the wrong place.
+func (h *Hist) fill(buckets []Bucket) error {
+	for _, bk := range buckets {
 		i := BucketOf(bk.LoNS)
 		if lo, hi := BucketBounds(i); lo != bk.LoNS || hi != bk.HiNS {
-			return fmt.Errorf("cgroup %d: bucket [%d, %d) ns is not a cgrstat bucket", j.ID, bk.LoNS, bk.HiNS)
+			return fmt.Errorf("bucket [%d, %d) ns is not a cgrstat bucket", bk.LoNS, bk.HiNS)
 		}
-		s.Hist[i] += bk.Count
+		h[i] += bk.Count
 	}
 	return nil
 }
