@@ -21,8 +21,8 @@ const barWidth = 52
 func Hist(w io.Writer, s reclaim.Stat) error {
 	fmt.Fprintf(w, "%s: memory-cgroup reclaim %s", s.Path, counters(s.Memcg()))
 	if s.Count > 0 {
-		fmt.Fprintf(w, "; p50 %s, p90 %s, p99 %s, max %s",
-			Compact(s.Quantile(0.50)), Compact(s.Quantile(0.90)), Compact(s.Quantile(0.99)), Compact(s.MaxNS))
+		q := s.Quantiles()
+		fmt.Fprintf(w, "; p50 %s, p90 %s, p99 %s, max %s", Compact(q[0]), Compact(q[1]), Compact(q[2]), Compact(s.MaxNS))
 	}
 	fmt.Fprintln(w)
 	h := s.Hist()

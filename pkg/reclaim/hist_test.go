@@ -214,6 +214,32 @@ func TestQuantileErrorBound(t *testing.T) {
 	t.Logf("worst relative error %.1f%%", 100*worst)
 }
 
+// TestQuantilesOnePass checks the one-pass Quantiles against Quantile.
+func TestQuantilesOnePass(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 8))
+	for round := 0; round < 200; round++ {
+		var s Stat
+		for n := r.IntN(50); n > 0; n-- {
+			s.Record(Cause(r.IntN(2)), r.Uint64()>>r.UintN(64), 1, false)
+		}
+		got := s.Quantiles()
+		for i, q := range Levels {
+			if want := s.Quantile(q); got[i] != want {
+				t.Fatalf("Quantiles()[%d] = %d, Quantile(%v) = %d; stat %+v", i, got[i], q, want, s)
+			}
+		}
+	}
+	var h Hist
+	h[3], h[50] = 1, 1
+	out := make([]uint64, 5)
+	h.Quantiles([]float64{0, 0.25, 0.5, 0.75, 1}, out)
+	for i, q := range []float64{0, 0.25, 0.5, 0.75, 1} {
+		if out[i] != h.Quantile(q) {
+			t.Errorf("Quantiles at %v = %d, Quantile = %d", q, out[i], h.Quantile(q))
+		}
+	}
+}
+
 func TestQuantileMonotonic(t *testing.T) {
 	h := hist(10, 2000, 2000, 30_000, 30_001, 1e6, 5e8, 1e11)
 	prev := uint64(0)
@@ -339,9 +365,8 @@ func BenchmarkQuantiles10k(b *testing.B) {
 	var sink uint64
 	for b.Loop() {
 		for i := range stats {
-			for _, q := range Quantiles {
-				sink += stats[i].Quantile(q.Q)
-			}
+			q := stats[i].Quantiles()
+			sink += q[0] + q[1] + q[2]
 		}
 	}
 	_ = sink

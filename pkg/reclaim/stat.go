@@ -3,6 +3,7 @@ package reclaim
 import (
 	"encoding/json"
 	"fmt"
+	"strconv"
 )
 
 // Stat is one cgroup's hierarchical total: every CPU, every descendant.
@@ -133,6 +134,21 @@ func (s *Stat) Quantile(q float64) uint64 {
 	return min(h.Quantile(q), s.MaxNS)
 }
 
+// Levels are the quantiles that read's table and JSON give.
+var Levels = [3]float64{0.50, 0.90, 0.99}
+
+// Quantiles are p50, p90 and p99 (Levels) as Quantile gives them, in one
+// pass: read --all computes them for every cgroup.
+func (s *Stat) Quantiles() [len(Levels)]uint64 {
+	var out [len(Levels)]uint64
+	h := s.Hist()
+	h.Quantiles(Levels[:], out[:])
+	for i := range out {
+		out[i] = min(out[i], s.MaxNS)
+	}
+	return out
+}
+
 // Bucket is one non-empty latency bucket: Count reclaims took from LoNS
 // (included) to HiNS (excluded) nanoseconds. The last bucket's HiNS is
 // 2^64-1: it has no upper bound.
@@ -154,14 +170,9 @@ func (h *Hist) Buckets() []Bucket {
 	return out
 }
 
-// Quantiles that the JSON and the table give.
-var Quantiles = []struct {
-	Q    float64
-	Name string
-}{{0.50, "p50"}, {0.90, "p90"}, {0.99, "p99"}}
-
-// statJSON is Stat's JSON form, documented in README.md. Its first five
-// fields are the seed's, unchanged.
+// statJSON is Stat's JSON form as UnmarshalJSON reads it (README.md
+// documents it; AppendJSON writes it). Its first five fields are the
+// seed's, unchanged.
 type statJSON struct {
 	ID        uint64    `json:"id"`
 	Path      string    `json:"path"`
@@ -195,18 +206,74 @@ type histCounters struct {
 // non-empty buckets: all 106 for 10,000 cgroups would be megabytes of
 // zeros, and each bucket carries its bounds anyway.
 func (s Stat) MarshalJSON() ([]byte, error) {
+	return s.AppendJSON(nil), nil
+}
+
+// AppendJSON appends what MarshalJSON writes to b. It writes the numbers
+// itself: going through encoding/json, which re-validates what a
+// MarshalJSON returns, took 70 µs per cgroup with 60 buckets.
+func (s *Stat) AppendJSON(b []byte) []byte {
+	q := s.Quantiles()
 	h := s.Hist()
-	return json.Marshal(statJSON{
-		ID: s.ID, Path: s.Path, DelayNS: s.DelayNS, Count: s.Count, Reclaimed: s.Reclaimed,
-		MaxNS: s.MaxNS, P50NS: s.Quantile(0.50), P90NS: s.Quantile(0.90), P99NS: s.Quantile(0.99),
-		Buckets: h.Buckets(),
-		Causes: causeJSON{
-			Limit:     histCounters{s.Causes[Limit], s.LimitHist.Buckets()},
-			Proactive: histCounters{s.Causes[Proactive], s.ProactiveHist.Buckets()},
-			Direct:    s.Causes[Direct],
-		},
-		Forced: s.Forced,
-	})
+	b = strconv.AppendUint(append(b, `{"id":`...), s.ID, 10)
+	path, _ := json.Marshal(s.Path) // a string always encodes
+	b = append(append(b, `,"path":`...), path...)
+	for _, f := range []struct {
+		key string
+		v   uint64
+	}{
+		{"total_vmscan_delay_ns", s.DelayNS}, {"vmscan_count", s.Count}, {"nr_reclaimed", s.Reclaimed},
+		{"max_delay_ns", s.MaxNS}, {"p50_delay_ns", q[0]}, {"p90_delay_ns", q[1]}, {"p99_delay_ns", q[2]},
+	} {
+		b = appendKey(b, f.key)
+		b = strconv.AppendUint(b, f.v, 10)
+	}
+	b = appendBuckets(appendKey(b, "buckets"), &h)
+	b = append(b, `,"causes":{"limit":`...)
+	b = appendCounters(b, s.Causes[Limit], &s.LimitHist)
+	b = append(b, `,"proactive":`...)
+	b = appendCounters(b, s.Causes[Proactive], &s.ProactiveHist)
+	b = append(b, `,"direct":`...)
+	b = appendCounters(b, s.Causes[Direct], nil)
+	b = append(b, `},"forced":`...)
+	return append(appendCounters(b, s.Forced, nil), '}')
+}
+
+func appendKey(b []byte, key string) []byte {
+	return append(append(append(b, `,"`...), key...), `":`...)
+}
+
+// appendCounters appends {"delay_ns","count","reclaimed_pages"}, with
+// "buckets" when h is not nil.
+func appendCounters(b []byte, c Counters, h *Hist) []byte {
+	b = strconv.AppendUint(append(b, `{"delay_ns":`...), c.DelayNS, 10)
+	b = strconv.AppendUint(append(b, `,"count":`...), c.Count, 10)
+	b = strconv.AppendUint(append(b, `,"reclaimed_pages":`...), c.Reclaimed, 10)
+	if h != nil {
+		b = appendBuckets(appendKey(b, "buckets"), h)
+	}
+	return append(b, '}')
+}
+
+// appendBuckets appends h's non-empty buckets as a JSON list of Bucket.
+func appendBuckets(b []byte, h *Hist) []byte {
+	b = append(b, '[')
+	first := true
+	for i, c := range h {
+		if c == 0 {
+			continue
+		}
+		if !first {
+			b = append(b, ',')
+		}
+		first = false
+		lo, hi := BucketBounds(i)
+		b = strconv.AppendUint(append(b, `{"lo_ns":`...), lo, 10)
+		b = strconv.AppendUint(append(b, `,"hi_ns":`...), hi, 10)
+		b = strconv.AppendUint(append(b, `,"count":`...), c, 10)
+		b = append(b, '}')
+	}
+	return append(b, ']')
 }
 
 // UnmarshalJSON reads what MarshalJSON wrote. The quantiles and the
