@@ -62,15 +62,18 @@ func (t *table) widths() []int {
 func (t *table) write(w io.Writer) error {
 	widths := t.widths()
 	bw := bufio.NewWriter(w)
+	var line strings.Builder
 	for _, r := range t.rows {
+		line.Reset()
 		for c, cell := range r {
 			pad := strings.Repeat(" ", widths[c]-utf8.RuneCountInString(cell))
 			if c == 0 {
-				bw.WriteString(cell + pad)
+				line.WriteString(cell + pad)
 			} else {
-				bw.WriteString("  " + pad + cell)
+				line.WriteString("  " + pad + cell)
 			}
 		}
+		bw.WriteString(strings.TrimRight(line.String(), " "))
 		bw.WriteByte('\n')
 	}
 	return bw.Flush()
