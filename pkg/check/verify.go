@@ -18,7 +18,10 @@ type Invariant struct {
 
 // Names of the invariants.
 const (
-	LeafReclaimed = "stressed leaf has delay > 0 and count > 0"
+	// LeafReclaimed: the stress's own trigger reclaims in the leaf, with
+	// the leaf as target. Only "> 0": a leaf may also stall for an
+	// ancestor's limit, which neither is its stress's cause nor forced by it.
+	LeafReclaimed = "stressed leaf reclaimed, for its stress's cause, and forced it"
 	// SumOfChildren holds in every counter, every bucket and every cause:
 	// only leaves have tasks, so a non-leaf's own share is 0. Its maximum
 	// is its children's largest.
@@ -36,14 +39,25 @@ const (
 // maxDetails bounds how many mismatches an invariant's detail lists.
 const maxDetails = 4
 
+// StressCause is the cause of the reclaim that stress triggers: on cgroup
+// v1 it lowers memory.limit_in_bytes (limit reclaim), on v2 it writes
+// memory.reclaim (proactive).
+func StressCause(cgroupVersion int) reclaim.Cause {
+	if cgroupVersion == 1 {
+		return reclaim.Limit
+	}
+	return reclaim.Proactive
+}
+
 // Verify checks the stats of a tree: stats maps each spec path ("test",
-// "test/child1") to its stat, and parent is the stat of the tree's parent.
-func Verify(s *spec.Spec, stats map[string]reclaim.Stat, parent reclaim.Stat) []Invariant {
+// "test/child1") to its stat, parent is the stat of the tree's parent, and
+// cause is the stress's (StressCause).
+func Verify(s *spec.Spec, stats map[string]reclaim.Stat, parent reclaim.Stat, cause reclaim.Cause) []Invariant {
 	var out []Invariant
 	_ = s.Walk(func(rel string, n *spec.Node) error {
 		st := stats[rel]
 		if n.IsLeaf() {
-			out = append(out, leafInvariant(rel, st), consistent(rel, &st))
+			out = append(out, leafInvariant(rel, &st, cause), consistent(rel, &st))
 			return nil
 		}
 		var sum reclaim.Stat
@@ -61,10 +75,12 @@ func Verify(s *spec.Spec, stats map[string]reclaim.Stat, parent reclaim.Stat) []
 	return append(out, compare(s.Root.Name, AtMostParent, all(&top), all(&parent), atMost))
 }
 
-func leafInvariant(rel string, st reclaim.Stat) Invariant {
-	inv := Invariant{Cgroup: rel, Name: LeafReclaimed, Pass: st.DelayNS > 0 && st.Count > 0}
+func leafInvariant(rel string, st *reclaim.Stat, cause reclaim.Cause) Invariant {
+	c := st.Causes[cause]
+	inv := Invariant{Cgroup: rel, Name: LeafReclaimed,
+		Pass: st.DelayNS > 0 && st.Count > 0 && c.Count > 0 && st.Forced.Count > 0}
 	if !inv.Pass {
-		inv.Detail = fmt.Sprintf("delay %d ns, count %d", st.DelayNS, st.Count)
+		inv.Detail = fmt.Sprintf("delay %d ns, count %d, %s.count %d, forced.count %d", st.DelayNS, st.Count, cause, c.Count, st.Forced.Count)
 	}
 	return inv
 }

@@ -20,6 +20,15 @@ func reclaims(ns ...uint64) reclaim.Stat {
 	return s
 }
 
+// recorded makes a stat of reclaims of one cause.
+func recorded(c reclaim.Cause, forced bool, ns ...uint64) reclaim.Stat {
+	var s reclaim.Stat
+	for _, v := range ns {
+		s.Record(c, v, 10, forced)
+	}
+	return s
+}
+
 var defaultLeaves = []string{"test/child1/child1_1", "test/child1/child1_2", "test/child2/child2_1", "test/child2/child2_2"}
 
 // leafStats are distinct leaves of the default spec, in different buckets,
@@ -98,7 +107,7 @@ func sorted(keys ...key) []key {
 
 func TestVerifyAllPass(t *testing.T) {
 	stats, parent := consistentTree()
-	invs := Verify(spec.Default(), stats, parent)
+	invs := Verify(spec.Default(), stats, parent, reclaim.Limit)
 	// 4 leaves x 2, 3 non-leaves x 3, 1 parent comparison.
 	if len(invs) != 18 {
 		t.Fatalf("got %d invariants, want 18: %+v", len(invs), invs)
@@ -127,7 +136,7 @@ func TestVerifyAllPass(t *testing.T) {
 		t.Errorf("no invariant %q for test", AtMostParent)
 	}
 	// The parent may equal the top: nothing else reclaimed.
-	if invs := Verify(spec.Default(), stats, stats["test"]); !allPass(invs) {
+	if invs := Verify(spec.Default(), stats, stats["test"], reclaim.Limit); !allPass(invs) {
 		t.Errorf("a parent equal to the top fails: %+v", invs)
 	}
 }
@@ -192,7 +201,7 @@ func TestVerifyNonLeafChanged(t *testing.T) {
 				s := stats[node]
 				m.change(&s)
 				stats[node] = s
-				invs := Verify(spec.Default(), stats, roomyParent(stats["test"]))
+				invs := Verify(spec.Default(), stats, roomyParent(stats["test"]), reclaim.Limit)
 				var want []key
 				name := SumOfChildren
 				if m.forced {
@@ -245,7 +254,7 @@ func TestVerifyMax(t *testing.T) {
 		s := stats["test/child2"] // the largest, 4 ms, is below it
 		s.MaxNS += uint64(d)
 		stats["test/child2"] = s
-		invs := Verify(spec.Default(), stats, parent)
+		invs := Verify(spec.Default(), stats, parent, reclaim.Limit)
 		want := sorted(key{"test/child2", SumOfChildren}, key{"test", SumOfChildren})
 		if !sameKeys(failing(invs), want) {
 			t.Errorf("max %+d: failing %v, want %v", d, failing(invs), want)
@@ -261,7 +270,7 @@ func TestVerifyDetailNamesValues(t *testing.T) {
 	s := stats["test/child1"]
 	s.Count++
 	stats["test/child1"] = s
-	k := byKey(Verify(spec.Default(), stats, parent))
+	k := byKey(Verify(spec.Default(), stats, parent, reclaim.Limit))
 	if inv, want := k[key{"test/child1", SumOfChildren}], "vmscan_count 4 vs 3"; inv.Detail != want {
 		t.Errorf("detail %q, want %q (got vs sum of children)", inv.Detail, want)
 	}
@@ -300,7 +309,7 @@ func TestVerifyLeafInconsistent(t *testing.T) {
 			tt.change(&s)
 			leaves[leaf] = s
 			stats, parent := tree(leaves)
-			invs := Verify(spec.Default(), stats, parent)
+			invs := Verify(spec.Default(), stats, parent, reclaim.Limit)
 			want := sorted(key{leaf, Consistent}, key{"test/child2", Consistent}, key{"test", Consistent})
 			if strings.HasPrefix(tt.name, "max below") {
 				// Above it, the largest is a sibling's, whose bucket it is.
@@ -330,15 +339,17 @@ func TestVerifyLeafWithoutReclaim(t *testing.T) {
 		stat   reclaim.Stat
 		detail string
 	}{
-		{"zero delay", reclaims(0, 0), "delay 0 ns, count 2"},
-		{"nothing at all", reclaim.Stat{}, "delay 0 ns, count 0"},
+		{"zero delay", recorded(reclaim.Limit, true, 0, 0), "delay 0 ns, count 2, limit.count 2, forced.count 2"},
+		{"nothing at all", reclaim.Stat{}, "delay 0 ns, count 0, limit.count 0, forced.count 0"},
+		{"not its stress's cause", recorded(reclaim.Proactive, true, 10), "delay 10 ns, count 1, limit.count 0, forced.count 1"},
+		{"not forced", recorded(reclaim.Limit, false, 10), "delay 10 ns, count 1, limit.count 1, forced.count 0"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			leaves := leafStats()
 			leaves["test/child2/child2_1"] = tt.stat
 			stats, parent := tree(leaves)
-			invs := Verify(spec.Default(), stats, parent)
+			invs := Verify(spec.Default(), stats, parent, reclaim.Limit)
 			want := []key{{"test/child2/child2_1", LeafReclaimed}}
 			if !sameKeys(failing(invs), want) {
 				t.Fatalf("failing %v, want %v", failing(invs), want)
@@ -347,6 +358,23 @@ func TestVerifyLeafWithoutReclaim(t *testing.T) {
 				t.Errorf("detail %q, want %q", d, tt.detail)
 			}
 		})
+	}
+}
+
+// TestVerifyStressCause: on v2 the stress writes memory.reclaim, so the
+// leaves must show proactive reclaim; leafStats' child1_1 has only limit.
+func TestVerifyStressCause(t *testing.T) {
+	if StressCause(1) != reclaim.Limit || StressCause(2) != reclaim.Proactive {
+		t.Fatalf("StressCause(1), (2) = %v, %v", StressCause(1), StressCause(2))
+	}
+	stats, parent := consistentTree()
+	invs := Verify(spec.Default(), stats, parent, reclaim.Proactive)
+	want := []key{{"test/child1/child1_1", LeafReclaimed}}
+	if !sameKeys(failing(invs), want) {
+		t.Fatalf("failing %v, want %v", failing(invs), want)
+	}
+	if d := byKey(invs)[want[0]].Detail; !strings.Contains(d, "proactive.count 0") {
+		t.Errorf("detail %q does not name proactive", d)
 	}
 }
 
@@ -370,7 +398,7 @@ func TestVerifyTopAboveParent(t *testing.T) {
 	} {
 		parent := top
 		tt.change(&parent)
-		invs := Verify(spec.Default(), stats, parent)
+		invs := Verify(spec.Default(), stats, parent, reclaim.Limit)
 		want := []key{{"test", AtMostParent}}
 		if !sameKeys(failing(invs), want) {
 			t.Errorf("parent below the top in %s: failing %v, want %v", tt.field, failing(invs), want)
@@ -382,7 +410,7 @@ func TestVerifyTopAboveParent(t *testing.T) {
 	}
 	// A parent with nothing at all (e.g. its stat file was never flushed):
 	// the detail lists a few figures, not all 100-odd.
-	inv := byKey(Verify(spec.Default(), stats, reclaim.Stat{}))[key{"test", AtMostParent}]
+	inv := byKey(Verify(spec.Default(), stats, reclaim.Stat{}, reclaim.Limit))[key{"test", AtMostParent}]
 	if inv.Pass || strings.Count(inv.Detail, " vs ") != maxDetails || !strings.Contains(inv.Detail, " more") {
 		t.Errorf("empty parent: %+v, want a failure naming %d figures and how many more", inv, maxDetails)
 	}
@@ -395,10 +423,10 @@ func TestVerifyCustomSpec(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st := reclaims(10)
-	invs := Verify(s, map[string]reclaim.Stat{"solo": st}, st)
+	st := recorded(reclaim.Limit, true, 10)
+	invs := Verify(s, map[string]reclaim.Stat{"solo": st}, st, reclaim.Limit)
 	if len(invs) != 3 || !allPass(invs) || invs[0].Name != LeafReclaimed || invs[1].Name != Consistent || invs[2].Name != AtMostParent {
-		t.Errorf("Verify(solo) = %+v", invs)
+		t.Errorf("Verify(solo, reclaim.Limit) = %+v", invs)
 	}
 }
 

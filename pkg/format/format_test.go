@@ -252,7 +252,7 @@ func TestCheckText(t *testing.T) {
 		Invariants: []check.Invariant{
 			{Cgroup: "test", Name: check.SumOfChildren, Pass: true},
 			{Cgroup: "test/child1", Name: check.LeafReclaimed, Pass: true},
-			{Cgroup: "test/child2", Name: check.LeafReclaimed, Pass: false, Detail: "delay 0 ns, count 0"},
+			{Cgroup: "test/child2", Name: check.LeafReclaimed, Pass: false, Detail: "delay 0 ns, count 0, limit.count 0, forced.count 0"},
 			{Cgroup: "test", Name: check.AtMostParent, Pass: true},
 		},
 	}
@@ -266,7 +266,7 @@ CGROUP    RECLAIMS    DELAY  RECLAIMED    P99    MAX   INVARIANTS
 test             3   3.00ms   96 pages  1.0ms  1.0ms  PASS 2 of 2
   child1         3   3.00ms   96 pages  1.0ms  1.0ms  PASS 1 of 1
   child2         0        0    0 pages      -      -  FAIL 0 of 1
-FAIL test/child2: ` + check.LeafReclaimed + ` (delay 0 ns, count 0)
+FAIL test/child2: ` + check.LeafReclaimed + ` (delay 0 ns, count 0, limit.count 0, forced.count 0)
 FAIL: 3 of 4 invariants hold (flush mode walk, cgroup v1)
 `
 	if buf.String() != want {
