@@ -50,12 +50,13 @@ func TestKernelCausesAndForced(t *testing.T) {
 			t.Fatal(err)
 		}
 		s := read()
-		proactive = count(s[w.Rel].Counters.ProactiveHist)
-		if proactive == 0 || count(s[w.Rel].Counters.LimitHist) != 0 || s[w.Rel].Counters.Forced.Count != 0 {
-			t.Errorf("after memory.reclaim of x from w: w has %+v, want proactive reclaim only", s[w.Rel].Counters)
+		ws := s[w.Rel]
+		proactive = ws.ProactiveHist.Total()
+		if proactive == 0 || ws.LimitHist.Total() != 0 || s[w.Rel].Forced.Count != 0 {
+			t.Errorf("after memory.reclaim of x from w: w has %+v, want proactive reclaim only", s[w.Rel])
 		}
-		if xs := s[x.Rel]; xs.Count != 0 || xs.Counters.Forced.Count != proactive {
-			t.Errorf("x stalled %d times and forced %d, want 0 and %d", xs.Count, xs.Counters.Forced.Count, proactive)
+		if xs := s[x.Rel]; xs.Count != 0 || xs.Forced.Count != proactive {
+			t.Errorf("x stalled %d times and forced %d, want 0 and %d", xs.Count, xs.Forced.Count, proactive)
 		}
 	} else {
 		t.Log("cgroup v1 has no memory.reclaim: proactive reclaim not induced")
@@ -73,31 +74,24 @@ func TestKernelCausesAndForced(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := read()
-	ws, xs, ts := s[w.Rel].Counters, s[x.Rel], s[top.Rel]
-	limit := count(ws.LimitHist)
-	if limit == 0 || count(ws.ProactiveHist) != proactive {
-		t.Errorf("after lowering x's limit from w: w has limit %d, proactive %d; want limit > 0, proactive %d", limit, count(ws.ProactiveHist), proactive)
+	ws, xs, ts := s[w.Rel], s[x.Rel], s[top.Rel]
+	limit := ws.LimitHist.Total()
+	if limit == 0 || ws.ProactiveHist.Total() != proactive {
+		t.Errorf("after lowering x's limit from w: w has limit %d, proactive %d; want limit > 0, proactive %d", limit, ws.ProactiveHist.Total(), proactive)
 	}
-	if xs.Count != 0 || xs.Counters.Forced.Count != limit+proactive {
-		t.Errorf("x stalled %d times and forced %d, want 0 and %d", xs.Count, xs.Counters.Forced.Count, limit+proactive)
+	if xs.Count != 0 || xs.Forced.Count != limit+proactive {
+		t.Errorf("x stalled %d times and forced %d, want 0 and %d", xs.Count, xs.Forced.Count, limit+proactive)
 	}
-	if ts.Count != limit+proactive || ts.Counters.Forced.Count != limit+proactive || ts.Counters.Direct.Count != 0 {
-		t.Errorf("top: %d reclaims, %d forced, %d direct; want %d, %d, 0", ts.Count, ts.Counters.Forced.Count, ts.Counters.Direct.Count, limit+proactive, limit+proactive)
+	if ts.Count != limit+proactive || ts.Forced.Count != limit+proactive || ts.Causes[reclaim.Direct].Count != 0 {
+		t.Errorf("top: %d reclaims, %d forced, %d direct; want %d, %d, 0", ts.Count, ts.Forced.Count, ts.Causes[reclaim.Direct].Count, limit+proactive, limit+proactive)
 	}
-	if ws.MaxDelayNs == 0 || ts.Counters.MaxDelayNs != ws.MaxDelayNs || ts.DelayNS < ws.MaxDelayNs {
-		t.Errorf("max delay: w %d, top %d (total delay %d)", ws.MaxDelayNs, ts.Counters.MaxDelayNs, ts.DelayNS)
+	if ws.MaxNS == 0 || ts.MaxNS != ws.MaxNS || ts.DelayNS < ws.MaxNS {
+		t.Errorf("max delay: w %d, top %d (total delay %d)", ws.MaxNS, ts.MaxNS, ts.DelayNS)
 	}
-	t.Logf("w: %d proactive, %d limit reclaims, max %d ns; x forced %d", proactive, limit, ws.MaxDelayNs, xs.Counters.Forced.Count)
+	t.Logf("w: %d proactive, %d limit reclaims, max %d ns; x forced %d", proactive, limit, ws.MaxNS, xs.Forced.Count)
 	assertNothingLostBut(t, p)
 }
 
-func count(h [106]uint64) uint64 {
-	var n uint64
-	for _, v := range h {
-		n += v
-	}
-	return n
-}
 
 // assertNothingLostBut allows lost rstat marks where the kernel cannot
 // mark a target that is not an ancestor of the stalled task's cgroup

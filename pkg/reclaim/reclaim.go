@@ -19,35 +19,19 @@ import (
 	"github.com/cgrstat/cgrstat/pkg/pin"
 )
 
-// Stat is one cgroup's hierarchical total: every CPU, every descendant.
-// The first four fields are the seed's: memory-cgroup reclaim (limit and
-// proactive), without global direct reclaim.
-type Stat struct {
-	ID        uint64 `json:"id"`
-	Path      string `json:"path"`
-	DelayNS   uint64 `json:"total_vmscan_delay_ns"`
-	Count     uint64 `json:"vmscan_count"`
-	Reclaimed uint64 `json:"nr_reclaimed"`
-	// Counters is everything the BPF side keeps, by cause and bucket.
-	Counters bpf.CgrstatCounters `json:"-"`
-}
-
-// NrBuckets is the number of latency buckets per histogram (bpf/cgrstat.c).
-const NrBuckets = len(bpf.CgrstatCounters{}.LimitHist)
-
-// FromCounters is the Stat of a cgroup whose hierarchical counters are c.
-func FromCounters(id uint64, path string, c bpf.CgrstatCounters) Stat {
-	return Stat{ID: id, Path: path, DelayNS: c.LimitDelayNs + c.ProactiveDelayNs,
-		Count: histSum(&c.LimitHist) + histSum(&c.ProactiveHist), Reclaimed: c.LimitReclaimed + c.ProactiveReclaimed,
-		Counters: c}
-}
-
-func histSum(h *[106]uint64) uint64 {
-	var n uint64
-	for _, v := range h {
-		n += v
-	}
-	return n
+// FromCounters is the Stat of a cgroup whose hierarchical counters, as the
+// BPF side keeps them, are c. Memory-cgroup reclaim's counts are its
+// histograms' sums there, so they are here.
+func FromCounters(id uint64, path string, c *bpf.CgrstatCounters) Stat {
+	s := Stat{ID: id, Path: path, MaxNS: c.MaxDelayNs,
+		LimitHist: c.LimitHist, ProactiveHist: c.ProactiveHist,
+		Forced: Counters{c.Forced.DelayNs, c.Forced.Count, c.Forced.Reclaimed}}
+	s.Causes[Limit] = Counters{c.LimitDelayNs, s.LimitHist.Total(), c.LimitReclaimed}
+	s.Causes[Proactive] = Counters{c.ProactiveDelayNs, s.ProactiveHist.Total(), c.ProactiveReclaimed}
+	s.Causes[Direct] = Counters{c.Direct.DelayNs, c.Direct.Count, c.Direct.Reclaimed}
+	m := s.Causes[Limit].Add(s.Causes[Proactive])
+	s.DelayNS, s.Count, s.Reclaimed = m.DelayNS, m.Count, m.Reclaimed
+	return s
 }
 
 const lineFormat = "cg_id: %d, total_vmscan_delay: %d, vmscan_count: %d, nr_reclaimed: %d"
@@ -76,7 +60,8 @@ func ParseStat(text string) (Stat, error) {
 	if err != nil {
 		return s, err
 	}
-	c := &s.Counters
+	var counters bpf.CgrstatCounters
+	c, more := &counters, false
 	var limitCount, proactiveCount uint64
 	causes := map[string][]*uint64{
 		"limit":     {&c.LimitDelayNs, &limitCount, &c.LimitReclaimed},
@@ -102,8 +87,16 @@ func ParseStat(text string) (Stat, error) {
 		if err != nil {
 			return Stat{}, fmt.Errorf("malformed stat line %q", line)
 		}
+		more = more || causes[name] != nil
 	}
-	return s, nil
+	if !more {
+		return s, nil // the seed's line alone
+	}
+	full := FromCounters(s.ID, s.Path, c)
+	if full.Memcg() != s.Memcg() {
+		return Stat{}, fmt.Errorf("stat file of cgroup %d: the first line says %+v, the causes %+v", s.ID, s.Memcg(), full.Memcg())
+	}
+	return full, nil
 }
 
 func parseHist(s string, h *[106]uint64) error {
@@ -209,7 +202,7 @@ func hierarchical(members []Member, entries map[uint64]*bpf.CgrstatCgstat) []Sta
 		if pending[i] != nil {
 			Add(&v, pending[i])
 		}
-		out[i] = FromCounters(m.ID, m.Path, v)
+		out[i] = FromCounters(m.ID, m.Path, &v)
 	}
 	return out
 }
