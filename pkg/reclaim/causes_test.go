@@ -92,7 +92,6 @@ func TestKernelCausesAndForced(t *testing.T) {
 	assertNothingLostBut(t, p)
 }
 
-
 // assertNothingLostBut allows lost rstat marks where the kernel cannot
 // mark a target that is not an ancestor of the stalled task's cgroup
 // (6.1, which lacks bpf_cgroup_from_id; cgroup v1 on 6.16+).
