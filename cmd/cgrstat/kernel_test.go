@@ -458,3 +458,31 @@ func TestKernelMaxCgroupsBounds(t *testing.T) {
 		}
 	}
 }
+
+// TestKernelStaleStatFile: a pinned cgroup is removed; read without
+// arguments reads the others and says which it skipped, and status lists
+// it as stale.
+func TestKernelStaleStatFile(t *testing.T) {
+	l := newLab(t)
+	top := testenv.Cgroups(t, l.h, "gone")
+	l.run("load")
+	t.Cleanup(func() { cli(t, "unload", "--pin-path", l.pinPath) })
+	gone := top.Child("gone")
+	l.run("pin", top.Rel, gone.Rel)
+	if err := gone.Remove(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { gone.Mkdir() }) // testenv's cleanup removes it
+	r := cli(t, "read", "--json", "--pin-path", l.pinPath)
+	if r.code != 0 || !strings.Contains(r.stdout, `"path":"`+top.Rel+`"`) || strings.Contains(r.stdout, `"path":"`+gone.Rel+`"`) ||
+		!strings.Contains(r.stderr, "skipped "+gone.Rel+": the cgroup was removed") {
+		t.Errorf("read: exit %d, stdout %q, stderr %q; want %s read and %s skipped with a note", r.code, r.stdout, r.stderr, top.Rel, gone.Rel)
+	}
+	var st loader.Status
+	if err := json.Unmarshal([]byte(l.run("status", "--json")), &st); err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Stale) != 1 || st.Stale[0] != gone.Rel {
+		t.Errorf("status lists stale %v, want [%s]", st.Stale, gone.Rel)
+	}
+}
