@@ -51,10 +51,11 @@ func exitStatus(err error) int {
 		mode    *loader.ModeError
 		foreign *loader.ForeignError
 		differs *loader.DiffersError
+		tp      *loader.TracepointError
 		budget  *stress.BudgetError
 		bad     *spec.Error
 	)
-	if errors.As(err, &u) || errors.As(err, &mode) || errors.As(err, &foreign) || errors.As(err, &differs) ||
+	if errors.As(err, &u) || errors.As(err, &mode) || errors.As(err, &foreign) || errors.As(err, &differs) || errors.As(err, &tp) ||
 		errors.As(err, &budget) || errors.As(err, &bad) {
 		return exitUsage
 	}

@@ -128,6 +128,13 @@ func Load(opts Options) (*Record, error) {
 	if err := prepare(dir); err != nil {
 		return nil, err
 	}
+	kernel, err := btf.LoadKernelSpec()
+	if err != nil {
+		return nil, fmt.Errorf("reading the kernel's BTF: %w", err)
+	}
+	if err := checkTracepoints(kernel); err != nil {
+		return nil, err
+	}
 	spec, err := configuredSpec(opts)
 	if err != nil {
 		return nil, err

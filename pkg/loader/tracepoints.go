@@ -1,0 +1,49 @@
+package loader
+
+import (
+	"fmt"
+
+	"github.com/cilium/ebpf/btf"
+)
+
+// TracepointError says that a reclaim tracepoint does not take what the
+// collectors read, so loading them would record wrong numbers.
+type TracepointError struct {
+	Tracepoint string
+	Why        string
+}
+
+func (e *TracepointError) Error() string {
+	return fmt.Sprintf("tracepoint %s %s on this kernel: this cgrstat does not know its arguments", e.Tracepoint, e.Why)
+}
+
+// endTracepoints are the tracepoints whose first argument the collectors
+// read: nr_reclaimed, an unsigned long, on every kernel from 6.1 to 7.x and
+// in the mm series that appends a memcg. The begin tracepoints' arguments,
+// which that series reorders, are not read at all.
+var endTracepoints = []string{"mm_vmscan_memcg_reclaim_end", "mm_vmscan_direct_reclaim_end"}
+
+// checkTracepoints refuses a kernel whose end tracepoints changed their
+// first argument, from the kernel's BTF (btf_trace_<name> typedefs).
+func checkTracepoints(spec *btf.Spec) error {
+	for _, tp := range endTracepoints {
+		var td *btf.Typedef
+		if err := spec.TypeByName("btf_trace_"+tp, &td); err != nil {
+			return &TracepointError{tp, "is missing"}
+		}
+		ptr, ok := btf.UnderlyingType(td.Type).(*btf.Pointer)
+		if !ok {
+			return &TracepointError{tp, "has no prototype"}
+		}
+		proto, ok := btf.UnderlyingType(ptr.Target).(*btf.FuncProto)
+		// The first parameter is the tracepoint's context (void *).
+		if !ok || len(proto.Params) < 2 {
+			return &TracepointError{tp, "takes no nr_reclaimed"}
+		}
+		i, ok := btf.UnderlyingType(proto.Params[1].Type).(*btf.Int)
+		if !ok || i.Size != 8 || i.Encoding&btf.Signed != 0 {
+			return &TracepointError{tp, fmt.Sprintf("takes %s first, not nr_reclaimed (unsigned long)", proto.Params[1].Type)}
+		}
+	}
+	return nil
+}
