@@ -28,7 +28,7 @@ func TestKernelCausesAndForced(t *testing.T) {
 		file = filepath.Join(os.TempDir(), testenv.Name(t))
 	}
 	t.Cleanup(func() { os.Remove(file) })
-	for _, cmd := range [][]string{{"join", x.Path}, {"fill", file, "8388608"}, {"join", w.Path}} {
+	for _, cmd := range [][]string{{"join", x.Path}, {"fill", file, "4194304"}, {"join", w.Path}} {
 		if err := hp.do(cmd...); err != nil {
 			t.Fatalf("%v: %v", cmd, err)
 		}
@@ -46,7 +46,7 @@ func TestKernelCausesAndForced(t *testing.T) {
 	}
 	var proactive uint64
 	if h.Version == 2 {
-		if err := hp.do("write", filepath.Join(x.Path, "memory.reclaim"), "4194304"); err != nil {
+		if err := hp.do("write", filepath.Join(x.Path, "memory.reclaim"), "1048576"); err != nil {
 			t.Fatal(err)
 		}
 		s := read()

@@ -55,7 +55,7 @@ func helperMain() {
 			err = cgroup.Cgroup{Rel: f[1], Path: f[1]}.Write("cgroup.procs", "0")
 		case len(f) == 3 && f[0] == "fill":
 			n, _ := strconv.Atoi(f[2])
-			err = os.WriteFile(f[1], make([]byte, n), 0o600)
+			err = fillFile(f[1], n)
 		case len(f) == 3 && f[0] == "write":
 			err = os.WriteFile(f[1], []byte(f[2]), 0)
 			if errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EBUSY) {
@@ -71,6 +71,24 @@ func helperMain() {
 		}
 	}
 }
+
+// fillFile writes n bytes in small writes: no large buffer of the helper's
+// own is charged to the cgroup beside the file's pages.
+func fillFile(path string, n int) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	buf := make([]byte, 64<<10)
+	for ; n > 0 && err == nil; n -= len(buf) {
+		_, err = f.Write(buf[:min(n, len(buf))])
+	}
+	return errors.Join(err, f.Close())
+}
+
+// helperTimeout bounds one command: a helper stuck in the kernel is killed
+// (a signal ends a reclaim write) and the test fails, rather than hanging.
+const helperTimeout = 3 * time.Minute
 
 type helper struct {
 	cmd *exec.Cmd
@@ -112,8 +130,16 @@ func (hp *helper) do(args ...string) error {
 	if _, err := fmt.Fprintln(hp.in, strings.Join(args, " ")); err != nil {
 		return err
 	}
-	if !hp.out.Scan() {
-		return fmt.Errorf("helper gone: %v", hp.out.Err())
+	done := make(chan bool, 1)
+	go func() { done <- hp.out.Scan() }()
+	select {
+	case ok := <-done:
+		if !ok {
+			return fmt.Errorf("helper gone: %v", hp.out.Err())
+		}
+	case <-time.After(helperTimeout):
+		hp.cmd.Process.Kill()
+		return fmt.Errorf("helper stuck for %v in %q: killed", helperTimeout, args)
 	}
 	if r := hp.out.Text(); r != "ok" {
 		return errors.New(r)
