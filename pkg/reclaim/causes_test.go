@@ -17,7 +17,13 @@ import (
 // stalled in nothing; their parent sums both; and the seed's fields are
 // memory-cgroup reclaim only.
 func TestKernelCausesAndForced(t *testing.T) {
-	p, h := testenv.Load(t, loader.Auto, 0)
+	for _, mode := range []loader.Mode{loader.Walk, loader.Auto} {
+		t.Run(string(mode), func(t *testing.T) { causesAndForced(t, mode) })
+	}
+}
+
+func causesAndForced(t *testing.T, mode loader.Mode) {
+	p, h := testenv.Load(t, mode, 0)
 	top := testenv.Cgroups(t, h, "w", "x", "park")
 	enableMemory(t, h, top)
 	w, x := top.Child("w"), top.Child("x")
