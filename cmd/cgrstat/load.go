@@ -7,24 +7,19 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/cgrstat/cgrstat/internal/exitcode"
 	"github.com/cgrstat/cgrstat/pkg/loader"
 )
 
 func newLoadCmd(g *globals) *cobra.Command {
-	var maxCgroups uint32
-	var flush string
+	var lf loadFlags
 	cmd := &cobra.Command{
 		Use:   "load",
 		Short: "Load, attach and pin the collectors",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			mode, err := loader.ParseMode(flush)
+			mode, err := lf.check()
 			if err != nil {
-				return exitcode.UsageErr(err)
-			}
-			if maxCgroups == 0 {
-				return exitcode.UsageErr(errors.New("--max-cgroups must be at least 1"))
+				return err
 			}
 			if err := needRoot(); err != nil {
 				return err
@@ -33,8 +28,7 @@ func newLoadCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			rec, err := loader.Load(loader.Options{PinPath: g.pinPath, MaxCgroups: maxCgroups, Flush: mode,
-				CgroupVersion: h.Version, MemcgV1Hierarchy: h.V1ID, CgroupRoot: h.Mount})
+			rec, err := loader.Load(lf.options(g, h, mode))
 			if errors.Is(err, loader.ErrLoaded) {
 				fmt.Fprintf(cmd.OutOrStdout(), "already loaded at %s (flush mode %s)\n", g.pinPath, rec.Flush)
 				return nil
@@ -46,8 +40,7 @@ func newLoadCmd(g *globals) *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().Uint32Var(&maxCgroups, "max-cgroups", loader.DefaultMaxCgroups, "how many cgroups the maps can track")
-	cmd.Flags().StringVar(&flush, "flush", string(loader.Auto), "flush mode: auto, fentry, kprobe or walk")
+	lf.register(cmd)
 	return cmd
 }
 

@@ -54,7 +54,7 @@ func Run(ctx context.Context, opts Options) (rep *Report, err error) {
 	if exists, serr := t.State(); serr != nil || exists {
 		return nil, exitcode.UsageErr(alreadyThere(t, serr))
 	}
-	p, loaded, err := ensureLoaded(opts.Load)
+	p, loaded, err := loader.Ensure(opts.Load)
 	if err != nil {
 		return nil, err
 	}
@@ -87,24 +87,6 @@ func alreadyThere(t cgtree.Tree, err error) error {
 		return err
 	}
 	return fmt.Errorf("cgroup %s already exists: check builds its own tree (remove it with 'cgrstat hierarchy destroy', or choose another --parent)", t.Top().Rel)
-}
-
-// ensureLoaded opens the load at the pin path, loading first if needed.
-func ensureLoaded(opts loader.Options) (*loader.Pinned, bool, error) {
-	rec, err := loader.Load(opts)
-	loaded := err == nil
-	if err != nil && !errors.Is(err, loader.ErrLoaded) {
-		return nil, false, err
-	}
-	if !loaded && opts.Flush != loader.Auto && rec.Flush != opts.Flush {
-		return nil, false, exitcode.UsageErr(fmt.Errorf("already loaded at %s with flush mode %s, not %s: unload first, or use another --pin-path",
-			opts.PinPath, rec.Flush, opts.Flush))
-	}
-	p, err := loader.Open(opts.PinPath)
-	if err != nil && loaded {
-		_, _ = loader.Unload(opts.PinPath)
-	}
-	return p, loaded, err
 }
 
 func finish(p *loader.Pinned, t cgtree.Tree, loaded, keep bool) error {

@@ -1,0 +1,40 @@
+package main
+
+import (
+	"errors"
+
+	"github.com/spf13/cobra"
+
+	"github.com/cgrstat/cgrstat/internal/exitcode"
+	"github.com/cgrstat/cgrstat/pkg/cgroup"
+	"github.com/cgrstat/cgrstat/pkg/loader"
+)
+
+// loadFlags are the flags of the commands that load the collectors: load
+// itself, and serve and watch when nothing is loaded yet.
+type loadFlags struct {
+	maxCgroups uint32
+	flush      string
+}
+
+func (f *loadFlags) register(cmd *cobra.Command) {
+	cmd.Flags().Uint32Var(&f.maxCgroups, "max-cgroups", loader.DefaultMaxCgroups, "how many cgroups the maps can track (when loading)")
+	cmd.Flags().StringVar(&f.flush, "flush", string(loader.Auto), "flush mode when loading: auto, fentry, kprobe or walk")
+}
+
+// check validates the flags before anything touches the kernel.
+func (f *loadFlags) check() (loader.Mode, error) {
+	mode, err := loader.ParseMode(f.flush)
+	if err != nil {
+		return "", exitcode.UsageErr(err)
+	}
+	if f.maxCgroups == 0 {
+		return "", exitcode.UsageErr(errors.New("--max-cgroups must be at least 1"))
+	}
+	return mode, nil
+}
+
+func (f *loadFlags) options(g *globals, h *cgroup.Hierarchy, mode loader.Mode) loader.Options {
+	return loader.Options{PinPath: g.pinPath, MaxCgroups: f.maxCgroups, Flush: mode,
+		CgroupVersion: h.Version, MemcgV1Hierarchy: h.V1ID, CgroupRoot: h.Mount}
+}

@@ -1,0 +1,126 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/exporter-toolkit/web"
+	"github.com/spf13/cobra"
+
+	"github.com/cgrstat/cgrstat/internal/exitcode"
+	"github.com/cgrstat/cgrstat/pkg/exporter"
+)
+
+// defaultListen is cgrstat's port. The Prometheus project's default port
+// allocation range (9100-9999) is exhausted; 9863 was free of well-known
+// exporters when chosen. --web.listen-address changes it.
+const defaultListen = ":9863"
+
+func newServeCmd(g *globals) *cobra.Command {
+	var mf monitorFlags
+	var listen []string
+	var webConfig string
+	cmd := &cobra.Command{
+		Use:   "serve [CGROUP]",
+		Short: "Serve per-cgroup reclaim metrics to Prometheus",
+		Long: `serve exposes every cgroup's reclaim totals at /metrics in the Prometheus
+exposition format. Each scrape flushes the subtree below CGROUP (default: the
+root) once and reads it in batches, as read --all does. Each series is a
+cgroup's hierarchical total: do not sum a parent with its children.
+
+By default cgroups down to --depth 3 are exported: every systemd unit and
+every Kubernetes pod; --depth and --match change that. Series of removed
+cgroups disappear from the next scrape.
+
+serve loads the collectors if nothing is loaded at --pin-path, and unloads
+on exit (SIGTERM, SIGINT) only what it loaded. TLS and basic auth are set in
+the exporter-toolkit web configuration file (--web.config.file).`,
+		Example: `  cgrstat serve
+  cgrstat serve --web.listen-address 127.0.0.1:9863 --depth 4 --match '^/kubepods'
+  curl -s localhost:9863/metrics | grep cgrstat_reclaim_seconds_total`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			filter, err := mf.filter()
+			if err != nil {
+				return err
+			}
+			if webConfig != "" {
+				if err := web.Validate(webConfig); err != nil {
+					return exitcode.UsageErr(fmt.Errorf("--web.config.file: %w", err))
+				}
+			}
+			s, err := mf.openSession(g, args)
+			if err != nil {
+				return err
+			}
+			logger := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
+			handler, err := exporter.Handler(exporter.New(s.src, filter), logger)
+			if err == nil {
+				err = serve(cmd.Context(), handler, listen, webConfig, logger)
+			}
+			return errors.Join(err, s.close())
+		},
+	}
+	mf.register(cmd)
+	cmd.Flags().StringSliceVar(&listen, "web.listen-address", []string{defaultListen}, "addresses to listen on for HTTP (repeatable)")
+	cmd.Flags().StringVar(&webConfig, "web.config.file", "", "exporter-toolkit web configuration file: TLS, basic auth")
+	return cmd
+}
+
+// serve answers scrapes until ctx ends, then shuts down gracefully.
+func serve(ctx context.Context, metrics http.Handler, addrs []string, webConfig string, logger *slog.Logger) error {
+	listeners, err := listenAll(addrs)
+	if err != nil {
+		return err
+	}
+	landing, err := web.NewLandingPage(web.LandingConfig{
+		Name:        "cgrstat",
+		Description: "Memory-cgroup reclaim latency, per cgroup, aggregated up the tree",
+		Links:       []web.LandingLinks{{Address: "/metrics", Text: "Metrics"}},
+	})
+	if err != nil {
+		return err
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", metrics)
+	mux.Handle("/", landing)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	systemdSocket := false
+	flags := &web.FlagConfig{WebListenAddresses: &addrs, WebSystemdSocket: &systemdSocket, WebConfigFile: &webConfig}
+	done := make(chan error, 1)
+	go func() { done <- web.ServeMultiple(listeners, srv, flags, logger) }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+	}
+	shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shutdown); err != nil {
+		return fmt.Errorf("shutting down the HTTP server: %w", err)
+	}
+	logger.Info("stopped")
+	return nil
+}
+
+// listenAll opens every listener before serving, so that a bad or busy
+// address is one clear error rather than a half-started server.
+func listenAll(addrs []string) ([]net.Listener, error) {
+	var ls []net.Listener
+	for _, a := range addrs {
+		l, err := net.Listen("tcp", a)
+		if err != nil {
+			for _, open := range ls {
+				open.Close()
+			}
+			return nil, exitcode.UsageErr(fmt.Errorf("--web.listen-address: %w", err))
+		}
+		ls = append(ls, l)
+	}
+	return ls, nil
+}
