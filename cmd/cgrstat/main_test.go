@@ -13,7 +13,13 @@ import (
 
 // TestMain lets the test binary stand in for cgrstat when stress re-executes
 // itself (/proc/self/exe) to run a child in a cgroup.
+//
+// With cliEnv set, it is cgrstat itself, for tests that need the CLI as a
+// process of its own (serve, watch in tmux, signals).
 func TestMain(m *testing.M) {
+	if os.Getenv(cliEnv) == "1" {
+		main()
+	}
 	if len(os.Args) > 1 && os.Args[1] == stress.ChildCommand {
 		os.Exit(report(execute(context.Background(), newRootCmd(), os.Args[1:]), os.Stderr))
 	}

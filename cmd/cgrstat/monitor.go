@@ -80,4 +80,3 @@ func (s *session) close() error {
 	}
 	return nil
 }
-

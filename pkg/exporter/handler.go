@@ -10,7 +10,7 @@ import (
 )
 
 // Handler serves c and the exporter's own process and Go runtime metrics.
-// Scrapes beyond a few at once wait rather than pile up flushes.
+// Concurrent scrapes queue on the source's lock: none is refused.
 func Handler(c *Collector, logger *slog.Logger) (http.Handler, error) {
 	reg := prometheus.NewRegistry()
 	for _, col := range []prometheus.Collector{c, collectors.NewGoCollector(),
@@ -20,8 +20,7 @@ func Handler(c *Collector, logger *slog.Logger) (http.Handler, error) {
 		}
 	}
 	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{
-		ErrorLog:            slog.NewLogLogger(logger.Handler(), slog.LevelError),
-		ErrorHandling:       promhttp.HTTPErrorOnError,
-		MaxRequestsInFlight: 4,
+		ErrorLog:      slog.NewLogLogger(logger.Handler(), slog.LevelError),
+		ErrorHandling: promhttp.HTTPErrorOnError,
 	}), nil
 }
