@@ -69,6 +69,7 @@ func wantUsage(t *testing.T, want string, args ...string) {
 func TestUsageErrors(t *testing.T) {
 	wantUsage(t, "unknown command", "frobnicate")
 	wantUsage(t, "unknown flag", "read", "--frob")
+	wantUsage(t, "[hist json]", "read", "--hist", "--json", "x")
 	wantUsage(t, "unknown flush mode", "load", "--flush", "sometimes")
 	wantUsage(t, "either CGROUP arguments or --all", "unpin")
 	wantUsage(t, "--max-cgroups", "load", "--max-cgroups", "0")

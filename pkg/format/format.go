@@ -37,37 +37,24 @@ func JSON(w io.Writer, stats []reclaim.Stat) error {
 	return bw.Flush()
 }
 
-// Table writes one row per cgroup with human units.
-func Table(w io.Writer, stats []reclaim.Stat) error {
-	t := newTable(w, "CGROUP", "ID", "RECLAIMS", "TOTAL DELAY", "AVG DELAY", "RECLAIMED")
-	for _, s := range stats {
-		if err := t.Append(row(s)); err != nil {
-			return err
-		}
-	}
-	return t.Render()
-}
-
 // newTable starts a table whose first column (a cgroup) is left-aligned
-// and whose other columns (numbers) are right-aligned.
+// and whose other columns (numbers) are right-aligned. It has no borders,
+// like ps or kubectl: columns stay narrow, and awk '{print $3}' works.
 func newTable(w io.Writer, header ...any) *tablewriter.Table {
 	align := []tw.Align{tw.AlignLeft}
 	for range header[1:] {
 		align = append(align, tw.AlignRight)
 	}
+	plain := tw.Rendition{
+		Borders:  tw.BorderNone,
+		Settings: tw.Settings{Separators: tw.SeparatorsNone, Lines: tw.LinesNone},
+	}
 	t := tablewriter.NewTable(w, tablewriter.WithHeaderAutoFormat(tw.Off),
+		tablewriter.WithRendition(plain), tablewriter.WithTrimSpace(tw.Off),
+		tablewriter.WithHeaderAlignmentConfig(tw.CellAlignment{PerColumn: align}),
 		tablewriter.WithRowAlignmentConfig(tw.CellAlignment{PerColumn: align}))
 	t.Header(header...)
 	return t
-}
-
-func row(s reclaim.Stat) []string {
-	avg := "-"
-	if s.Count > 0 {
-		avg = Duration(s.DelayNS / s.Count)
-	}
-	return []string{s.Path, strconv.FormatUint(s.ID, 10), strconv.FormatUint(s.Count, 10),
-		Duration(s.DelayNS), avg, Pages(s.Reclaimed)}
 }
 
 // Duration prints nanoseconds in the largest unit that keeps them readable:
