@@ -107,12 +107,12 @@ func exportedOnce(t *testing.T, l *lab, args ...string) map[string]bool {
 	return got
 }
 
-var reclaimsSeries = regexp.MustCompile(`(?m)^cgrstat_reclaims_total\{cgroup="([^"]*)"\} `)
+var cgroupSeries = regexp.MustCompile(`(?m)^cgrstat_\w+\{cgroup="([^"]*)"`)
 
-// exported is the set of cgroups a scrape has series for.
+// exported is the set of cgroups a scrape has any series for.
 func exported(body string) map[string]bool {
 	set := map[string]bool{}
-	for _, m := range reclaimsSeries.FindAllStringSubmatch(body, -1) {
+	for _, m := range cgroupSeries.FindAllStringSubmatch(body, -1) {
 		set[m[1]] = true
 	}
 	return set

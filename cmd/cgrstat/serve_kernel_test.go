@@ -44,26 +44,22 @@ func TestKernelServePrometheus(t *testing.T) {
 	if len(read.Cgroups) != 8 || read.Cgroups[0].Count == 0 {
 		t.Fatalf("read --json: %+v; want 8 cgroups with reclaim at the top", read.Cgroups)
 	}
-	want := map[string]float64{}
-	for _, s := range read.Cgroups {
-		want[series("cgrstat_reclaim_seconds_total", s.Path)] = float64(s.DelayNS) / 1e9
-		want[series("cgrstat_reclaims_total", s.Path)] = float64(s.Count)
-		want[series("cgrstat_reclaimed_pages_total", s.Path)] = float64(s.Reclaimed)
-	}
+	want := expectedSeries(read.Cgroups)
 	// Within one scrape of the read: the scrape interval (1s) and timeout
 	// (1s), and a second of slack for a busy machine.
 	start := time.Now()
 	var got map[string]float64
 	for time.Since(start) < 3*time.Second {
-		got = prom.query(t, `{__name__=~"cgrstat_(reclaim_seconds|reclaims|reclaimed_pages)_total"}`)
+		got = prom.query(t, `{__name__=~"cgrstat_.*", cgroup!=""}`)
 		if equalSeries(got, want) {
 			break
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
 	if !equalSeries(got, want) {
+		logDiff(t, got, want)
 		t.Logf("targets: %s", prom.get(t, "/api/v1/targets"))
-		t.Fatalf("Prometheus has\n%v\nread --json says\n%v", got, want)
+		t.Fatal("Prometheus does not hold what read --json reports")
 	}
 	t.Logf("Prometheus matched read --json for %d series %s after the read", len(want), time.Since(start).Round(time.Millisecond))
 
@@ -77,7 +73,62 @@ func TestKernelServePrometheus(t *testing.T) {
 	}
 }
 
-func series(name, cgroup string) string { return fmt.Sprintf("%s{cgroup=%q}", name, cgroup) }
+// series names one series by its name and labels, as the test keys them.
+func series(name, cgroup string, more ...string) string {
+	key := fmt.Sprintf("%s{cgroup=%q", name, cgroup)
+	for i := 0; i+1 < len(more); i += 2 {
+		key += fmt.Sprintf(",%s=%q", more[i], more[i+1])
+	}
+	return key + "}"
+}
+
+// expectedSeries is what serve must export for stats, computed from
+// read --json's numbers: counters by cause, forced, maximum, and the
+// histogram, whose buckets are the sums of the kernel buckets entirely at
+// or below each bound.
+func expectedSeries(stats []reclaim.Stat) map[string]float64 {
+	want := map[string]float64{}
+	sec := func(ns uint64) float64 { return float64(ns) / 1e9 }
+	for _, s := range stats {
+		for c := reclaim.Cause(0); c < reclaim.NrCauses; c++ {
+			want[series("cgrstat_reclaim_seconds_total", s.Path, "cause", c.String())] = sec(s.Causes[c].DelayNS)
+			want[series("cgrstat_reclaims_total", s.Path, "cause", c.String())] = float64(s.Causes[c].Count)
+			want[series("cgrstat_reclaimed_pages_total", s.Path, "cause", c.String())] = float64(s.Causes[c].Reclaimed)
+		}
+		want[series("cgrstat_forced_reclaim_seconds_total", s.Path)] = sec(s.Forced.DelayNS)
+		want[series("cgrstat_forced_reclaims_total", s.Path)] = float64(s.Forced.Count)
+		want[series("cgrstat_reclaim_max_seconds", s.Path)] = sec(s.MaxNS)
+		want[series("cgrstat_reclaim_duration_seconds_sum", s.Path)] = sec(s.DelayNS)
+		want[series("cgrstat_reclaim_duration_seconds_count", s.Path)] = float64(s.Hist.Total())
+		want[series("cgrstat_reclaim_duration_seconds_bucket", s.Path, "le", "+Inf")] = float64(s.Hist.Total())
+		for e := 10; e <= 36; e += 2 {
+			var n uint64
+			for i, c := range s.Hist {
+				if _, hi := reclaim.BucketBounds(i); hi <= 1<<e {
+					n += c
+				}
+			}
+			want[series("cgrstat_reclaim_duration_seconds_bucket", s.Path, "le", leLabel(float64(uint64(1)<<e)/1e9))] = float64(n)
+		}
+	}
+	return want
+}
+
+// leLabel is one form of a bound for both sides of the comparison.
+func leLabel(le float64) string { return strconv.FormatFloat(le, 'g', -1, 64) }
+
+func logDiff(t *testing.T, got, want map[string]float64) {
+	for k, v := range want {
+		if g, ok := got[k]; !ok || g != v {
+			t.Logf("%s: Prometheus %v (present %v), read --json %v", k, g, ok, v)
+		}
+	}
+	for k := range got {
+		if _, ok := want[k]; !ok {
+			t.Logf("%s: unexpected in Prometheus", k)
+		}
+	}
+}
 
 func equalSeries(got, want map[string]float64) bool {
 	if len(got) != len(want) {
@@ -159,7 +210,17 @@ func (p *prometheus) query(t *testing.T, q string) map[string]float64 {
 		if err != nil {
 			t.Fatal(err)
 		}
-		out[series(s.Metric["__name__"], s.Metric["cgroup"])] = v
+		var more []string
+		for _, l := range []string{"cause", "le"} {
+			if v, ok := s.Metric[l]; ok {
+				if l == "le" && v != "+Inf" {
+					f, _ := strconv.ParseFloat(v, 64)
+					v = leLabel(f)
+				}
+				more = append(more, l, v)
+			}
+		}
+		out[series(s.Metric["__name__"], s.Metric["cgroup"], more...)] = v
 	}
 	return out
 }

@@ -71,7 +71,7 @@ on exit only what it loaded.`,
 	mf.register(cmd)
 	cmd.Flags().DurationVar(&interval, "interval", time.Second, "time between frames")
 	cmd.Flags().IntVar(&count, "count", 0, "stop after this many frames (0: until q, Ctrl-C or a signal)")
-	cmd.Flags().StringVar(&sortKey, "sort", string(watch.ByStall), "sort key: stall, reclaims, pages or path")
+	cmd.Flags().StringVar(&sortKey, "sort", string(watch.ByStall), "sort key: stall, reclaims, pages, p99 or path")
 	cmd.Flags().BoolVar(&flat, "flat", false, "a flat list instead of a tree")
 	return cmd
 }

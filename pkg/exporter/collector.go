@@ -17,14 +17,23 @@ const namespace = "cgrstat"
 const hierarchical = " Each series is the cgroup's hierarchical total (the cgroup and every descendant): do not sum a parent with its children."
 
 var (
-	labels = []string{"cgroup"}
+	cgroupLabel = []string{"cgroup"}
+	causeLabels = []string{"cgroup", "cause"}
 
 	reclaimSeconds = prometheus.NewDesc(namespace+"_reclaim_seconds_total",
-		"Time spent in memory-cgroup reclaim (mm_vmscan_memcg_reclaim_begin to _end), summed over reclaims."+hierarchical, labels, nil)
+		"Time tasks stalled in reclaim, by cause: limit (memory-cgroup reclaim at charge time: memory.max, memory.high, v1 limit), proactive (memory.reclaim), direct (global direct reclaim)."+hierarchical, causeLabels, nil)
 	reclaims = prometheus.NewDesc(namespace+"_reclaims_total",
-		"Memory-cgroup reclaims."+hierarchical, labels, nil)
+		"Reclaims tasks stalled in, by cause (see cgrstat_reclaim_seconds_total)."+hierarchical, causeLabels, nil)
 	reclaimedPages = prometheus.NewDesc(namespace+"_reclaimed_pages_total",
-		"Pages reclaimed by memory-cgroup reclaim."+hierarchical, labels, nil)
+		"Pages reclaimed, by cause (see cgrstat_reclaim_seconds_total)."+hierarchical, causeLabels, nil)
+	forcedSeconds = prometheus.NewDesc(namespace+"_forced_reclaim_seconds_total",
+		"Time tasks anywhere stalled in memory-cgroup reclaim whose target (the cgroup whose limit was enforced) is this cgroup or below it."+hierarchical, cgroupLabel, nil)
+	forcedReclaims = prometheus.NewDesc(namespace+"_forced_reclaims_total",
+		"Memory-cgroup reclaims whose target is this cgroup or below it."+hierarchical, cgroupLabel, nil)
+	duration = prometheus.NewDesc(namespace+"_reclaim_duration_seconds",
+		"Latency of memory-cgroup reclaims (causes limit and proactive)."+hierarchical, cgroupLabel, nil)
+	maxSeconds = prometheus.NewDesc(namespace+"_reclaim_max_seconds",
+		"Longest memory-cgroup reclaim since the collectors were loaded."+hierarchical, cgroupLabel, nil)
 
 	flushMode = prometheus.NewDesc(namespace+"_flush_mode_info",
 		"How the collectors' per-CPU readings are folded up the tree: fentry or kprobe (rstat) or walk (the reader walks the subtree).", []string{"mode"}, nil)
@@ -57,8 +66,8 @@ func New(src *monitor.Source, filter monitor.Filter) *Collector {
 
 // Describe sends every descriptor the collector may emit.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{reclaimSeconds, reclaims, reclaimedPages, flushMode, mapEntries,
-		mapCapacity, lostUpdates, cgroups, exported, scrapeSeconds} {
+	for _, d := range []*prometheus.Desc{reclaimSeconds, reclaims, reclaimedPages, forcedSeconds, forcedReclaims,
+		duration, maxSeconds, flushMode, mapEntries, mapCapacity, lostUpdates, cgroups, exported, scrapeSeconds} {
 		ch <- d
 	}
 }
@@ -78,15 +87,29 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 			continue
 		}
 		n++
-		counter(ch, reclaimSeconds, float64(cg.DelayNS)/1e9, cg.Path)
-		counter(ch, reclaims, float64(cg.Count), cg.Path)
-		counter(ch, reclaimedPages, float64(cg.Reclaimed), cg.Path)
+		perCgroup(ch, cg)
 	}
 	gauge(ch, cgroups, float64(len(snap.Cgroups)))
 	gauge(ch, exported, float64(n))
 	gauge(ch, scrapeSeconds, snap.Took.Seconds())
 	health(ch, &snap.Health)
 }
+
+func perCgroup(ch chan<- prometheus.Metric, cg *monitor.Cgroup) {
+	for _, cause := range monitor.Causes {
+		c := cg.Causes[cause]
+		counter(ch, reclaimSeconds, seconds(c.DelayNS), cg.Path, cause.String())
+		counter(ch, reclaims, float64(c.Count), cg.Path, cause.String())
+		counter(ch, reclaimedPages, float64(c.Reclaimed), cg.Path, cause.String())
+	}
+	counter(ch, forcedSeconds, seconds(cg.Forced.DelayNS), cg.Path)
+	counter(ch, forcedReclaims, float64(cg.Forced.Count), cg.Path)
+	gauge(ch, maxSeconds, seconds(cg.MaxNS), cg.Path)
+	count, buckets := cumulative(&cg.Hist)
+	ch <- prometheus.MustNewConstHistogram(duration, count, seconds(cg.DelayNS), buckets, cg.Path)
+}
+
+func seconds(ns uint64) float64 { return float64(ns) / 1e9 }
 
 func health(ch chan<- prometheus.Metric, h *monitor.Health) {
 	gauge(ch, flushMode, 1, string(h.Flush))

@@ -20,7 +20,7 @@ type Filter struct {
 
 // Keep reports whether c passes the filter.
 func (f Filter) Keep(c *Cgroup) bool {
-	if f.Depth >= 0 && c.Depth > f.Depth {
+	if f.Depth >= 0 && Depth(c.Path) > f.Depth {
 		return false
 	}
 	return f.Match == nil || f.Match.MatchString(c.Path)

@@ -15,21 +15,21 @@ import (
 	"github.com/cgrstat/cgrstat/pkg/reclaim"
 )
 
-// Counters are a cgroup's hierarchical totals since the collectors were
+// Counters are totals of one kind of reclaim, since the collectors were
 // loaded (or since the cgroup was created, if later).
-type Counters struct {
-	DelayNS   uint64 // time spent in reclaim
-	Count     uint64 // reclaims
-	Reclaimed uint64 // pages reclaimed
-}
+type Counters = reclaim.Counters
 
-// Cgroup is one cgroup of a snapshot.
-type Cgroup struct {
-	ID    uint64
-	Path  string // relative to the hierarchy's root, "/" for the root
-	Depth int    // path components below the root: 0 for "/"
-	Counters
-}
+// Cause is why a task reclaimed; Causes lists them all.
+type Cause = reclaim.Cause
+
+// Causes are every cause, in the order of Cgroup.Causes.
+var Causes = []Cause{reclaim.Limit, reclaim.Proactive, reclaim.Direct}
+
+// Cgroup is one cgroup of a snapshot: its hierarchical totals. It is the
+// reader's own type, not a copy: at 10,000 cgroups with their histograms a
+// snapshot is megabytes, and serve's footprint matters more than a layer.
+// Memcg() is memory-cgroup reclaim (causes limit and proactive).
+type Cgroup = reclaim.Stat
 
 // Health is the state of the load itself.
 type Health struct {
@@ -74,17 +74,12 @@ func (s *Source) Read() (*Snapshot, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading map fill: %w", err)
 	}
-	snap := &Snapshot{
+	return &Snapshot{
 		At:      start,
 		Took:    time.Since(start),
-		Cgroups: make([]Cgroup, len(stats)),
+		Cgroups: stats,
 		Health:  Health{Flush: s.p.Record.Flush, Totals: usage.Totals, Pcpu: usage.Pcpu, Lost: usage.Lost},
-	}
-	for i, st := range stats {
-		snap.Cgroups[i] = Cgroup{ID: st.ID, Path: st.Path, Depth: Depth(st.Path),
-			Counters: Counters{DelayNS: st.DelayNS, Count: st.Count, Reclaimed: st.Reclaimed}}
-	}
-	return snap, nil
+	}, nil
 }
 
 // Depth is how many components a cgroup path has below the root.

@@ -15,11 +15,12 @@ const (
 	ByStall    Key = "stall"
 	ByReclaims Key = "reclaims"
 	ByPages    Key = "pages"
+	ByP99      Key = "p99"
 	ByPath     Key = "path"
 )
 
 // Keys lists the sort keys in the order the s key cycles through them.
-var Keys = []Key{ByStall, ByReclaims, ByPages, ByPath}
+var Keys = []Key{ByStall, ByReclaims, ByPages, ByP99, ByPath}
 
 // ParseKey checks a --sort value.
 func ParseKey(s string) (Key, error) {
@@ -60,6 +61,8 @@ func (k Key) less(a, b *Row) bool {
 		x, y = a.Reclaims, b.Reclaims
 	case ByPages:
 		x, y = a.Pages, b.Pages
+	case ByP99:
+		x, y = a.P99, b.P99
 	}
 	if x != y {
 		return x > y

@@ -5,6 +5,7 @@ package watch
 
 import (
 	"github.com/cgrstat/cgrstat/pkg/monitor"
+	"github.com/cgrstat/cgrstat/pkg/reclaim"
 )
 
 // Row is one cgroup's activity over the last interval.
@@ -17,6 +18,7 @@ type Row struct {
 	Reclaims float64 // reclaims per second
 	Stall    float64 // seconds spent in reclaim per second of wall time
 	Pages    float64 // pages reclaimed per second
+	P99      float64 // seconds: the interval's 99th percentile reclaim latency, 0 without reclaim
 }
 
 // Rates computes each cgroup's rates between prev and cur, for the cgroups
@@ -27,32 +29,46 @@ func Rates(prev, cur *monitor.Snapshot, filter monitor.Filter) []Row {
 	if secs <= 0 {
 		secs = 1
 	}
-	before := make(map[uint64]monitor.Counters, len(prev.Cgroups))
-	for _, c := range prev.Cgroups {
-		before[c.ID] = c.Counters
+	before := make(map[uint64]*monitor.Cgroup, len(prev.Cgroups))
+	for i := range prev.Cgroups {
+		before[prev.Cgroups[i].ID] = &prev.Cgroups[i]
 	}
 	rows := make([]Row, 0, len(cur.Cgroups))
 	index := map[string]int{}
+	var zero monitor.Cgroup
 	for i := range cur.Cgroups {
 		c := &cur.Cgroups[i]
 		if !filter.Keep(c) {
 			continue
 		}
-		d := delta(before[c.ID], c.Counters)
+		p, ok := before[c.ID]
+		if !ok || wentBack(p, c) {
+			p = &zero
+		}
+		var h reclaim.Hist
+		for b := range h {
+			h[b] = c.Hist[b] - p.Hist[b]
+		}
 		index[c.Path] = len(rows)
-		rows = append(rows, Row{Path: c.Path, Depth: c.Depth, Parent: parentIndex(index, c.Path),
-			Reclaims: float64(d.Count) / secs, Stall: float64(d.DelayNS) / 1e9 / secs, Pages: float64(d.Reclaimed) / secs})
+		rows = append(rows, Row{Path: c.Path, Depth: monitor.Depth(c.Path), Parent: parentIndex(index, c.Path),
+			Reclaims: float64(c.Count-p.Count) / secs, Stall: float64(c.DelayNS-p.DelayNS) / 1e9 / secs,
+			Pages: float64(c.Reclaimed-p.Reclaimed) / secs, P99: float64(h.Quantile(0.99)) / 1e9})
 	}
 	return rows
 }
 
-// delta is cur - prev, or cur when a counter went backwards (the maps were
-// reloaded, or the id was reused).
-func delta(prev, cur monitor.Counters) monitor.Counters {
+// wentBack says a counter decreased: the maps were reloaded, or the id was
+// reused. The cgroup then counts from zero.
+func wentBack(prev, cur *monitor.Cgroup) bool {
 	if cur.Count < prev.Count || cur.DelayNS < prev.DelayNS || cur.Reclaimed < prev.Reclaimed {
-		return cur
+		return true
 	}
-	return monitor.Counters{DelayNS: cur.DelayNS - prev.DelayNS, Count: cur.Count - prev.Count, Reclaimed: cur.Reclaimed - prev.Reclaimed}
+	for b := range cur.Hist {
+		if cur.Hist[b] < prev.Hist[b] {
+			return true
+		}
+	}
+	return false
 }
 
 // parentIndex finds the closest shown ancestor: with --match, a parent may
