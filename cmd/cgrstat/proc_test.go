@@ -54,7 +54,13 @@ type proc struct {
 // test did not stop it.
 func startCLI(t *testing.T, args ...string) *proc {
 	t.Helper()
-	p := &proc{cmd: exec.Command(cliExe(t), args...), stderr: &lockedBuffer{}, done: make(chan struct{})}
+	return startCLIWith(t, cliExe(t), args...)
+}
+
+// startCLIWith starts a program that runs cgrstat (setpriv, for one).
+func startCLIWith(t *testing.T, exe string, args ...string) *proc {
+	t.Helper()
+	p := &proc{cmd: exec.Command(exe, args...), stderr: &lockedBuffer{}, done: make(chan struct{})}
 	p.cmd.Env = append(os.Environ(), cliEnv+"=1")
 	p.cmd.Stderr = p.stderr
 	if err := p.cmd.Start(); err != nil {

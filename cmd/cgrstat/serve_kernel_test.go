@@ -322,3 +322,45 @@ func perCgroup(body string) string {
 	}
 	return strings.Join(keep, "\n")
 }
+
+// TestKernelServeUnitCapabilities runs serve as the unit does, as root with
+// only the unit's CapabilityBoundingSet (setpriv): it loads, answers a
+// scrape with every cgroup, and unloads on SIGTERM. Without one of those
+// capabilities, loading fails.
+func TestKernelServeUnitCapabilities(t *testing.T) {
+	setpriv := needTool(t, "setpriv")
+	l := newLab(t)
+	caps := unitCapabilities(t)
+	bounding := "-all"
+	for _, c := range caps {
+		bounding += ",+" + strings.ToLower(strings.TrimPrefix(c, "CAP_"))
+	}
+	serve := func(bounding string) *proc {
+		return startCLIWith(t, setpriv, "--bounding-set="+bounding, "--inh-caps=-all", "--",
+			cliExe(t), "serve", "--pin-path", l.pinPath, "--web.listen-address=127.0.0.1:0", "--depth=1")
+	}
+	srv := serve(bounding)
+	body := scrape(t, srv.serveAddr(t))
+	if !strings.Contains(body, `cgrstat_reclaim_max_seconds{cgroup="/"}`) {
+		t.Errorf("serve with %v: no series for the root cgroup", caps)
+	}
+	if code := srv.stop(t); code != 0 {
+		t.Errorf("serve with %v exited %d:\n%s", caps, code, srv.stderr)
+	}
+	if _, err := os.Stat(l.pinPath); err == nil {
+		t.Errorf("serve with %v left %s behind", caps, l.pinPath)
+	}
+	for i := range caps { // each capability is needed
+		less := "-all"
+		for j, c := range caps {
+			if j != i {
+				less += ",+" + strings.ToLower(strings.TrimPrefix(c, "CAP_"))
+			}
+		}
+		srv := serve(less)
+		<-srv.done
+		if srv.cmd.ProcessState.ExitCode() == 0 {
+			t.Errorf("serve without %s started: the unit grants a capability it does not need", caps[i])
+		}
+	}
+}
