@@ -21,9 +21,6 @@ func newLoadCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if err := needRoot(); err != nil {
-				return err
-			}
 			h, err := g.hierarchy()
 			if err != nil {
 				return err

@@ -5,7 +5,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/cgrstat/cgrstat/internal/exitcode"
 	"github.com/cgrstat/cgrstat/pkg/cgroup"
 	"github.com/cgrstat/cgrstat/pkg/loader"
 )
@@ -26,15 +25,14 @@ func (f *loadFlags) register(cmd *cobra.Command) {
 func (f *loadFlags) check() (loader.Mode, error) {
 	mode, err := loader.ParseMode(f.flush)
 	if err != nil {
-		return "", exitcode.UsageErr(err)
+		return "", usage(err)
 	}
 	if f.maxCgroups == 0 {
-		return "", exitcode.UsageErr(errors.New("--max-cgroups must be at least 1"))
+		return "", usage(errors.New("--max-cgroups must be at least 1"))
 	}
 	return mode, nil
 }
 
 func (f *loadFlags) options(g *globals, h *cgroup.Hierarchy, mode loader.Mode) loader.Options {
-	return loader.Options{PinPath: g.pinPath, MaxCgroups: f.maxCgroups, Flush: mode,
-		CgroupVersion: h.Version, MemcgV1Hierarchy: h.V1ID, CgroupRoot: h.Mount}
+	return g.loadOptions(h, mode, f.maxCgroups)
 }

@@ -6,7 +6,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/cgrstat/cgrstat/internal/exitcode"
 	"github.com/cgrstat/cgrstat/pkg/loader"
 	"github.com/cgrstat/cgrstat/pkg/monitor"
 )
@@ -30,7 +29,7 @@ func (f *monitorFlags) filter() (monitor.Filter, error) {
 	if f.match != "" {
 		re, err := regexp.Compile(f.match)
 		if err != nil {
-			return flt, exitcode.UsageErr(fmt.Errorf("--match: %w", err))
+			return flt, usage(fmt.Errorf("--match: %w", err))
 		}
 		flt.Match = re
 	}
@@ -49,9 +48,6 @@ type session struct {
 func (f *monitorFlags) openSession(g *globals, args []string) (*session, error) {
 	mode, err := f.load.check()
 	if err != nil {
-		return nil, err
-	}
-	if err := needRoot(); err != nil {
 		return nil, err
 	}
 	if len(args) == 0 {

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/cgrstat/cgrstat/internal/exitcode"
 	"github.com/cgrstat/cgrstat/pkg/pin"
 	"github.com/spf13/cobra"
 
@@ -28,9 +27,6 @@ global direct reclaim, not in DELAY; FORCED is the memory-cgroup reclaim that
 the limits of the cgroup's subtree made tasks stall in, wherever they ran.
 --hist draws each cgroup's latency distribution instead.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := needRoot(); err != nil {
-				return err
-			}
 			p, err := g.open()
 			if err != nil {
 				return err
@@ -88,7 +84,7 @@ func defaultReadArgs(g *globals, all bool) ([]string, error) {
 		return nil, err
 	}
 	if len(rels) == 0 {
-		return nil, exitcode.UsageErr(errors.New("no stat files are pinned: give CGROUP arguments or --all"))
+		return nil, usage(errors.New("no stat files are pinned: give CGROUP arguments or --all"))
 	}
 	return rels, nil
 }

@@ -12,7 +12,6 @@ import (
 	"github.com/prometheus/exporter-toolkit/web"
 	"github.com/spf13/cobra"
 
-	"github.com/cgrstat/cgrstat/internal/exitcode"
 	"github.com/cgrstat/cgrstat/pkg/exporter"
 )
 
@@ -51,7 +50,7 @@ the exporter-toolkit web configuration file (--web.config.file).`,
 			}
 			if webConfig != "" {
 				if err := web.Validate(webConfig); err != nil {
-					return exitcode.UsageErr(fmt.Errorf("--web.config.file: %w", err))
+					return usage(fmt.Errorf("--web.config.file: %w", err))
 				}
 			}
 			s, err := mf.openSession(g, args)
@@ -118,7 +117,7 @@ func listenAll(addrs []string) ([]net.Listener, error) {
 			for _, open := range ls {
 				open.Close()
 			}
-			return nil, exitcode.UsageErr(fmt.Errorf("--web.listen-address: %w", err))
+			return nil, usage(fmt.Errorf("--web.listen-address: %w", err))
 		}
 		ls = append(ls, l)
 	}

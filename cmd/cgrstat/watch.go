@@ -13,7 +13,6 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
-	"github.com/cgrstat/cgrstat/internal/exitcode"
 	"github.com/cgrstat/cgrstat/pkg/monitor"
 	"github.com/cgrstat/cgrstat/pkg/watch"
 )
@@ -45,10 +44,10 @@ on exit only what it loaded.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			key, err := watch.ParseKey(sortKey)
 			if err != nil {
-				return exitcode.UsageErr(fmt.Errorf("--sort: %w", err))
+				return usage(fmt.Errorf("--sort: %w", err))
 			}
 			if interval <= 0 || count < 0 {
-				return exitcode.UsageErr(errors.New("--interval must be positive and --count at least 0"))
+				return usage(errors.New("--interval must be positive and --count at least 0"))
 			}
 			filter, err := mf.filter()
 			if err != nil {

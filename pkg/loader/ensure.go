@@ -3,9 +3,10 @@ package loader
 import (
 	"errors"
 	"fmt"
-
-	"github.com/cgrstat/cgrstat/internal/exitcode"
 )
+
+// ErrOtherMode: the pin path holds a load in another flush mode than asked for.
+var ErrOtherMode = errors.New("loaded in another flush mode")
 
 // Ensure opens the load at opts.PinPath, loading first if nothing is loaded
 // there. loaded says whether it did, so that the caller unloads only what it
@@ -17,8 +18,8 @@ func Ensure(opts Options) (p *Pinned, loaded bool, err error) {
 		return nil, false, err
 	}
 	if !loaded && opts.Flush != Auto && opts.Flush != "" && rec.Flush != opts.Flush {
-		return nil, false, exitcode.UsageErr(fmt.Errorf("already loaded at %s with flush mode %s, not %s: unload first, or use another --pin-path",
-			opts.PinPath, rec.Flush, opts.Flush))
+		return nil, false, fmt.Errorf("%w: at %s with flush mode %s, not %s: unload first, or use another --pin-path",
+			ErrOtherMode, opts.PinPath, rec.Flush, opts.Flush)
 	}
 	p, err = Open(opts.PinPath)
 	if err != nil && loaded {
