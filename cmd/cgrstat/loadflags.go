@@ -19,6 +19,8 @@ type loadFlags struct {
 func (f *loadFlags) register(cmd *cobra.Command) {
 	cmd.Flags().Uint32Var(&f.maxCgroups, "max-cgroups", loader.DefaultMaxCgroups, "how many cgroups the maps can track (when loading)")
 	cmd.Flags().StringVar(&f.flush, "flush", string(loader.Auto), "flush mode when loading: auto, fentry, kprobe or walk")
+	_ = cmd.RegisterFlagCompletionFunc("flush", cobra.FixedCompletions(
+		[]string{string(loader.Auto), string(loader.Fentry), string(loader.Kprobe), string(loader.Walk)}, cobra.ShellCompDirectiveNoFileComp))
 }
 
 // check validates the flags before anything touches the kernel.

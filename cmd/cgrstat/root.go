@@ -46,7 +46,7 @@ Typical use:
 	root.PersistentFlags().StringVar(&g.cgroupRoot, "cgroup-root", "", "mount point of the memory cgroup hierarchy (default: found in /proc/self/mountinfo)")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usage(err) })
 	root.AddCommand(newLoadCmd(g), newUnloadCmd(g), newStatusCmd(g), newPinCmd(g), newUnpinCmd(g), newReadCmd(g),
-		newHierarchyCmd(g), newStressCmd(g), newCheckCmd(g), newServeCmd(g), newWatchCmd(g), newStressChildCmd())
+		newHierarchyCmd(g), newStressCmd(g), newCheckCmd(g), newServeCmd(g), newWatchCmd(g), newManCmd(), newStressChildCmd())
 	return root
 }
 

@@ -72,6 +72,11 @@ on exit only what it loaded.`,
 	cmd.Flags().IntVar(&count, "count", 0, "stop after this many frames (0: until q, Ctrl-C or a signal)")
 	cmd.Flags().StringVar(&sortKey, "sort", string(watch.ByStall), "sort key: stall, reclaims, pages, p99 or path")
 	cmd.Flags().BoolVar(&flat, "flat", false, "a flat list instead of a tree")
+	keys := make([]string, len(watch.Keys))
+	for i, k := range watch.Keys {
+		keys[i] = string(k)
+	}
+	_ = cmd.RegisterFlagCompletionFunc("sort", cobra.FixedCompletions(keys, cobra.ShellCompDirectiveNoFileComp))
 	return cmd
 }
 
