@@ -107,7 +107,7 @@ func exportedOnce(t *testing.T, l *lab, args ...string) map[string]bool {
 	return got
 }
 
-var cgroupSeries = regexp.MustCompile(`(?m)^cgrstat_\w+\{cgroup="([^"]*)"`)
+var cgroupSeries = regexp.MustCompile(`(?m)^cgrstat_\w+\{(?:\w+="[^"]*",)*cgroup="([^"]*)"`)
 
 // exported is the set of cgroups a scrape has any series for.
 func exported(body string) map[string]bool {

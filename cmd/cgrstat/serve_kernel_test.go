@@ -83,20 +83,28 @@ func series(name, cgroup string, more ...string) string {
 }
 
 // expectedSeries is what serve must export for stats, computed from
-// read --json's numbers: counters by cause, forced, maximum, and the
-// histogram, whose buckets are the sums of the kernel buckets entirely at
-// or below each bound.
+// read --json's numbers: counts by cause always; time and pages of a cause,
+// forced reclaim, the maximum and the histogram once there was such a
+// reclaim. A histogram bucket is the sum of the kernel buckets entirely at
+// or below its bound.
 func expectedSeries(stats []reclaim.Stat) map[string]float64 {
 	want := map[string]float64{}
 	sec := func(ns uint64) float64 { return float64(ns) / 1e9 }
 	for _, s := range stats {
 		for c := reclaim.Cause(0); c < reclaim.NrCauses; c++ {
-			want[series("cgrstat_reclaim_seconds_total", s.Path, "cause", c.String())] = sec(s.Causes[c].DelayNS)
 			want[series("cgrstat_reclaims_total", s.Path, "cause", c.String())] = float64(s.Causes[c].Count)
-			want[series("cgrstat_reclaimed_pages_total", s.Path, "cause", c.String())] = float64(s.Causes[c].Reclaimed)
+			if s.Causes[c].Count > 0 {
+				want[series("cgrstat_reclaim_seconds_total", s.Path, "cause", c.String())] = sec(s.Causes[c].DelayNS)
+				want[series("cgrstat_reclaimed_pages_total", s.Path, "cause", c.String())] = float64(s.Causes[c].Reclaimed)
+			}
 		}
-		want[series("cgrstat_forced_reclaim_seconds_total", s.Path)] = sec(s.Forced.DelayNS)
-		want[series("cgrstat_forced_reclaims_total", s.Path)] = float64(s.Forced.Count)
+		if s.Forced.Count > 0 {
+			want[series("cgrstat_forced_reclaim_seconds_total", s.Path)] = sec(s.Forced.DelayNS)
+			want[series("cgrstat_forced_reclaims_total", s.Path)] = float64(s.Forced.Count)
+		}
+		if s.Count == 0 {
+			continue
+		}
 		want[series("cgrstat_reclaim_max_seconds", s.Path)] = sec(s.MaxNS)
 		want[series("cgrstat_reclaim_duration_seconds_sum", s.Path)] = sec(s.DelayNS)
 		want[series("cgrstat_reclaim_duration_seconds_count", s.Path)] = float64(s.Hist.Total())
@@ -274,7 +282,7 @@ func tryScrape(addr string) (string, error) {
 func assertHelp(t *testing.T, addr string) {
 	t.Helper()
 	body := scrape(t, addr)
-	for _, name := range []string{"cgrstat_reclaim_seconds_total", "cgrstat_reclaims_total", "cgrstat_reclaimed_pages_total"} {
+	for _, name := range []string{"cgrstat_reclaims_total", "cgrstat_reclaim_duration_seconds", "cgrstat_reclaim_max_seconds"} {
 		if !strings.Contains(body, "# HELP "+name+" ") || !strings.Contains(body, "do not sum a parent with its children") {
 			t.Errorf("%s: HELP does not warn against summing a parent with its children", name)
 		}
@@ -341,7 +349,7 @@ func TestKernelServeUnitCapabilities(t *testing.T) {
 	}
 	srv := serve(bounding)
 	body := scrape(t, srv.serveAddr(t))
-	if !strings.Contains(body, `cgrstat_reclaim_max_seconds{cgroup="/"}`) {
+	if !strings.Contains(body, `cgrstat_reclaims_total{cause="limit",cgroup="/"}`) {
 		t.Errorf("serve with %v: no series for the root cgroup", caps)
 	}
 	if code := srv.stop(t); code != 0 {

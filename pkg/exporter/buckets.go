@@ -28,19 +28,19 @@ func exportedBounds() (secs []float64, firstAbove []int) {
 	return secs, firstAbove
 }
 
-// cumulative turns a histogram into Prometheus' cumulative buckets.
-func cumulative(h *reclaim.Hist) (count uint64, buckets map[float64]uint64) {
-	buckets = make(map[float64]uint64, len(bounds))
-	var below uint64
+// cumulative turns a histogram into Prometheus' cumulative buckets, one
+// per bound.
+func cumulative(h *reclaim.Hist) (count uint64, buckets []uint64) {
+	buckets = make([]uint64, len(bounds))
 	next := 0
-	for j, le := range bounds {
+	for j := range bounds {
 		for ; next < boundBucket[j]; next++ {
-			below += h[next]
+			count += h[next]
 		}
-		buckets[le] = below
+		buckets[j] = count
 	}
 	for ; next < reclaim.NrBuckets; next++ {
-		below += h[next]
+		count += h[next]
 	}
-	return below, buckets
+	return count, buckets
 }

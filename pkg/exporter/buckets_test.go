@@ -30,15 +30,15 @@ func TestCumulative(t *testing.T) {
 	if count != h.Total() {
 		t.Errorf("count %d, want %d", count, h.Total())
 	}
-	for _, le := range bounds {
+	for j, le := range bounds {
 		var want uint64
 		for i := range h {
 			if _, hi := reclaim.BucketBounds(i); float64(hi)/1e9 <= le {
 				want += h[i]
 			}
 		}
-		if got[le] != want {
-			t.Errorf("le=%g: %d, want %d", le, got[le], want)
+		if got[j] != want {
+			t.Errorf("le=%g: %d, want %d", le, got[j], want)
 		}
 	}
 	var empty reclaim.Hist
