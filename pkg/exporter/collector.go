@@ -65,7 +65,7 @@ var (
 	flushMode = newFamily("flush_mode_info",
 		"How the collectors' per-CPU readings are folded up the tree: fentry or kprobe (rstat) or walk (the reader walks the subtree).",
 		gaugeType, "mode")
-	mapEntries = newFamily("map_entries", "Cgroups tracked in a per-cgroup BPF map.", gaugeType, "map")
+	mapEntries  = newFamily("map_entries", "Cgroups tracked in a per-cgroup BPF map.", gaugeType, "map")
 	mapCapacity = newFamily("map_capacity_entries",
 		"How many cgroups a per-cgroup BPF map can track (load --max-cgroups).", gaugeType, "map")
 	lostUpdates = newFamily("lost_updates_total",
@@ -73,7 +73,7 @@ var (
 		counterType, "kind")
 	cgroups = newFamily("cgroups",
 		"Cgroups in the served subtree at this scrape, exported or not (see --depth, --match).", gaugeType)
-	exported = newFamily("exported_cgroups", "Cgroups exported at this scrape.", gaugeType)
+	exported      = newFamily("exported_cgroups", "Cgroups exported at this scrape.", gaugeType)
 	scrapeSeconds = newFamily("scrape_duration_seconds",
 		"Time this scrape took to flush the subtree and read the maps.", gaugeType)
 )
