@@ -48,3 +48,21 @@ func TestCompletion(t *testing.T) {
 		t.Errorf("serve --flush does not complete walk:\n%s", out)
 	}
 }
+
+// TestMonitorUsageErrors: serve and watch refuse bad input in one line,
+// before loading anything.
+func TestMonitorUsageErrors(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: without it every command stops at the root check first")
+	}
+	pin := "--pin-path=/sys/fs/bpf/cgrstat-test-never-made"
+	wantUsage(t, "--match", "serve", "--match", "(", pin)
+	wantUsage(t, "--web.config.file", "serve", "--web.config.file", "/nonexistent/web.yml", pin)
+	wantUsage(t, "--web.listen-address", "serve", "--web.listen-address", "256.0.0.1:1", pin)
+	wantUsage(t, "unknown sort key", "watch", "--sort", "cpu", pin)
+	wantUsage(t, "--interval must be positive", "watch", "--interval", "0s", pin)
+	wantUsage(t, "unknown flush mode", "watch", "--flush", "sometimes", pin)
+	if _, err := os.Stat("/sys/fs/bpf/cgrstat-test-never-made"); err == nil {
+		t.Error("a refused serve or watch left its pin path")
+	}
+}

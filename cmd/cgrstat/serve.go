@@ -53,14 +53,22 @@ the exporter-toolkit web configuration file (--web.config.file).`,
 					return usage(fmt.Errorf("--web.config.file: %w", err))
 				}
 			}
+			// Listen first: a busy port is refused before anything is loaded.
+			listeners, err := listenAll(listen)
+			if err != nil {
+				return err
+			}
 			s, err := mf.openSession(g, args)
 			if err != nil {
+				closeAll(listeners)
 				return err
 			}
 			logger := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
 			handler, err := exporter.Handler(exporter.New(s.src, filter), logger)
 			if err == nil {
-				err = serve(cmd.Context(), handler, listen, webConfig, logger)
+				err = serve(cmd.Context(), handler, listeners, listen, webConfig, logger)
+			} else {
+				closeAll(listeners)
 			}
 			return errors.Join(err, s.close())
 		},
@@ -72,17 +80,14 @@ the exporter-toolkit web configuration file (--web.config.file).`,
 }
 
 // serve answers scrapes until ctx ends, then shuts down gracefully.
-func serve(ctx context.Context, metrics http.Handler, addrs []string, webConfig string, logger *slog.Logger) error {
-	listeners, err := listenAll(addrs)
-	if err != nil {
-		return err
-	}
+func serve(ctx context.Context, metrics http.Handler, listeners []net.Listener, addrs []string, webConfig string, logger *slog.Logger) error {
 	landing, err := web.NewLandingPage(web.LandingConfig{
 		Name:        "cgrstat",
 		Description: "Memory-cgroup reclaim latency, per cgroup, aggregated up the tree",
 		Links:       []web.LandingLinks{{Address: "/metrics", Text: "Metrics"}},
 	})
 	if err != nil {
+		closeAll(listeners)
 		return err
 	}
 	mux := http.NewServeMux()
@@ -114,12 +119,16 @@ func listenAll(addrs []string) ([]net.Listener, error) {
 	for _, a := range addrs {
 		l, err := net.Listen("tcp", a)
 		if err != nil {
-			for _, open := range ls {
-				open.Close()
-			}
+			closeAll(ls)
 			return nil, usage(fmt.Errorf("--web.listen-address: %w", err))
 		}
 		ls = append(ls, l)
 	}
 	return ls, nil
+}
+
+func closeAll(ls []net.Listener) {
+	for _, l := range ls {
+		l.Close()
+	}
 }

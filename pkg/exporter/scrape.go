@@ -5,6 +5,7 @@ import (
 
 	"github.com/cgrstat/cgrstat/pkg/loader"
 	"github.com/cgrstat/cgrstat/pkg/monitor"
+	"github.com/cgrstat/cgrstat/pkg/reclaim"
 )
 
 // scrape collects one snapshot's metrics by family.
@@ -44,11 +45,36 @@ func labels(f *family, values ...string) []*dto.LabelPair {
 }
 
 func (s *scrape) counter(f *family, v float64, labelValues ...string) {
-	s.add(f, &dto.Metric{Label: labels(f, labelValues...), Counter: &dto.Counter{Value: &v}})
+	s.counterWith(f, v, labels(f, labelValues...))
 }
 
 func (s *scrape) gauge(f *family, v float64, labelValues ...string) {
-	s.add(f, &dto.Metric{Label: labels(f, labelValues...), Gauge: &dto.Gauge{Value: &v}})
+	s.gaugeWith(f, v, labels(f, labelValues...))
+}
+
+// counterWith and gaugeWith take label pairs that several series share:
+// the encoder only reads them, and at 10,000 cgroups allocations are most
+// of a scrape's cost.
+func (s *scrape) counterWith(f *family, v float64, l []*dto.LabelPair) {
+	s.add(f, &dto.Metric{Label: l, Counter: &dto.Counter{Value: &v}})
+}
+
+func (s *scrape) gaugeWith(f *family, v float64, l []*dto.LabelPair) {
+	s.add(f, &dto.Metric{Label: l, Gauge: &dto.Gauge{Value: &v}})
+}
+
+var (
+	cgroupName = "cgroup"
+	causeName  = "cause"
+	causeNames [reclaim.NrCauses]string
+	causeLabel [reclaim.NrCauses]*dto.LabelPair // shared by every cgroup's series
+)
+
+func init() {
+	for i, c := range monitor.Causes {
+		causeNames[i] = c.String()
+		causeLabel[i] = &dto.LabelPair{Name: &causeName, Value: &causeNames[i]}
+	}
 }
 
 // cgroup adds a cgroup's series. Its reclaim counts by cause are always
@@ -60,22 +86,24 @@ func (s *scrape) gauge(f *family, v float64, labelValues ...string) {
 // 10,000 cgroups cheap (BENCHMARKS.md). Nothing is lost: those series
 // would all be 0.
 func (s *scrape) cgroup(cg *monitor.Cgroup) {
-	for _, cause := range monitor.Causes {
+	path := &dto.LabelPair{Name: &cgroupName, Value: &cg.Path}
+	only := []*dto.LabelPair{path}
+	for i, cause := range monitor.Causes {
 		c := cg.Causes[cause]
-		name := cause.String()
-		s.counter(reclaims, float64(c.Count), name, cg.Path)
+		both := []*dto.LabelPair{causeLabel[i], path}
+		s.counterWith(reclaims, float64(c.Count), both)
 		if c.Count > 0 {
-			s.counter(reclaimSeconds, seconds(c.DelayNS), name, cg.Path)
-			s.counter(reclaimedPages, float64(c.Reclaimed), name, cg.Path)
+			s.counterWith(reclaimSeconds, seconds(c.DelayNS), both)
+			s.counterWith(reclaimedPages, float64(c.Reclaimed), both)
 		}
 	}
 	if cg.Forced.Count > 0 {
-		s.counter(forcedSeconds, seconds(cg.Forced.DelayNS), cg.Path)
-		s.counter(forcedReclaims, float64(cg.Forced.Count), cg.Path)
+		s.counterWith(forcedSeconds, seconds(cg.Forced.DelayNS), only)
+		s.counterWith(forcedReclaims, float64(cg.Forced.Count), only)
 	}
 	if cg.Count > 0 {
-		s.gauge(maxSeconds, seconds(cg.MaxNS), cg.Path)
-		s.add(duration, &dto.Metric{Label: labels(duration, cg.Path), Histogram: histogram(cg)})
+		s.gaugeWith(maxSeconds, seconds(cg.MaxNS), only)
+		s.add(duration, &dto.Metric{Label: only, Histogram: histogram(cg)})
 	}
 }
 
