@@ -51,8 +51,9 @@ func TestKernelWatchBatch(t *testing.T) {
 
 // TestKernelWatchTmux drives the interactive view in a real terminal
 // (tmux): while hot/h1 and hot/h2 reclaim, a frame shows the hot subtree
-// first with non-zero rates and cold after it; q exits 0 and leaves the
-// terminal as it found it (cooked mode, main screen, cursor shown).
+// first with non-zero rates and cold after it; q, and in a second run
+// Ctrl-C, exit 0 and leave the terminal as they found it (cooked mode, main
+// screen, cursor shown).
 func TestKernelWatchTmux(t *testing.T) {
 	tmux := needTool(t, "tmux")
 	l := newLab(t)
@@ -65,57 +66,94 @@ func TestKernelWatchTmux(t *testing.T) {
 	stop := stressLoop(t, topc.Child("hot/h1").Rel, topc.Child("hot/h2").Rel)
 	defer stop()
 
-	dir := t.TempDir()
-	exitFile, sttyFile := filepath.Join(dir, "exit"), filepath.Join(dir, "stty")
-	script := fmt.Sprintf("%s=1 %s watch %s --depth=-1 --interval=500ms --pin-path %s; echo $? > %s; stty -a > %s; sleep 60",
-		cliEnv, cliExe(t), topc.Rel, l.pinPath, exitFile, sttyFile)
-	tm := func(args ...string) string {
-		out, err := exec.Command(tmux, append([]string{"-L", fmt.Sprintf("cgrstat-test-%d", os.Getpid())}, args...)...).CombinedOutput()
-		if err != nil {
-			t.Fatalf("tmux %v: %v: %s", args, err, out)
+	tm := &tmuxServer{t: t, bin: tmux, socket: fmt.Sprintf("cgrstat-test-%d", os.Getpid())}
+	t.Cleanup(tm.kill)
+	for _, quit := range []string{"q", "C-c"} {
+		// q and Ctrl-C each end a watch of their own.
+		win := tm.watch(topc.Rel, l.pinPath)
+		frame := win.waitFrame(func(f string) bool { return hotFirst(f, topc.Rel) })
+		t.Logf("frame:\n%s", frame)
+		if tm.run("display", "-p", "-t", win.name, "#{alternate_on}") != "1\n" {
+			t.Errorf("watch does not draw on the alternate screen")
 		}
-		return string(out)
+		tm.run("send-keys", "-t", win.name, quit)
+		win.assertRestored(quit)
+		if _, err := os.Stat(l.pinPath); err == nil {
+			t.Errorf("watch loaded the collectors but left %s behind", l.pinPath)
+		}
 	}
-	tm("new-session", "-d", "-s", "watch", "-x", "200", "-y", "30", "sh", "-c", script)
-	t.Cleanup(func() { _ = exec.Command(tmux, "-L", fmt.Sprintf("cgrstat-test-%d", os.Getpid()), "kill-server").Run() })
+}
 
-	var frame string
+// tmuxServer is a tmux server of the test's own (its own socket).
+type tmuxServer struct {
+	t           *testing.T
+	bin, socket string
+	n           int
+}
+
+func (tm *tmuxServer) run(args ...string) string {
+	tm.t.Helper()
+	out, err := exec.Command(tm.bin, append([]string{"-L", tm.socket}, args...)...).CombinedOutput()
+	if err != nil {
+		tm.t.Fatalf("tmux %v: %v: %s", args, err, out)
+	}
+	return string(out)
+}
+
+func (tm *tmuxServer) kill() { _ = exec.Command(tm.bin, "-L", tm.socket, "kill-server").Run() }
+
+// window is one watch in a 200x30 terminal. After watch exits, the shell
+// records its status and the terminal's modes, and the window stays.
+type window struct {
+	tm                 *tmuxServer
+	name               string
+	exitFile, sttyFile string
+}
+
+func (tm *tmuxServer) watch(top, pinPath string) *window {
+	tm.n++
+	dir := tm.t.TempDir()
+	w := &window{tm: tm, name: fmt.Sprintf("watch%d", tm.n), exitFile: filepath.Join(dir, "exit"), sttyFile: filepath.Join(dir, "stty")}
+	script := fmt.Sprintf("%s=1 %s watch %s --depth=-1 --interval=500ms --pin-path %s; echo $? > %s; stty -a > %s; sleep 60",
+		cliEnv, cliExe(tm.t), top, pinPath, w.exitFile, w.sttyFile)
+	tm.run("new-session", "-d", "-s", w.name, "-x", "200", "-y", "30", "sh", "-c", script)
+	return w
+}
+
+// waitFrame polls the screen until ok accepts it.
+func (w *window) waitFrame(ok func(string) bool) string {
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		frame = tm("capture-pane", "-p", "-t", "watch")
-		if hotFirst(frame, topc.Rel) {
-			break
+		frame := w.tm.run("capture-pane", "-p", "-t", w.name)
+		if ok(frame) {
+			return frame
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("no frame within 30s shows the hot subtree first with non-zero rates; last:\n%s", frame)
+			w.tm.t.Fatalf("no frame within 30s shows the hot subtree first with non-zero rates; last:\n%s", frame)
 		}
 		time.Sleep(300 * time.Millisecond)
 	}
-	t.Logf("frame:\n%s", frame)
-	if tm("display", "-p", "-t", "watch", "#{alternate_on}") != "1\n" {
-		t.Errorf("watch does not draw on the alternate screen")
-	}
+}
 
-	tm("send-keys", "-t", "watch", "q")
-	code := waitFile(t, exitFile)
-	if code != "0" {
-		t.Errorf("q: exit status %s, want 0", code)
+// assertRestored: watch exited 0, the terminal is back in cooked mode with
+// echo and signals, on the main screen with the cursor shown.
+func (w *window) assertRestored(key string) {
+	t := w.tm.t
+	if code := waitFile(t, w.exitFile); code != "0" {
+		t.Errorf("%s: exit status %s, want 0", key, code)
 	}
-	stty := waitFile(t, sttyFile)
+	stty := waitFile(t, w.sttyFile)
 	modes := map[string]bool{}
 	for _, f := range strings.Fields(stty) {
 		modes[f] = true
 	}
 	for _, mode := range []string{"icanon", "echo", "isig"} {
 		if !modes[mode] {
-			t.Errorf("terminal not restored: %s is off after q:\n%s", mode, stty)
+			t.Errorf("terminal not restored: %s is off after %s:\n%s", mode, key, stty)
 		}
 	}
-	if got := tm("display", "-p", "-t", "watch", "#{alternate_on} #{cursor_flag}"); got != "0 1\n" {
-		t.Errorf("after q: alternate screen, cursor shown = %q, want \"0 1\"", got)
-	}
-	if _, err := os.Stat(l.pinPath); err == nil {
-		t.Errorf("watch loaded the collectors but left %s behind", l.pinPath)
+	if got := w.tm.run("display", "-p", "-t", w.name, "#{alternate_on} #{cursor_flag}"); got != "0 1\n" {
+		t.Errorf("after %s: alternate screen, cursor shown = %q, want \"0 1\"", key, got)
 	}
 }
 
