@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -83,9 +84,9 @@ func series(name, cgroup string, more ...string) string {
 }
 
 // expectedSeries is what serve must export for stats, computed from
-// read --json's numbers: counts by cause always; time and pages of a cause,
-// forced reclaim, the maximum and the histogram once there was such a
-// reclaim. A histogram bucket is the sum of the kernel buckets entirely at
+// read --json's numbers: counts by cause always; time, pages and
+// histogram of a cause, forced reclaim and the maximum once there was such
+// a reclaim. A histogram bucket is the sum of the kernel buckets entirely at
 // or below its bound.
 func expectedSeries(stats []reclaim.Stat) map[string]float64 {
 	want := map[string]float64{}
@@ -102,21 +103,30 @@ func expectedSeries(stats []reclaim.Stat) map[string]float64 {
 			want[series("cgrstat_forced_reclaim_seconds_total", s.Path)] = sec(s.Forced.DelayNS)
 			want[series("cgrstat_forced_reclaims_total", s.Path)] = float64(s.Forced.Count)
 		}
-		if s.Count == 0 {
-			continue
+		if s.Count > 0 {
+			want[series("cgrstat_memcg_reclaim_seconds_total", s.Path)] = sec(s.DelayNS)
+			want[series("cgrstat_memcg_reclaims_total", s.Path)] = float64(s.Count)
+			want[series("cgrstat_memcg_reclaimed_pages_total", s.Path)] = float64(s.Reclaimed)
+			want[series("cgrstat_reclaim_max_seconds", s.Path)] = sec(s.MaxNS)
 		}
-		want[series("cgrstat_reclaim_max_seconds", s.Path)] = sec(s.MaxNS)
-		want[series("cgrstat_reclaim_duration_seconds_sum", s.Path)] = sec(s.DelayNS)
-		want[series("cgrstat_reclaim_duration_seconds_count", s.Path)] = float64(s.Hist.Total())
-		want[series("cgrstat_reclaim_duration_seconds_bucket", s.Path, "le", "+Inf")] = float64(s.Hist.Total())
-		for e := 10; e <= 36; e += 2 {
-			var n uint64
-			for i, c := range s.Hist {
-				if _, hi := reclaim.BucketBounds(i); hi <= 1<<e {
-					n += c
-				}
+		for c := reclaim.Limit; c <= reclaim.Proactive; c++ {
+			if s.Causes[c].Count == 0 {
+				continue
 			}
-			want[series("cgrstat_reclaim_duration_seconds_bucket", s.Path, "le", leLabel(float64(uint64(1)<<e)/1e9))] = float64(n)
+			h := s.CauseHist(c)
+			cause := c.String()
+			want[series("cgrstat_reclaim_duration_seconds_sum", s.Path, "cause", cause)] = sec(s.Causes[c].DelayNS)
+			want[series("cgrstat_reclaim_duration_seconds_count", s.Path, "cause", cause)] = float64(h.Total())
+			want[series("cgrstat_reclaim_duration_seconds_bucket", s.Path, "cause", cause, "le", "+Inf")] = float64(h.Total())
+			for e := 10; e <= 36; e += 2 {
+				var n uint64
+				for i, k := range h {
+					if _, hi := reclaim.BucketBounds(i); hi <= 1<<e {
+						n += k
+					}
+				}
+				want[series("cgrstat_reclaim_duration_seconds_bucket", s.Path, "cause", cause, "le", leLabel(float64(uint64(1)<<e)/1e9))] = float64(n)
+			}
 		}
 	}
 	return want
@@ -282,10 +292,21 @@ func tryScrape(addr string) (string, error) {
 func assertHelp(t *testing.T, addr string) {
 	t.Helper()
 	body := scrape(t, addr)
-	for _, name := range []string{"cgrstat_reclaims_total", "cgrstat_reclaim_duration_seconds", "cgrstat_reclaim_max_seconds"} {
-		if !strings.Contains(body, "# HELP "+name+" ") || !strings.Contains(body, "do not sum a parent with its children") {
-			t.Errorf("%s: HELP does not warn against summing a parent with its children", name)
+	// Every family with a cgroup label (those present: some appear with
+	// their first reclaim) warns in its HELP.
+	helps := regexp.MustCompile(`(?m)^# HELP (cgrstat_\w+) (.*)$`).FindAllStringSubmatch(body, -1)
+	perCgroup := 0
+	for _, h := range helps {
+		if !regexp.MustCompile(`(?m)^` + h[1] + `(_bucket|_sum|_count)?\{[^}]*cgroup="`).MatchString(body) {
+			continue
 		}
+		perCgroup++
+		if !strings.Contains(h[2], "do not sum a parent with its children") {
+			t.Errorf("%s: HELP does not warn against summing a parent with its children", h[1])
+		}
+	}
+	if perCgroup < 2 {
+		t.Errorf("only %d per-cgroup families in the scrape", perCgroup)
 	}
 	for _, health := range []string{`cgrstat_flush_mode_info{mode=`, `cgrstat_map_entries{map="totals"}`,
 		`cgrstat_map_capacity_entries{map="pcpu_stats"}`, `cgrstat_lost_updates_total{kind="events"} 0`, "cgrstat_scrape_duration_seconds "} {

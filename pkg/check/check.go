@@ -77,7 +77,7 @@ func Run(ctx context.Context, opts Options) (rep *Report, err error) {
 	if err := rep.collect(p, t); err != nil {
 		return rep, err
 	}
-	rep.Invariants = Verify(t.Spec, rep.stats(), rep.Parent)
+	rep.Invariants = Verify(t.Spec, rep.stats(), rep.Parent, StressCause(t.H.Version))
 	rep.Pass = allPass(rep.Invariants)
 	if !rep.Pass {
 		return rep, ErrFailed

@@ -49,6 +49,15 @@ var (
 	reclaimedPages = newFamily("reclaimed_pages_total",
 		"Pages reclaimed, by cause (see cgrstat_reclaims_total); from the cause's first reclaim in the cgroup on."+hierarchical,
 		counterType, "cause", "cgroup")
+	memcgSeconds = newFamily("memcg_reclaim_seconds_total",
+		"Time tasks stalled in memory-cgroup reclaim (causes limit and proactive together): the stat file's total_vmscan_delay; from the cgroup's first such reclaim on."+hierarchical,
+		counterType, "cgroup")
+	memcgReclaims = newFamily("memcg_reclaims_total",
+		"Memory-cgroup reclaims (causes limit and proactive together): the stat file's vmscan_count; from the cgroup's first such reclaim on."+hierarchical,
+		counterType, "cgroup")
+	memcgPages = newFamily("memcg_reclaimed_pages_total",
+		"Pages reclaimed by memory-cgroup reclaim (causes limit and proactive together): the stat file's nr_reclaimed; from the cgroup's first such reclaim on."+hierarchical,
+		counterType, "cgroup")
 	forcedSeconds = newFamily("forced_reclaim_seconds_total",
 		"Time tasks anywhere stalled in memory-cgroup reclaim whose target (the cgroup whose limit was enforced) is this cgroup or below it; from the first such reclaim on."+hierarchical,
 		counterType, "cgroup")
@@ -56,8 +65,8 @@ var (
 		"Memory-cgroup reclaims whose target is this cgroup or below it; from the first such reclaim on."+hierarchical,
 		counterType, "cgroup")
 	duration = newFamily("reclaim_duration_seconds",
-		"Latency of memory-cgroup reclaims (causes limit and proactive); from the cgroup's first such reclaim on."+hierarchical,
-		histogramType, "cgroup")
+		"Latency of memory-cgroup reclaims, by cause (limit, proactive; direct reclaim has no distribution); from the cause's first reclaim in the cgroup on."+hierarchical,
+		histogramType, "cause", "cgroup")
 	maxSeconds = newFamily("reclaim_max_seconds",
 		"Longest memory-cgroup reclaim since the collectors were loaded; from the cgroup's first such reclaim on."+hierarchical,
 		gaugeType, "cgroup")

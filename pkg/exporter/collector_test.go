@@ -40,7 +40,7 @@ func syntheticActive(n, active int) *monitor.Snapshot {
 			continue
 		}
 		c := monitor.Cgroup{ID: uint64(i + 1), Path: p, DelayNS: 1e6, Count: 10, Reclaimed: 100, MaxNS: 5e5}
-		c.Hist[reclaim.BucketOf(1e5)] = 10
+		c.LimitHist[reclaim.BucketOf(1e5)] = 10
 		c.Causes[reclaim.Limit] = reclaim.Counters{DelayNS: 1e6, Count: 10, Reclaimed: 100}
 		snap.Cgroups = append(snap.Cgroups, c)
 	}
@@ -63,15 +63,16 @@ func scrapeOnce(t testing.TB, c *Collector) string {
 func TestCollectSeriesPerCgroup(t *testing.T) {
 	body := scrapeOnce(t, New(fixed{synthetic(11)}, monitor.Filter{Depth: -1}))
 	n := len(regexp.MustCompile(`cgroup="/top/c3"[,}]`).FindAllString(body, -1))
-	if n != 3+2+1+17 { // counts by cause; time and pages of limit; max; histogram
-		t.Errorf("%d series for a cgroup with limit reclaim, want 23", n)
+	if n != 3+2+3+1+17 { // counts by cause; time and pages of limit; memcg totals; max; histogram
+		t.Errorf("%d series for a cgroup with limit reclaim, want 26", n)
 	}
 	for _, want := range []string{
 		`cgrstat_reclaim_seconds_total{cause="limit",cgroup="/top/c3"} 0.001`,
 		`cgrstat_reclaims_total{cause="direct",cgroup="/top/c3"} 0`,
-		`cgrstat_reclaim_duration_seconds_bucket{cgroup="/top/c3",le="0.000262144"} 10`,
-		`cgrstat_reclaim_duration_seconds_bucket{cgroup="/top/c3",le="6.5536e-05"} 0`,
-		`cgrstat_reclaim_duration_seconds_count{cgroup="/top/c3"} 10`,
+		`cgrstat_reclaim_duration_seconds_bucket{cause="limit",cgroup="/top/c3",le="0.000262144"} 10`,
+		`cgrstat_reclaim_duration_seconds_bucket{cause="limit",cgroup="/top/c3",le="6.5536e-05"} 0`,
+		`cgrstat_reclaim_duration_seconds_count{cause="limit",cgroup="/top/c3"} 10`,
+		`cgrstat_memcg_reclaim_seconds_total{cgroup="/top/c3"} 0.001`,
 		`cgrstat_exported_cgroups 11`,
 	} {
 		if !strings.Contains(body, want+"\n") {

@@ -82,9 +82,9 @@ func init() {
 // first reclaim. The series that only describe reclaims (their time,
 // pages, latency histogram, maximum; forced reclaim) appear with the first
 // reclaim of their kind: a host has thousands of cgroups that never
-// reclaim, and 3 series for each instead of 29 is what keeps a scrape of
-// 10,000 cgroups cheap (BENCHMARKS.md). Nothing is lost: those series
-// would all be 0.
+// reclaim, and 3 series for each instead of up to 49 is what keeps a
+// scrape of 10,000 cgroups cheap (BENCHMARKS.md). Nothing is lost: those
+// series would all be 0.
 func (s *scrape) cgroup(cg *monitor.Cgroup) {
 	path := &dto.LabelPair{Name: &cgroupName, Value: &cg.Path}
 	only := []*dto.LabelPair{path}
@@ -92,9 +92,13 @@ func (s *scrape) cgroup(cg *monitor.Cgroup) {
 		c := cg.Causes[cause]
 		both := []*dto.LabelPair{causeLabel[i], path}
 		s.counterWith(reclaims, float64(c.Count), both)
-		if c.Count > 0 {
-			s.counterWith(reclaimSeconds, seconds(c.DelayNS), both)
-			s.counterWith(reclaimedPages, float64(c.Reclaimed), both)
+		if c.Count == 0 {
+			continue
+		}
+		s.counterWith(reclaimSeconds, seconds(c.DelayNS), both)
+		s.counterWith(reclaimedPages, float64(c.Reclaimed), both)
+		if h := cg.CauseHist(cause); h != nil {
+			s.add(duration, &dto.Metric{Label: both, Histogram: histogram(h, c.DelayNS)})
 		}
 	}
 	if cg.Forced.Count > 0 {
@@ -102,19 +106,22 @@ func (s *scrape) cgroup(cg *monitor.Cgroup) {
 		s.counterWith(forcedReclaims, float64(cg.Forced.Count), only)
 	}
 	if cg.Count > 0 {
+		s.counterWith(memcgSeconds, seconds(cg.DelayNS), only)
+		s.counterWith(memcgReclaims, float64(cg.Count), only)
+		s.counterWith(memcgPages, float64(cg.Reclaimed), only)
 		s.gaugeWith(maxSeconds, seconds(cg.MaxNS), only)
-		s.add(duration, &dto.Metric{Label: only, Histogram: histogram(cg)})
 	}
 }
 
-func histogram(cg *monitor.Cgroup) *dto.Histogram {
-	count, cum := cumulative(&cg.Hist)
-	sum := seconds(cg.DelayNS)
-	h := &dto.Histogram{SampleCount: &count, SampleSum: &sum, Bucket: make([]*dto.Bucket, len(bounds))}
+// histogram is one cause's latency distribution; sumNS is its total time.
+func histogram(h *reclaim.Hist, sumNS uint64) *dto.Histogram {
+	count, cum := cumulative(h)
+	sum := seconds(sumNS)
+	out := &dto.Histogram{SampleCount: &count, SampleSum: &sum, Bucket: make([]*dto.Bucket, len(bounds))}
 	for j := range bounds {
-		h.Bucket[j] = &dto.Bucket{CumulativeCount: &cum[j], UpperBound: &bounds[j]}
+		out.Bucket[j] = &dto.Bucket{CumulativeCount: &cum[j], UpperBound: &bounds[j]}
 	}
-	return h
+	return out
 }
 
 func seconds(ns uint64) float64 { return float64(ns) / 1e9 }

@@ -5,7 +5,6 @@ import (
 	"io"
 	"strconv"
 	"strings"
-	"unicode/utf8"
 
 	"github.com/cgrstat/cgrstat/pkg/reclaim"
 )
@@ -21,7 +20,7 @@ const minName = 16
 // PROACTIVE split DELAY by cause; DIRECT is global direct reclaim, outside
 // DELAY; FORCED is the memory-cgroup reclaim that this subtree's limits
 // (or memory.reclaim) made tasks stall in, wherever those tasks were.
-var readHeader = []any{"CGROUP", "RECLAIMS", "DELAY", "PAGES", "P50", "P90", "P99", "MAX",
+var readHeader = []string{"CGROUP", "RECLAIMS", "DELAY", "PAGES", "P50", "P90", "P99", "MAX",
 	"LIMIT", "PROACTIVE", "DIRECT", "FORCED"}
 
 // Table writes one row per cgroup: how badly (count, total delay, pages,
@@ -30,44 +29,30 @@ var readHeader = []any{"CGROUP", "RECLAIMS", "DELAY", "PAGES", "P50", "P90", "P9
 // /pods hits memory.max" is read off two rows of it. A cgroup below an
 // earlier row is indented under it by its relative name.
 func Table(w io.Writer, stats []reclaim.Stat) error {
-	rows := make([][]string, len(stats))
-	widths := make([]int, len(readHeader))
-	for i, s := range stats {
-		rows[i] = row(s)
-		for c, cell := range rows[i][1:] {
-			widths[c+1] = max(widths[c+1], utf8.RuneCountInString(cell))
-		}
+	t := newTable(readHeader...)
+	for i := range stats {
+		t.append(row(&stats[i])...)
 	}
 	room := MaxWidth
-	for c, h := range readHeader[1:] {
-		room -= max(widths[c+1], len(h.(string))) + 2 // a space either side
+	for _, w := range t.widths()[1:] {
+		room -= w + 2
 	}
-	names := treeNames(stats)
-	t := newTable(w, readHeader...)
-	for i, r := range rows {
-		r[0] = elide(names[i], max(room-2, minName))
-		if err := t.Append(r); err != nil {
-			return err
-		}
+	for i, name := range treeNames(stats) {
+		t.rows[i+1][0] = elide(name, max(room, minName))
 	}
-	return t.Render()
+	return t.write(w)
 }
 
-func row(s reclaim.Stat) []string {
-	q := func(q float64) string {
-		if s.Count == 0 {
-			return "-"
-		}
-		return Compact(s.Quantile(q))
-	}
-	longest := "-"
+func row(s *reclaim.Stat) []string {
+	dist := []string{"-", "-", "-", "-"} // p50, p90, p99, max
 	if s.Count > 0 {
-		longest = Compact(s.MaxNS)
+		q := s.Quantiles()
+		dist = []string{Compact(q[0]), Compact(q[1]), Compact(q[2]), Compact(s.MaxNS)}
 	}
-	return []string{"", strconv.FormatUint(s.Count, 10), Compact(s.DelayNS), strconv.FormatUint(s.Reclaimed, 10),
-		q(0.50), q(0.90), q(0.99), longest,
-		Compact(s.Causes[reclaim.Limit].DelayNS), Compact(s.Causes[reclaim.Proactive].DelayNS),
-		Compact(s.Causes[reclaim.Direct].DelayNS), Compact(s.Forced.DelayNS)}
+	out := []string{"", strconv.FormatUint(s.Count, 10), Compact(s.DelayNS), strconv.FormatUint(s.Reclaimed, 10)}
+	out = append(out, dist...)
+	return append(out, Compact(s.Causes[reclaim.Limit].DelayNS), Compact(s.Causes[reclaim.Proactive].DelayNS),
+		Compact(s.Causes[reclaim.Direct].DelayNS), Compact(s.Forced.DelayNS))
 }
 
 // treeNames names each cgroup for the table: a cgroup below an earlier

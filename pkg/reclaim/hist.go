@@ -87,24 +87,32 @@ func (h *Hist) Add(o *Hist) {
 // would make every quantile of a bucket the same number; interpolation is
 // what readers of Prometheus histograms expect.)
 func (h *Hist) Quantile(q float64) uint64 {
+	var out [1]uint64
+	h.Quantiles([]float64{q}, out[:])
+	return out[0]
+}
+
+// Quantiles estimates the quantiles qs, in ascending order, into out, in
+// one pass over the buckets; each as Quantile does.
+func (h *Hist) Quantiles(qs []float64, out []uint64) {
 	total := h.Total()
 	if total == 0 {
-		return 0
+		clear(out[:len(qs)])
+		return
 	}
-	q = math.Max(0, math.Min(1, q))
-	rank := q * float64(total)
-	var below uint64 // reclaims in buckets before i
-	for i, c := range h {
-		if c == 0 || float64(below+c) < rank {
-			below += c
-			continue
+	i, below := 0, uint64(0) // the bucket, and the reclaims in the buckets before it
+	for k, q := range qs {
+		rank := math.Max(0, math.Min(1, q)) * float64(total)
+		for h[i] == 0 || float64(below+h[i]) < rank {
+			below += h[i]
+			i++ // never past the last non-empty bucket, whose below+h[i] = total ≥ rank
 		}
 		lo, hi := BucketBounds(i)
 		if i == NrBuckets-1 {
-			return lo
+			out[k] = lo
+			continue
 		}
-		frac := (rank - float64(below)) / float64(c)
-		return min(lo+uint64(frac*float64(hi-lo)), hi-1)
+		frac := (rank - float64(below)) / float64(h[i])
+		out[k] = min(lo+uint64(frac*float64(hi-lo)), hi-1)
 	}
-	return 0 // not reached: the last non-empty bucket reaches rank ≤ total
 }

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"math"
 	"math/rand/v2"
-	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -215,6 +214,32 @@ func TestQuantileErrorBound(t *testing.T) {
 	t.Logf("worst relative error %.1f%%", 100*worst)
 }
 
+// TestQuantilesOnePass checks the one-pass Quantiles against Quantile.
+func TestQuantilesOnePass(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 8))
+	for round := 0; round < 200; round++ {
+		var s Stat
+		for n := r.IntN(50); n > 0; n-- {
+			s.Record(Cause(r.IntN(2)), r.Uint64()>>r.UintN(64), 1, false)
+		}
+		got := s.Quantiles()
+		for i, q := range Levels {
+			if want := s.Quantile(q); got[i] != want {
+				t.Fatalf("Quantiles()[%d] = %d, Quantile(%v) = %d; stat %+v", i, got[i], q, want, s)
+			}
+		}
+	}
+	var h Hist
+	h[3], h[50] = 1, 1
+	out := make([]uint64, 5)
+	h.Quantiles([]float64{0, 0.25, 0.5, 0.75, 1}, out)
+	for i, q := range []float64{0, 0.25, 0.5, 0.75, 1} {
+		if out[i] != h.Quantile(q) {
+			t.Errorf("Quantiles at %v = %d, Quantile = %d", q, out[i], h.Quantile(q))
+		}
+	}
+}
+
 func TestQuantileMonotonic(t *testing.T) {
 	h := hist(10, 2000, 2000, 30_000, 30_001, 1e6, 5e8, 1e11)
 	prev := uint64(0)
@@ -228,31 +253,45 @@ func TestQuantileMonotonic(t *testing.T) {
 }
 
 func TestStatQuantileCappedByMax(t *testing.T) {
-	s := Stat{Count: 1, MaxNS: 1100, Hist: hist(1100)}
+	var s Stat
+	s.Record(Limit, 1100, 1, false)
 	if got := s.Quantile(0.99); got != 1100 {
 		t.Errorf("p99 of one 1100 ns reclaim = %d, want the max 1100", got)
 	}
-	s = Stat{Count: 1, MaxNS: 90e9, Hist: hist(90e9)}
+	s = Stat{}
+	s.Record(Proactive, 90e9, 1, false)
 	if got := s.Quantile(0.5); got != 1<<36 {
 		t.Errorf("p50 of one 90 s reclaim = %d, want 2^36 (the open bucket's bound, under the max)", got)
 	}
 }
 
-func TestHistTotalAdd(t *testing.T) {
-	a, b := hist(1, 2000, 3e9), hist(2000, 1<<50)
-	a.Add(&b)
-	if a.Total() != 5 || a[BucketOf(2000)] != 2 || a[NrBuckets-1] != 1 {
-		t.Errorf("sum = %v", a)
+func TestRecord(t *testing.T) {
+	var s Stat
+	s.Record(Limit, 3_000_000, 64, true)
+	s.Record(Proactive, 1000, 32, false)
+	s.Record(Direct, 5_000_000, 400, true) // not memory-cgroup reclaim: never forced
+	want := Stat{DelayNS: 3_001_000, Count: 2, Reclaimed: 96, MaxNS: 3_000_000,
+		Causes: [NrCauses]Counters{{3_000_000, 1, 64}, {1000, 1, 32}, {5_000_000, 1, 400}},
+		Forced: Counters{3_000_000, 1, 64}}
+	want.LimitHist[BucketOf(3_000_000)] = 1
+	want.ProactiveHist[0] = 1
+	if s != want {
+		t.Errorf("Record:\n%+v\nwant\n%+v", s, want)
+	}
+	if h := s.Hist(); h.Total() != 2 || h[0] != 1 || h[BucketOf(3_000_000)] != 1 {
+		t.Errorf("Hist = %v", h)
+	}
+	if s.CauseHist(Direct) != nil || s.CauseHist(Limit) != &s.LimitHist || s.CauseHist(Proactive) != &s.ProactiveHist {
+		t.Error("CauseHist")
 	}
 }
 
 func sample() Stat {
-	s := Stat{ID: 7, Path: "/pods/a", DelayNS: 3_001_100, Count: 3, Reclaimed: 96, MaxNS: 3_000_000,
-		Hist: hist(100, 1000, 3_000_000)}
-	s.Causes[Limit] = Counters{DelayNS: 3_000_100, Count: 2, Reclaimed: 64}
-	s.Causes[Proactive] = Counters{DelayNS: 1000, Count: 1, Reclaimed: 32}
-	s.Causes[Direct] = Counters{DelayNS: 5_000_000, Count: 4, Reclaimed: 400}
-	s.Forced = Counters{DelayNS: 1, Count: 1, Reclaimed: 1}
+	s := Stat{ID: 7, Path: "/pods/a"}
+	s.Record(Limit, 100, 32, true)
+	s.Record(Proactive, 1000, 32, false)
+	s.Record(Limit, 3_000_000, 32, false)
+	s.Record(Direct, 5_000_000, 400, false)
 	return s
 }
 
@@ -264,28 +303,32 @@ func TestStatJSON(t *testing.T) {
 	want := `{"id":7,"path":"/pods/a","total_vmscan_delay_ns":3001100,"vmscan_count":3,"nr_reclaimed":96,` +
 		`"max_delay_ns":3000000,"p50_delay_ns":768,"p90_delay_ns":2988441,"p99_delay_ns":3000000,` +
 		`"buckets":[{"lo_ns":0,"hi_ns":1024,"count":2},{"lo_ns":2621440,"hi_ns":3145728,"count":1}],` +
-		`"causes":{"limit":{"delay_ns":3000100,"count":2,"reclaimed_pages":64},` +
-		`"proactive":{"delay_ns":1000,"count":1,"reclaimed_pages":32},` +
-		`"direct":{"delay_ns":5000000,"count":4,"reclaimed_pages":400}},` +
-		`"forced":{"delay_ns":1,"count":1,"reclaimed_pages":1}}`
+		`"causes":{"limit":{"delay_ns":3000100,"count":2,"reclaimed_pages":64,` +
+		`"buckets":[{"lo_ns":0,"hi_ns":1024,"count":1},{"lo_ns":2621440,"hi_ns":3145728,"count":1}]},` +
+		`"proactive":{"delay_ns":1000,"count":1,"reclaimed_pages":32,"buckets":[{"lo_ns":0,"hi_ns":1024,"count":1}]},` +
+		`"direct":{"delay_ns":5000000,"count":1,"reclaimed_pages":400}},` +
+		`"forced":{"delay_ns":100,"count":1,"reclaimed_pages":32}}`
 	if string(b) != want {
 		t.Errorf("JSON\n%s\nwant\n%s", b, want)
 	}
 	var back Stat
-	if err := json.Unmarshal(b, &back); err != nil || !reflect.DeepEqual(back, sample()) {
+	if err := json.Unmarshal(b, &back); err != nil || back != sample() {
 		t.Errorf("round trip: %+v, %v; want %+v", back, err, sample())
 	}
-	// Empty: buckets is [], not null.
-	if b, _ := json.Marshal(Stat{}); !strings.Contains(string(b), `"buckets":[]`) {
+	// Empty: buckets are [], not null.
+	if b, _ := json.Marshal(Stat{}); strings.Count(string(b), `"buckets":[]`) != 3 {
 		t.Errorf("empty stat: %s", b)
 	}
 }
 
 func TestStatJSONForeignBucket(t *testing.T) {
 	for _, bk := range []string{`{"lo_ns":1000,"hi_ns":1024,"count":1}`, `{"lo_ns":1024,"hi_ns":2048,"count":1}`} {
-		var s Stat
-		if err := json.Unmarshal([]byte(`{"id":1,"buckets":[`+bk+`]}`), &s); err == nil {
-			t.Errorf("bucket %s accepted: %+v", bk, s.Hist)
+		for _, cause := range []string{"limit", "proactive"} {
+			var s Stat
+			err := json.Unmarshal([]byte(`{"id":1,"causes":{"`+cause+`":{"buckets":[`+bk+`]}}}`), &s)
+			if err == nil || !strings.Contains(err.Error(), "cgroup 1: "+cause+": bucket") {
+				t.Errorf("%s bucket %s: %v, %+v", cause, bk, err, s)
+			}
 		}
 	}
 }
@@ -294,8 +337,9 @@ func TestStatAdd(t *testing.T) {
 	a, b := sample(), sample()
 	b.MaxNS = 9e9
 	a.Add(&b)
-	if a.Count != 6 || a.Hist.Total() != 6 || a.MaxNS != 9e9 || a.Causes[Direct].Count != 8 ||
-		a.Forced.DelayNS != 2 || a.ID != 7 {
+	h := a.Hist()
+	if a.Count != 6 || h.Total() != 6 || a.LimitHist.Total() != 4 || a.MaxNS != 9e9 || a.Causes[Direct].Count != 2 ||
+		a.Forced.DelayNS != 200 || a.ID != 7 {
 		t.Errorf("sum = %+v", a)
 	}
 }
@@ -314,18 +358,44 @@ func BenchmarkQuantiles10k(b *testing.B) {
 	for i := range stats {
 		for n := 0; n < 200; n++ {
 			ns := uint64(math.Exp(math.Log(1000) + r.Float64()*math.Log(1e6)))
-			stats[i].Hist[BucketOf(ns)]++
-			stats[i].MaxNS = max(stats[i].MaxNS, ns)
+			stats[i].Record(Cause(n%2), ns, 1, false)
 		}
 	}
 	b.ResetTimer()
 	var sink uint64
 	for b.Loop() {
 		for i := range stats {
-			for _, q := range Quantiles {
-				sink += stats[i].Quantile(q.Q)
-			}
+			q := stats[i].Quantiles()
+			sink += q[0] + q[1] + q[2]
 		}
 	}
 	_ = sink
+}
+
+// TestStatJSONRoundTrip writes random stats, odd paths included, and
+// reads them back: the hand-written JSON is valid and loses nothing.
+func TestStatJSONRoundTrip(t *testing.T) {
+	r := rand.New(rand.NewPCG(9, 10))
+	paths := []string{"/", `/a"b`, "/a\\b", "/new\nline", "/\xff\xfe", "/<html>&", "/ü/日本"}
+	for round := 0; round < 300; round++ {
+		s := Stat{ID: r.Uint64(), Path: paths[round%len(paths)]}
+		for n := r.IntN(40); n > 0; n-- {
+			s.Record(Cause(r.IntN(int(NrCauses))), r.Uint64()>>r.UintN(64), r.Uint64()>>40, r.IntN(2) == 0)
+		}
+		b := s.AppendJSON(nil)
+		if !json.Valid(b) {
+			t.Fatalf("invalid JSON: %s", b)
+		}
+		var back Stat
+		if err := json.Unmarshal(b, &back); err != nil {
+			t.Fatal(err)
+		}
+		want := s
+		if s.Path == "/\xff\xfe" {
+			want.Path = "/\uFFFD\uFFFD" // as encoding/json replaces invalid bytes
+		}
+		if back != want {
+			t.Fatalf("round trip of %s:\n%+v\nwant\n%+v", b, back, want)
+		}
+	}
 }

@@ -5,7 +5,6 @@ package watch
 
 import (
 	"github.com/cgrstat/cgrstat/pkg/monitor"
-	"github.com/cgrstat/cgrstat/pkg/reclaim"
 )
 
 // Row is one cgroup's activity over the last interval.
@@ -45,9 +44,9 @@ func Rates(prev, cur *monitor.Snapshot, filter monitor.Filter) []Row {
 		if !ok || wentBack(p, c) {
 			p = &zero
 		}
-		var h reclaim.Hist
+		h, before := c.Hist(), p.Hist()
 		for b := range h {
-			h[b] = c.Hist[b] - p.Hist[b]
+			h[b] -= before[b]
 		}
 		index[c.Path] = len(rows)
 		rows = append(rows, Row{Path: c.Path, Depth: monitor.Depth(c.Path), Parent: parentIndex(index, c.Path),
@@ -63,8 +62,9 @@ func wentBack(prev, cur *monitor.Cgroup) bool {
 	if cur.Count < prev.Count || cur.DelayNS < prev.DelayNS || cur.Reclaimed < prev.Reclaimed {
 		return true
 	}
-	for b := range cur.Hist {
-		if cur.Hist[b] < prev.Hist[b] {
+	h, before := cur.Hist(), prev.Hist()
+	for b := range h {
+		if h[b] < before[b] {
 			return true
 		}
 	}
