@@ -1,7 +1,10 @@
 // Package monitor is the one place where the long-running commands (serve,
 // watch) get their data: a snapshot of every cgroup of a subtree, flushed
 // once and read in batches, as read --all does, plus the health of the load.
-// When the data model grows (histograms, causes), only this file changes.
+// How the data is read can change here alone. The data itself is reclaim's
+// own model, aliased rather than copied (see Cgroup): when it grew causes
+// and histograms, this file did not change, and serve and watch each
+// changed where they use the new fields.
 package monitor
 
 import (
