@@ -136,17 +136,18 @@ func listenAll(addrs []string) ([]net.Listener, error) {
 }
 
 // limitMemory sets a soft limit on the Go heap unless GOMEMLIMIT does. A
-// scrape's snapshot and metric families are garbage right after it; with
-// the default GOGC alone the heap grows to twice that before the collector
-// runs, and serve's RSS with it (75 MiB at 10,000 cgroups, against 58 MiB
-// with the limit: BENCHMARKS.md). The limit scales with the cgroups the
-// maps can hold, about 3 KiB each of snapshot and series, so that a larger
-// load gets room rather than a collector running without pause.
+// scrape's snapshot (about 2 KiB per cgroup, histograms included) and
+// metric families are garbage right after it; with the default GOGC alone
+// the heap grows to twice that before the collector runs, and serve's RSS
+// with it. The limit scales with the cgroups the maps can hold, 3 KiB each
+// over a base: it must stay well above one scrape's live heap, or the
+// collector runs without pause (at 2 KiB per cgroup a scrape of 10,000
+// took 2-4 times as long: BENCHMARKS.md).
 func limitMemory(maxCgroups uint32) {
 	if os.Getenv("GOMEMLIMIT") != "" {
 		return
 	}
-	debug.SetMemoryLimit(16<<20 + 3<<10*int64(maxCgroups))
+	debug.SetMemoryLimit(24<<20 + 3<<10*int64(maxCgroups))
 }
 
 func closeAll(ls []net.Listener) {

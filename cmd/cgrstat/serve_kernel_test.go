@@ -84,17 +84,19 @@ func series(name, cgroup string, more ...string) string {
 }
 
 // expectedSeries is what serve must export for stats, computed from
-// read --json's numbers: counts by cause always; time, pages and
-// histogram of a cause, forced reclaim and the maximum once there was such
-// a reclaim. A histogram bucket is the sum of the kernel buckets entirely at
+// read --json's numbers: the memory-cgroup count always; the other
+// memory-cgroup totals and the maximum once it is above 0; count, time,
+// pages and histogram of a cause, and forced reclaim, once there was such a
+// reclaim. A histogram bucket is the sum of the kernel buckets entirely at
 // or below its bound.
 func expectedSeries(stats []reclaim.Stat) map[string]float64 {
 	want := map[string]float64{}
 	sec := func(ns uint64) float64 { return float64(ns) / 1e9 }
 	for _, s := range stats {
+		want[series("cgrstat_memcg_reclaims_total", s.Path)] = float64(s.Count)
 		for c := reclaim.Cause(0); c < reclaim.NrCauses; c++ {
-			want[series("cgrstat_reclaims_total", s.Path, "cause", c.String())] = float64(s.Causes[c].Count)
 			if s.Causes[c].Count > 0 {
+				want[series("cgrstat_reclaims_total", s.Path, "cause", c.String())] = float64(s.Causes[c].Count)
 				want[series("cgrstat_reclaim_seconds_total", s.Path, "cause", c.String())] = sec(s.Causes[c].DelayNS)
 				want[series("cgrstat_reclaimed_pages_total", s.Path, "cause", c.String())] = float64(s.Causes[c].Reclaimed)
 			}
@@ -105,7 +107,6 @@ func expectedSeries(stats []reclaim.Stat) map[string]float64 {
 		}
 		if s.Count > 0 {
 			want[series("cgrstat_memcg_reclaim_seconds_total", s.Path)] = sec(s.DelayNS)
-			want[series("cgrstat_memcg_reclaims_total", s.Path)] = float64(s.Count)
 			want[series("cgrstat_memcg_reclaimed_pages_total", s.Path)] = float64(s.Reclaimed)
 			want[series("cgrstat_reclaim_max_seconds", s.Path)] = sec(s.MaxNS)
 		}
@@ -373,7 +374,7 @@ func TestKernelServeUnitCapabilities(t *testing.T) {
 	}
 	srv := serve(bounding)
 	body := scrape(t, srv.serveAddr(t))
-	if !strings.Contains(body, `cgrstat_reclaims_total{cause="limit",cgroup="/"}`) {
+	if !strings.Contains(body, `cgrstat_memcg_reclaims_total{cgroup="/"}`) {
 		t.Errorf("serve with %v: no series for the root cgroup", caps)
 	}
 	if code := srv.stop(t); code != 0 {

@@ -41,7 +41,7 @@ const (
 
 var (
 	reclaims = newFamily("reclaims_total",
-		"Reclaims tasks stalled in, by cause: limit (memory-cgroup reclaim at charge time: memory.max, memory.high, the v1 limit), proactive (memory.reclaim), direct (global direct reclaim)."+hierarchical,
+		"Reclaims tasks stalled in, by cause: limit (memory-cgroup reclaim at charge time: memory.max, memory.high, the v1 limit), proactive (memory.reclaim), direct (global direct reclaim); from the cause's first reclaim in the cgroup on."+hierarchical,
 		counterType, "cause", "cgroup")
 	reclaimSeconds = newFamily("reclaim_seconds_total",
 		"Time tasks stalled in reclaim, by cause (see cgrstat_reclaims_total); from the cause's first reclaim in the cgroup on."+hierarchical,
@@ -53,7 +53,7 @@ var (
 		"Time tasks stalled in memory-cgroup reclaim (causes limit and proactive together): the stat file's total_vmscan_delay; from the cgroup's first such reclaim on."+hierarchical,
 		counterType, "cgroup")
 	memcgReclaims = newFamily("memcg_reclaims_total",
-		"Memory-cgroup reclaims (causes limit and proactive together): the stat file's vmscan_count; from the cgroup's first such reclaim on."+hierarchical,
+		"Memory-cgroup reclaims (causes limit and proactive together): the stat file's vmscan_count. Every exported cgroup has this series."+hierarchical,
 		counterType, "cgroup")
 	memcgPages = newFamily("memcg_reclaimed_pages_total",
 		"Pages reclaimed by memory-cgroup reclaim (causes limit and proactive together): the stat file's nr_reclaimed; from the cgroup's first such reclaim on."+hierarchical,

@@ -63,12 +63,11 @@ func scrapeOnce(t testing.TB, c *Collector) string {
 func TestCollectSeriesPerCgroup(t *testing.T) {
 	body := scrapeOnce(t, New(fixed{synthetic(11)}, monitor.Filter{Depth: -1}))
 	n := len(regexp.MustCompile(`cgroup="/top/c3"[,}]`).FindAllString(body, -1))
-	if n != 3+2+3+1+17 { // counts by cause; time and pages of limit; memcg totals; max; histogram
-		t.Errorf("%d series for a cgroup with limit reclaim, want 26", n)
+	if n != 3+1+3+17 { // memcg totals; max; count, time and pages of limit; its histogram
+		t.Errorf("%d series for a cgroup with limit reclaim, want 24", n)
 	}
 	for _, want := range []string{
 		`cgrstat_reclaim_seconds_total{cause="limit",cgroup="/top/c3"} 0.001`,
-		`cgrstat_reclaims_total{cause="direct",cgroup="/top/c3"} 0`,
 		`cgrstat_reclaim_duration_seconds_bucket{cause="limit",cgroup="/top/c3",le="0.000262144"} 10`,
 		`cgrstat_reclaim_duration_seconds_bucket{cause="limit",cgroup="/top/c3",le="6.5536e-05"} 0`,
 		`cgrstat_reclaim_duration_seconds_count{cause="limit",cgroup="/top/c3"} 10`,
@@ -81,16 +80,12 @@ func TestCollectSeriesPerCgroup(t *testing.T) {
 	}
 }
 
-func TestIdleCgroupHasItsCountsOnly(t *testing.T) {
+func TestIdleCgroupHasItsCountOnly(t *testing.T) {
 	snap := synthetic(2)
 	snap.Cgroups[1] = monitor.Cgroup{ID: 2, Path: "/top/idle"}
 	body := scrapeOnce(t, New(fixed{snap}, monitor.Filter{Depth: -1}))
 	got := regexp.MustCompile(`(?m)^.*cgroup="/top/idle"[,}].*$`).FindAllString(body, -1)
-	want := []string{
-		`cgrstat_reclaims_total{cause="limit",cgroup="/top/idle"} 0`,
-		`cgrstat_reclaims_total{cause="proactive",cgroup="/top/idle"} 0`,
-		`cgrstat_reclaims_total{cause="direct",cgroup="/top/idle"} 0`,
-	}
+	want := []string{`cgrstat_memcg_reclaims_total{cgroup="/top/idle"} 0`}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("an idle cgroup exports\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}

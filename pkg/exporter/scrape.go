@@ -77,24 +77,31 @@ func init() {
 	}
 }
 
-// cgroup adds a cgroup's series. Its reclaim counts by cause are always
+// cgroup adds a cgroup's series. Its memory-cgroup reclaim count is always
 // there, so that every exported cgroup is visible and increase() sees its
-// first reclaim. The series that only describe reclaims (their time,
-// pages, latency histogram, maximum; forced reclaim) appear with the first
-// reclaim of their kind: a host has thousands of cgroups that never
-// reclaim, and 3 series for each instead of up to 49 is what keeps a
-// scrape of 10,000 cgroups cheap (BENCHMARKS.md). Nothing is lost: those
-// series would all be 0.
+// first reclaim. Every other series (time and pages, the counts by cause,
+// the latency histograms, the maximum, forced reclaim) appears with the
+// first reclaim of its kind: a host has thousands of cgroups that never
+// reclaim, and one series for each instead of up to 49 is what keeps a
+// scrape of 10,000 cgroups as cheap as read --all (BENCHMARKS.md). The
+// price: increase() over a series that has just appeared misses its first
+// value, such as a cgroup's first direct reclaim.
 func (s *scrape) cgroup(cg *monitor.Cgroup) {
 	path := &dto.LabelPair{Name: &cgroupName, Value: &cg.Path}
 	only := []*dto.LabelPair{path}
+	s.counterWith(memcgReclaims, float64(cg.Count), only)
+	if cg.Count > 0 {
+		s.counterWith(memcgSeconds, seconds(cg.DelayNS), only)
+		s.counterWith(memcgPages, float64(cg.Reclaimed), only)
+		s.gaugeWith(maxSeconds, seconds(cg.MaxNS), only)
+	}
 	for i, cause := range monitor.Causes {
 		c := cg.Causes[cause]
-		both := []*dto.LabelPair{causeLabel[i], path}
-		s.counterWith(reclaims, float64(c.Count), both)
 		if c.Count == 0 {
 			continue
 		}
+		both := []*dto.LabelPair{causeLabel[i], path}
+		s.counterWith(reclaims, float64(c.Count), both)
 		s.counterWith(reclaimSeconds, seconds(c.DelayNS), both)
 		s.counterWith(reclaimedPages, float64(c.Reclaimed), both)
 		if h := cg.CauseHist(cause); h != nil {
@@ -104,12 +111,6 @@ func (s *scrape) cgroup(cg *monitor.Cgroup) {
 	if cg.Forced.Count > 0 {
 		s.counterWith(forcedSeconds, seconds(cg.Forced.DelayNS), only)
 		s.counterWith(forcedReclaims, float64(cg.Forced.Count), only)
-	}
-	if cg.Count > 0 {
-		s.counterWith(memcgSeconds, seconds(cg.DelayNS), only)
-		s.counterWith(memcgReclaims, float64(cg.Count), only)
-		s.counterWith(memcgPages, float64(cg.Reclaimed), only)
-		s.gaugeWith(maxSeconds, seconds(cg.MaxNS), only)
 	}
 }
 

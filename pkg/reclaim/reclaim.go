@@ -68,6 +68,10 @@ func Read(p *loader.Pinned, cgs []cgroup.Cgroup, all bool) ([]Stat, error) {
 		if err != nil {
 			return nil, err
 		}
+		if out == nil { // one tree, as serve reads: no copy of ~2 KiB per cgroup
+			out = below
+			continue
+		}
 		out = append(out, below...)
 	}
 	return out, nil
