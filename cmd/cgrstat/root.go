@@ -103,6 +103,15 @@ func (g *globals) open() (*loader.Pinned, error) {
 	return p, err
 }
 
+// openIfLoaded opens the load, or returns nil when nothing is loaded.
+func (g *globals) openIfLoaded() (*loader.Pinned, error) {
+	p, err := g.open()
+	if errors.Is(err, loader.ErrNotLoaded) {
+		return nil, nil
+	}
+	return p, err
+}
+
 // cgroups finds the memory hierarchy and resolves CGROUP arguments, all or
 // nothing.
 func (g *globals) cgroups(args []string) (*cgroup.Hierarchy, []cgroup.Cgroup, error) {

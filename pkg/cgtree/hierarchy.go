@@ -74,7 +74,8 @@ func extraChildren(c cgroup.Cgroup, n *spec.Node) error {
 	}
 	var extra []string
 	for _, name := range names {
-		if !want[name] {
+		// A scratch cgroup of stress belongs to cgrstat, not to the user's tree.
+		if !want[name] && !cgroup.IsScratchName(name) {
 			extra = append(extra, name)
 		}
 	}
