@@ -308,10 +308,14 @@ func TestKernelCreateIsAllOrNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = parent.Remove() })
-	if err := parent.Write("cgroup.max.descendants", "2"); err != nil {
-		t.Fatal(err)
-	}
 	path, _ := l.writeSpec("children: [{name: a}, {name: b}]\n")
+	// cgrstat changes no setting of a parent it did not create.
+	wantUsage(t, "memory controller is not enabled for its children", "hierarchy", "create", "-f", path, "--parent", parent.Rel)
+	for _, w := range [][2]string{{"cgroup.subtree_control", "+memory"}, {"cgroup.max.descendants", "2"}} {
+		if err := parent.Write(w[0], w[1]); err != nil {
+			t.Fatal(err)
+		}
+	}
 	r := cli(t, "hierarchy", "create", "-f", path, "--parent", parent.Rel)
 	if r.code != 1 || !strings.Contains(r.stderr, "resource temporarily unavailable") {
 		t.Fatalf("exit %d, %q: want the refusal of the third cgroup", r.code, r.stderr)
@@ -319,7 +323,7 @@ func TestKernelCreateIsAllOrNothing(t *testing.T) {
 	if names, err := parent.Children(); err != nil || len(names) != 0 {
 		t.Errorf("left below %s: %v %v", parent.Rel, names, err)
 	}
-	if sc, _ := parent.Read("cgroup.subtree_control"); strings.Contains(sc, "memory") {
-		t.Errorf("memory controller left enabled in %s: %q", parent.Rel, sc)
+	if sc, _ := parent.Read("cgroup.subtree_control"); !strings.Contains(sc, "memory") {
+		t.Errorf("the memory controller of %s was changed: %q", parent.Rel, sc)
 	}
 }

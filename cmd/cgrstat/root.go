@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 
 	"github.com/spf13/cobra"
@@ -11,6 +12,8 @@ import (
 	"github.com/cgrstat/cgrstat/pkg/cgroup"
 	"github.com/cgrstat/cgrstat/pkg/loader"
 )
+
+const defaultPinPath = "/sys/fs/bpf/cgrstat"
 
 // globals are the flags every command shares.
 type globals struct {
@@ -36,11 +39,13 @@ Typical use:
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.PersistentFlags().StringVar(&g.pinPath, "pin-path", "/sys/fs/bpf/cgrstat", "bpffs directory that holds cgrstat's pins")
+	root.PersistentFlags().StringVar(&g.pinPath, "pin-path", defaultPinPath, "bpffs directory that holds cgrstat's pins")
 	root.PersistentFlags().StringVar(&g.cgroupRoot, "cgroup-root", "", "mount point of the memory cgroup hierarchy (default: found in /proc/self/mountinfo)")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return exitcode.UsageErr(err) })
-	root.AddCommand(newLoadCmd(g), newUnloadCmd(g), newStatusCmd(g), newPinCmd(g), newUnpinCmd(g), newReadCmd(g),
-		newHierarchyCmd(g), newStressCmd(g), newCheckCmd(g), newStressChildCmd())
+	ex, sh := lockExclusive, lockShared
+	root.AddCommand(locking(ex, making(newLoadCmd(g))), locking(ex, newUnloadCmd(g)), locking(sh, newStatusCmd(g)),
+		locking(ex, making(newPinCmd(g))), locking(ex, newUnpinCmd(g)), locking(sh, newReadCmd(g)),
+		newHierarchyCmd(g), locking(sh, making(newStressCmd(g))), locking(ex, making(newCheckCmd(g))), newStressChildCmd())
 	return root
 }
 
@@ -54,6 +59,11 @@ func (e ranError) Unwrap() error { return e.err }
 func markRun(c *cobra.Command) {
 	if run := c.RunE; run != nil {
 		c.RunE = func(cmd *cobra.Command, args []string) error {
+			unlock, err := lockPinPath(cmd)
+			if err != nil {
+				return ranError{err}
+			}
+			defer unlock()
 			if err := run(cmd, args); err != nil {
 				return ranError{err}
 			}
@@ -65,18 +75,76 @@ func markRun(c *cobra.Command) {
 	}
 }
 
+// Lock annotations: commands that change what is pinned take the pin path's
+// lock exclusively, those that read it shared, so that no interleaving of
+// load, unload, pin, unpin and read leaves orphans.
+const (
+	lockKey       = "lock"
+	lockExclusive = "exclusive"
+	lockShared    = "shared"
+)
+
+func locking(mode string, cmd *cobra.Command) *cobra.Command {
+	if cmd.Annotations == nil {
+		cmd.Annotations = map[string]string{}
+	}
+	cmd.Annotations[lockKey] = mode
+	return cmd
+}
+
+// lockPinPath takes the lock cmd's annotation asks for. Without root there
+// is no lock to take: the command refuses on its own, in its own words.
+func lockPinPath(cmd *cobra.Command) (func(), error) {
+	mode := cmd.Annotations[lockKey]
+	if mode == "" || os.Geteuid() != 0 {
+		return func() {}, nil
+	}
+	pinPath, err := cmd.Root().PersistentFlags().GetString("pin-path")
+	if err != nil {
+		return nil, err
+	}
+	return loader.Lock(cmd.Context(), pinPath, mode == lockExclusive)
+}
+
+// makes marks a command that creates something, and so removes it when interrupted.
+const makes = "makes"
+
 func execute(ctx context.Context, root *cobra.Command, args []string) error {
 	markRun(root)
 	root.SetArgs(args)
-	err := root.ExecuteContext(ctx)
+	cmd, err := root.ExecuteContextC(ctx)
 	var ran ranError
 	if err != nil && !errors.As(err, &ran) {
 		return exitcode.UsageErr(err)
 	}
+	if err != nil && errors.Is(ran.err, context.Canceled) {
+		return interrupted{cleaned: cmd.Annotations[makes] != ""}
+	}
 	if err != nil {
-		return ran.err
+		return usageIfEnvironment(ran.err)
 	}
 	return nil
+}
+
+// environmentErrors are the library errors that mean the user must act: exit 2.
+var environmentErrors = []error{loader.ErrNotLoaded, loader.ErrNotALoad, loader.ErrBadPinPath, cgroup.ErrNotScratch}
+
+func usageIfEnvironment(err error) error {
+	for _, e := range environmentErrors {
+		if errors.Is(err, e) {
+			return exitcode.UsageErr(err)
+		}
+	}
+	return err
+}
+
+// making annotates cmd as one that removes what it made when interrupted.
+func making(cmd *cobra.Command) *cobra.Command {
+	if cmd.Annotations == nil {
+		cmd.Annotations = map[string]string{}
+	}
+	cmd.Annotations[makes] = "yes"
+	return cmd
 }
 
 // needRoot refuses to go on without root, in one line, before anything
@@ -98,9 +166,18 @@ func (g *globals) hierarchy() (*cgroup.Hierarchy, error) {
 func (g *globals) open() (*loader.Pinned, error) {
 	p, err := loader.Open(g.pinPath)
 	if errors.Is(err, loader.ErrNotLoaded) {
-		return nil, exitcode.UsageErr(err)
+		return nil, exitcode.UsageErr(g.notLoaded())
 	}
 	return p, err
+}
+
+// notLoaded says how to load at the pin path the user gave.
+func (g *globals) notLoaded() error {
+	run := "cgrstat load"
+	if g.pinPath != defaultPinPath {
+		run = "cgrstat --pin-path " + shellQuote(g.pinPath) + " load"
+	}
+	return fmt.Errorf("%w at %s (run: %s)", loader.ErrNotLoaded, g.pinPath, run)
 }
 
 // openIfLoaded opens the load, or returns nil when nothing is loaded.

@@ -106,7 +106,7 @@ The kernel answering EAGAIN or EBUSY is not an error: the reclaim ran.`,
 			return format.StressTable(cmd.OutOrStdout(), results)
 		},
 	}
-	tf.register(cmd)
+	tf.register(cmd, "cgroup the tree was built under")
 	cmd.Flags().StringVar(&size, "size", "", "bytes per leaf and round, e.g. 5MiB (default: the spec's, or 5MiB)")
 	cmd.Flags().IntVar(&rounds, "rounds", 0, "rounds per leaf (default: the spec's, or 1)")
 	cmd.Flags().IntVar(&parallel, "parallel", 2, "children at once")

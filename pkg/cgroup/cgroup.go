@@ -36,12 +36,22 @@ func (h *Hierarchy) DefaultParent() Cgroup {
 // Resolve turns a user's CGROUP argument into a cgroup that exists. It takes
 // a path relative to the root ("test/a" or "/test/a") or an absolute path
 // under the mount.
+//
+// On v1 cgrstat builds trees below the caller's own memory cgroup, so there a
+// relative path without a leading slash ("test/a") that does not exist below
+// the root is looked up below the caller's cgroup too: the README's
+// "read --all test" then works as written on v1 and v2.
 func (h *Hierarchy) Resolve(arg string) (Cgroup, error) {
-	rel, err := h.Relative(arg)
+	cands, err := h.Candidates(arg)
 	if err != nil {
 		return Cgroup{}, err
 	}
-	c := h.Cgroup(rel)
+	for _, rel := range cands[1:] {
+		if c := h.Cgroup(rel); c.Exists() && !h.Cgroup(cands[0]).Exists() {
+			return c, nil
+		}
+	}
+	c := h.Cgroup(cands[0])
 	fi, err := os.Stat(c.Path)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
@@ -52,6 +62,21 @@ func (h *Hierarchy) Resolve(arg string) (Cgroup, error) {
 		return Cgroup{}, fmt.Errorf("cgroup %s: not a cgroup directory", arg)
 	}
 	return c, nil
+}
+
+// Candidates returns where a CGROUP argument may be, relative to the root:
+// the argument itself, and on v1, for a relative path without a leading
+// slash, the same below the caller's own cgroup.
+func (h *Hierarchy) Candidates(arg string) ([]string, error) {
+	rel, err := h.Relative(arg)
+	if err != nil {
+		return nil, err
+	}
+	cands := []string{rel}
+	if h.Version == 1 && h.Own != "/" && !strings.HasPrefix(arg, "/") {
+		cands = append(cands, filepath.Join(h.Own, rel))
+	}
+	return cands, nil
 }
 
 // Relative checks a CGROUP argument and returns it relative to the root,

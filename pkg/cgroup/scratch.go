@@ -59,6 +59,42 @@ func alive(pid int, start uint64) bool {
 	return err == nil && s == start
 }
 
+// Owner names a process until the next boot: pid and start time.
+type Owner string
+
+// Self is this process as an Owner.
+func Self() Owner { return Owner(fmt.Sprintf("%d-%d", os.Getpid(), selfStart)) }
+
+// Dead reports whether o names a process that no longer runs; a malformed
+// Owner is never dead, so nothing is removed on its word.
+func (o Owner) Dead() bool {
+	var pid int
+	var start uint64
+	if n, err := fmt.Sscanf(string(o), "%d-%d", &pid, &start); n != 2 || err != nil {
+		return false
+	}
+	return !alive(pid, start)
+}
+
+// Mark records o as the maker of c in a trusted xattr.
+func (c Cgroup) Mark(o Owner) error {
+	if err := unix.Setxattr(c.Path, scratchXattr, []byte("made by "+string(o)), 0); err != nil {
+		return fmt.Errorf("marking cgroup %s: %w", c.Rel, err)
+	}
+	return nil
+}
+
+// MadeBy returns the Owner c's mark names, if any.
+func (c Cgroup) MadeBy() (Owner, bool) {
+	buf := make([]byte, 256)
+	n, err := unix.Getxattr(c.Path, scratchXattr, buf)
+	if err != nil {
+		return "", false
+	}
+	o, ok := strings.CutPrefix(string(buf[:n]), "made by ")
+	return Owner(o), ok
+}
+
 // NewScratch creates a scratch cgroup below parent, the n-th of this process.
 func NewScratch(parent Cgroup, n int) (Cgroup, error) {
 	c := parent.Child(fmt.Sprintf("%s%d-%d-%d", scratchPrefix, os.Getpid(), selfStart, n))

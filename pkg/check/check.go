@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/cgrstat/cgrstat/internal/exitcode"
 	"github.com/cgrstat/cgrstat/pkg/cgroup"
 	"github.com/cgrstat/cgrstat/pkg/cgtree"
 	"github.com/cgrstat/cgrstat/pkg/loader"
@@ -51,8 +50,14 @@ var ErrFailed = errors.New("check failed")
 // The error wraps ErrFailed when an invariant failed.
 func Run(ctx context.Context, opts Options) (rep *Report, err error) {
 	t := opts.Tree
+	if err := recoverCrashed(t, opts.Load.PinPath); err != nil {
+		return nil, err
+	}
 	if exists, serr := t.State(); serr != nil || exists {
-		return nil, exitcode.UsageErr(alreadyThere(t, serr))
+		return nil, alreadyThere(t, serr)
+	}
+	if !opts.Keep {
+		opts.Load.Owner = string(cgroup.Self())
 	}
 	p, loaded, err := ensureLoaded(opts.Load)
 	if err != nil {
@@ -61,10 +66,13 @@ func Run(ctx context.Context, opts Options) (rep *Report, err error) {
 	defer func() {
 		err = errors.Join(err, finish(p, t, loaded, opts.Keep))
 	}()
-	if _, err := cgtree.Create(t); err != nil {
+	if !opts.Keep {
+		t.Owner = cgroup.Self()
+	}
+	if _, err := cgtree.Create(ctx, t); err != nil {
 		return nil, err
 	}
-	if _, err := PinTree(p, t); err != nil {
+	if _, err := PinTree(ctx, p, t); err != nil {
 		return nil, err
 	}
 	rep = &Report{Flush: p.Record.Flush, Cgroup: t.H.Version, Kept: opts.Keep}
@@ -83,11 +91,47 @@ func Run(ctx context.Context, opts Options) (rep *Report, err error) {
 	return rep, nil
 }
 
+// ErrTreeExists says that the tree check would build is there already.
+var ErrTreeExists = errors.New("already exists: check builds its own tree")
+
 func alreadyThere(t cgtree.Tree, err error) error {
 	if err != nil {
 		return err
 	}
-	return fmt.Errorf("cgroup %s already exists: check builds its own tree (remove it with 'cgrstat hierarchy destroy', or choose another --parent)", t.Top().Rel)
+	return fmt.Errorf("cgroup %s %w", t.Top().Rel, ErrTreeExists)
+}
+
+// recoverCrashed removes what a check that died without cleaning up (kill -9)
+// left: its tree, which it marked, and its load, which names it as owner.
+// What another check still running made is left alone.
+func recoverCrashed(t cgtree.Tree, pinPath string) error {
+	rec, err := loader.ReadRecord(pinPath)
+	if err != nil && !errors.Is(err, loader.ErrNotLoaded) {
+		return err
+	}
+	if owner, ok := t.Top().MadeBy(); ok && owner.Dead() {
+		if err := teardownWith(pinPath, rec != nil, t); err != nil {
+			return err
+		}
+	}
+	if rec != nil && rec.Owner != "" && cgroup.Owner(rec.Owner).Dead() {
+		_, err := loader.Unload(pinPath)
+		return err
+	}
+	return nil
+}
+
+func teardownWith(pinPath string, isLoaded bool, t cgtree.Tree) error {
+	var p *loader.Pinned
+	if isLoaded {
+		var err error
+		if p, err = loader.Open(pinPath); err != nil {
+			return err
+		}
+		defer p.Close()
+	}
+	_, err := Teardown(p, t, false)
+	return err
 }
 
 // ensureLoaded opens the load at the pin path, loading first if needed.
@@ -98,8 +142,8 @@ func ensureLoaded(opts loader.Options) (*loader.Pinned, bool, error) {
 		return nil, false, err
 	}
 	if !loaded && opts.Flush != loader.Auto && rec.Flush != opts.Flush {
-		return nil, false, exitcode.UsageErr(fmt.Errorf("already loaded at %s with flush mode %s, not %s: unload first, or use another --pin-path",
-			opts.PinPath, rec.Flush, opts.Flush))
+		return nil, false, fmt.Errorf("%w: already loaded at %s with flush mode %s, not %s: unload first, or use another --pin-path",
+			ErrOtherMode, opts.PinPath, rec.Flush, opts.Flush)
 	}
 	p, err := loader.Open(opts.PinPath)
 	if err != nil && loaded {
@@ -108,12 +152,15 @@ func ensureLoaded(opts loader.Options) (*loader.Pinned, bool, error) {
 	return p, loaded, err
 }
 
+// ErrOtherMode says that the load in place uses another flush mode than asked.
+var ErrOtherMode = errors.New("another flush mode")
+
 func finish(p *loader.Pinned, t cgtree.Tree, loaded, keep bool) error {
 	if keep {
 		p.Close()
 		return nil
 	}
-	err := Teardown(p, t, true)
+	_, err := Teardown(p, t, true)
 	p.Close()
 	if loaded {
 		_, uerr := loader.Unload(p.Path)
@@ -178,11 +225,15 @@ func Jobs(t cgtree.Tree, size int64, rounds int) []stress.Job {
 	return jobs
 }
 
-// PinTree pins a stat file for every cgroup of the tree; on error it
-// removes the ones it made.
-func PinTree(p *loader.Pinned, t cgtree.Tree) ([]string, error) {
+// PinTree pins a stat file for every cgroup of the tree; on error, or when
+// ctx ends, it removes the ones it made.
+func PinTree(ctx context.Context, p *loader.Pinned, t cgtree.Tree) ([]string, error) {
 	var paths []string
 	for _, c := range t.Cgroups() {
+		if err := ctx.Err(); err != nil {
+			unpinTree(p.Path, t)
+			return nil, err
+		}
 		path, err := pin.Pin(p, c)
 		if err != nil {
 			unpinTree(p.Path, t)
@@ -203,7 +254,7 @@ func unpinTree(pinPath string, t cgtree.Tree) {
 // stat files, its processes (with kill), the cgroups, and its map entries
 // after a last flush that hands its totals to the parent. p may be nil
 // when nothing is loaded.
-func Teardown(p *loader.Pinned, t cgtree.Tree, kill bool) error {
+func Teardown(p *loader.Pinned, t cgtree.Tree, kill bool) (removed int, err error) {
 	var ids []uint64
 	for _, c := range t.Cgroups() {
 		if id, err := cgroup.ID(c); err == nil {
@@ -212,17 +263,17 @@ func Teardown(p *loader.Pinned, t cgtree.Tree, kill bool) error {
 	}
 	if p != nil && t.Top().Exists() {
 		if _, err := reclaim.Flush(p, t.Top()); err != nil {
-			return err
+			return 0, err
 		}
 	}
-	if err := cgtree.Destroy(t, kill); err != nil {
-		return err
+	if removed, err = cgtree.Destroy(t, kill); err != nil {
+		return removed, err
 	}
 	if p == nil {
-		return nil
+		return removed, nil
 	}
 	unpinTree(p.Path, t)
-	return reclaim.Forget(p, ids)
+	return removed, reclaim.Forget(p, ids)
 }
 
 // Summary is one line saying how the check went.

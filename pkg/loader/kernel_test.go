@@ -12,7 +12,6 @@ import (
 
 	"github.com/cilium/ebpf"
 
-	"github.com/cgrstat/cgrstat/internal/exitcode"
 	"github.com/cgrstat/cgrstat/internal/testenv"
 	"github.com/cgrstat/cgrstat/pkg/cgroup"
 	"github.com/cgrstat/cgrstat/pkg/loader"
@@ -163,7 +162,8 @@ func TestKernelForeignPinPath(t *testing.T) {
 		value []byte
 		why   string
 	}{
-		{"unrelated map", "foo", 4, nil, "it has no cgrstat load record"},
+		{"unrelated map", "foo", 4, nil, "it has no maps/info"},
+		{"info map of another shape", "maps/info", 64, recordJSON(loader.Layout), "value 64 bytes"},
 		{"info map with garbage", "maps/info", 2048, []byte("not json"), "decoding load record"},
 		{"info map of another layout", "maps/info", 2048, recordJSON(loader.Layout + 1), fmt.Sprintf("pinned with layout %d", loader.Layout+1)},
 	}
@@ -176,13 +176,16 @@ func TestKernelForeignPinPath(t *testing.T) {
 				if err == nil {
 					t.Fatalf("%s on a foreign pin path succeeded", what)
 				}
-				if !exitcode.IsUsage(err) {
-					t.Errorf("%s: %v is not a usage error", what, err)
+				if !errors.Is(err, loader.ErrNotALoad) {
+					t.Errorf("%s: %v is not ErrNotALoad", what, err)
 				}
-				for _, want := range []string{"not made by this cgrstat", tt.why, "rm -r " + opts.PinPath} {
+				for _, want := range []string{"is not a cgrstat load", tt.why, "leaves it alone"} {
 					if !strings.Contains(err.Error(), want) {
 						t.Errorf("%s: error %q lacks %q", what, err, want)
 					}
+				}
+				if strings.Contains(err.Error(), "rm ") {
+					t.Errorf("%s: error %q suggests removing it", what, err)
 				}
 			}
 			_, err := loader.ReadRecord(opts.PinPath)

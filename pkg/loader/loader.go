@@ -33,6 +33,8 @@ type Options struct {
 	CgroupVersion    int
 	MemcgV1Hierarchy uint32
 	CgroupRoot       string
+	// Owner, when set, is recorded as the process that will unload (Record.Owner).
+	Owner string
 }
 
 // ErrLoaded is returned by Load when the pin path already holds a load.
@@ -45,6 +47,9 @@ func Load(opts Options) (*Record, error) {
 	if rec, err := ReadRecord(opts.PinPath); err == nil {
 		return rec, ErrLoaded
 	} else if !errors.Is(err, ErrNotLoaded) {
+		return nil, err
+	}
+	if err := checkNewPinPath(opts.PinPath); err != nil {
 		return nil, err
 	}
 	if err := prepare(opts.PinPath); err != nil {
@@ -201,7 +206,7 @@ func newRecord(opts Options, m Mode, refused []Refusal, ids []ebpf.ProgramID) *R
 		Layout: Layout, Flush: m, Refused: refused, RstatKfuncs: rstatKfuncs(m),
 		MaxCgroups: max, CgroupVersion: opts.CgroupVersion, CgroupRoot: opts.CgroupRoot,
 		Kernel: KernelRelease(), LoadedAt: time.Now().UTC(),
-		ProgramIDs: ids,
+		ProgramIDs: ids, Owner: opts.Owner,
 	}
 }
 

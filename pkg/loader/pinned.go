@@ -15,7 +15,7 @@ import (
 )
 
 // ErrNotLoaded says that the pin path holds no cgrstat load.
-var ErrNotLoaded = errors.New("cgrstat is not loaded (run: cgrstat load)")
+var ErrNotLoaded = errors.New("cgrstat is not loaded")
 
 // Pin layout below the pin path.
 const (
@@ -29,6 +29,7 @@ const (
 var (
 	pinnedMaps     = []string{"pcpu_stats", "totals", "reclaim_start", "sessions", "lost", "info", "tree_nodes"}
 	pinnedPrograms = []string{"dump", "tree"}
+	pinnedLinks    = []string{"vmscan_start", "vmscan_end", "flush_fentry", "flush_kprobe"}
 )
 
 func (l *loaded) pin(pinPath string, rec *Record) (err error) {
@@ -137,34 +138,11 @@ func isBPFFS(path string) bool {
 	return unix.Statfs(path, &st) == nil && st.Type == unix.BPF_FS_MAGIC
 }
 
-// ReadRecord reads what the load at pinPath recorded. It returns
-// ErrNotLoaded when nothing is loaded there, and a usage error saying the way
-// out when the pin path holds something else.
-func ReadRecord(pinPath string) (*Record, error) {
-	m, err := ebpf.LoadPinnedMap(filepath.Join(pinPath, mapsDir, "info"), &ebpf.LoadPinOptions{ReadOnly: true})
-	if errors.Is(err, os.ErrNotExist) {
-		if entries, _ := os.ReadDir(pinPath); len(entries) > 0 {
-			return nil, foreign(pinPath, "it has no cgrstat load record")
-		}
-		return nil, ErrNotLoaded
-	}
-	if err != nil {
-		return nil, fmt.Errorf("opening %s: %w", pinPath, err)
-	}
-	defer m.Close()
-	rec, err := readRecord(m)
-	if err != nil {
-		return nil, foreign(pinPath, err.Error())
-	}
-	if rec.Layout != Layout {
-		return nil, foreign(pinPath, fmt.Sprintf("it was pinned with layout %d, this cgrstat uses %d", rec.Layout, Layout))
-	}
-	return rec, nil
-}
-
-func foreign(pinPath, why string) error {
-	return exitcode.UsageErr(fmt.Errorf("pin path %s was not made by this cgrstat (%s); unload it with the cgrstat that loaded it, or remove it with: rm -r %s", pinPath, why, pinPath))
-}
+// ReadRecord reads what the load at pinPath recorded, after verifying that
+// it is a cgrstat load. It returns ErrNotLoaded when nothing is loaded there,
+// and an error wrapping ErrNotALoad or ErrBadPinPath when the pin path holds
+// something else.
+func ReadRecord(pinPath string) (*Record, error) { return verify(pinPath) }
 
 // Pinned is an open handle on a load.
 type Pinned struct {
@@ -214,15 +192,16 @@ func (p *Pinned) Close() {
 	}
 }
 
-// Unload removes every pin under pinPath, stat files included, and waits
-// until the kernel has freed the programs it recorded.
+// Unload removes every pin of the load at pinPath, stat files included, and
+// waits until the kernel has freed the programs it recorded. It removes only
+// what a load pins, and only after verifying that pinPath holds one.
 func Unload(pinPath string) (*Record, error) {
 	rec, err := ReadRecord(pinPath)
 	if err != nil {
 		return nil, err
 	}
-	if err := os.RemoveAll(pinPath); err != nil {
-		return nil, fmt.Errorf("removing pins: %w", err)
+	if err := removeLoad(pinPath); err != nil {
+		return rec, err
 	}
 	return rec, waitFreed(rec.ProgramIDs)
 }

@@ -17,7 +17,7 @@ import (
 )
 
 // FileName is the name of every stat file.
-const FileName = "vmscan.stat"
+const FileName = loader.StatFileName
 
 // OrderFor is the iterator order a stat file needs: in walk mode the
 // iterator itself flushes the subtree, children first.
@@ -66,12 +66,15 @@ func Pin(p *loader.Pinned, c cgroup.Cgroup) (string, error) {
 	return path, nil
 }
 
+// ErrNoStatFile says that a cgroup has no stat file.
+var ErrNoStatFile = errors.New("no stat file")
+
 // Unpin removes the stat file of the cgroup at rel, and the directories
 // that held only it.
 func Unpin(pinPath, rel string) error {
 	path := StatFile(pinPath, rel)
 	if err := os.Remove(path); errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("cgroup %s has no stat file", rel)
+		return fmt.Errorf("cgroup %s: %w", rel, ErrNoStatFile)
 	} else if err != nil {
 		return fmt.Errorf("unpinning %s: %w", path, err)
 	}
@@ -84,12 +87,10 @@ func Unpin(pinPath, rel string) error {
 	return nil
 }
 
-// UnpinAll removes every stat file.
+// UnpinAll removes every stat file of the load at pinPath, and nothing
+// else; a pin path that holds no load is an error.
 func UnpinAll(pinPath string) error {
-	if err := os.RemoveAll(filepath.Join(pinPath, loader.CgroupsDir)); err != nil {
-		return fmt.Errorf("unpinning stat files: %w", err)
-	}
-	return nil
+	return loader.RemoveStatFiles(pinPath)
 }
 
 // List returns the cgroups (paths relative to the root) that have a stat file.
