@@ -17,8 +17,15 @@ func TestMain(m *testing.M) {
 	if len(os.Args) > 1 && os.Args[1] == stress.ChildCommand {
 		os.Exit(report(execute(context.Background(), newRootCmd(), os.Args[1:]), os.Stderr))
 	}
+	// The fault-injection tests run this binary as cgrstat itself, with
+	// main's signal handling, to kill it.
+	if os.Getenv(asCgrstatEnv) == "1" {
+		main()
+	}
 	os.Exit(m.Run())
 }
+
+const asCgrstatEnv = "CGRSTAT_TEST_AS_CGRSTAT"
 
 // result is what one in-process run of the CLI printed and returned.
 type result struct {

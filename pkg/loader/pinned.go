@@ -27,7 +27,9 @@ const (
 )
 
 var (
-	pinnedMaps     = []string{"pcpu_stats", "totals", "reclaim_start", "sessions", "lost", "info", "tree_nodes"}
+	// info comes first: once anything is pinned, the pin path is a verifiable
+	// load that unload can remove, even if load was killed half way.
+	pinnedMaps     = []string{"info", "pcpu_stats", "totals", "reclaim_start", "sessions", "lost", "tree_nodes"}
 	pinnedPrograms = []string{"dump", "tree"}
 	pinnedLinks    = []string{"vmscan_start", "vmscan_end", "flush_fentry", "flush_kprobe"}
 )
@@ -197,6 +199,9 @@ func (p *Pinned) Close() {
 // what a load pins, and only after verifying that pinPath holds one.
 func Unload(pinPath string) (*Record, error) {
 	rec, err := ReadRecord(pinPath)
+	if errors.Is(err, ErrNotLoaded) {
+		removeSkeleton(pinPath)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/cilium/ebpf"
@@ -55,10 +56,10 @@ func verify(pinPath string) (*Record, error) {
 	}
 	infoPath := filepath.Join(pinPath, mapsDir, "info")
 	if _, err := os.Lstat(infoPath); errors.Is(err, fs.ErrNotExist) {
-		if entries, _ := os.ReadDir(pinPath); len(entries) > 0 {
-			return nil, notALoad(pinPath, "it has no maps/info")
+		if isSkeleton(pinPath) {
+			return nil, ErrNotLoaded
 		}
-		return nil, ErrNotLoaded
+		return nil, notALoad(pinPath, "it has no maps/info")
 	}
 	m, err := ebpf.LoadPinnedMap(infoPath, &ebpf.LoadPinOptions{ReadOnly: true})
 	if err != nil {
@@ -76,6 +77,39 @@ func verify(pinPath string) (*Record, error) {
 		return nil, notALoad(pinPath, fmt.Sprintf("it was pinned with layout %d, this cgrstat uses %d: unload it with the cgrstat that loaded it", rec.Layout, Layout))
 	}
 	return rec, nil
+}
+
+// skeletonDirs are the directories a load makes before it pins anything.
+var skeletonDirs = []string{mapsDir, progsDir, linksDir}
+
+// isSkeleton reports whether pinPath holds nothing but empty directories a
+// load makes first: an empty pin path, or one whose load was killed before
+// it pinned anything.
+func isSkeleton(pinPath string) bool {
+	entries, err := os.ReadDir(pinPath)
+	if err != nil {
+		return false
+	}
+	for _, e := range entries {
+		sub, err := os.ReadDir(filepath.Join(pinPath, e.Name()))
+		if !e.IsDir() || !slices.Contains(skeletonDirs, e.Name()) || err != nil || len(sub) > 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// removeSkeleton removes the empty directories a killed load left, and the
+// pin path that held them. rmdir removes nothing that is not empty; an empty
+// pin path with no such directory may be the user's and stays.
+func removeSkeleton(pinPath string) {
+	if entries, err := os.ReadDir(pinPath); err != nil || len(entries) == 0 || !isSkeleton(pinPath) {
+		return
+	}
+	for _, d := range skeletonDirs {
+		_ = unix.Rmdir(filepath.Join(pinPath, d))
+	}
+	_ = unix.Rmdir(pinPath)
 }
 
 // infoShape compares m with the info map of the embedded object.

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
 
 	"github.com/cgrstat/cgrstat/internal/cgroupiter"
 	"github.com/cgrstat/cgrstat/pkg/cgroup"
@@ -73,16 +74,19 @@ var ErrNoStatFile = errors.New("no stat file")
 // that held only it.
 func Unpin(pinPath, rel string) error {
 	path := StatFile(pinPath, rel)
-	if err := os.Remove(path); errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("cgroup %s: %w", rel, ErrNoStatFile)
-	} else if err != nil {
-		return fmt.Errorf("unpinning %s: %w", path, err)
-	}
+	err := os.Remove(path)
+	// Prune in any case: a pin killed half way leaves the directories without the file.
 	top := filepath.Join(pinPath, loader.CgroupsDir)
 	for dir := filepath.Dir(path); dir != top && strings.HasPrefix(dir, top); dir = filepath.Dir(dir) {
-		if os.Remove(dir) != nil {
+		if unix.Rmdir(dir) != nil {
 			break // not empty: it holds other stat files
 		}
+	}
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("cgroup %s: %w", rel, ErrNoStatFile)
+	case err != nil:
+		return fmt.Errorf("unpinning %s: %w", path, err)
 	}
 	return nil
 }

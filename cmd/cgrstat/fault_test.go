@@ -1,0 +1,394 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/cilium/ebpf"
+
+	"github.com/cgrstat/cgrstat/internal/testenv"
+	"github.com/cgrstat/cgrstat/pkg/cgroup"
+	"github.com/cgrstat/cgrstat/pkg/loader"
+)
+
+// Fault injection: each command is killed with SIGKILL at random points,
+// then the documented recovery runs, and nothing of cgrstat's may be left:
+// no cgroup, pin, process or program, and every setting as before.
+
+// kills is how often each command is killed. In the kernel lab's guests
+// (QEMU TCG, ten times slower, every kernel) 8 kills per command keep the
+// suite within its time budget; the host runs the full 30.
+func kills() int {
+	if testenv.Required() {
+		return 8
+	}
+	return 30
+}
+
+// proc is cgrstat run as a separate process (this test binary, see TestMain).
+func proc(args ...string) *exec.Cmd {
+	c := exec.Command(os.Args[0], args...)
+	c.Env = append(os.Environ(), asCgrstatEnv+"=1")
+	return c
+}
+
+// runProc runs cgrstat to completion.
+func runProc(t *testing.T, args ...string) result {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	c := proc(args...)
+	c.Stdout, c.Stderr = &out, &errOut
+	err := c.Run()
+	code := 0
+	var exit *exec.ExitError
+	if errors.As(err, &exit) {
+		code = exit.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return result{out.String(), errOut.String(), code}
+}
+
+// killAfter starts cgrstat, kills it with SIGKILL after delay and reports
+// whether it was still running then.
+func killAfter(t *testing.T, delay time.Duration, args ...string) bool {
+	t.Helper()
+	c := proc(args...)
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- c.Wait() }()
+	select {
+	case <-done:
+		return false
+	case <-time.After(delay):
+	}
+	_ = c.Process.Signal(syscall.SIGKILL)
+	<-done
+	return true
+}
+
+// signalAfter is killAfter with another signal; it returns what cgrstat printed.
+func signalAfter(t *testing.T, sig syscall.Signal, delay time.Duration, args ...string) (stderr string, code int) {
+	t.Helper()
+	var errOut bytes.Buffer
+	c := proc(args...)
+	c.Stderr = &errOut
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(delay)
+	_ = c.Process.Signal(sig)
+	err := c.Wait()
+	var exit *exec.ExitError
+	if errors.As(err, &exit) {
+		return errOut.String(), exit.ExitCode()
+	}
+	return errOut.String(), 0
+}
+
+// timed runs cgrstat to completion and returns how long it took; kills then
+// land at random points up to that long, so that most hit a running command.
+func timed(t *testing.T, args ...string) time.Duration {
+	t.Helper()
+	start := time.Now()
+	if r := runProc(t, args...); r.code != 0 {
+		t.Fatalf("cgrstat %s: exit %d: %s", strings.Join(args, " "), r.code, r.stderr)
+	}
+	return time.Since(start)
+}
+
+func randDelay(max time.Duration) time.Duration { return time.Duration(rand.Int64N(int64(max) + 1)) }
+
+// tally counts kills that hit a running command and those that came late.
+type tally struct{ hit, late int }
+
+func (c *tally) add(hit bool) {
+	if hit {
+		c.hit++
+	} else {
+		c.late++
+	}
+}
+
+// settings are the memory settings of a cgroup cgrstat must not change.
+func settings(t *testing.T, h *cgroup.Hierarchy, c cgroup.Cgroup) string {
+	t.Helper()
+	files := []string{"memory.max", "memory.high", "cgroup.subtree_control"}
+	if h.Version == 1 {
+		files = []string{"memory.limit_in_bytes", "memory.soft_limit_in_bytes"}
+	}
+	var b strings.Builder
+	for _, f := range files {
+		v, err := c.Read(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(&b, "%s=%s ", f, v)
+	}
+	return b.String()
+}
+
+// assertNoCgroupsBelow fails if c has any child (scratch cgroups included).
+func assertNoCgroupsBelow(t *testing.T, c cgroup.Cgroup) {
+	t.Helper()
+	if names, err := c.Children(); err != nil || len(names) > 0 {
+		t.Fatalf("left below %s: %v %v", c.Rel, names, err)
+	}
+}
+
+// assertNoPinPath fails if anything is left at the pin path.
+func (l *lab) assertNoPinPath(ids []ebpf.ProgramID) {
+	l.t.Helper()
+	if _, err := os.Lstat(l.pinPath); err == nil {
+		entries, _ := os.ReadDir(l.pinPath)
+		l.t.Fatalf("pin path %s left, holding %v", l.pinPath, entries)
+	}
+	assertFreed(l.t, ids)
+}
+
+// assertFreed fails if one of the programs is still loaded; programs go
+// after an RCU grace period, so it waits a little.
+func assertFreed(t *testing.T, ids []ebpf.ProgramID) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for _, id := range ids {
+		for {
+			p, err := ebpf.NewProgramFromID(id)
+			if err != nil {
+				break
+			}
+			p.Close()
+			if time.Now().After(deadline) {
+				t.Fatalf("program %d still loaded", id)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+}
+
+// sandbox is a cgroup of the test's own, below the default parent, that the
+// commands under test use as --parent or target; settings are compared on it.
+func (l *lab) sandbox() cgroup.Cgroup {
+	c := l.parent().Child(fmt.Sprintf("cgrstat-%d-%s", os.Getpid(), strings.ToLower(strings.ReplaceAll(l.t.Name(), "/", "-"))))
+	if err := c.Mkdir(); err != nil {
+		l.t.Fatal(err)
+	}
+	if l.h.Version == 2 {
+		if err := c.Write("cgroup.subtree_control", "+memory"); err != nil {
+			l.t.Fatal(err)
+		}
+	}
+	l.t.Cleanup(func() {
+		if err := c.RemoveWait(5 * time.Second); err != nil {
+			l.t.Errorf("removing the sandbox: %v", err)
+		}
+	})
+	return c
+}
+
+func (l *lab) args(args ...string) []string { return append(args, "--pin-path", l.pinPath) }
+
+// recordIDs returns the programs of the load at the pin path, if any.
+func (l *lab) recordIDs() []ebpf.ProgramID {
+	rec, err := loader.ReadRecord(l.pinPath)
+	if err != nil {
+		return nil
+	}
+	return rec.ProgramIDs
+}
+
+func TestKernelKillLoadUnload(t *testing.T) {
+	l := newLab(t)
+	loadTime := timed(t, l.args("load", "--flush", "walk")...)
+	ids := l.recordIDs()
+	unloadTime := timed(t, l.args("unload")...)
+	assertFreed(t, ids)
+	var load, unload tally
+	for i := 0; i < kills(); i++ {
+		load.add(killAfter(t, randDelay(loadTime), l.args("load", "--flush", "walk")...))
+		ids := l.recordIDs()
+		// Recovery: unload (exit 2 "not loaded" when the kill came before anything was pinned).
+		if r := runProc(t, l.args("unload")...); r.code != 0 && !strings.Contains(r.stderr, "not loaded") {
+			t.Fatalf("unload after a killed load: exit %d: %s", r.code, r.stderr)
+		}
+		l.assertNoPinPath(ids)
+
+		if r := runProc(t, l.args("load", "--flush", "walk")...); r.code != 0 {
+			t.Fatalf("load: %s", r.stderr)
+		}
+		ids = l.recordIDs()
+		unload.add(killAfter(t, randDelay(unloadTime), l.args("unload")...))
+		if r := runProc(t, l.args("unload")...); r.code != 0 && !strings.Contains(r.stderr, "not loaded") {
+			t.Fatalf("unload after a killed unload: exit %d: %s", r.code, r.stderr)
+		}
+		l.assertNoPinPath(ids)
+	}
+	t.Logf("load killed %d times while running (%d runs had finished); unload %d (%d)", load.hit, load.late, unload.hit, unload.late)
+}
+
+func TestKernelKillPin(t *testing.T) {
+	l := newLab(t)
+	box := l.sandbox()
+	var args []string
+	for i := 0; i < 100; i++ {
+		c := box.Child(fmt.Sprintf("c%d", i))
+		if err := c.Mkdir(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = c.Remove() })
+		args = append(args, c.Rel)
+	}
+	l.run("load", "--flush", "walk")
+	ids := l.recordIDs()
+	pinArgs := l.args(append([]string{"pin"}, args...)...)
+	pinTime := timed(t, pinArgs...)
+	var pin tally
+	for i := 0; i < kills(); i++ {
+		l.run("unpin", "--all")
+		pin.add(killAfter(t, randDelay(pinTime), pinArgs...))
+		l.run("unpin", "--all") // recovery
+		if rels, _ := os.ReadDir(filepath.Join(l.pinPath, "cgroups")); len(rels) != 0 {
+			t.Fatalf("stat files left after unpin --all: %v", rels)
+		}
+		if _, err := loader.ReadRecord(l.pinPath); err != nil {
+			t.Fatalf("the load is damaged: %v", err)
+		}
+	}
+	l.run("unload")
+	l.assertNoPinPath(ids)
+	t.Logf("pin of 100 cgroups killed %d times while running (%d runs had finished)", pin.hit, pin.late)
+}
+
+// bigSpec has n leaves below the top.
+func bigSpec(n int) string {
+	var b strings.Builder
+	b.WriteString("children:\n")
+	for i := 0; i < n; i++ {
+		fmt.Fprintf(&b, "  - name: c%d\n", i)
+	}
+	return b.String()
+}
+
+func TestKernelKillHierarchyCreate(t *testing.T) {
+	l := newLab(t)
+	box := l.sandbox()
+	path, _ := l.writeSpec(bigSpec(500))
+	before := settings(t, l.h, box)
+	l.run("load", "--flush", "walk")
+	ids := l.recordIDs()
+	createArgs := l.args("hierarchy", "create", "--pin", "-f", path, "--parent", box.Rel)
+	createTime := timed(t, createArgs...)
+	var create tally
+	for i := 0; i < kills(); i++ {
+		if i > 0 {
+			create.add(killAfter(t, randDelay(createTime), createArgs...))
+		}
+		// Recovery: destroy (exit 2 "no cgroup of the tree exists" when the kill came first).
+		r := runProc(t, l.args("hierarchy", "destroy", "-f", path, "--parent", box.Rel)...)
+		if r.code != 0 && !strings.Contains(r.stderr, "no cgroup of the tree exists") {
+			t.Fatalf("destroy after a killed create: exit %d: %s", r.code, r.stderr)
+		}
+		assertNoCgroupsBelow(t, box)
+		if rels, _ := os.ReadDir(filepath.Join(l.pinPath, "cgroups")); len(rels) != 0 {
+			t.Fatalf("stat files left after destroy: %v", rels)
+		}
+		if got := settings(t, l.h, box); got != before {
+			t.Fatalf("parent settings changed: %s, were %s", got, before)
+		}
+	}
+	l.run("unload")
+	l.assertNoPinPath(ids)
+	t.Logf("hierarchy create --pin of 501 cgroups killed %d times while running (%d runs had finished)", create.hit, create.late)
+}
+
+func TestKernelKillStress(t *testing.T) {
+	l := newLab(t)
+	box := l.sandbox()
+	target := box.Child("target")
+	if err := target.Mkdir(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = target.RemoveWait(5 * time.Second) })
+	before := settings(t, l.h, target)
+	stressArgs := l.args("stress", "--size", "4MiB", "--rounds", "3", target.Rel, target.Rel)
+	stressTime := timed(t, stressArgs...)
+	var stress tally
+	for i := 0; i < kills(); i++ {
+		stress.add(killAfter(t, randDelay(stressTime), stressArgs...))
+		// Recovery: the next stress removes what the killed one left.
+		if r := runProc(t, l.args("stress", "--size", "1MiB", target.Rel)...); r.code != 0 {
+			t.Fatalf("stress after a killed stress: exit %d: %s", r.code, r.stderr)
+		}
+		assertNoCgroupsBelow(t, target)
+		if pids, _ := target.Procs(); len(pids) > 0 {
+			t.Fatalf("processes left in %s: %v", target.Rel, pids)
+		}
+		if got := settings(t, l.h, target); got != before {
+			t.Fatalf("settings of %s changed: %s, were %s", target.Rel, got, before)
+		}
+	}
+	t.Logf("stress killed %d times while running (%d runs had finished)", stress.hit, stress.late)
+}
+
+func TestKernelKillCheck(t *testing.T) {
+	l := newLab(t)
+	box := l.sandbox()
+	path, _ := l.writeSpec(deepSpec)
+	before := settings(t, l.h, box)
+	checkArgs := l.args("check", "--flush", "walk", "-f", path, "--parent", box.Rel)
+	checkTime := timed(t, checkArgs...)
+	var check tally
+	var left []ebpf.ProgramID
+	for i := 0; i < kills(); i++ {
+		check.add(killAfter(t, randDelay(checkTime), checkArgs...))
+		left = append(left, l.recordIDs()...)
+		// Recovery: check again; it removes what the killed one left first.
+		if r := runProc(t, checkArgs...); r.code != 0 {
+			t.Fatalf("check after a killed check: exit %d: %s%s", r.code, r.stdout, r.stderr)
+		}
+		assertNoCgroupsBelow(t, box)
+		l.assertNoPinPath(left)
+		if got := settings(t, l.h, box); got != before {
+			t.Fatalf("parent settings changed: %s, were %s", got, before)
+		}
+	}
+	t.Logf("check killed %d times while running (%d runs had finished)", check.hit, check.late)
+}
+
+// TestKernelInterrupt sends SIGINT and SIGTERM to long commands: each stops,
+// removes what it made and says so once.
+func TestKernelInterrupt(t *testing.T) {
+	l := newLab(t)
+	box := l.sandbox()
+	path, _ := l.writeSpec(bigSpec(3000))
+	l.run("load", "--flush", "walk")
+	ids := l.recordIDs()
+	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM} {
+		stderr, code := signalAfter(t, sig, 150*time.Millisecond, l.args("hierarchy", "create", "--pin", "-f", path, "--parent", box.Rel)...)
+		if code == 0 {
+			t.Logf("%v came after create finished; destroying", sig)
+			l.run("hierarchy", "destroy", "-f", path, "--parent", box.Rel)
+			continue
+		}
+		if code != 1 || strings.Count(stderr, "\n") != 1 || !strings.Contains(stderr, "interrupted; what this run created is removed") {
+			t.Errorf("create after %v: exit %d, %q", sig, code, stderr)
+		}
+		assertNoCgroupsBelow(t, box)
+		if rels, _ := os.ReadDir(filepath.Join(l.pinPath, "cgroups")); len(rels) != 0 {
+			t.Errorf("stat files left after %v: %v", sig, rels)
+		}
+	}
+	l.run("unload")
+	l.assertNoPinPath(ids)
+}
