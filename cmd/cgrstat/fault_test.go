@@ -121,6 +121,19 @@ func (c *tally) add(hit bool) {
 	}
 }
 
+// more says whether to kill again: until kills() kills hit a running
+// command, within four times as many tries.
+func (c *tally) more() bool { return c.hit < kills() && c.hit+c.late < 4*kills() }
+
+// enough fails the test if too few kills hit a running command.
+func (c *tally) enough(t *testing.T, what string) {
+	t.Helper()
+	t.Logf("%s: killed %d times while running (%d kills came after it finished)", what, c.hit, c.late)
+	if c.hit < kills() {
+		t.Errorf("%s was killed while running only %d times, want %d", what, c.hit, kills())
+	}
+}
+
 // settings are the memory settings of a cgroup cgrstat must not change.
 func settings(t *testing.T, h *cgroup.Hierarchy, c cgroup.Cgroup) string {
 	t.Helper()
@@ -215,7 +228,7 @@ func TestKernelKillLoadUnload(t *testing.T) {
 	unloadTime := timed(t, l.args("unload")...)
 	assertFreed(t, ids)
 	var load, unload tally
-	for i := 0; i < kills(); i++ {
+	for load.more() {
 		load.add(killAfter(t, randDelay(loadTime), l.args("load", "--flush", "walk")...))
 		ids := l.recordIDs()
 		// Recovery: unload (exit 2 "not loaded" when the kill came before anything was pinned).
@@ -223,18 +236,20 @@ func TestKernelKillLoadUnload(t *testing.T) {
 			t.Fatalf("unload after a killed load: exit %d: %s", r.code, r.stderr)
 		}
 		l.assertNoPinPath(ids)
-
+	}
+	for unload.more() {
 		if r := runProc(t, l.args("load", "--flush", "walk")...); r.code != 0 {
 			t.Fatalf("load: %s", r.stderr)
 		}
-		ids = l.recordIDs()
+		ids := l.recordIDs()
 		unload.add(killAfter(t, randDelay(unloadTime), l.args("unload")...))
 		if r := runProc(t, l.args("unload")...); r.code != 0 && !strings.Contains(r.stderr, "not loaded") {
 			t.Fatalf("unload after a killed unload: exit %d: %s", r.code, r.stderr)
 		}
 		l.assertNoPinPath(ids)
 	}
-	t.Logf("load killed %d times while running (%d runs had finished); unload %d (%d)", load.hit, load.late, unload.hit, unload.late)
+	load.enough(t, "load")
+	unload.enough(t, "unload")
 }
 
 func TestKernelKillPin(t *testing.T) {
@@ -254,7 +269,7 @@ func TestKernelKillPin(t *testing.T) {
 	pinArgs := l.args(append([]string{"pin"}, args...)...)
 	pinTime := timed(t, pinArgs...)
 	var pin tally
-	for i := 0; i < kills(); i++ {
+	for pin.more() {
 		l.run("unpin", "--all")
 		pin.add(killAfter(t, randDelay(pinTime), pinArgs...))
 		l.run("unpin", "--all") // recovery
@@ -267,7 +282,7 @@ func TestKernelKillPin(t *testing.T) {
 	}
 	l.run("unload")
 	l.assertNoPinPath(ids)
-	t.Logf("pin of 100 cgroups killed %d times while running (%d runs had finished)", pin.hit, pin.late)
+	pin.enough(t, "pin of 100 cgroups")
 }
 
 // bigSpec has n leaves below the top.
@@ -290,8 +305,8 @@ func TestKernelKillHierarchyCreate(t *testing.T) {
 	createArgs := l.args("hierarchy", "create", "--pin", "-f", path, "--parent", box.Rel)
 	createTime := timed(t, createArgs...)
 	var create tally
-	for i := 0; i < kills(); i++ {
-		if i > 0 {
+	for first := true; first || create.more(); first = false {
+		if !first { // the timed run made a whole tree: destroy it first
 			create.add(killAfter(t, randDelay(createTime), createArgs...))
 		}
 		// Recovery: destroy (exit 2 "no cgroup of the tree exists" when the kill came first).
@@ -309,7 +324,7 @@ func TestKernelKillHierarchyCreate(t *testing.T) {
 	}
 	l.run("unload")
 	l.assertNoPinPath(ids)
-	t.Logf("hierarchy create --pin of 501 cgroups killed %d times while running (%d runs had finished)", create.hit, create.late)
+	create.enough(t, "hierarchy create --pin of 501 cgroups")
 }
 
 func TestKernelKillStress(t *testing.T) {
@@ -324,7 +339,7 @@ func TestKernelKillStress(t *testing.T) {
 	stressArgs := l.args("stress", "--size", "4MiB", "--rounds", "3", target.Rel, target.Rel)
 	stressTime := timed(t, stressArgs...)
 	var stress tally
-	for i := 0; i < kills(); i++ {
+	for stress.more() {
 		stress.add(killAfter(t, randDelay(stressTime), stressArgs...))
 		// Recovery: the next stress removes what the killed one left.
 		if r := runProc(t, l.args("stress", "--size", "1MiB", target.Rel)...); r.code != 0 {
@@ -338,7 +353,7 @@ func TestKernelKillStress(t *testing.T) {
 			t.Fatalf("settings of %s changed: %s, were %s", target.Rel, got, before)
 		}
 	}
-	t.Logf("stress killed %d times while running (%d runs had finished)", stress.hit, stress.late)
+	stress.enough(t, "stress")
 }
 
 func TestKernelKillCheck(t *testing.T) {
@@ -350,7 +365,7 @@ func TestKernelKillCheck(t *testing.T) {
 	checkTime := timed(t, checkArgs...)
 	var check tally
 	var left []ebpf.ProgramID
-	for i := 0; i < kills(); i++ {
+	for check.more() {
 		check.add(killAfter(t, randDelay(checkTime), checkArgs...))
 		left = append(left, l.recordIDs()...)
 		// Recovery: check again; it removes what the killed one left first.
@@ -363,7 +378,7 @@ func TestKernelKillCheck(t *testing.T) {
 			t.Fatalf("parent settings changed: %s, were %s", got, before)
 		}
 	}
-	t.Logf("check killed %d times while running (%d runs had finished)", check.hit, check.late)
+	check.enough(t, "check")
 }
 
 // TestKernelInterrupt sends SIGINT and SIGTERM to long commands: each stops,
