@@ -47,6 +47,8 @@ func verify(pinPath string) (*Record, error) {
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		return nil, ErrNotLoaded
+	case errors.Is(err, fs.ErrPermission) && strings.Contains(filepath.Base(pinPath), "."):
+		return nil, dotted(pinPath) // bpffs refuses even to look a dotted name up
 	case err != nil:
 		return nil, fmt.Errorf("pin path %s: %w", pinPath, err)
 	case !fi.IsDir():
@@ -138,10 +140,14 @@ func checkNewPinPath(pinPath string) error {
 			return nil
 		}
 		if strings.Contains(filepath.Base(p), ".") {
-			return fmt.Errorf("%w: %s: bpffs refuses names with a dot (%q); choose a pin path without one", ErrBadPinPath, pinPath, filepath.Base(p))
+			return dotted(p)
 		}
 	}
 	return nil
+}
+
+func dotted(p string) error {
+	return fmt.Errorf("%w: %s: bpffs refuses names with a dot (%q); choose a pin path without one", ErrBadPinPath, p, filepath.Base(p))
 }
 
 // removeLoad removes what a load pins, and nothing else: the known maps,
