@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -144,7 +145,8 @@ func TestKernelConcurrentPinUnload(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 		if r := runProc(t, l.args("unload")...); r.code != 0 {
-			t.Errorf("unload racing pin: exit %d: %s", r.code, r.stderr)
+			out, _ := exec.Command("sh", "-c", "ls -laR "+l.pinPath+"; bpftool link show; bpftool prog show | tail -20").CombinedOutput()
+			t.Errorf("unload racing pin: exit %d: %s\n%s", r.code, r.stderr, out)
 		}
 		if round%2 == 0 { // and a load racing them too
 			if r := runProc(t, l.args("load", "--flush", "walk")...); r.code != 0 {
@@ -156,9 +158,11 @@ func TestKernelConcurrentPinUnload(t *testing.T) {
 		wg.Wait()
 		// A whole load, or nothing.
 		if _, err := loader.ReadRecord(l.pinPath); err == nil {
-			if _, err := loader.Open(l.pinPath); err != nil {
+			p, err := loader.Open(l.pinPath)
+			if err != nil {
 				t.Fatalf("round %d: the load is not whole: %v", round, err)
 			}
+			p.Close()
 			l.run("unload")
 		}
 		l.assertNoPinPath(ids)
