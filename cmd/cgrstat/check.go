@@ -7,7 +7,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/cgrstat/cgrstat/internal/exitcode"
 	"github.com/cgrstat/cgrstat/pkg/check"
 	"github.com/cgrstat/cgrstat/pkg/format"
 	"github.com/cgrstat/cgrstat/pkg/loader"
@@ -33,10 +32,7 @@ leaves its tree and load: running check again removes them first.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			mode, err := loader.ParseMode(flush)
 			if err != nil {
-				return exitcode.UsageErr(err)
-			}
-			if err := needRoot(); err != nil {
-				return err
+				return usage(err)
 			}
 			h, err := g.hierarchy()
 			if err != nil {
@@ -48,8 +44,7 @@ leaves its tree and load: running check again removes them first.`,
 			}
 			rep, err := check.Run(cmd.Context(), check.Options{
 				Tree: t, Keep: keep,
-				Load: loader.Options{PinPath: g.pinPath, Flush: mode, MaxCgroups: loader.DefaultMaxCgroups,
-					CgroupVersion: h.Version, MemcgV1Hierarchy: h.V1ID, CgroupRoot: h.Mount},
+				Load:   g.loadOptions(h, mode, loader.DefaultMaxCgroups),
 				Stress: stress.Options{Parallel: 2, ScratchDir: os.TempDir()},
 			})
 			if rep != nil && (rep.Invariants != nil || err == nil) {
@@ -61,11 +56,9 @@ leaves its tree and load: running check again removes them first.`,
 			case errors.Is(err, check.ErrFailed):
 				return errors.New(rep.Summary())
 			case errors.Is(err, check.ErrTreeExists):
-				return exitcode.UsageErr(fmt.Errorf("%w (remove it with '%s', or choose another --parent)", err, g.destroyCmd(&tf, t)))
-			case errors.Is(err, check.ErrOtherMode):
-				return exitcode.UsageErr(err)
+				return fmt.Errorf("%w (remove it with '%s', or choose another --parent)", err, g.destroyCmd(&tf, t))
 			}
-			return treeError(err)
+			return err
 		},
 	}
 	tf.register(cmd, "cgroup to build the tree under")

@@ -6,10 +6,9 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/cgrstat/cgrstat/internal/exitcode"
 	"github.com/cgrstat/cgrstat/pkg/cgtree"
-	"github.com/cgrstat/cgrstat/pkg/check"
 	"github.com/cgrstat/cgrstat/pkg/loader"
+	"github.com/cgrstat/cgrstat/pkg/pin"
 )
 
 func newHierarchyCmd(g *globals) *cobra.Command {
@@ -42,17 +41,20 @@ the same -f and --parent removes whatever part of the tree exists.`,
 			}
 			existed, err := cgtree.Create(cmd.Context(), t)
 			if errors.Is(err, cgtree.ErrPartial) {
-				return exitcode.UsageErr(fmt.Errorf("%w: remove it with '%s' and create it again", err, g.destroyCmd(&tf, t)))
+				return usage(fmt.Errorf("%w: remove it with '%s' and create it again", err, g.destroyCmd(&tf, t)))
 			}
 			if err != nil {
-				return treeError(err)
+				return err
 			}
 			if existed {
 				fmt.Fprintf(cmd.ErrOrStderr(), "cgroup %s already existed as specified; nothing created\n", t.Top().Rel)
 			}
 			var pins []string
 			if pinAll {
-				if pins, err = pinTree(cmd, p, t, existed); err != nil {
+				if pins, err = pin.All(cmd.Context(), p, t.Cgroups()); err != nil {
+					if !existed { // a tree this run created goes again
+						_, _ = cgtree.Destroy(t, false)
+					}
 					return err
 				}
 			}
@@ -69,16 +71,6 @@ the same -f and --parent removes whatever part of the tree exists.`,
 	tf.register(cmd, "cgroup to build the tree under")
 	cmd.Flags().BoolVar(&pinAll, "pin", false, "pin a stat file for every cgroup of the tree (needs cgrstat load)")
 	return cmd
-}
-
-// pinTree pins the tree's stat files; if that fails or is interrupted, a
-// tree this run created goes again.
-func pinTree(cmd *cobra.Command, p *loader.Pinned, t cgtree.Tree, existed bool) ([]string, error) {
-	paths, err := check.PinTree(cmd.Context(), p, t)
-	if err != nil && !existed {
-		_, _ = cgtree.Destroy(t, false)
-	}
-	return paths, err
 }
 
 func newHierarchyDestroyCmd(g *globals) *cobra.Command {
@@ -100,9 +92,9 @@ also how to clean up after 'hierarchy create' or 'check' was killed.`,
 			if p != nil {
 				defer p.Close()
 			}
-			n, err := check.Teardown(p, t, kill)
+			n, err := cgtree.Teardown(t, p, kill)
 			if err != nil {
-				return treeError(err)
+				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "removed %s under %s\n", plural(n, "cgroup"), t.Parent.Rel)
 			return nil
@@ -131,24 +123,10 @@ func (g *globals) placeTree(tf *treeFlags, needLoad bool) (cgtree.Tree, *loader.
 	if err != nil {
 		return t, nil, err
 	}
-	if err := needRoot(); err != nil {
-		return t, nil, err
-	}
 	if needLoad {
 		p, err := g.open()
 		return t, p, err
 	}
 	p, err := g.openIfLoaded()
 	return t, p, err
-}
-
-// treeError makes a tree that differs from its spec, holds processes or
-// does not exist a usage error: the user must act, nothing failed.
-func treeError(err error) error {
-	for _, e := range []error{cgtree.ErrDiffers, cgtree.ErrBusy, cgtree.ErrNotExist, cgtree.ErrPartial, cgtree.ErrParentMemory} {
-		if errors.Is(err, e) {
-			return exitcode.UsageErr(err)
-		}
-	}
-	return err
 }

@@ -8,11 +8,11 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/cgrstat/cgrstat/internal/exitcode"
 	"github.com/cgrstat/cgrstat/pkg/cgroup"
 	"github.com/cgrstat/cgrstat/pkg/loader"
 )
 
+// defaultPinPath is where loads are pinned unless --pin-path says otherwise.
 const defaultPinPath = "/sys/fs/bpf/cgrstat"
 
 // globals are the flags every command shares.
@@ -36,12 +36,15 @@ Typical use:
   cgrstat stress
   cgrstat read --all --json
   cgrstat unload`,
-		SilenceUsage:  true,
-		SilenceErrors: true,
+		SilenceUsage:      true,
+		SilenceErrors:     true,
+		PersistentPreRunE: needRoot,
+		Version:           versionString(),
 	}
+	root.SetVersionTemplate("cgrstat {{.Version}}\n")
 	root.PersistentFlags().StringVar(&g.pinPath, "pin-path", defaultPinPath, "bpffs directory that holds cgrstat's pins")
 	root.PersistentFlags().StringVar(&g.cgroupRoot, "cgroup-root", "", "mount point of the memory cgroup hierarchy (default: found in /proc/self/mountinfo)")
-	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return exitcode.UsageErr(err) })
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usage(err) })
 	ex, sh := lockExclusive, lockShared
 	root.AddCommand(locking(ex, making(newLoadCmd(g))), locking(ex, newUnloadCmd(g)), locking(sh, newStatusCmd(g)),
 		locking(ex, making(newPinCmd(g))), locking(ex, newUnpinCmd(g)), locking(sh, newReadCmd(g)),
@@ -75,6 +78,35 @@ func markRun(c *cobra.Command) {
 	}
 }
 
+func execute(ctx context.Context, root *cobra.Command, args []string) error {
+	markRun(root)
+	root.SetArgs(args)
+	cmd, err := root.ExecuteContextC(ctx)
+	var ran ranError
+	if err != nil && !errors.As(err, &ran) {
+		return usage(err)
+	}
+	if err != nil && errors.Is(ran.err, context.Canceled) {
+		return interrupted{cleaned: cmd.Annotations[makes] != ""}
+	}
+	if err != nil {
+		return ran.err
+	}
+	return nil
+}
+
+// makes marks a command that creates something, and so removes it when interrupted.
+const makes = "makes"
+
+// making annotates cmd as one that removes what it made when interrupted.
+func making(cmd *cobra.Command) *cobra.Command {
+	if cmd.Annotations == nil {
+		cmd.Annotations = map[string]string{}
+	}
+	cmd.Annotations[makes] = "yes"
+	return cmd
+}
+
 // Lock annotations: commands that change what is pinned take the pin path's
 // lock exclusively, those that read it shared, so that no interleaving of
 // load, unload, pin, unpin and read leaves orphans.
@@ -93,7 +125,7 @@ func locking(mode string, cmd *cobra.Command) *cobra.Command {
 }
 
 // lockPinPath takes the lock cmd's annotation asks for. Without root there
-// is no lock to take: the command refuses on its own, in its own words.
+// is no lock to take: needRoot has refused already.
 func lockPinPath(cmd *cobra.Command) (func(), error) {
 	mode := cmd.Annotations[lockKey]
 	if mode == "" || os.Geteuid() != 0 {
@@ -106,52 +138,20 @@ func lockPinPath(cmd *cobra.Command) (func(), error) {
 	return loader.Lock(cmd.Context(), pinPath, mode == lockExclusive)
 }
 
-// makes marks a command that creates something, and so removes it when interrupted.
-const makes = "makes"
-
-func execute(ctx context.Context, root *cobra.Command, args []string) error {
-	markRun(root)
-	root.SetArgs(args)
-	cmd, err := root.ExecuteContextC(ctx)
-	var ran ranError
-	if err != nil && !errors.As(err, &ran) {
-		return exitcode.UsageErr(err)
-	}
-	if err != nil && errors.Is(ran.err, context.Canceled) {
-		return interrupted{cleaned: cmd.Annotations[makes] != ""}
-	}
-	if err != nil {
-		return usageIfEnvironment(ran.err)
-	}
-	return nil
-}
-
-// environmentErrors are the library errors that mean the user must act: exit 2.
-var environmentErrors = []error{loader.ErrNotLoaded, loader.ErrNotALoad, loader.ErrBadPinPath, cgroup.ErrNotScratch}
-
-func usageIfEnvironment(err error) error {
-	for _, e := range environmentErrors {
-		if errors.Is(err, e) {
-			return exitcode.UsageErr(err)
-		}
-	}
-	return err
-}
-
-// making annotates cmd as one that removes what it made when interrupted.
-func making(cmd *cobra.Command) *cobra.Command {
-	if cmd.Annotations == nil {
-		cmd.Annotations = map[string]string{}
-	}
-	cmd.Annotations[makes] = "yes"
-	return cmd
-}
+// rootless are the commands that touch neither BPF nor cgroups.
+var rootless = map[string]bool{"help": true, "completion": true, "version": true, "man": true,
+	cobra.ShellCompRequestCmd: true, cobra.ShellCompNoDescRequestCmd: true}
 
 // needRoot refuses to go on without root, in one line, before anything
 // fails half way with a permission error.
-func needRoot() error {
+func needRoot(cmd *cobra.Command, _ []string) error {
+	for c := cmd; c != nil; c = c.Parent() {
+		if rootless[c.Name()] {
+			return nil
+		}
+	}
 	if os.Geteuid() != 0 {
-		return exitcode.UsageErr(errors.New("needs root: cgrstat loads BPF programs and manages cgroups (CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN)"))
+		return usage(errors.New("needs root: cgrstat loads BPF programs and manages cgroups (CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN)"))
 	}
 	return nil
 }
@@ -159,25 +159,16 @@ func needRoot() error {
 // hierarchy finds the memory cgroup hierarchy.
 func (g *globals) hierarchy() (*cgroup.Hierarchy, error) {
 	h, err := cgroup.Detect(g.cgroupRoot)
-	return h, exitcode.UsageErr(err)
+	return h, usage(err)
 }
 
 // open opens the pinned load.
 func (g *globals) open() (*loader.Pinned, error) {
 	p, err := loader.Open(g.pinPath)
 	if errors.Is(err, loader.ErrNotLoaded) {
-		return nil, exitcode.UsageErr(g.notLoaded())
+		return nil, fmt.Errorf("%w at %s (run: %s)", err, g.pinPath, g.command("load"))
 	}
 	return p, err
-}
-
-// notLoaded says how to load at the pin path the user gave.
-func (g *globals) notLoaded() error {
-	run := "cgrstat load"
-	if g.pinPath != defaultPinPath {
-		run = "cgrstat --pin-path " + shellQuote(g.pinPath) + " load"
-	}
-	return fmt.Errorf("%w at %s (run: %s)", loader.ErrNotLoaded, g.pinPath, run)
 }
 
 // openIfLoaded opens the load, or returns nil when nothing is loaded.
@@ -200,9 +191,24 @@ func (g *globals) cgroups(args []string) (*cgroup.Hierarchy, []cgroup.Cgroup, er
 	for _, a := range args {
 		c, err := h.Resolve(a)
 		if err != nil {
-			return nil, nil, exitcode.UsageErr(err)
+			return nil, nil, usage(err)
 		}
 		cgs = append(cgs, c)
 	}
 	return h, cgs, nil
+}
+
+// command spells a cgrstat command line with the --pin-path this one was given.
+func (g *globals) command(args string) string {
+	if g.pinPath == defaultPinPath {
+		return "cgrstat " + args
+	}
+	return fmt.Sprintf("cgrstat --pin-path %s %s", shellQuote(g.pinPath), args)
+}
+
+// loadOptions describe a load at this command's pin path of the memory
+// hierarchy h.
+func (g *globals) loadOptions(h *cgroup.Hierarchy, mode loader.Mode, maxCgroups uint32) loader.Options {
+	return loader.Options{PinPath: g.pinPath, Flush: mode, MaxCgroups: maxCgroups, CgroupVersion: h.Version,
+		MemcgV1Hierarchy: h.V1ID, CgroupRoot: h.Mount, Version: versionString()}
 }

@@ -5,7 +5,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/cgrstat/cgrstat/internal/exitcode"
 	"github.com/cgrstat/cgrstat/pkg/cgroup"
 	"github.com/cgrstat/cgrstat/pkg/cgtree"
 	"github.com/cgrstat/cgrstat/pkg/spec"
@@ -25,15 +24,11 @@ func (f *treeFlags) register(cmd *cobra.Command, parentHelp string) {
 
 // destroyCmd is the command line that removes t, with the flags that place it.
 func (g *globals) destroyCmd(f *treeFlags, t cgtree.Tree) string {
-	s := "cgrstat"
-	if g.pinPath != defaultPinPath {
-		s += " --pin-path " + shellQuote(g.pinPath)
-	}
-	s += " hierarchy destroy"
+	s := "hierarchy destroy"
 	if f.file != "" {
 		s += " -f " + shellQuote(f.file)
 	}
-	return s + " --parent " + shellQuote(t.Parent.Rel)
+	return g.command(s + " --parent " + shellQuote(t.Parent.Rel))
 }
 
 // shellQuote quotes s for a shell when it holds more than plain path characters.
@@ -50,14 +45,14 @@ func (f *treeFlags) tree(h *cgroup.Hierarchy) (cgtree.Tree, error) {
 	if f.file != "" {
 		var err error
 		if s, err = spec.ParseFile(f.file); err != nil {
-			return cgtree.Tree{}, exitcode.UsageErr(err)
+			return cgtree.Tree{}, usage(err)
 		}
 	}
 	parent := h.DefaultParent()
 	if f.parent != "" {
 		var err error
 		if parent, err = h.Resolve(f.parent); err != nil {
-			return cgtree.Tree{}, exitcode.UsageErr(err)
+			return cgtree.Tree{}, usage(err)
 		}
 	}
 	return cgtree.Tree{H: h, Spec: s, Parent: parent}, nil

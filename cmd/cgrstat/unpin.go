@@ -7,7 +7,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/cgrstat/cgrstat/internal/exitcode"
 	"github.com/cgrstat/cgrstat/pkg/pin"
 )
 
@@ -21,10 +20,7 @@ removed. With --all, every stat file of the load. Only stat files of a
 verified cgrstat load are ever removed.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if all == (len(args) > 0) {
-				return exitcode.UsageErr(errors.New("give either CGROUP arguments or --all"))
-			}
-			if err := needRoot(); err != nil {
-				return err
+				return usage(errors.New("give either CGROUP arguments or --all"))
 			}
 			p, err := g.open() // proves that the pin path holds a load
 			if err != nil {
@@ -64,7 +60,7 @@ func (g *globals) statFileRels(args []string) ([]string, error) {
 	for _, a := range args {
 		cands, err := h.Candidates(a)
 		if err != nil {
-			return nil, exitcode.UsageErr(err)
+			return nil, usage(err)
 		}
 		found := ""
 		for _, rel := range cands {
@@ -74,7 +70,7 @@ func (g *globals) statFileRels(args []string) ([]string, error) {
 			}
 		}
 		if found == "" {
-			return nil, exitcode.UsageErr(fmt.Errorf("cgroup %s has no stat file; nothing unpinned", cands[0]))
+			return nil, usage(fmt.Errorf("cgroup %s has no stat file; nothing unpinned", cands[0]))
 		}
 		rels = append(rels, found)
 	}

@@ -34,9 +34,9 @@ type Suite struct{ Name string }
 
 func (s Suite) String() string { return s.Name }
 
-// DefaultSuites is the lab's matrix: the oldest kernel cgrstat supports, the
-// current stable one, and the newest.
-var DefaultSuites = []Suite{{"bookworm"}, {"trixie"}, {"sid"}}
+// DefaultSuites is the lab's matrix, as ParseSuites reads it: the oldest
+// kernel cgrstat supports, the current stable one, and the newest.
+const DefaultSuites = "bookworm,trixie,sid"
 
 var suiteName = regexp.MustCompile(`^[a-z][a-z0-9-]*$`)
 

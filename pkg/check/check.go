@@ -1,6 +1,5 @@
-// Package check runs cgrstat's whole workflow (load, hierarchy, pins,
-// stress, read) and verifies what the kernel reports; it also holds the
-// tree set-up and tear-down that the hierarchy commands share with it.
+// Package check runs cgrstat's whole workflow (load, tree, pins, stress,
+// read) and verifies what the kernel reports.
 package check
 
 import (
@@ -43,8 +42,14 @@ type Report struct {
 	Kept       bool            `json:"kept"`
 }
 
-// ErrFailed says that an invariant did not hold.
-var ErrFailed = errors.New("check failed")
+var (
+	// ErrFailed says that an invariant did not hold.
+	ErrFailed = errors.New("check failed")
+	// ErrTreeExists: check builds its own tree and will not use one that is there.
+	ErrTreeExists = errors.New("the tree already exists")
+	// ErrOtherMode: the pin path holds a load in another flush mode than asked for.
+	ErrOtherMode = errors.New("loaded in another flush mode")
+)
 
 // Run runs the workflow and cleans up what it created unless opts.Keep.
 // The error wraps ErrFailed when an invariant failed.
@@ -57,7 +62,10 @@ func Run(ctx context.Context, opts Options) (rep *Report, err error) {
 		return nil, alreadyThere(t, serr)
 	}
 	if !opts.Keep {
+		// Marks on the load and the tree let the next check remove them if
+		// this one is killed before it does.
 		opts.Load.Owner = string(cgroup.Self())
+		t.Owner = cgroup.Self()
 	}
 	p, loaded, err := ensureLoaded(opts.Load)
 	if err != nil {
@@ -66,18 +74,15 @@ func Run(ctx context.Context, opts Options) (rep *Report, err error) {
 	defer func() {
 		err = errors.Join(err, finish(p, t, loaded, opts.Keep))
 	}()
-	if !opts.Keep {
-		t.Owner = cgroup.Self()
-	}
 	if _, err := cgtree.Create(ctx, t); err != nil {
 		return nil, err
 	}
-	if _, err := PinTree(ctx, p, t); err != nil {
+	if _, err := pin.All(ctx, p, t.Cgroups()); err != nil {
 		return nil, err
 	}
 	rep = &Report{Flush: p.Record.Flush, Cgroup: t.H.Version, Kept: opts.Keep}
 	opts.Stress.Collector = reclaim.Collector{P: p}
-	if rep.Stress, err = stress.Run(ctx, t.H, Jobs(t, 0, 0), opts.Stress); err != nil {
+	if rep.Stress, err = stress.Run(ctx, t.H, stress.TreeJobs(t, 0, 0), opts.Stress); err != nil {
 		return rep, err
 	}
 	if err := rep.collect(p, t); err != nil {
@@ -91,19 +96,16 @@ func Run(ctx context.Context, opts Options) (rep *Report, err error) {
 	return rep, nil
 }
 
-// ErrTreeExists says that the tree check would build is there already.
-var ErrTreeExists = errors.New("already exists: check builds its own tree")
-
 func alreadyThere(t cgtree.Tree, err error) error {
 	if err != nil {
 		return err
 	}
-	return fmt.Errorf("cgroup %s %w", t.Top().Rel, ErrTreeExists)
+	return fmt.Errorf("cgroup %s: %w: check builds its own tree", t.Top().Rel, ErrTreeExists)
 }
 
 // recoverCrashed removes what a check that died without cleaning up (kill -9)
 // left: its tree, which it marked, and its load, which names it as owner.
-// What another check still running made is left alone.
+// What a check still running made is left alone.
 func recoverCrashed(t cgtree.Tree, pinPath string) error {
 	rec, err := loader.ReadRecord(pinPath)
 	if err != nil && !errors.Is(err, loader.ErrNotLoaded) {
@@ -130,7 +132,7 @@ func teardownWith(pinPath string, isLoaded bool, t cgtree.Tree) error {
 		}
 		defer p.Close()
 	}
-	_, err := Teardown(p, t, false)
+	_, err := cgtree.Teardown(t, p, false)
 	return err
 }
 
@@ -142,7 +144,7 @@ func ensureLoaded(opts loader.Options) (*loader.Pinned, bool, error) {
 		return nil, false, err
 	}
 	if !loaded && opts.Flush != loader.Auto && rec.Flush != opts.Flush {
-		return nil, false, fmt.Errorf("%w: already loaded at %s with flush mode %s, not %s: unload first, or use another --pin-path",
+		return nil, false, fmt.Errorf("%w: at %s with flush mode %s, not %s: unload first, or use another --pin-path",
 			ErrOtherMode, opts.PinPath, rec.Flush, opts.Flush)
 	}
 	p, err := loader.Open(opts.PinPath)
@@ -152,15 +154,12 @@ func ensureLoaded(opts loader.Options) (*loader.Pinned, bool, error) {
 	return p, loaded, err
 }
 
-// ErrOtherMode says that the load in place uses another flush mode than asked.
-var ErrOtherMode = errors.New("another flush mode")
-
 func finish(p *loader.Pinned, t cgtree.Tree, loaded, keep bool) error {
 	if keep {
 		p.Close()
 		return nil
 	}
-	_, err := Teardown(p, t, true)
+	_, err := cgtree.Teardown(t, p, true)
 	p.Close()
 	if loaded {
 		_, uerr := loader.Unload(p.Path)
@@ -206,74 +205,6 @@ func allPass(invs []Invariant) bool {
 		}
 	}
 	return true
-}
-
-// Jobs makes one stress job per leaf of the tree, with the spec's sizes
-// unless size or rounds override them.
-func Jobs(t cgtree.Tree, size int64, rounds int) []stress.Job {
-	var jobs []stress.Job
-	for _, l := range t.Spec.Leaves() {
-		j := stress.Job{Cgroup: t.Cgroup(l.Rel), Size: int64(l.Node.Stress.Size), Rounds: l.Node.Stress.Rounds}
-		if size > 0 {
-			j.Size = size
-		}
-		if rounds > 0 {
-			j.Rounds = rounds
-		}
-		jobs = append(jobs, j)
-	}
-	return jobs
-}
-
-// PinTree pins a stat file for every cgroup of the tree; on error, or when
-// ctx ends, it removes the ones it made.
-func PinTree(ctx context.Context, p *loader.Pinned, t cgtree.Tree) ([]string, error) {
-	var paths []string
-	for _, c := range t.Cgroups() {
-		if err := ctx.Err(); err != nil {
-			unpinTree(p.Path, t)
-			return nil, err
-		}
-		path, err := pin.Pin(p, c)
-		if err != nil {
-			unpinTree(p.Path, t)
-			return nil, err
-		}
-		paths = append(paths, path)
-	}
-	return paths, nil
-}
-
-func unpinTree(pinPath string, t cgtree.Tree) {
-	for _, c := range t.Cgroups() {
-		_ = pin.Unpin(pinPath, c.Rel)
-	}
-}
-
-// Teardown removes a tree with everything cgrstat keeps about it: its
-// stat files, its processes (with kill), the cgroups, and its map entries
-// after a last flush that hands its totals to the parent. p may be nil
-// when nothing is loaded.
-func Teardown(p *loader.Pinned, t cgtree.Tree, kill bool) (removed int, err error) {
-	var ids []uint64
-	for _, c := range t.Cgroups() {
-		if id, err := cgroup.ID(c); err == nil {
-			ids = append(ids, id)
-		}
-	}
-	if p != nil && t.Top().Exists() {
-		if _, err := reclaim.Flush(p, t.Top()); err != nil {
-			return 0, err
-		}
-	}
-	if removed, err = cgtree.Destroy(t, kill); err != nil {
-		return removed, err
-	}
-	if p == nil {
-		return removed, nil
-	}
-	unpinTree(p.Path, t)
-	return removed, reclaim.Forget(p, ids)
 }
 
 // Summary is one line saying how the check went.

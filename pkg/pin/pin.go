@@ -1,12 +1,15 @@
+// Package pin gives cgroups stat files: cgroup iterators of cgrstat's dump
+// program pinned in bpffs, which flush and print the cgroup's hierarchical
+// total whenever they are read.
 package pin
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 
 	"github.com/cilium/ebpf/link"
@@ -36,7 +39,7 @@ const dirMode = 0
 
 // StatFile is where the stat file of the cgroup at rel lives.
 func StatFile(pinPath, rel string) string {
-	return filepath.Join(pinPath, loader.CgroupsDir, filepath.Clean("/"+rel), FileName)
+	return loader.PinDir(pinPath).StatFile(rel)
 }
 
 // Open creates an unpinned iterator link of the dump program for c;
@@ -76,7 +79,7 @@ func Unpin(pinPath, rel string) error {
 	path := StatFile(pinPath, rel)
 	err := os.Remove(path)
 	// Prune in any case: a pin killed half way leaves the directories without the file.
-	top := filepath.Join(pinPath, loader.CgroupsDir)
+	top := loader.PinDir(pinPath).StatFiles()
 	for dir := filepath.Dir(path); dir != top && strings.HasPrefix(dir, top); dir = filepath.Dir(dir) {
 		if unix.Rmdir(dir) != nil {
 			break // not empty: it holds other stat files
@@ -94,27 +97,37 @@ func Unpin(pinPath, rel string) error {
 // UnpinAll removes every stat file of the load at pinPath, and nothing
 // else; a pin path that holds no load is an error.
 func UnpinAll(pinPath string) error {
-	return loader.RemoveStatFiles(pinPath)
+	dir := loader.PinDir(pinPath)
+	if _, err := dir.Record(); err != nil {
+		return err
+	}
+	return dir.RemoveStatFiles()
 }
 
 // List returns the cgroups (paths relative to the root) that have a stat file.
-func List(pinPath string) ([]string, error) {
-	top := filepath.Join(pinPath, loader.CgroupsDir)
-	var rels []string
-	err := filepath.WalkDir(top, func(path string, d fs.DirEntry, err error) error {
-		if errors.Is(err, fs.ErrNotExist) && path == top {
-			return fs.SkipAll
+func List(pinPath string) ([]string, error) { return loader.PinDir(pinPath).Pinned() }
+
+// All pins a stat file for every cgroup in cgs, all or nothing: on error,
+// or when ctx ends, it removes the ones it made.
+func All(ctx context.Context, p *loader.Pinned, cgs []cgroup.Cgroup) ([]string, error) {
+	var paths []string
+	for _, c := range cgs {
+		path, err := Pin(p, c)
+		if err == nil {
+			err = ctx.Err()
 		}
-		if err != nil || d.Name() != FileName || d.IsDir() {
-			return err
+		if err != nil {
+			UnpinEach(p.Path, cgs)
+			return nil, err
 		}
-		rel, _ := filepath.Rel(top, filepath.Dir(path))
-		rels = append(rels, filepath.Clean("/"+rel))
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("listing stat files: %w", err)
+		paths = append(paths, path)
 	}
-	sort.Strings(rels) // parents before children
-	return rels, nil
+	return paths, nil
+}
+
+// UnpinEach removes the stat files of cgs that exist.
+func UnpinEach(pinPath string, cgs []cgroup.Cgroup) {
+	for _, c := range cgs {
+		_ = Unpin(pinPath, c.Rel)
+	}
 }
