@@ -110,14 +110,24 @@ func timed(t *testing.T, args ...string) time.Duration {
 
 func randDelay(max time.Duration) time.Duration { return time.Duration(rand.Int64N(int64(max) + 1)) }
 
-// tally counts kills that hit a running command and those that came late.
-type tally struct{ hit, late int }
+// tally counts kills that hit a running command and those that came late,
+// and adapts the longest delay to how long the command runs now (the first,
+// timed run may be slower or faster than the later ones).
+type tally struct {
+	hit, late int
+	max       time.Duration
+}
+
+// delay is a random point within the command's run.
+func (c *tally) delay() time.Duration { return randDelay(c.max) }
 
 func (c *tally) add(hit bool) {
 	if hit {
 		c.hit++
+		c.max += c.max / 10
 	} else {
 		c.late++
+		c.max -= c.max / 4
 	}
 }
 
@@ -227,9 +237,9 @@ func TestKernelKillLoadUnload(t *testing.T) {
 	ids := l.recordIDs()
 	unloadTime := timed(t, l.args("unload")...)
 	assertFreed(t, ids)
-	var load, unload tally
+	load, unload := tally{max: loadTime}, tally{max: unloadTime}
 	for load.more() {
-		load.add(killAfter(t, randDelay(loadTime), l.args("load", "--flush", "walk")...))
+		load.add(killAfter(t, load.delay(), l.args("load", "--flush", "walk")...))
 		ids := l.recordIDs()
 		// Recovery: unload (exit 2 "not loaded" when the kill came before anything was pinned).
 		if r := runProc(t, l.args("unload")...); r.code != 0 && !strings.Contains(r.stderr, "not loaded") {
@@ -242,7 +252,7 @@ func TestKernelKillLoadUnload(t *testing.T) {
 			t.Fatalf("load: %s", r.stderr)
 		}
 		ids := l.recordIDs()
-		unload.add(killAfter(t, randDelay(unloadTime), l.args("unload")...))
+		unload.add(killAfter(t, unload.delay(), l.args("unload")...))
 		if r := runProc(t, l.args("unload")...); r.code != 0 && !strings.Contains(r.stderr, "not loaded") {
 			t.Fatalf("unload after a killed unload: exit %d: %s", r.code, r.stderr)
 		}
@@ -268,10 +278,10 @@ func TestKernelKillPin(t *testing.T) {
 	ids := l.recordIDs()
 	pinArgs := l.args(append([]string{"pin"}, args...)...)
 	pinTime := timed(t, pinArgs...)
-	var pin tally
+	pin := tally{max: pinTime}
 	for pin.more() {
 		l.run("unpin", "--all")
-		pin.add(killAfter(t, randDelay(pinTime), pinArgs...))
+		pin.add(killAfter(t, pin.delay(), pinArgs...))
 		l.run("unpin", "--all") // recovery
 		if rels, _ := os.ReadDir(filepath.Join(l.pinPath, "cgroups")); len(rels) != 0 {
 			t.Fatalf("stat files left after unpin --all: %v", rels)
@@ -304,10 +314,10 @@ func TestKernelKillHierarchyCreate(t *testing.T) {
 	ids := l.recordIDs()
 	createArgs := l.args("hierarchy", "create", "--pin", "-f", path, "--parent", box.Rel)
 	createTime := timed(t, createArgs...)
-	var create tally
+	create := tally{max: createTime}
 	for first := true; first || create.more(); first = false {
 		if !first { // the timed run made a whole tree: destroy it first
-			create.add(killAfter(t, randDelay(createTime), createArgs...))
+			create.add(killAfter(t, create.delay(), createArgs...))
 		}
 		// Recovery: destroy (exit 2 "no cgroup of the tree exists" when the kill came first).
 		r := runProc(t, l.args("hierarchy", "destroy", "-f", path, "--parent", box.Rel)...)
@@ -338,9 +348,9 @@ func TestKernelKillStress(t *testing.T) {
 	before := settings(t, l.h, target)
 	stressArgs := l.args("stress", "--size", "4MiB", "--rounds", "3", target.Rel, target.Rel)
 	stressTime := timed(t, stressArgs...)
-	var stress tally
+	stress := tally{max: stressTime}
 	for stress.more() {
-		stress.add(killAfter(t, randDelay(stressTime), stressArgs...))
+		stress.add(killAfter(t, stress.delay(), stressArgs...))
 		// Recovery: the next stress removes what the killed one left.
 		if r := runProc(t, l.args("stress", "--size", "1MiB", target.Rel)...); r.code != 0 {
 			t.Fatalf("stress after a killed stress: exit %d: %s", r.code, r.stderr)
@@ -363,10 +373,10 @@ func TestKernelKillCheck(t *testing.T) {
 	before := settings(t, l.h, box)
 	checkArgs := l.args("check", "--flush", "walk", "-f", path, "--parent", box.Rel)
 	checkTime := timed(t, checkArgs...)
-	var check tally
+	check := tally{max: checkTime}
 	var left []ebpf.ProgramID
 	for check.more() {
-		check.add(killAfter(t, randDelay(checkTime), checkArgs...))
+		check.add(killAfter(t, check.delay(), checkArgs...))
 		left = append(left, l.recordIDs()...)
 		// Recovery: check again; it removes what the killed one left first.
 		if r := runProc(t, checkArgs...); r.code != 0 {
