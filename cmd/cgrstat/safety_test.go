@@ -239,3 +239,35 @@ func TestKernelUnpinAllOrNothing(t *testing.T) {
 		t.Errorf("read: %d %s", r.code, r.stderr)
 	}
 }
+
+// TestKernelReadByTopName is the README's "read --all --json test": the
+// tree's top named as a relative path works on v1, where trees are built
+// below the caller's own cgroup, as on v2.
+func TestKernelReadByTopName(t *testing.T) {
+	l := newLab(t)
+	path, top := l.writeSpec(deepSpec)
+	l.run("load", "--flush", "walk")
+	t.Cleanup(func() { cli(t, "unload", "--pin-path", l.pinPath) })
+	l.run("hierarchy", "create", "-f", path)
+	t.Cleanup(func() { cli(t, "hierarchy", "destroy", "-f", path, "--pin-path", l.pinPath) })
+	out := l.run("read", "--all", "--json", top)
+	if got := strings.Count(out, `"path"`); got != 8 {
+		t.Errorf("read --all --json %s printed %d cgroups, want 8:\n%s", top, got, out)
+	}
+}
+
+// TestKernelNamesInErrors: a name with a newline stays on one line, and a
+// long one is shortened, not echoed whole (twice).
+func TestKernelNamesInErrors(t *testing.T) {
+	l := newLab(t)
+	l.run("load", "--flush", "walk")
+	t.Cleanup(func() { cli(t, "unload", "--pin-path", l.pinPath) })
+	wantUsage(t, `"a\nb"`, "pin", "a\nb", "--pin-path", l.pinPath)
+	long := strings.Repeat("b", 5000)
+	for _, args := range [][]string{{"pin", long}, {"unpin", long}, {"read", long}} {
+		r := cli(t, append(args, "--pin-path", l.pinPath)...)
+		if r.code != 2 || len(r.stderr) > 300 || !strings.Contains(r.stderr, "(5000 bytes)") {
+			t.Errorf("%s of a 5000-byte name: exit %d, %d bytes on stderr: %.300q", args[0], r.code, len(r.stderr), r.stderr)
+		}
+	}
+}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/cgrstat/cgrstat/pkg/cgroup"
 	"github.com/cgrstat/cgrstat/pkg/pin"
 )
 
@@ -70,7 +71,7 @@ func (g *globals) statFileRels(args []string) ([]string, error) {
 			}
 		}
 		if found == "" {
-			return nil, usage(fmt.Errorf("cgroup %s has no stat file; nothing unpinned", cands[0]))
+			return nil, usage(fmt.Errorf("cgroup %s has no stat file; nothing unpinned", cgroup.Show(a)))
 		}
 		rels = append(rels, found)
 	}

@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
+	"unicode"
 )
 
 // Cgroup is one cgroup of a Hierarchy.
@@ -55,11 +57,11 @@ func (h *Hierarchy) Resolve(arg string) (Cgroup, error) {
 	fi, err := os.Stat(c.Path)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
-		return Cgroup{}, fmt.Errorf("cgroup %s: no such cgroup under %s", arg, h.Mount)
-	case err != nil:
-		return Cgroup{}, fmt.Errorf("cgroup %s: %w", arg, err)
+		return Cgroup{}, fmt.Errorf("cgroup %s: no such cgroup under %s", Show(arg), h.Mount)
+	case err != nil: // the error's path would repeat the argument
+		return Cgroup{}, fmt.Errorf("cgroup %s: %w", Show(arg), unwrapPath(err))
 	case !fi.IsDir():
-		return Cgroup{}, fmt.Errorf("cgroup %s: not a cgroup directory", arg)
+		return Cgroup{}, fmt.Errorf("cgroup %s: not a cgroup directory", Show(arg))
 	}
 	return c, nil
 }
@@ -79,6 +81,24 @@ func (h *Hierarchy) Candidates(arg string) ([]string, error) {
 	return cands, nil
 }
 
+// Show prints a user's path for a one-line message: quoted when it holds
+// control characters (a newline would split the line), and shortened when
+// it is long.
+func Show(arg string) string {
+	const keep = 64
+	s := arg
+	if len(s) > keep {
+		s = s[:keep]
+	}
+	if strings.IndexFunc(s, unicode.IsControl) >= 0 || strings.ContainsRune(s, 0) {
+		s = strconv.Quote(s)
+	}
+	if len(arg) > keep {
+		s += fmt.Sprintf("... (%d bytes)", len(arg))
+	}
+	return s
+}
+
 // Relative checks a CGROUP argument and returns it relative to the root,
 // without requiring the cgroup to exist.
 func (h *Hierarchy) Relative(arg string) (string, error) {
@@ -86,12 +106,12 @@ func (h *Hierarchy) Relative(arg string) (string, error) {
 		return "", errors.New("empty cgroup path")
 	}
 	if strings.ContainsRune(arg, 0) {
-		return "", fmt.Errorf("cgroup %q: path contains a NUL byte", arg)
+		return "", fmt.Errorf("cgroup %s: path contains a NUL byte", Show(arg))
 	}
 	if arg == h.Mount || strings.HasPrefix(arg, h.Mount+"/") {
 		arg = strings.TrimPrefix(arg, h.Mount)
 	} else if strings.HasPrefix(arg, "/sys/fs/cgroup") {
-		return "", fmt.Errorf("cgroup %s: outside the memory hierarchy at %s", arg, h.Mount)
+		return "", fmt.Errorf("cgroup %s: outside the memory hierarchy at %s", Show(arg), h.Mount)
 	}
 	depth := 0
 	for _, part := range strings.Split(arg, "/") {
@@ -99,7 +119,7 @@ func (h *Hierarchy) Relative(arg string) (string, error) {
 		case "", ".":
 		case "..":
 			if depth--; depth < 0 {
-				return "", fmt.Errorf("cgroup %s: escapes the cgroup root %s", arg, h.Mount)
+				return "", fmt.Errorf("cgroup %s: escapes the cgroup root %s", Show(arg), h.Mount)
 			}
 		default:
 			depth++

@@ -119,6 +119,9 @@ func Create(ctx context.Context, t Tree) (existed bool, err error) {
 	if err := t.parentHasMemory(); err != nil {
 		return false, err
 	}
+	if err := t.checkSettings(); err != nil {
+		return false, err
+	}
 	var made []cgroup.Cgroup
 	defer func() {
 		if err != nil {
@@ -144,6 +147,23 @@ func Create(ctx context.Context, t Tree) (existed bool, err error) {
 		return t.configure(c, n)
 	})
 	return false, err
+}
+
+// ErrNeedsV2 says that a spec sets what only cgroup v2 has.
+var ErrNeedsV2 = errors.New("memory high needs cgroup v2 (v1 has only limit)")
+
+// checkSettings refuses, before anything is made, settings this hierarchy
+// does not have.
+func (t Tree) checkSettings() error {
+	if t.H.Version != 1 {
+		return nil
+	}
+	return t.Spec.Walk(func(rel string, n *spec.Node) error {
+		if n.Memory.High != 0 {
+			return fmt.Errorf("%s:%d: cgroup %s: %w", t.Spec.Source, n.Line, rel, ErrNeedsV2)
+		}
+		return nil
+	})
 }
 
 func (t Tree) parentHasMemory() error {
