@@ -174,7 +174,11 @@ func TestKernelConcurrentPinUnload(t *testing.T) {
 // twice, leave every setting of the cgroup as it was.
 func TestKernelStressNeverChangesTarget(t *testing.T) {
 	l := newLab(t)
-	box := l.sandbox()
+	box := l.sandbox().Child("target") // a leaf: v2 lets processes only into leaves
+	if err := box.Mkdir(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = box.RemoveWait(5 * time.Second) })
 	before := settings(t, l.h, box)
 	var wg sync.WaitGroup
 	for i := 0; i < 2; i++ {

@@ -135,15 +135,14 @@ func Create(ctx context.Context, t Tree) (existed bool, err error) {
 			return err
 		}
 		c := t.Cgroup(rel)
-		if err := c.Mkdir(); err != nil {
+		mkdir := c.Mkdir
+		if t.Owner != "" && len(made) == 0 { // the top
+			mkdir = func() error { return c.MkdirMarked(t.Owner) }
+		}
+		if err := mkdir(); err != nil {
 			return err
 		}
 		made = append(made, c)
-		if t.Owner != "" && len(made) == 1 {
-			if err := c.Mark(t.Owner); err != nil {
-				return err
-			}
-		}
 		return t.configure(c, n)
 	})
 	return false, err

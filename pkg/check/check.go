@@ -107,6 +107,9 @@ func alreadyThere(t cgtree.Tree, err error) error {
 // left: its tree, which it marked, and its load, which names it as owner.
 // What a check still running made is left alone.
 func recoverCrashed(t cgtree.Tree, pinPath string) error {
+	if _, err := cgroup.RemoveInterrupted(); err != nil {
+		return err
+	}
 	rec, err := loader.ReadRecord(pinPath)
 	if err != nil && !errors.Is(err, loader.ErrNotLoaded) {
 		return err
