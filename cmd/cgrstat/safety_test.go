@@ -7,11 +7,13 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/cilium/ebpf"
 
+	"github.com/cgrstat/cgrstat/pkg/cgroup"
 	"github.com/cgrstat/cgrstat/pkg/loader"
 )
 
@@ -114,10 +116,7 @@ func TestKernelConcurrentPinUnload(t *testing.T) {
 		t.Cleanup(func() { _ = c.Remove() })
 		names = append(names, c.Rel)
 	}
-	rounds := 10
-	if kills() < 30 {
-		rounds = 3 // the kernel lab's guests: see kills
-	}
+	rounds := inGuest(10, 2) // see kills
 	var ids []ebpf.ProgramID
 	for round := 0; round < rounds; round++ {
 		l.run("load", "--flush", "walk")
@@ -274,4 +273,43 @@ func TestKernelNamesInErrors(t *testing.T) {
 			t.Errorf("%s of a 5000-byte name: exit %d, %d bytes on stderr: %.300q", args[0], r.code, len(r.stderr), r.stderr)
 		}
 	}
+}
+
+// TestKernelStressChildDeath: a stress child killed from outside is reported
+// with its signal and why, not as "signal: killed"; its scratch cgroup goes.
+func TestKernelStressChildDeath(t *testing.T) {
+	l := newLab(t)
+	target := l.sandbox().Child("target")
+	if err := target.Mkdir(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = target.RemoveWait(5 * time.Second) })
+	var errOut strings.Builder
+	c := proc(l.args("stress", "--size", "8MiB", "--rounds", "1000", target.Rel)...)
+	c.Stderr = &errOut
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// The child: in the target on v2, in its scratch cgroup on v1.
+	deadline := time.Now().Add(30 * time.Second)
+	for killed := false; !killed; {
+		if time.Now().After(deadline) {
+			_ = c.Process.Kill()
+			t.Fatal("no stress child appeared")
+		}
+		_ = cgroup.Walk(target, func(cg cgroup.Cgroup) error {
+			pids, _ := cg.Procs()
+			for _, pid := range pids {
+				killed = killed || syscall.Kill(pid, syscall.SIGKILL) == nil
+			}
+			return nil
+		})
+		time.Sleep(10 * time.Millisecond)
+	}
+	err := c.Wait()
+	if err == nil || !strings.Contains(errOut.String(), "the child was killed by SIGKILL (not by the OOM killer") ||
+		strings.Count(errOut.String(), "\n") != 1 {
+		t.Errorf("stress whose child was killed: %v, %q", err, errOut.String())
+	}
+	assertNoCgroupsBelow(t, target)
 }
