@@ -89,8 +89,10 @@ func killAfter(t *testing.T, delay time.Duration, args ...string) bool {
 	return true
 }
 
-// signalAfter is killAfter with another signal; it returns what cgrstat printed.
-func signalAfter(t *testing.T, sig syscall.Signal, delay time.Duration, args ...string) (stderr string, code int) {
+// signalWhen starts cgrstat, sends it sig once started() holds (a signal
+// before cgrstat installs its handlers would find nothing made yet, and just
+// end it) and returns what cgrstat printed.
+func signalWhen(t *testing.T, sig syscall.Signal, started func() bool, args ...string) (stderr string, code int) {
 	t.Helper()
 	var errOut bytes.Buffer
 	c := proc(args...)
@@ -98,7 +100,9 @@ func signalAfter(t *testing.T, sig syscall.Signal, delay time.Duration, args ...
 	if err := c.Start(); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(delay)
+	for deadline := time.Now().Add(time.Minute); !started() && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
 	_ = c.Process.Signal(sig)
 	err := c.Wait()
 	var exit *exec.ExitError
@@ -409,11 +413,12 @@ func TestKernelKillCheck(t *testing.T) {
 func TestKernelInterrupt(t *testing.T) {
 	l := newLab(t)
 	box := l.sandbox()
-	path, _ := l.writeSpec(bigSpec(3000))
+	path, top := l.writeSpec(bigSpec(3000))
 	l.run("load", "--flush", "walk")
 	ids := l.recordIDs()
+	creating := func() bool { return box.Child(top).Exists() }
 	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM} {
-		stderr, code := signalAfter(t, sig, 150*time.Millisecond, l.args("hierarchy", "create", "--pin", "-f", path, "--parent", box.Rel)...)
+		stderr, code := signalWhen(t, sig, creating, l.args("hierarchy", "create", "--pin", "-f", path, "--parent", box.Rel)...)
 		if code == 0 {
 			t.Logf("%v came after create finished; destroying", sig)
 			l.run("hierarchy", "destroy", "-f", path, "--parent", box.Rel)
