@@ -273,7 +273,9 @@ func TestKernelBadInput(t *testing.T) {
 	}
 	wantUsage(t, "no stat files", "read", "--pin-path", l.pinPath)
 	wantUsage(t, "with flush mode walk, not fentry", "check", "--flush", "fentry", "--pin-path", l.pinPath)
-	wantUsage(t, "not on a bpf filesystem", "load", "--pin-path", t.TempDir()+"/pins")
+	offBPFFS := t.TempDir() + "/pins"
+	t.Cleanup(func() { os.Remove(loader.LockFile(offBPFFS)) })
+	wantUsage(t, "not on a bpf filesystem", "load", "--pin-path", offBPFFS)
 	path, top := l.writeSpec("children: [{name: a}]\n")
 	wantUsage(t, "does not exist", "stress", "-f", path, "--pin-path", l.pinPath)
 	wantUsage(t, "half of MemAvailable", "stress", "--size", "64TiB", l.parent().Rel, "--pin-path", l.pinPath)

@@ -26,7 +26,7 @@ func Lock(ctx context.Context, pinPath string, exclusive bool) (unlock func(), e
 	if err := os.MkdirAll(LockDir, 0o700); err != nil {
 		return nil, fmt.Errorf("creating lock directory: %w", err)
 	}
-	path := lockFile(pinPath)
+	path := LockFile(pinPath)
 	fd, err := unix.Open(path, unix.O_RDWR|unix.O_CREAT|unix.O_CLOEXEC, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("opening lock file %s: %w", path, err)
@@ -53,9 +53,9 @@ func Lock(ctx context.Context, pinPath string, exclusive bool) (unlock func(), e
 	}
 }
 
-// lockFile names the lock of pinPath by a hash of its clean absolute path,
+// LockFile names the lock of pinPath by a hash of its clean absolute path,
 // with the last element for whoever looks at the directory.
-func lockFile(pinPath string) string {
+func LockFile(pinPath string) string {
 	abs, err := filepath.Abs(pinPath)
 	if err != nil {
 		abs = filepath.Clean(pinPath)
