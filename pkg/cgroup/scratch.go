@@ -138,8 +138,9 @@ func staleScratch(c Cgroup, name string) error {
 }
 
 // RemoveStaleScratch removes the scratch cgroups below parent that a dead
-// cgrstat left, and returns their paths. A scratch cgroup is removed only
-// when it is empty: rmdir refuses one with processes or children.
+// cgrstat left, and returns their paths. A process still in one is that
+// cgrstat's stress child and is killed; a scratch cgroup with children is
+// left (rmdir refuses it) and reported.
 func RemoveStaleScratch(parent Cgroup) ([]string, error) {
 	names, err := parent.Children()
 	if err != nil {
@@ -151,7 +152,12 @@ func RemoveStaleScratch(parent Cgroup) ([]string, error) {
 		if !IsScratchName(name) || staleScratch(c, name) != nil {
 			continue
 		}
-		if err := c.RemoveWait(time.Second); err != nil {
+		// What runs there is the dead stress's own child, which its death
+		// signal may not have ended yet (it can sit in reclaim a while).
+		if err := c.killEach(); err != nil {
+			return removed, err
+		}
+		if err := c.RemoveWait(5 * time.Second); err != nil {
 			return removed, err
 		}
 		removed = append(removed, c.Rel)
