@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"regexp"
 
@@ -45,7 +46,7 @@ type session struct {
 
 // openSession loads the collectors unless they are loaded, and reads the
 // subtree below args[0] (the root without arguments).
-func (f *monitorFlags) openSession(g *globals, args []string) (*session, error) {
+func (f *monitorFlags) openSession(ctx context.Context, g *globals, args []string) (*session, error) {
 	mode, err := f.load.check()
 	if err != nil {
 		return nil, err
@@ -57,7 +58,15 @@ func (f *monitorFlags) openSession(g *globals, args []string) (*session, error) 
 	if err != nil {
 		return nil, err
 	}
+	// Exclusive only while loading: serve and watch run for long, and hold
+	// the lock shared per read (Source.Read), so that other commands run
+	// between reads.
+	unlock, err := loader.Lock(ctx, g.pinPath, true)
+	if err != nil {
+		return nil, err
+	}
 	p, loaded, err := loader.Ensure(f.load.options(g, h, mode))
+	unlock()
 	if err != nil {
 		return nil, err
 	}
@@ -70,7 +79,12 @@ func (s *session) close() error {
 	if !s.loaded {
 		return nil
 	}
-	_, err := loader.Unload(s.p.Path)
+	unlock, err := loader.Lock(context.Background(), s.p.Path, true)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	_, err = loader.Unload(s.p.Path)
 	if err != nil {
 		return fmt.Errorf("unloading what this run loaded: %w", err)
 	}

@@ -12,10 +12,7 @@ import (
 	"time"
 )
 
-// cliEnv makes the test binary run as cgrstat (see TestMain).
-const cliEnv = "CGRSTAT_TEST_AS_CLI"
-
-// cliExe is the test binary, which is cgrstat with cliEnv=1 in its environment.
+// cliExe is the test binary, which is cgrstat with asCgrstatEnv=1 in its environment.
 func cliExe(t *testing.T) string {
 	exe, err := os.Executable()
 	if err != nil {
@@ -42,8 +39,9 @@ func (l *lockedBuffer) String() string {
 	return l.b.String()
 }
 
-// proc is cgrstat running as a process of its own.
-type proc struct {
+// cliProc is cgrstat running as a process of its own, the test keeping
+// an eye on it.
+type cliProc struct {
 	cmd    *exec.Cmd
 	stderr *lockedBuffer
 	done   chan struct{}
@@ -52,16 +50,16 @@ type proc struct {
 
 // startCLI starts cgrstat with args; the test's cleanup kills it if the
 // test did not stop it.
-func startCLI(t *testing.T, args ...string) *proc {
+func startCLI(t *testing.T, args ...string) *cliProc {
 	t.Helper()
 	return startCLIWith(t, cliExe(t), args...)
 }
 
 // startCLIWith starts a program that runs cgrstat (setpriv, for one).
-func startCLIWith(t *testing.T, exe string, args ...string) *proc {
+func startCLIWith(t *testing.T, exe string, args ...string) *cliProc {
 	t.Helper()
-	p := &proc{cmd: exec.Command(exe, args...), stderr: &lockedBuffer{}, done: make(chan struct{})}
-	p.cmd.Env = append(os.Environ(), cliEnv+"=1")
+	p := &cliProc{cmd: exec.Command(exe, args...), stderr: &lockedBuffer{}, done: make(chan struct{})}
+	p.cmd.Env = append(os.Environ(), asCgrstatEnv+"=1")
 	p.cmd.Stderr = p.stderr
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -78,7 +76,7 @@ func startCLIWith(t *testing.T, exe string, args ...string) *proc {
 }
 
 // stop sends SIGTERM and returns the exit status.
-func (p *proc) stop(t *testing.T) int {
+func (p *cliProc) stop(t *testing.T) int {
 	t.Helper()
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)
 	select {
@@ -94,7 +92,7 @@ func (p *proc) stop(t *testing.T) int {
 var listening = regexp.MustCompile(`msg="Listening on" address=(\S+)`)
 
 // serveAddr waits until serve says where it listens.
-func (p *proc) serveAddr(t *testing.T) string {
+func (p *cliProc) serveAddr(t *testing.T) string {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {

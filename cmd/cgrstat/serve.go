@@ -60,7 +60,7 @@ the exporter-toolkit web configuration file (--web.config.file).`,
 			if err != nil {
 				return err
 			}
-			s, err := mf.openSession(g, args)
+			s, err := mf.openSession(cmd.Context(), g, args)
 			if err != nil {
 				closeAll(listeners)
 				return err

@@ -368,7 +368,7 @@ func TestKernelServeUnitCapabilities(t *testing.T) {
 	for _, c := range caps {
 		bounding += ",+" + strings.ToLower(strings.TrimPrefix(c, "CAP_"))
 	}
-	serve := func(bounding string) *proc {
+	serve := func(bounding string) *cliProc {
 		return startCLIWith(t, setpriv, "--bounding-set="+bounding, "--inh-caps=-all", "--",
 			cliExe(t), "serve", "--pin-path", l.pinPath, "--web.listen-address=127.0.0.1:0", "--depth=1")
 	}

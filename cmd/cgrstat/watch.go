@@ -53,7 +53,7 @@ on exit only what it loaded.`,
 			if err != nil {
 				return err
 			}
-			s, err := mf.openSession(g, args)
+			s, err := mf.openSession(cmd.Context(), g, args)
 			if err != nil {
 				return err
 			}

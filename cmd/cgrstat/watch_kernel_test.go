@@ -115,7 +115,7 @@ func (tm *tmuxServer) watch(top, pinPath string) *window {
 	dir := tm.t.TempDir()
 	w := &window{tm: tm, name: fmt.Sprintf("watch%d", tm.n), exitFile: filepath.Join(dir, "exit"), sttyFile: filepath.Join(dir, "stty")}
 	script := fmt.Sprintf("%s=1 %s watch %s --depth=-1 --interval=500ms --pin-path %s; echo $? > %s; stty -a > %s; sleep 60",
-		cliEnv, cliExe(tm.t), top, pinPath, w.exitFile, w.sttyFile)
+		asCgrstatEnv, cliExe(tm.t), top, pinPath, w.exitFile, w.sttyFile)
 	tm.run("new-session", "-d", "-s", w.name, "-x", "200", "-y", "30", "sh", "-c", script)
 	return w
 }
@@ -159,7 +159,8 @@ func (w *window) assertRestored(key string) {
 
 // hotFirst reads a tree frame: the top, then hot, h1 and h2 (h1 and h2 in
 // either order), all with stall time and reclaims above zero; cold and c1
-// come after with zero.
+// come after with zero. Rows of stress's scratch cgroups (v1 stresses in a
+// cgroup of its own below the leaf) are passed over.
 func hotFirst(frame, top string) bool {
 	lines := strings.Split(frame, "\n")
 	start := -1
@@ -168,22 +169,28 @@ func hotFirst(frame, top string) bool {
 			start = i + 1
 		}
 	}
-	if start < 0 || len(lines) < start+6 {
+	if start < 0 {
 		return false
 	}
 	var names []string
-	for i, l := range lines[start : start+6] {
+	var busy []bool
+	for _, l := range lines[start:] {
 		f := strings.Fields(l)
-		if len(f) < 5 {
-			return false
+		if len(f) < 5 || strings.HasPrefix(f[len(f)-1], "cgrstat-stress-") {
+			continue
 		}
 		stall, _ := strconv.ParseFloat(f[0], 64)
 		reclaims, _ := strconv.ParseFloat(f[1], 64)
-		busy := stall > 0 && reclaims > 0
-		if busy != (i < 4) {
+		names = append(names, f[len(f)-1])
+		busy = append(busy, stall > 0 && reclaims > 0)
+	}
+	if len(names) != 6 {
+		return false
+	}
+	for i := range busy {
+		if busy[i] != (i < 4) {
 			return false
 		}
-		names = append(names, f[len(f)-1])
 	}
 	first := names[0] == top && names[1] == "hot" && names[4] == "cold" && names[5] == "c1"
 	return first && (names[2] == "h1" && names[3] == "h2" || names[2] == "h2" && names[3] == "h1")

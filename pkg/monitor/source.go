@@ -8,6 +8,7 @@
 package monitor
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"sync"
@@ -64,10 +65,17 @@ func NewSource(p *loader.Pinned, top cgroup.Cgroup) *Source {
 	return &Source{p: p, top: top}
 }
 
-// Read flushes the subtree once and reads it.
+// Read flushes the subtree once and reads it, holding the pin path's lock
+// shared as read does, so that no load, unload, pin or unpin runs
+// meanwhile.
 func (s *Source) Read() (*Snapshot, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	unlock, err := loader.Lock(context.Background(), s.p.Path, false)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	start := time.Now()
 	stats, err := reclaim.Read(s.p, []cgroup.Cgroup{s.top}, true)
 	if err != nil {
