@@ -33,9 +33,9 @@ func Table(w io.Writer, stats []reclaim.Stat) error {
 	for i := range stats {
 		t.append(row(&stats[i])...)
 	}
-	room := MaxWidth
-	for _, w := range t.widths()[1:] {
-		room -= w + 2
+	room := MaxWidth // for the names: what the numbers and their gaps leave
+	for _, cw := range t.widths()[1:] {
+		room -= cw + 2
 	}
 	for i, name := range treeNames(stats) {
 		t.rows[i+1][0] = elide(name, max(room, minName))

@@ -21,8 +21,8 @@ type Stat struct {
 	MaxNS  uint64             // longest memory-cgroup reclaim of the subtree
 	Causes [NrCauses]Counters // every reclaim the subtree's tasks stalled in, by cause
 	// LimitHist and ProactiveHist are memory-cgroup reclaims by latency,
-	// by cause; Hist() is their sum. Direct reclaim has no distribution
-	// (the BPF side has no memory for a third one).
+	// by cause; Hist() is their sum. Direct reclaim has no distribution:
+	// the BPF side keeps two per cgroup, to bound its memory.
 	LimitHist, ProactiveHist Hist
 	// Forced is the memory-cgroup reclaim whose target (the cgroup whose
 	// limit was enforced) lies in the subtree, whichever task stalled in
@@ -93,7 +93,7 @@ func (s *Stat) CauseHist(c Cause) *Hist {
 
 // Record adds one reclaim of cause c that took ns and reclaimed pages, as
 // the BPF side does; for memory-cgroup reclaim, forced says that its
-// target is this cgroup. It is what tests build stats with.
+// target is this cgroup too. Tests build their stats with it.
 func (s *Stat) Record(c Cause, ns, pages uint64, forced bool) {
 	one := Counters{ns, 1, pages}
 	s.Causes[c] = s.Causes[c].Add(one)
