@@ -10,9 +10,10 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
+
+	"github.com/cgrstat/cgrstat/internal/syncbuf"
 )
 
 // Scrape compares a scrape of `cgrstat serve` (the binary, every cgroup of
@@ -114,7 +115,7 @@ func get(url string) (string, error) {
 type served struct {
 	cmd    *exec.Cmd
 	url    string
-	stderr *syncBuffer
+	stderr *syncbuf.Buffer
 }
 
 func (b *bench) startServe(t *tree) (*served, error) {
@@ -122,7 +123,7 @@ func (b *bench) startServe(t *tree) (*served, error) {
 	if err != nil {
 		return nil, err
 	}
-	srv := &served{stderr: &syncBuffer{}}
+	srv := &served{stderr: &syncbuf.Buffer{}}
 	srv.cmd = exec.Command(self, b.cfg.CLI, "--pin-path", b.pinPath, "serve", t.top.Path, "--depth=-1",
 		"--web.listen-address=127.0.0.1:0")
 	srv.cmd.Env = append(os.Environ(), launchEnv+"=1")
@@ -161,21 +162,4 @@ func (s *served) kill() {
 		_ = s.cmd.Process.Kill()
 		_ = s.cmd.Wait()
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -1,15 +1,15 @@
 package main
 
 import (
-	"bytes"
 	"net"
 	"os"
 	"os/exec"
 	"regexp"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/cgrstat/cgrstat/internal/syncbuf"
 )
 
 // cliExe is the test binary, which is cgrstat with asCgrstatEnv=1 in its environment.
@@ -21,29 +21,11 @@ func cliExe(t *testing.T) string {
 	return exe
 }
 
-// lockedBuffer collects a process's stderr while the test reads it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // cliProc is cgrstat running as a process of its own, the test keeping
 // an eye on it.
 type cliProc struct {
 	cmd    *exec.Cmd
-	stderr *lockedBuffer
+	stderr *syncbuf.Buffer
 	done   chan struct{}
 	err    error
 }
@@ -58,7 +40,7 @@ func startCLI(t *testing.T, args ...string) *cliProc {
 // startCLIWith starts a program that runs cgrstat (setpriv, for one).
 func startCLIWith(t *testing.T, exe string, args ...string) *cliProc {
 	t.Helper()
-	p := &cliProc{cmd: exec.Command(exe, args...), stderr: &lockedBuffer{}, done: make(chan struct{})}
+	p := &cliProc{cmd: exec.Command(exe, args...), stderr: &syncbuf.Buffer{}, done: make(chan struct{})}
 	p.cmd.Env = append(os.Environ(), asCgrstatEnv+"=1")
 	p.cmd.Stderr = p.stderr
 	if err := p.cmd.Start(); err != nil {

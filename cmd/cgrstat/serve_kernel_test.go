@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cgrstat/cgrstat/internal/syncbuf"
 	"github.com/cgrstat/cgrstat/pkg/reclaim"
 )
 
@@ -175,7 +176,7 @@ func startPrometheus(t *testing.T, bin, target string) *prometheus {
 	p := &prometheus{addr: freeAddr(t)}
 	cmd := exec.Command(bin, "--config.file="+cfg, "--storage.tsdb.path="+filepath.Join(dir, "data"),
 		"--web.listen-address="+p.addr, "--log.level=warn")
-	var logs lockedBuffer
+	var logs syncbuf.Buffer
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
