@@ -5,11 +5,14 @@ CLANG   ?= clang-19
 BIN     := bin/cgrstat
 export CGO_ENABLED := 0
 
-.PHONY: all deps build generate test unit hosttest vmtest bench check lint clean
+.PHONY: all deps build generate test unit hosttest vmtest bench check lint clean man completion
 
-# Debian packages: the BPF toolchain (make generate), and QEMU, busybox and
-# cpio for the kernel lab. Installed only when one is missing.
-DEBS := clang-19 llvm-19 bpftool libbpf-dev linux-libc-dev qemu-system-x86 busybox-static cpio
+# Debian packages: the BPF toolchain (make generate), QEMU, busybox and
+# cpio for the kernel lab, and what the serve and watch tests drive: a real
+# Prometheus, tmux, systemd-analyze (systemd) and setpriv (util-linux).
+# Installed only when one is missing.
+DEBS := clang-19 llvm-19 bpftool libbpf-dev linux-libc-dev qemu-system-x86 busybox-static cpio \
+	prometheus tmux systemd util-linux
 
 all: build
 
@@ -53,6 +56,15 @@ vmtest:
 
 bench:
 	$(GO) run ./bench $(BENCH_FLAGS)
+
+# Man pages generated from the commands: bin/man/cgrstat*.1 (man -l to read).
+man:
+	$(GO) run ./cmd/cgrstat man bin/man
+
+# Shell completion scripts: bin/completion/cgrstat.{bash,zsh,fish}.
+completion: build
+	mkdir -p bin/completion
+	for sh in bash zsh fish; do ./$(BIN) completion $$sh > bin/completion/cgrstat.$$sh; done
 
 check: build
 	./$(BIN) check

@@ -31,6 +31,8 @@ type config struct {
 	// WalkScale, when set, measures only the walk-mode read of a tree of
 	// that many cgroups (issue 10's CPU scaling), nothing else.
 	WalkScale int `json:"walk_scale,omitempty"`
+	// Scrapes is how many times serve is scraped before its memory is read.
+	Scrapes int `json:"scrapes"`
 }
 
 // bench is one machine's run: where it may create cgroups and pins.
@@ -150,6 +152,12 @@ func (b *bench) mode(ctx context.Context, r *Result, t *tree, m loader.Mode, bes
 		return err
 	}
 	r.Whole = append(r.Whole, w)
+	b.logf("%s: serve, %d scrapes of %d cgroups", m, b.cfg.Scrapes, t.n)
+	sc, err := b.scrape(s, t)
+	if err != nil {
+		return err
+	}
+	r.Scrapes = append(r.Scrapes, sc)
 	return nil
 }
 

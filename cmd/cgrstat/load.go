@@ -13,28 +13,21 @@ import (
 )
 
 func newLoadCmd(g *globals) *cobra.Command {
-	var maxCgroups uint32
-	var flush string
+	var lf loadFlags
 	cmd := &cobra.Command{
 		Use:   "load",
 		Short: "Load, attach and pin the collectors",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			mode, err := loader.ParseMode(flush)
+			mode, err := lf.check()
 			if err != nil {
-				return usage(err)
-			}
-			if maxCgroups == 0 || maxCgroups > loader.MaxCgroupsLimit {
-				return loader.ErrMaxCgroups
-			}
-			if !cmd.Flags().Changed("max-cgroups") {
-				maxCgroups = 0 // the default for a new load, any size of an existing one
+				return err
 			}
 			h, err := g.hierarchy()
 			if err != nil {
 				return err
 			}
-			rec, err := loader.Load(g.loadOptions(h, mode, maxCgroups))
+			rec, err := loader.Load(lf.options(g, h, mode))
 			if errors.Is(err, loader.ErrLoaded) {
 				fmt.Fprintf(cmd.OutOrStdout(), "already loaded at %s (flush mode %s, up to %d cgroups)\n", g.pinPath, rec.Flush, rec.MaxCgroups)
 				return nil
@@ -42,13 +35,15 @@ func newLoadCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if err := cmd.Context().Err(); err != nil { // interrupted: undo
+				_, uerr := loader.Unload(g.pinPath)
+				return errors.Join(err, uerr)
+			}
 			printLoaded(cmd.OutOrStdout(), g.pinPath, rec)
 			return nil
 		},
 	}
-	cmd.Flags().Uint32Var(&maxCgroups, "max-cgroups", loader.DefaultMaxCgroups,
-		fmt.Sprintf("how many cgroups the maps can track, live and dying (1 to %d)", loader.MaxCgroupsLimit))
-	cmd.Flags().StringVar(&flush, "flush", string(loader.Auto), "flush mode: auto, fentry, kprobe or walk")
+	lf.register(cmd)
 	return cmd
 }
 

@@ -88,6 +88,8 @@ func CleanupPinPath(t testing.TB, pinPath string) {
 		if err := os.RemoveAll(pinPath); err != nil { // the test's own path
 			t.Errorf("removing %s: %v", pinPath, err)
 		}
+		// The lock file of the test's own pin path: no cgrstat waits on it now.
+		os.Remove(loader.LockFile(pinPath))
 	})
 }
 
