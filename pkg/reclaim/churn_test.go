@@ -49,6 +49,8 @@ func helperMain() {
 		f := strings.Fields(in.Text())
 		var err error
 		switch {
+		case len(f) == 3 && f[0] == "reclaim" && version == 1:
+			err = reclaimV1(f[2], f[1])
 		case len(f) == 3 && f[0] == "reclaim":
 			_, err = stress.Child(f[2], 2<<20, 1, version, f[1])
 		case len(f) == 2 && f[0] == "join":
@@ -70,6 +72,39 @@ func helperMain() {
 			fmt.Println("ok")
 		}
 	}
+}
+
+// reclaimV1 joins the test's own cgroup at path, fills 2 MiB of page cache
+// in dir and lowers the cgroup's limit below its usage, then restores it.
+// (stress lowers limits only in scratch cgroups it makes itself; these
+// cgroups are the test's.)
+func reclaimV1(path, dir string) error {
+	c := cgroup.Cgroup{Rel: path, Path: path}
+	if err := c.Write("cgroup.procs", "0"); err != nil {
+		return err
+	}
+	file := filepath.Join(dir, fmt.Sprintf("cgrstat-reclaim-%d", os.Getpid()))
+	defer os.Remove(file)
+	if err := fillFile(file, 2<<20); err != nil {
+		return err
+	}
+	old, err := c.Read("memory.limit_in_bytes")
+	if err != nil {
+		return err
+	}
+	usage, err := c.Read("memory.usage_in_bytes")
+	if err != nil {
+		return err
+	}
+	u, err := strconv.ParseInt(usage, 10, 64)
+	if err != nil {
+		return err
+	}
+	err = c.Write("memory.limit_in_bytes", strconv.FormatInt(max(u-1<<20, 1<<20), 10))
+	if errors.Is(err, syscall.EBUSY) || errors.Is(err, syscall.EAGAIN) {
+		err = nil // reclaim ran and fell short
+	}
+	return errors.Join(err, c.Write("memory.limit_in_bytes", old))
 }
 
 // fillFile writes n bytes in small writes: no large buffer of the helper's
