@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/cgrstat/cgrstat/pkg/cgroup"
+	"github.com/cgrstat/cgrstat/pkg/loader"
 	"github.com/cgrstat/cgrstat/pkg/monitor"
 )
 
@@ -22,8 +23,8 @@ func TestKernelServeCardinality(t *testing.T) {
 	paths := buildWide(t, top, 40, 50)
 	// The default case serves the whole hierarchy, which other users of
 	// the machine share (the bench alone makes 10,000 cgroups): room for
-	// them as well.
-	l.run("load", "--max-cgroups=65536")
+	// them as well: the most a kernel can hold.
+	l.run("load", fmt.Sprintf("--max-cgroups=%d", loader.MaxCgroupsLimit))
 	t.Cleanup(func() { cli(t, "unload", "--pin-path", l.pinPath) })
 	base := monitor.Depth(top.Rel)
 

@@ -310,8 +310,8 @@ func assertHelp(t *testing.T, addr string) {
 	if perCgroup < 2 {
 		t.Errorf("only %d per-cgroup families in the scrape", perCgroup)
 	}
-	for _, health := range []string{`cgrstat_flush_mode_info{mode=`, `cgrstat_map_entries{map="totals"}`,
-		`cgrstat_map_capacity_entries{map="pcpu_stats"}`, `cgrstat_lost_updates_total{kind="events"} 0`, "cgrstat_scrape_duration_seconds "} {
+	for _, health := range []string{`cgrstat_flush_mode_info{mode=`, `cgrstat_map_entries{map="stats"}`,
+		`cgrstat_map_capacity_entries{map="stats"}`, `cgrstat_lost_updates_total{kind="events"} 0`, "cgrstat_scrape_duration_seconds "} {
 		if !strings.Contains(body, health) {
 			t.Errorf("scrape lacks %s", health)
 		}
