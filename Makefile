@@ -22,7 +22,7 @@ deps:
 
 build: $(BIN)
 
-$(BIN): $(shell find cmd pkg bpf internal -name '*.go' 2>/dev/null) bpf/cgrstat_x86_bpfel.o
+$(BIN): $(shell find cmd pkg bpf internal -name '*.go' 2>/dev/null) bpf/cgrstat_x86_bpfel.o bpf/cgrstat_arm64_bpfel.o
 	$(GO) build -o $@ ./cmd/cgrstat
 
 # Regenerates the bpf2go Go bindings and objects (bpf/, bench/); all are committed.
