@@ -3,8 +3,6 @@ package main
 import (
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"sort"
 
 	"github.com/cilium/ebpf"
@@ -29,17 +27,13 @@ func (b *bench) footprint(r *Result) (err error) {
 		}
 	}()
 	fp := &Footprint{MaxCgroups: rec.MaxCgroups}
-	dir := filepath.Join(b.pinPath, "maps")
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		return fmt.Errorf("listing pinned maps: %w", err)
-	}
-	for _, e := range entries {
-		mm, err := mapMemory(filepath.Join(dir, e.Name()))
+	dir := loader.PinDir(b.pinPath)
+	for _, name := range loader.MapNames() {
+		mm, err := mapMemory(dir.Map(name))
 		if err != nil {
 			return err
 		}
-		mm.Name = e.Name()
+		mm.Name = name
 		fp.Maps = append(fp.Maps, mm)
 	}
 	sort.Slice(fp.Maps, func(i, j int) bool { return fp.Maps[i].Memlock > fp.Maps[j].Memlock })

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/cgrstat/cgrstat/bpf"
 	"github.com/cgrstat/cgrstat/pkg/loader"
 	"github.com/cgrstat/cgrstat/pkg/reclaim"
 )
@@ -24,7 +25,7 @@ func (b *bench) reads(ctx context.Context, s *session, t *tree) (Read, error) {
 	if _, err := reclaim.ReadFile(s.statFile); err != nil {
 		return rd, err
 	}
-	flush, dump := s.flushProgram(), s.progs["dump"]
+	flush, dump := s.flushProgram(), s.progs[bpf.CgrstatProgDump]
 	var flush0 Cost
 	var err error
 	if flush != nil {

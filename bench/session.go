@@ -6,6 +6,7 @@ import (
 
 	"github.com/cilium/ebpf"
 
+	"github.com/cgrstat/cgrstat/bpf"
 	"github.com/cgrstat/cgrstat/pkg/cgroup"
 	"github.com/cgrstat/cgrstat/pkg/loader"
 	"github.com/cgrstat/cgrstat/pkg/pin"
@@ -85,7 +86,7 @@ func (s *session) openPrograms() error {
 		}
 		s.progs[info.Name] = prog
 	}
-	for _, name := range []string{"vmscan_start", "vmscan_end", "dump"} {
+	for _, name := range []string{bpf.CgrstatProgVmscanStart, bpf.CgrstatProgVmscanEnd, bpf.CgrstatProgDump} {
 		if s.progs[name] == nil {
 			return fmt.Errorf("the load has no program %s", name)
 		}
@@ -95,7 +96,7 @@ func (s *session) openPrograms() error {
 
 // flushProgram is the program rstat calls per (cgroup, CPU) pair, nil in walk mode.
 func (s *session) flushProgram() *ebpf.Program {
-	for _, name := range []string{"flush_fentry", "flush_kprobe"} {
+	for _, name := range []string{bpf.CgrstatProgFlushFentry, bpf.CgrstatProgFlushKprobe} {
 		if p := s.progs[name]; p != nil {
 			return p
 		}

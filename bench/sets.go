@@ -3,8 +3,9 @@ package main
 import (
 	"fmt"
 	"os"
-	"path/filepath"
 
+	"github.com/cgrstat/cgrstat/bpf"
+	"github.com/cgrstat/cgrstat/pkg/loader"
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 )
@@ -46,14 +47,13 @@ func (c *collectorSet) cost() (Pair, error) {
 }
 
 // takeCollectors detaches the collectors that the load attached and
-// pinned, and hands them over as a set. It relies on the loader's pin
-// layout (<pin path>/links/<program>), the same for every load of Layout 1.
+// pinned, and hands them over as a set.
 func (s *session) takeCollectors() (*collectorSet, error) {
-	for _, name := range []string{"vmscan_start", "vmscan_end"} {
-		path := filepath.Join(s.pinPath, "links", name)
+	for _, name := range []string{bpf.CgrstatProgVmscanStart, bpf.CgrstatProgVmscanEnd} {
+		path := loader.PinDir(s.pinPath).Link(name)
 		if err := os.Remove(path); err != nil {
 			return nil, fmt.Errorf("detaching cgrstat's %s: %w", name, err)
 		}
 	}
-	return &collectorSet{name: "cgrstat", begin: s.progs["vmscan_start"], end: s.progs["vmscan_end"]}, nil
+	return &collectorSet{name: "cgrstat", begin: s.progs[bpf.CgrstatProgVmscanStart], end: s.progs[bpf.CgrstatProgVmscanEnd]}, nil
 }

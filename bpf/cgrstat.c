@@ -28,7 +28,7 @@
 
 char LICENSE[] SEC("license") = "GPL";
 
-enum flush_mode {
+enum flush_how {
 	FLUSH_RSTAT = 0, /* fentry or kprobe on bpf_rstat_flush */
 	FLUSH_WALK = 1,
 };
@@ -42,7 +42,7 @@ enum lost_counter {
 };
 
 /* Set by the loader before the program is loaded. */
-const volatile __u32 flush_mode = FLUSH_RSTAT;
+const volatile enum flush_how flush_mode = FLUSH_RSTAT;
 const volatile __u32 nr_cpus = 1;
 const volatile __u32 memcg_v1_hierarchy; /* 0 when memory is on cgroup v2 */
 

@@ -6,7 +6,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/cgrstat/cgrstat/internal/exitcode"
 	"github.com/cgrstat/cgrstat/pkg/check"
 	"github.com/cgrstat/cgrstat/pkg/format"
 	"github.com/cgrstat/cgrstat/pkg/loader"
@@ -30,10 +29,7 @@ loaded. Exit status: 0 all hold, 1 one failed, 2 the environment cannot run it.`
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			mode, err := loader.ParseMode(flush)
 			if err != nil {
-				return exitcode.UsageErr(err)
-			}
-			if err := needRoot(); err != nil {
-				return err
+				return usage(err)
 			}
 			h, err := g.hierarchy()
 			if err != nil {
@@ -45,8 +41,7 @@ loaded. Exit status: 0 all hold, 1 one failed, 2 the environment cannot run it.`
 			}
 			rep, err := check.Run(cmd.Context(), check.Options{
 				Tree: t, Keep: keep,
-				Load: loader.Options{PinPath: g.pinPath, Flush: mode, MaxCgroups: loader.DefaultMaxCgroups,
-					CgroupVersion: h.Version, MemcgV1Hierarchy: h.V1ID, CgroupRoot: h.Mount},
+				Load:   g.loadOptions(h, mode, loader.DefaultMaxCgroups),
 				Stress: stress.Options{Parallel: 2, ScratchDir: os.TempDir()},
 			})
 			if rep != nil && (rep.Invariants != nil || err == nil) {

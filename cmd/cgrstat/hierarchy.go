@@ -6,10 +6,9 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/cgrstat/cgrstat/internal/exitcode"
 	"github.com/cgrstat/cgrstat/pkg/cgtree"
-	"github.com/cgrstat/cgrstat/pkg/check"
 	"github.com/cgrstat/cgrstat/pkg/loader"
+	"github.com/cgrstat/cgrstat/pkg/pin"
 )
 
 func newHierarchyCmd(g *globals) *cobra.Command {
@@ -50,7 +49,7 @@ func newHierarchyCreateCmd(g *globals) *cobra.Command {
 			if !pinAll {
 				return nil
 			}
-			paths, err := check.PinTree(p, t)
+			paths, err := pin.All(p, t.Cgroups())
 			if err != nil {
 				if !existed {
 					_ = cgtree.Destroy(t, false)
@@ -83,7 +82,7 @@ func newHierarchyDestroyCmd(g *globals) *cobra.Command {
 			if p != nil {
 				defer p.Close()
 			}
-			if err := check.Teardown(p, t, kill); err != nil {
+			if err := cgtree.Teardown(t, p, kill); err != nil {
 				return treeError(err)
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "removed %d cgroups under %s\n", len(t.Cgroups()), t.Parent.Rel)
@@ -106,9 +105,6 @@ func (g *globals) placeTree(tf *treeFlags, needLoad bool) (cgtree.Tree, *loader.
 	if err != nil {
 		return t, nil, err
 	}
-	if err := needRoot(); err != nil {
-		return t, nil, err
-	}
 	p, err := g.open()
 	if err != nil && (needLoad || !errors.Is(err, loader.ErrNotLoaded)) {
 		return t, nil, err
@@ -120,7 +116,7 @@ func (g *globals) placeTree(tf *treeFlags, needLoad bool) (cgtree.Tree, *loader.
 // a usage error: the user must act, nothing failed.
 func treeError(err error) error {
 	if errors.Is(err, cgtree.ErrDiffers) || errors.Is(err, cgtree.ErrBusy) {
-		return exitcode.UsageErr(err)
+		return usage(err)
 	}
 	return err
 }

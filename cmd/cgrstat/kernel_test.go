@@ -14,7 +14,6 @@ import (
 	"github.com/cgrstat/cgrstat/internal/testenv"
 	"github.com/cgrstat/cgrstat/pkg/cgroup"
 	"github.com/cgrstat/cgrstat/pkg/check"
-	"github.com/cgrstat/cgrstat/pkg/format"
 	"github.com/cgrstat/cgrstat/pkg/loader"
 	"github.com/cgrstat/cgrstat/pkg/reclaim"
 	"github.com/cgrstat/cgrstat/pkg/spec"
@@ -205,7 +204,7 @@ func TestKernelManualWorkflow(t *testing.T) {
 	s, _ := spec.ParseFile(path)
 	assertInvariants(t, s, byTreeRel(got.Cgroups, l.parent().Rel), parentStat)
 
-	var st format.Status
+	var st loader.Status
 	if err := json.Unmarshal([]byte(l.run("status", "--json")), &st); err != nil {
 		t.Fatal(err)
 	}

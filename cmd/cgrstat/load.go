@@ -7,7 +7,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/cgrstat/cgrstat/internal/exitcode"
 	"github.com/cgrstat/cgrstat/pkg/loader"
 )
 
@@ -21,20 +20,16 @@ func newLoadCmd(g *globals) *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			mode, err := loader.ParseMode(flush)
 			if err != nil {
-				return exitcode.UsageErr(err)
+				return usage(err)
 			}
 			if maxCgroups == 0 {
-				return exitcode.UsageErr(errors.New("--max-cgroups must be at least 1"))
-			}
-			if err := needRoot(); err != nil {
-				return err
+				return usage(errors.New("--max-cgroups must be at least 1"))
 			}
 			h, err := g.hierarchy()
 			if err != nil {
 				return err
 			}
-			rec, err := loader.Load(loader.Options{PinPath: g.pinPath, MaxCgroups: maxCgroups, Flush: mode,
-				CgroupVersion: h.Version, MemcgV1Hierarchy: h.V1ID, CgroupRoot: h.Mount})
+			rec, err := loader.Load(g.loadOptions(h, mode, maxCgroups))
 			if errors.Is(err, loader.ErrLoaded) {
 				fmt.Fprintf(cmd.OutOrStdout(), "already loaded at %s (flush mode %s)\n", g.pinPath, rec.Flush)
 				return nil

@@ -10,8 +10,6 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
-
-	"github.com/cgrstat/cgrstat/internal/exitcode"
 )
 
 func main() {
@@ -32,5 +30,5 @@ func report(err error, stderr io.Writer) int {
 	case err != nil:
 		fmt.Fprintf(stderr, "cgrstat: %v\n", err)
 	}
-	return exitcode.Of(err)
+	return exitStatus(err)
 }

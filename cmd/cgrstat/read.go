@@ -3,7 +3,6 @@ package main
 import (
 	"errors"
 
-	"github.com/cgrstat/cgrstat/internal/exitcode"
 	"github.com/cgrstat/cgrstat/pkg/pin"
 	"github.com/spf13/cobra"
 
@@ -20,9 +19,6 @@ func newReadCmd(g *globals) *cobra.Command {
 Without CGROUP, the cgroups that have stat files are read; with --all, every
 cgroup below the root (or below each CGROUP) is, after one flush per tree.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := needRoot(); err != nil {
-				return err
-			}
 			p, err := g.open()
 			if err != nil {
 				return err
@@ -62,7 +58,7 @@ func defaultReadArgs(g *globals, all bool) ([]string, error) {
 		return nil, err
 	}
 	if len(rels) == 0 {
-		return nil, exitcode.UsageErr(errors.New("no stat files are pinned: give CGROUP arguments or --all"))
+		return nil, usage(errors.New("no stat files are pinned: give CGROUP arguments or --all"))
 	}
 	return rels, nil
 }

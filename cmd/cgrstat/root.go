@@ -3,14 +3,17 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 
 	"github.com/spf13/cobra"
 
-	"github.com/cgrstat/cgrstat/internal/exitcode"
 	"github.com/cgrstat/cgrstat/pkg/cgroup"
 	"github.com/cgrstat/cgrstat/pkg/loader"
 )
+
+// defaultPinPath is where loads are pinned unless --pin-path says otherwise.
+const defaultPinPath = "/sys/fs/bpf/cgrstat"
 
 // globals are the flags every command shares.
 type globals struct {
@@ -33,12 +36,15 @@ Typical use:
   cgrstat stress
   cgrstat read --all --json
   cgrstat unload`,
-		SilenceUsage:  true,
-		SilenceErrors: true,
+		SilenceUsage:      true,
+		SilenceErrors:     true,
+		PersistentPreRunE: needRoot,
+		Version:           versionString(),
 	}
-	root.PersistentFlags().StringVar(&g.pinPath, "pin-path", "/sys/fs/bpf/cgrstat", "bpffs directory that holds cgrstat's pins")
+	root.SetVersionTemplate("cgrstat {{.Version}}\n")
+	root.PersistentFlags().StringVar(&g.pinPath, "pin-path", defaultPinPath, "bpffs directory that holds cgrstat's pins")
 	root.PersistentFlags().StringVar(&g.cgroupRoot, "cgroup-root", "", "mount point of the memory cgroup hierarchy (default: found in /proc/self/mountinfo)")
-	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return exitcode.UsageErr(err) })
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usage(err) })
 	root.AddCommand(newLoadCmd(g), newUnloadCmd(g), newStatusCmd(g), newPinCmd(g), newUnpinCmd(g), newReadCmd(g),
 		newHierarchyCmd(g), newStressCmd(g), newCheckCmd(g), newStressChildCmd())
 	return root
@@ -71,7 +77,7 @@ func execute(ctx context.Context, root *cobra.Command, args []string) error {
 	err := root.ExecuteContext(ctx)
 	var ran ranError
 	if err != nil && !errors.As(err, &ran) {
-		return exitcode.UsageErr(err)
+		return usage(err)
 	}
 	if err != nil {
 		return ran.err
@@ -79,11 +85,20 @@ func execute(ctx context.Context, root *cobra.Command, args []string) error {
 	return nil
 }
 
+// rootless are the commands that touch neither BPF nor cgroups.
+var rootless = map[string]bool{"help": true, "completion": true, "version": true, "man": true,
+	cobra.ShellCompRequestCmd: true, cobra.ShellCompNoDescRequestCmd: true}
+
 // needRoot refuses to go on without root, in one line, before anything
 // fails half way with a permission error.
-func needRoot() error {
+func needRoot(cmd *cobra.Command, _ []string) error {
+	for c := cmd; c != nil; c = c.Parent() {
+		if rootless[c.Name()] {
+			return nil
+		}
+	}
 	if os.Geteuid() != 0 {
-		return exitcode.UsageErr(errors.New("needs root: cgrstat loads BPF programs and manages cgroups (CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN)"))
+		return usage(errors.New("needs root: cgrstat loads BPF programs and manages cgroups (CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN)"))
 	}
 	return nil
 }
@@ -91,14 +106,14 @@ func needRoot() error {
 // hierarchy finds the memory cgroup hierarchy.
 func (g *globals) hierarchy() (*cgroup.Hierarchy, error) {
 	h, err := cgroup.Detect(g.cgroupRoot)
-	return h, exitcode.UsageErr(err)
+	return h, usage(err)
 }
 
 // open opens the pinned load.
 func (g *globals) open() (*loader.Pinned, error) {
 	p, err := loader.Open(g.pinPath)
 	if errors.Is(err, loader.ErrNotLoaded) {
-		return nil, exitcode.UsageErr(err)
+		return nil, fmt.Errorf("%w at %s (run: %s)", err, g.pinPath, g.command("load"))
 	}
 	return p, err
 }
@@ -114,9 +129,24 @@ func (g *globals) cgroups(args []string) (*cgroup.Hierarchy, []cgroup.Cgroup, er
 	for _, a := range args {
 		c, err := h.Resolve(a)
 		if err != nil {
-			return nil, nil, exitcode.UsageErr(err)
+			return nil, nil, usage(err)
 		}
 		cgs = append(cgs, c)
 	}
 	return h, cgs, nil
+}
+
+// command spells a cgrstat command line with the --pin-path this one was given.
+func (g *globals) command(args string) string {
+	if g.pinPath == defaultPinPath {
+		return "cgrstat " + args
+	}
+	return fmt.Sprintf("cgrstat --pin-path %s %s", g.pinPath, args)
+}
+
+// loadOptions describe a load at this command's pin path of the memory
+// hierarchy h.
+func (g *globals) loadOptions(h *cgroup.Hierarchy, mode loader.Mode, maxCgroups uint32) loader.Options {
+	return loader.Options{PinPath: g.pinPath, Flush: mode, MaxCgroups: maxCgroups, CgroupVersion: h.Version,
+		MemcgV1Hierarchy: h.V1ID, CgroupRoot: h.Mount, Version: versionString()}
 }

@@ -8,8 +8,6 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
 
-	"github.com/cgrstat/cgrstat/internal/exitcode"
-	"github.com/cgrstat/cgrstat/pkg/check"
 	"github.com/cgrstat/cgrstat/pkg/format"
 	"github.com/cgrstat/cgrstat/pkg/spec"
 	"github.com/cgrstat/cgrstat/pkg/stress"
@@ -38,15 +36,12 @@ The kernel answering EAGAIN or EBUSY is not an error: the reclaim ran.`,
 				return err
 			}
 			if rounds < 0 || parallel < 1 {
-				return exitcode.UsageErr(fmt.Errorf("--rounds must be ≥ 0 and --parallel ≥ 1"))
-			}
-			if err := needRoot(); err != nil {
-				return err
+				return usage(fmt.Errorf("--rounds must be ≥ 0 and --parallel ≥ 1"))
 			}
 			var jobs []stress.Job
 			if len(args) > 0 {
 				if tf.file != "" {
-					return exitcode.UsageErr(fmt.Errorf("give either -f SPEC or CGROUP arguments"))
+					return usage(fmt.Errorf("give either -f SPEC or CGROUP arguments"))
 				}
 				_, cgs, err := g.cgroups(args)
 				if err != nil {
@@ -61,11 +56,11 @@ The kernel answering EAGAIN or EBUSY is not an error: the reclaim ran.`,
 					return err
 				}
 				if exists, err := t.State(); err != nil {
-					return exitcode.UsageErr(err)
+					return usage(err)
 				} else if !exists {
-					return exitcode.UsageErr(fmt.Errorf("cgroup %s does not exist: create the tree first (cgrstat hierarchy create)", t.Top().Rel))
+					return usage(fmt.Errorf("cgroup %s does not exist: create the tree first (cgrstat hierarchy create)", t.Top().Rel))
 				}
-				jobs = check.Jobs(t, sz, rounds)
+				jobs = stress.TreeJobs(t, sz, rounds)
 			}
 			opts := stress.Options{Parallel: parallel, ScratchDir: scratch}
 			if !asJSON && isTerminal(os.Stderr) {
@@ -101,7 +96,7 @@ func parseSize(s string) (int64, error) {
 	}
 	z, err := spec.ParseSize(s)
 	if err != nil || z <= 0 {
-		return 0, exitcode.UsageErr(fmt.Errorf("--size %q: want a positive size such as 5MiB", s))
+		return 0, usage(fmt.Errorf("--size %q: want a positive size such as 5MiB", s))
 	}
 	return int64(z), nil
 }
@@ -129,7 +124,7 @@ func newStressChildCmd() *cobra.Command {
 			rounds, err2 := strconv.Atoi(args[2])
 			version, err3 := strconv.Atoi(args[3])
 			if err1 != nil || err2 != nil || err3 != nil {
-				return exitcode.UsageErr(fmt.Errorf("bad child arguments %q", args))
+				return usage(fmt.Errorf("bad child arguments %q", args))
 			}
 			rep, err := stress.Child(args[0], size, rounds, version, args[4])
 			if err != nil {

@@ -3,7 +3,6 @@ package main
 import (
 	"github.com/spf13/cobra"
 
-	"github.com/cgrstat/cgrstat/internal/exitcode"
 	"github.com/cgrstat/cgrstat/pkg/cgroup"
 	"github.com/cgrstat/cgrstat/pkg/cgtree"
 	"github.com/cgrstat/cgrstat/pkg/spec"
@@ -26,14 +25,14 @@ func (f *treeFlags) tree(h *cgroup.Hierarchy) (cgtree.Tree, error) {
 	if f.file != "" {
 		var err error
 		if s, err = spec.ParseFile(f.file); err != nil {
-			return cgtree.Tree{}, exitcode.UsageErr(err)
+			return cgtree.Tree{}, usage(err)
 		}
 	}
 	parent := h.DefaultParent()
 	if f.parent != "" {
 		var err error
 		if parent, err = h.Resolve(f.parent); err != nil {
-			return cgtree.Tree{}, exitcode.UsageErr(err)
+			return cgtree.Tree{}, usage(err)
 		}
 	}
 	return cgtree.Tree{H: h, Spec: s, Parent: parent}, nil

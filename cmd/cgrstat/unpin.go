@@ -6,7 +6,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/cgrstat/cgrstat/internal/exitcode"
 	"github.com/cgrstat/cgrstat/pkg/pin"
 )
 
@@ -17,10 +16,7 @@ func newUnpinCmd(g *globals) *cobra.Command {
 		Short: "Remove the stat files of cgroups",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if all == (len(args) > 0) {
-				return exitcode.UsageErr(errors.New("give either CGROUP arguments or --all"))
-			}
-			if err := needRoot(); err != nil {
-				return err
+				return usage(errors.New("give either CGROUP arguments or --all"))
 			}
 			if all {
 				return pin.UnpinAll(g.pinPath)
@@ -33,10 +29,10 @@ func newUnpinCmd(g *globals) *cobra.Command {
 				// The cgroup may be gone already, so its path is not resolved.
 				rel, err := h.Relative(a)
 				if err != nil {
-					return exitcode.UsageErr(err)
+					return usage(err)
 				}
 				if err := pin.Unpin(g.pinPath, rel); err != nil {
-					return exitcode.UsageErr(err)
+					return usage(err)
 				}
 				fmt.Fprintln(cmd.OutOrStdout(), pin.StatFile(g.pinPath, rel))
 			}

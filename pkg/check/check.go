@@ -1,6 +1,5 @@
-// Package check runs cgrstat's whole workflow (load, hierarchy, pins,
-// stress, read) and verifies what the kernel reports; it also holds the
-// tree set-up and tear-down that the hierarchy commands share with it.
+// Package check runs cgrstat's whole workflow (load, tree, pins, stress,
+// read) and verifies what the kernel reports.
 package check
 
 import (
@@ -8,8 +7,6 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/cgrstat/cgrstat/internal/exitcode"
-	"github.com/cgrstat/cgrstat/pkg/cgroup"
 	"github.com/cgrstat/cgrstat/pkg/cgtree"
 	"github.com/cgrstat/cgrstat/pkg/loader"
 	"github.com/cgrstat/cgrstat/pkg/pin"
@@ -44,15 +41,21 @@ type Report struct {
 	Kept       bool            `json:"kept"`
 }
 
-// ErrFailed says that an invariant did not hold.
-var ErrFailed = errors.New("check failed")
+var (
+	// ErrFailed says that an invariant did not hold.
+	ErrFailed = errors.New("check failed")
+	// ErrTreeExists: check builds its own tree and will not use one that is there.
+	ErrTreeExists = errors.New("the tree already exists")
+	// ErrOtherMode: the pin path holds a load in another flush mode than asked for.
+	ErrOtherMode = errors.New("loaded in another flush mode")
+)
 
 // Run runs the workflow and cleans up what it created unless opts.Keep.
 // The error wraps ErrFailed when an invariant failed.
 func Run(ctx context.Context, opts Options) (rep *Report, err error) {
 	t := opts.Tree
 	if exists, serr := t.State(); serr != nil || exists {
-		return nil, exitcode.UsageErr(alreadyThere(t, serr))
+		return nil, alreadyThere(t, serr)
 	}
 	p, loaded, err := ensureLoaded(opts.Load)
 	if err != nil {
@@ -64,11 +67,11 @@ func Run(ctx context.Context, opts Options) (rep *Report, err error) {
 	if _, err := cgtree.Create(t); err != nil {
 		return nil, err
 	}
-	if _, err := PinTree(p, t); err != nil {
+	if _, err := pin.All(p, t.Cgroups()); err != nil {
 		return nil, err
 	}
 	rep = &Report{Flush: p.Record.Flush, Cgroup: t.H.Version, Kept: opts.Keep}
-	if rep.Stress, err = stress.Run(ctx, t.H, Jobs(t, 0, 0), opts.Stress); err != nil {
+	if rep.Stress, err = stress.Run(ctx, t.H, stress.TreeJobs(t, 0, 0), opts.Stress); err != nil {
 		return rep, err
 	}
 	if err := rep.collect(p, t); err != nil {
@@ -86,7 +89,7 @@ func alreadyThere(t cgtree.Tree, err error) error {
 	if err != nil {
 		return err
 	}
-	return fmt.Errorf("cgroup %s already exists: check builds its own tree (remove it with 'cgrstat hierarchy destroy', or choose another --parent)", t.Top().Rel)
+	return fmt.Errorf("cgroup %s: %w: check builds its own tree (remove it with 'cgrstat hierarchy destroy', or choose another --parent)", t.Top().Rel, ErrTreeExists)
 }
 
 // ensureLoaded opens the load at the pin path, loading first if needed.
@@ -97,8 +100,8 @@ func ensureLoaded(opts loader.Options) (*loader.Pinned, bool, error) {
 		return nil, false, err
 	}
 	if !loaded && opts.Flush != loader.Auto && rec.Flush != opts.Flush {
-		return nil, false, exitcode.UsageErr(fmt.Errorf("already loaded at %s with flush mode %s, not %s: unload first, or use another --pin-path",
-			opts.PinPath, rec.Flush, opts.Flush))
+		return nil, false, fmt.Errorf("%w: at %s with flush mode %s, not %s: unload first, or use another --pin-path",
+			ErrOtherMode, opts.PinPath, rec.Flush, opts.Flush)
 	}
 	p, err := loader.Open(opts.PinPath)
 	if err != nil && loaded {
@@ -112,7 +115,7 @@ func finish(p *loader.Pinned, t cgtree.Tree, loaded, keep bool) error {
 		p.Close()
 		return nil
 	}
-	err := Teardown(p, t, true)
+	err := cgtree.Teardown(t, p, true)
 	p.Close()
 	if loaded {
 		_, uerr := loader.Unload(p.Path)
@@ -158,70 +161,6 @@ func allPass(invs []Invariant) bool {
 		}
 	}
 	return true
-}
-
-// Jobs makes one stress job per leaf of the tree, with the spec's sizes
-// unless size or rounds override them.
-func Jobs(t cgtree.Tree, size int64, rounds int) []stress.Job {
-	var jobs []stress.Job
-	for _, l := range t.Spec.Leaves() {
-		j := stress.Job{Cgroup: t.Cgroup(l.Rel), Size: int64(l.Node.Stress.Size), Rounds: l.Node.Stress.Rounds}
-		if size > 0 {
-			j.Size = size
-		}
-		if rounds > 0 {
-			j.Rounds = rounds
-		}
-		jobs = append(jobs, j)
-	}
-	return jobs
-}
-
-// PinTree pins a stat file for every cgroup of the tree; on error it
-// removes the ones it made.
-func PinTree(p *loader.Pinned, t cgtree.Tree) ([]string, error) {
-	var paths []string
-	for _, c := range t.Cgroups() {
-		path, err := pin.Pin(p, c)
-		if err != nil {
-			unpinTree(p.Path, t)
-			return nil, err
-		}
-		paths = append(paths, path)
-	}
-	return paths, nil
-}
-
-func unpinTree(pinPath string, t cgtree.Tree) {
-	for _, c := range t.Cgroups() {
-		_ = pin.Unpin(pinPath, c.Rel)
-	}
-}
-
-// Teardown removes a tree with everything cgrstat keeps about it: its
-// stat files, its processes (with kill), the cgroups, and its map entries
-// after a last flush that hands its totals to the parent. p may be nil
-// when nothing is loaded.
-func Teardown(p *loader.Pinned, t cgtree.Tree, kill bool) error {
-	var ids []uint64
-	for _, c := range t.Cgroups() {
-		if id, err := cgroup.ID(c); err == nil {
-			ids = append(ids, id)
-		}
-	}
-	if p != nil && t.Top().Exists() {
-		if _, err := reclaim.Flush(p, t.Top()); err != nil {
-			return err
-		}
-	}
-	if err := cgtree.Destroy(t, kill); err != nil {
-		return err
-	}
-	if p == nil {
-		return nil
-	}
-	unpinTree(p.Path, t)
-	return reclaim.Forget(p, ids)
 }
 
 // Summary is one line saying how the check went.

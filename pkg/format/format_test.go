@@ -160,8 +160,8 @@ func TestPages(t *testing.T) {
 	}
 }
 
-func loadedStatus(flush loader.Mode) *Status {
-	return &Status{
+func loadedStatus(flush loader.Mode) *loader.Status {
+	return &loader.Status{
 		Loaded:  true,
 		PinPath: "/sys/fs/bpf/cgrstat",
 		Kernel:  "6.18.44",
@@ -185,13 +185,13 @@ func loadedStatus(flush loader.Mode) *Status {
 func TestStatusText(t *testing.T) {
 	tests := []struct {
 		name    string
-		st      *Status
+		st      *loader.Status
 		want    []string
 		notWant []string
 	}{
 		{
 			name:    "not loaded",
-			st:      &Status{PinPath: "/sys/fs/bpf/x", Kernel: "6.1.0"},
+			st:      &loader.Status{PinPath: "/sys/fs/bpf/x", Kernel: "6.1.0"},
 			want:    []string{"kernel:      6.1.0\n", "loaded:      no (pin path /sys/fs/bpf/x)\n"},
 			notWant: []string{"flush mode", "maps:"},
 		},
@@ -240,7 +240,7 @@ func TestStatusText(t *testing.T) {
 func TestStatusJSON(t *testing.T) {
 	t.Run("not loaded", func(t *testing.T) {
 		var buf bytes.Buffer
-		if err := StatusJSON(&buf, &Status{PinPath: "/sys/fs/bpf/x", Kernel: "6.1.0"}); err != nil {
+		if err := StatusJSON(&buf, &loader.Status{PinPath: "/sys/fs/bpf/x", Kernel: "6.1.0"}); err != nil {
 			t.Fatal(err)
 		}
 		want := `{"loaded":false,"pin_path":"/sys/fs/bpf/x","kernel":"6.1.0","stat_files":[]}`

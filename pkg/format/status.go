@@ -8,20 +8,12 @@ import (
 	"github.com/cgrstat/cgrstat/pkg/loader"
 )
 
-// Status is what `cgrstat status` reports.
-type Status struct {
-	Loaded    bool           `json:"loaded"`
-	PinPath   string         `json:"pin_path"`
-	Kernel    string         `json:"kernel"`
-	Record    *loader.Record `json:"load,omitempty"`
-	Usage     *loader.Usage  `json:"maps,omitempty"`
-	StatFiles []string       `json:"stat_files"`
-}
-
 // StatusJSON writes the status as one JSON object.
-func StatusJSON(w io.Writer, st *Status) error {
-	if st.StatFiles == nil {
-		st.StatFiles = []string{}
+func StatusJSON(w io.Writer, st *loader.Status) error {
+	if st.StatFiles == nil { // [] rather than null, for scripts
+		cp := *st
+		cp.StatFiles = []string{}
+		st = &cp
 	}
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
@@ -29,7 +21,7 @@ func StatusJSON(w io.Writer, st *Status) error {
 }
 
 // StatusText writes the status for people.
-func StatusText(w io.Writer, st *Status) error {
+func StatusText(w io.Writer, st *loader.Status) error {
 	fmt.Fprintf(w, "kernel:      %s\n", st.Kernel)
 	if !st.Loaded {
 		_, err := fmt.Fprintf(w, "loaded:      no (pin path %s)\n", st.PinPath)
@@ -37,12 +29,16 @@ func StatusText(w io.Writer, st *Status) error {
 	}
 	r, u := st.Record, st.Usage
 	fmt.Fprintf(w, "loaded:      yes, at %s since %s\n", st.PinPath, r.LoadedAt.Format("2006-01-02 15:04:05 MST"))
+	if r.Version != "" {
+		fmt.Fprintf(w, "loaded by:   cgrstat %s\n", r.Version)
+	}
 	fmt.Fprintf(w, "flush mode:  %s\n", r.Flush)
 	for _, ref := range r.Refused {
 		fmt.Fprintf(w, "  not %s: %s\n", ref.Mode, ref.Reason)
 	}
 	if r.Flush == loader.Walk {
-		fmt.Fprintln(w, "  cost: a read flushes every cgroup of its subtree on every CPU, O(subtree x CPUs)")
+		fmt.Fprintln(w, "  cost: a read flushes every cgroup of its subtree on every CPU, O(subtree x CPUs),")
+		fmt.Fprintln(w, "  holding the kernel's cgroup_mutex (mkdir, rmdir and task moves wait meanwhile)")
 	}
 	fmt.Fprintf(w, "rstat:       %s\n", r.RstatKfuncs)
 	fmt.Fprintf(w, "cgroups:     v%d at %s\n", r.CgroupVersion, r.CgroupRoot)

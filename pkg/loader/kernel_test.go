@@ -12,7 +12,6 @@ import (
 
 	"github.com/cilium/ebpf"
 
-	"github.com/cgrstat/cgrstat/internal/exitcode"
 	"github.com/cgrstat/cgrstat/internal/testenv"
 	"github.com/cgrstat/cgrstat/pkg/cgroup"
 	"github.com/cgrstat/cgrstat/pkg/loader"
@@ -176,10 +175,14 @@ func TestKernelForeignPinPath(t *testing.T) {
 				if err == nil {
 					t.Fatalf("%s on a foreign pin path succeeded", what)
 				}
-				if !exitcode.IsUsage(err) {
-					t.Errorf("%s: %v is not a usage error", what, err)
+				var foreign *loader.ForeignError
+				if !errors.As(err, &foreign) {
+					t.Errorf("%s: %v is not a ForeignError", what, err)
 				}
-				for _, want := range []string{"not made by this cgrstat", tt.why, "rm -r " + opts.PinPath} {
+				if strings.Contains(err.Error(), "rm ") {
+					t.Errorf("%s: error %q advises removing what cgrstat did not make", what, err)
+				}
+				for _, want := range []string{"not made by this cgrstat", tt.why} {
 					if !strings.Contains(err.Error(), want) {
 						t.Errorf("%s: error %q lacks %q", what, err, want)
 					}

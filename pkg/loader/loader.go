@@ -12,12 +12,10 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
-	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/rlimit"
 	"golang.org/x/sys/unix"
 
 	"github.com/cgrstat/cgrstat/bpf"
-	"github.com/cgrstat/cgrstat/internal/exitcode"
 )
 
 // DefaultMaxCgroups is how many cgroups the maps track unless told otherwise.
@@ -33,21 +31,49 @@ type Options struct {
 	CgroupVersion    int
 	MemcgV1Hierarchy uint32
 	CgroupRoot       string
+	// Version names the program that loads, for the load record.
+	Version string
 }
 
-// ErrLoaded is returned by Load when the pin path already holds a load.
-var ErrLoaded = errors.New("cgrstat is already loaded")
+var (
+	// ErrLoaded is returned by Load when the pin path already holds a load.
+	ErrLoaded = errors.New("cgrstat is already loaded")
+	// ErrNotRoot: loading BPF programs needs privileges this process lacks.
+	ErrNotRoot = errors.New("loading BPF programs needs root (CAP_BPF, CAP_PERFMON and CAP_SYS_ADMIN)")
+	// ErrNoBTF: the kernel has no BTF, which every program here relies on.
+	ErrNoBTF = errors.New("this kernel has no BTF (/sys/kernel/btf/vmlinux); cgrstat needs CONFIG_DEBUG_INFO_BTF")
+	// ErrNotBPFFS: the pin path is not on a bpf filesystem, and cannot be.
+	ErrNotBPFFS = errors.New("not on a bpf filesystem")
+)
+
+// ModeError says that the kernel refused every flush mode Load tried.
+type ModeError struct {
+	Asked   Mode
+	Refused []Refusal
+}
+
+func (e *ModeError) Error() string {
+	var reasons []string
+	for _, r := range e.Refused {
+		reasons = append(reasons, r.Reason)
+	}
+	if e.Asked != Auto {
+		return strings.Join(reasons, "; ")
+	}
+	return "this kernel can run no flush mode: " + strings.Join(reasons, "; ")
+}
 
 // Load loads and pins the collectors. With Flush=Auto it tries every mode,
 // best first, and records why the kernel refused the others. On error,
 // nothing it created is left behind.
 func Load(opts Options) (*Record, error) {
-	if rec, err := ReadRecord(opts.PinPath); err == nil {
+	dir := PinDir(opts.PinPath)
+	if rec, err := dir.Record(); err == nil {
 		return rec, ErrLoaded
 	} else if !errors.Is(err, ErrNotLoaded) {
 		return nil, err
 	}
-	if err := prepare(opts.PinPath); err != nil {
+	if err := prepare(dir); err != nil {
 		return nil, err
 	}
 	spec, err := configuredSpec(opts)
@@ -62,40 +88,33 @@ func Load(opts Options) (*Record, error) {
 			continue
 		}
 		rec := newRecord(opts, m, refused, l.programIDs())
-		err = l.pin(opts.PinPath, rec)
+		err = l.pin(dir, rec)
 		l.close()
 		return rec, err
 	}
-	return nil, noMode(opts.Flush, refused)
+	return nil, &ModeError{Asked: opts.Flush, Refused: refused}
 }
 
-func noMode(m Mode, refused []Refusal) error {
-	var reasons []string
-	for _, r := range refused {
-		reasons = append(reasons, r.Reason)
-	}
-	if m != Auto {
-		return exitcode.UsageErr(errors.New(strings.Join(reasons, "; ")))
-	}
-	return exitcode.UsageErr(fmt.Errorf("this kernel can run no flush mode: %s", strings.Join(reasons, "; ")))
-}
-
-func prepare(pinPath string) error {
+func prepare(dir PinDir) error {
 	if os.Geteuid() != 0 {
-		return exitcode.UsageErr(errors.New("loading BPF programs needs root (CAP_BPF, CAP_PERFMON and CAP_SYS_ADMIN)"))
+		return ErrNotRoot
 	}
 	if _, err := os.Stat("/sys/kernel/btf/vmlinux"); err != nil {
-		return exitcode.UsageErr(errors.New("this kernel has no BTF (/sys/kernel/btf/vmlinux); cgrstat needs CONFIG_DEBUG_INFO_BTF"))
+		return ErrNoBTF
 	}
 	if err := rlimit.RemoveMemlock(); err != nil {
 		return fmt.Errorf("raising the memlock limit: %w", err)
 	}
-	return ensureBPFFS(pinPath)
+	return ensureBPFFS(dir)
 }
 
 func configuredSpec(opts Options) (*ebpf.CollectionSpec, error) {
 	spec, err := bpf.LoadCgrstat()
 	if err != nil {
+		return nil, fmt.Errorf("reading the embedded BPF object: %w", err)
+	}
+	var specs bpf.CgrstatSpecs
+	if err := spec.Assign(&specs); err != nil {
 		return nil, fmt.Errorf("reading the embedded BPF object: %w", err)
 	}
 	cpus, err := ebpf.PossibleCPU()
@@ -106,90 +125,16 @@ func configuredSpec(opts Options) (*ebpf.CollectionSpec, error) {
 	if max == 0 {
 		max = DefaultMaxCgroups
 	}
-	for _, name := range []string{"pcpu_stats", "totals", "tree_nodes"} {
-		spec.Maps[name].MaxEntries = max
+	for _, m := range []*ebpf.MapSpec{specs.PcpuStats, specs.Totals, specs.TreeNodes} {
+		m.MaxEntries = max
 	}
-	for name, v := range map[string]uint32{"nr_cpus": uint32(cpus), "memcg_v1_hierarchy": opts.MemcgV1Hierarchy} {
-		if err := spec.Variables[name].Set(v); err != nil {
-			return nil, fmt.Errorf("setting %s: %w", name, err)
-		}
+	if err := specs.NrCpus.Set(uint32(cpus)); err != nil {
+		return nil, fmt.Errorf("setting nr_cpus: %w", err)
+	}
+	if err := specs.MemcgV1Hierarchy.Set(opts.MemcgV1Hierarchy); err != nil {
+		return nil, fmt.Errorf("setting memcg_v1_hierarchy: %w", err)
 	}
 	return spec, nil
-}
-
-// loaded is one mode's collection and links, not yet pinned.
-type loaded struct {
-	coll  *ebpf.Collection
-	links map[string]link.Link
-}
-
-func loadMode(spec *ebpf.CollectionSpec, m Mode) (*loaded, error) {
-	if err := probe(m); err != nil {
-		return nil, err
-	}
-	spec = spec.Copy()
-	for _, p := range []Mode{Fentry, Kprobe} {
-		if p != m {
-			delete(spec.Programs, flushProgram(p))
-		}
-	}
-	var mode uint32 // FLUSH_RSTAT
-	if !m.UsesRstat() {
-		mode = 1 // FLUSH_WALK
-	}
-	if err := spec.Variables["flush_mode"].Set(mode); err != nil {
-		return nil, err
-	}
-	coll, err := ebpf.NewCollection(spec)
-	if err != nil {
-		return nil, fmt.Errorf("loading collectors: %w", err)
-	}
-	l := &loaded{coll: coll, links: map[string]link.Link{}}
-	if err := l.attach(m); err != nil {
-		l.close()
-		return nil, err
-	}
-	return l, nil
-}
-
-func (l *loaded) attach(m Mode) error {
-	for _, name := range []string{"vmscan_start", "vmscan_end", flushProgram(m)} {
-		if name == "" {
-			continue
-		}
-		var lk link.Link
-		var err error
-		if name == "flush_kprobe" {
-			lk, err = link.Kprobe("bpf_rstat_flush", l.coll.Programs[name], nil)
-		} else {
-			lk, err = link.AttachTracing(link.TracingOptions{Program: l.coll.Programs[name]})
-		}
-		if err != nil {
-			return fmt.Errorf("attaching %s: %w", name, err)
-		}
-		l.links[name] = lk
-	}
-	return nil
-}
-
-func (l *loaded) programIDs() []ebpf.ProgramID {
-	var ids []ebpf.ProgramID
-	for _, p := range l.coll.Programs {
-		if info, err := p.Info(); err == nil {
-			if id, ok := info.ID(); ok {
-				ids = append(ids, id)
-			}
-		}
-	}
-	return ids
-}
-
-// close drops this process's references; pins keep what must outlive it.
-func (l *loaded) close() {
-	for _, lk := range l.links {
-		lk.Close()
-	}
-	l.coll.Close()
 }
 
 func newRecord(opts Options, m Mode, refused []Refusal, ids []ebpf.ProgramID) *Record {
@@ -198,7 +143,7 @@ func newRecord(opts Options, m Mode, refused []Refusal, ids []ebpf.ProgramID) *R
 		max = DefaultMaxCgroups
 	}
 	return &Record{
-		Layout: Layout, Flush: m, Refused: refused, RstatKfuncs: rstatKfuncs(m),
+		Layout: Layout, Version: opts.Version, Flush: m, Refused: refused, RstatKfuncs: rstatKfuncs(m),
 		MaxCgroups: max, CgroupVersion: opts.CgroupVersion, CgroupRoot: opts.CgroupRoot,
 		Kernel: KernelRelease(), LoadedAt: time.Now().UTC(),
 		ProgramIDs: ids,

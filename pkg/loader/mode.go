@@ -37,17 +37,6 @@ func candidates(m Mode) []Mode {
 	return []Mode{m}
 }
 
-// flushProgram is the program that carries mode's flush, if any.
-func flushProgram(m Mode) string {
-	switch m {
-	case Fentry:
-		return "flush_fentry"
-	case Kprobe:
-		return "flush_kprobe"
-	}
-	return ""
-}
-
 // UsesRstat reports whether collectors must mark updates in rstat.
 func (m Mode) UsesRstat() bool { return m == Fentry || m == Kprobe }
 

@@ -38,18 +38,13 @@ func TestParseMode(t *testing.T) {
 	}
 }
 
-func TestCandidatesAndPrograms(t *testing.T) {
+func TestCandidates(t *testing.T) {
 	if got := candidates(Auto); !reflect.DeepEqual(got, []Mode{Fentry, Kprobe, Walk}) {
 		t.Errorf("candidates(auto) = %v, want fentry, kprobe, walk (best first)", got)
 	}
 	for _, m := range []Mode{Fentry, Kprobe, Walk} {
 		if got := candidates(m); !reflect.DeepEqual(got, []Mode{m}) {
 			t.Errorf("candidates(%s) = %v", m, got)
-		}
-	}
-	for m, want := range map[Mode]string{Fentry: "flush_fentry", Kprobe: "flush_kprobe", Walk: ""} {
-		if got := flushProgram(m); got != want {
-			t.Errorf("flushProgram(%s) = %q, want %q", m, got, want)
 		}
 	}
 	for m, want := range map[Mode]bool{Fentry: true, Kprobe: true, Walk: false, Auto: false} {

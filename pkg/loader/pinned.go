@@ -3,68 +3,53 @@ package loader
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/cgrstat/cgrstat/bpf"
 	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
-
-	"github.com/cgrstat/cgrstat/internal/exitcode"
 )
 
 // ErrNotLoaded says that the pin path holds no cgrstat load.
-var ErrNotLoaded = errors.New("cgrstat is not loaded (run: cgrstat load)")
+var ErrNotLoaded = errors.New("cgrstat is not loaded")
 
-// Pin layout below the pin path.
-const (
-	mapsDir  = "maps"
-	progsDir = "progs"
-	linksDir = "links"
-	// CgroupsDir holds the per-cgroup stat files (package pin).
-	CgroupsDir = "cgroups"
-)
-
-var (
-	pinnedMaps     = []string{"pcpu_stats", "totals", "reclaim_start", "sessions", "lost", "info", "tree_nodes"}
-	pinnedPrograms = []string{"dump", "tree"}
-)
-
-func (l *loaded) pin(pinPath string, rec *Record) (err error) {
-	created, err := mkdirOwn(pinPath)
+func (l *loaded) pin(dir PinDir, rec *Record) (err error) {
+	created, err := mkdirOwn(dir.Path())
 	if err != nil {
 		return err
 	}
 	var pinned []string
 	defer func() {
 		if err != nil {
-			unpinAll(pinPath, pinned, created)
+			unpinAll(dir, pinned, created)
 		}
 	}()
-	if err := writeRecord(l.coll.Maps["info"], rec); err != nil {
+	if err := writeRecord(l.Info, rec); err != nil {
 		return err
 	}
-	pin := func(obj pinner, dir, name string) error {
-		path := filepath.Join(pinPath, dir, name)
+	pin := func(obj pinner, path string) error {
 		if err := pinAt(obj, path); err != nil {
 			return err
 		}
 		pinned = append(pinned, path)
 		return nil
 	}
-	for _, name := range pinnedMaps {
-		if err := pin(l.coll.Maps[name], mapsDir, name); err != nil {
+	for name, m := range l.maps() {
+		if err := pin(m, dir.Map(name)); err != nil {
 			return err
 		}
 	}
-	for _, name := range pinnedPrograms {
-		if err := pin(l.coll.Programs[name], progsDir, name); err != nil {
+	for name, p := range l.programs() {
+		if err := pin(p, dir.Program(name)); err != nil {
 			return err
 		}
 	}
 	for name, lk := range l.links {
-		if err := pin(lk, linksDir, name); err != nil {
+		if err := pin(lk, dir.Link(name)); err != nil {
 			return err
 		}
 	}
@@ -72,15 +57,15 @@ func (l *loaded) pin(pinPath string, rec *Record) (err error) {
 }
 
 // unpinAll removes what a failed pin made, and nothing else.
-func unpinAll(pinPath string, pinned []string, created bool) {
+func unpinAll(dir PinDir, pinned []string, created bool) {
 	for _, path := range pinned {
 		os.Remove(path)
 	}
-	for _, dir := range []string{mapsDir, progsDir, linksDir} {
-		os.Remove(filepath.Join(pinPath, dir)) // only if empty
+	for _, d := range dir.objectDirs() {
+		os.Remove(d) // only if empty
 	}
 	if created {
-		os.Remove(pinPath)
+		os.Remove(dir.Path())
 	}
 }
 
@@ -109,17 +94,16 @@ func mkdirOwn(path string) (bool, error) {
 }
 
 // ensureBPFFS mounts bpffs at /sys/fs/bpf when the pin path needs it there.
-func ensureBPFFS(pinPath string) error {
-	dir := existingParent(pinPath)
-	if isBPFFS(dir) {
+func ensureBPFFS(dir PinDir) error {
+	if isBPFFS(existingParent(dir.Path())) {
 		return nil
 	}
 	const std = "/sys/fs/bpf"
-	if !strings.HasPrefix(filepath.Clean(pinPath)+"/", std+"/") {
-		return exitcode.UsageErr(fmt.Errorf("pin path %s is not on a bpf filesystem", pinPath))
+	if !strings.HasPrefix(filepath.Clean(dir.Path())+"/", std+"/") {
+		return fmt.Errorf("pin path %s: %w", dir, ErrNotBPFFS)
 	}
 	if err := unix.Mount("bpf", std, "bpf", 0, "mode=0700"); err != nil {
-		return exitcode.UsageErr(fmt.Errorf("mounting bpffs at %s: %w", std, err))
+		return fmt.Errorf("pin path %s: mounting bpffs at %s: %v: %w", dir, std, err, ErrNotBPFFS)
 	}
 	return nil
 }
@@ -137,34 +121,43 @@ func isBPFFS(path string) bool {
 	return unix.Statfs(path, &st) == nil && st.Type == unix.BPF_FS_MAGIC
 }
 
-// ReadRecord reads what the load at pinPath recorded. It returns
-// ErrNotLoaded when nothing is loaded there, and a usage error saying the way
-// out when the pin path holds something else.
-func ReadRecord(pinPath string) (*Record, error) {
-	m, err := ebpf.LoadPinnedMap(filepath.Join(pinPath, mapsDir, "info"), &ebpf.LoadPinOptions{ReadOnly: true})
+// ForeignError says that a pin path holds something this cgrstat did not
+// make, or made with another layout; cgrstat leaves it alone.
+type ForeignError struct {
+	Path string
+	Why  string
+}
+
+func (e *ForeignError) Error() string {
+	return fmt.Sprintf("pin path %s was not made by this cgrstat (%s); unload it with the cgrstat that loaded it, or choose another --pin-path", e.Path, e.Why)
+}
+
+// Record reads what the load in d recorded. It returns ErrNotLoaded when
+// nothing is loaded there, and a *ForeignError when d holds something else.
+func (d PinDir) Record() (*Record, error) {
+	m, err := ebpf.LoadPinnedMap(d.Map(bpf.CgrstatMapInfo), &ebpf.LoadPinOptions{ReadOnly: true})
 	if errors.Is(err, os.ErrNotExist) {
-		if entries, _ := os.ReadDir(pinPath); len(entries) > 0 {
-			return nil, foreign(pinPath, "it has no cgrstat load record")
+		if entries, _ := os.ReadDir(d.Path()); len(entries) > 0 {
+			return nil, &ForeignError{d.Path(), "it has no cgrstat load record"}
 		}
 		return nil, ErrNotLoaded
 	}
 	if err != nil {
-		return nil, fmt.Errorf("opening %s: %w", pinPath, err)
+		return nil, fmt.Errorf("opening %s: %w", d, err)
 	}
 	defer m.Close()
 	rec, err := readRecord(m)
 	if err != nil {
-		return nil, foreign(pinPath, err.Error())
+		return nil, &ForeignError{d.Path(), err.Error()}
 	}
 	if rec.Layout != Layout {
-		return nil, foreign(pinPath, fmt.Sprintf("it was pinned with layout %d, this cgrstat uses %d", rec.Layout, Layout))
+		return nil, &ForeignError{d.Path(), fmt.Sprintf("it was pinned with layout %d, this cgrstat uses %d", rec.Layout, Layout)}
 	}
 	return rec, nil
 }
 
-func foreign(pinPath, why string) error {
-	return exitcode.UsageErr(fmt.Errorf("pin path %s was not made by this cgrstat (%s); unload it with the cgrstat that loaded it, or remove it with: rm -r %s", pinPath, why, pinPath))
-}
+// ReadRecord reads what the load at pinPath recorded (see PinDir.Record).
+func ReadRecord(pinPath string) (*Record, error) { return PinDir(pinPath).Record() }
 
 // Pinned is an open handle on a load.
 type Pinned struct {
@@ -176,23 +169,27 @@ type Pinned struct {
 	Pcpu   *ebpf.Map
 	Lost   *ebpf.Map
 	Path   string
+	Dir    PinDir
 }
 
 // Open opens the load pinned at pinPath.
 func Open(pinPath string) (*Pinned, error) {
-	rec, err := ReadRecord(pinPath)
+	dir := PinDir(pinPath)
+	rec, err := dir.Record()
 	if err != nil {
 		return nil, err
 	}
-	p := &Pinned{Record: rec, Path: pinPath}
-	for name, prog := range map[string]**ebpf.Program{"dump": &p.Dump, "tree": &p.Tree} {
-		if *prog, err = ebpf.LoadPinnedProgram(filepath.Join(pinPath, progsDir, name), nil); err != nil {
+	p := &Pinned{Record: rec, Path: pinPath, Dir: dir}
+	for name, prog := range map[string]**ebpf.Program{bpf.CgrstatProgDump: &p.Dump, bpf.CgrstatProgTree: &p.Tree} {
+		if *prog, err = ebpf.LoadPinnedProgram(dir.Program(name), nil); err != nil {
 			p.Close()
 			return nil, fmt.Errorf("opening pinned program %s: %w", name, err)
 		}
 	}
-	for name, m := range map[string]**ebpf.Map{"totals": &p.Totals, "pcpu_stats": &p.Pcpu, "lost": &p.Lost, "tree_nodes": &p.Nodes} {
-		if *m, err = ebpf.LoadPinnedMap(filepath.Join(pinPath, mapsDir, name), nil); err != nil {
+	maps := map[string]**ebpf.Map{bpf.CgrstatMapTotals: &p.Totals, bpf.CgrstatMapPcpuStats: &p.Pcpu,
+		bpf.CgrstatMapLost: &p.Lost, bpf.CgrstatMapTreeNodes: &p.Nodes}
+	for name, m := range maps {
+		if *m, err = ebpf.LoadPinnedMap(dir.Map(name), nil); err != nil {
 			p.Close()
 			return nil, fmt.Errorf("opening pinned map %s: %w", name, err)
 		}
@@ -214,18 +211,89 @@ func (p *Pinned) Close() {
 	}
 }
 
-// Unload removes every pin under pinPath, stat files included, and waits
-// until the kernel has freed the programs it recorded.
+// Unload removes every pin of the load at pinPath, stat files too, and
+// waits until the kernel has freed the programs it recorded. It removes
+// only what a load pins (PinDir's layout): anything else in the pin path
+// stays, and so does the pin path then.
 func Unload(pinPath string) (*Record, error) {
-	rec, err := ReadRecord(pinPath)
+	dir := PinDir(pinPath)
+	rec, err := dir.Record()
 	if err != nil {
 		return nil, err
 	}
-	if err := os.RemoveAll(pinPath); err != nil {
-		return nil, fmt.Errorf("removing pins: %w", err)
+	if err := dir.RemoveStatFiles(); err != nil {
+		return nil, err
+	}
+	if err := removeObjects(dir); err != nil {
+		return nil, err
 	}
 	return rec, waitFreed(rec.ProgramIDs)
 }
+
+// RemoveStatFiles removes every stat file and the directories they leave
+// empty; anything else below StatFiles stays.
+func (dir PinDir) RemoveStatFiles() error {
+	top := dir.StatFiles()
+	var dirs []string
+	err := filepath.WalkDir(top, func(path string, d fs.DirEntry, err error) error {
+		switch {
+		case errors.Is(err, fs.ErrNotExist) && path == top:
+			return fs.SkipAll
+		case err != nil:
+			return err
+		case d.IsDir():
+			dirs = append(dirs, path)
+		case d.Name() == StatFileName:
+			return os.Remove(path)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("removing stat files: %w", err)
+	}
+	for i := len(dirs) - 1; i >= 0; i-- {
+		os.Remove(dirs[i]) // children first; only if empty
+	}
+	return nil
+}
+
+// removeObjects unpins the maps, programs and links a load pins, then the
+// directories that held them and the pin path, each only if empty.
+func removeObjects(dir PinDir) error {
+	for _, d := range dir.objectDirs() {
+		entries, err := os.ReadDir(d)
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("removing pins: %w", err)
+		}
+		for _, e := range entries {
+			if !loadPins[e.Name()] {
+				continue
+			}
+			if err := os.Remove(filepath.Join(d, e.Name())); err != nil {
+				return fmt.Errorf("removing pins: %w", err)
+			}
+		}
+		os.Remove(d)
+	}
+	os.Remove(dir.Path())
+	return nil
+}
+
+// loadPins are the names a load pins in its maps, progs and links directories.
+var loadPins = func() map[string]bool {
+	names := map[string]bool{}
+	var o objects
+	for name := range o.maps() {
+		names[name] = true
+	}
+	for name := range o.programs() {
+		names[name] = true
+	}
+	for _, name := range []string{bpf.CgrstatProgVmscanStart, bpf.CgrstatProgVmscanEnd, bpf.CgrstatProgFlushFentry, bpf.CgrstatProgFlushKprobe} {
+		names[name] = true
+	}
+	return names
+}()
 
 // waitFreed polls because programs are freed after an RCU grace period.
 func waitFreed(ids []ebpf.ProgramID) error {

@@ -17,6 +17,7 @@ const Layout = 1
 // that every later command (pin, read, status, unload) sees the same facts.
 type Record struct {
 	Layout        int       `json:"layout"`
+	Version       string    `json:"version"` // of the cgrstat that loaded
 	Flush         Mode      `json:"flush"`
 	Refused       []Refusal `json:"refused,omitempty"`
 	RstatKfuncs   string    `json:"rstat_kfuncs"`

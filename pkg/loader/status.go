@@ -30,6 +30,42 @@ type Usage struct {
 	Lost   Lost `json:"lost"`
 }
 
+// Status is what a pin path holds: whether it is loaded, with what, how
+// full the maps are, and which cgroups have stat files.
+type Status struct {
+	Loaded    bool     `json:"loaded"`
+	PinPath   string   `json:"pin_path"`
+	Kernel    string   `json:"kernel"`
+	Record    *Record  `json:"load,omitempty"`
+	Usage     *Usage   `json:"maps,omitempty"`
+	StatFiles []string `json:"stat_files"`
+}
+
+// ReadStatus reports on the pin path; a pin path with no load is a Status
+// with Loaded false, not an error.
+func ReadStatus(pinPath string) (*Status, error) {
+	st := &Status{PinPath: pinPath, Kernel: KernelRelease(), StatFiles: []string{}}
+	p, err := Open(pinPath)
+	if errors.Is(err, ErrNotLoaded) {
+		return st, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer p.Close()
+	st.Loaded, st.Record = true, p.Record
+	if st.Usage, err = p.Usage(); err != nil {
+		return nil, err
+	}
+	if st.StatFiles, err = p.Dir.Pinned(); err != nil {
+		return nil, err
+	}
+	if st.StatFiles == nil {
+		st.StatFiles = []string{}
+	}
+	return st, nil
+}
+
 // Usage reads map fill and the lost-update counters.
 func (p *Pinned) Usage() (*Usage, error) {
 	var u Usage

@@ -262,7 +262,7 @@ func TestKernelPinUnpinList(t *testing.T) {
 		}
 	}
 	// Every directory below cgroups/ is mode 0 (see dirMode in pin.go).
-	statRoot := filepath.Join(p.Path, loader.CgroupsDir)
+	statRoot := p.Dir.StatFiles()
 	err := filepath.WalkDir(statRoot, func(path string, d os.DirEntry, err error) error {
 		if err != nil || !d.IsDir() {
 			return err

@@ -6,7 +6,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 
 	"github.com/cilium/ebpf/link"
@@ -17,7 +16,7 @@ import (
 )
 
 // FileName is the name of every stat file.
-const FileName = "vmscan.stat"
+const FileName = loader.StatFileName
 
 // OrderFor is the iterator order a stat file needs: in walk mode the
 // iterator itself flushes the subtree, children first.
@@ -35,7 +34,7 @@ const dirMode = 0
 
 // StatFile is where the stat file of the cgroup at rel lives.
 func StatFile(pinPath, rel string) string {
-	return filepath.Join(pinPath, loader.CgroupsDir, filepath.Clean("/"+rel), FileName)
+	return loader.PinDir(pinPath).StatFile(rel)
 }
 
 // Open creates an unpinned iterator link of the dump program for c;
@@ -75,7 +74,7 @@ func Unpin(pinPath, rel string) error {
 	} else if err != nil {
 		return fmt.Errorf("unpinning %s: %w", path, err)
 	}
-	top := filepath.Join(pinPath, loader.CgroupsDir)
+	top := loader.PinDir(pinPath).StatFiles()
 	for dir := filepath.Dir(path); dir != top && strings.HasPrefix(dir, top); dir = filepath.Dir(dir) {
 		if os.Remove(dir) != nil {
 			break // not empty: it holds other stat files
@@ -86,30 +85,29 @@ func Unpin(pinPath, rel string) error {
 
 // UnpinAll removes every stat file.
 func UnpinAll(pinPath string) error {
-	if err := os.RemoveAll(filepath.Join(pinPath, loader.CgroupsDir)); err != nil {
-		return fmt.Errorf("unpinning stat files: %w", err)
-	}
-	return nil
+	return loader.PinDir(pinPath).RemoveStatFiles()
 }
 
 // List returns the cgroups (paths relative to the root) that have a stat file.
-func List(pinPath string) ([]string, error) {
-	top := filepath.Join(pinPath, loader.CgroupsDir)
-	var rels []string
-	err := filepath.WalkDir(top, func(path string, d fs.DirEntry, err error) error {
-		if errors.Is(err, fs.ErrNotExist) && path == top {
-			return fs.SkipAll
+func List(pinPath string) ([]string, error) { return loader.PinDir(pinPath).Pinned() }
+
+// All pins a stat file for every cgroup in cgs, all or nothing.
+func All(p *loader.Pinned, cgs []cgroup.Cgroup) ([]string, error) {
+	var paths []string
+	for _, c := range cgs {
+		path, err := Pin(p, c)
+		if err != nil {
+			UnpinEach(p.Path, cgs)
+			return nil, err
 		}
-		if err != nil || d.Name() != FileName || d.IsDir() {
-			return err
-		}
-		rel, _ := filepath.Rel(top, filepath.Dir(path))
-		rels = append(rels, filepath.Clean("/"+rel))
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("listing stat files: %w", err)
+		paths = append(paths, path)
 	}
-	sort.Strings(rels) // parents before children
-	return rels, nil
+	return paths, nil
+}
+
+// UnpinEach removes the stat files of cgs that exist.
+func UnpinEach(pinPath string, cgs []cgroup.Cgroup) {
+	for _, c := range cgs {
+		_ = Unpin(pinPath, c.Rel)
+	}
 }

@@ -20,8 +20,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/cgrstat/cgrstat/internal/exitcode"
 	"github.com/cgrstat/cgrstat/pkg/cgroup"
+	"github.com/cgrstat/cgrstat/pkg/cgtree"
 )
 
 // Job is the pressure for one cgroup.
@@ -54,6 +54,14 @@ type Options struct {
 // ChildCommand is the hidden subcommand that runs one child.
 const ChildCommand = "__stress-child"
 
+// BudgetError says that the pressure asked for would endanger the machine.
+type BudgetError struct{ Peak, Available int64 }
+
+func (e *BudgetError) Error() string {
+	return fmt.Sprintf("stress would hold %d MiB at once, more than half of MemAvailable (%d MiB): lower --size or --parallel",
+		e.Peak>>20, e.Available>>20)
+}
+
 // Run runs the jobs, at most opts.Parallel at a time. It refuses pressure
 // whose peak exceeds half of MemAvailable. On error or cancellation every
 // child is killed and waited for.
@@ -62,7 +70,7 @@ func Run(ctx context.Context, h *cgroup.Hierarchy, jobs []Job, opts Options) ([]
 		opts.Parallel = 1
 	}
 	if err := checkBudget(jobs, opts.Parallel); err != nil {
-		return nil, exitcode.UsageErr(err)
+		return nil, err
 	}
 	if opts.Exe == "" {
 		opts.Exe = "/proc/self/exe"
@@ -128,8 +136,7 @@ func checkBudget(jobs []Job, parallel int) error {
 		return err
 	}
 	if peak > avail/2 {
-		return fmt.Errorf("stress would hold %d MiB at once, more than half of MemAvailable (%d MiB): lower --size or --parallel",
-			peak>>20, avail>>20)
+		return &BudgetError{Peak: peak, Available: avail}
 	}
 	return nil
 }
@@ -181,4 +188,21 @@ func childError(err error, stderr string) string {
 		return strings.TrimPrefix(s, "cgrstat: ")
 	}
 	return err.Error()
+}
+
+// TreeJobs makes one job per leaf of the tree, with the spec's sizes
+// unless size or rounds override them.
+func TreeJobs(t cgtree.Tree, size int64, rounds int) []Job {
+	var jobs []Job
+	for _, l := range t.Spec.Leaves() {
+		j := Job{Cgroup: t.Cgroup(l.Rel), Size: int64(l.Node.Stress.Size), Rounds: l.Node.Stress.Rounds}
+		if size > 0 {
+			j.Size = size
+		}
+		if rounds > 0 {
+			j.Rounds = rounds
+		}
+		jobs = append(jobs, j)
+	}
+	return jobs
 }

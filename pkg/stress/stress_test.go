@@ -2,10 +2,10 @@ package stress
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 
-	"github.com/cgrstat/cgrstat/internal/exitcode"
 	"github.com/cgrstat/cgrstat/pkg/cgroup"
 )
 
@@ -83,8 +83,9 @@ func TestRunRefusesBeforeStarting(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "MemAvailable") {
 		t.Fatalf("Run = %v, %v; want the budget refusal", res, err)
 	}
-	if !exitcode.IsUsage(err) {
-		t.Errorf("budget refusal %v is not a usage error", err)
+	var budget *BudgetError
+	if !errors.As(err, &budget) {
+		t.Errorf("budget refusal %v is not a BudgetError", err)
 	}
 	if res != nil {
 		t.Errorf("Run returned results %v with its refusal", res)

@@ -1,0 +1,181 @@
+package loader
+
+import (
+	"fmt"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+
+	"github.com/cgrstat/cgrstat/bpf"
+)
+
+// collectors are the programs and maps every flush mode loads. Programs of
+// the other modes stay out of LoadAndAssign, so a kernel that refuses one
+// (fentry under lockdown) never sees it.
+type collectors struct {
+	VmscanStart *ebpf.Program `ebpf:"vmscan_start"`
+	VmscanEnd   *ebpf.Program `ebpf:"vmscan_end"`
+	Dump        *ebpf.Program `ebpf:"dump"`
+	Tree        *ebpf.Program `ebpf:"tree"`
+	bpf.CgrstatMaps
+}
+
+// The program that rstat calls, one struct per mode that has one.
+type (
+	fentryFlusher struct {
+		Flush *ebpf.Program `ebpf:"flush_fentry"`
+	}
+	kprobeFlusher struct {
+		Flush *ebpf.Program `ebpf:"flush_kprobe"`
+	}
+)
+
+// objects of one mode: the collectors, and the flusher's one program
+// that mode uses (nil for walk).
+type objects struct {
+	collectors
+	flush *ebpf.Program
+}
+
+// loaded is one mode's objects and links, not yet pinned.
+type loaded struct {
+	objects
+	links map[string]link.Link
+}
+
+// loadObjects loads what mode m needs from spec, with the flush mode set.
+func loadObjects(spec *ebpf.CollectionSpec, m Mode) (*objects, error) {
+	spec = spec.Copy()
+	var specs bpf.CgrstatSpecs
+	if err := spec.Assign(&specs); err != nil {
+		return nil, err
+	}
+	mode := bpf.CgrstatFlushHowFLUSH_RSTAT
+	if !m.UsesRstat() {
+		mode = bpf.CgrstatFlushHowFLUSH_WALK
+	}
+	if err := specs.FlushMode.Set(uint32(mode)); err != nil {
+		return nil, fmt.Errorf("setting flush_mode: %w", err)
+	}
+	o := &objects{}
+	if err := spec.LoadAndAssign(&o.collectors, nil); err != nil {
+		return nil, fmt.Errorf("loading collectors: %w", err)
+	}
+	// The flusher shares the collectors' maps, not copies of them.
+	opts := &ebpf.CollectionOptions{MapReplacements: o.maps()}
+	var err error
+	switch m {
+	case Fentry:
+		var f fentryFlusher
+		err = spec.LoadAndAssign(&f, opts)
+		o.flush = f.Flush
+	case Kprobe:
+		var f kprobeFlusher
+		err = spec.LoadAndAssign(&f, opts)
+		o.flush = f.Flush
+	}
+	if err != nil {
+		o.close()
+		return nil, fmt.Errorf("loading the %s flush: %w", m, err)
+	}
+	return o, nil
+}
+
+// maps names every map, as pinned under PinDir.Map.
+func (o *objects) maps() map[string]*ebpf.Map {
+	m := &o.CgrstatMaps
+	return map[string]*ebpf.Map{
+		bpf.CgrstatMapInfo: m.Info, bpf.CgrstatMapLost: m.Lost, bpf.CgrstatMapPcpuStats: m.PcpuStats,
+		bpf.CgrstatMapReclaimStart: m.ReclaimStart, bpf.CgrstatMapSessions: m.Sessions,
+		bpf.CgrstatMapTotals: m.Totals, bpf.CgrstatMapTreeNodes: m.TreeNodes,
+	}
+}
+
+// programs names the programs that readers open from the pin path.
+func (o *objects) programs() map[string]*ebpf.Program {
+	return map[string]*ebpf.Program{bpf.CgrstatProgDump: o.Dump, bpf.CgrstatProgTree: o.Tree}
+}
+
+func (o *objects) close() {
+	for _, p := range []*ebpf.Program{o.VmscanStart, o.VmscanEnd, o.Dump, o.Tree, o.flush} {
+		if p != nil {
+			p.Close()
+		}
+	}
+	o.CgrstatMaps.Close()
+}
+
+func loadMode(spec *ebpf.CollectionSpec, m Mode) (*loaded, error) {
+	if err := probe(m); err != nil {
+		return nil, err
+	}
+	o, err := loadObjects(spec, m)
+	if err != nil {
+		return nil, err
+	}
+	l := &loaded{objects: *o, links: map[string]link.Link{}}
+	if err := l.attach(m); err != nil {
+		l.close()
+		return nil, err
+	}
+	return l, nil
+}
+
+// attachment is one program to attach and how.
+type attachment struct {
+	name string
+	prog *ebpf.Program
+	do   func(*ebpf.Program) (link.Link, error)
+}
+
+func tracing(p *ebpf.Program) (link.Link, error) {
+	return link.AttachTracing(link.TracingOptions{Program: p})
+}
+
+func kprobeFlush(p *ebpf.Program) (link.Link, error) {
+	return link.Kprobe("bpf_rstat_flush", p, nil)
+}
+
+func (l *loaded) attach(m Mode) error {
+	attach := []attachment{
+		{bpf.CgrstatProgVmscanStart, l.VmscanStart, tracing},
+		{bpf.CgrstatProgVmscanEnd, l.VmscanEnd, tracing},
+	}
+	switch m {
+	case Fentry:
+		attach = append(attach, attachment{bpf.CgrstatProgFlushFentry, l.flush, tracing})
+	case Kprobe:
+		attach = append(attach, attachment{bpf.CgrstatProgFlushKprobe, l.flush, kprobeFlush})
+	}
+	for _, a := range attach {
+		lk, err := a.do(a.prog)
+		if err != nil {
+			return fmt.Errorf("attaching %s: %w", a.name, err)
+		}
+		l.links[a.name] = lk
+	}
+	return nil
+}
+
+func (l *loaded) programIDs() []ebpf.ProgramID {
+	var ids []ebpf.ProgramID
+	for _, p := range []*ebpf.Program{l.VmscanStart, l.VmscanEnd, l.Dump, l.Tree, l.flush} {
+		if p == nil {
+			continue
+		}
+		if info, err := p.Info(); err == nil {
+			if id, ok := info.ID(); ok {
+				ids = append(ids, id)
+			}
+		}
+	}
+	return ids
+}
+
+// close drops this process's references; pins keep what must outlive it.
+func (l *loaded) close() {
+	for _, lk := range l.links {
+		lk.Close()
+	}
+	l.objects.close()
+}
