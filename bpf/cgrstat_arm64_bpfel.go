@@ -20,6 +20,13 @@ type CgrstatCounters struct {
 	Reclaimed uint64
 }
 
+type CgrstatFlushHow uint32
+
+const (
+	CgrstatFlushHowFLUSH_RSTAT CgrstatFlushHow = 0
+	CgrstatFlushHowFLUSH_WALK  CgrstatFlushHow = 1
+)
+
 type CgrstatLoadRecord struct {
 	_    structs.HostLayout
 	Json [2048]int8
