@@ -81,12 +81,12 @@ func runGuest(ctx context.Context, o options, s kernellab.Suite, cache, initrd s
 
 func bootGuest(ctx context.Context, o options, s kernellab.Suite, cache, initrd string) (*Result, error) {
 	f := kernellab.Fetcher{CacheDir: cache}
-	vmlinuz, release, err := f.Fetch(ctx, s)
+	k, err := f.Fetch(ctx, s)
 	if err != nil {
 		return nil, fmt.Errorf("fetching the %s kernel: %w", s.Name, err)
 	}
-	fmt.Printf("bench: booting %s (%s), %d MiB\n", s.Name, release, o.memMiB)
-	cfg := kernellab.Config{Kernel: vmlinuz, Initramfs: initrd, MemoryMiB: o.memMiB, Timeout: o.guestTimeout}
+	fmt.Printf("bench: booting %s (%s), %d MiB\n", s.Name, k.Release, o.memMiB)
+	cfg := kernellab.Config{Kernel: k.Vmlinuz, Initramfs: initrd, MemoryMiB: o.memMiB, Timeout: o.guestTimeout}
 	if o.verbose {
 		cfg.Console = os.Stdout
 	}

@@ -148,18 +148,18 @@ func TestIsKernelPath(t *testing.T) {
 }
 
 func TestParseSuites(t *testing.T) {
-	s, err := ParseSuites("bookworm, sid,")
-	if err != nil || len(s) != 2 || s[1].Name != "sid" {
+	s, err := ParseSuites("bookworm, sid/arm64,")
+	if err != nil || len(s) != 2 || s[0] != (Suite{"bookworm", HostArch()}) || s[1] != (Suite{"sid", "arm64"}) {
 		t.Errorf("ParseSuites = %v, %v", s, err)
 	}
-	for _, bad := range []string{"", "../etc", "Sid"} {
+	for _, bad := range []string{"", "../etc", "Sid", "sid/riscv64", "sid/"} {
 		if _, err := ParseSuites(bad); err == nil {
 			t.Errorf("ParseSuites(%q) accepted", bad)
 		}
 	}
 }
 
-func TestKernelReleaseFromHeader(t *testing.T) {
+func TestReleaseFromBzImage(t *testing.T) {
 	img := make([]byte, 0x1000)
 	copy(img[0x202:], "HdrS")
 	binary.LittleEndian.PutUint16(img[0x206:], 0x020f)
