@@ -343,9 +343,9 @@ func (f *Fetcher) aptState(suite Suite) (*aptState, error) {
 	}
 	a := &aptState{dir: dir, suite: suite.Name, conf: filepath.Join(dir, "apt.conf"), log: f.Log}
 	files := map[string]string{
-		"sources.list": fmt.Sprintf("deb [signed-by=%s] %s %s main\n", f.Keyring, f.Mirror, suite.Name),
+		"sources.list": sourcesList(f.Keyring, f.Mirror, suite.Name),
 		"status":       "",
-		"apt.conf":     aptConf(dir, suite.Arch),
+		"apt.conf":     aptConf(dir, suite),
 	}
 	for name, content := range files {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
@@ -355,11 +355,22 @@ func (f *Fetcher) aptState(suite Suite) (*aptState, error) {
 	return a, nil
 }
 
+// sourcesList is the suite, and for a backports suite also the suite it
+// extends, as Debian documents backports: they carry only what they update,
+// busybox-static not included.
+func sourcesList(keyring, mirror, suite string) string {
+	line := func(s string) string { return fmt.Sprintf("deb [signed-by=%s] %s %s main\n", keyring, mirror, s) }
+	if base, ok := strings.CutSuffix(suite, "-backports"); ok {
+		return line(suite) + line(base)
+	}
+	return line(suite)
+}
+
 // aptConf is read after the system's apt.conf.d, so proxies and similar
 // settings still apply, while sources, state and hooks are replaced. The
 // hooks are cleared because they act on the system (appstream refreshes its
 // catalogue after every update, for instance).
-func aptConf(dir, arch string) string {
+func aptConf(dir string, suite Suite) string {
 	q := func(p string) string { return `"` + filepath.Join(dir, p) + `"` }
 	return strings.Join([]string{
 		`Dir::State::Lists ` + q("lists") + `;`,
@@ -370,8 +381,10 @@ func aptConf(dir, arch string) string {
 		`Dir::Etc::PreferencesParts ` + q("preferences.d") + `;`,
 		`Dir::Cache ` + q("cache") + `;`,
 		// The guest's architecture, whatever this machine's is.
-		`APT::Architecture "` + arch + `";`,
-		`APT::Architectures { "` + arch + `"; };`,
+		`APT::Architecture "` + suite.Arch + `";`,
+		`APT::Architectures { "` + suite.Arch + `"; };`,
+		// The suite wins over the base suite a backports suite comes with.
+		`APT::Default-Release "` + suite.Name + `";`,
 		`Acquire::Languages "none";`,
 		// The cache is usually under a 0700 home that apt's _apt user cannot
 		// enter; the signed Release file's hashes still check every download.

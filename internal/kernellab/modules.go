@@ -103,6 +103,8 @@ func decompressModules(ctx context.Context, dir string) (map[string]string, erro
 func decompress(ctx context.Context, src, dst string) error {
 	var tool []string
 	switch filepath.Ext(src) {
+	case ".ko": // a file name with '-', which module names spell '_'
+		return os.Rename(src, dst)
 	case ".gz":
 		f, err := os.Open(src)
 		if err != nil {
