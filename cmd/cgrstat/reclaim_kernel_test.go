@@ -121,16 +121,25 @@ func refused(err error) error {
 // memory.stat pgsteal, and on v1, whose memory.stat has no pgsteal, the
 // fall of the leaf's page cache ("cache").
 //
-// Each leaf holds the synced page cache of a file its writer left behind and
-// has no task, and the test keeps the file open (so the inode, and its
-// pages, cannot go through the inode shrinker). Then the only thing that
-// takes pages from the leaf is the reclaim the test asks for, which both
-// sides count page by page: the tolerance is zero. The kernel's memcg
-// counters are per-CPU and flushed lazily, at the latest by the 2-second
-// periodic flush, so the test waits for them to settle first. Global reclaim
-// (kswapd, direct) would also take pages from the leaf without a memcg
-// reclaim event; if /proc/vmstat shows any during the test, the comparison
-// can only be "at most".
+// Each leaf holds the synced page cache of a file its writer left behind,
+// and the test keeps the file open (so the inode, and its pages, cannot go
+// through the inode shrinker). Then the only thing that takes pages from the
+// leaf is the reclaim the test asks for from inside it, which both sides
+// count page by page: the tolerance is zero. The kernel's memcg counters are
+// per-CPU and flushed lazily, at the latest by the 2-second periodic flush,
+// so the test waits for them to settle first.
+//
+// Two known differences, each allowed in one direction only:
+//   - Before 6.4, the reclaim's nr_reclaimed also counts the slab pages the
+//     shrinkers freed during it (commit 583c27a180c6, "mm: vmscan: ignore
+//     non-LRU-based reclaim in memcg reclaim", stopped that), which
+//     memory.stat does not count as reclaimed page cache. Here that is the
+//     dentries and inodes of the leaf's short-lived helpers: measured 28 to
+//     67 pages on 6.1 against 2000 to 3000 pages of page cache, so cgrstat
+//     may exceed the kernel's count by up to 5% there, never fall short.
+//   - Global reclaim (kswapd, direct) also takes pages from the leaf without
+//     a memcg reclaim event; if /proc/vmstat shows any during the test,
+//     cgrstat may fall short of the kernel's count, never exceed it.
 func TestKernelReclaimMatchesMemoryStat(t *testing.T) {
 	l := newLab(t)
 	requireReclaimableTmp(t)
@@ -168,7 +177,9 @@ func TestKernelReclaimMatchesMemoryStat(t *testing.T) {
 		}
 		switch {
 		case got == want:
-		case globalSteal(t) != global && got <= want:
+		case got > want && countsSlab(t) && got-want <= want/20:
+			t.Logf("leaf %s: %d slab pages freed during reclaim count as reclaimed before 6.4", name, got-want)
+		case got < want && globalSteal(t) != global:
 			t.Logf("leaf %s: global reclaim ran during the test and took %d more pages", name, want-got)
 		default:
 			t.Errorf("leaf %s: cgrstat counts %d reclaimed pages, the kernel %d", name, got, want)
@@ -281,6 +292,20 @@ func readInt(t *testing.T, c cgroup.Cgroup, name string) int64 {
 		t.Fatalf("%s: %s: %v", c.Rel, name, err)
 	}
 	return n
+}
+
+// countsSlab reports whether the running kernel predates 6.4, whose memcg
+// reclaim stopped adding freed slab pages to nr_reclaimed.
+func countsSlab(t *testing.T) bool {
+	var uts unix.Utsname
+	if err := unix.Uname(&uts); err != nil {
+		t.Fatal(err)
+	}
+	var major, minor int
+	if _, err := fmt.Sscanf(unix.ByteSliceToString(uts.Release[:]), "%d.%d", &major, &minor); err != nil {
+		t.Fatalf("kernel release %q: %v", uts.Release[:], err)
+	}
+	return major < 6 || major == 6 && minor < 4
 }
 
 // globalSteal sums /proc/vmstat's pgsteal_kswapd and pgsteal_direct, which
