@@ -5,11 +5,16 @@ CLANG   ?= clang-19
 BIN     := bin/cgrstat
 export CGO_ENABLED := 0
 
-.PHONY: all deps build generate test unit hosttest vmtest bench check lint clean
+.PHONY: all deps build generate test unit hosttest labtest vmtest support-table release bench check lint clean
 
-# Debian packages: the BPF toolchain (make generate), and QEMU, busybox and
-# cpio for the kernel lab. Installed only when one is missing.
-DEBS := clang-19 llvm-19 bpftool libbpf-dev linux-libc-dev qemu-system-x86 busybox-static cpio
+# Debian packages, installed only when one is missing: the BPF toolchain
+# (make generate); for the kernel lab QEMU for amd64 and arm64 guests,
+# busybox, e2fsprogs (mkfs.ext4 -d for the scratch disk), xz-utils and zstd
+# (compressed kernel modules), the archive keyring (apt verifies the kernels
+# it downloads), and cpio (the initramfs writer's unit test reads with it).
+DEBS := clang-19 llvm-19 bpftool libbpf-dev linux-libc-dev \
+	qemu-system-x86 qemu-system-arm busybox-static e2fsprogs xz-utils zstd \
+	debian-archive-keyring cpio
 
 all: build
 
@@ -30,8 +35,9 @@ generate:
 	cd bpf && BPF2GO_CC=$(CLANG) BPF2GO_STRIP=llvm-strip-19 $(GO) generate ./...
 	cd bench && BPF2GO_CC=$(CLANG) BPF2GO_STRIP=llvm-strip-19 $(GO) generate ./...
 
-# make test = unit tests, then host kernel tests, then the kernel lab.
-test: unit hosttest vmtest
+# make test = unit tests, host kernel tests, the kernel lab's own tests,
+# then the kernel lab.
+test: unit hosttest labtest vmtest
 
 unit:
 	$(GO) test -short -count=1 ./...
@@ -42,10 +48,37 @@ hosttest:
 	$(GO) test -count=1 -v -run '^TestKernel' ./... 2>&1 | tee /tmp/cgrstat-hosttest.log | grep -E '^(=== RUN|--- |\s+--- |ok|FAIL|PASS|panic|\s+\S+_test\.go:[0-9]+:)' ; \
 	  exit $${PIPESTATUS[0]}
 
-VMTEST_FLAGS ?= -timeout 5m
+# The kernel lab's own tests (TestLab*) boot guests that must fail in each
+# way a guest can, and check the harness says so.
+labtest:
+	$(GO) test -count=1 -run '^TestLab' ./internal/kernellab/
+
+# Every TestKernel* test in QEMU guests: Debian's amd64 6.1, 6.12 and 7.x and
+# arm64 6.12 and 7.x kernels, cgroup v2 and, where the kernel has it, v1.
+# One line per (kernel, arch, cgroup version); results in $(VMTEST_RESULTS).
+VMTEST_RESULTS ?= kernellab-results.json
+VMTEST_FLAGS ?=
 
 vmtest:
-	$(GO) run ./cmd/kernellab $(VMTEST_FLAGS)
+	$(GO) run ./cmd/kernellab -results $(VMTEST_RESULTS) $(VMTEST_FLAGS)
+
+# Rewrites README.md's support table from the last full vmtest's results.
+support-table:
+	$(GO) run ./cmd/kernellab -results $(VMTEST_RESULTS) -support-table README.md
+
+# Static cgrstat binaries for linux/amd64 and linux/arm64 in dist/, with
+# the version from git (VERSION=v1.2.3 to override).
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
+RELEASE_ARCHES := amd64 arm64
+
+release:
+	@mkdir -p dist
+	@for arch in $(RELEASE_ARCHES); do \
+	  echo "dist/cgrstat-linux-$$arch ($(VERSION))"; \
+	  GOOS=linux GOARCH=$$arch CGO_ENABLED=0 $(GO) build -trimpath \
+	    -ldflags "-s -w -X main.version=$(VERSION)" -o dist/cgrstat-linux-$$arch ./cmd/cgrstat || exit 1; \
+	done
+	cd dist && sha256sum cgrstat-linux-* > SHA256SUMS
 
 bench:
 	$(GO) run ./bench $(BENCH_FLAGS)
@@ -58,4 +91,4 @@ lint:
 	$(GO) vet ./...
 
 clean:
-	rm -rf bin
+	rm -rf bin dist
