@@ -61,7 +61,7 @@ func resolveModules(ctx context.Context, k Kernel) error {
 			return fmt.Errorf("%s: %s is not set: the guest cannot see its virtio-blk disk", k.Release, m.symbol)
 		}
 	}
-	order, err := loadOrder(want, files)
+	order, err := loadOrder(want, files, moduleDepends)
 	if err != nil {
 		return fmt.Errorf("%s: %w", k.Release, err)
 	}
@@ -135,7 +135,7 @@ func decompress(ctx context.Context, src, dst string) error {
 // loadOrder lists the files to insmod so that every module comes after the
 // modules it depends on (their .modinfo "depends=" field, which is what
 // depmod reads too).
-func loadOrder(want []string, files map[string]string) ([]string, error) {
+func loadOrder(want []string, files map[string]string, depends func(ko string) ([]string, error)) ([]string, error) {
 	var order []string
 	state := map[string]int{} // 1 visiting, 2 done
 	var visit func(name, from string) error
@@ -154,7 +154,7 @@ func loadOrder(want []string, files map[string]string) ([]string, error) {
 			return fmt.Errorf("module %s needs %s, which is not in the kernel's packages", from, name)
 		}
 		state[name] = 1
-		deps, err := moduleDepends(f)
+		deps, err := depends(f)
 		if err != nil {
 			return err
 		}
