@@ -35,15 +35,16 @@ generate:
 	cd bpf && BPF2GO_CC=$(CLANG) BPF2GO_STRIP=llvm-strip-19 $(GO) generate ./...
 	cd bench && BPF2GO_CC=$(CLANG) BPF2GO_STRIP=llvm-strip-19 $(GO) generate ./...
 
-# make test = unit tests, host kernel tests, the kernel lab's own tests,
-# then the kernel lab.
-test: unit hosttest labtest vmtest
+# make test = lint, unit tests, host kernel tests, then the kernel lab (its
+# own tests first).
+test: lint unit hosttest vmtest
 
 unit:
 	$(GO) test -short -count=1 ./...
 
 # Tests named TestKernel* load real BPF objects into the running kernel. They
 # skip, saying why, where this host cannot run them (-v shows the reason).
+# The lab's own tests, which boot guests, are TestLab*: vmtest runs them.
 hosttest:
 	$(GO) test -count=1 -v -run '^TestKernel' ./... 2>&1 | tee /tmp/cgrstat-hosttest.log | grep -E '^(=== RUN|--- |\s+--- |ok|FAIL|PASS|panic|\s+\S+_test\.go:[0-9]+:)' ; \
 	  exit $${PIPESTATUS[0]}
@@ -59,7 +60,9 @@ labtest:
 VMTEST_RESULTS ?= kernellab-results.json
 VMTEST_FLAGS ?=
 
-vmtest:
+# The lab's own tests (it fails on a failing, crashing or hanging guest),
+# then every TestKernel* test in every guest.
+vmtest: labtest
 	$(GO) run ./cmd/kernellab -results $(VMTEST_RESULTS) $(VMTEST_FLAGS)
 
 # Rewrites README.md's support table from the last full vmtest's results.
@@ -86,9 +89,12 @@ bench:
 check: build
 	./$(BIN) check
 
+# Fails on any finding: unformatted files, go vet, staticcheck (a go.mod tool).
 lint:
-	gofmt -l $$(git ls-files '*.go')
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \
+	if [ -n "$$unformatted" ]; then echo "gofmt: not formatted:" $$unformatted; exit 1; fi
 	$(GO) vet ./...
+	$(GO) tool staticcheck ./...
 
 clean:
 	rm -rf bin dist

@@ -33,6 +33,11 @@ func runLab(ctx context.Context, o options, tmp, cli string) ([]*Result, error) 
 		if ctx.Err() != nil {
 			return results, ctx.Err()
 		}
+		if s.Arch != kernellab.HostArch() {
+			// Timings of an emulated CPU say nothing about the real one.
+			fmt.Printf("bench: not measuring %s: another architecture than this machine's\n", s)
+			continue
+		}
 		r := runGuest(ctx, o, s, cache, initrd)
 		printResult(os.Stdout, r)
 		results = append(results, r)

@@ -20,6 +20,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/cgrstat/cgrstat/internal/kernellab"
 )
 
 type options struct {
@@ -38,7 +40,7 @@ func parseFlags() (options, error) {
 	var sizes string
 	flag.BoolVar(&o.hostOnly, "host-only", false, "measure this host only")
 	flag.BoolVar(&o.labOnly, "lab-only", false, "measure the kernel-lab guests only")
-	flag.StringVar(&o.suites, "suites", "bookworm,trixie,sid", "Debian suites whose kernels the lab boots")
+	flag.StringVar(&o.suites, "suites", kernellab.DefaultSuites, "Debian suites whose kernels the lab boots")
 	flag.StringVar(&sizes, "sizes", "100,1000,10000", "hierarchy sizes (cgroups per tree)")
 	flag.StringVar(&o.jsonFile, "json", "bench/results.json", "where to write the results")
 	flag.BoolVar(&o.verbose, "v", false, "report progress, and stream the guests' consoles")

@@ -30,14 +30,9 @@ type lab struct {
 }
 
 func newLab(t *testing.T) *lab {
-	testenv.Root(t)
-	h, err := cgroup.Detect("")
-	if err != nil {
-		testenv.Skip(t, "no memory cgroup hierarchy: %v", err)
-	}
-	name := strings.ReplaceAll(t.Name(), "/", "_")
-	l := &lab{t: t, h: h, pinPath: fmt.Sprintf("/sys/fs/bpf/cgrstat-test-%d-%s", os.Getpid(), name)}
-	t.Cleanup(l.assertClean)
+	h := testenv.Hierarchy(t)
+	l := &lab{t: t, h: h, pinPath: testenv.PinPath(t)}
+	t.Cleanup(l.assertClean) // before PinPath's cleanup, which would unload quietly
 	return l
 }
 
@@ -47,14 +42,12 @@ func (l *lab) run(args ...string) string {
 	return mustCLI(l.t, append(args, "--pin-path", l.pinPath)...)
 }
 
-// assertClean fails the test if anything of it is left: a pin, or a program.
+// assertClean fails the test if the CLI left anything behind: a load, or
+// the pin path itself.
 func (l *lab) assertClean() {
 	if rec, err := loader.ReadRecord(l.pinPath); err == nil {
-		_, _ = loader.Unload(l.pinPath)
 		l.t.Errorf("test left a load at %s (programs %v)", l.pinPath, rec.ProgramIDs)
-	}
-	if _, err := os.Stat(l.pinPath); err == nil {
-		os.RemoveAll(l.pinPath)
+	} else if _, err := os.Stat(l.pinPath); err == nil {
 		l.t.Errorf("test left pin path %s", l.pinPath)
 	}
 }

@@ -281,19 +281,6 @@ func memoryStat(t *testing.T, c cgroup.Cgroup) map[string]uint64 {
 	return m
 }
 
-func readInt(t *testing.T, c cgroup.Cgroup, name string) int64 {
-	t.Helper()
-	s, err := c.Read(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	n, err := strconv.ParseInt(s, 10, 64)
-	if err != nil {
-		t.Fatalf("%s: %s: %v", c.Rel, name, err)
-	}
-	return n
-}
-
 // countsSlab reports whether the running kernel predates 6.4, whose memcg
 // reclaim stopped adding freed slab pages to nr_reclaimed.
 func countsSlab(t *testing.T) bool {

@@ -15,11 +15,11 @@ import (
 // buildGuest compiles the CLI and the test binaries for arch and packs them
 // with busybox into an initramfs shared by every kernel of that arch.
 func buildGuest(ctx context.Context, o options, tmp, arch, busybox string) (string, error) {
-	mod, err := goList(ctx, "-m", "-f", "{{.Path}} {{.Dir}}")
+	mod, err := goList(ctx, "-m", "-f", "{{.Path}}")
 	if err != nil {
 		return "", err
 	}
-	modPath, modDir, _ := strings.Cut(strings.TrimSpace(mod), " ")
+	modPath := strings.TrimSpace(mod)
 	pkgs, err := testPackages(ctx, o.pkgs)
 	if err != nil {
 		return "", err
@@ -42,7 +42,7 @@ func buildGuest(ctx context.Context, o options, tmp, arch, busybox string) (stri
 	}
 	if !o.cli {
 		fmt.Println("kernellab: note: -cli=false; the guest has no cgrstat binary")
-	} else if cli, err := buildCLI(ctx, modPath, modDir, dir, arch); err != nil {
+	} else if cli, err := buildCLI(ctx, modPath, dir, arch); err != nil {
 		return "", err
 	} else if cli != "" {
 		cfg.Files = append(cfg.Files, kernellab.File{Src: cli, Dst: kernellab.GuestCLI})
@@ -129,12 +129,7 @@ func buildTest(ctx context.Context, p pkg, modPath, dir, arch string) (kernellab
 }
 
 // buildCLI builds ./cmd/cgrstat for tests that exec the CLI ($CGRSTAT_BIN).
-func buildCLI(ctx context.Context, modPath, modDir, dir, arch string) (string, error) {
-	matches, _ := filepath.Glob(filepath.Join(modDir, "cmd", "cgrstat", "*.go"))
-	if len(matches) == 0 {
-		fmt.Println("kernellab: note: ./cmd/cgrstat has no Go files yet; the guest has no cgrstat binary")
-		return "", nil
-	}
+func buildCLI(ctx context.Context, modPath, dir, arch string) (string, error) {
 	bin := filepath.Join(dir, "cgrstat")
 	if _, err := kernellab.GoFor(ctx, arch, "", "build", "-o", bin, modPath+"/cmd/cgrstat"); err != nil {
 		return "", fmt.Errorf("building cgrstat for %s: %w", arch, err)

@@ -52,14 +52,6 @@ type options struct {
 	table    string
 }
 
-func defaultSuites() string {
-	var s []string
-	for _, x := range kernellab.DefaultSuites {
-		s = append(s, x.String())
-	}
-	return strings.Join(s, ",")
-}
-
 // defaultParallel is how many guests run at once. TCG is CPU-bound and each
 // guest has two vCPUs, so more than one guest per two host cores only makes
 // each slower; two at once still fills the time one guest spends booting or
@@ -70,7 +62,7 @@ func defaultParallel() int {
 
 func parseFlags() options {
 	var o options
-	flag.StringVar(&o.suites, "suites", defaultSuites(), "comma-separated Debian suites whose cloud kernel to boot, each SUITE (this machine's architecture) or SUITE/ARCH (amd64, arm64)")
+	flag.StringVar(&o.suites, "suites", kernellab.DefaultSuites, "comma-separated Debian suites whose cloud kernel to boot, each SUITE (this machine's architecture) or SUITE/ARCH (amd64, arm64)")
 	flag.StringVar(&o.cgroups, "cgroup", "2,1", "cgroup versions to mount the memory controller on; v1 runs on the kernels whose config has it")
 	flag.StringVar(&o.kernel, "kernel", os.Getenv("KERNEL"), "boot only this kernel image instead of the suites' kernels (env KERNEL); it gets no modules, so no scratch disk unless virtio-blk is built in")
 	flag.StringVar(&o.arch, "arch", kernellab.HostArch(), "architecture of the -kernel image")

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/cgrstat/cgrstat/internal/kernellab"
 )
 
 // results is what a run proved, written as JSON (-results) for the support
@@ -66,7 +68,7 @@ func partial(o options) string {
 	var why []string
 	for _, f := range []struct{ name, value, full string }{
 		{"-run", o.run, ""}, {"-pkgs", o.pkgs, ""}, {"-kernel", o.kernel, ""},
-		{"-suites", o.suites, defaultSuites()}, {"-cgroup", o.cgroups, "2,1"},
+		{"-suites", o.suites, kernellab.DefaultSuites}, {"-cgroup", o.cgroups, "2,1"},
 	} {
 		if f.value != f.full {
 			why = append(why, f.name+"="+f.value)

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/cgrstat/cgrstat/internal/kernellab"
 )
 
 func TestSupportTable(t *testing.T) {
@@ -58,7 +60,7 @@ func TestWriteSupportTableNeedsResults(t *testing.T) {
 }
 
 func TestPartial(t *testing.T) {
-	o := options{suites: defaultSuites(), cgroups: "2,1"}
+	o := options{suites: kernellab.DefaultSuites, cgroups: "2,1"}
 	if p := partial(o); p != "" {
 		t.Errorf("the default matrix is partial: %q", p)
 	}

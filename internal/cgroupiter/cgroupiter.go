@@ -24,7 +24,6 @@ const (
 	SelfOnly        Order = 1
 	DescendantsPre  Order = 2
 	DescendantsPost Order = 3
-	AncestorsUp     Order = 4
 )
 
 // iterCgroupInfo is union bpf_iter_link_info's cgroup member.

@@ -49,13 +49,11 @@ func (s Suite) metaPackage() string { return "linux-image-cloud-" + s.arch() }
 // dirName names the suite's directories in the cache.
 func (s Suite) dirName() string { return s.Name + "_" + s.arch() }
 
-// DefaultSuites is the lab's matrix: on amd64 the oldest kernel cgrstat
-// supports, the current stable one and the newest; on arm64 the stable one
-// and the newest there (trixie-backports carries a newer kernel than sid).
-var DefaultSuites = []Suite{
-	{"bookworm", "amd64"}, {"trixie", "amd64"}, {"sid", "amd64"},
-	{"trixie", "arm64"}, {"trixie-backports", "arm64"},
-}
+// DefaultSuites is the lab's matrix, as ParseSuites reads it: on amd64 the
+// oldest kernel cgrstat supports, the current stable one and the newest; on
+// arm64 the stable one and the newest there (trixie-backports carries a
+// newer kernel than sid).
+const DefaultSuites = "bookworm/amd64,trixie/amd64,sid/amd64,trixie/arm64,trixie-backports/arm64"
 
 var suiteName = regexp.MustCompile(`^[a-z][a-z0-9-]*$`)
 

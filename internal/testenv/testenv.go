@@ -10,7 +10,11 @@ package testenv
 import (
 	"fmt"
 	"os"
+	"strings"
 	"testing"
+
+	"github.com/cgrstat/cgrstat/pkg/cgroup"
+	"github.com/cgrstat/cgrstat/pkg/loader"
 )
 
 // RequireKernelEnv is the variable the kernel lab sets in its guests.
@@ -39,4 +43,99 @@ func Root(t testing.TB) {
 	if os.Geteuid() != 0 {
 		Skip(t, "needs root to load BPF programs and create cgroups")
 	}
+}
+
+// Hierarchy is the memory cgroup hierarchy of this machine; the test skips
+// (see Skip) without root or without one.
+func Hierarchy(t testing.TB) *cgroup.Hierarchy {
+	t.Helper()
+	Root(t)
+	h, err := cgroup.Detect("")
+	if err != nil {
+		Skip(t, "no memory cgroup hierarchy: %v", err)
+	}
+	return h
+}
+
+// Name is t's name made safe for a pin path or a cgroup name, unique to
+// this process.
+func Name(t testing.TB) string {
+	return fmt.Sprintf("cgrstat-test-%d-%s", os.Getpid(), strings.NewReplacer("/", "-", ".", "-").Replace(t.Name()))
+}
+
+// PinPath is a pin path of the test's own. At cleanup a load left there is
+// unloaded, and whatever else the test made there is removed.
+func PinPath(t testing.TB) string {
+	t.Helper()
+	pinPath := "/sys/fs/bpf/" + Name(t)
+	if _, err := os.Stat(pinPath); err == nil {
+		t.Fatalf("pin path %s exists already", pinPath)
+	}
+	t.Cleanup(func() {
+		if _, err := loader.ReadRecord(pinPath); err == nil {
+			if _, err := loader.Unload(pinPath); err != nil {
+				t.Errorf("unloading %s: %v", pinPath, err)
+			}
+		}
+		if err := os.RemoveAll(pinPath); err != nil { // the test's own path
+			t.Errorf("removing %s: %v", pinPath, err)
+		}
+	})
+	return pinPath
+}
+
+// LoadOptions load at a pin path of the test's own (see PinPath).
+func LoadOptions(t testing.TB, h *cgroup.Hierarchy, flush loader.Mode, maxCgroups uint32) loader.Options {
+	t.Helper()
+	return loader.Options{PinPath: PinPath(t), Flush: flush, MaxCgroups: maxCgroups,
+		CgroupVersion: h.Version, MemcgV1Hierarchy: h.V1ID, CgroupRoot: h.Mount}
+}
+
+// Load loads cgrstat at a pin path of the test's own and opens it; both
+// go at cleanup.
+func Load(t testing.TB, flush loader.Mode, maxCgroups uint32) (*loader.Pinned, *cgroup.Hierarchy) {
+	t.Helper()
+	h := Hierarchy(t)
+	opts := LoadOptions(t, h, flush, maxCgroups)
+	rec, err := loader.Load(opts)
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	t.Logf("flush mode %s", rec.Flush)
+	p, err := loader.Open(opts.PinPath)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(p.Close)
+	return p, h
+}
+
+// Cgroups creates a cgroup of the test's own below the default parent, and
+// rels below it (in order, parents first); all are removed at cleanup.
+func Cgroups(t testing.TB, h *cgroup.Hierarchy, rels ...string) cgroup.Cgroup {
+	t.Helper()
+	top := h.DefaultParent().Child(Name(t))
+	var made []cgroup.Cgroup
+	t.Cleanup(func() {
+		for i := len(made) - 1; i >= 0; i-- {
+			if err := made[i].Remove(); err != nil {
+				t.Errorf("removing test cgroup: %v", err)
+			}
+		}
+	})
+	for _, c := range append([]cgroup.Cgroup{top}, children(top, rels)...) {
+		if err := c.Mkdir(); err != nil {
+			t.Fatal(err)
+		}
+		made = append(made, c)
+	}
+	return top
+}
+
+func children(top cgroup.Cgroup, rels []string) []cgroup.Cgroup {
+	var out []cgroup.Cgroup
+	for _, r := range rels {
+		out = append(out, top.Child(r))
+	}
+	return out
 }

@@ -19,47 +19,10 @@ import (
 	"github.com/cgrstat/cgrstat/pkg/reclaim"
 )
 
-// setup returns load options for a pin path unique to this test, and
-// removes whatever the test leaves there.
 func setup(t *testing.T, flush loader.Mode) (loader.Options, *cgroup.Hierarchy) {
 	t.Helper()
-	testenv.Root(t)
-	h, err := cgroup.Detect("")
-	if err != nil {
-		testenv.Skip(t, "no memory cgroup hierarchy: %v", err)
-	}
-	name := strings.NewReplacer("/", "-", ".", "-").Replace(t.Name())
-	pinPath := fmt.Sprintf("/sys/fs/bpf/cgrstat-test-%d-%s", os.Getpid(), name)
-	if _, err := os.Stat(pinPath); err == nil {
-		t.Fatalf("pin path %s exists already", pinPath)
-	}
-	t.Cleanup(func() {
-		if _, err := loader.ReadRecord(pinPath); err == nil {
-			if _, err := loader.Unload(pinPath); err != nil {
-				t.Errorf("unloading %s: %v", pinPath, err)
-			}
-		}
-		if err := os.RemoveAll(pinPath); err != nil {
-			t.Errorf("removing %s: %v", pinPath, err)
-		}
-	})
-	return loader.Options{PinPath: pinPath, Flush: flush, MaxCgroups: 512,
-		CgroupVersion: h.Version, MemcgV1Hierarchy: h.V1ID, CgroupRoot: h.Mount}, h
-}
-
-// testCgroup creates a cgroup below the default parent, removed at cleanup.
-func testCgroup(t *testing.T, h *cgroup.Hierarchy) cgroup.Cgroup {
-	t.Helper()
-	c := h.DefaultParent().Child(fmt.Sprintf("cgrstat-test-%d-%s", os.Getpid(), strings.ReplaceAll(t.Name(), "/", "-")))
-	if err := c.Mkdir(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := c.Remove(); err != nil {
-			t.Errorf("removing test cgroup: %v", err)
-		}
-	})
-	return c
+	h := testenv.Hierarchy(t)
+	return testenv.LoadOptions(t, h, flush, 512), h
 }
 
 func mustLoad(t *testing.T, opts loader.Options) *loader.Record {
@@ -245,7 +208,7 @@ func TestKernelUnload(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := testCgroup(t, h)
+	c := testenv.Cgroups(t, h)
 	statFile, err := pin.Pin(p, c)
 	if err != nil {
 		t.Fatalf("pinning a stat file for %s: %v", c.Rel, err)
@@ -293,7 +256,7 @@ func TestKernelLoadWalk(t *testing.T) {
 	if p.Record.Flush != loader.Walk || p.Path != opts.PinPath {
 		t.Errorf("Open: record %+v, path %s", p.Record, p.Path)
 	}
-	for _, c := range []cgroup.Cgroup{testCgroup(t, h), h.DefaultParent()} {
+	for _, c := range []cgroup.Cgroup{testenv.Cgroups(t, h), h.DefaultParent()} {
 		id, err := cgroup.ID(c)
 		if err != nil {
 			t.Fatal(err)
@@ -321,7 +284,7 @@ func TestKernelStatusUsage(t *testing.T) {
 	}
 	defer p.Close()
 	// A flush of a fresh cgroup that never reclaimed adds no entry.
-	if _, err := reclaim.Flush(p, testCgroup(t, h)); err != nil {
+	if _, err := reclaim.Flush(p, testenv.Cgroups(t, h)); err != nil {
 		t.Fatal(err)
 	}
 	u, err := p.Usage()
@@ -329,7 +292,7 @@ func TestKernelStatusUsage(t *testing.T) {
 		t.Fatalf("Usage: %v", err)
 	}
 	for name, f := range map[string]loader.Fill{"totals": u.Totals, "pcpu_stats": u.Pcpu} {
-		if f.MaxEntries != loader.DefaultMaxCgroups || f.Entries < 0 || f.Entries > int(f.MaxEntries) {
+		if f.MaxEntries != loader.DefaultMaxCgroups || f.Entries > int(f.MaxEntries) {
 			t.Errorf("%s fill %+v, want 0..%d of %d", name, f, loader.DefaultMaxCgroups, loader.DefaultMaxCgroups)
 		}
 	}

@@ -2,7 +2,6 @@ package pin_test
 
 import (
 	"errors"
-	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -20,71 +19,6 @@ import (
 	"github.com/cgrstat/cgrstat/pkg/pin"
 	"github.com/cgrstat/cgrstat/pkg/reclaim"
 )
-
-// load loads cgrstat (flush mode auto) at a pin path unique to this test
-// and opens it; everything goes at cleanup.
-func load(t *testing.T) (*loader.Pinned, *cgroup.Hierarchy) {
-	t.Helper()
-	testenv.Root(t)
-	h, err := cgroup.Detect("")
-	if err != nil {
-		testenv.Skip(t, "no memory cgroup hierarchy: %v", err)
-	}
-	pinPath := fmt.Sprintf("/sys/fs/bpf/cgrstat-test-%d-%s", os.Getpid(), strings.ReplaceAll(t.Name(), "/", "-"))
-	if _, err := os.Stat(pinPath); err == nil {
-		t.Fatalf("pin path %s exists already", pinPath)
-	}
-	rec, err := loader.Load(loader.Options{PinPath: pinPath, Flush: loader.Auto, MaxCgroups: 512,
-		CgroupVersion: h.Version, MemcgV1Hierarchy: h.V1ID, CgroupRoot: h.Mount})
-	if err != nil {
-		os.RemoveAll(pinPath)
-		t.Fatalf("Load: %v", err)
-	}
-	t.Logf("flush mode %s", rec.Flush)
-	p, err := loader.Open(pinPath)
-	if err != nil {
-		_, _ = loader.Unload(pinPath)
-		t.Fatalf("Open: %v", err)
-	}
-	t.Cleanup(func() {
-		p.Close()
-		if _, err := loader.Unload(pinPath); err != nil {
-			os.RemoveAll(pinPath)
-			t.Errorf("Unload: %v", err)
-		}
-	})
-	return p, h
-}
-
-// mkCgroups creates rels (in order, parents first) below a cgroup unique
-// to this test under the default parent, and removes them at cleanup.
-func mkCgroups(t *testing.T, h *cgroup.Hierarchy, rels ...string) cgroup.Cgroup {
-	t.Helper()
-	top := h.DefaultParent().Child(fmt.Sprintf("cgrstat-test-%d-%s", os.Getpid(), strings.ReplaceAll(t.Name(), "/", "-")))
-	made := []cgroup.Cgroup{}
-	t.Cleanup(func() {
-		for i := len(made) - 1; i >= 0; i-- {
-			if err := made[i].Remove(); err != nil {
-				t.Errorf("removing test cgroup: %v", err)
-			}
-		}
-	})
-	for _, c := range append([]cgroup.Cgroup{top}, children(top, rels)...) {
-		if err := c.Mkdir(); err != nil {
-			t.Fatal(err)
-		}
-		made = append(made, c)
-	}
-	return top
-}
-
-func children(top cgroup.Cgroup, rels []string) []cgroup.Cgroup {
-	var out []cgroup.Cgroup
-	for _, r := range rels {
-		out = append(out, top.Child(r))
-	}
-	return out
-}
 
 func mustID(t *testing.T, c cgroup.Cgroup) uint64 {
 	t.Helper()
@@ -127,8 +61,8 @@ func parseOne(t *testing.T, out string, id uint64) reclaim.Stat {
 }
 
 func TestKernelCgroupIterErrors(t *testing.T) {
-	p, h := load(t)
-	c := mkCgroups(t, h)
+	p, h := testenv.Load(t, loader.Auto, 512)
+	c := testenv.Cgroups(t, h)
 	dir, err := os.Open(c.Path)
 	if err != nil {
 		t.Fatal(err)
@@ -180,8 +114,8 @@ func TestKernelCgroupIterErrors(t *testing.T) {
 }
 
 func TestKernelCgroupIterSelfOnly(t *testing.T) {
-	p, h := load(t)
-	c := mkCgroups(t, h, "child")
+	p, h := testenv.Load(t, loader.Auto, 512)
+	c := testenv.Cgroups(t, h, "child")
 	for _, c := range []cgroup.Cgroup{c, c.Child("child"), h.DefaultParent()} {
 		dir, err := os.Open(c.Path)
 		if err != nil {
@@ -204,8 +138,8 @@ func TestKernelCgroupIterSelfOnly(t *testing.T) {
 // load's flush mode ends on the cgroup itself, also when it has
 // descendants (walk mode visits them first).
 func TestKernelOpenPrintsTheCgroup(t *testing.T) {
-	p, h := load(t)
-	top := mkCgroups(t, h, "a", "a/a1", "a/a2", "b")
+	p, h := testenv.Load(t, loader.Auto, 512)
+	top := testenv.Cgroups(t, h, "a", "a/a1", "a/a2", "b")
 	if got := pin.OrderFor(p.Record.Flush); p.Record.Flush == loader.Walk && got != cgroupiter.DescendantsPost ||
 		p.Record.Flush != loader.Walk && got != cgroupiter.SelfOnly {
 		t.Errorf("OrderFor(%s) = %d", p.Record.Flush, got)
@@ -228,9 +162,9 @@ func TestKernelOpenPrintsTheCgroup(t *testing.T) {
 }
 
 func TestKernelPinUnpinList(t *testing.T) {
-	p, h := load(t)
+	p, h := testenv.Load(t, loader.Auto, 512)
 	// A dotted cgroup name needs the mode-0 directories of pin.go.
-	top := mkCgroups(t, h, "a", "a/b.c", "z")
+	top := testenv.Cgroups(t, h, "a", "a/b.c", "z")
 	cgs := []cgroup.Cgroup{top, top.Child("a"), top.Child("a/b.c"), top.Child("z")}
 
 	if rels, err := pin.List(p.Path); err != nil || len(rels) != 0 {
@@ -328,8 +262,8 @@ func TestKernelPinUnpinList(t *testing.T) {
 }
 
 func TestKernelUnpinAll(t *testing.T) {
-	p, h := load(t)
-	top := mkCgroups(t, h, "a")
+	p, h := testenv.Load(t, loader.Auto, 512)
+	top := testenv.Cgroups(t, h, "a")
 	for _, c := range []cgroup.Cgroup{top, top.Child("a")} {
 		if _, err := pin.Pin(p, c); err != nil {
 			t.Fatal(err)

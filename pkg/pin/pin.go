@@ -1,3 +1,6 @@
+// Package pin gives cgroups stat files: cgroup iterators of cgrstat's dump
+// program pinned in bpffs, which flush and print the cgroup's hierarchical
+// total whenever they are read.
 package pin
 
 import (

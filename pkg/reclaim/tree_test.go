@@ -37,17 +37,7 @@ func TestPaths(t *testing.T) {
 
 // TestKernelMembers checks the in-kernel tree walk against cgroupfs.
 func TestKernelMembers(t *testing.T) {
-	testenv.Root(t)
-	h, err := cgroup.Detect("")
-	if err != nil {
-		testenv.Skip(t, "no memory cgroup hierarchy: %v", err)
-	}
-	pinPath := fmt.Sprintf("/sys/fs/bpf/cgrstat-test-%d-members", os.Getpid())
-	if _, err := loader.Load(loader.Options{PinPath: pinPath, Flush: loader.Walk, CgroupVersion: h.Version,
-		MemcgV1Hierarchy: h.V1ID, CgroupRoot: h.Mount, MaxCgroups: 64}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _, _ = loader.Unload(pinPath) })
+	p, h := testenv.Load(t, loader.Walk, 64)
 	top := h.DefaultParent().Child(fmt.Sprintf("cgrstat-%d-members", os.Getpid()))
 	tree := []cgroup.Cgroup{top, top.Child("b"), top.Child("a"), top.Child("a").Child("x.y")}
 	for _, c := range tree {
@@ -56,11 +46,6 @@ func TestKernelMembers(t *testing.T) {
 		}
 		t.Cleanup(func() { _ = c.Remove() })
 	}
-	p, err := loader.Open(pinPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
 	var want []Member
 	if err := cgroup.Walk(top, func(c cgroup.Cgroup) error {
 		id, err := cgroup.ID(c)

@@ -1,4 +1,4 @@
-// Package spec parses the YAML description of a cgroup hierarchy that
+// Package spec parses the YAML description of a cgroup tree that
 // cgrstat creates and stresses. It is pure logic: nothing here touches the
 // cgroup filesystem, so a spec can be fully validated before anything is
 // created.

@@ -1,4 +1,4 @@
-// Package hierarchy creates and removes the cgroup tree a spec describes,
+// Package cgtree creates and removes the cgroup tree a spec describes,
 // all or nothing.
 package cgtree
 
