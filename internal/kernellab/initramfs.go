@@ -86,6 +86,12 @@ func buildInitramfs(dst string, cfg InitramfsConfig) error {
 	if err != nil {
 		return err
 	}
+	return writeGzipArchive(dst, func(c *cpioWriter) error { return writeArchive(c, cfg, arch, script) })
+}
+
+// writeGzipArchive writes the archive that fill writes to dst, compressed
+// with gzip, which every kernel's initramfs unpacker reads.
+func writeGzipArchive(dst string, fill func(*cpioWriter) error) error {
 	f, err := os.Create(dst)
 	if err != nil {
 		return err
@@ -95,7 +101,7 @@ func buildInitramfs(dst string, cfg InitramfsConfig) error {
 	if err != nil {
 		return err
 	}
-	if err := writeArchive(newCPIOWriter(zw), cfg, arch, script); err != nil {
+	if err := fill(newCPIOWriter(zw)); err != nil {
 		return err
 	}
 	if err := zw.Close(); err != nil {
@@ -108,32 +114,24 @@ func buildInitramfs(dst string, cfg InitramfsConfig) error {
 // (Config.More) with kernel modules the init script loads in the given
 // order before it looks for the scratch disk.
 func BuildModules(dst string, modules []string) error {
-	f, err := os.Create(dst)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	zw, err := gzip.NewWriterLevel(f, gzip.BestSpeed)
-	if err != nil {
-		return err
-	}
-	c := newCPIOWriter(zw)
-	var order []string
-	for _, m := range modules {
-		name := path.Join(guestModules, filepath.Base(m))
-		if err := copyFile(c, m, name); err != nil {
-			return fmt.Errorf("building the modules archive: %w", err)
+	err := writeGzipArchive(dst, func(c *cpioWriter) error {
+		var order []string
+		for _, m := range modules {
+			if err := copyFile(c, m, path.Join(guestModules, filepath.Base(m))); err != nil {
+				return err
+			}
+			order = append(order, filepath.Base(m))
 		}
-		order = append(order, filepath.Base(m))
+		list := strings.Join(order, "\n") + "\n"
+		if err := c.file(path.Join(guestModules, "order"), 0o644, int64(len(list)), strings.NewReader(list)); err != nil {
+			return err
+		}
+		return c.close()
+	})
+	if err != nil {
+		return fmt.Errorf("building the modules archive %s: %w", dst, err)
 	}
-	list := strings.Join(order, "\n") + "\n"
-	if err := c.file(path.Join(guestModules, "order"), 0o644, int64(len(list)), strings.NewReader(list)); err != nil {
-		return err
-	}
-	if err := errors.Join(c.close(), zw.Close()); err != nil {
-		return err
-	}
-	return f.Close()
+	return nil
 }
 
 // guestModules is where the guest finds its modules and their load order.

@@ -363,20 +363,7 @@ func TestBuildInitramfs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f, _ := os.Open(dst)
-	defer f.Close()
-	zr, err := gzip.NewReader(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw, err := io.ReadAll(zr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	files := map[string]cpioEntry{}
-	for _, e := range readNewc(t, raw) {
-		files[e.name] = e
-	}
+	files := readArchive(t, dst)
 	for _, name := range []string{"init", "bin/busybox", "bin/sh", "dev/console", "tests/t", "src/pkg/x", "src/pkg/x/testdata/sub/f"} {
 		if _, ok := files[name]; !ok {
 			t.Errorf("%s missing from the initramfs", name)
@@ -532,18 +519,34 @@ func TestBuildModules(t *testing.T) {
 	if err := BuildModules(dst, mods); err != nil {
 		t.Fatal(err)
 	}
-	f, _ := os.Open(dst)
+	files := map[string]string{}
+	for name, e := range readArchive(t, dst) {
+		files[name] = e.data
+	}
+	if files["lib/modules/order"] != "virtio.ko\nvirtio_blk.ko\n" || files["lib/modules/virtio_blk.ko"] != "module virtio_blk.ko" {
+		t.Errorf("modules archive: %q", files)
+	}
+}
+
+// readArchive reads a gzip-compressed newc archive by entry name.
+func readArchive(t *testing.T, p string) map[string]cpioEntry {
+	t.Helper()
+	f, err := os.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
 	defer f.Close()
 	zr, err := gzip.NewReader(f)
 	if err != nil {
 		t.Fatal(err)
 	}
-	raw, _ := io.ReadAll(zr)
-	files := map[string]string{}
+	raw, err := io.ReadAll(zr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := map[string]cpioEntry{}
 	for _, e := range readNewc(t, raw) {
-		files[e.name] = e.data
+		files[e.name] = e
 	}
-	if files["lib/modules/order"] != "virtio.ko\nvirtio_blk.ko\n" || files["lib/modules/virtio_blk.ko"] != "module virtio_blk.ko" {
-		t.Errorf("modules archive: %q", files)
-	}
+	return files
 }

@@ -25,8 +25,12 @@ var labKernel struct {
 	skip, err     string
 }
 
+// needLab returns the kernel to boot. The tests boot a guest each and run
+// in parallel: most of a short guest's time is QEMU starting and the kernel
+// booting.
 func needLab(t *testing.T) string {
 	t.Helper()
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("short mode: boots QEMU guests")
 	}
