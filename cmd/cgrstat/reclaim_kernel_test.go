@@ -135,8 +135,9 @@ func refused(err error) error {
 //     non-LRU-based reclaim in memcg reclaim", stopped that), which
 //     memory.stat does not count as reclaimed page cache. Here that is the
 //     dentries and inodes of the leaf's short-lived helpers: measured 28 to
-//     67 pages on 6.1 against 2000 to 3000 pages of page cache, so cgrstat
-//     may exceed the kernel's count by up to 5% there, never fall short.
+//     75 pages on 6.1 against 2000 to 3000 pages of page cache (1 to 3%),
+//     so cgrstat may exceed the kernel's count by up to 5% there, never
+//     fall short.
 //   - Global reclaim (kswapd, direct) also takes pages from the leaf without
 //     a memcg reclaim event; if /proc/vmstat shows any during the test,
 //     cgrstat may fall short of the kernel's count, never exceed it.

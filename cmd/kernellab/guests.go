@@ -121,10 +121,10 @@ func prepare(ctx context.Context, o options, tmp string, guests []*guest) error 
 			initrds[g.arch] = p
 		}
 		g.initrd = initrds[g.arch]
-		if o.kernel != "" {
-			continue // an image of unknown packaging: no modules, no disk
-		}
 		g.disk = disk
+		if len(g.kernel.Modules) == 0 {
+			continue // virtio-blk built in, or a -kernel image, which must have it built in
+		}
 		key := g.arch + "/" + g.kernel.Release
 		if _, ok := mods[key]; !ok {
 			p := filepath.Join(tmp, "modules-"+strings.ReplaceAll(key, "/", "_")+".cpio.gz")

@@ -65,7 +65,7 @@ func parseFlags() options {
 	var o options
 	flag.StringVar(&o.suites, "suites", kernellab.DefaultSuites, "comma-separated Debian suites whose cloud kernel to boot, each SUITE (this machine's architecture) or SUITE/ARCH (amd64, arm64)")
 	flag.StringVar(&o.cgroups, "cgroup", "2,1", "cgroup versions to mount the memory controller on; v1 runs on the kernels whose config has it")
-	flag.StringVar(&o.kernel, "kernel", os.Getenv("KERNEL"), "boot only this kernel image instead of the suites' kernels (env KERNEL); it gets no modules, so no scratch disk unless virtio-blk is built in")
+	flag.StringVar(&o.kernel, "kernel", os.Getenv("KERNEL"), "boot only this kernel image instead of the suites' kernels (env KERNEL); it needs virtio-blk, virtio-pci and ext4 built in for the scratch disk, and v1 memory cgroups for -cgroup 1")
 	flag.StringVar(&o.arch, "arch", kernellab.HostArch(), "architecture of the -kernel image")
 	flag.StringVar(&o.cache, "cache", "", "kernel cache directory (default $XDG_CACHE_HOME/cgrstat/kernellab)")
 	flag.BoolVar(&o.verbose, "v", false, "stream each guest's console, each line prefixed with its guest")
