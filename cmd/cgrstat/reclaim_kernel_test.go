@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -165,13 +166,16 @@ func TestKernelReclaimMatchesMemoryStat(t *testing.T) {
 		t.Cleanup(func() { f.Close() })
 	}
 	global := globalSteal(t)
+	before := settledReclaimed(t, l.h, leaves)
+	cgBefore := map[string]uint64{}
 	for name, leaf := range leaves {
-		before := kernelReclaimed(t, l.h, leaf)
-		cgBefore := readOne(t, l, leaf.Rel).Reclaimed
+		cgBefore[name] = readOne(t, l, leaf.Rel).Reclaimed
 		inLeaf(t, reclaimCommand, leaf, strconv.Itoa(l.h.Version), strconv.Itoa(size/2))
-		after := settledReclaimed(t, l.h, leaf)
-		got := readOne(t, l, leaf.Rel).Reclaimed - cgBefore
-		want := after - before
+	}
+	after := settledReclaimed(t, l.h, leaves)
+	for name, leaf := range leaves {
+		got := readOne(t, l, leaf.Rel).Reclaimed - cgBefore[name]
+		want := after[name] - before[name]
 		t.Logf("leaf %s: cgrstat nr_reclaimed %d pages, kernel %d pages (cgroup v%d)", name, got, want, l.h.Version)
 		if got == 0 {
 			t.Errorf("leaf %s: nr_reclaimed is 0 after reclaim of page cache on a real file system", name)
@@ -246,22 +250,30 @@ func kernelReclaimed(t *testing.T, h *cgroup.Hierarchy, c cgroup.Cgroup) uint64 
 	return -(st["cache"] / uint64(os.Getpagesize()))
 }
 
-// settledReclaimed is kernelReclaimed once two readings a flush period
-// apart agree.
-func settledReclaimed(t *testing.T, h *cgroup.Hierarchy, c cgroup.Cgroup) uint64 {
+// settledReclaimed is kernelReclaimed of each cgroup once two readings a
+// flush period apart agree: the kernel's memcg counters are per-CPU and
+// flushed lazily, at the latest by its periodic flush.
+func settledReclaimed(t *testing.T, h *cgroup.Hierarchy, cgroups map[string]cgroup.Cgroup) map[string]uint64 {
 	t.Helper()
 	const flushPeriod = 2 * time.Second // FLUSH_TIME in mm/memcontrol.c
-	last := kernelReclaimed(t, h, c)
+	read := func() map[string]uint64 {
+		m := map[string]uint64{}
+		for name, c := range cgroups {
+			m[name] = kernelReclaimed(t, h, c)
+		}
+		return m
+	}
+	last := read()
 	for i := 0; i < 5; i++ {
 		time.Sleep(flushPeriod + flushPeriod/4)
-		v := kernelReclaimed(t, h, c)
-		if v == last {
+		v := read()
+		if maps.Equal(v, last) {
 			return v
 		}
 		last = v
 	}
-	t.Fatalf("%s: memory.stat did not settle", c.Rel)
-	return 0
+	t.Fatalf("memory.stat did not settle in %s", 5*flushPeriod)
+	return nil
 }
 
 func memoryStat(t *testing.T, c cgroup.Cgroup) map[string]uint64 {
