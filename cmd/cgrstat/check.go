@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"fmt"
 	"os"
 
 	"github.com/spf13/cobra"
@@ -24,7 +25,9 @@ stat file per cgroup, stresses every leaf, reads every stat file and verifies:
 every stressed leaf has delay > 0 and count > 0, each non-leaf equals the
 exact sum of its children in every counter, and the top is at most its
 parent. It then removes what it created (unless --keep) and unloads if it
-loaded. Exit status: 0 all hold, 1 one failed, 2 the environment cannot run it.`,
+loaded. Exit status: 0 all hold, 1 one failed, 2 the environment cannot run it.
+Interrupted (SIGINT, SIGTERM), it removes what it made. Killed (kill -9), it
+leaves its tree and load: running check again removes them first.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			mode, err := loader.ParseMode(flush)
@@ -49,13 +52,16 @@ loaded. Exit status: 0 all hold, 1 one failed, 2 the environment cannot run it.`
 					return perr
 				}
 			}
-			if errors.Is(err, check.ErrFailed) {
+			switch {
+			case errors.Is(err, check.ErrFailed):
 				return errors.New(rep.Summary())
+			case errors.Is(err, check.ErrTreeExists):
+				return fmt.Errorf("%w (remove it with '%s', or choose another --parent)", err, g.destroyCmd(&tf, t))
 			}
 			return err
 		},
 	}
-	tf.register(cmd)
+	tf.register(cmd, "cgroup to build the tree under")
 	cmd.Flags().BoolVar(&keep, "keep", false, "keep the tree, its stat files and the load")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	cmd.Flags().StringVar(&flush, "flush", string(loader.Auto), "flush mode if check loads: auto, fentry, kprobe or walk")

@@ -3,9 +3,11 @@ package main
 import (
 	"errors"
 
+	"github.com/cgrstat/cgrstat/pkg/cgroup"
 	"github.com/cgrstat/cgrstat/pkg/cgtree"
 	"github.com/cgrstat/cgrstat/pkg/check"
 	"github.com/cgrstat/cgrstat/pkg/loader"
+	"github.com/cgrstat/cgrstat/pkg/pin"
 	"github.com/cgrstat/cgrstat/pkg/spec"
 	"github.com/cgrstat/cgrstat/pkg/stress"
 )
@@ -36,9 +38,9 @@ func usage(err error) error {
 // usageErrors are the library errors that ask the user to change the input
 // or the environment rather than report a failure.
 var usageErrors = []error{
-	loader.ErrNotRoot, loader.ErrNoBTF, loader.ErrNotBPFFS, loader.ErrNotLoaded,
-	cgtree.ErrDiffers, cgtree.ErrBusy,
-	check.ErrTreeExists, check.ErrOtherMode,
+	loader.ErrNotRoot, loader.ErrNoBTF, loader.ErrNotBPFFS, loader.ErrNotLoaded, loader.ErrBadPinPath,
+	cgtree.ErrDiffers, cgtree.ErrBusy, cgtree.ErrPartial, cgtree.ErrNotExist, cgtree.ErrParentMemory, cgtree.ErrNeedsV2,
+	check.ErrTreeExists, check.ErrOtherMode, cgroup.ErrNotScratch, pin.ErrNoStatFile,
 }
 
 // exitStatus is the exit status for err.

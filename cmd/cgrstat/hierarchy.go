@@ -16,7 +16,7 @@ func newHierarchyCmd(g *globals) *cobra.Command {
 		Use:   "hierarchy",
 		Short: "Create or destroy a cgroup tree described by a YAML spec",
 	}
-	cmd.AddCommand(newHierarchyCreateCmd(g), newHierarchyDestroyCmd(g))
+	cmd.AddCommand(locking(lockExclusive, making(newHierarchyCreateCmd(g))), locking(lockExclusive, newHierarchyDestroyCmd(g)))
 	return cmd
 }
 
@@ -26,7 +26,11 @@ func newHierarchyCreateCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "create",
 		Short: "Create the tree (all or nothing), optionally with a stat file per cgroup",
-		Args:  cobra.NoArgs,
+		Long: `Create the cgroups of the spec below --parent, with their memory settings.
+If anything fails, or the command is interrupted (SIGINT, SIGTERM), what it
+created is removed. If it is killed (kill -9), 'cgrstat hierarchy destroy' with
+the same -f and --parent removes whatever part of the tree exists.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			t, p, err := g.placeTree(&tf, pinAll)
 			if err != nil {
@@ -35,34 +39,36 @@ func newHierarchyCreateCmd(g *globals) *cobra.Command {
 			if p != nil {
 				defer p.Close()
 			}
-			existed, err := cgtree.Create(t)
+			existed, err := cgtree.Create(cmd.Context(), t)
+			if errors.Is(err, cgtree.ErrPartial) {
+				return usage(fmt.Errorf("%w: remove it with '%s' and create it again", err, g.destroyCmd(&tf, t)))
+			}
 			if err != nil {
-				return treeError(err)
+				return err
+			}
+			if existed {
+				fmt.Fprintf(cmd.ErrOrStderr(), "cgroup %s already existed as specified; nothing created\n", t.Top().Rel)
+			}
+			var pins []string
+			if pinAll {
+				if pins, err = pin.All(cmd.Context(), p, t.Cgroups()); err != nil {
+					if !existed { // a tree this run created goes again
+						_, _ = cgtree.Destroy(t, false)
+					}
+					return err
+				}
 			}
 			out := cmd.OutOrStdout()
 			for _, c := range t.Cgroups() {
 				fmt.Fprintln(out, c.Path)
 			}
-			if existed {
-				fmt.Fprintf(cmd.ErrOrStderr(), "cgroup %s already existed as specified; nothing created\n", t.Top().Rel)
-			}
-			if !pinAll {
-				return nil
-			}
-			paths, err := pin.All(p, t.Cgroups())
-			if err != nil {
-				if !existed {
-					_ = cgtree.Destroy(t, false)
-				}
-				return err
-			}
-			for _, path := range paths {
+			for _, path := range pins {
 				fmt.Fprintln(out, path)
 			}
 			return nil
 		},
 	}
-	tf.register(cmd)
+	tf.register(cmd, "cgroup to build the tree under")
 	cmd.Flags().BoolVar(&pinAll, "pin", false, "pin a stat file for every cgroup of the tree (needs cgrstat load)")
 	return cmd
 }
@@ -73,7 +79,11 @@ func newHierarchyDestroyCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "destroy",
 		Short: "Unpin and remove the tree bottom-up",
-		Args:  cobra.NoArgs,
+		Long: `Remove whatever part of the spec's tree exists below --parent, leaves first:
+only the cgroups the spec names (and scratch cgroups a killed stress left in
+them), and only when they are empty. Their stat files are unpinned. This is
+also how to clean up after 'hierarchy create' or 'check' was killed.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			t, p, err := g.placeTree(&tf, false)
 			if err != nil {
@@ -82,16 +92,24 @@ func newHierarchyDestroyCmd(g *globals) *cobra.Command {
 			if p != nil {
 				defer p.Close()
 			}
-			if err := cgtree.Teardown(t, p, kill); err != nil {
-				return treeError(err)
+			n, err := cgtree.Teardown(t, p, kill)
+			if err != nil {
+				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "removed %d cgroups under %s\n", len(t.Cgroups()), t.Parent.Rel)
+			fmt.Fprintf(cmd.OutOrStdout(), "removed %s under %s\n", plural(n, "cgroup"), t.Parent.Rel)
 			return nil
 		},
 	}
-	tf.register(cmd)
+	tf.register(cmd, "cgroup the tree was built under")
 	cmd.Flags().BoolVar(&kill, "kill", false, "kill processes still in the tree (through cgroup.kill where available)")
 	return cmd
+}
+
+func plural(n int, what string) string {
+	if n == 1 {
+		return "1 " + what
+	}
+	return fmt.Sprintf("%d %ss", n, what)
 }
 
 // placeTree resolves the tree and opens the load, which is required with
@@ -105,18 +123,10 @@ func (g *globals) placeTree(tf *treeFlags, needLoad bool) (cgtree.Tree, *loader.
 	if err != nil {
 		return t, nil, err
 	}
-	p, err := g.open()
-	if err != nil && (needLoad || !errors.Is(err, loader.ErrNotLoaded)) {
-		return t, nil, err
+	if needLoad {
+		p, err := g.open()
+		return t, p, err
 	}
-	return t, p, nil
-}
-
-// treeError makes a tree that differs from its spec, or holds processes,
-// a usage error: the user must act, nothing failed.
-func treeError(err error) error {
-	if errors.Is(err, cgtree.ErrDiffers) || errors.Is(err, cgtree.ErrBusy) {
-		return usage(err)
-	}
-	return err
+	p, err := g.openIfLoaded()
+	return t, p, err
 }

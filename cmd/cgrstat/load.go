@@ -37,6 +37,10 @@ func newLoadCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if err := cmd.Context().Err(); err != nil { // interrupted: undo
+				_, uerr := loader.Unload(g.pinPath)
+				return errors.Join(err, uerr)
+			}
 			printLoaded(cmd.OutOrStdout(), g.pinPath, rec)
 			return nil
 		},

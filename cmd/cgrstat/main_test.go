@@ -17,8 +17,15 @@ func TestMain(m *testing.M) {
 	if len(os.Args) > 1 && os.Args[1] == stress.ChildCommand {
 		os.Exit(report(execute(context.Background(), newRootCmd(), os.Args[1:]), os.Stderr))
 	}
+	// The fault-injection tests run this binary as cgrstat itself, with
+	// main's signal handling, to kill it.
+	if os.Getenv(asCgrstatEnv) == "1" {
+		main()
+	}
 	os.Exit(m.Run())
 }
+
+const asCgrstatEnv = "CGRSTAT_TEST_AS_CGRSTAT"
 
 // result is what one in-process run of the CLI printed and returned.
 type result struct {
@@ -79,4 +86,33 @@ func TestBadSpecIsUsageError(t *testing.T) {
 		t.Skipf("no memory cgroup hierarchy here: %v", err)
 	}
 	wantUsage(t, "bad.yaml:2", "hierarchy", "create", "-f", f)
+}
+
+// TestInterruptedMessage: only commands that make something say that they
+// removed it when interrupted.
+func TestInterruptedMessage(t *testing.T) {
+	for _, tt := range []struct {
+		err  error
+		want string
+	}{
+		{interrupted{cleaned: true}, "cgrstat: interrupted; what this run created is removed\n"},
+		{interrupted{cleaned: false}, "cgrstat: interrupted\n"},
+	} {
+		var b bytes.Buffer
+		if code := report(tt.err, &b); code != 1 || b.String() != tt.want {
+			t.Errorf("report(%#v) = %d, %q; want 1, %q", tt.err, code, b.String(), tt.want)
+		}
+	}
+	root := newRootCmd()
+	for _, path := range [][]string{{"read"}, {"status"}, {"unload"}, {"unpin"}, {"hierarchy", "destroy"}} {
+		cmd, _, err := root.Find(path)
+		if err != nil || cmd.Annotations[makes] != "" {
+			t.Errorf("%v would claim to remove what it made: %v", path, err)
+		}
+	}
+	for _, path := range [][]string{{"load"}, {"pin"}, {"stress"}, {"check"}, {"hierarchy", "create"}} {
+		if cmd, _, err := root.Find(path); err != nil || cmd.Annotations[makes] == "" {
+			t.Errorf("%v is not marked as removing what it made: %v", path, err)
+		}
+	}
 }

@@ -45,8 +45,10 @@ Typical use:
 	root.PersistentFlags().StringVar(&g.pinPath, "pin-path", defaultPinPath, "bpffs directory that holds cgrstat's pins")
 	root.PersistentFlags().StringVar(&g.cgroupRoot, "cgroup-root", "", "mount point of the memory cgroup hierarchy (default: found in /proc/self/mountinfo)")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usage(err) })
-	root.AddCommand(newLoadCmd(g), newUnloadCmd(g), newStatusCmd(g), newPinCmd(g), newUnpinCmd(g), newReadCmd(g),
-		newHierarchyCmd(g), newStressCmd(g), newCheckCmd(g), newStressChildCmd())
+	ex, sh := lockExclusive, lockShared
+	root.AddCommand(locking(ex, making(newLoadCmd(g))), locking(ex, newUnloadCmd(g)), locking(sh, newStatusCmd(g)),
+		locking(ex, making(newPinCmd(g))), locking(ex, newUnpinCmd(g)), locking(sh, newReadCmd(g)),
+		newHierarchyCmd(g), locking(sh, making(newStressCmd(g))), locking(ex, making(newCheckCmd(g))), newStressChildCmd())
 	return root
 }
 
@@ -60,6 +62,11 @@ func (e ranError) Unwrap() error { return e.err }
 func markRun(c *cobra.Command) {
 	if run := c.RunE; run != nil {
 		c.RunE = func(cmd *cobra.Command, args []string) error {
+			unlock, err := lockPinPath(cmd)
+			if err != nil {
+				return ranError{err}
+			}
+			defer unlock()
 			if err := run(cmd, args); err != nil {
 				return ranError{err}
 			}
@@ -74,15 +81,61 @@ func markRun(c *cobra.Command) {
 func execute(ctx context.Context, root *cobra.Command, args []string) error {
 	markRun(root)
 	root.SetArgs(args)
-	err := root.ExecuteContext(ctx)
+	cmd, err := root.ExecuteContextC(ctx)
 	var ran ranError
 	if err != nil && !errors.As(err, &ran) {
 		return usage(err)
+	}
+	if err != nil && errors.Is(ran.err, context.Canceled) {
+		return interrupted{cleaned: cmd.Annotations[makes] != ""}
 	}
 	if err != nil {
 		return ran.err
 	}
 	return nil
+}
+
+// makes marks a command that creates something, and so removes it when interrupted.
+const makes = "makes"
+
+// making annotates cmd as one that removes what it made when interrupted.
+func making(cmd *cobra.Command) *cobra.Command {
+	if cmd.Annotations == nil {
+		cmd.Annotations = map[string]string{}
+	}
+	cmd.Annotations[makes] = "yes"
+	return cmd
+}
+
+// Lock annotations: commands that change what is pinned take the pin path's
+// lock exclusively, those that read it shared, so that no interleaving of
+// load, unload, pin, unpin and read leaves orphans.
+const (
+	lockKey       = "lock"
+	lockExclusive = "exclusive"
+	lockShared    = "shared"
+)
+
+func locking(mode string, cmd *cobra.Command) *cobra.Command {
+	if cmd.Annotations == nil {
+		cmd.Annotations = map[string]string{}
+	}
+	cmd.Annotations[lockKey] = mode
+	return cmd
+}
+
+// lockPinPath takes the lock cmd's annotation asks for. Without root there
+// is no lock to take: needRoot has refused already.
+func lockPinPath(cmd *cobra.Command) (func(), error) {
+	mode := cmd.Annotations[lockKey]
+	if mode == "" || os.Geteuid() != 0 {
+		return func() {}, nil
+	}
+	pinPath, err := cmd.Root().PersistentFlags().GetString("pin-path")
+	if err != nil {
+		return nil, err
+	}
+	return loader.Lock(cmd.Context(), pinPath, mode == lockExclusive)
 }
 
 // rootless are the commands that touch neither BPF nor cgroups.
@@ -118,6 +171,15 @@ func (g *globals) open() (*loader.Pinned, error) {
 	return p, err
 }
 
+// openIfLoaded opens the load, or returns nil when nothing is loaded.
+func (g *globals) openIfLoaded() (*loader.Pinned, error) {
+	p, err := g.open()
+	if errors.Is(err, loader.ErrNotLoaded) {
+		return nil, nil
+	}
+	return p, err
+}
+
 // cgroups finds the memory hierarchy and resolves CGROUP arguments, all or
 // nothing.
 func (g *globals) cgroups(args []string) (*cgroup.Hierarchy, []cgroup.Cgroup, error) {
@@ -141,7 +203,7 @@ func (g *globals) command(args string) string {
 	if g.pinPath == defaultPinPath {
 		return "cgrstat " + args
 	}
-	return fmt.Sprintf("cgrstat --pin-path %s %s", g.pinPath, args)
+	return fmt.Sprintf("cgrstat --pin-path %s %s", shellQuote(g.pinPath), args)
 }
 
 // loadOptions describe a load at this command's pin path of the memory

@@ -9,6 +9,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/cgrstat/cgrstat/pkg/format"
+	"github.com/cgrstat/cgrstat/pkg/reclaim"
 	"github.com/cgrstat/cgrstat/pkg/spec"
 	"github.com/cgrstat/cgrstat/pkg/stress"
 )
@@ -22,9 +23,15 @@ func newStressCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "stress [-f SPEC | CGROUP...]",
 		Short: "Induce memory-cgroup reclaim in every leaf of a tree, or in the given cgroups",
-		Long: `For each leaf (or CGROUP), a child process joins the cgroup, fills page cache
-of the given size, and asks the kernel to reclaim it (memory.reclaim on v2;
-on v1 it lowers memory.limit_in_bytes below the usage and restores it).
+		Long: `For each leaf (or CGROUP), a child process fills page cache of the given size
+and asks the kernel to reclaim it. On cgroup v2 the child joins the cgroup and
+writes memory.reclaim. On v1, which has no memory.reclaim, stress makes a
+scratch cgroup cgrstat-stress-<pid>-... below it, the child joins that and
+lowers that scratch cgroup's memory.limit_in_bytes; its reclaim counts in the
+cgroup's total, and the scratch cgroup is removed when the child ends. stress
+never changes a setting of a cgroup it did not create. A scratch cgroup left by
+a killed stress is removed by the next stress on that cgroup, or by
+'cgrstat hierarchy destroy'.
 The kernel answering EAGAIN or EBUSY is not an error: the reclaim ran.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			h, err := g.hierarchy()
@@ -62,7 +69,20 @@ The kernel answering EAGAIN or EBUSY is not an error: the reclaim ran.`,
 				}
 				jobs = stress.TreeJobs(t, sz, rounds)
 			}
+			removed, err := stress.Recover(h, jobs)
+			for _, r := range removed {
+				fmt.Fprintf(cmd.ErrOrStderr(), "removed cgroup %s, left by an interrupted stress\n", r)
+			}
+			if err != nil {
+				return err
+			}
 			opts := stress.Options{Parallel: parallel, ScratchDir: scratch}
+			if p, err := g.openIfLoaded(); err != nil {
+				return err
+			} else if p != nil {
+				defer p.Close()
+				opts.Collector = reclaim.Collector{P: p}
+			}
 			if !asJSON && isTerminal(os.Stderr) {
 				opts.Progress = func(done, total int) {
 					fmt.Fprintf(cmd.ErrOrStderr(), "\rstress: %d/%d cgroups done", done, total)
@@ -81,7 +101,7 @@ The kernel answering EAGAIN or EBUSY is not an error: the reclaim ran.`,
 			return format.StressTable(cmd.OutOrStdout(), results)
 		},
 	}
-	tf.register(cmd)
+	tf.register(cmd, "cgroup the tree was built under")
 	cmd.Flags().StringVar(&size, "size", "", "bytes per leaf and round, e.g. 5MiB (default: the spec's, or 5MiB)")
 	cmd.Flags().IntVar(&rounds, "rounds", 0, "rounds per leaf (default: the spec's, or 1)")
 	cmd.Flags().IntVar(&parallel, "parallel", 2, "children at once")

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"strings"
+
 	"github.com/spf13/cobra"
 
 	"github.com/cgrstat/cgrstat/pkg/cgroup"
@@ -14,9 +16,27 @@ type treeFlags struct {
 	parent string
 }
 
-func (f *treeFlags) register(cmd *cobra.Command) {
+// register adds the flags; parentHelp says what --parent is to this command.
+func (f *treeFlags) register(cmd *cobra.Command, parentHelp string) {
 	cmd.Flags().StringVarP(&f.file, "file", "f", "", "hierarchy spec (YAML); default: the embedded seed hierarchy")
-	cmd.Flags().StringVar(&f.parent, "parent", "", "cgroup to build the tree under (default: the root on cgroup v2, your own memory cgroup on v1)")
+	cmd.Flags().StringVar(&f.parent, "parent", "", parentHelp+" (default: the root on cgroup v2, your own memory cgroup on v1)")
+}
+
+// destroyCmd is the command line that removes t, with the flags that place it.
+func (g *globals) destroyCmd(f *treeFlags, t cgtree.Tree) string {
+	s := "hierarchy destroy"
+	if f.file != "" {
+		s += " -f " + shellQuote(f.file)
+	}
+	return g.command(s + " --parent " + shellQuote(t.Parent.Rel))
+}
+
+// shellQuote quotes s for a shell when it holds more than plain path characters.
+func shellQuote(s string) string {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789/._-+=:,@") == "" {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 // tree parses the spec and resolves the parent.

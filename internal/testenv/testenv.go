@@ -80,6 +80,8 @@ func PinPath(t testing.TB) string {
 		if err := os.RemoveAll(pinPath); err != nil { // the test's own path
 			t.Errorf("removing %s: %v", pinPath, err)
 		}
+		// The lock file of the test's own pin path: no cgrstat waits on it now.
+		os.Remove(loader.LockFile(pinPath))
 	})
 	return pinPath
 }

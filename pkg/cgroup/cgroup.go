@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
+	"unicode"
 )
 
 // Cgroup is one cgroup of a Hierarchy.
@@ -36,22 +38,65 @@ func (h *Hierarchy) DefaultParent() Cgroup {
 // Resolve turns a user's CGROUP argument into a cgroup that exists. It takes
 // a path relative to the root ("test/a" or "/test/a") or an absolute path
 // under the mount.
+//
+// On v1 cgrstat builds trees below the caller's own memory cgroup, so there a
+// relative path without a leading slash ("test/a") that does not exist below
+// the root is looked up below the caller's cgroup too: the README's
+// "read --all test" then works as written on v1 and v2.
 func (h *Hierarchy) Resolve(arg string) (Cgroup, error) {
-	rel, err := h.Relative(arg)
+	cands, err := h.Candidates(arg)
 	if err != nil {
 		return Cgroup{}, err
 	}
-	c := h.Cgroup(rel)
+	for _, rel := range cands[1:] {
+		if c := h.Cgroup(rel); c.Exists() && !h.Cgroup(cands[0]).Exists() {
+			return c, nil
+		}
+	}
+	c := h.Cgroup(cands[0])
 	fi, err := os.Stat(c.Path)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
-		return Cgroup{}, fmt.Errorf("cgroup %s: no such cgroup under %s", arg, h.Mount)
-	case err != nil:
-		return Cgroup{}, fmt.Errorf("cgroup %s: %w", arg, err)
+		return Cgroup{}, fmt.Errorf("cgroup %s: no such cgroup under %s", Show(arg), h.Mount)
+	case err != nil: // the error's path would repeat the argument
+		return Cgroup{}, fmt.Errorf("cgroup %s: %w", Show(arg), unwrapPath(err))
 	case !fi.IsDir():
-		return Cgroup{}, fmt.Errorf("cgroup %s: not a cgroup directory", arg)
+		return Cgroup{}, fmt.Errorf("cgroup %s: not a cgroup directory", Show(arg))
 	}
 	return c, nil
+}
+
+// Candidates returns where a CGROUP argument may be, relative to the root:
+// the argument itself, and on v1, for a relative path without a leading
+// slash, the same below the caller's own cgroup.
+func (h *Hierarchy) Candidates(arg string) ([]string, error) {
+	rel, err := h.Relative(arg)
+	if err != nil {
+		return nil, err
+	}
+	cands := []string{rel}
+	if h.Version == 1 && h.Own != "/" && !strings.HasPrefix(arg, "/") {
+		cands = append(cands, filepath.Join(h.Own, rel))
+	}
+	return cands, nil
+}
+
+// Show prints a user's path for a one-line message: quoted when it holds
+// control characters (a newline would split the line), and shortened when
+// it is long.
+func Show(arg string) string {
+	const keep = 64
+	s := arg
+	if len(s) > keep {
+		s = s[:keep]
+	}
+	if strings.IndexFunc(s, unicode.IsControl) >= 0 || strings.ContainsRune(s, 0) {
+		s = strconv.Quote(s)
+	}
+	if len(arg) > keep {
+		s += fmt.Sprintf("... (%d bytes)", len(arg))
+	}
+	return s
 }
 
 // Relative checks a CGROUP argument and returns it relative to the root,
@@ -61,12 +106,12 @@ func (h *Hierarchy) Relative(arg string) (string, error) {
 		return "", errors.New("empty cgroup path")
 	}
 	if strings.ContainsRune(arg, 0) {
-		return "", fmt.Errorf("cgroup %q: path contains a NUL byte", arg)
+		return "", fmt.Errorf("cgroup %s: path contains a NUL byte", Show(arg))
 	}
 	if arg == h.Mount || strings.HasPrefix(arg, h.Mount+"/") {
 		arg = strings.TrimPrefix(arg, h.Mount)
 	} else if strings.HasPrefix(arg, "/sys/fs/cgroup") {
-		return "", fmt.Errorf("cgroup %s: outside the memory hierarchy at %s", arg, h.Mount)
+		return "", fmt.Errorf("cgroup %s: outside the memory hierarchy at %s", Show(arg), h.Mount)
 	}
 	depth := 0
 	for _, part := range strings.Split(arg, "/") {
@@ -74,7 +119,7 @@ func (h *Hierarchy) Relative(arg string) (string, error) {
 		case "", ".":
 		case "..":
 			if depth--; depth < 0 {
-				return "", fmt.Errorf("cgroup %s: escapes the cgroup root %s", arg, h.Mount)
+				return "", fmt.Errorf("cgroup %s: escapes the cgroup root %s", Show(arg), h.Mount)
 			}
 		default:
 			depth++

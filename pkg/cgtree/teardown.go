@@ -11,7 +11,8 @@ import (
 // files, its processes (with kill), the cgroups, and its map entries after
 // a last flush that hands its totals to the parent. p is nil when nothing
 // is loaded.
-func Teardown(t Tree, p *loader.Pinned, kill bool) error {
+// It returns how many cgroups it removed (Destroy).
+func Teardown(t Tree, p *loader.Pinned, kill bool) (removed int, err error) {
 	var ids []uint64
 	for _, c := range t.Cgroups() {
 		if id, err := cgroup.ID(c); err == nil {
@@ -20,15 +21,15 @@ func Teardown(t Tree, p *loader.Pinned, kill bool) error {
 	}
 	if p != nil && t.Top().Exists() {
 		if _, err := reclaim.Flush(p, t.Top()); err != nil {
-			return err
+			return 0, err
 		}
 	}
-	if err := Destroy(t, kill); err != nil {
-		return err
+	if removed, err = Destroy(t, kill); err != nil {
+		return removed, err
 	}
 	if p == nil {
-		return nil
+		return removed, nil
 	}
 	pin.UnpinEach(p.Path, t.Cgroups())
-	return reclaim.Forget(p, ids)
+	return removed, reclaim.Forget(p, ids)
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/cgrstat/cgrstat/pkg/cgroup"
 	"github.com/cgrstat/cgrstat/pkg/cgtree"
 	"github.com/cgrstat/cgrstat/pkg/loader"
 	"github.com/cgrstat/cgrstat/pkg/pin"
@@ -54,8 +55,17 @@ var (
 // The error wraps ErrFailed when an invariant failed.
 func Run(ctx context.Context, opts Options) (rep *Report, err error) {
 	t := opts.Tree
+	if err := recoverCrashed(t, opts.Load.PinPath); err != nil {
+		return nil, err
+	}
 	if exists, serr := t.State(); serr != nil || exists {
 		return nil, alreadyThere(t, serr)
+	}
+	if !opts.Keep {
+		// Marks on the load and the tree let the next check remove them if
+		// this one is killed before it does.
+		opts.Load.Owner = string(cgroup.Self())
+		t.Owner = cgroup.Self()
 	}
 	p, loaded, err := ensureLoaded(opts.Load)
 	if err != nil {
@@ -64,13 +74,14 @@ func Run(ctx context.Context, opts Options) (rep *Report, err error) {
 	defer func() {
 		err = errors.Join(err, finish(p, t, loaded, opts.Keep))
 	}()
-	if _, err := cgtree.Create(t); err != nil {
+	if _, err := cgtree.Create(ctx, t); err != nil {
 		return nil, err
 	}
-	if _, err := pin.All(p, t.Cgroups()); err != nil {
+	if _, err := pin.All(ctx, p, t.Cgroups()); err != nil {
 		return nil, err
 	}
 	rep = &Report{Flush: p.Record.Flush, Cgroup: t.H.Version, Kept: opts.Keep}
+	opts.Stress.Collector = reclaim.Collector{P: p}
 	if rep.Stress, err = stress.Run(ctx, t.H, stress.TreeJobs(t, 0, 0), opts.Stress); err != nil {
 		return rep, err
 	}
@@ -89,7 +100,43 @@ func alreadyThere(t cgtree.Tree, err error) error {
 	if err != nil {
 		return err
 	}
-	return fmt.Errorf("cgroup %s: %w: check builds its own tree (remove it with 'cgrstat hierarchy destroy', or choose another --parent)", t.Top().Rel, ErrTreeExists)
+	return fmt.Errorf("cgroup %s: %w: check builds its own tree", t.Top().Rel, ErrTreeExists)
+}
+
+// recoverCrashed removes what a check that died without cleaning up (kill -9)
+// left: its tree, which it marked, and its load, which names it as owner.
+// What a check still running made is left alone.
+func recoverCrashed(t cgtree.Tree, pinPath string) error {
+	if _, err := cgroup.RemoveInterrupted(); err != nil {
+		return err
+	}
+	rec, err := loader.ReadRecord(pinPath)
+	if err != nil && !errors.Is(err, loader.ErrNotLoaded) {
+		return err
+	}
+	if owner, ok := t.Top().MadeBy(); ok && owner.Dead() {
+		if err := teardownWith(pinPath, rec != nil, t); err != nil {
+			return err
+		}
+	}
+	if rec != nil && rec.Owner != "" && cgroup.Owner(rec.Owner).Dead() {
+		_, err := loader.Unload(pinPath)
+		return err
+	}
+	return nil
+}
+
+func teardownWith(pinPath string, isLoaded bool, t cgtree.Tree) error {
+	var p *loader.Pinned
+	if isLoaded {
+		var err error
+		if p, err = loader.Open(pinPath); err != nil {
+			return err
+		}
+		defer p.Close()
+	}
+	_, err := cgtree.Teardown(t, p, false)
+	return err
 }
 
 // ensureLoaded opens the load at the pin path, loading first if needed.
@@ -115,7 +162,7 @@ func finish(p *loader.Pinned, t cgtree.Tree, loaded, keep bool) error {
 		p.Close()
 		return nil
 	}
-	err := cgtree.Teardown(t, p, true)
+	_, err := cgtree.Teardown(t, p, true)
 	p.Close()
 	if loaded {
 		_, uerr := loader.Unload(p.Path)

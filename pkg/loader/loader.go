@@ -33,6 +33,8 @@ type Options struct {
 	CgroupRoot       string
 	// Version names the program that loads, for the load record.
 	Version string
+	// Owner, when set, is recorded as the process that will unload (Record.Owner).
+	Owner string
 }
 
 var (
@@ -71,6 +73,9 @@ func Load(opts Options) (*Record, error) {
 	if rec, err := dir.Record(); err == nil {
 		return rec, ErrLoaded
 	} else if !errors.Is(err, ErrNotLoaded) {
+		return nil, err
+	}
+	if err := checkNewPinPath(dir.Path()); err != nil {
 		return nil, err
 	}
 	if err := prepare(dir); err != nil {
@@ -146,7 +151,7 @@ func newRecord(opts Options, m Mode, refused []Refusal, ids []ebpf.ProgramID) *R
 		Layout: Layout, Version: opts.Version, Flush: m, Refused: refused, RstatKfuncs: rstatKfuncs(m),
 		MaxCgroups: max, CgroupVersion: opts.CgroupVersion, CgroupRoot: opts.CgroupRoot,
 		Kernel: KernelRelease(), LoadedAt: time.Now().UTC(),
-		ProgramIDs: ids,
+		ProgramIDs: ids, Owner: opts.Owner,
 	}
 }
 

@@ -38,7 +38,15 @@ func (l *loaded) pin(dir PinDir, rec *Record) (err error) {
 		pinned = append(pinned, path)
 		return nil
 	}
+	// The record first: once anything is pinned, the pin path is a load that
+	// unload can verify and remove, even if this process is killed half way.
+	if err := pin(l.Info, dir.Map(bpf.CgrstatMapInfo)); err != nil {
+		return err
+	}
 	for name, m := range l.maps() {
+		if name == bpf.CgrstatMapInfo {
+			continue
+		}
 		if err := pin(m, dir.Map(name)); err != nil {
 			return err
 		}
@@ -129,32 +137,14 @@ type ForeignError struct {
 }
 
 func (e *ForeignError) Error() string {
-	return fmt.Sprintf("pin path %s was not made by this cgrstat (%s); unload it with the cgrstat that loaded it, or choose another --pin-path", e.Path, e.Why)
+	return fmt.Sprintf("pin path %s was not made by this cgrstat (%s); cgrstat leaves it alone: give the --pin-path of a cgrstat load", e.Path, e.Why)
 }
 
-// Record reads what the load in d recorded. It returns ErrNotLoaded when
-// nothing is loaded there, and a *ForeignError when d holds something else.
-func (d PinDir) Record() (*Record, error) {
-	m, err := ebpf.LoadPinnedMap(d.Map(bpf.CgrstatMapInfo), &ebpf.LoadPinOptions{ReadOnly: true})
-	if errors.Is(err, os.ErrNotExist) {
-		if entries, _ := os.ReadDir(d.Path()); len(entries) > 0 {
-			return nil, &ForeignError{d.Path(), "it has no cgrstat load record"}
-		}
-		return nil, ErrNotLoaded
-	}
-	if err != nil {
-		return nil, fmt.Errorf("opening %s: %w", d, err)
-	}
-	defer m.Close()
-	rec, err := readRecord(m)
-	if err != nil {
-		return nil, &ForeignError{d.Path(), err.Error()}
-	}
-	if rec.Layout != Layout {
-		return nil, &ForeignError{d.Path(), fmt.Sprintf("it was pinned with layout %d, this cgrstat uses %d", rec.Layout, Layout)}
-	}
-	return rec, nil
-}
+// Record reads what the load in d recorded, after verifying that d holds a
+// cgrstat load (see verify). It returns ErrNotLoaded when nothing is loaded
+// there, a *ForeignError when d holds something else, and an error wrapping
+// ErrBadPinPath when d cannot be a pin path at all.
+func (d PinDir) Record() (*Record, error) { return d.verify() }
 
 // ReadRecord reads what the load at pinPath recorded (see PinDir.Record).
 func ReadRecord(pinPath string) (*Record, error) { return PinDir(pinPath).Record() }
@@ -218,6 +208,9 @@ func (p *Pinned) Close() {
 func Unload(pinPath string) (*Record, error) {
 	dir := PinDir(pinPath)
 	rec, err := dir.Record()
+	if errors.Is(err, ErrNotLoaded) {
+		dir.removeSkeleton()
+	}
 	if err != nil {
 		return nil, err
 	}

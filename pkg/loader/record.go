@@ -28,6 +28,10 @@ type Record struct {
 	LoadedAt      time.Time `json:"loaded_at"`
 	// ProgramIDs lets unload confirm that the kernel freed every program.
 	ProgramIDs []ebpf.ProgramID `json:"program_ids"`
+	// Owner names the process (pid-start time) that will unload this load
+	// when it ends, e.g. check; empty for a load meant to stay. A later
+	// check unloads a load whose owner died without doing so.
+	Owner string `json:"owner,omitempty"`
 }
 
 // Refusal is a flush mode that auto tried and the kernel refused.

@@ -256,7 +256,7 @@ func TestKernelPinUnpinList(t *testing.T) {
 	if rels, err := pin.List(p.Path); err != nil || len(rels) != 0 {
 		t.Errorf("List after unpinning everything = %v, %v", rels, err)
 	}
-	if err := pin.Unpin(p.Path, top.Rel); err == nil || !strings.Contains(err.Error(), "has no stat file") {
+	if err := pin.Unpin(p.Path, top.Rel); !errors.Is(err, pin.ErrNoStatFile) {
 		t.Errorf("Unpin of a cgroup without a stat file: %v", err)
 	}
 }

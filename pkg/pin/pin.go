@@ -4,6 +4,7 @@
 package pin
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -12,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
 
 	"github.com/cgrstat/cgrstat/internal/cgroupiter"
 	"github.com/cgrstat/cgrstat/pkg/cgroup"
@@ -68,37 +70,52 @@ func Pin(p *loader.Pinned, c cgroup.Cgroup) (string, error) {
 	return path, nil
 }
 
+// ErrNoStatFile says that a cgroup has no stat file.
+var ErrNoStatFile = errors.New("no stat file")
+
 // Unpin removes the stat file of the cgroup at rel, and the directories
 // that held only it.
 func Unpin(pinPath, rel string) error {
 	path := StatFile(pinPath, rel)
-	if err := os.Remove(path); errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("cgroup %s has no stat file", rel)
-	} else if err != nil {
-		return fmt.Errorf("unpinning %s: %w", path, err)
-	}
+	err := os.Remove(path)
+	// Prune in any case: a pin killed half way leaves the directories without the file.
 	top := loader.PinDir(pinPath).StatFiles()
 	for dir := filepath.Dir(path); dir != top && strings.HasPrefix(dir, top); dir = filepath.Dir(dir) {
-		if os.Remove(dir) != nil {
+		if unix.Rmdir(dir) != nil {
 			break // not empty: it holds other stat files
 		}
+	}
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("cgroup %s: %w", rel, ErrNoStatFile)
+	case err != nil:
+		return fmt.Errorf("unpinning %s: %w", path, err)
 	}
 	return nil
 }
 
-// UnpinAll removes every stat file.
+// UnpinAll removes every stat file of the load at pinPath, and nothing
+// else; a pin path that holds no load is an error.
 func UnpinAll(pinPath string) error {
-	return loader.PinDir(pinPath).RemoveStatFiles()
+	dir := loader.PinDir(pinPath)
+	if _, err := dir.Record(); err != nil {
+		return err
+	}
+	return dir.RemoveStatFiles()
 }
 
 // List returns the cgroups (paths relative to the root) that have a stat file.
 func List(pinPath string) ([]string, error) { return loader.PinDir(pinPath).Pinned() }
 
-// All pins a stat file for every cgroup in cgs, all or nothing.
-func All(p *loader.Pinned, cgs []cgroup.Cgroup) ([]string, error) {
+// All pins a stat file for every cgroup in cgs, all or nothing: on error,
+// or when ctx ends, it removes the ones it made.
+func All(ctx context.Context, p *loader.Pinned, cgs []cgroup.Cgroup) ([]string, error) {
 	var paths []string
 	for _, c := range cgs {
 		path, err := Pin(p, c)
+		if err == nil {
+			err = ctx.Err()
+		}
 		if err != nil {
 			UnpinEach(p.Path, cgs)
 			return nil, err

@@ -135,3 +135,16 @@ func Forget(p *loader.Pinned, ids []uint64) error {
 	}
 	return nil
 }
+
+// Collector flushes and forgets through a load; stress uses it for the
+// scratch cgroups it makes and removes.
+type Collector struct{ P *loader.Pinned }
+
+// Flush flushes c's subtree.
+func (c Collector) Flush(cg cgroup.Cgroup) error {
+	_, err := Flush(c.P, cg)
+	return err
+}
+
+// Forget drops the entries of removed cgroups.
+func (c Collector) Forget(ids []uint64) error { return Forget(c.P, ids) }

@@ -236,14 +236,21 @@ func (d *decoder) memory(y *yaml.Node) (Memory, error) {
 }
 
 // limit decodes a memory limit. Zero is refused because 0 means "not set"
-// in Memory, and a zero limit would make the cgroup unusable anyway.
+// in Memory; anything below MinLimit because the kernel rounds a limit down
+// to whole pages (1 would become 0) and a cgroup limited that low cannot run
+// a process without the OOM killer.
 func (d *decoder) limit(y *yaml.Node, what string) (Size, error) {
 	if y == nil {
 		return 0, nil
 	}
 	z, err := d.size(y, what)
-	if err == nil && z == 0 {
+	switch {
+	case err != nil:
+	case z == 0:
 		err = d.errorf(y.Line, "%s: must be greater than 0 or \"max\"", what)
+	case z != Unlimited && z < MinLimit:
+		err = d.errorf(y.Line, "%s: %v is below the minimum %v: the kernel rounds limits down to whole pages, and a cgroup limited below %v OOM-kills the process stress runs in it",
+			what, z, MinLimit, MinLimit)
 	}
 	return z, err
 }

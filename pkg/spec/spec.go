@@ -17,6 +17,9 @@ const (
 	MaxNodes = 10000 // cgroups in total
 )
 
+// MinLimit is the lowest memory limit a spec may set.
+const MinLimit = 4 * MiB
+
 // Limits on the stress parameters of a leaf.
 const (
 	MaxStressSize = 64 * GiB

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 
 	"golang.org/x/sys/unix"
@@ -23,10 +24,14 @@ type ChildReport struct {
 
 // Child is the body of the hidden child command: it joins the cgroup at
 // path, then for each round fills size bytes of page cache in scratchDir
-// and asks the kernel to reclaim them.
+// and asks the kernel to reclaim them. On v1 path must be a scratch cgroup
+// (cgroup.NewScratch): the only cgroup whose limit stress may lower.
 func Child(path string, size int64, rounds, version int, scratchDir string) (ChildReport, error) {
 	var rep ChildReport
 	c := cgroup.Cgroup{Rel: path, Path: path}
+	if version == 1 && !cgroup.IsScratchName(filepath.Base(path)) {
+		return rep, fmt.Errorf("cgroup %s: %w: stress lowers limits only in its own scratch cgroups", path, cgroup.ErrNotScratch)
+	}
 	// "0" moves the writing process; the child starts in its parent's cgroup.
 	if err := c.Write("cgroup.procs", "0"); err != nil {
 		return rep, err
@@ -86,8 +91,9 @@ func triggerV2(c cgroup.Cgroup, size int64) (bool, error) {
 	return refusedOK(c.Write("memory.reclaim", strconv.FormatInt(size, 10)))
 }
 
-// triggerV1 has no memory.reclaim: it lowers the limit below the usage,
-// which makes the kernel reclaim down to it, and then restores the limit.
+// triggerV1 has no memory.reclaim: it lowers the limit of the scratch
+// cgroup below the usage, which makes the kernel reclaim down to it, and
+// then restores the limit for the next round.
 func triggerV1(c cgroup.Cgroup, size int64) (bool, error) {
 	old, err := c.Read("memory.limit_in_bytes")
 	if err != nil {

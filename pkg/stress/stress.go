@@ -20,6 +20,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/cgrstat/cgrstat/pkg/cgroup"
 	"github.com/cgrstat/cgrstat/pkg/cgtree"
 )
@@ -49,6 +51,16 @@ type Options struct {
 	Progress func(done, total int)
 	// Exe is the cgrstat binary that runs the children (default: this one).
 	Exe string
+	// Collector is the load that measures the reclaim, nil if none. On v1 a
+	// scratch cgroup's totals reach its target only through a flush before
+	// the scratch cgroup goes (an iterator never visits a removed cgroup).
+	Collector Collector
+}
+
+// Collector flushes and forgets the cgroups stress makes.
+type Collector interface {
+	Flush(c cgroup.Cgroup) error
+	Forget(ids []uint64) error
 }
 
 // ChildCommand is the hidden subcommand that runs one child.
@@ -90,7 +102,7 @@ func Run(ctx context.Context, h *cgroup.Hierarchy, jobs []Job, opts Options) ([]
 			defer wg.Done()
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			results[i], errs[i] = runChild(ctx, h, j, opts)
+			results[i], errs[i] = runJob(ctx, h, i, j, opts)
 			if errs[i] != nil {
 				cancel()
 			}
@@ -157,9 +169,65 @@ func memAvailable() (int64, error) {
 	return 0, errors.New("no MemAvailable in /proc/meminfo")
 }
 
-func runChild(ctx context.Context, h *cgroup.Hierarchy, j Job, opts Options) (Result, error) {
+// runJob runs one child. On v1 the child runs in a scratch cgroup made
+// below the job's cgroup, the only cgroup whose limit it lowers; the scratch
+// cgroup is removed however the child ends.
+func runJob(ctx context.Context, h *cgroup.Hierarchy, n int, j Job, opts Options) (res Result, err error) {
+	where := j.Cgroup
+	if h.Version == 1 {
+		if where, err = cgroup.NewScratch(j.Cgroup, n); err != nil {
+			return Result{Cgroup: j.Cgroup.Rel}, err
+		}
+		defer func() { err = errors.Join(err, retire(where, j.Cgroup, opts.Collector)) }()
+	}
+	oomBefore := oomKills(where, h.Version)
+	res, err = runChild(ctx, h, where, j, opts)
+	var exit *exec.ExitError
+	if errors.As(err, &exit) {
+		err = fmt.Errorf("stress in %s: %s", j.Cgroup.Rel, childDeath(exit, oomKills(where, h.Version)-oomBefore))
+	}
+	return res, err
+}
+
+// retire hands the scratch cgroup's totals to its parent, removes it, and
+// drops its map entries.
+func retire(scratch, parent cgroup.Cgroup, col Collector) error {
+	id, _ := cgroup.ID(scratch)
+	if col != nil {
+		if err := col.Flush(parent); err != nil {
+			_ = scratch.RemoveWait(5 * time.Second)
+			return err
+		}
+	}
+	if err := scratch.RemoveWait(5 * time.Second); err != nil {
+		return err
+	}
+	if col != nil && id != 0 {
+		return col.Forget([]uint64{id})
+	}
+	return nil
+}
+
+// Recover removes the scratch cgroups that an interrupted stress left below
+// the jobs' cgroups (cgroup v1 only) and returns their paths.
+func Recover(h *cgroup.Hierarchy, jobs []Job) ([]string, error) {
+	if h.Version != 1 {
+		return nil, nil
+	}
+	var removed []string
+	for _, j := range jobs {
+		r, err := cgroup.RemoveStaleScratch(j.Cgroup)
+		removed = append(removed, r...)
+		if err != nil {
+			return removed, err
+		}
+	}
+	return removed, nil
+}
+
+func runChild(ctx context.Context, h *cgroup.Hierarchy, where cgroup.Cgroup, j Job, opts Options) (Result, error) {
 	res := Result{Cgroup: j.Cgroup.Rel, Size: j.Size, Rounds: j.Rounds}
-	cmd := exec.CommandContext(ctx, opts.Exe, ChildCommand, j.Cgroup.Path,
+	cmd := exec.CommandContext(ctx, opts.Exe, ChildCommand, where.Path,
 		strconv.FormatInt(j.Size, 10), strconv.Itoa(j.Rounds), strconv.Itoa(h.Version), opts.ScratchDir)
 	// The child dies with us, even if we are killed without a chance to clean
 	// up. Pdeathsig follows the creating thread, so keep this goroutine on it.
@@ -174,6 +242,10 @@ func runChild(ctx context.Context, h *cgroup.Hierarchy, j Job, opts Options) (Re
 	if ctx.Err() != nil {
 		return res, ctx.Err()
 	}
+	var exit *exec.ExitError
+	if errors.As(err, &exit) && !exit.Exited() {
+		return res, err // killed: runJob says by what
+	}
 	if err != nil {
 		return res, fmt.Errorf("stress in %s: %s", j.Cgroup.Rel, childError(err, stderr.String()))
 	}
@@ -181,6 +253,44 @@ func runChild(ctx context.Context, h *cgroup.Hierarchy, j Job, opts Options) (Re
 		return res, fmt.Errorf("stress in %s: bad report %q: %w", j.Cgroup.Rel, stdout.String(), err)
 	}
 	return res, nil
+}
+
+// childDeath says which signal ended a child and, when the kernel counted an
+// OOM kill in its cgroup meanwhile, that it was the OOM killer.
+func childDeath(exit *exec.ExitError, ooms int64) string {
+	ws, ok := exit.Sys().(syscall.WaitStatus)
+	if !ok || !ws.Signaled() {
+		return exit.Error()
+	}
+	sig := ws.Signal()
+	msg := fmt.Sprintf("the child was killed by %s", unix.SignalName(sig))
+	switch {
+	case sig == syscall.SIGKILL && ooms > 0:
+		msg += " from the OOM killer (the cgroup's memory limit is too low for the stress size)"
+	case sig == syscall.SIGKILL:
+		msg += " (not by the OOM killer: by another process)"
+	}
+	return msg
+}
+
+// oomKills is the cgroup's count of OOM kills: oom_kill in memory.oom_control
+// (v1) or memory.events (v2); -1 when the kernel does not say.
+func oomKills(c cgroup.Cgroup, version int) int64 {
+	file := "memory.events"
+	if version == 1 {
+		file = "memory.oom_control"
+	}
+	s, err := c.Read(file)
+	if err != nil {
+		return -1
+	}
+	for _, line := range strings.Split(s, "\n") {
+		if v, ok := strings.CutPrefix(line, "oom_kill "); ok {
+			n, _ := strconv.ParseInt(v, 10, 64)
+			return n
+		}
+	}
+	return -1
 }
 
 func childError(err error, stderr string) string {
