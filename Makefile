@@ -5,16 +5,19 @@ CLANG   ?= clang-19
 BIN     := bin/cgrstat
 export CGO_ENABLED := 0
 
-.PHONY: all deps build generate test unit hosttest labtest vmtest support-table release bench check lint clean
+.PHONY: all deps build generate test unit hosttest labtest vmtest support-table release bench check lint clean man completion
 
 # Debian packages, installed only when one is missing: the BPF toolchain
 # (make generate); for the kernel lab QEMU for amd64 and arm64 guests,
 # busybox, e2fsprogs (mkfs.ext4 -d for the scratch disk), xz-utils and zstd
 # (compressed kernel modules), the archive keyring (apt verifies the kernels
-# it downloads), and cpio (the initramfs writer's unit test reads with it).
+# it downloads), and cpio (the initramfs writer's unit test reads with it);
+# and what the serve and watch tests drive: a real Prometheus, tmux,
+# systemd-analyze (systemd) and setpriv (util-linux).
 DEBS := clang-19 llvm-19 bpftool libbpf-dev linux-libc-dev \
 	qemu-system-x86 qemu-system-arm busybox-static e2fsprogs xz-utils zstd \
-	debian-archive-keyring cpio
+	debian-archive-keyring cpio \
+	prometheus tmux systemd util-linux
 
 all: build
 
@@ -85,6 +88,15 @@ release:
 
 bench:
 	$(GO) run ./bench $(BENCH_FLAGS)
+
+# Man pages generated from the commands: bin/man/cgrstat*.1 (man -l to read).
+man:
+	$(GO) run ./cmd/cgrstat man bin/man
+
+# Shell completion scripts: bin/completion/cgrstat.{bash,zsh,fish}.
+completion: build
+	mkdir -p bin/completion
+	for sh in bash zsh fish; do ./$(BIN) completion $$sh > bin/completion/cgrstat.$$sh; done
 
 check: build
 	./$(BIN) check

@@ -28,6 +28,8 @@ type config struct {
 	// CLI is the cgrstat binary: stress children and read --all run it.
 	CLI     string `json:"cli"`
 	Verbose bool   `json:"verbose"`
+	// Scrapes is how many times serve is scraped before its memory is read.
+	Scrapes int `json:"scrapes"`
 }
 
 // bench is one machine's run: where it may create cgroups and pins.
@@ -144,6 +146,12 @@ func (b *bench) mode(ctx context.Context, r *Result, t *tree, m loader.Mode, bes
 		return err
 	}
 	r.Whole = append(r.Whole, w)
+	b.logf("%s: serve, %d scrapes of %d cgroups", m, b.cfg.Scrapes, t.n)
+	sc, err := b.scrape(s, t)
+	if err != nil {
+		return err
+	}
+	r.Scrapes = append(r.Scrapes, sc)
 	return nil
 }
 

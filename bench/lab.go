@@ -53,6 +53,7 @@ func buildLabInitramfs(ctx context.Context, o options, tmp, cli string) (string,
 	// The guest stops measuring a minute before the host would kill it.
 	gc := guestConfig{config: o.config(kernellab.GuestCLI), Deadline: o.guestTimeout - time.Minute}
 	gc.Verbose = true // the console is saved; progress there explains a failure
+	gc.Scrapes = o.labScrapes
 	cfg, err := json.Marshal(gc)
 	if err != nil {
 		return "", err

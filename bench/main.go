@@ -31,6 +31,8 @@ type options struct {
 	jsonFile          string
 	verbose           bool
 	reps, events      int
+	scrapes           int
+	labScrapes        int
 	memMiB            int
 	guestTimeout      time.Duration
 }
@@ -46,6 +48,8 @@ func parseFlags() (options, error) {
 	flag.BoolVar(&o.verbose, "v", false, "report progress, and stream the guests' consoles")
 	flag.IntVar(&o.reps, "reps", 5, "reclaim-then-read rounds per flush mode and size")
 	flag.IntVar(&o.events, "events", 2400, "reclaim events the collector comparison waits for, at least")
+	flag.IntVar(&o.scrapes, "scrapes", 1000, "scrapes of serve before its RSS is read, on the host")
+	flag.IntVar(&o.labScrapes, "lab-scrapes", 20, "the same in the lab's guests (emulated, slow)")
 	flag.IntVar(&o.memMiB, "mem", 2048, "guest memory in MiB")
 	flag.DurationVar(&o.guestTimeout, "guest-timeout", 6*time.Minute, "time limit for each guest, boot included")
 	flag.Parse()
@@ -76,7 +80,7 @@ func parseSizes(s string) ([]int, error) {
 }
 
 func (o options) config(cli string) config {
-	return config{Sizes: o.sizes, Reps: o.reps, Events: o.events, CLI: cli, Verbose: o.verbose}
+	return config{Sizes: o.sizes, Reps: o.reps, Events: o.events, CLI: cli, Verbose: o.verbose, Scrapes: o.scrapes}
 }
 
 func main() {

@@ -16,7 +16,7 @@ func printResult(w io.Writer, r *Result) {
 	for _, rf := range r.Refused {
 		fmt.Fprintf(w, "flush mode %s refused: %s\n", rf.Mode, rf.Reason)
 	}
-	for _, section := range []func(io.Writer, *tabwriter.Writer, *Result){printCollectors, printReads, printWhole, printFootprint} {
+	for _, section := range []func(io.Writer, *tabwriter.Writer, *Result){printCollectors, printReads, printWhole, printScrapes, printFootprint} {
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 		section(w, tw, r)
 		tw.Flush()
@@ -70,6 +70,20 @@ func printWhole(w io.Writer, tw *tabwriter.Writer, r *Result) {
 		fmt.Fprintf(tw, "%s\t%d\t%.1f\t%.1f\t%.1f\t%.2fx\t%.1f\t\n", wh.Mode, wh.N, ms(cli), ms(median(wh.InProcessNS)),
 			ms(median(wh.WalkNS)), float64(median(wh.WalkNS))/float64(max(cli, 1)), float64(wh.MaxRSSKiB)/1024)
 	}
+}
+
+func printScrapes(w io.Writer, tw *tabwriter.Writer, r *Result) {
+	if len(r.Scrapes) == 0 {
+		return
+	}
+	fmt.Fprintln(w, "\nserve: a scrape of every cgroup against an in-process read --all, median ms")
+	fmt.Fprintln(tw, "mode\tN\tscrape\tread --all\tscrape/read\tbody MiB\tscrapes\tRSS after MiB\tpeak RSS MiB\t")
+	for _, s := range r.Scrapes {
+		fmt.Fprintf(tw, "%s\t%d\t%.1f\t%.1f\t%.2fx\t%.1f\t%d\t%.1f\t%.1f\t\n", s.Mode, s.N, ms(median(s.ScrapeNS)),
+			ms(median(s.InProcessNS)), s.Ratio(), float64(s.BodyBytes)/(1<<20), s.Scrapes,
+			float64(s.RSSAfterKiB)/1024, float64(s.MaxRSSKiB)/1024)
+	}
+	tw.Flush()
 }
 
 func printFootprint(w io.Writer, tw *tabwriter.Writer, r *Result) {

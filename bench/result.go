@@ -20,6 +20,7 @@ type Result struct {
 	Collectors    []Collectors     `json:"collectors"`
 	Reads         []Read           `json:"reads"`
 	Whole         []Whole          `json:"whole"`
+	Scrapes       []Scrape         `json:"scrapes"`
 	Footprint     *Footprint       `json:"footprint,omitempty"`
 	Seconds       float64          `json:"seconds"`
 	Error         string           `json:"error,omitempty"`

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"os/signal"
 	"strings"
 	"syscall"
 )
@@ -18,11 +19,23 @@ const (
 	launchMarker = "cgrstat-bench-maxrss-kib: "
 )
 
-// launchMain runs os.Args[1:] and reports its peak RSS on stderr.
+// launchMain runs os.Args[1:] and reports its peak RSS on stderr. It
+// passes SIGTERM and SIGINT on, so that a server it runs can be stopped.
 func launchMain() int {
 	cmd := exec.Command(os.Args[1], os.Args[2:]...)
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
-	if err := cmd.Run(); err != nil {
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	if err := cmd.Start(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	go func() {
+		for s := range sigs {
+			_ = cmd.Process.Signal(s)
+		}
+	}()
+	if err := cmd.Wait(); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}

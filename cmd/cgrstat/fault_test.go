@@ -195,23 +195,11 @@ func (l *lab) assertNoPinPath(ids []ebpf.ProgramID) {
 	assertFreed(l.t, ids)
 }
 
-// assertFreed fails if one of the programs is still loaded; programs go
-// after an RCU grace period, so it waits a little.
+// assertFreed fails if one of the programs is still loaded.
 func assertFreed(t *testing.T, ids []ebpf.ProgramID) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for _, id := range ids {
-		for {
-			p, err := ebpf.NewProgramFromID(id)
-			if err != nil {
-				break
-			}
-			p.Close()
-			if time.Now().After(deadline) {
-				t.Fatalf("program %d still loaded", id)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
+	if err := loader.WaitFreed(ids); err != nil {
+		t.Fatal(err)
 	}
 }
 

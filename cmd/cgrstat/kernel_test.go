@@ -6,14 +6,17 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/cilium/ebpf"
 
 	"github.com/cgrstat/cgrstat/internal/testenv"
 	"github.com/cgrstat/cgrstat/pkg/cgroup"
 	"github.com/cgrstat/cgrstat/pkg/check"
+	"github.com/cgrstat/cgrstat/pkg/format"
 	"github.com/cgrstat/cgrstat/pkg/loader"
 	"github.com/cgrstat/cgrstat/pkg/reclaim"
 	"github.com/cgrstat/cgrstat/pkg/spec"
@@ -92,7 +95,7 @@ func (l *lab) assertGone(top string) {
 func TestKernelCheckDefaultSpec(t *testing.T) {
 	l := newLab(t)
 	out := l.run("check")
-	if !strings.Contains(out, "PASS: 8 of 8 invariants hold") {
+	if !strings.Contains(out, "PASS: 18 of 18 invariants hold") {
 		t.Fatalf("check output lacks the PASS line:\n%s", out)
 	}
 	l.assertGone("test")
@@ -126,10 +129,17 @@ func TestKernelCheckDeepSpecJSON(t *testing.T) {
 	l.assertGone(top)
 }
 
+// assertInvariants recomputes check's invariants from the raw numbers:
+// every non-leaf is the sum of its children in every counter, bucket and
+// cause, and the largest of their maxima (forced may be more: the
+// non-leaf's own limit); every cgroup's buckets add up to its count.
 func assertInvariants(t *testing.T, s *spec.Spec, stats map[string]reclaim.Stat, parent reclaim.Stat) {
 	t.Helper()
 	_ = s.Walk(func(rel string, n *spec.Node) error {
 		got := stats[rel]
+		if h := got.Hist(); h.Total() != got.Count {
+			t.Errorf("%s: buckets add up to %d, count %d", rel, h.Total(), got.Count)
+		}
 		if n.IsLeaf() {
 			if got.DelayNS == 0 || got.Count == 0 {
 				t.Errorf("%s: leaf without reclaim: %+v", rel, got)
@@ -144,18 +154,26 @@ func assertInvariants(t *testing.T, s *spec.Spec, stats map[string]reclaim.Stat,
 		var sum reclaim.Stat
 		for _, c := range n.Children {
 			ch := stats[rel+"/"+c.Name]
-			sum.DelayNS += ch.DelayNS
-			sum.Count += ch.Count
-			sum.Reclaimed += ch.Reclaimed
+			sum.Add(&ch)
 		}
-		if got.DelayNS != sum.DelayNS || got.Count != sum.Count || got.Reclaimed != sum.Reclaimed {
+		if f, sf := got.Forced, sum.Forced; f.DelayNS < sf.DelayNS || f.Count < sf.Count || f.Reclaimed < sf.Reclaimed {
+			t.Errorf("%s: forced %+v below its children's %+v", rel, f, sf)
+		}
+		got.ID, got.Path, got.Forced = 0, "", sum.Forced
+		if got != sum {
 			t.Errorf("%s: %+v is not the sum of its children %+v", rel, got, sum)
 		}
 		return nil
 	})
 	top := stats[s.Root.Name]
-	if top.DelayNS > parent.DelayNS || top.Count > parent.Count || top.Reclaimed > parent.Reclaimed {
+	if top.DelayNS > parent.DelayNS || top.Count > parent.Count || top.Reclaimed > parent.Reclaimed || top.MaxNS > parent.MaxNS {
 		t.Errorf("top %+v exceeds its parent %+v", top, parent)
+	}
+	th, ph := top.Hist(), parent.Hist()
+	for i := range th {
+		if th[i] > ph[i] {
+			t.Errorf("top's bucket %d has %d, its parent's %d", i, th[i], ph[i])
+		}
 	}
 }
 
@@ -201,6 +219,7 @@ func TestKernelManualWorkflow(t *testing.T) {
 	parentStat := readOne(t, l, l.parent().Rel)
 	s, _ := spec.ParseFile(path)
 	assertInvariants(t, s, byTreeRel(got.Cgroups, l.parent().Rel), parentStat)
+	assertReadViews(t, l, topRel, got.Cgroups)
 
 	var st loader.Status
 	if err := json.Unmarshal([]byte(l.run("status", "--json")), &st); err != nil {
@@ -221,6 +240,36 @@ func TestKernelManualWorkflow(t *testing.T) {
 			p.Close()
 			t.Errorf("program %d still loaded after unload", id)
 		}
+	}
+}
+
+// assertReadViews checks the table and the histograms against the JSON
+// read just before (nothing reclaims in the tree between the reads).
+func assertReadViews(t *testing.T, l *lab, topRel string, stats []reclaim.Stat) {
+	t.Helper()
+	table := strings.Split(strings.TrimSuffix(l.run("read", "--all", topRel), "\n"), "\n")
+	if len(table) != len(stats)+1 {
+		t.Errorf("read --all: %d lines for %d cgroups", len(table), len(stats))
+	}
+	for _, line := range table {
+		if n := utf8.RuneCountInString(line); n > format.MaxWidth {
+			t.Errorf("read --all: a line of %d columns: %q", n, line)
+		}
+	}
+	leaf := stats[len(stats)-1]
+	hist := l.run("read", "--hist", leaf.Path)
+	var bars uint64
+	for _, line := range strings.Split(hist, "\n") {
+		if _, rest, ok := strings.Cut(line, ") "); ok && strings.HasPrefix(line, "[") {
+			n, err := strconv.ParseUint(strings.Fields(rest)[0], 10, 64)
+			if err != nil {
+				t.Fatalf("read --hist: bar %q", line)
+			}
+			bars += n
+		}
+	}
+	if bars != leaf.Count || leaf.Count == 0 {
+		t.Errorf("read --hist %s: bars add up to %d, count %d:\n%s", leaf.Path, bars, leaf.Count, hist)
 	}
 }
 

@@ -11,25 +11,21 @@ import (
 )
 
 func newLoadCmd(g *globals) *cobra.Command {
-	var maxCgroups uint32
-	var flush string
+	var lf loadFlags
 	cmd := &cobra.Command{
 		Use:   "load",
 		Short: "Load, attach and pin the collectors",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			mode, err := loader.ParseMode(flush)
+			mode, err := lf.check()
 			if err != nil {
-				return usage(err)
-			}
-			if maxCgroups == 0 {
-				return usage(errors.New("--max-cgroups must be at least 1"))
+				return err
 			}
 			h, err := g.hierarchy()
 			if err != nil {
 				return err
 			}
-			rec, err := loader.Load(g.loadOptions(h, mode, maxCgroups))
+			rec, err := loader.Load(lf.options(g, h, mode))
 			if errors.Is(err, loader.ErrLoaded) {
 				fmt.Fprintf(cmd.OutOrStdout(), "already loaded at %s (flush mode %s)\n", g.pinPath, rec.Flush)
 				return nil
@@ -45,8 +41,7 @@ func newLoadCmd(g *globals) *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().Uint32Var(&maxCgroups, "max-cgroups", loader.DefaultMaxCgroups, "how many cgroups the maps can track")
-	cmd.Flags().StringVar(&flush, "flush", string(loader.Auto), "flush mode: auto, fentry, kprobe or walk")
+	lf.register(cmd)
 	return cmd
 }
 

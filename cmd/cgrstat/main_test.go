@@ -17,8 +17,8 @@ func TestMain(m *testing.M) {
 	if len(os.Args) > 1 && os.Args[1] == stress.ChildCommand {
 		os.Exit(report(execute(context.Background(), newRootCmd(), os.Args[1:]), os.Stderr))
 	}
-	// The fault-injection tests run this binary as cgrstat itself, with
-	// main's signal handling, to kill it.
+	// The fault-injection tests, serve's and watch's run this binary as
+	// cgrstat itself, with main's signal handling, to signal it.
 	if os.Getenv(asCgrstatEnv) == "1" {
 		main()
 	}
@@ -70,6 +70,7 @@ func wantUsage(t *testing.T, want string, args ...string) {
 func TestUsageErrors(t *testing.T) {
 	wantUsage(t, "unknown command", "frobnicate")
 	wantUsage(t, "unknown flag", "read", "--frob")
+	wantUsage(t, "[hist json]", "read", "--hist", "--json", "x")
 	wantUsage(t, "unknown flush mode", "load", "--flush", "sometimes")
 	wantUsage(t, "either CGROUP arguments or --all", "unpin")
 	wantUsage(t, "--max-cgroups", "load", "--max-cgroups", "0")

@@ -10,9 +10,10 @@ import (
 	"os/exec"
 	"regexp"
 	"strconv"
-	"sync"
 	"syscall"
 	"time"
+
+	"github.com/cgrstat/cgrstat/internal/syncbuf"
 )
 
 // Boot defaults.
@@ -142,7 +143,7 @@ func runQEMU(ctx context.Context, cfg Config, initrd string) ([]byte, bool, erro
 	tctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	defer cancel()
 	cmd := exec.CommandContext(tctx, cfg.QEMU, cfg.qemuArgs(initrd)...)
-	var buf syncBuffer
+	var buf syncbuf.Buffer
 	out := io.Writer(&buf)
 	if cfg.Console != nil {
 		out = io.MultiWriter(&buf, cfg.Console)
@@ -202,24 +203,6 @@ func appendFile(w io.Writer, p string) error {
 	defer f.Close()
 	_, err = io.Copy(w, f)
 	return err
-}
-
-// syncBuffer is written by os/exec's copying goroutine and read after Wait.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) Bytes() []byte {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return bytes.Clone(b.buf.Bytes())
 }
 
 // Tail returns the last n lines of console output, for failure reports,

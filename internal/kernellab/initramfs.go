@@ -355,6 +355,8 @@ mount -t tracefs tracefs /sys/kernel/tracing || fatal "mount tracefs"
 # debugfs is a convenience for debugging; tests must not need it.
 mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
 ulimit -l unlimited 2>/dev/null
+# serve's tests listen on 127.0.0.1.
+ifconfig lo 127.0.0.1 up || fatal "loopback"
 
 export {{q .Env0}} CGRSTAT_LAB_CGROUP=v$cgroup
 [ -x {{.CLI}} ] && export CGRSTAT_BIN={{.CLI}}

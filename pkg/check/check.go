@@ -48,7 +48,7 @@ var (
 	// ErrTreeExists: check builds its own tree and will not use one that is there.
 	ErrTreeExists = errors.New("the tree already exists")
 	// ErrOtherMode: the pin path holds a load in another flush mode than asked for.
-	ErrOtherMode = errors.New("loaded in another flush mode")
+	ErrOtherMode = loader.ErrOtherMode
 )
 
 // Run runs the workflow and cleans up what it created unless opts.Keep.
@@ -67,7 +67,7 @@ func Run(ctx context.Context, opts Options) (rep *Report, err error) {
 		opts.Load.Owner = string(cgroup.Self())
 		t.Owner = cgroup.Self()
 	}
-	p, loaded, err := ensureLoaded(opts.Load)
+	p, loaded, err := loader.Ensure(opts.Load)
 	if err != nil {
 		return nil, err
 	}
@@ -88,7 +88,7 @@ func Run(ctx context.Context, opts Options) (rep *Report, err error) {
 	if err := rep.collect(p, t); err != nil {
 		return rep, err
 	}
-	rep.Invariants = Verify(t.Spec, rep.stats(), rep.Parent)
+	rep.Invariants = Verify(t.Spec, rep.stats(), rep.Parent, StressCause(t.H.Version))
 	rep.Pass = allPass(rep.Invariants)
 	if !rep.Pass {
 		return rep, ErrFailed
@@ -137,24 +137,6 @@ func teardownWith(pinPath string, isLoaded bool, t cgtree.Tree) error {
 	}
 	_, err := cgtree.Teardown(t, p, false)
 	return err
-}
-
-// ensureLoaded opens the load at the pin path, loading first if needed.
-func ensureLoaded(opts loader.Options) (*loader.Pinned, bool, error) {
-	rec, err := loader.Load(opts)
-	loaded := err == nil
-	if err != nil && !errors.Is(err, loader.ErrLoaded) {
-		return nil, false, err
-	}
-	if !loaded && opts.Flush != loader.Auto && rec.Flush != opts.Flush {
-		return nil, false, fmt.Errorf("%w: at %s with flush mode %s, not %s: unload first, or use another --pin-path",
-			ErrOtherMode, opts.PinPath, rec.Flush, opts.Flush)
-	}
-	p, err := loader.Open(opts.PinPath)
-	if err != nil && loaded {
-		_, _ = loader.Unload(opts.PinPath)
-	}
-	return p, loaded, err
 }
 
 func finish(p *loader.Pinned, t cgtree.Tree, loaded, keep bool) error {

@@ -4,14 +4,12 @@ package format
 
 import (
 	"bufio"
-	"encoding/json"
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 	"time"
-
-	"github.com/olekukonko/tablewriter"
-	"github.com/olekukonko/tablewriter/tw"
+	"unicode/utf8"
 
 	"github.com/cgrstat/cgrstat/pkg/reclaim"
 )
@@ -22,52 +20,63 @@ import (
 func JSON(w io.Writer, stats []reclaim.Stat) error {
 	bw := bufio.NewWriter(w)
 	bw.WriteString(`{"cgroups":[`)
-	for i, s := range stats {
-		b, err := json.Marshal(s)
-		if err != nil {
-			return err
-		}
+	var line []byte
+	for i := range stats {
 		if i > 0 {
 			bw.WriteByte(',')
 		}
 		bw.WriteString("\n  ")
-		bw.Write(b)
+		line = stats[i].AppendJSON(line[:0])
+		bw.Write(line)
 	}
 	bw.WriteString("\n]}\n")
 	return bw.Flush()
 }
 
-// Table writes one row per cgroup with human units.
-func Table(w io.Writer, stats []reclaim.Stat) error {
-	t := newTable(w, "CGROUP", "ID", "RECLAIMS", "TOTAL DELAY", "AVG DELAY", "RECLAIMED")
-	for _, s := range stats {
-		if err := t.Append(row(s)); err != nil {
-			return err
+// table is rows of cells printed in columns two spaces apart, the first
+// left-aligned (a cgroup), the others right-aligned (numbers), without
+// borders, like ps and kubectl: narrow, and awk '{print $3}' works.
+type table struct {
+	rows [][]string // the header first
+}
+
+func newTable(header ...string) *table {
+	return &table{rows: [][]string{header}}
+}
+
+func (t *table) append(cells ...string) {
+	t.rows = append(t.rows, cells)
+}
+
+// widths are the columns' widths in runes.
+func (t *table) widths() []int {
+	w := make([]int, len(t.rows[0]))
+	for _, r := range t.rows {
+		for c, cell := range r {
+			w[c] = max(w[c], utf8.RuneCountInString(cell))
 		}
 	}
-	return t.Render()
+	return w
 }
 
-// newTable starts a table whose first column (a cgroup) is left-aligned
-// and whose other columns (numbers) are right-aligned.
-func newTable(w io.Writer, header ...any) *tablewriter.Table {
-	align := []tw.Align{tw.AlignLeft}
-	for range header[1:] {
-		align = append(align, tw.AlignRight)
+func (t *table) write(w io.Writer) error {
+	widths := t.widths()
+	bw := bufio.NewWriter(w)
+	var line strings.Builder
+	for _, r := range t.rows {
+		line.Reset()
+		for c, cell := range r {
+			pad := strings.Repeat(" ", widths[c]-utf8.RuneCountInString(cell))
+			if c == 0 {
+				line.WriteString(cell + pad)
+			} else {
+				line.WriteString("  " + pad + cell)
+			}
+		}
+		bw.WriteString(strings.TrimRight(line.String(), " "))
+		bw.WriteByte('\n')
 	}
-	t := tablewriter.NewTable(w, tablewriter.WithHeaderAutoFormat(tw.Off),
-		tablewriter.WithRowAlignmentConfig(tw.CellAlignment{PerColumn: align}))
-	t.Header(header...)
-	return t
-}
-
-func row(s reclaim.Stat) []string {
-	avg := "-"
-	if s.Count > 0 {
-		avg = Duration(s.DelayNS / s.Count)
-	}
-	return []string{s.Path, strconv.FormatUint(s.ID, 10), strconv.FormatUint(s.Count, 10),
-		Duration(s.DelayNS), avg, Pages(s.Reclaimed)}
+	return bw.Flush()
 }
 
 // Duration prints nanoseconds in the largest unit that keeps them readable:

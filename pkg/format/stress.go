@@ -18,15 +18,12 @@ func StressJSON(w io.Writer, results []stress.Result) error {
 
 // StressTable writes one row per stressed cgroup.
 func StressTable(w io.Writer, results []stress.Result) error {
-	t := newTable(w, "CGROUP", "SIZE", "ROUNDS", "RECLAIM REQUESTS", "FELL SHORT", "TIME")
+	t := newTable("CGROUP", "SIZE", "ROUNDS", "RECLAIM REQUESTS", "FELL SHORT", "TIME")
 	for _, r := range results {
-		row := []string{r.Cgroup, spec.Size(r.Size).String(), strconv.Itoa(r.Rounds),
-			strconv.Itoa(r.Report.Triggers), strconv.Itoa(r.Report.Refused), Duration(uint64(r.Time))}
-		if err := t.Append(row); err != nil {
-			return err
-		}
+		t.append(r.Cgroup, spec.Size(r.Size).String(), strconv.Itoa(r.Rounds),
+			strconv.Itoa(r.Report.Triggers), strconv.Itoa(r.Report.Refused), Duration(uint64(r.Time)))
 	}
-	return t.Render()
+	return t.write(w)
 }
 
 // ChildJSON writes a stress child's report for its parent.

@@ -220,7 +220,7 @@ func Unload(pinPath string) (*Record, error) {
 	if err := removeObjects(dir); err != nil {
 		return nil, err
 	}
-	return rec, waitFreed(rec.ProgramIDs)
+	return rec, WaitFreed(rec.ProgramIDs)
 }
 
 // RemoveStatFiles removes every stat file and the directories they leave
@@ -288,16 +288,19 @@ var loadPins = func() map[string]bool {
 	return names
 }()
 
-// waitFreed polls because programs are freed after an RCU grace period.
-func waitFreed(ids []ebpf.ProgramID) error {
+// WaitFreed waits up to 5 s until the kernel has freed the programs. It
+// polls because programs are freed after an RCU grace period.
+func WaitFreed(ids []ebpf.ProgramID) error {
 	deadline := time.Now().Add(5 * time.Second)
 	for _, id := range ids {
 		for {
-			p, err := ebpf.NewProgramFromID(id)
+			gone, err := freed(id)
 			if err != nil {
+				return err
+			}
+			if gone {
 				break
 			}
-			p.Close()
 			if time.Now().After(deadline) {
 				return fmt.Errorf("program %d is still loaded: something else holds a reference to it", id)
 			}
@@ -305,4 +308,22 @@ func waitFreed(ids []ebpf.ProgramID) error {
 		}
 	}
 	return nil
+}
+
+// freed reports whether the kernel has freed program id.
+func freed(id ebpf.ProgramID) (bool, error) {
+	p, err := ebpf.NewProgramFromID(id)
+	switch {
+	case err == nil:
+		p.Close()
+		return false, nil
+	case errors.Is(err, unix.ENOENT):
+		return true, nil
+	case errors.Is(err, unix.EPERM):
+		// Looking a program up by id needs CAP_SYS_ADMIN, which a hardened
+		// service lacks. The pins are gone; the kernel frees the programs
+		// when their last reference goes.
+		return true, nil
+	}
+	return false, fmt.Errorf("checking that program %d was freed: %w", id, err)
 }

@@ -18,15 +18,6 @@ import (
 	"github.com/cgrstat/cgrstat/pkg/pin"
 )
 
-// Stat is one cgroup's hierarchical total: every CPU, every descendant.
-type Stat struct {
-	ID        uint64 `json:"id"`
-	Path      string `json:"path"`
-	DelayNS   uint64 `json:"total_vmscan_delay_ns"`
-	Count     uint64 `json:"vmscan_count"`
-	Reclaimed uint64 `json:"nr_reclaimed"`
-}
-
 const lineFormat = "cg_id: %d, total_vmscan_delay: %d, vmscan_count: %d, nr_reclaimed: %d"
 
 // ParseLine parses a stat file's line. Trailing fields that a later
@@ -76,6 +67,10 @@ func Read(p *loader.Pinned, cgs []cgroup.Cgroup, all bool) ([]Stat, error) {
 		below, err := subtree(p, c)
 		if err != nil {
 			return nil, err
+		}
+		if out == nil { // one tree, as serve reads: no copy of ~2 KiB per cgroup
+			out = below
+			continue
 		}
 		out = append(out, below...)
 	}

@@ -1,0 +1,157 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"runtime/debug"
+	"time"
+
+	"github.com/prometheus/exporter-toolkit/web"
+	"github.com/spf13/cobra"
+
+	"github.com/cgrstat/cgrstat/pkg/exporter"
+)
+
+// defaultListen is cgrstat's port. The Prometheus project's default port
+// allocation range (9100-9999) is exhausted; 9863 was free of well-known
+// exporters when chosen. --web.listen-address changes it.
+const defaultListen = ":9863"
+
+func newServeCmd(g *globals) *cobra.Command {
+	var mf monitorFlags
+	var listen []string
+	var webConfig string
+	cmd := &cobra.Command{
+		Use:   "serve [CGROUP]",
+		Short: "Serve per-cgroup reclaim metrics to Prometheus",
+		Long: `serve exposes every cgroup's reclaim totals at /metrics in the Prometheus
+exposition format. Each scrape flushes the subtree below CGROUP (default: the
+root) once and reads it in batches, as read --all does. Each series is a
+cgroup's hierarchical total: do not sum a parent with its children.
+
+By default cgroups down to --depth 3 are exported: every systemd unit and
+every Kubernetes pod; --depth and --match change that. Series of removed
+cgroups disappear from the next scrape.
+
+serve loads the collectors if nothing is loaded at --pin-path, and unloads
+on exit (SIGTERM, SIGINT) only what it loaded. TLS and basic auth are set in
+the exporter-toolkit web configuration file (--web.config.file).`,
+		Example: `  cgrstat serve
+  cgrstat serve --web.listen-address 127.0.0.1:9863 --depth 4 --match '^/kubepods'
+  curl -s localhost:9863/metrics | grep cgrstat_reclaim_seconds_total`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			filter, err := mf.filter()
+			if err != nil {
+				return err
+			}
+			if webConfig != "" {
+				if err := web.Validate(webConfig); err != nil {
+					return usage(fmt.Errorf("--web.config.file: %w", err))
+				}
+			}
+			// Listen first: a busy port is refused before anything is loaded.
+			listeners, err := listenAll(listen)
+			if err != nil {
+				return err
+			}
+			s, err := mf.openSession(cmd.Context(), g, args)
+			if err != nil {
+				closeAll(listeners)
+				return err
+			}
+			limitMemory(s.p.Record.MaxCgroups)
+			logger := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
+			handler, err := exporter.Handler(exporter.New(s.src, filter), logger)
+			if err == nil {
+				err = serve(cmd.Context(), handler, listeners, listen, webConfig, logger)
+			} else {
+				closeAll(listeners)
+			}
+			return errors.Join(err, s.close())
+		},
+	}
+	mf.register(cmd)
+	cmd.Flags().StringSliceVar(&listen, "web.listen-address", []string{defaultListen}, "addresses to listen on for HTTP (repeatable)")
+	cmd.Flags().StringVar(&webConfig, "web.config.file", "", "exporter-toolkit web configuration file: TLS, basic auth")
+	return cmd
+}
+
+// serve answers scrapes until ctx ends, then shuts down gracefully.
+func serve(ctx context.Context, metrics http.Handler, listeners []net.Listener, addrs []string, webConfig string, logger *slog.Logger) error {
+	landing, err := web.NewLandingPage(web.LandingConfig{
+		Name:        "cgrstat",
+		Description: "Memory-cgroup reclaim latency, per cgroup, aggregated up the tree",
+		Links:       []web.LandingLinks{{Address: "/metrics", Text: "Metrics"}},
+	})
+	if err != nil {
+		closeAll(listeners)
+		return err
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", metrics)
+	mux.Handle("/", landing)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	systemdSocket := false
+	flags := &web.FlagConfig{WebListenAddresses: &addrs, WebSystemdSocket: &systemdSocket, WebConfigFile: &webConfig}
+	done := make(chan error, 1)
+	go func() { done <- web.ServeMultiple(listeners, srv, flags, logger) }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+	}
+	// Let scrapes in flight finish. A connection a scraper has just opened
+	// but not yet used holds Shutdown for up to 5 s (net/http counts it as
+	// active), so after a short wait the rest is closed: stopping is not a
+	// failure.
+	shutdown, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shutdown); err != nil {
+		logger.Info("closing connections still open", "reason", err)
+		_ = srv.Close()
+	}
+	logger.Info("stopped")
+	return nil
+}
+
+// listenAll opens every listener before serving, so that a bad or busy
+// address is one clear error rather than a half-started server.
+func listenAll(addrs []string) ([]net.Listener, error) {
+	var ls []net.Listener
+	for _, a := range addrs {
+		l, err := net.Listen("tcp", a)
+		if err != nil {
+			closeAll(ls)
+			return nil, usage(fmt.Errorf("--web.listen-address: %w", err))
+		}
+		ls = append(ls, l)
+	}
+	return ls, nil
+}
+
+// limitMemory sets a soft limit on the Go heap unless GOMEMLIMIT does. A
+// scrape's snapshot (about 2 KiB per cgroup, histograms included) and
+// metric families are garbage right after it; with the default GOGC alone
+// the heap grows to twice that before the collector runs, and serve's RSS
+// with it. The limit scales with the cgroups the maps can hold, 3 KiB each
+// over a base: it must stay well above one scrape's live heap, or the
+// collector runs without pause (at 2 KiB per cgroup a scrape of 10,000
+// took 2-4 times as long: BENCHMARKS.md).
+func limitMemory(maxCgroups uint32) {
+	if os.Getenv("GOMEMLIMIT") != "" {
+		return
+	}
+	debug.SetMemoryLimit(24<<20 + 3<<10*int64(maxCgroups))
+}
+
+func closeAll(ls []net.Listener) {
+	for _, l := range ls {
+		l.Close()
+	}
+}

@@ -1,0 +1,226 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/cgrstat/cgrstat/pkg/monitor"
+	"github.com/cgrstat/cgrstat/pkg/watch"
+)
+
+func newWatchCmd(g *globals) *cobra.Command {
+	var mf monitorFlags
+	var interval time.Duration
+	var count int
+	var sortKey string
+	var flat bool
+	cmd := &cobra.Command{
+		Use:   "watch [CGROUP]",
+		Short: "A live, top-like view of reclaim per cgroup",
+		Long: `watch shows, every --interval, each cgroup's reclaim activity over the last
+interval: stall time (milliseconds spent in reclaim per second), reclaims per
+second and pages reclaimed per second, busiest first, as a tree (default) or
+flat, cut to the terminal. Each number is the cgroup's hierarchical total.
+
+Keys: q or Ctrl-C quits, s cycles the sort key, t toggles tree and flat.
+When stdout is not a terminal, watch prints one frame per interval (like
+top -b), every row, --count frames (default: until interrupted).
+
+watch loads the collectors if nothing is loaded at --pin-path, and unloads
+on exit only what it loaded.`,
+		Example: `  cgrstat watch
+  cgrstat watch --depth 4 --match kubepods --sort reclaims
+  cgrstat watch --count 5 --flat > frames.txt`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			key, err := watch.ParseKey(sortKey)
+			if err != nil {
+				return usage(fmt.Errorf("--sort: %w", err))
+			}
+			if interval <= 0 || count < 0 {
+				return usage(errors.New("--interval must be positive and --count at least 0"))
+			}
+			filter, err := mf.filter()
+			if err != nil {
+				return err
+			}
+			s, err := mf.openSession(cmd.Context(), g, args)
+			if err != nil {
+				return err
+			}
+			w := &watcher{src: s.src, filter: filter, count: count,
+				view: watch.View{Sort: key, Tree: !flat, Interval: interval}}
+			if f, ok := cmd.OutOrStdout().(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+				err = w.interactive(cmd.Context(), f)
+			} else {
+				err = w.batch(cmd.Context(), cmd.OutOrStdout())
+			}
+			return errors.Join(err, s.close())
+		},
+	}
+	mf.register(cmd)
+	cmd.Flags().DurationVar(&interval, "interval", time.Second, "time between frames")
+	cmd.Flags().IntVar(&count, "count", 0, "stop after this many frames (0: until q, Ctrl-C or a signal)")
+	cmd.Flags().StringVar(&sortKey, "sort", string(watch.ByStall), "sort key: stall, reclaims, pages, p99 or path")
+	cmd.Flags().BoolVar(&flat, "flat", false, "a flat list instead of a tree")
+	keys := make([]string, len(watch.Keys))
+	for i, k := range watch.Keys {
+		keys[i] = string(k)
+	}
+	_ = cmd.RegisterFlagCompletionFunc("sort", cobra.FixedCompletions(keys, cobra.ShellCompDirectiveNoFileComp))
+	return cmd
+}
+
+// watcher is one run of watch: the previous snapshot and the view.
+type watcher struct {
+	src    *monitor.Source
+	filter monitor.Filter
+	view   watch.View
+	count  int
+	prev   *monitor.Snapshot
+	cur    *monitor.Snapshot
+	rows   []watch.Row
+}
+
+// step reads a snapshot and computes the rates since the previous one.
+func (w *watcher) step() error {
+	snap, err := w.src.Read()
+	if err != nil {
+		return err
+	}
+	w.prev, w.cur = w.cur, snap
+	if w.prev != nil {
+		w.rows = watch.Rates(w.prev, w.cur, w.filter)
+	}
+	return nil
+}
+
+// batch prints a frame per interval, separated by blank lines.
+func (w *watcher) batch(ctx context.Context, out io.Writer) error {
+	if err := w.step(); err != nil {
+		return err
+	}
+	tick := time.NewTicker(w.view.Interval)
+	defer tick.Stop()
+	for frames := 0; w.count == 0 || frames < w.count; frames++ {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+		if err := w.step(); err != nil {
+			return err
+		}
+		if frames > 0 {
+			fmt.Fprintln(out)
+		}
+		if err := watch.Write(out, w.view, w.cur, w.rows, watch.TextEOL); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Terminal control: the alternate screen keeps the user's scrollback, the
+// cursor is hidden while frames are drawn, and both come back on exit.
+const (
+	enterScreen = "\x1b[?1049h\x1b[?25l"
+	leaveScreen = "\x1b[?25h\x1b[?1049l"
+	home        = "\x1b[H"
+	clearBelow  = "\x1b[J"
+)
+
+// interactive draws frames in place until q, Ctrl-C or ctx ends. The
+// terminal is in raw mode (so keys arrive unbuffered, and Ctrl-C is a key,
+// not a signal) and is restored on every way out.
+func (w *watcher) interactive(ctx context.Context, out *os.File) error {
+	keys, restore, err := rawKeys()
+	if err != nil {
+		return err
+	}
+	defer restore()
+	fmt.Fprint(out, enterScreen)
+	defer fmt.Fprint(out, leaveScreen)
+	winch := make(chan os.Signal, 1)
+	signal.Notify(winch, syscall.SIGWINCH)
+	defer signal.Stop(winch)
+	w.view.Keys = " [q quit, s sort, t tree]"
+
+	if err := w.step(); err != nil {
+		return err
+	}
+	w.draw(out)
+	tick := time.NewTicker(w.view.Interval)
+	defer tick.Stop()
+	for frames := 0; w.count == 0 || frames < w.count; {
+		select {
+		case <-ctx.Done():
+			return nil
+		case k := <-keys:
+			switch k {
+			case 'q', 'Q', 3: // 3 is Ctrl-C in raw mode
+				return nil
+			case 's':
+				w.view.Sort = w.view.Sort.Next()
+			case 't':
+				w.view.Tree = !w.view.Tree
+			}
+		case <-winch:
+		case <-tick.C:
+			if err := w.step(); err != nil {
+				return err
+			}
+			frames++
+		}
+		w.draw(out)
+	}
+	return nil
+}
+
+// draw repaints the screen from the top, cut to the terminal's size.
+func (w *watcher) draw(out *os.File) {
+	w.view.Width, w.view.Height, _ = term.GetSize(int(out.Fd()))
+	fmt.Fprint(out, home)
+	if w.prev == nil {
+		fmt.Fprintf(out, "cgrstat watch: first frame in %s%s", w.view.Interval, watch.RawEOL)
+	} else {
+		_ = watch.Write(out, w.view, w.cur, w.rows, watch.RawEOL)
+	}
+	fmt.Fprint(out, clearBelow)
+}
+
+// rawKeys puts stdin in raw mode and delivers its bytes. Without a terminal
+// on stdin there are no keys, and nothing to restore.
+func rawKeys() (<-chan byte, func(), error) {
+	keys := make(chan byte, 16)
+	fd := int(os.Stdin.Fd())
+	if !term.IsTerminal(fd) {
+		return keys, func() {}, nil
+	}
+	old, err := term.MakeRaw(fd)
+	if err != nil {
+		return nil, nil, fmt.Errorf("terminal raw mode: %w", err)
+	}
+	go func() {
+		b := make([]byte, 16)
+		for {
+			n, err := os.Stdin.Read(b)
+			if err != nil {
+				return
+			}
+			for _, c := range b[:n] {
+				keys <- c
+			}
+		}
+	}()
+	return keys, func() { _ = term.Restore(fd, old) }, nil
+}

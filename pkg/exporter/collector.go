@@ -1,0 +1,172 @@
+// Package exporter exposes cgrstat's per-cgroup reclaim totals in the
+// Prometheus exposition format. Each scrape reads one fresh snapshot (one
+// flush, batched map reads) and turns it into metric families, so a cgroup
+// that is gone is gone from the next scrape: nothing keeps series alive.
+package exporter
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/cgrstat/cgrstat/pkg/monitor"
+)
+
+// hierarchical is said in every per-cgroup HELP: Prometheus users sum
+// series by habit, and a parent already contains its children.
+const hierarchical = " Each series is the cgroup's hierarchical total (the cgroup and every descendant): do not sum a parent with its children."
+
+// family is one metric family: what Describe sends, and what a scrape
+// fills. Labels are sorted by name, as the exposition wants them.
+type family struct {
+	name, help string
+	typ        dto.MetricType
+	labels     []string
+	desc       *prometheus.Desc
+}
+
+var families []*family
+
+func newFamily(name, help string, typ dto.MetricType, labels ...string) *family {
+	f := &family{name: "cgrstat_" + name, help: help, typ: typ, labels: labels}
+	f.desc = prometheus.NewDesc(f.name, help, labels, nil)
+	families = append(families, f)
+	return f
+}
+
+const (
+	counterType   = dto.MetricType_COUNTER
+	gaugeType     = dto.MetricType_GAUGE
+	histogramType = dto.MetricType_HISTOGRAM
+)
+
+var (
+	reclaims = newFamily("reclaims_total",
+		"Reclaims tasks stalled in, by cause: limit (memory-cgroup reclaim at charge time: memory.max, memory.high, the v1 limit), proactive (memory.reclaim), direct (global direct reclaim); from the cause's first reclaim in the cgroup on."+hierarchical,
+		counterType, "cause", "cgroup")
+	reclaimSeconds = newFamily("reclaim_seconds_total",
+		"Time tasks stalled in reclaim, by cause (see cgrstat_reclaims_total); from the cause's first reclaim in the cgroup on."+hierarchical,
+		counterType, "cause", "cgroup")
+	reclaimedPages = newFamily("reclaimed_pages_total",
+		"Pages reclaimed, by cause (see cgrstat_reclaims_total); from the cause's first reclaim in the cgroup on."+hierarchical,
+		counterType, "cause", "cgroup")
+	memcgSeconds = newFamily("memcg_reclaim_seconds_total",
+		"Time tasks stalled in memory-cgroup reclaim (causes limit and proactive together): the stat file's total_vmscan_delay; from the cgroup's first such reclaim on."+hierarchical,
+		counterType, "cgroup")
+	memcgReclaims = newFamily("memcg_reclaims_total",
+		"Memory-cgroup reclaims (causes limit and proactive together): the stat file's vmscan_count. Every exported cgroup has this series."+hierarchical,
+		counterType, "cgroup")
+	memcgPages = newFamily("memcg_reclaimed_pages_total",
+		"Pages reclaimed by memory-cgroup reclaim (causes limit and proactive together): the stat file's nr_reclaimed; from the cgroup's first such reclaim on."+hierarchical,
+		counterType, "cgroup")
+	forcedSeconds = newFamily("forced_reclaim_seconds_total",
+		"Time tasks anywhere stalled in memory-cgroup reclaim whose target (the cgroup whose limit was enforced) is this cgroup or below it; from the first such reclaim on."+hierarchical,
+		counterType, "cgroup")
+	forcedReclaims = newFamily("forced_reclaims_total",
+		"Memory-cgroup reclaims whose target is this cgroup or below it; from the first such reclaim on."+hierarchical,
+		counterType, "cgroup")
+	duration = newFamily("reclaim_duration_seconds",
+		"Latency of memory-cgroup reclaims, by cause (limit, proactive; direct reclaim has no distribution); from the cause's first reclaim in the cgroup on."+hierarchical,
+		histogramType, "cause", "cgroup")
+	maxSeconds = newFamily("reclaim_max_seconds",
+		"Longest memory-cgroup reclaim since the collectors were loaded; from the cgroup's first such reclaim on."+hierarchical,
+		gaugeType, "cgroup")
+
+	flushMode = newFamily("flush_mode_info",
+		"How the collectors' per-CPU readings are folded up the tree: fentry or kprobe (rstat) or walk (the reader walks the subtree).",
+		gaugeType, "mode")
+	mapEntries  = newFamily("map_entries", "Cgroups tracked in a per-cgroup BPF map.", gaugeType, "map")
+	mapCapacity = newFamily("map_capacity_entries",
+		"How many cgroups a per-cgroup BPF map can track (load --max-cgroups).", gaugeType, "map")
+	lostUpdates = newFamily("lost_updates_total",
+		"Updates the collectors or the flush could not record, by kind (a full map loses them). Non-zero means the totals are low.",
+		counterType, "kind")
+	cgroups = newFamily("cgroups",
+		"Cgroups in the served subtree at this scrape, exported or not (see --depth, --match).", gaugeType)
+	exported      = newFamily("exported_cgroups", "Cgroups exported at this scrape.", gaugeType)
+	scrapeSeconds = newFamily("scrape_duration_seconds",
+		"Time this scrape took to flush the subtree and read the maps.", gaugeType)
+)
+
+// Collector turns snapshots into metrics. It is a prometheus.Collector,
+// and also a prometheus.Gatherer that builds the families directly: at
+// 10,000 cgroups the registry's per-metric checks and sorting cost more
+// than the flush and the read (BENCHMARKS.md), and the series here are
+// consistent by construction (a test gathers them through a registry too).
+// Concurrent scrapes are safe: each reads its own snapshot, one at a time
+// (the Source serializes them).
+type Collector struct {
+	src    Reader
+	filter monitor.Filter
+}
+
+// Reader reads snapshots: a *monitor.Source.
+type Reader interface {
+	Read() (*monitor.Snapshot, error)
+}
+
+// New returns a collector of the cgroups of src that pass filter.
+func New(src Reader, filter monitor.Filter) *Collector {
+	return &Collector{src: src, filter: filter}
+}
+
+// Describe sends every descriptor the collector may emit.
+func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, f := range families {
+		ch <- f.desc
+	}
+}
+
+// Collect reads one snapshot and sends its metrics. A failed read fails the
+// scrape (promhttp answers 500), rather than exporting partial numbers.
+func (c *Collector) Collect(ch chan<- prometheus.Metric) {
+	mfs, err := c.Gather()
+	if err != nil {
+		ch <- prometheus.NewInvalidMetric(scrapeSeconds.desc, err)
+		return
+	}
+	byName := map[string]*family{}
+	for _, f := range families {
+		byName[f.name] = f
+	}
+	for _, mf := range mfs {
+		for _, m := range mf.Metric {
+			ch <- written{byName[mf.GetName()].desc, m}
+		}
+	}
+}
+
+// written is a metric already in its exposition form.
+type written struct {
+	desc *prometheus.Desc
+	m    *dto.Metric
+}
+
+func (w written) Desc() *prometheus.Desc { return w.desc }
+
+func (w written) Write(out *dto.Metric) error {
+	out.Label, out.Counter, out.Gauge, out.Histogram = w.m.Label, w.m.Counter, w.m.Gauge, w.m.Histogram
+	return nil
+}
+
+// Gather reads one snapshot and returns its metric families.
+func (c *Collector) Gather() ([]*dto.MetricFamily, error) {
+	snap, err := c.src.Read()
+	if err != nil {
+		return nil, err
+	}
+	s := newScrape()
+	n := 0
+	for i := range snap.Cgroups {
+		cg := &snap.Cgroups[i]
+		if !c.filter.Keep(cg) {
+			continue
+		}
+		n++
+		s.cgroup(cg)
+	}
+	s.gauge(cgroups, float64(len(snap.Cgroups)))
+	s.gauge(exported, float64(n))
+	s.gauge(scrapeSeconds, snap.Took.Seconds())
+	s.health(&snap.Health)
+	return s.families(), nil
+}

@@ -1,0 +1,134 @@
+package exporter
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http/httptest"
+	"regexp"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+
+	"github.com/cgrstat/cgrstat/pkg/monitor"
+	"github.com/cgrstat/cgrstat/pkg/reclaim"
+)
+
+// fixed is a Reader of one snapshot.
+type fixed struct{ snap *monitor.Snapshot }
+
+func (f fixed) Read() (*monitor.Snapshot, error) { return f.snap, nil }
+
+// synthetic is a tree of n cgroups, ten children per node; the first
+// active ones have reclaimed.
+func synthetic(n int) *monitor.Snapshot { return syntheticActive(n, n) }
+
+func syntheticActive(n, active int) *monitor.Snapshot {
+	snap := &monitor.Snapshot{At: time.Now(), Health: monitor.Health{Flush: "walk"}}
+	paths := []string{"/top"}
+	for i := 1; i < n; i++ {
+		paths = append(paths, fmt.Sprintf("%s/c%d", paths[(i-1)/10], (i-1)%10))
+	}
+	for i, p := range paths {
+		if i >= active {
+			snap.Cgroups = append(snap.Cgroups, monitor.Cgroup{ID: uint64(i + 1), Path: p})
+			continue
+		}
+		c := monitor.Cgroup{ID: uint64(i + 1), Path: p, DelayNS: 1e6, Count: 10, Reclaimed: 100, MaxNS: 5e5}
+		c.LimitHist[reclaim.BucketOf(1e5)] = 10
+		c.Causes[reclaim.Limit] = reclaim.Counters{DelayNS: 1e6, Count: 10, Reclaimed: 100}
+		snap.Cgroups = append(snap.Cgroups, c)
+	}
+	return snap
+}
+
+func scrapeOnce(t testing.TB, c *Collector) string {
+	h, err := Handler(c, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	if rec.Code != 200 {
+		t.Fatalf("status %d: %s", rec.Code, rec.Body)
+	}
+	return rec.Body.String()
+}
+
+func TestCollectSeriesPerCgroup(t *testing.T) {
+	body := scrapeOnce(t, New(fixed{synthetic(11)}, monitor.Filter{Depth: -1}))
+	n := len(regexp.MustCompile(`cgroup="/top/c3"[,}]`).FindAllString(body, -1))
+	if n != 3+1+3+17 { // memcg totals; max; count, time and pages of limit; its histogram
+		t.Errorf("%d series for a cgroup with limit reclaim, want 24", n)
+	}
+	for _, want := range []string{
+		`cgrstat_reclaim_seconds_total{cause="limit",cgroup="/top/c3"} 0.001`,
+		`cgrstat_reclaim_duration_seconds_bucket{cause="limit",cgroup="/top/c3",le="0.000262144"} 10`,
+		`cgrstat_reclaim_duration_seconds_bucket{cause="limit",cgroup="/top/c3",le="6.5536e-05"} 0`,
+		`cgrstat_reclaim_duration_seconds_count{cause="limit",cgroup="/top/c3"} 10`,
+		`cgrstat_memcg_reclaim_seconds_total{cgroup="/top/c3"} 0.001`,
+		`cgrstat_exported_cgroups 11`,
+	} {
+		if !strings.Contains(body, want+"\n") {
+			t.Errorf("scrape lacks %s", want)
+		}
+	}
+}
+
+func TestIdleCgroupHasItsCountOnly(t *testing.T) {
+	snap := synthetic(2)
+	snap.Cgroups[1] = monitor.Cgroup{ID: 2, Path: "/top/idle"}
+	body := scrapeOnce(t, New(fixed{snap}, monitor.Filter{Depth: -1}))
+	got := regexp.MustCompile(`(?m)^.*cgroup="/top/idle"[,}].*$`).FindAllString(body, -1)
+	want := []string{`cgrstat_memcg_reclaims_total{cgroup="/top/idle"} 0`}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("an idle cgroup exports\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// TestRegistryAgrees gathers through a pedantic registry, which checks
+// every metric against its descriptor, label names and duplicates, and
+// finds the same series as the direct path.
+func TestRegistryAgrees(t *testing.T) {
+	snap := syntheticActive(111, 30)
+	snap.Cgroups[5].Forced = reclaim.Counters{DelayNS: 7, Count: 1}
+	c := New(fixed{snap}, monitor.Filter{Depth: -1})
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(c)
+	viaRegistry, err := reg.Gather()
+	if err != nil {
+		t.Fatalf("the registry refuses the metrics: %v", err)
+	}
+	direct, err := c.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a, b := sortedText(t, viaRegistry), sortedText(t, direct); a != b {
+		t.Errorf("registry and direct gathering differ:\n%s\n---\n%s", a, b)
+	}
+}
+
+func sortedText(t *testing.T, mfs []*dto.MetricFamily) string {
+	var b strings.Builder
+	for _, mf := range mfs {
+		if _, err := expfmt.MetricFamilyToText(&b, mf); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lines := strings.Split(b.String(), "\n")
+	sort.Strings(lines)
+	return strings.Join(lines, "\n")
+}
+
+// BenchmarkScrape10k: 10,000 cgroups, 100 of which have reclaimed.
+func BenchmarkScrape10k(b *testing.B) {
+	c := New(fixed{syntheticActive(10000, 100)}, monitor.Filter{Depth: -1})
+	for b.Loop() {
+		scrapeOnce(b, c)
+	}
+}

@@ -1,0 +1,145 @@
+package exporter
+
+import (
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/cgrstat/cgrstat/pkg/loader"
+	"github.com/cgrstat/cgrstat/pkg/monitor"
+	"github.com/cgrstat/cgrstat/pkg/reclaim"
+)
+
+// scrape collects one snapshot's metrics by family.
+type scrape struct {
+	fams map[*family]*dto.MetricFamily
+}
+
+func newScrape() *scrape { return &scrape{fams: map[*family]*dto.MetricFamily{}} }
+
+func (s *scrape) add(f *family, m *dto.Metric) {
+	mf := s.fams[f]
+	if mf == nil {
+		mf = &dto.MetricFamily{Name: &f.name, Help: &f.help, Type: &f.typ}
+		s.fams[f] = mf
+	}
+	mf.Metric = append(mf.Metric, m)
+}
+
+// families are the families that have metrics, in declaration order.
+func (s *scrape) families() []*dto.MetricFamily {
+	var out []*dto.MetricFamily
+	for _, f := range families {
+		if mf := s.fams[f]; mf != nil {
+			out = append(out, mf)
+		}
+	}
+	return out
+}
+
+// labels pairs names with values; names are sorted already.
+func labels(f *family, values ...string) []*dto.LabelPair {
+	out := make([]*dto.LabelPair, len(values))
+	for i := range values {
+		out[i] = &dto.LabelPair{Name: &f.labels[i], Value: &values[i]}
+	}
+	return out
+}
+
+func (s *scrape) counter(f *family, v float64, labelValues ...string) {
+	s.counterWith(f, v, labels(f, labelValues...))
+}
+
+func (s *scrape) gauge(f *family, v float64, labelValues ...string) {
+	s.gaugeWith(f, v, labels(f, labelValues...))
+}
+
+// counterWith and gaugeWith take label pairs that several series share:
+// the encoder only reads them, and at 10,000 cgroups allocations are most
+// of a scrape's cost.
+func (s *scrape) counterWith(f *family, v float64, l []*dto.LabelPair) {
+	s.add(f, &dto.Metric{Label: l, Counter: &dto.Counter{Value: &v}})
+}
+
+func (s *scrape) gaugeWith(f *family, v float64, l []*dto.LabelPair) {
+	s.add(f, &dto.Metric{Label: l, Gauge: &dto.Gauge{Value: &v}})
+}
+
+var (
+	cgroupName = "cgroup"
+	causeName  = "cause"
+	causeNames [reclaim.NrCauses]string
+	causeLabel [reclaim.NrCauses]*dto.LabelPair // shared by every cgroup's series
+)
+
+func init() {
+	for i, c := range monitor.Causes {
+		causeNames[i] = c.String()
+		causeLabel[i] = &dto.LabelPair{Name: &causeName, Value: &causeNames[i]}
+	}
+}
+
+// cgroup adds a cgroup's series. Its memory-cgroup reclaim count is always
+// there, so that every exported cgroup is visible and increase() sees its
+// first reclaim. Every other series (time and pages, the counts by cause,
+// the latency histograms, the maximum, forced reclaim) appears with the
+// first reclaim of its kind: a host has thousands of cgroups that never
+// reclaim, and one series for each instead of up to 49 is what keeps a
+// scrape of 10,000 cgroups as cheap as read --all (BENCHMARKS.md). The
+// price: increase() over a series that has just appeared misses its first
+// value, such as a cgroup's first direct reclaim.
+func (s *scrape) cgroup(cg *monitor.Cgroup) {
+	path := &dto.LabelPair{Name: &cgroupName, Value: &cg.Path}
+	only := []*dto.LabelPair{path}
+	s.counterWith(memcgReclaims, float64(cg.Count), only)
+	if cg.Count > 0 {
+		s.counterWith(memcgSeconds, seconds(cg.DelayNS), only)
+		s.counterWith(memcgPages, float64(cg.Reclaimed), only)
+		s.gaugeWith(maxSeconds, seconds(cg.MaxNS), only)
+	}
+	for i, cause := range monitor.Causes {
+		c := cg.Causes[cause]
+		if c.Count == 0 {
+			continue
+		}
+		both := []*dto.LabelPair{causeLabel[i], path}
+		s.counterWith(reclaims, float64(c.Count), both)
+		s.counterWith(reclaimSeconds, seconds(c.DelayNS), both)
+		s.counterWith(reclaimedPages, float64(c.Reclaimed), both)
+		if h := cg.CauseHist(cause); h != nil {
+			s.add(duration, &dto.Metric{Label: both, Histogram: histogram(h, c.DelayNS)})
+		}
+	}
+	if cg.Forced.Count > 0 {
+		s.counterWith(forcedSeconds, seconds(cg.Forced.DelayNS), only)
+		s.counterWith(forcedReclaims, float64(cg.Forced.Count), only)
+	}
+}
+
+// histogram is one cause's latency distribution; sumNS is its total time.
+func histogram(h *reclaim.Hist, sumNS uint64) *dto.Histogram {
+	count, cum := cumulative(h)
+	sum := seconds(sumNS)
+	out := &dto.Histogram{SampleCount: &count, SampleSum: &sum, Bucket: make([]*dto.Bucket, len(bounds))}
+	for j := range bounds {
+		out.Bucket[j] = &dto.Bucket{CumulativeCount: &cum[j], UpperBound: &bounds[j]}
+	}
+	return out
+}
+
+func seconds(ns uint64) float64 { return float64(ns) / 1e9 }
+
+func (s *scrape) health(h *monitor.Health) {
+	s.gauge(flushMode, 1, string(h.Flush))
+	for _, m := range []struct {
+		name string
+		fill loader.Fill
+	}{{"totals", h.Totals}, {"pcpu_stats", h.Pcpu}} {
+		s.gauge(mapEntries, float64(m.fill.Entries), m.name)
+		s.gauge(mapCapacity, float64(m.fill.MaxEntries), m.name)
+	}
+	for _, l := range []struct {
+		kind string
+		n    uint64
+	}{{"events", h.Lost.Events}, {"flushes", h.Lost.Flushes}, {"parent_deltas", h.Lost.ParentDeltas}, {"rstat_marks", h.Lost.RstatMarks}} {
+		s.counter(lostUpdates, float64(l.n), l.kind)
+	}
+}

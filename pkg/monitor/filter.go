@@ -1,0 +1,27 @@
+package monitor
+
+import "regexp"
+
+// DefaultDepth bounds what serve and watch show unless told otherwise. Depth
+// 3 reaches every systemd unit (/system.slice/x.service is 2) with one level
+// to spare (/user.slice/user-1000.slice/session-2.scope), and every
+// Kubernetes pod (/kubepods/burstable/pod<uid>; guaranteed pods are
+// /kubepods/pod<uid>), whose number the kubelet bounds (max-pods). Containers
+// (depth 4) come and go with restarts and jobs: --depth 4 asks for them.
+const DefaultDepth = 3
+
+// Filter selects the cgroups to show.
+type Filter struct {
+	// Depth is the deepest path depth shown; negative shows every depth.
+	Depth int
+	// Match, when set, must match the cgroup's path (unanchored).
+	Match *regexp.Regexp
+}
+
+// Keep reports whether c passes the filter.
+func (f Filter) Keep(c *Cgroup) bool {
+	if f.Depth >= 0 && Depth(c.Path) > f.Depth {
+		return false
+	}
+	return f.Match == nil || f.Match.MatchString(c.Path)
+}

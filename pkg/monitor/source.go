@@ -1,0 +1,103 @@
+// Package monitor is the one place where the long-running commands (serve,
+// watch) get their data: a snapshot of every cgroup of a subtree, flushed
+// once and read in batches, as read --all does, plus the health of the load.
+// How the data is read can change here alone. The data itself is reclaim's
+// own model, aliased rather than copied (see Cgroup): when it grew causes
+// and histograms, this file did not change, and serve and watch each
+// changed where they use the new fields.
+package monitor
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cgrstat/cgrstat/pkg/cgroup"
+	"github.com/cgrstat/cgrstat/pkg/loader"
+	"github.com/cgrstat/cgrstat/pkg/reclaim"
+)
+
+// Counters are totals of one kind of reclaim, since the collectors were
+// loaded (or since the cgroup was created, if later).
+type Counters = reclaim.Counters
+
+// Cause is why a task reclaimed; Causes lists them all.
+type Cause = reclaim.Cause
+
+// Causes are every cause, in the order of Cgroup.Causes.
+var Causes = []Cause{reclaim.Limit, reclaim.Proactive, reclaim.Direct}
+
+// Cgroup is one cgroup of a snapshot: its hierarchical totals. It is the
+// reader's own type, not a copy: at 10,000 cgroups with their histograms a
+// snapshot is megabytes, and serve's footprint matters more than a layer.
+// Memcg() is memory-cgroup reclaim (causes limit and proactive).
+type Cgroup = reclaim.Stat
+
+// Health is the state of the load itself.
+type Health struct {
+	Flush  loader.Mode
+	Totals loader.Fill
+	Pcpu   loader.Fill
+	Lost   loader.Lost
+}
+
+// Snapshot is one consistent read of a subtree: parents before children.
+type Snapshot struct {
+	At      time.Time
+	Took    time.Duration // flush, tree walk and map reads
+	Cgroups []Cgroup
+	Health  Health
+}
+
+// Source reads snapshots of one subtree. Reads are serialized: the tree walk
+// writes one shared map (see reclaim.Members), and two flushes at once would
+// only cost twice for the same numbers.
+type Source struct {
+	mu  sync.Mutex
+	p   *loader.Pinned
+	top cgroup.Cgroup
+}
+
+// NewSource reads the subtree below top of the load p. p stays the caller's.
+func NewSource(p *loader.Pinned, top cgroup.Cgroup) *Source {
+	return &Source{p: p, top: top}
+}
+
+// Read flushes the subtree once and reads it, holding the pin path's lock
+// shared as read does, so that no load, unload, pin or unpin runs
+// meanwhile.
+func (s *Source) Read() (*Snapshot, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	unlock, err := loader.Lock(context.Background(), s.p.Path, false)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	start := time.Now()
+	stats, err := reclaim.Read(s.p, []cgroup.Cgroup{s.top}, true)
+	if err != nil {
+		return nil, err
+	}
+	usage, err := s.p.Usage()
+	if err != nil {
+		return nil, fmt.Errorf("reading map fill: %w", err)
+	}
+	return &Snapshot{
+		At:      start,
+		Took:    time.Since(start),
+		Cgroups: stats,
+		Health:  Health{Flush: s.p.Record.Flush, Totals: usage.Totals, Pcpu: usage.Pcpu, Lost: usage.Lost},
+	}, nil
+}
+
+// Depth is how many components a cgroup path has below the root.
+func Depth(path string) int {
+	path = strings.Trim(path, "/")
+	if path == "" {
+		return 0
+	}
+	return strings.Count(path, "/") + 1
+}
