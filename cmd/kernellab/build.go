@@ -31,7 +31,11 @@ func buildGuest(ctx context.Context, o options, tmp, arch, busybox string) (stri
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", err
 	}
-	cfg := kernellab.InitramfsConfig{Arch: arch, Busybox: busybox, Run: o.run, TestTimeout: o.timeout * 4 / 5}
+	run := o.run
+	if run == "" {
+		run = kernelTests
+	}
+	cfg := kernellab.InitramfsConfig{Arch: arch, Busybox: busybox, Run: run, TestTimeout: o.timeout * 4 / 5}
 	for _, p := range pkgs {
 		t, files, err := buildTest(ctx, p, modPath, dir, arch)
 		if err != nil {

@@ -69,7 +69,7 @@ func parseFlags() options {
 	flag.StringVar(&o.arch, "arch", kernellab.HostArch(), "architecture of the -kernel image")
 	flag.StringVar(&o.cache, "cache", "", "kernel cache directory (default $XDG_CACHE_HOME/cgrstat/kernellab)")
 	flag.BoolVar(&o.verbose, "v", false, "stream each guest's console, each line prefixed with its guest")
-	flag.StringVar(&o.run, "run", "", "run only tests matching this regexp (go test -run)")
+	flag.StringVar(&o.run, "run", "", "run only tests matching this regexp (go test -run); default "+kernelTests)
 	flag.DurationVar(&o.timeout, "timeout", 10*time.Minute, "time limit for each guest, boot included")
 	flag.IntVar(&o.mem, "mem", kernellab.DefaultMemoryMiB, "guest memory in MiB")
 	flag.StringVar(&o.pkgs, "pkgs", "", "comma-separated Go packages whose tests run in the guest (default: every package with a TestKernel* test)")
@@ -134,6 +134,11 @@ func run() error {
 	}
 	return nil
 }
+
+// kernelTests are what a guest runs unless -run says otherwise: the tests
+// that need a kernel. The packages' other tests are make unit's, and may
+// need files (the README, the source tree) that a guest does not have.
+const kernelTests = "^TestKernel"
 
 // parseCgroups parses "2,1".
 func parseCgroups(s string) ([]int, error) {
