@@ -5,13 +5,18 @@ CLANG   ?= clang-19
 BIN     := bin/cgrstat
 export CGO_ENABLED := 0
 
-.PHONY: all deps build generate test unit hosttest vmtest bench check lint clean man completion
+.PHONY: all deps build generate test unit hosttest labtest vmtest support-table release bench check lint clean man completion
 
-# Debian packages: the BPF toolchain (make generate), QEMU, busybox and
-# cpio for the kernel lab, and what the serve and watch tests drive: a real
-# Prometheus, tmux, systemd-analyze (systemd) and setpriv (util-linux).
-# Installed only when one is missing.
-DEBS := clang-19 llvm-19 bpftool libbpf-dev linux-libc-dev qemu-system-x86 busybox-static cpio \
+# Debian packages, installed only when one is missing: the BPF toolchain
+# (make generate); for the kernel lab QEMU for amd64 and arm64 guests,
+# busybox, e2fsprogs (mkfs.ext4 -d for the scratch disk), xz-utils and zstd
+# (compressed kernel modules), the archive keyring (apt verifies the kernels
+# it downloads), and cpio (the initramfs writer's unit test reads with it);
+# and what the serve and watch tests drive: a real Prometheus, tmux,
+# systemd-analyze (systemd) and setpriv (util-linux).
+DEBS := clang-19 llvm-19 bpftool libbpf-dev linux-libc-dev \
+	qemu-system-x86 qemu-system-arm busybox-static e2fsprogs xz-utils zstd \
+	debian-archive-keyring cpio \
 	prometheus tmux systemd util-linux
 
 all: build
@@ -25,7 +30,7 @@ deps:
 
 build: $(BIN)
 
-$(BIN): $(shell find cmd pkg bpf internal -name '*.go' 2>/dev/null) bpf/cgrstat_x86_bpfel.o
+$(BIN): $(shell find cmd pkg bpf internal -name '*.go' 2>/dev/null) bpf/cgrstat_x86_bpfel.o bpf/cgrstat_arm64_bpfel.o
 	$(GO) build -o $@ ./cmd/cgrstat
 
 # Regenerates the bpf2go Go bindings and objects (bpf/, bench/); all are committed.
@@ -33,7 +38,8 @@ generate:
 	cd bpf && BPF2GO_CC=$(CLANG) BPF2GO_STRIP=llvm-strip-19 $(GO) generate ./...
 	cd bench && BPF2GO_CC=$(CLANG) BPF2GO_STRIP=llvm-strip-19 $(GO) generate ./...
 
-# make test = lint, unit tests, then host kernel tests, then the kernel lab.
+# make test = lint, unit tests, host kernel tests, then the kernel lab (its
+# own tests first).
 test: lint unit hosttest vmtest
 
 unit:
@@ -41,18 +47,44 @@ unit:
 
 # Tests named TestKernel* load real BPF objects into the running kernel. They
 # skip, saying why, where this host cannot run them (-v shows the reason).
-# The lab's own TestKernelLab* tests boot guests: vmtest runs them.
+# The lab's own tests, which boot guests, are TestLab*: vmtest runs them.
 hosttest:
-	$(GO) test -count=1 -v -run '^TestKernel' -skip '^TestKernelLab' ./... 2>&1 | tee /tmp/cgrstat-hosttest.log | grep -E '^(=== RUN|--- |\s+--- |ok|FAIL|PASS|panic|\s+\S+_test\.go:[0-9]+:)' ; \
+	$(GO) test -count=1 -v -run '^TestKernel' ./... 2>&1 | tee /tmp/cgrstat-hosttest.log | grep -E '^(=== RUN|--- |\s+--- |ok|FAIL|PASS|panic|\s+\S+_test\.go:[0-9]+:)' ; \
 	  exit $${PIPESTATUS[0]}
 
-VMTEST_FLAGS ?= -timeout 5m
+# The kernel lab's own tests (TestLab*) boot guests that must fail in each
+# way a guest can, and check the harness says so.
+labtest:
+	$(GO) test -count=1 -run '^TestLab' ./internal/kernellab/
+
+# Every TestKernel* test in QEMU guests: Debian's amd64 6.1, 6.12 and 7.x and
+# arm64 6.12 and 7.x kernels, cgroup v2 and, where the kernel has it, v1.
+# One line per (kernel, arch, cgroup version); results in $(VMTEST_RESULTS).
+VMTEST_RESULTS ?= kernellab-results.json
+VMTEST_FLAGS ?=
 
 # The lab's own tests (it fails on a failing, crashing or hanging guest),
 # then every TestKernel* test in every guest.
-vmtest:
-	$(GO) test -count=1 -run '^TestKernelLab' ./internal/kernellab
-	$(GO) run ./cmd/kernellab $(VMTEST_FLAGS)
+vmtest: labtest
+	$(GO) run ./cmd/kernellab -results $(VMTEST_RESULTS) $(VMTEST_FLAGS)
+
+# Rewrites README.md's support table from the last full vmtest's results.
+support-table:
+	$(GO) run ./cmd/kernellab -results $(VMTEST_RESULTS) -support-table README.md
+
+# Static cgrstat binaries for linux/amd64 and linux/arm64 in dist/, with
+# the version from git (VERSION=v1.2.3 to override).
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
+RELEASE_ARCHES := amd64 arm64
+
+release:
+	@mkdir -p dist
+	@for arch in $(RELEASE_ARCHES); do \
+	  echo "dist/cgrstat-linux-$$arch ($(VERSION))"; \
+	  GOOS=linux GOARCH=$$arch CGO_ENABLED=0 $(GO) build -trimpath \
+	    -ldflags "-s -w -X main.version=$(VERSION)" -o dist/cgrstat-linux-$$arch ./cmd/cgrstat || exit 1; \
+	done
+	cd dist && sha256sum cgrstat-linux-* > SHA256SUMS
 
 bench:
 	$(GO) run ./bench $(BENCH_FLAGS)
@@ -77,4 +109,4 @@ lint:
 	$(GO) tool staticcheck ./...
 
 clean:
-	rm -rf bin
+	rm -rf bin dist

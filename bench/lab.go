@@ -34,6 +34,11 @@ func runLab(ctx context.Context, o options, tmp, cli string) ([]*Result, error) 
 	}
 	var results []*Result
 	for _, s := range suites {
+		if s.Arch != kernellab.HostArch() {
+			// Timings of an emulated CPU say nothing about the real one.
+			fmt.Printf("bench: not measuring %s: another architecture than this machine's\n", s)
+			continue
+		}
 		for _, n := range cpus {
 			if ctx.Err() != nil {
 				return results, ctx.Err()
@@ -89,12 +94,12 @@ func runGuest(ctx context.Context, o options, s kernellab.Suite, cache, initrd s
 
 func bootGuest(ctx context.Context, o options, s kernellab.Suite, cache, initrd string) (*Result, error) {
 	f := kernellab.Fetcher{CacheDir: cache}
-	vmlinuz, release, err := f.Fetch(ctx, s)
+	k, err := f.Fetch(ctx, s)
 	if err != nil {
 		return nil, fmt.Errorf("fetching the %s kernel: %w", s.Name, err)
 	}
-	fmt.Printf("bench: booting %s (%s), %d MiB\n", s.Name, release, o.memMiB)
-	cfg := kernellab.Config{Kernel: vmlinuz, Initramfs: initrd, MemoryMiB: o.memMiB, Timeout: o.guestTimeout, CPUs: o.cpus}
+	fmt.Printf("bench: booting %s (%s), %d MiB\n", s.Name, k.Release, o.memMiB)
+	cfg := kernellab.Config{Kernel: k.Vmlinuz, Initramfs: initrd, MemoryMiB: o.memMiB, Timeout: o.guestTimeout, CPUs: o.cpus}
 	if o.verbose {
 		cfg.Console = os.Stdout
 	}

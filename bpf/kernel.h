@@ -74,11 +74,31 @@ struct bpf_iter__cgroup {
 	struct cgroup *cgroup;
 };
 
-/* x86-64 register layout, read by the kprobe flush through bpf_tracing.h. */
+/*
+ * The register layout the kprobe flush reads its arguments from, through
+ * bpf_tracing.h's PT_REGS_PARM* for the architecture bpf2go compiles for
+ * (__TARGET_ARCH_x86 or __TARGET_ARCH_arm64). Only the names matter: CO-RE
+ * relocates each field against the running kernel's BTF.
+ */
+#if defined(__TARGET_ARCH_x86)
 struct pt_regs {
 	unsigned long r15, r14, r13, r12, bp, bx, r11, r10, r9, r8;
 	unsigned long ax, cx, dx, si, di, orig_ax, ip, cs, flags, sp, ss;
 };
+#elif defined(__TARGET_ARCH_arm64)
+/* arm64's pt_regs starts with user_pt_regs, which bpf_tracing.h casts to. */
+struct user_pt_regs {
+	__u64 regs[31];
+	__u64 sp;
+	__u64 pc;
+	__u64 pstate;
+};
+struct pt_regs {
+	struct user_pt_regs user_regs;
+};
+#else
+#error "cgrstat's kprobe supports x86 and arm64: build with bpf2go -target amd64 or arm64"
+#endif
 
 #pragma clang attribute pop
 

@@ -6,12 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"os/exec"
 	"regexp"
 	"strconv"
-	"sync"
 	"syscall"
 	"time"
+
+	"github.com/cgrstat/cgrstat/internal/syncbuf"
 )
 
 // Boot defaults.
@@ -19,13 +21,22 @@ const (
 	DefaultMemoryMiB = 2048
 	DefaultCPUs      = 2
 	DefaultTimeout   = 10 * time.Minute
-	DefaultQEMU      = "qemu-system-x86_64"
 )
 
 // Config describes one guest.
 type Config struct {
-	Kernel    string // bzImage (vmlinuz)
+	Kernel    string // bzImage or arm64 Image (vmlinuz)
 	Initramfs string // from BuildInitramfs
+	// More are further initramfs archives (BuildModules), appended to
+	// Initramfs: the kernel unpacks concatenated archives one after the
+	// other, so a kernel's modules join a guest built once per architecture.
+	More []string
+	// Arch is the guest's architecture; HostArch() if empty.
+	Arch string
+	// Disk is a raw disk image the guest sees as /dev/vda (virtio-blk).
+	// The guest's writes go to a temporary overlay (QEMU's snapshot=on),
+	// so guests running at once can share one image.
+	Disk      string
 	MemoryMiB int
 	CPUs      int
 	// Timeout bounds the whole boot. A guest still running then is killed
@@ -38,10 +49,17 @@ type Config struct {
 	Append string
 	// Console, if set, receives the guest's serial console as it runs.
 	Console io.Writer
-	QEMU    string // binary; DefaultQEMU if empty
+	QEMU    string // binary; the architecture's if empty
 }
 
-func (c *Config) defaults() {
+func (c *Config) defaults() error {
+	if c.Arch == "" {
+		c.Arch = HostArch()
+	}
+	arch, err := LookupArch(c.Arch)
+	if err != nil {
+		return err
+	}
 	if c.MemoryMiB == 0 {
 		c.MemoryMiB = DefaultMemoryMiB
 	}
@@ -52,31 +70,43 @@ func (c *Config) defaults() {
 		c.Timeout = DefaultTimeout
 	}
 	if c.QEMU == "" {
-		c.QEMU = DefaultQEMU
+		c.QEMU = arch.QEMU
 	}
+	return nil
 }
 
 // qemuArgs builds the command line. panic=-1 turns a panic into an immediate
 // reboot, and -no-reboot turns the reboot into a QEMU exit, so that a crashed
 // guest ends the run at once instead of waiting for the timeout.
-func (c *Config) qemuArgs() []string {
-	accel := []string{"-accel", "tcg", "-cpu", "max"}
+func (c *Config) qemuArgs(initrd string) []string {
+	arch, _ := LookupArch(c.Arch)
+	args := append([]string{}, arch.Machine...)
 	if c.KVM {
-		accel = []string{"-accel", "kvm", "-cpu", "host"}
+		args = append(args, "-accel", "kvm", "-cpu", "host")
+	} else {
+		args = append(args, "-accel", "tcg", "-cpu", "max")
 	}
-	cmdline := "console=ttyS0 quiet panic=-1 printk.time=1"
+	cmdline := "console=" + arch.Console + " quiet panic=-1 printk.time=1"
 	if c.Append != "" {
 		cmdline += " " + c.Append
 	}
-	return append(accel,
+	args = append(args,
 		"-smp", strconv.Itoa(c.CPUs),
 		"-m", strconv.Itoa(c.MemoryMiB),
 		"-nographic", "-no-reboot", "-nodefaults",
 		"-serial", "stdio",
 		"-kernel", c.Kernel,
-		"-initrd", c.Initramfs,
+		"-initrd", initrd,
 		"-append", cmdline,
 	)
+	if c.Disk != "" {
+		// cache=unsafe: the image is thrown away, so the host need not
+		// sync it; the guest's own syncs still reach the virtual disk.
+		args = append(args,
+			"-drive", "file="+c.Disk+",if=none,id=scratch,format=raw,snapshot=on,cache=unsafe",
+			"-device", "virtio-blk-pci,drive=scratch")
+	}
+	return args
 }
 
 // Boot runs the guest to completion and reports what its tests did. The
@@ -84,9 +114,16 @@ func (c *Config) qemuArgs() []string {
 // failed, a panic, a timeout, or a guest that never printed its result. The
 // Result is filled in as far as the console allows, errors included.
 func Boot(ctx context.Context, cfg Config) (Result, error) {
-	cfg.defaults()
+	if err := cfg.defaults(); err != nil {
+		return Result{}, err
+	}
+	initrd, cleanup, err := cfg.initrd()
+	if err != nil {
+		return Result{}, err
+	}
+	defer cleanup()
 	start := time.Now()
-	console, timedOut, err := runQEMU(ctx, cfg)
+	console, timedOut, err := runQEMU(ctx, cfg, initrd)
 	r := ParseConsole(console)
 	r.Duration = time.Since(start)
 	r.TimedOut = timedOut
@@ -102,11 +139,11 @@ func Boot(ctx context.Context, cfg Config) (Result, error) {
 // runQEMU returns the console output and whether the timeout killed QEMU.
 // An exit status of QEMU itself is not an error: -no-reboot makes a guest's
 // poweroff and its panic look alike, and the console tells them apart.
-func runQEMU(ctx context.Context, cfg Config) ([]byte, bool, error) {
+func runQEMU(ctx context.Context, cfg Config, initrd string) ([]byte, bool, error) {
 	tctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	defer cancel()
-	cmd := exec.CommandContext(tctx, cfg.QEMU, cfg.qemuArgs()...)
-	var buf syncBuffer
+	cmd := exec.CommandContext(tctx, cfg.QEMU, cfg.qemuArgs(initrd)...)
+	var buf syncbuf.Buffer
 	out := io.Writer(&buf)
 	if cfg.Console != nil {
 		out = io.MultiWriter(&buf, cfg.Console)
@@ -133,22 +170,39 @@ func runQEMU(ctx context.Context, cfg Config) ([]byte, bool, error) {
 	return buf.Bytes(), timedOut, nil
 }
 
-// syncBuffer is written by os/exec's copying goroutine and read after Wait.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
+// initrd concatenates Initramfs and More into one temporary file, which is
+// what QEMU's -initrd takes.
+func (c *Config) initrd() (string, func(), error) {
+	if len(c.More) == 0 {
+		return c.Initramfs, func() {}, nil
+	}
+	f, err := os.CreateTemp("", "kernellab-initrd-")
+	if err != nil {
+		return "", nil, err
+	}
+	cleanup := func() { os.Remove(f.Name()) }
+	for _, p := range append([]string{c.Initramfs}, c.More...) {
+		if err := appendFile(f, p); err != nil {
+			f.Close()
+			cleanup()
+			return "", nil, err
+		}
+	}
+	if err := f.Close(); err != nil {
+		cleanup()
+		return "", nil, err
+	}
+	return f.Name(), cleanup, nil
 }
 
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) Bytes() []byte {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return bytes.Clone(b.buf.Bytes())
+func appendFile(w io.Writer, p string) error {
+	f, err := os.Open(p)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	_, err = io.Copy(w, f)
+	return err
 }
 
 // Tail returns the last n lines of console output, for failure reports,

@@ -10,10 +10,11 @@ import (
 	"strings"
 )
 
-// KernelRelease reads the release ("6.1.0-50-cloud-amd64") from an x86
-// bzImage without booting it. The boot protocol's setup header points at the
-// version string (Documentation/arch/x86/boot.rst, field kernel_version), so
-// a kernel given with -kernel gets a name too.
+// KernelRelease reads the release ("6.1.0-50-cloud-amd64") from a kernel
+// image without booting it, so that a kernel given with -kernel gets a name
+// too. An x86 bzImage's setup header points at the version string
+// (Documentation/arch/x86/boot.rst, field kernel_version); an arm64 Image,
+// which Debian ships uncompressed, holds the kernel's banner as it is.
 func KernelRelease(vmlinuz string) (string, error) {
 	f, err := os.Open(vmlinuz)
 	if err != nil {
@@ -23,6 +24,9 @@ func KernelRelease(vmlinuz string) (string, error) {
 	hdr := make([]byte, 0x400)
 	if _, err := io.ReadFull(f, hdr); err != nil {
 		return "", fmt.Errorf("reading %s: %w", vmlinuz, err)
+	}
+	if string(hdr[0x38:0x3c]) == "ARM\x64" {
+		return bannerRelease(f)
 	}
 	off, err := versionOffset(hdr)
 	if err != nil {
@@ -61,4 +65,23 @@ func releaseFromVersion(b []byte) (string, error) {
 		return "", errors.New("empty version string")
 	}
 	return f[0], nil
+}
+
+// bannerRelease finds "Linux version <release> (" in an uncompressed image.
+func bannerRelease(f *os.File) (string, error) {
+	b, err := io.ReadAll(f)
+	if err != nil {
+		return "", err
+	}
+	for rest := b; ; {
+		i := bytes.Index(rest, []byte("Linux version "))
+		if i < 0 {
+			return "", fmt.Errorf("%s: no Linux version banner", f.Name())
+		}
+		rest = rest[i+len("Linux version "):]
+		rel, _, ok := bytes.Cut(rest[:min(len(rest), 128)], []byte(" ("))
+		if ok && len(rel) > 0 && !bytes.ContainsAny(rel, " %\x00") {
+			return string(rel), nil
+		}
+	}
 }

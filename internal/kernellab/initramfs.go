@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"debug/elf"
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -43,8 +44,11 @@ type File struct {
 // InitramfsConfig describes what the guest runs.
 type InitramfsConfig struct {
 	Busybox string // static busybox binary; DefaultBusybox if empty
-	Tests   []TestBinary
-	Files   []File
+	// Arch is the guest's architecture, HostArch() if empty: busybox and
+	// every test binary must be built for it.
+	Arch  string
+	Tests []TestBinary
+	Files []File
 	// Run is passed as -test.run to every test binary when not empty.
 	Run string
 	// TestTimeout is passed as -test.timeout. It should be shorter than
@@ -68,13 +72,26 @@ func buildInitramfs(dst string, cfg InitramfsConfig) error {
 	if cfg.Busybox == "" {
 		cfg.Busybox = DefaultBusybox
 	}
-	if err := checkStatic(cfg.Busybox); err != nil {
+	if cfg.Arch == "" {
+		cfg.Arch = HostArch()
+	}
+	arch, err := LookupArch(cfg.Arch)
+	if err != nil {
+		return err
+	}
+	if err := errors.Join(checkStatic(cfg.Busybox), checkMachine(cfg.Busybox, arch.ELF)); err != nil {
 		return fmt.Errorf("busybox (install busybox-static): %w", err)
 	}
 	script, err := initScript(cfg)
 	if err != nil {
 		return err
 	}
+	return writeGzipArchive(dst, func(c *cpioWriter) error { return writeArchive(c, cfg, arch, script) })
+}
+
+// writeGzipArchive writes the archive that fill writes to dst, compressed
+// with gzip, which every kernel's initramfs unpacker reads.
+func writeGzipArchive(dst string, fill func(*cpioWriter) error) error {
 	f, err := os.Create(dst)
 	if err != nil {
 		return err
@@ -84,7 +101,7 @@ func buildInitramfs(dst string, cfg InitramfsConfig) error {
 	if err != nil {
 		return err
 	}
-	if err := writeArchive(newCPIOWriter(zw), cfg, script); err != nil {
+	if err := fill(newCPIOWriter(zw)); err != nil {
 		return err
 	}
 	if err := zw.Close(); err != nil {
@@ -93,7 +110,34 @@ func buildInitramfs(dst string, cfg InitramfsConfig) error {
 	return f.Close()
 }
 
-func writeArchive(c *cpioWriter, cfg InitramfsConfig, script []byte) error {
+// BuildModules writes an initramfs archive to append to a guest's
+// (Config.More) with kernel modules the init script loads in the given
+// order before it looks for the scratch disk.
+func BuildModules(dst string, modules []string) error {
+	err := writeGzipArchive(dst, func(c *cpioWriter) error {
+		var order []string
+		for _, m := range modules {
+			if err := copyFile(c, m, path.Join(guestModules, filepath.Base(m))); err != nil {
+				return err
+			}
+			order = append(order, filepath.Base(m))
+		}
+		list := strings.Join(order, "\n") + "\n"
+		if err := c.file(path.Join(guestModules, "order"), 0o644, int64(len(list)), strings.NewReader(list)); err != nil {
+			return err
+		}
+		return c.close()
+	})
+	if err != nil {
+		return fmt.Errorf("building the modules archive %s: %w", dst, err)
+	}
+	return nil
+}
+
+// guestModules is where the guest finds its modules and their load order.
+const guestModules = "lib/modules"
+
+func writeArchive(c *cpioWriter, cfg InitramfsConfig, arch Arch, script []byte) error {
 	for _, d := range []string{"dev", "proc", "sys", "tmp", "sbin", "usr/bin", "usr/sbin", "tests"} {
 		if err := c.mkdirAll(d); err != nil {
 			return err
@@ -115,8 +159,10 @@ func writeArchive(c *cpioWriter, cfg InitramfsConfig, script []byte) error {
 		return err
 	}
 	for _, t := range cfg.Tests {
-		if err := checkStatic(t.Path); err != nil && !isScript(t.Path) {
-			return fmt.Errorf("test binary %s: %w", t.Name, err)
+		if !isScript(t.Path) {
+			if err := errors.Join(checkStatic(t.Path), checkMachine(t.Path, arch.ELF)); err != nil {
+				return fmt.Errorf("test binary %s: %w", t.Name, err)
+			}
 		}
 		if err := copyFile(c, t.Path, path.Join("tests", t.Name)); err != nil {
 			return err
@@ -257,8 +303,53 @@ mount -t proc proc /proc || fatal "mount proc"
 mount -t sysfs sysfs /sys || fatal "mount sysfs"
 mount -t devtmpfs devtmpfs /dev || fatal "mount devtmpfs"
 mount -t tmpfs tmpfs /tmp || fatal "mount tmpfs"
-mount -t cgroup2 cgroup2 /sys/fs/cgroup || fatal "mount cgroup2"
-echo +memory > /sys/fs/cgroup/cgroup.subtree_control || fatal "enable +memory"
+
+# The host's choices, from the kernel command line (GuestCmdline).
+cgroup=2 scratch=
+for arg in $(cat /proc/cmdline); do
+	case "$arg" in
+	cgrstat_lab.cgroup=*) cgroup=${arg#*=} ;;
+	cgrstat_lab.scratch=*) scratch=${arg#*=} ;;
+	esac
+done
+
+# Modules the kernel does not have built in (virtio on 6.1, virtio_blk),
+# in dependency order (BuildModules).
+if [ -f /lib/modules/order ]; then
+	for m in $(cat /lib/modules/order); do
+		insmod /lib/modules/$m || fatal "insmod $m"
+	done
+fi
+
+# Scratch files (TMPDIR) live on a real file system, whose page cache
+# reclaim can drop; tmpfs pages cannot go anywhere without swap.
+if [ -n "$scratch" ]; then
+	i=0
+	while [ ! -b "$scratch" ]; do
+		i=$((i+1))
+		[ $i -le 100 ] || fatal "no $scratch: the virtio-blk disk did not appear"
+		sleep 0.1 2>/dev/null || sleep 1
+	done
+	mkdir -p /scratch && mount -t ext4 "$scratch" /scratch || fatal "mount -t ext4 $scratch"
+	mkdir -p /scratch/tmp && chmod 1777 /scratch/tmp
+	export TMPDIR=/scratch/tmp
+fi
+
+case "$cgroup" in
+1)
+	# Like hosts that kept cgroup v1: memory on its own hierarchy, and a
+	# cgroup2 mount beside it without the memory controller.
+	mount -t tmpfs cgroup /sys/fs/cgroup || fatal "mount tmpfs on /sys/fs/cgroup"
+	mkdir /sys/fs/cgroup/memory /sys/fs/cgroup/unified
+	mount -t cgroup -o memory memory /sys/fs/cgroup/memory || fatal "mount the cgroup v1 memory controller"
+	mount -t cgroup2 cgroup2 /sys/fs/cgroup/unified || fatal "mount cgroup2"
+	;;
+2)
+	mount -t cgroup2 cgroup2 /sys/fs/cgroup || fatal "mount cgroup2"
+	echo +memory > /sys/fs/cgroup/cgroup.subtree_control || fatal "enable +memory"
+	;;
+*) fatal "unknown cgroup version $cgroup" ;;
+esac
 mount -t bpf bpf /sys/fs/bpf || fatal "mount bpffs"
 mount -t tracefs tracefs /sys/kernel/tracing || fatal "mount tracefs"
 # debugfs is a convenience for debugging; tests must not need it.
@@ -267,11 +358,12 @@ ulimit -l unlimited 2>/dev/null
 # serve's tests listen on 127.0.0.1.
 ifconfig lo 127.0.0.1 up || fatal "loopback"
 
-export {{q .Env0}}
+export {{q .Env0}} CGRSTAT_LAB_CGROUP=v$cgroup
 [ -x {{.CLI}} ] && export CGRSTAT_BIN={{.CLI}}
 {{range .Env}}export {{q .}}
 {{end}}
-echo "CGRSTAT-LAB-START kernel=$(uname -r)"
+tmpfstype=$(awk -v d="${TMPDIR%/tmp}" '$2 == d { print $3 }' /proc/mounts)
+echo "CGRSTAT-LAB-START kernel=$(uname -r) arch=$(uname -m) cgroup=v$cgroup tmpdir=${tmpfstype:-tmpfs}"
 pass=0 fail=0 skip=0 status=0
 {{range .Tests}}
 cd {{if .Dir}}{{q .Dir}}{{else}}/{{end}}
@@ -291,3 +383,14 @@ echo "CGRSTAT-LAB-RESULT pass=$pass fail=$fail skip=$skip exit=$status"
 sync
 poweroff -f
 `))
+
+// GuestCmdline is what the kernel command line tells the init script: the
+// cgroup version to mount the memory controller on, and whether /dev/vda
+// (Config.Disk) holds the scratch file system.
+func GuestCmdline(cgroupVersion int, scratch bool) string {
+	s := fmt.Sprintf("cgrstat_lab.cgroup=%d", cgroupVersion)
+	if scratch {
+		s += " cgrstat_lab.scratch=/dev/vda"
+	}
+	return s
+}

@@ -41,7 +41,11 @@ type TestResult struct {
 
 // Result is what one boot produced.
 type Result struct {
-	Release          string // uname -r in the guest
+	Release string // uname -r in the guest
+	Machine string // uname -m in the guest
+	Cgroup  string // v1 or v2: what the memory controller is mounted on
+	TmpDir  string // the file system type of the guest's TMPDIR
+
 	Tests            []TestResult
 	Pass, Fail, Skip int
 	Exit             int  // non-zero if any test binary exited non-zero
@@ -79,7 +83,8 @@ func parseLine(r *Result, line string) {
 	case kernelBug.MatchString(line):
 		r.Bugs = append(r.Bugs, line)
 	case hasMark(line, markStart):
-		r.Release = fields(line, markStart)["kernel"]
+		f := fields(line, markStart)
+		r.Release, r.Machine, r.Cgroup, r.TmpDir = f["kernel"], f["arch"], f["cgroup"], f["tmpdir"]
 	case hasMark(line, markTest):
 		f := fields(line, markTest)
 		r.Tests = append(r.Tests, TestResult{

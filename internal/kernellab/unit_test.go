@@ -118,6 +118,7 @@ func TestReleaseFromDepends(t *testing.T) {
 		{"Package: linux-image-cloud-amd64\nVersion: 6.1.176-1\nDepends: linux-image-6.1.0-50-cloud-amd64 (= 6.1.176-1)\n", "6.1.0-50-cloud-amd64"},
 		{"Package: linux-image-cloud-amd64\nDepends: linux-base-cloud-amd64, linux-image-7.2.13+deb14-cloud-amd64 (= 7.2.13-1)\nDescription: x\n", "7.2.13+deb14-cloud-amd64"},
 		{"Depends: initramfs-tools | linux-image-6.12.117+deb13-cloud-amd64\n", "6.12.117+deb13-cloud-amd64"},
+		{"Package: linux-image-cloud-arm64\nDepends: linux-base-cloud-arm64 (= 7.3.4-1~bpo13+1), linux-image-7.3.4+deb13-cloud-arm64 (= 7.3.4-1~bpo13+1), linux-modules-cloud-arm64\n", "7.3.4+deb13-cloud-arm64"},
 	} {
 		got, err := releaseFromDepends([]byte(tc.stanza))
 		if err != nil || got != tc.want {
@@ -148,18 +149,18 @@ func TestIsKernelPath(t *testing.T) {
 }
 
 func TestParseSuites(t *testing.T) {
-	s, err := ParseSuites("bookworm, sid,")
-	if err != nil || len(s) != 2 || s[1].Name != "sid" {
+	s, err := ParseSuites("bookworm, sid/arm64,")
+	if err != nil || len(s) != 2 || s[0] != (Suite{"bookworm", HostArch()}) || s[1] != (Suite{"sid", "arm64"}) {
 		t.Errorf("ParseSuites = %v, %v", s, err)
 	}
-	for _, bad := range []string{"", "../etc", "Sid"} {
+	for _, bad := range []string{"", "../etc", "Sid", "sid/riscv64", "sid/"} {
 		if _, err := ParseSuites(bad); err == nil {
 			t.Errorf("ParseSuites(%q) accepted", bad)
 		}
 	}
 }
 
-func TestKernelReleaseFromHeader(t *testing.T) {
+func TestReleaseFromBzImage(t *testing.T) {
 	img := make([]byte, 0x1000)
 	copy(img[0x202:], "HdrS")
 	binary.LittleEndian.PutUint16(img[0x206:], 0x020f)
@@ -362,27 +363,15 @@ func TestBuildInitramfs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f, _ := os.Open(dst)
-	defer f.Close()
-	zr, err := gzip.NewReader(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw, err := io.ReadAll(zr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	files := map[string]cpioEntry{}
-	for _, e := range readNewc(t, raw) {
-		files[e.name] = e
-	}
+	files := readArchive(t, dst)
 	for _, name := range []string{"init", "bin/busybox", "bin/sh", "dev/console", "tests/t", "src/pkg/x", "src/pkg/x/testdata/sub/f"} {
 		if _, ok := files[name]; !ok {
 			t.Errorf("%s missing from the initramfs", name)
 		}
 	}
 	init := files["init"].data
-	for _, want := range []string{"export 'CGRSTAT_REQUIRE_KERNEL=1'", `'-test.run=Kernel'\''s'`, "cd '/src/pkg/x'", "poweroff -f", "+memory"} {
+	for _, want := range []string{"export 'CGRSTAT_REQUIRE_KERNEL=1'", `'-test.run=Kernel'\''s'`, "cd '/src/pkg/x'", "poweroff -f", "+memory",
+		"mount -t cgroup -o memory", "insmod /lib/modules/$m", "mount -t ext4", "export TMPDIR=/scratch/tmp"} {
 		if !strings.Contains(init, want) {
 			t.Errorf("init lacks %q:\n%s", want, init)
 		}
@@ -399,4 +388,165 @@ func TestTailStripsEscapes(t *testing.T) {
 	if got := Tail([]byte("\x1bc\x1b[?7l\x1b[2J\x1b[0mSeaBIOS\r\nok\r\n"), 5); got != "SeaBIOS\nok" {
 		t.Errorf("Tail = %q", got)
 	}
+}
+
+func TestParseConfig(t *testing.T) {
+	cfg, err := parseConfig(strings.NewReader("#\n# Automatically generated file\nCONFIG_MEMCG=y\n# CONFIG_MEMCG_V1 is not set\nCONFIG_VIRTIO_BLK=m\nCONFIG_LOCALVERSION=\"\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for sym, want := range map[string]string{"CONFIG_MEMCG": "y", "CONFIG_MEMCG_V1": "n", "CONFIG_VIRTIO_BLK": "m", "CONFIG_LOCALVERSION": "", "CONFIG_NOPE": ""} {
+		if cfg[sym] != want {
+			t.Errorf("%s = %q, want %q", sym, cfg[sym], want)
+		}
+	}
+	if _, err := parseConfig(strings.NewReader("not a config\n")); err == nil {
+		t.Error("accepted a file without CONFIG_ lines")
+	}
+}
+
+func TestCgroupV1FromConfig(t *testing.T) {
+	for _, tc := range []struct {
+		config string
+		ok     bool
+		why    string
+	}{
+		{"CONFIG_MEMCG=y\n", true, ""}, // 6.1: no CONFIG_MEMCG_V1 yet, v1 always there
+		{"CONFIG_MEMCG=y\nCONFIG_MEMCG_V1=y\n", true, ""},
+		{"CONFIG_MEMCG=y\n# CONFIG_MEMCG_V1 is not set\n", false, "CONFIG_MEMCG_V1 is not set"},
+		{"# CONFIG_MEMCG is not set\n", false, "CONFIG_MEMCG is not set"},
+	} {
+		p := filepath.Join(t.TempDir(), "config")
+		os.WriteFile(p, []byte(tc.config), 0o644)
+		ok, why, err := Kernel{Config: p}.CgroupV1()
+		if err != nil || ok != tc.ok || why != tc.why {
+			t.Errorf("%q: CgroupV1 = %v, %q, %v; want %v, %q", tc.config, ok, why, err, tc.ok, tc.why)
+		}
+	}
+}
+
+func TestModuleFiles(t *testing.T) {
+	const rel = "6.12.117+deb13-cloud-arm64"
+	for name, want := range map[string]string{
+		"./usr/lib/modules/" + rel + "/kernel/drivers/block/virtio_blk.ko.xz":           "virtio_blk.ko.xz",
+		"./lib/modules/" + rel + "/kernel/drivers/virtio/virtio_pci.ko":                 "virtio_pci.ko",
+		"./usr/lib/modules/" + rel + "/kernel/drivers/char/hw_random/virtio-rng.ko.zst": "virtio-rng.ko.zst",
+		"./usr/lib/modules/" + rel + "/kernel/fs/configfs/configfs.ko.xz":               "",
+		"./usr/lib/modules/6.1.0-50-cloud-amd64/kernel/drivers/block/virtio_blk.ko":     "",
+		"./usr/lib/modules/" + rel + "/modules.builtin":                                 "",
+	} {
+		if got := moduleFile(name, rel); got != want {
+			t.Errorf("moduleFile(%q) = %q, want %q", name, got, want)
+		}
+	}
+	if moduleName("virtio-rng.ko.zst") != "virtio_rng" || moduleName("virtio_blk.ko") != "virtio_blk" || moduleName("order") != "" {
+		t.Error("moduleName")
+	}
+	if !isConfigPath("./usr/lib/modules/"+rel+"/config", rel) || !isConfigPath("./boot/config-"+rel, rel) || isConfigPath("./boot/config-6.1", rel) {
+		t.Error("isConfigPath")
+	}
+}
+
+// 6.1's virtio modules: the order busybox insmod needs them in.
+func TestLoadOrder(t *testing.T) {
+	deps := map[string][]string{
+		"virtio":                {},
+		"virtio_ring":           {},
+		"virtio_pci_legacy_dev": {},
+		"virtio_pci_modern_dev": {},
+		"virtio_pci":            {"virtio_pci_modern_dev", "virtio_ring", "virtio", "virtio_pci_legacy_dev"},
+		"virtio_blk":            {"virtio", "virtio_ring"},
+		"virtio_net":            {"virtio", "virtio_ring", "net_failover"},
+	}
+	files := map[string]string{}
+	for m := range deps {
+		files[m] = "/cache/" + m + ".ko"
+	}
+	depends := func(ko string) ([]string, error) { return deps[moduleName(filepath.Base(ko))], nil }
+	got, err := loadOrder([]string{"virtio_pci", "virtio_blk"}, files, depends)
+	want := []string{"virtio.ko", "virtio_pci_legacy_dev.ko", "virtio_pci_modern_dev.ko", "virtio_ring.ko", "virtio_pci.ko", "virtio_blk.ko"}
+	if err != nil || !slices.Equal(got, want) {
+		t.Errorf("loadOrder = %q, %v; want %q", got, err, want)
+	}
+	if _, err := loadOrder([]string{"virtio_net"}, files, depends); err == nil || !strings.Contains(err.Error(), "net_failover") {
+		t.Errorf("a missing dependency: %v", err)
+	}
+	if got, err := loadOrder(nil, files, depends); err != nil || len(got) != 0 {
+		t.Errorf("nothing wanted (all built in): %q, %v", got, err)
+	}
+}
+
+func TestSourcesList(t *testing.T) {
+	got := sourcesList("/k.gpg", "http://m.example/debian", "trixie-backports")
+	want := "deb [signed-by=/k.gpg] http://m.example/debian trixie-backports main\ndeb [signed-by=/k.gpg] http://m.example/debian trixie main\n"
+	if got != want {
+		t.Errorf("sourcesList = %q", got)
+	}
+	if got := sourcesList("/k.gpg", "http://m.example/debian", "sid"); strings.Count(got, "\n") != 1 {
+		t.Errorf("sourcesList(sid) = %q", got)
+	}
+}
+
+func TestReleaseFromArm64Image(t *testing.T) {
+	img := make([]byte, 0x2000)
+	copy(img[0x38:], "ARM\x64")
+	copy(img[0x1000:], "Linux version %s (%s)\x00Linux version 7.3.4+deb13-cloud-arm64 (debian-kernel@lists.debian.org) (gcc)\x00")
+	p := filepath.Join(t.TempDir(), "vmlinuz")
+	os.WriteFile(p, img, 0o644)
+	if rel, err := KernelRelease(p); err != nil || rel != "7.3.4+deb13-cloud-arm64" {
+		t.Errorf("KernelRelease = %q, %v", rel, err)
+	}
+}
+
+func TestGuestCmdline(t *testing.T) {
+	if got := GuestCmdline(1, true); got != "cgrstat_lab.cgroup=1 cgrstat_lab.scratch=/dev/vda" {
+		t.Errorf("GuestCmdline(1, true) = %q", got)
+	}
+	if got := GuestCmdline(2, false); got != "cgrstat_lab.cgroup=2" {
+		t.Errorf("GuestCmdline(2, false) = %q", got)
+	}
+}
+
+func TestBuildModules(t *testing.T) {
+	dir := t.TempDir()
+	var mods []string
+	for _, m := range []string{"virtio.ko", "virtio_blk.ko"} {
+		p := filepath.Join(dir, m)
+		os.WriteFile(p, []byte("module "+m), 0o644)
+		mods = append(mods, p)
+	}
+	dst := filepath.Join(dir, "modules.cpio.gz")
+	if err := BuildModules(dst, mods); err != nil {
+		t.Fatal(err)
+	}
+	files := map[string]string{}
+	for name, e := range readArchive(t, dst) {
+		files[name] = e.data
+	}
+	if files["lib/modules/order"] != "virtio.ko\nvirtio_blk.ko\n" || files["lib/modules/virtio_blk.ko"] != "module virtio_blk.ko" {
+		t.Errorf("modules archive: %q", files)
+	}
+}
+
+// readArchive reads a gzip-compressed newc archive by entry name.
+func readArchive(t *testing.T, p string) map[string]cpioEntry {
+	t.Helper()
+	f, err := os.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	zr, err := gzip.NewReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := io.ReadAll(zr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := map[string]cpioEntry{}
+	for _, e := range readNewc(t, raw) {
+		files[e.name] = e
+	}
+	return files
 }

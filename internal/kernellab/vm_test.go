@@ -25,8 +25,12 @@ var labKernel struct {
 	skip, err     string
 }
 
+// needLab returns the kernel to boot. The tests boot a guest each and run
+// in parallel: most of a short guest's time is QEMU starting and the kernel
+// booting.
 func needLab(t *testing.T) string {
 	t.Helper()
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("short mode: boots QEMU guests")
 	}
@@ -44,7 +48,8 @@ func needLab(t *testing.T) string {
 }
 
 func findLabKernel() {
-	for _, tool := range []string{DefaultQEMU, "apt-get", "dpkg-deb"} {
+	host, _ := LookupArch(HostArch())
+	for _, tool := range []string{host.QEMU, "apt-get", "dpkg-deb"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			labKernel.skip = tool + " is not installed (apt-get install qemu-system-x86 busybox-static)"
 			return
@@ -60,12 +65,12 @@ func findLabKernel() {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	p, rel, err := FetchKernel(ctx, Suite{"bookworm"}, "")
+	k, err := FetchKernel(ctx, Suite{Name: "bookworm"}, "")
 	if err != nil {
 		labKernel.err = err.Error()
 		return
 	}
-	labKernel.path, labKernel.release = p, rel
+	labKernel.path, labKernel.release = k.Vmlinuz, k.Release
 }
 
 func script(t *testing.T, name, body string) TestBinary {
@@ -91,7 +96,7 @@ func boot(t *testing.T, kernel string, timeout time.Duration, tests ...TestBinar
 	return r, err
 }
 
-func TestKernelLabPass(t *testing.T) {
+func TestLabPass(t *testing.T) {
 	kernel := needLab(t)
 	r, err := boot(t, kernel, time.Minute,
 		script(t, "ok", `echo "--- PASS: TestOK (0.00s)"; grep -q memory /sys/fs/cgroup/cgroup.subtree_control || exit 3
@@ -107,7 +112,7 @@ grep -q " /sys/fs/bpf bpf " /proc/mounts || { cat /proc/mounts; exit 5; }`))
 
 // A real Go test binary that fails, followed by one that passes: the run
 // must fail and the counts must come from go test's own output.
-func TestKernelLabFailingTest(t *testing.T) {
+func TestLabFailingTest(t *testing.T) {
 	kernel := needLab(t)
 	bin := filepath.Join(t.TempDir(), "failing.test")
 	cmd := exec.Command("go", "test", "-c", "-o", bin, "./testdata/failing")
@@ -131,7 +136,7 @@ func TestKernelLabFailingTest(t *testing.T) {
 
 // A binary that exits non-zero without a "--- FAIL" line (a crash, a
 // TestMain that bails out) still fails the run.
-func TestKernelLabExitStatus(t *testing.T) {
+func TestLabExitStatus(t *testing.T) {
 	kernel := needLab(t)
 	r, err := boot(t, kernel, time.Minute, script(t, "crash", `echo "--- PASS: TestA (0.00s)"; exit 2`))
 	if !errors.Is(err, ErrTestsFailed) || r.Exit != 2 {
@@ -139,7 +144,7 @@ func TestKernelLabExitStatus(t *testing.T) {
 	}
 }
 
-func TestKernelLabPanic(t *testing.T) {
+func TestLabPanic(t *testing.T) {
 	kernel := needLab(t)
 	r, err := boot(t, kernel, time.Minute, script(t, "panic", `echo "--- PASS: TestA (0.00s)"; echo c > /proc/sysrq-trigger; sleep 100`))
 	if !errors.Is(err, ErrKernelPanic) {
@@ -150,7 +155,7 @@ func TestKernelLabPanic(t *testing.T) {
 	}
 }
 
-func TestKernelLabHang(t *testing.T) {
+func TestLabHang(t *testing.T) {
 	kernel := needLab(t)
 	const timeout = 10 * time.Second
 	start := time.Now()

@@ -12,9 +12,8 @@ import (
 	"github.com/cilium/ebpf/btf"
 
 	"github.com/cgrstat/cgrstat/internal/testenv"
+	"github.com/cgrstat/cgrstat/pkg/cgroup"
 )
-
-const cgroupRoot = "/sys/fs/cgroup"
 
 func TestKernelSmoke(t *testing.T) {
 	testenv.Root(t)
@@ -82,47 +81,48 @@ func testBTF(t *testing.T) {
 	}
 }
 
-// testCgroup builds parent/leaf with the memory controller delegated and
-// reads the leaf's memory files back from the kernel.
+// testCgroup builds parent/leaf in the memory hierarchy, v2 with the
+// controller delegated or v1 (the lab mounts either), and reads the leaf's
+// memory files back from the kernel.
 func testCgroup(t *testing.T) {
-	ctrl, err := os.ReadFile(filepath.Join(cgroupRoot, "cgroup.controllers"))
-	if err != nil || !hasWord(string(ctrl), "memory") {
-		testenv.Skip(t, "no cgroup2 memory controller at %s (controllers %q, %v)", cgroupRoot, ctrl, err)
+	h, err := cgroup.Detect("")
+	if err != nil {
+		testenv.Skip(t, "no memory cgroup hierarchy: %v", err)
 	}
-	sub, err := os.ReadFile(filepath.Join(cgroupRoot, "cgroup.subtree_control"))
-	if err != nil || !hasWord(string(sub), "memory") {
-		testenv.Skip(t, "memory is not enabled in %s/cgroup.subtree_control (%q, %v)", cgroupRoot, sub, err)
+	if want := os.Getenv(labCgroupEnv); want != "" && want != "v"+strconv.Itoa(h.Version) {
+		t.Fatalf("the lab mounted cgroup %s, but the memory controller is on v%d at %s", want, h.Version, h.Mount)
 	}
-	parent, err := os.MkdirTemp(cgroupRoot, "cgrstat-smoke-")
+	limit, usage := "memory.max", "memory.current"
+	if h.Version == 1 {
+		limit, usage = "memory.limit_in_bytes", "memory.usage_in_bytes"
+	}
+	parent, err := os.MkdirTemp(filepath.Join(h.Mount, h.Own), "cgrstat-smoke-")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.Remove(parent) })
-	write(t, filepath.Join(parent, "cgroup.subtree_control"), "+memory")
+	if h.Version == 2 {
+		write(t, filepath.Join(parent, "cgroup.subtree_control"), "+memory")
+	}
 	leaf := filepath.Join(parent, "leaf")
 	if err := os.Mkdir(leaf, 0o755); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.Remove(leaf) })
 
-	write(t, filepath.Join(leaf, "memory.max"), "67108864")
-	if got := read(t, filepath.Join(leaf, "memory.max")); got != "67108864" {
-		t.Errorf("memory.max = %q after writing 67108864", got)
+	write(t, filepath.Join(leaf, limit), "67108864")
+	if got := read(t, filepath.Join(leaf, limit)); got != "67108864" {
+		t.Errorf("%s = %q after writing 67108864", limit, got)
 	}
-	cur := read(t, filepath.Join(leaf, "memory.current"))
+	cur := read(t, filepath.Join(leaf, usage))
 	if _, err := strconv.ParseUint(cur, 10, 64); err != nil {
-		t.Errorf("memory.current = %q: %v", cur, err)
+		t.Errorf("%s = %q: %v", usage, cur, err)
 	}
 }
 
-func hasWord(s, w string) bool {
-	for _, f := range strings.Fields(s) {
-		if f == w {
-			return true
-		}
-	}
-	return false
-}
+// labCgroupEnv is set by the lab's init to the cgroup version it mounted
+// the memory controller on (v1 or v2).
+const labCgroupEnv = "CGRSTAT_LAB_CGROUP"
 
 func write(t *testing.T, p, v string) {
 	t.Helper()

@@ -1,0 +1,372 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cgrstat/cgrstat/internal/kernellab"
+)
+
+// guest is one line of the matrix: a kernel, its architecture and the
+// cgroup version the memory controller is mounted on.
+type guest struct {
+	suite   string // "" for a -kernel image
+	arch    string
+	cgroup  int
+	kernel  kernellab.Kernel
+	initrd  string // the architecture's guest
+	modules string // the kernel's modules archive, if it needs any
+	disk    string
+
+	// skip says why the configuration cannot run on this kernel; such a
+	// guest is listed, not booted, and does not fail the run.
+	skip    string
+	result  kernellab.Result
+	err     error
+	elapsed time.Duration
+	logFile string
+}
+
+func (g *guest) label() string {
+	name := g.suite
+	if name == "" {
+		name = "kernel"
+	}
+	return fmt.Sprintf("%s/%s/v%d", name, g.arch, g.cgroup)
+}
+
+// plan fetches the kernels and lists every guest, skipped ones included.
+func plan(ctx context.Context, o options, versions []int) ([]*guest, error) {
+	kernels, err := fetchKernels(ctx, o)
+	if err != nil {
+		return nil, err
+	}
+	var guests []*guest
+	for _, k := range kernels {
+		for _, v := range versions {
+			g := &guest{suite: k.Suite.Name, arch: k.Suite.Arch, cgroup: v, kernel: k}
+			if v == 1 && k.Config != "" {
+				ok, why, err := k.CgroupV1()
+				if err != nil {
+					return nil, fmt.Errorf("%s: reading its config: %w", k.Release, err)
+				}
+				if !ok {
+					g.skip = why + ": no cgroup v1 memory controller"
+				}
+			}
+			guests = append(guests, g)
+		}
+	}
+	return guests, nil
+}
+
+func fetchKernels(ctx context.Context, o options) ([]kernellab.Kernel, error) {
+	if o.kernel != "" {
+		rel, err := kernellab.KernelRelease(o.kernel)
+		if err != nil {
+			return nil, fmt.Errorf("reading the release of %s: %w", o.kernel, err)
+		}
+		return []kernellab.Kernel{{Suite: kernellab.Suite{Arch: o.arch}, Release: rel, Vmlinuz: o.kernel}}, nil
+	}
+	suites, err := kernellab.ParseSuites(o.suites)
+	if err != nil {
+		return nil, err
+	}
+	f := kernellab.Fetcher{CacheDir: o.cache, Refresh: o.refresh}
+	if o.verbose {
+		f.Log = os.Stdout
+	}
+	var ks []kernellab.Kernel
+	for _, s := range suites {
+		k, err := f.Fetch(ctx, s)
+		if err != nil {
+			return nil, err
+		}
+		ks = append(ks, k)
+	}
+	return ks, nil
+}
+
+// prepare builds one guest initramfs per architecture, one modules archive
+// per kernel, and the scratch disk all guests share (each writes to its own
+// overlay).
+func prepare(ctx context.Context, o options, tmp string, guests []*guest) error {
+	disk := filepath.Join(tmp, "scratch.ext4")
+	if err := kernellab.MakeDisk(ctx, disk, kernellab.DefaultDiskMiB); err != nil {
+		return err
+	}
+	initrds := map[string]string{}
+	mods := map[string]string{}
+	for _, g := range guests {
+		if g.skip != "" {
+			continue
+		}
+		if _, ok := initrds[g.arch]; !ok {
+			start := time.Now()
+			p, err := buildGuest(ctx, o, tmp, g.arch, g.kernel.Busybox)
+			if err != nil {
+				return err
+			}
+			fmt.Printf("kernellab: %s guest built in %.1fs\n", g.arch, time.Since(start).Seconds())
+			initrds[g.arch] = p
+		}
+		g.initrd = initrds[g.arch]
+		g.disk = disk
+		if len(g.kernel.Modules) == 0 {
+			continue // virtio-blk built in, or a -kernel image, which must have it built in
+		}
+		key := g.arch + "/" + g.kernel.Release
+		if _, ok := mods[key]; !ok {
+			p := filepath.Join(tmp, "modules-"+strings.ReplaceAll(key, "/", "_")+".cpio.gz")
+			if err := kernellab.BuildModules(p, g.kernel.Modules); err != nil {
+				return err
+			}
+			mods[key] = p
+		}
+		g.modules = mods[key]
+	}
+	return nil
+}
+
+// runAll boots the guests, o.parallel at a time, the slowest (emulated
+// arm64) first so that the fast ones fill the gaps at the end.
+func runAll(ctx context.Context, o options, guests []*guest) {
+	queue := make([]*guest, 0, len(guests))
+	for _, g := range guests {
+		if g.skip == "" {
+			queue = append(queue, g)
+		}
+	}
+	sort.SliceStable(queue, func(i, j int) bool {
+		return queue[i].arch != kernellab.HostArch() && queue[j].arch == kernellab.HostArch()
+	})
+	work := make(chan *guest)
+	var wg sync.WaitGroup
+	var mu sync.Mutex // one guest's report at a time
+	for i := 0; i < o.parallel; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for g := range work {
+				runGuest(ctx, o, g)
+				mu.Lock()
+				report(g)
+				mu.Unlock()
+			}
+		}()
+	}
+	for _, g := range queue {
+		if ctx.Err() != nil {
+			g.err = errors.New("not run: interrupted")
+			continue
+		}
+		work <- g
+	}
+	close(work)
+	wg.Wait()
+}
+
+func runGuest(ctx context.Context, o options, g *guest) {
+	start := time.Now()
+	fmt.Printf("kernellab: booting %s (%s)\n", g.label(), g.kernel.Release)
+	cfg := kernellab.Config{
+		Kernel:    g.kernel.Vmlinuz,
+		Initramfs: g.initrd,
+		Arch:      g.arch,
+		Disk:      g.disk,
+		MemoryMiB: o.mem,
+		Timeout:   o.timeout,
+		KVM:       o.kvm && g.arch == kernellab.HostArch(),
+		Append:    kernellab.GuestCmdline(g.cgroup, g.disk != ""),
+	}
+	if g.modules != "" {
+		cfg.More = []string{g.modules}
+	}
+	if o.verbose {
+		w := &prefixWriter{prefix: g.label() + "| ", w: os.Stdout}
+		defer w.Flush()
+		cfg.Console = w
+	}
+	g.result, g.err = kernellab.Boot(ctx, cfg)
+	if g.err == nil && g.result.Pass == 0 {
+		g.err = errors.New("no test passed: the guest ran nothing (check -pkgs and -run)")
+	}
+	if g.err == nil && g.result.Cgroup != fmt.Sprintf("v%d", g.cgroup) {
+		g.err = fmt.Errorf("the guest mounted cgroup %s, not v%d", g.result.Cgroup, g.cgroup)
+	}
+	if g.err == nil && g.disk != "" && g.result.TmpDir != "ext4" {
+		g.err = fmt.Errorf("the guest's TMPDIR is on %s, not the ext4 scratch disk", g.result.TmpDir)
+	}
+	g.logFile = saveConsole(o.cache, strings.ReplaceAll(g.label(), "/", "_"), g.result.Console)
+	g.elapsed = time.Since(start)
+}
+
+// prefixWriter prefixes each console line with its guest, so that the
+// consoles of guests running at once stay readable.
+type prefixWriter struct {
+	mu     sync.Mutex
+	prefix string
+	w      io.Writer
+	buf    bytes.Buffer
+}
+
+func (p *prefixWriter) Write(b []byte) (int, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.buf.Write(b)
+	for {
+		line, err := p.buf.ReadBytes('\n')
+		if err != nil {
+			p.buf.Write(line) // an incomplete line waits for its end
+			return len(b), nil
+		}
+		fmt.Fprintf(p.w, "%s%s", p.prefix, line)
+	}
+}
+
+func (p *prefixWriter) Flush() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.buf.Len() > 0 {
+		fmt.Fprintf(p.w, "%s%s\n", p.prefix, p.buf.Bytes())
+		p.buf.Reset()
+	}
+}
+
+// saveConsole keeps the last console of each guest next to the cache, so a
+// failure can be read in full after the summary's tail.
+func saveConsole(cache, label string, console []byte) string {
+	dir := filepath.Join(cache, "logs")
+	if os.MkdirAll(dir, 0o755) != nil {
+		return ""
+	}
+	p := filepath.Join(dir, label+".console")
+	if os.WriteFile(p, console, 0o644) != nil {
+		return ""
+	}
+	return p
+}
+
+// report shows one guest's result line and, if it failed, why: the failing
+// binaries' output when tests failed, the console's tail otherwise (panic,
+// timeout, broken init).
+func report(g *guest) {
+	fmt.Println(resultLine(g))
+	if g.err == nil {
+		return
+	}
+	fmt.Printf("\n=== %s (%s) FAILED: %v\n", g.label(), g.kernel.Release, g.err)
+	shown := false
+	if errors.Is(g.err, kernellab.ErrTestsFailed) {
+		for _, t := range g.result.Tests {
+			if t.Exit != 0 || t.Fail != 0 {
+				fmt.Printf("--- output of %s (exit %d):\n%s\n", t.Name, t.Exit, excerpt(g.result.Output(t.Name)))
+				shown = true
+			}
+		}
+	}
+	if !shown && len(g.result.Console) > 0 {
+		fmt.Printf("--- last lines of the console:\n%s\n", kernellab.Tail(g.result.Console, 40))
+	}
+	if g.logFile != "" {
+		fmt.Printf("--- full console: %s\n", g.logFile)
+	}
+	fmt.Println()
+}
+
+// resultLine is the guest's one line: what CI logs are read for.
+func resultLine(g *guest) string {
+	r := g.result
+	status := "ok"
+	switch {
+	case g.skip != "":
+		return fmt.Sprintf("kernellab: RESULT %-28s %-28s SKIP (%s)", g.label(), g.kernel.Release, g.skip)
+	case g.err != nil:
+		status = "FAIL"
+	}
+	return fmt.Sprintf("kernellab: RESULT %-28s %-28s %-4s pass=%d fail=%d skip=%d tmpdir=%s flush=%s %.0fs",
+		g.label(), g.kernel.Release, status, r.Pass, r.Fail, r.Skip, orDash(r.TmpDir), orDash(strings.Join(flushModes(r.Console), ",")), g.elapsed.Seconds())
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// flushModes lists the flush modes whose TestKernelFlushModes subtest
+// passed in the guest: the modes the lab proved on that kernel.
+func flushModes(console []byte) []string {
+	var modes []string
+	sc := bufio.NewScanner(bytes.NewReader(console))
+	sc.Buffer(make([]byte, 0, 64*1024), 1024*1024)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if rest, ok := strings.CutPrefix(line, "--- PASS: TestKernelFlushModes/"); ok {
+			if mode, _, ok := strings.Cut(rest, " "); ok {
+				modes = append(modes, mode)
+			}
+		}
+	}
+	sort.Strings(modes)
+	return modes
+}
+
+// excerpt picks the part of a test binary's output that says why it failed.
+// A Go panic (a test timeout included) starts with the panic message and the
+// tests still running; the goroutine dump after it fills any tail.
+func excerpt(out string) string {
+	lines := strings.Split(out, "\n")
+	for i, l := range lines {
+		if strings.HasPrefix(l, "panic: ") {
+			var fails []string
+			for _, f := range lines[:i] {
+				if strings.Contains(f, "--- FAIL") {
+					fails = append(fails, f)
+				}
+			}
+			end := min(i+40, len(lines))
+			return strings.Join(append(fails, lines[i:end]...), "\n") + "\n[...]"
+		}
+	}
+	return lastLines(out, 80)
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(s, "\n")
+	if len(lines) > n {
+		lines = append([]string{"[...]"}, lines[len(lines)-n:]...)
+	}
+	return strings.Join(lines, "\n")
+}
+
+func countRunnable(guests []*guest) int {
+	n := 0
+	for _, g := range guests {
+		if g.skip == "" {
+			n++
+		}
+	}
+	return n
+}
+
+func countFailed(guests []*guest) int {
+	n := 0
+	for _, g := range guests {
+		if g.skip == "" && g.err != nil {
+			n++
+		}
+	}
+	return n
+}

@@ -1,0 +1,89 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cgrstat/cgrstat/internal/kernellab"
+)
+
+func TestSupportTable(t *testing.T) {
+	res := results{
+		Date:   time.Date(2026, 11, 25, 0, 0, 0, 0, time.UTC),
+		Commit: "abc123",
+		Guests: []guestResult{
+			{Suite: "bookworm", Arch: "amd64", Release: "6.1.0-50-cloud-amd64", Cgroup: 2, Status: "pass", Pass: 60, FlushModes: []string{"fentry", "kprobe", "walk"}},
+			{Suite: "bookworm", Arch: "amd64", Release: "6.1.0-50-cloud-amd64", Cgroup: 1, Status: "pass", Pass: 60, FlushModes: []string{"fentry", "walk"}},
+			{Suite: "trixie", Arch: "arm64", Release: "6.12.117+deb13-cloud-arm64", Cgroup: 2, Status: "fail", Pass: 58, Fail: 2, FlushModes: []string{"walk"}},
+			{Suite: "trixie", Arch: "arm64", Release: "6.12.117+deb13-cloud-arm64", Cgroup: 1, Status: "skip", Reason: "CONFIG_MEMCG_V1 is not set: no cgroup v1 memory controller"},
+		},
+	}
+	got, err := supportTable(res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"| 6.1.0-50-cloud-amd64 | bookworm | amd64 | yes (60 tests) | yes (60 tests) | v2: fentry, kprobe, walk; v1: fentry, walk |",
+		"| 6.12.117+deb13-cloud-arm64 | trixie | arm64 | **FAILS** (2 of 60 tests) | no: CONFIG_MEMCG_V1 is not set | walk |",
+		"2026-11-25 (commit abc123)",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("table lacks %q:\n%s", want, got)
+		}
+	}
+	res.Partial = "-run=Smoke"
+	if _, err := supportTable(res); err == nil || !strings.Contains(err.Error(), "-run=Smoke") {
+		t.Errorf("a table from a partial run: %v", err)
+	}
+}
+
+func TestReplaceBetween(t *testing.T) {
+	doc := "# x\n" + tableBegin + "\nold\n" + tableEnd + "\nrest\n"
+	got, err := replaceBetween(doc, tableBegin, tableEnd, "new\n")
+	if err != nil || got != "# x\n"+tableBegin+"\nnew\n"+tableEnd+"\nrest\n" {
+		t.Errorf("replaceBetween = %q, %v", got, err)
+	}
+	if _, err := replaceBetween("# no markers\n", tableBegin, tableEnd, "x"); err == nil {
+		t.Error("a document without markers was accepted")
+	}
+}
+
+func TestWriteSupportTableNeedsResults(t *testing.T) {
+	md := filepath.Join(t.TempDir(), "README.md")
+	os.WriteFile(md, []byte(tableBegin+"\n"+tableEnd+"\n"), 0o644)
+	if err := writeSupportTable(filepath.Join(t.TempDir(), "none.json"), md); err == nil || !strings.Contains(err.Error(), "make vmtest") {
+		t.Errorf("without results: %v", err)
+	}
+}
+
+func TestPartial(t *testing.T) {
+	o := options{suites: kernellab.DefaultSuites, cgroups: "2,1"}
+	if p := partial(o); p != "" {
+		t.Errorf("the default matrix is partial: %q", p)
+	}
+	o.run, o.cgroups = "Smoke", "2"
+	if p := partial(o); p != "-run=Smoke -cgroup=2" {
+		t.Errorf("partial = %q", p)
+	}
+}
+
+func TestFlushModes(t *testing.T) {
+	console := "=== RUN   TestKernelFlushModes\r\n--- PASS: TestKernelFlushModes (4.01s)\r\n    --- PASS: TestKernelFlushModes/walk (1.01s)\r\n    --- SKIP: TestKernelFlushModes/kprobe (0.1s)\r\n    --- PASS: TestKernelFlushModes/fentry (1.58s)\r\n"
+	if got := strings.Join(flushModes([]byte(console)), ","); got != "fentry,walk" {
+		t.Errorf("flushModes = %q", got)
+	}
+}
+
+func TestParseCgroups(t *testing.T) {
+	if v, err := parseCgroups("2, v1"); err != nil || len(v) != 2 || v[0] != 2 || v[1] != 1 {
+		t.Errorf("parseCgroups = %v, %v", v, err)
+	}
+	for _, bad := range []string{"", "3", "2,x"} {
+		if _, err := parseCgroups(bad); err == nil {
+			t.Errorf("parseCgroups(%q) accepted", bad)
+		}
+	}
+}
