@@ -198,6 +198,14 @@ func runGuest(ctx context.Context, o options, g *guest) {
 		cfg.Console = w
 	}
 	g.result, g.err = kernellab.Boot(ctx, cfg)
+	if crashedBeforeInit(ctx, g.result, g.err) {
+		// Seen once: an int3 Oops in timer code while the kernel patched its
+		// own text at boot, under QEMU's multi-threaded TCG and a loaded
+		// host. No test had run; that crash is the emulator's. One more
+		// boot, said on the console; a second crash fails the guest.
+		fmt.Printf("kernellab: %s crashed before init ran (%v); booting it once more\n", g.label(), g.err)
+		g.result, g.err = kernellab.Boot(ctx, cfg)
+	}
 	if g.err == nil && g.result.Pass == 0 {
 		g.err = errors.New("no test passed: the guest ran nothing (check -pkgs and -run)")
 	}
@@ -369,4 +377,11 @@ func countFailed(guests []*guest) int {
 		}
 	}
 	return n
+}
+
+// crashedBeforeInit reports a kernel that panicked or oopsed before the
+// guest's init announced itself (no release was reported).
+func crashedBeforeInit(ctx context.Context, r kernellab.Result, err error) bool {
+	return err != nil && ctx.Err() == nil && r.Release == "" &&
+		(errors.Is(err, kernellab.ErrKernelPanic) || errors.Is(err, kernellab.ErrKernelBug))
 }

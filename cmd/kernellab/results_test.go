@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -85,5 +86,30 @@ func TestParseCgroups(t *testing.T) {
 		if _, err := parseCgroups(bad); err == nil {
 			t.Errorf("parseCgroups(%q) accepted", bad)
 		}
+	}
+}
+
+func TestCrashedBeforeInit(t *testing.T) {
+	oops := "[    1.205241] Oops: int3: 0000 [#1] PREEMPT SMP NOPTI\n[    1.206571] Kernel panic - not syncing: Fatal exception in interrupt\n"
+	start := "CGRSTAT-LAB-START kernel=6.12.117 arch=x86_64 cgroup=v2 tmpdir=ext4\n"
+	for _, tt := range []struct {
+		name    string
+		console string
+		want    bool
+	}{
+		{"oops before init", oops, true},
+		{"oops after init started", start + oops, false},
+		{"no crash, no result", start, false},
+	} {
+		r := kernellab.ParseConsole([]byte(tt.console))
+		if got := crashedBeforeInit(context.Background(), r, r.Err()); got != tt.want {
+			t.Errorf("%s: crashedBeforeInit = %v, want %v (err %v)", tt.name, got, tt.want, r.Err())
+		}
+	}
+	r := kernellab.ParseConsole([]byte(oops))
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if crashedBeforeInit(ctx, r, r.Err()) {
+		t.Error("a cancelled run is booted again")
 	}
 }
