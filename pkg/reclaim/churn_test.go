@@ -39,6 +39,7 @@ func TestMain(m *testing.M) {
 // "ok" or "error ...": "reclaim SCRATCH CGROUP" joins the cgroup (its
 // absolute path), fills page cache in SCRATCH and has the kernel reclaim
 // it; "join CGROUP" only joins; "fill FILE BYTES" writes a file that stays;
+// "press FILE" presses the whole machine's memory (see press);
 // "write FILE VALUE" writes a cgroup file, taking EAGAIN and EBUSY (a
 // reclaim that fell short) as done. One long-lived process moves from
 // cgroup to cgroup, which costs far less than a process per cgroup.
@@ -58,6 +59,8 @@ func helperMain() {
 		case len(f) == 3 && f[0] == "fill":
 			n, _ := strconv.Atoi(f[2])
 			err = fillFile(f[1], n)
+		case len(f) == 2 && f[0] == "press":
+			err = press(f[1])
 		case len(f) == 3 && f[0] == "write":
 			err = os.WriteFile(f[1], []byte(f[2]), 0)
 			if errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EBUSY) {
