@@ -33,7 +33,7 @@ the limits of the cgroup's subtree made tasks stall in, wherever they ran.
 				return err
 			}
 			defer p.Close()
-			var notes format.ReadNotes
+			var notes reclaim.Notes
 			if len(args) == 0 {
 				if args, notes.Stale, err = defaultReadArgs(p, all); err != nil {
 					return err
@@ -116,7 +116,7 @@ func lostNote(p *loader.Pinned) (*loader.Lost, error) {
 }
 
 // warn says on stderr what the numbers do not cover.
-func warn(w io.Writer, p *loader.Pinned, n format.ReadNotes) {
+func warn(w io.Writer, p *loader.Pinned, n reclaim.Notes) {
 	for _, rel := range n.Stale {
 		fmt.Fprintf(w, "cgrstat: note: skipped %s: the cgroup was removed (stale stat file; cgrstat unpin %s)\n", rel, rel)
 	}

@@ -185,7 +185,7 @@ func runGuest(ctx context.Context, o options, g *guest) {
 		Arch:      g.arch,
 		Disk:      g.disk,
 		MemoryMiB: o.mem,
-		Timeout:   o.timeout,
+		Timeout:   guestTimeout(o, g.arch),
 		KVM:       o.kvm && g.arch == kernellab.HostArch(),
 		Append:    kernellab.GuestCmdline(g.cgroup, g.disk != ""),
 	}
@@ -384,4 +384,15 @@ func countFailed(guests []*guest) int {
 func crashedBeforeInit(ctx context.Context, r kernellab.Result, err error) bool {
 	return err != nil && ctx.Err() == nil && r.Release == "" &&
 		(errors.Is(err, kernellab.ErrKernelPanic) || errors.Is(err, kernellab.ErrKernelBug))
+}
+
+// guestTimeout is the time limit of a guest of arch: twice -timeout for an
+// architecture QEMU emulates instruction by instruction (arm64 on an amd64
+// host runs its tests 4-8 times slower than an amd64 guest under TCG, and
+// most slowly in the verifier and JIT, which every test's load goes through).
+func guestTimeout(o options, arch string) time.Duration {
+	if arch != kernellab.HostArch() {
+		return 2 * o.timeout
+	}
+	return o.timeout
 }

@@ -12,7 +12,6 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/cgrstat/cgrstat/pkg/loader"
 	"github.com/cgrstat/cgrstat/pkg/reclaim"
 )
 
@@ -20,20 +19,11 @@ import (
 // several times faster than indenting thousands of objects. An empty list
 // is [] rather than null, so that scripts can index it without a check.
 func JSON(w io.Writer, stats []reclaim.Stat) error {
-	return ReadJSON(w, stats, ReadNotes{})
-}
-
-// ReadNotes is what a read has to say beside the numbers.
-type ReadNotes struct {
-	// Lost is set when the BPF side could not record everything: the
-	// numbers are then lower bounds.
-	Lost *loader.Lost `json:"lost,omitempty"`
-	// Stale are cgroups whose stat files were skipped: they were removed.
-	Stale []string `json:"stale_stat_files,omitempty"`
+	return ReadJSON(w, stats, reclaim.Notes{})
 }
 
 // ReadJSON is JSON with the notes as more top-level fields.
-func ReadJSON(w io.Writer, stats []reclaim.Stat, notes ReadNotes) error {
+func ReadJSON(w io.Writer, stats []reclaim.Stat, notes reclaim.Notes) error {
 	bw := bufio.NewWriter(w)
 	if notes.Lost != nil || len(notes.Stale) > 0 {
 		b, err := json.Marshal(notes)

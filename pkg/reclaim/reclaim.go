@@ -315,3 +315,12 @@ func (c Collector) Flush(cg cgroup.Cgroup) error {
 // Forget has nothing to do: the BPF side hands a removed cgroup's reclaim
 // to its parent at rmdir and deletes its entry when the kernel releases it.
 func (c Collector) Forget([]uint64) error { return nil }
+
+// Notes is what a read has to say beside the numbers.
+type Notes struct {
+	// Lost is set when the BPF side could not record everything: the
+	// numbers are then lower bounds.
+	Lost *loader.Lost `json:"lost,omitempty"`
+	// Stale are cgroups whose stat files were skipped: they were removed.
+	Stale []string `json:"stale_stat_files,omitempty"`
+}
