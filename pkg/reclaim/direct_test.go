@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -25,6 +26,12 @@ import (
 func TestKernelDirectReclaim(t *testing.T) {
 	if !testenv.Required() {
 		t.Skip("induces global memory pressure: only in the kernel lab's guests")
+	}
+	if runtime.GOARCH != "amd64" {
+		// Not yet measured there: the lab's arm64 guests are emulated
+		// instruction by instruction, where one press takes minutes. The
+		// amd64 guests run the same BPF object's direct-reclaim path.
+		t.Skip("runs in the lab's amd64 guests only: arm64 guests are emulated (TCG), and this test was not sized for them")
 	}
 	h := testenv.Hierarchy(t)
 	loads := twoLoads(t, h, 0)
