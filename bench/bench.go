@@ -74,22 +74,11 @@ func (b *bench) run(ctx context.Context, r *Result) (err error) {
 	if b.cfg.WalkScale > 0 {
 		return b.walkScale(ctx, r, b.cfg.WalkScale)
 	}
-	if err := describe(r, b.h); err != nil {
-		return err
-	}
-	stats, err := ebpf.EnableStats(uint32(unix.BPF_STATS_RUN_TIME))
+	undo, err := b.setUp(r)
 	if err != nil {
-		return fmt.Errorf("enabling BPF run-time statistics: %w", err)
-	}
-	defer stats.Close()
-	if err := b.root.Mkdir(); err != nil {
 		return err
 	}
-	defer func() { err = errors.Join(err, removeQuiet(b.root)) }()
-	// The trees below need the memory controller (v2; v1 has it everywhere).
-	if _, err := b.h.EnableMemory(b.root); err != nil {
-		return err
-	}
+	defer func() { err = errors.Join(err, undo()) }()
 	if err := b.probeModes(r); err != nil {
 		return err
 	}
@@ -197,4 +186,29 @@ func removeQuiet(c cgroup.Cgroup) error {
 		return nil
 	}
 	return c.Remove()
+}
+
+// setUp describes the machine into r, turns on BPF run-time statistics
+// and makes the bench's root cgroup with the memory controller enabled for
+// the trees below it (v2; v1 has it everywhere). undo reverses all of it.
+func (b *bench) setUp(r *Result) (undo func() error, err error) {
+	if err := describe(r, b.h); err != nil {
+		return nil, err
+	}
+	stats, err := ebpf.EnableStats(uint32(unix.BPF_STATS_RUN_TIME))
+	if err != nil {
+		return nil, fmt.Errorf("enabling BPF run-time statistics: %w", err)
+	}
+	if err := b.root.Mkdir(); err != nil {
+		stats.Close()
+		return nil, err
+	}
+	undo = func() error {
+		defer stats.Close()
+		return removeQuiet(b.root)
+	}
+	if _, err := b.h.EnableMemory(b.root); err != nil {
+		return nil, errors.Join(err, undo())
+	}
+	return undo, nil
 }

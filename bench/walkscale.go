@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
-	"golang.org/x/sys/unix"
 
 	"github.com/cgrstat/cgrstat/bpf"
 	"github.com/cgrstat/cgrstat/internal/cgroupiter"
@@ -49,21 +48,11 @@ const walkScaleReads = 9
 // the cgroup has an entry and whether that entry has new data, and the
 // bench checks that every read brings exactly the new data to the top.
 func (b *bench) walkScale(ctx context.Context, r *Result, n int) (err error) {
-	if err := describe(r, b.h); err != nil {
-		return err
-	}
-	stats, err := ebpf.EnableStats(uint32(unix.BPF_STATS_RUN_TIME))
+	undo, err := b.setUp(r)
 	if err != nil {
-		return fmt.Errorf("enabling BPF run-time statistics: %w", err)
-	}
-	defer stats.Close()
-	if err := b.root.Mkdir(); err != nil {
 		return err
 	}
-	defer func() { err = errors.Join(err, removeQuiet(b.root)) }()
-	if _, err := b.h.EnableMemory(b.root); err != nil {
-		return err
-	}
+	defer func() { err = errors.Join(err, undo()) }()
 	t, err := buildTree(ctx, b.h, b.root.Child("top"), n)
 	defer func() { err = errors.Join(err, t.destroy()) }()
 	if err != nil {
