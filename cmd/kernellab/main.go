@@ -70,7 +70,7 @@ func parseFlags() options {
 	flag.StringVar(&o.cache, "cache", "", "kernel cache directory (default $XDG_CACHE_HOME/cgrstat/kernellab)")
 	flag.BoolVar(&o.verbose, "v", false, "stream each guest's console, each line prefixed with its guest")
 	flag.StringVar(&o.run, "run", "", "run only tests matching this regexp (go test -run); default "+kernelTests)
-	flag.DurationVar(&o.timeout, "timeout", 10*time.Minute, "time limit for each guest, boot included (twice that for an emulated architecture)")
+	flag.DurationVar(&o.timeout, "timeout", 10*time.Minute, "time limit for each guest, boot included (three times that for an emulated architecture)")
 	flag.IntVar(&o.mem, "mem", kernellab.DefaultMemoryMiB, "guest memory in MiB")
 	flag.StringVar(&o.pkgs, "pkgs", "", "comma-separated Go packages whose tests run in the guest (default: every package with a TestKernel* test)")
 	flag.BoolVar(&o.refresh, "refresh", false, "ask the Debian archive for newer kernels even if the cached ones are fresh")
