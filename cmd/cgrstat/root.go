@@ -26,7 +26,7 @@ func newRootCmd() *cobra.Command {
 	root := &cobra.Command{
 		Use:   "cgrstat",
 		Short: "Memory-cgroup reclaim latency, aggregated up the cgroup tree by BPF and rstat",
-		Long: `cgrstat times every memory-cgroup reclaim with BPF, keeps per-CPU readings per
+		Long: `cgrstat times every memory-cgroup reclaim with BPF, keeps one reading per
 cgroup, and lets rstat (or a walk of the tree) aggregate them bottom-up, so
 that each cgroup's stat file shows its hierarchical total.
 

@@ -72,7 +72,7 @@ var (
 		gaugeType, "cgroup")
 
 	flushMode = newFamily("flush_mode_info",
-		"How the collectors' per-CPU readings are folded up the tree: fentry or kprobe (rstat) or walk (the reader walks the subtree).",
+		"How the collectors' pending readings are folded up the tree: fentry or kprobe (rstat) or walk (the reader walks the subtree).",
 		gaugeType, "mode")
 	mapEntries  = newFamily("map_entries", "Cgroups tracked in a per-cgroup BPF map.", gaugeType, "map")
 	mapCapacity = newFamily("map_capacity_entries",

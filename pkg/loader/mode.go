@@ -10,7 +10,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Mode is who drives the flush of the per-CPU readings into totals.
+// Mode is who drives the flush of each cgroup's pending readings into totals.
 type Mode string
 
 const (
