@@ -101,8 +101,15 @@ completion: build
 check: build
 	./$(BIN) check
 
-# Fails on any finding: unformatted files, go vet, staticcheck (a go.mod tool).
+# Fails on any finding: a tracked ELF file other than the bpf2go objects
+# (built binaries are never committed), unformatted files, go vet,
+# staticcheck (a go.mod tool).
 lint:
+	@elves=$$(git ls-files -z | while IFS= read -r -d '' f; do \
+	  [ -f "$$f" ] && [ "$$(head -c4 "$$f" | od -An -c | tr -d ' ')" = '177ELF' ] || continue; \
+	  case "$$f" in bpf/*_bpfel.o|bench/*_bpfel.o) ;; *) echo "$$f" ;; esac; \
+	done); \
+	if [ -n "$$elves" ]; then echo "lint: tracked ELF binaries (never commit built binaries):" $$elves; exit 1; fi
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \
 	if [ -n "$$unformatted" ]; then echo "gofmt: not formatted:" $$unformatted; exit 1; fi
 	$(GO) vet ./...
