@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -106,6 +107,14 @@ func TestKernelDashboardQueries(t *testing.T) {
 		stressed[p] = true
 	}
 
+	check := panelCheck{leaf: leafA, stressed: stressed, identity: identity,
+		// v2 stress writes memory.reclaim; v1 stress lowers the scratch
+		// cgroup's limit: charge-time reclaim against a hard limit, which
+		// is cause limit, or max once limit is split into max and high.
+		causes: map[string]bool{"proactive": true}}
+	if l.h.Version == 1 {
+		check.causes = map[string]bool{"limit": true, "max": true}
+	}
 	queries, withData := 0, 0
 	for _, p := range d.queryPanels() {
 		want, ok := panelWants[p.Title]
@@ -127,7 +136,7 @@ func TestKernelDashboardQueries(t *testing.T) {
 				withData++
 			}
 			t.Logf("%s/%s: %d series, data %v", p.Title, tg.RefID, len(res), hasData(res))
-			if err := want(res, panelCheck{leaf: leafA, stressed: stressed, identity: identity}); err != nil {
+			if err := want(res, check); err != nil {
 				t.Errorf("panel %q query %s: %v\n%s", p.Title, tg.RefID, err, expr)
 			}
 			if p.Title == mainPanel {
@@ -138,6 +147,21 @@ func TestKernelDashboardQueries(t *testing.T) {
 		}
 	}
 	t.Logf("dashboard: %d of %d queries returned data", withData, queries)
+
+	// The depth variable at the containers' depth: siblings only, the two
+	// containers and nothing above them.
+	depth := strings.Count(leafA, "/")
+	vars["depth"] = depthValue(t, d, depth)
+	main := expand(d.queryPanels()[0].Targets[0].Expr, vars)
+	var got []string
+	for _, s := range prom.api(t, "/api/v1/query", url.Values{"query": {main}, "time": {apiTime(to)}}) {
+		got = append(got, s.Metric["cgroup"])
+	}
+	slices.Sort(got)
+	leafB := topPath + "/kubepods/burstable/pod" + podB + "/" + containerB
+	if want := []string{leafA, leafB}; !slices.Equal(got, want) {
+		t.Errorf("main panel at depth %d (%s): %v; want the two containers %v", depth, vars["depth"], got, want)
+	}
 
 	// The variables' own queries, as Grafana's label_values() asks them.
 	for _, v := range []struct{ label, match, want string }{
@@ -177,6 +201,25 @@ func TestKernelDashboardQueries(t *testing.T) {
 	t.Logf("alerts: %s", prom.get(t, "/api/v1/alerts"))
 }
 
+// depthValue is the value the dashboard's depth variable has for depth n.
+func depthValue(t *testing.T, d dashboard, n int) string {
+	t.Helper()
+	for _, v := range d.Templating.List {
+		if v.Name != "depth" {
+			continue
+		}
+		q, _ := v.Query.(string)
+		for _, opt := range strings.Split(q, ",") {
+			if text, value, ok := strings.Cut(opt, " : "); ok && strings.TrimSpace(text) == strconv.Itoa(n) {
+				return strings.TrimSpace(value)
+			}
+		}
+		t.Fatalf("the depth variable has no option %d: %q", n, q)
+	}
+	t.Fatal("no depth variable")
+	return ""
+}
+
 // mainPanel is the dashboard's first panel, the one the README shows.
 const mainPanel = "Cgroups stalling most (reclaim seconds per second, top 10)"
 
@@ -185,6 +228,7 @@ type panelCheck struct {
 	leaf     string          // the container that reclaimed most
 	stressed map[string]bool // it and its ancestors in the tree
 	identity bool            // serve exports cgrstat_cgroup_info
+	causes   map[string]bool // the causes stress makes reclaim in
 }
 
 // panelWants says, per panel title, what each of its queries must return
@@ -198,9 +242,8 @@ var panelWants = map[string]func([]promSeries, panelCheck) error{
 			return err
 		}
 		for _, s := range res {
-			if cause, ok := s.Metric["cause"]; ok && cause != "limit" && s.max() > 0 {
-				// v1 stress lowers a limit: nothing else reclaims here.
-				return fmt.Errorf("cause %s stalled: %v", cause, s.Metric)
+			if cause, ok := s.Metric["cause"]; ok && !c.causes[cause] && s.max() > 0 {
+				return fmt.Errorf("cause %s stalled, stress causes only %v: %v", cause, c.causes, s.Metric)
 			}
 		}
 		return nil
