@@ -57,11 +57,7 @@ func TestKernelDashboardQueries(t *testing.T) {
 	}
 	d := readDashboard(t)
 	l := newLab(t)
-	path, top := l.writeSpec(podSpec)
-	parent := "--parent=" + l.parent().Rel
-	l.run("hierarchy", "create", "-f", path, parent)
-	t.Cleanup(func() { cli(t, "hierarchy", "destroy", "-f", path, parent, "--kill", "--pin-path", l.pinPath) })
-	topRel := l.parent().Child(top).Rel
+	path, parent, topRel := l.createTree(podSpec)
 
 	srv := startCLI(t, "serve", topRel, "--depth=-1", "--pin-path", l.pinPath, "--web.listen-address", "127.0.0.1:0")
 	target := srv.serveAddr(t)
