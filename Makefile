@@ -12,7 +12,8 @@ export CGO_ENABLED := 0
 # busybox, e2fsprogs (mkfs.ext4 -d for the scratch disk), xz-utils and zstd
 # (compressed kernel modules), the archive keyring (apt verifies the kernels
 # it downloads), and cpio (the initramfs writer's unit test reads with it);
-# and what the serve and watch tests drive: a real Prometheus, tmux,
+# and what the serve and watch tests drive: a real Prometheus (its promtool
+# checks and unit-tests the shipped rules), tmux,
 # systemd-analyze (systemd) and setpriv (util-linux).
 DEBS := clang-19 llvm-19 bpftool libbpf-dev linux-libc-dev \
 	qemu-system-x86 qemu-system-arm busybox-static e2fsprogs xz-utils zstd \

@@ -84,6 +84,17 @@ children:
 
 func (l *lab) parent() cgroup.Cgroup { return l.h.DefaultParent() }
 
+// createTree creates the tree of a spec below the parent, removed at
+// cleanup, and returns the spec's file, the --parent flag and the top.
+func (l *lab) createTree(spec string) (path, parent, topRel string) {
+	l.t.Helper()
+	path, top := l.writeSpec(spec)
+	parent = "--parent=" + l.parent().Rel
+	l.run("hierarchy", "create", "-f", path, parent)
+	l.t.Cleanup(func() { cli(l.t, "hierarchy", "destroy", "-f", path, parent, "--kill", "--pin-path", l.pinPath) })
+	return path, parent, l.parent().Child(top).Rel
+}
+
 // assertGone fails if any cgroup of the spec is left below the parent.
 func (l *lab) assertGone(top string) {
 	l.t.Helper()

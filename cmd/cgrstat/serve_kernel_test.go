@@ -165,11 +165,17 @@ func equalSeries(got, want map[string]float64) bool {
 // prometheus is a Prometheus server of the test's own.
 type prometheus struct{ addr string }
 
-func startPrometheus(t *testing.T, bin, target string) *prometheus {
+// startPrometheus starts a Prometheus that scrapes target every second as
+// job cgrstat and evaluates ruleFiles (absolute paths) every second.
+func startPrometheus(t *testing.T, bin, target string, ruleFiles ...string) *prometheus {
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "prometheus.yml")
 	body := fmt.Sprintf("global: {scrape_interval: 1s, scrape_timeout: 1s, evaluation_interval: 1s}\n"+
 		"scrape_configs:\n  - job_name: cgrstat\n    static_configs: [{targets: [%q]}]\n", target)
+	if len(ruleFiles) > 0 {
+		quoted, _ := json.Marshal(ruleFiles) // a YAML flow sequence
+		body += "rule_files: " + string(quoted) + "\n"
+	}
 	if err := os.WriteFile(cfg, []byte(body), 0o600); err != nil {
 		t.Fatal(err)
 	}
