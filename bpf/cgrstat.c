@@ -731,10 +731,22 @@ static __noinline void print_stat(struct seq_file *seq, __u64 cgid)
 }
 
 /*
+ * The stat file of a removed cgroup: the iterator skips a dead cgroup, so
+ * the final call comes without any visit. One line says so, rather than an
+ * empty file that reads as success (cgrstat read skips such files with a
+ * note; cgrstat unpin removes them).
+ */
+static __noinline void print_stale(struct seq_file *seq)
+{
+	BPF_SEQ_PRINTF(seq, "stale: the cgroup of this stat file was removed (cgrstat unpin it)\n");
+}
+
+/*
  * Reading a pinned stat file. Each visit flushes; the final call (NULL cgroup)
  * prints the last cgroup visited, which in walk mode's post-order walk is the
- * cgroup the file is pinned for. A second read() gets another final call,
- * which finds its session gone and prints nothing.
+ * cgroup the file is pinned for. The kernel makes the final call once per
+ * open file (bpf_iter's done_stop), so a final call without a session is
+ * one that visited nothing: the cgroup is gone.
  */
 static __always_inline int dump_visit(struct bpf_iter__cgroup *ctx, bool walk)
 {
@@ -744,8 +756,10 @@ static __always_inline int dump_visit(struct bpf_iter__cgroup *ctx, bool walk)
 
 	last = bpf_map_lookup_elem(&sessions, &session);
 	if (!cgrp) {
-		if (!last)
+		if (!last) {
+			print_stale(ctx->meta->seq);
 			return 0;
+		}
 		cgid = *last;
 		bpf_map_delete_elem(&sessions, &session);
 		print_stat(ctx->meta->seq, cgid);

@@ -7,6 +7,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/cgrstat/cgrstat/pkg/cgtree"
+	"github.com/cgrstat/cgrstat/pkg/escape"
 	"github.com/cgrstat/cgrstat/pkg/loader"
 	"github.com/cgrstat/cgrstat/pkg/pin"
 )
@@ -47,7 +48,7 @@ the same -f and --parent removes whatever part of the tree exists.`,
 				return err
 			}
 			if existed {
-				fmt.Fprintf(cmd.ErrOrStderr(), "cgroup %s already existed as specified; nothing created\n", t.Top().Rel)
+				fmt.Fprintf(cmd.ErrOrStderr(), "cgroup %s already existed as specified; nothing created\n", escape.String(t.Top().Rel))
 			}
 			var pins []string
 			if pinAll {
@@ -60,10 +61,10 @@ the same -f and --parent removes whatever part of the tree exists.`,
 			}
 			out := cmd.OutOrStdout()
 			for _, c := range t.Cgroups() {
-				fmt.Fprintln(out, c.Path)
+				fmt.Fprintln(out, escape.String(c.Path))
 			}
 			for _, path := range pins {
-				fmt.Fprintln(out, path)
+				fmt.Fprintln(out, escape.String(path))
 			}
 			return nil
 		},
@@ -96,7 +97,7 @@ also how to clean up after 'hierarchy create' or 'check' was killed.`,
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "removed %s under %s\n", plural(n, "cgroup"), t.Parent.Rel)
+			fmt.Fprintf(cmd.OutOrStdout(), "removed %s under %s\n", plural(n, "cgroup"), escape.String(t.Parent.Rel))
 			return nil
 		},
 	}

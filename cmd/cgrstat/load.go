@@ -8,6 +8,7 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/spf13/cobra"
 
+	"github.com/cgrstat/cgrstat/pkg/escape"
 	"github.com/cgrstat/cgrstat/pkg/format"
 	"github.com/cgrstat/cgrstat/pkg/loader"
 )
@@ -29,7 +30,7 @@ func newLoadCmd(g *globals) *cobra.Command {
 			}
 			rec, err := loader.Load(lf.options(g, h, mode))
 			if errors.Is(err, loader.ErrLoaded) {
-				fmt.Fprintf(cmd.OutOrStdout(), "already loaded at %s (flush mode %s, up to %d cgroups)\n", g.pinPath, rec.Flush, rec.MaxCgroups)
+				fmt.Fprintf(cmd.OutOrStdout(), "already loaded at %s (flush mode %s, up to %d cgroups)\n", escape.String(g.pinPath), rec.Flush, rec.MaxCgroups)
 				return nil
 			}
 			if err != nil {
@@ -48,7 +49,7 @@ func newLoadCmd(g *globals) *cobra.Command {
 }
 
 func printLoaded(w io.Writer, pinPath string, rec *loader.Record) {
-	fmt.Fprintf(w, "loaded at %s: flush mode %s, rstat kfuncs %s, up to %d cgroups\n", pinPath, rec.Flush, rec.RstatKfuncs, rec.MaxCgroups)
+	fmt.Fprintf(w, "loaded at %s: flush mode %s, rstat kfuncs %s, up to %d cgroups\n", escape.String(pinPath), rec.Flush, rec.RstatKfuncs, rec.MaxCgroups)
 	for _, r := range rec.Refused {
 		fmt.Fprintf(w, "  %s not used: %s\n", r.Mode, r.Reason)
 	}

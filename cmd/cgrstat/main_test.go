@@ -3,9 +3,14 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
+	"fmt"
 	"os"
 	"strings"
+	"syscall"
 	"testing"
+
+	"github.com/spf13/cobra"
 
 	"github.com/cgrstat/cgrstat/pkg/cgroup"
 	"github.com/cgrstat/cgrstat/pkg/stress"
@@ -74,6 +79,32 @@ func TestUsageErrors(t *testing.T) {
 	wantUsage(t, "unknown flush mode", "load", "--flush", "sometimes")
 	wantUsage(t, "either CGROUP arguments or --all", "unpin")
 	wantUsage(t, "--max-cgroups", "load", "--max-cgroups", "0")
+	// Issue 17's exit codes: an unknown shell, a negative number, a depth
+	// other than -1 below zero.
+	wantUsage(t, `unknown command "powershell2" for "cgrstat completion"`, "completion", "powershell2")
+	wantUsage(t, `unknown command "x" for "cgrstat hierarchy"`, "hierarchy", "x")
+	wantUsage(t, `did you mean read?`, "reed")
+	wantUsage(t, `--max-cgroups "-1": want a number from 1 to 65535`, "load", "--max-cgroups", "-1")
+	wantUsage(t, `--interval "5": want a duration`, "watch", "--interval", "5")
+	long := "/sys/fs/bpf/" + strings.Repeat("x", 300)
+	for _, args := range [][]string{{"status"}, {"load"}, {"unload"}, {"read", "/"}, {"pin", "/"}} {
+		r := cli(t, append(args, "--pin-path", long)...)
+		if r.code != 2 || strings.Count(r.stderr, "\n") != 1 || strings.Count(r.stderr, "/sys/fs/bpf/x") != 1 || !strings.Contains(r.stderr, "NAME_MAX") {
+			t.Errorf("%v with a 300-byte name in --pin-path: exit %d, %q; want 2 and one line naming the path once", args, r.code, r.stderr)
+		}
+	}
+}
+
+// TestUsageErrorsAsRoot: flags checked once the command runs, which needs
+// root, before it starts anything.
+func TestUsageErrorsAsRoot(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("the commands refuse to run without root before they check these flags")
+	}
+	wantUsage(t, `--depth -7: want -1 (every depth) or a depth from 0`, "watch", "--depth", "-7")
+	wantUsage(t, `--depth -7: want -1 (every depth) or a depth from 0`, "serve", "--depth", "-7")
+	wantUsage(t, "--scratch-dir: stat /nonexistent", "stress", "--scratch-dir", "/nonexistent", "cgrstat-test-no-such-cgroup")
+	wantUsage(t, "not a directory", "stress", "--scratch-dir", "/proc/self/status", "cgrstat-test-no-such-cgroup")
 }
 
 func TestBadSpecIsUsageError(t *testing.T) {
@@ -90,18 +121,22 @@ func TestBadSpecIsUsageError(t *testing.T) {
 }
 
 // TestInterruptedMessage: only commands that make something say that they
-// removed it when interrupted.
+// removed it when interrupted; the exit status is the shell's for the
+// signal (128 + its number), so that scripts tell it from a failure.
 func TestInterruptedMessage(t *testing.T) {
 	for _, tt := range []struct {
 		err  error
+		code int
 		want string
 	}{
-		{interrupted{cleaned: true}, "cgrstat: interrupted; what this run created is removed\n"},
-		{interrupted{cleaned: false}, "cgrstat: interrupted\n"},
+		{interrupted{cleaned: true, sig: syscall.SIGINT}, 130, "cgrstat: interrupted; what this run created is removed\n"},
+		{interrupted{cleaned: false, sig: syscall.SIGTERM}, 143, "cgrstat: interrupted\n"},
+		{interrupted{}, 130, "cgrstat: interrupted\n"},
+		{fmt.Errorf("reading: %w", context.Canceled), 130, "cgrstat: interrupted; what this run created is removed\n"},
 	} {
 		var b bytes.Buffer
-		if code := report(tt.err, &b); code != 1 || b.String() != tt.want {
-			t.Errorf("report(%#v) = %d, %q; want 1, %q", tt.err, code, b.String(), tt.want)
+		if code := report(tt.err, &b); code != tt.code || b.String() != tt.want {
+			t.Errorf("report(%#v) = %d, %q; want %d, %q", tt.err, code, b.String(), tt.code, tt.want)
 		}
 	}
 	root := newRootCmd()
@@ -115,5 +150,49 @@ func TestInterruptedMessage(t *testing.T) {
 		if cmd, _, err := root.Find(path); err != nil || cmd.Annotations[makes] == "" {
 			t.Errorf("%v is not marked as removing what it made: %v", path, err)
 		}
+	}
+}
+
+// TestSignalExitStatus: cgrstat stopped by SIGINT or SIGTERM while it
+// waits (here for a pin path's lock another process holds) exits 130 or
+// 143, as a shell reports a process the signal killed.
+func TestSignalExitStatus(t *testing.T) {
+	for _, tt := range []struct {
+		sig  syscall.Signal
+		code int
+	}{{syscall.SIGINT, 130}, {syscall.SIGTERM, 143}} {
+		ctx, stop := signalContext()
+		if err := syscall.Kill(os.Getpid(), tt.sig); err != nil {
+			t.Fatal(err)
+		}
+		<-ctx.Done()
+		var sig signalCause
+		if !errors.As(context.Cause(ctx), &sig) || sig.sig != tt.sig {
+			t.Errorf("%v: cause %v", tt.sig, context.Cause(ctx))
+		}
+		root := newRootCmd()
+		root.AddCommand(&cobra.Command{Use: "wait", PersistentPreRunE: func(*cobra.Command, []string) error { return nil }, RunE: func(cmd *cobra.Command, _ []string) error {
+			<-cmd.Context().Done()
+			return cmd.Context().Err()
+		}})
+		var b bytes.Buffer
+		if code := report(execute(ctx, root, []string{"wait"}), &b); code != tt.code || b.String() != "cgrstat: interrupted\n" {
+			t.Errorf("%v: exit %d, %q; want %d and one line", tt.sig, code, b.String(), tt.code)
+		}
+		stop()
+	}
+}
+
+// TestErrorsAreEscaped: a message that quotes a hostile cgroup name
+// reaches stderr escaped, one line per joined error.
+func TestErrorsAreEscaped(t *testing.T) {
+	var b bytes.Buffer
+	err := errors.Join(fmt.Errorf("cgroup %s: no such cgroup", "a\x1b[2J\x1b[31mb"), errors.New("second\nline"))
+	if code := report(err, &b); code != 1 {
+		t.Errorf("exit %d, want 1", code)
+	}
+	want := "cgrstat: cgroup a\\x1b[2J\\x1b[31mb: no such cgroup\ncgrstat: second\\x0aline\n"
+	if b.String() != want {
+		t.Errorf("stderr %q, want %q", b.String(), want)
 	}
 }

@@ -27,6 +27,9 @@ func (f *monitorFlags) register(cmd *cobra.Command) {
 
 func (f *monitorFlags) filter() (monitor.Filter, error) {
 	flt := monitor.Filter{Depth: f.depth}
+	if f.depth < -1 {
+		return flt, usage(fmt.Errorf("--depth %d: want -1 (every depth) or a depth from 0", f.depth))
+	}
 	if f.match != "" {
 		re, err := regexp.Compile(f.match)
 		if err != nil {

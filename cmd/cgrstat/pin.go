@@ -5,6 +5,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/cgrstat/cgrstat/pkg/escape"
 	"github.com/cgrstat/cgrstat/pkg/pin"
 )
 
@@ -48,7 +49,7 @@ pinned, or the command is interrupted, the stat files it made are removed.`,
 				paths = append(paths, path)
 			}
 			for _, path := range paths {
-				fmt.Fprintln(cmd.OutOrStdout(), path)
+				fmt.Fprintln(cmd.OutOrStdout(), escape.String(path))
 			}
 			return nil
 		},

@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/cgrstat/cgrstat/pkg/escape"
 	"github.com/cgrstat/cgrstat/pkg/format"
 	"github.com/cgrstat/cgrstat/pkg/loader"
 	"github.com/cgrstat/cgrstat/pkg/reclaim"
@@ -118,6 +119,7 @@ func lostNote(p *loader.Pinned) (*loader.Lost, error) {
 // warn says on stderr what the numbers do not cover.
 func warn(w io.Writer, p *loader.Pinned, n reclaim.Notes) {
 	for _, rel := range n.Stale {
+		rel := escape.String(rel)
 		fmt.Fprintf(w, "cgrstat: note: skipped %s: the cgroup was removed (stale stat file; cgrstat unpin %s)\n", rel, rel)
 	}
 	if l := n.Lost; l != nil && (l.Events > 0 || l.RemovedDeltas > 0) {

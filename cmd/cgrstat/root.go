@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/cgrstat/cgrstat/pkg/cgroup"
 	"github.com/cgrstat/cgrstat/pkg/loader"
@@ -38,13 +40,13 @@ Typical use:
   cgrstat unload`,
 		SilenceUsage:      true,
 		SilenceErrors:     true,
-		PersistentPreRunE: needRoot,
+		PersistentPreRunE: preRun,
 		Version:           versionString(),
 	}
 	root.SetVersionTemplate("cgrstat {{.Version}}\n")
 	root.PersistentFlags().StringVar(&g.pinPath, "pin-path", defaultPinPath, "bpffs directory that holds cgrstat's pins")
 	root.PersistentFlags().StringVar(&g.cgroupRoot, "cgroup-root", "", "mount point of the memory cgroup hierarchy (default: found in /proc/self/mountinfo)")
-	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usage(err) })
+	root.SetFlagErrorFunc(flagError)
 	ex, sh := lockExclusive, lockShared
 	root.AddCommand(locking(ex, making(newLoadCmd(g))), locking(ex, newUnloadCmd(g)), locking(sh, newStatusCmd(g)),
 		locking(ex, making(newPinCmd(g))), locking(ex, newUnpinCmd(g)), locking(sh, newReadCmd(g)),
@@ -55,6 +57,28 @@ Typical use:
 	return root
 }
 
+// flagError makes a flag that cannot be parsed a usage error of one line
+// that says what the flag wants, rather than the parser's own words
+// ("strconv.ParseUint: parsing ...").
+func flagError(_ *cobra.Command, err error) error {
+	var bad *pflag.InvalidValueError
+	if !errors.As(err, &bad) {
+		return usage(err)
+	}
+	f := bad.GetFlag()
+	want := map[string]string{
+		"uint32": "a whole number", "int": "an integer", "duration": "a duration such as 500ms, 2s or 1m",
+		"bool": "true or false",
+	}[f.Value.Type()]
+	if f.Name == "max-cgroups" {
+		want = fmt.Sprintf("a number from 1 to %d", loader.MaxCgroupsLimit)
+	}
+	if want == "" {
+		return usage(fmt.Errorf("--%s %q: %w", f.Name, bad.GetValue(), errors.Unwrap(err)))
+	}
+	return usage(fmt.Errorf("--%s %q: want %s", f.Name, bad.GetValue(), want))
+}
+
 // ranError marks an error returned by a command's RunE: everything else
 // cobra returns (unknown command, bad arguments) is a usage error.
 type ranError struct{ err error }
@@ -63,6 +87,9 @@ func (e ranError) Error() string { return e.err.Error() }
 func (e ranError) Unwrap() error { return e.err }
 
 func markRun(c *cobra.Command) {
+	if c.Run == nil && c.RunE == nil && c.HasSubCommands() {
+		c.RunE = groupRun
+	}
 	if run := c.RunE; run != nil {
 		c.RunE = func(cmd *cobra.Command, args []string) error {
 			unlock, err := lockPinPath(cmd)
@@ -82,20 +109,48 @@ func markRun(c *cobra.Command) {
 }
 
 func execute(ctx context.Context, root *cobra.Command, args []string) error {
+	root.InitDefaultCompletionCmd() // so that markRun sees it (cobra adds it in Execute)
 	markRun(root)
 	root.SetArgs(args)
 	cmd, err := root.ExecuteContextC(ctx)
 	var ran ranError
 	if err != nil && !errors.As(err, &ran) {
-		return usage(err)
+		return usage(oneLine(err))
 	}
 	if err != nil && errors.Is(ran.err, context.Canceled) {
-		return interrupted{cleaned: cmd.Annotations[makes] != ""}
+		var sig signalCause
+		errors.As(context.Cause(ctx), &sig)
+		return interrupted{cleaned: cmd.Annotations[makes] != "", sig: sig.sig}
 	}
 	if err != nil {
 		return ran.err
 	}
 	return nil
+}
+
+// groupRun runs a command that only groups others (completion,
+// hierarchy): without arguments it shows its help; with one, that is not
+// one of its subcommands, it is a usage error. (Cobra shows the help and
+// exits 0 for "completion powershell2".)
+func groupRun(cmd *cobra.Command, args []string) error {
+	if len(args) > 0 {
+		return usage(fmt.Errorf("unknown command %q for %q", args[0], cmd.CommandPath()))
+	}
+	return cmd.Help()
+}
+
+// oneLine puts cobra's suggestions ("Did you mean this?" and a line per
+// command) on the error's line: an error is one line.
+func oneLine(err error) error {
+	msg := strings.TrimRight(err.Error(), "\n")
+	if !strings.Contains(msg, "\n") {
+		return err
+	}
+	msg = strings.Replace(msg, "\n\nDid you mean this?\n\t", " (did you mean ", 1)
+	if msg != strings.TrimRight(err.Error(), "\n") {
+		msg = strings.ReplaceAll(msg, "\n\t", " or ") + "?)"
+	}
+	return errors.New(msg)
 }
 
 // makes marks a command that creates something, and so removes it when interrupted.
@@ -145,13 +200,67 @@ func lockPinPath(cmd *cobra.Command) (func(), error) {
 var rootless = map[string]bool{"help": true, "completion": true, "version": true, "man": true,
 	cobra.ShellCompRequestCmd: true, cobra.ShellCompNoDescRequestCmd: true}
 
+// preRun checks, before any command runs, what every command that touches
+// BPF or cgroups needs: root and a pin path the kernel can take.
+func preRun(cmd *cobra.Command, args []string) error {
+	if isRootless(cmd) {
+		return nil
+	}
+	pinPath, err := cmd.Root().PersistentFlags().GetString("pin-path")
+	if err != nil {
+		return err
+	}
+	if err := checkPinPath(pinPath); err != nil {
+		return usage(err)
+	}
+	if err := needRoot(cmd, args); err != nil {
+		return err
+	}
+	// A --cgroup-root given is checked by every command, also those that
+	// look at the hierarchy only later or in some cases: read with nothing
+	// pinned said "no stat files are pinned" for --cgroup-root /tmp.
+	if f := cmd.Root().PersistentFlags().Lookup("cgroup-root"); f.Changed {
+		if _, err := cgroup.Detect(f.Value.String()); err != nil {
+			return usage(err)
+		}
+	}
+	return nil
+}
+
+// checkPinPath refuses, in one line, a pin path no file system takes: a
+// system call would fail on it later, with the path in the message twice.
+func checkPinPath(p string) error {
+	const nameMax, pathMax = 255, 4095 // NAME_MAX, PATH_MAX less its NUL
+	switch {
+	case p == "":
+		return errors.New("--pin-path is empty")
+	case strings.ContainsRune(p, 0):
+		return fmt.Errorf("--pin-path %s: contains a NUL byte", cgroup.Show(p))
+	case len(p) > pathMax:
+		return fmt.Errorf("--pin-path %s: longer than %d bytes (PATH_MAX)", cgroup.Show(p), pathMax)
+	}
+	for _, name := range strings.Split(p, "/") {
+		if len(name) > nameMax {
+			return fmt.Errorf("--pin-path %s: a name in it is %d bytes long, more than %d (NAME_MAX)", cgroup.Show(p), len(name), nameMax)
+		}
+	}
+	return nil
+}
+
+func isRootless(cmd *cobra.Command) bool {
+	for c := cmd; c != nil; c = c.Parent() {
+		if rootless[c.Name()] {
+			return true
+		}
+	}
+	return false
+}
+
 // needRoot refuses to go on without root, in one line, before anything
 // fails half way with a permission error.
 func needRoot(cmd *cobra.Command, _ []string) error {
-	for c := cmd; c != nil; c = c.Parent() {
-		if rootless[c.Name()] {
-			return nil
-		}
+	if isRootless(cmd) {
+		return nil
 	}
 	if os.Geteuid() != 0 {
 		return usage(errors.New("needs root: cgrstat loads BPF programs and manages cgroups (CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN)"))

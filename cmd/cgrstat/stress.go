@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
 
+	"github.com/cgrstat/cgrstat/pkg/escape"
 	"github.com/cgrstat/cgrstat/pkg/format"
 	"github.com/cgrstat/cgrstat/pkg/reclaim"
 	"github.com/cgrstat/cgrstat/pkg/spec"
@@ -34,6 +35,9 @@ a killed stress is removed by the next stress on that cgroup, or by
 'cgrstat hierarchy destroy'.
 The kernel answering EAGAIN or EBUSY is not an error: the reclaim ran.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkScratchDir(scratch); err != nil {
+				return err
+			}
 			h, err := g.hierarchy()
 			if err != nil {
 				return err
@@ -71,7 +75,7 @@ The kernel answering EAGAIN or EBUSY is not an error: the reclaim ran.`,
 			}
 			removed, err := stress.Recover(h, jobs)
 			for _, r := range removed {
-				fmt.Fprintf(cmd.ErrOrStderr(), "removed cgroup %s, left by an interrupted stress\n", r)
+				fmt.Fprintf(cmd.ErrOrStderr(), "removed cgroup %s, left by an interrupted stress\n", escape.String(r))
 			}
 			if err != nil {
 				return err
@@ -119,6 +123,22 @@ func parseSize(s string) (int64, error) {
 		return 0, usage(fmt.Errorf("--size %q: want a positive size such as 5MiB", s))
 	}
 	return int64(z), nil
+}
+
+// checkScratchDir refuses a --scratch-dir the children could not write,
+// before any child starts or any scratch cgroup is made.
+func checkScratchDir(dir string) error {
+	fi, err := os.Stat(dir)
+	switch {
+	case err != nil:
+		return usage(fmt.Errorf("--scratch-dir: %w", err))
+	case !fi.IsDir():
+		return usage(fmt.Errorf("--scratch-dir %s: not a directory", dir))
+	}
+	if err := unix.Access(dir, unix.W_OK|unix.X_OK); err != nil {
+		return usage(fmt.Errorf("--scratch-dir %s: cannot write there: %w", dir, err))
+	}
+	return nil
 }
 
 func orDefault(v, d int64) int64 {

@@ -1,10 +1,12 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/spf13/cobra"
 
+	"github.com/cgrstat/cgrstat/pkg/escape"
 	"github.com/cgrstat/cgrstat/pkg/loader"
 )
 
@@ -15,10 +17,13 @@ func newUnloadCmd(g *globals) *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			rec, err := loader.Unload(g.pinPath)
+			if errors.Is(err, loader.ErrNotLoaded) {
+				return fmt.Errorf("%w at %s: nothing to unload", err, g.pinPath)
+			}
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "unloaded %s: %d programs freed, no pins left\n", g.pinPath, len(rec.ProgramIDs))
+			fmt.Fprintf(cmd.OutOrStdout(), "unloaded %s: %d programs freed, no pins left\n", escape.String(g.pinPath), len(rec.ProgramIDs))
 			return nil
 		},
 	}

@@ -3,11 +3,13 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 
 	"github.com/spf13/cobra"
 
 	"github.com/cgrstat/cgrstat/pkg/cgroup"
+	"github.com/cgrstat/cgrstat/pkg/escape"
 	"github.com/cgrstat/cgrstat/pkg/pin"
 )
 
@@ -18,7 +20,7 @@ func newUnpinCmd(g *globals) *cobra.Command {
 		Short: "Remove the stat files of cgroups",
 		Long: `Remove the stat file of each CGROUP, all or nothing: if one has none, none is
 removed. With --all, every stat file of the load. Only stat files of a
-verified cgrstat load are ever removed.`,
+verified cgrstat load are ever removed. Each removed file is printed.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if all == (len(args) > 0) {
 				return usage(errors.New("give either CGROUP arguments or --all"))
@@ -29,7 +31,17 @@ verified cgrstat load are ever removed.`,
 			}
 			p.Close()
 			if all {
-				return pin.UnpinAll(g.pinPath)
+				// Listed first, under the pin path's exclusive lock: the
+				// files UnpinAll removes, printed as unpin CGROUP prints them.
+				rels, err := pin.List(g.pinPath)
+				if err != nil {
+					return err
+				}
+				if err := pin.UnpinAll(g.pinPath); err != nil {
+					return err
+				}
+				printStatFiles(cmd.OutOrStdout(), g.pinPath, rels)
+				return nil
 			}
 			rels, err := g.statFileRels(args)
 			if err != nil {
@@ -39,7 +51,7 @@ verified cgrstat load are ever removed.`,
 				if err := pin.Unpin(g.pinPath, rel); err != nil {
 					return err
 				}
-				fmt.Fprintln(cmd.OutOrStdout(), pin.StatFile(g.pinPath, rel))
+				printStatFiles(cmd.OutOrStdout(), g.pinPath, []string{rel})
 			}
 			return nil
 		},
@@ -76,4 +88,11 @@ func (g *globals) statFileRels(args []string) ([]string, error) {
 		rels = append(rels, found)
 	}
 	return rels, nil
+}
+
+// printStatFiles prints the stat files of the cgroups at rels, one a line.
+func printStatFiles(w io.Writer, pinPath string, rels []string) {
+	for _, rel := range rels {
+		fmt.Fprintln(w, escape.String(pin.StatFile(pinPath, rel)))
+	}
 }

@@ -33,7 +33,9 @@ flat, cut to the terminal. Each number is the cgroup's hierarchical total.
 
 Keys: q or Ctrl-C quits, s cycles the sort key, t toggles tree and flat.
 When stdout is not a terminal, watch prints one frame per interval (like
-top -b), every row, --count frames (default: until interrupted).
+top -b), every row, --count frames (default: until interrupted). A signal
+before --count frames are shown is an interruption (exit status 130 for
+SIGINT, 143 for SIGTERM); without --count it is the normal end (0).
 
 watch loads the collectors if nothing is loaded at --pin-path, and unloads
 on exit only what it loaded.`,
@@ -114,7 +116,7 @@ func (w *watcher) batch(ctx context.Context, out io.Writer) error {
 	for frames := 0; w.count == 0 || frames < w.count; frames++ {
 		select {
 		case <-ctx.Done():
-			return nil
+			return w.stopped(ctx)
 		case <-tick.C:
 		}
 		if err := w.step(); err != nil {
@@ -128,6 +130,16 @@ func (w *watcher) batch(ctx context.Context, out io.Writer) error {
 		}
 	}
 	return nil
+}
+
+// stopped is what a signal that ends watch returns: without --count it
+// runs until stopped, and that is its normal end (exit 0); with --count
+// the frames asked for were not all shown, an interruption (130 or 143).
+func (w *watcher) stopped(ctx context.Context) error {
+	if w.count == 0 {
+		return nil
+	}
+	return ctx.Err()
 }
 
 // Terminal control: the alternate screen keeps the user's scrollback, the
@@ -164,7 +176,7 @@ func (w *watcher) interactive(ctx context.Context, out *os.File) error {
 	for frames := 0; w.count == 0 || frames < w.count; {
 		select {
 		case <-ctx.Done():
-			return nil
+			return w.stopped(ctx)
 		case k := <-keys:
 			switch k {
 			case 'q', 'Q', 3: // 3 is Ctrl-C in raw mode

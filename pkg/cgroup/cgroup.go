@@ -5,10 +5,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
-	"unicode"
+	"unicode/utf8"
 )
 
 // Cgroup is one cgroup of a Hierarchy.
@@ -81,22 +80,20 @@ func (h *Hierarchy) Candidates(arg string) ([]string, error) {
 	return cands, nil
 }
 
-// Show prints a user's path for a one-line message: quoted when it holds
-// control characters (a newline would split the line), and shortened when
-// it is long.
+// Show prints a user's path for a one-line message, shortened when it is
+// long. It does not escape: every message reaches the terminal through
+// cmd's report, which escapes it whole (escape.String), and escaping here
+// too would double every backslash.
 func Show(arg string) string {
 	const keep = 64
-	s := arg
-	if len(s) > keep {
-		s = s[:keep]
+	if len(arg) <= keep {
+		return arg
 	}
-	if strings.IndexFunc(s, unicode.IsControl) >= 0 || strings.ContainsRune(s, 0) {
-		s = strconv.Quote(s)
+	cut := keep
+	for cut > 0 && !utf8.RuneStart(arg[cut]) {
+		cut--
 	}
-	if len(arg) > keep {
-		s += fmt.Sprintf("... (%d bytes)", len(arg))
-	}
-	return s
+	return arg[:cut] + fmt.Sprintf("... (%d bytes)", len(arg))
 }
 
 // Relative checks a CGROUP argument and returns it relative to the root,

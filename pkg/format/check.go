@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/cgrstat/cgrstat/pkg/check"
+	"github.com/cgrstat/cgrstat/pkg/escape"
 	"github.com/cgrstat/cgrstat/pkg/reclaim"
 )
 
@@ -23,7 +24,7 @@ func CheckText(w io.Writer, rep *check.Report) error {
 	for _, inv := range rep.Invariants {
 		byCgroup[inv.Cgroup] = append(byCgroup[inv.Cgroup], inv)
 	}
-	fmt.Fprintf(w, "tree under %s\n", rep.Parent.Path)
+	fmt.Fprintf(w, "tree under %s\n", escape.String(rep.Parent.Path))
 	t := newTable("CGROUP", "RECLAIMS", "DELAY", "RECLAIMED", "P99", "MAX", "INVARIANTS")
 	t.append(checkRow("(parent)", &rep.Parent, nil)...)
 	for _, n := range rep.Nodes {
@@ -36,7 +37,7 @@ func CheckText(w io.Writer, rep *check.Report) error {
 	}
 	for _, inv := range rep.Invariants {
 		if !inv.Pass {
-			fmt.Fprintf(w, "FAIL %s: %s (%s)\n", inv.Cgroup, inv.Name, inv.Detail)
+			fmt.Fprintf(w, "FAIL %s: %s (%s)\n", escape.String(inv.Cgroup), inv.Name, escape.String(inv.Detail))
 		}
 	}
 	_, err := fmt.Fprintln(w, rep.Summary())

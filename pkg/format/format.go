@@ -12,6 +12,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/cgrstat/cgrstat/pkg/escape"
 	"github.com/cgrstat/cgrstat/pkg/reclaim"
 )
 
@@ -60,8 +61,15 @@ func newTable(header ...string) *table {
 	return &table{rows: [][]string{header}}
 }
 
+// append adds a row. Its cells are escaped (see escape.String): names in
+// them come from the system, and a cgroup's name must not drive the
+// terminal of whoever reads the table.
 func (t *table) append(cells ...string) {
-	t.rows = append(t.rows, cells)
+	row := make([]string, len(cells))
+	for i, c := range cells {
+		row[i] = escape.String(c)
+	}
+	t.rows = append(t.rows, row)
 }
 
 // widths are the columns' widths in runes.

@@ -277,3 +277,34 @@ FAIL: 3 of 4 invariants hold (flush mode walk, cgroup v1)
 		t.Errorf("CheckText wrote\n%s\nwant\n%s", buf.String(), want)
 	}
 }
+
+// TestNamesAreEscaped is issue 17's terminal escape injection: a cgroup
+// named "a\e[2J\e[31mb" reaches the table, the histogram, the check
+// report and status quoted, never as bytes that drive the terminal.
+func TestNamesAreEscaped(t *testing.T) {
+	const name, quoted = "/x/a\x1b[2J\x1b[31mb", `/x/a\x1b[2J\x1b[31mb`
+	var s reclaim.Stat
+	s.Path = name
+	s.Record(reclaim.Limit, 5000, 1, false)
+	child := s
+	child.Path = name + "/c\u009b1m"
+	st := loadedStatus(loader.Walk)
+	st.StatFiles, st.Stale = []string{name, child.Path}, []string{name}
+	rep := &check.Report{Parent: s, Nodes: []check.Node{{Rel: name, Stat: s}},
+		Invariants: []check.Invariant{{Cgroup: name, Name: "sum", Detail: "detail " + name}}}
+	for what, write := range map[string]func(w *bytes.Buffer) error{
+		"table":  func(w *bytes.Buffer) error { return Table(w, []reclaim.Stat{s, child}) },
+		"hist":   func(w *bytes.Buffer) error { return Hist(w, s) },
+		"status": func(w *bytes.Buffer) error { return StatusText(w, st) },
+		"check":  func(w *bytes.Buffer) error { return CheckText(w, rep) },
+	} {
+		var b bytes.Buffer
+		if err := write(&b); err != nil {
+			t.Fatal(err)
+		}
+		out := b.String()
+		if strings.ContainsAny(out, "\x1b\u009b") || !strings.Contains(out, quoted[3:]) {
+			t.Errorf("%s: the name is not escaped:\n%q", what, out)
+		}
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/cgrstat/cgrstat/pkg/escape"
 	"github.com/cgrstat/cgrstat/pkg/reclaim"
 )
 
@@ -19,7 +20,7 @@ const barWidth = 52
 // have a distribution: proactive reclaim stalls the agent that writes
 // memory.reclaim, limit reclaim the workload, so their tails differ.
 func Hist(w io.Writer, s reclaim.Stat) error {
-	fmt.Fprintf(w, "%s: memory-cgroup reclaim %s", s.Path, counters(s.Memcg()))
+	fmt.Fprintf(w, "%s: memory-cgroup reclaim %s", escape.String(s.Path), counters(s.Memcg()))
 	if s.Count > 0 {
 		q := s.Quantiles()
 		fmt.Fprintf(w, "; p50 %s, p90 %s, p99 %s, max %s", Compact(q[0]), Compact(q[1]), Compact(q[2]), Compact(s.MaxNS))

@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/cgrstat/cgrstat/pkg/escape"
 	"github.com/cgrstat/cgrstat/pkg/reclaim"
 )
 
@@ -38,7 +39,7 @@ func Table(w io.Writer, stats []reclaim.Stat) error {
 		room -= cw + 2
 	}
 	for i, name := range treeNames(stats) {
-		t.rows[i+1][0] = elide(name, max(room, minName))
+		t.rows[i+1][0] = Elide(escape.String(name), max(room, minName))
 	}
 	return t.write(w)
 }
@@ -82,16 +83,20 @@ func below(path, dir string) bool {
 	return path != dir && strings.HasPrefix(path, strings.TrimSuffix(dir, "/")+"/")
 }
 
-// elide shortens name to n runes by replacing the middle of what follows
+// Elide shortens name to n runes by replacing the middle of what follows
 // its indentation with "…". It keeps more of the end, which tells apart
-// names such as kubepods-burstable-pod<uid>.slice.
-func elide(name string, n int) string {
+// names such as kubepods-burstable-pod<uid>.slice. read's table and
+// watch's frames cut names with it.
+func Elide(name string, n int) string {
 	r := []rune(name)
 	if len(r) <= n {
 		return name
 	}
+	if n <= 0 {
+		return ""
+	}
 	indent := len(r) - len([]rune(strings.TrimLeft(name, " ")))
-	indent = min(indent, n-minName/2)
+	indent = max(min(indent, n-minName/2), 0)
 	keep := n - indent - 1
 	head := keep / 3
 	tail := keep - head

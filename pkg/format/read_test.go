@@ -141,11 +141,16 @@ func TestElide(t *testing.T) {
 		{"exactly-sixteen!", 16, "exactly-sixteen!"},
 		{"kubepods-burstable-pod0c9d1a2e.slice", 16, "kubep…1a2e.slice"},
 		{"    kubepods-burstable-pod0c9d1a2e.slice", 20, "    kubep…1a2e.slice"},
+		// watch's narrow terminals: never a panic, never longer than n.
+		{"/process_api/18f43c0f2d606e7a", 12, "/pr…2d606e7a"},
+		{"      deep", 5, " …eep"},
+		{"abc", 1, "…"},
+		{"abc", 0, ""},
 	}
 	for _, tt := range tests {
-		got := elide(tt.name, tt.n)
+		got := Elide(tt.name, tt.n)
 		if got != tt.want || utf8.RuneCountInString(got) > tt.n {
-			t.Errorf("elide(%q, %d) = %q, want %q", tt.name, tt.n, got, tt.want)
+			t.Errorf("Elide(%q, %d) = %q, want %q", tt.name, tt.n, got, tt.want)
 		}
 	}
 }

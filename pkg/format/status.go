@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/cgrstat/cgrstat/pkg/escape"
 	"github.com/cgrstat/cgrstat/pkg/loader"
 )
 
@@ -42,11 +43,11 @@ func Bytes(n uint64) string {
 func StatusText(w io.Writer, st *loader.Status) error {
 	fmt.Fprintf(w, "kernel:      %s\n", st.Kernel)
 	if !st.Loaded {
-		_, err := fmt.Fprintf(w, "loaded:      no (pin path %s)\n", st.PinPath)
+		_, err := fmt.Fprintf(w, "loaded:      no (pin path %s)\n", escape.String(st.PinPath))
 		return err
 	}
 	r, u := st.Record, st.Usage
-	fmt.Fprintf(w, "loaded:      yes, at %s since %s\n", st.PinPath, r.LoadedAt.Format("2006-01-02 15:04:05 MST"))
+	fmt.Fprintf(w, "loaded:      yes, at %s since %s\n", escape.String(st.PinPath), r.LoadedAt.Format("2006-01-02 15:04:05 MST"))
 	if r.Version != "" {
 		fmt.Fprintf(w, "loaded by:   cgrstat %s\n", r.Version)
 	}
@@ -59,7 +60,7 @@ func StatusText(w io.Writer, st *loader.Status) error {
 		fmt.Fprintln(w, "  where there is new data), holding the kernel's cgroup_mutex: mkdir, rmdir and task moves wait")
 	}
 	fmt.Fprintf(w, "rstat:       %s\n", r.RstatKfuncs)
-	fmt.Fprintf(w, "cgroups:     v%d at %s\n", r.CgroupVersion, r.CgroupRoot)
+	fmt.Fprintf(w, "cgroups:     v%d at %s\n", r.CgroupVersion, escape.String(r.CgroupRoot))
 	m := u.Memory
 	fmt.Fprintf(w, "maps:        %d of %d cgroups tracked; %s in use (%s preallocated + %s per tracked cgroup), at most %s\n",
 		u.Stats.Entries, u.Stats.MaxEntries, Bytes(m.Used), Bytes(m.Preallocated), Bytes(m.PerCgroup), Bytes(m.AtMost))
@@ -74,10 +75,10 @@ func StatusText(w io.Writer, st *loader.Status) error {
 		stale[f] = true
 	}
 	for _, f := range st.StatFiles {
-		if stale[f] {
-			fmt.Fprintf(w, "  %s (stale: the cgroup was removed; cgrstat unpin %s)\n", f, f)
+		if e := escape.String(f); stale[f] {
+			fmt.Fprintf(w, "  %s (stale: the cgroup was removed; cgrstat unpin %s)\n", e, e)
 		} else {
-			fmt.Fprintf(w, "  %s\n", f)
+			fmt.Fprintf(w, "  %s\n", e)
 		}
 	}
 	return nil

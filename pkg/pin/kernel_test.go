@@ -295,3 +295,55 @@ func TestStatFile(t *testing.T) {
 		}
 	}
 }
+
+// TestKernelStaleStatFile is issue 17's `cat` of a stale stat file, which
+// printed nothing and so read as success: the stat file of a removed
+// cgroup prints one line that says so, in every flush mode, and
+// reclaim.ParseStat returns ErrStale for it. A live cgroup's file still
+// ends after its stat: a second read() of one open file prints nothing.
+func TestKernelStaleStatFile(t *testing.T) {
+	p, h := testenv.Load(t, loader.Auto, 512)
+	top := testenv.Cgroups(t, h, "live")
+	gone := top.Child("gone")
+	if err := gone.Mkdir(); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []cgroup.Cgroup{top.Child("live"), gone} {
+		if _, err := pin.Pin(p, c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	live := pin.StatFile(p.Path, top.Child("live").Rel)
+	f, err := os.Open(live)
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 1<<16)
+	n, err := f.Read(buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	parseOne(t, string(buf[:n]), mustID(t, top.Child("live")))
+	if n, err := f.Read(buf); n != 0 || err != io.EOF {
+		t.Errorf("second read() of a live stat file: %d bytes %q, %v; want EOF", n, buf[:n], err)
+	}
+	f.Close()
+
+	if err := gone.Remove(); err != nil {
+		t.Fatal(err)
+	}
+	stale := pin.StatFile(p.Path, gone.Rel)
+	b, err := os.ReadFile(stale)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := string(b); got != "stale: the cgroup of this stat file was removed (cgrstat unpin it)\n" {
+		t.Errorf("the stat file of a removed cgroup printed %q, want one line saying it is stale", got)
+	}
+	if _, err := reclaim.ReadFile(stale); !errors.Is(err, reclaim.ErrStale) {
+		t.Errorf("reclaim.ReadFile of a stale stat file: %v, want ErrStale", err)
+	}
+	if err := pin.Unpin(p.Path, gone.Rel); err != nil {
+		t.Error(err)
+	}
+}

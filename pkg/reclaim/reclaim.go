@@ -47,11 +47,21 @@ func ParseLine(line string) (Stat, error) {
 	return s, nil
 }
 
+// ErrStale says that a stat file's cgroup was removed: the file says so in
+// its one line (staleLine), and has nothing else to say.
+var ErrStale = errors.New("the cgroup was removed (stale stat file)")
+
+// staleLine starts what the stat file of a removed cgroup prints.
+const staleLine = "stale: "
+
 // ParseStat parses a whole stat file: the seed's line, then one line per
 // cause ("limit: delay_ns 1, count 2, reclaimed 3"), "max_delay_ns: N",
 // and the histograms' non-empty buckets ("hist_limit: 5:2 9:1"). Lines it
 // does not know are skipped, for a later cgrstat's sake.
 func ParseStat(text string) (Stat, error) {
+	if strings.HasPrefix(text, staleLine) {
+		return Stat{}, ErrStale
+	}
 	sc := bufio.NewScanner(strings.NewReader(text))
 	if !sc.Scan() {
 		return ParseLine("")

@@ -3,9 +3,13 @@ package watch
 import (
 	"fmt"
 	"io"
+	"math"
 	"strings"
 	"time"
+	"unicode/utf8"
 
+	"github.com/cgrstat/cgrstat/pkg/escape"
+	"github.com/cgrstat/cgrstat/pkg/format"
 	"github.com/cgrstat/cgrstat/pkg/monitor"
 )
 
@@ -41,8 +45,8 @@ func Write(w io.Writer, v View, cur *monitor.Snapshot, rows []Row, eol string) e
 	}
 	var b strings.Builder
 	line := func(s string) {
-		if v.Width > 0 && len(s) > v.Width {
-			s = s[:v.Width]
+		if v.Width > 0 && utf8.RuneCountInString(s) > v.Width {
+			s = string([]rune(s)[:v.Width])
 		}
 		b.WriteString(s)
 		b.WriteString(eol)
@@ -56,23 +60,25 @@ func Write(w io.Writer, v View, cur *monitor.Snapshot, rows []Row, eol string) e
 		n = max(v.Height-header, 0)
 	}
 	for _, r := range rows[:n] {
-		line(fmt.Sprintf("%11.3f %11.1f %11.1f %10s  %s%s", r.Stall*1e3, r.Reclaims, r.Pages, latency(r.P99),
-			strings.Repeat("  ", r.Level), r.Name))
+		numbers := fmt.Sprintf("%11.3f %11.1f %11.1f %10s  ", r.Stall*1e3, r.Reclaims, r.Pages, latency(r.P99))
+		// The name is escaped (it comes from whoever named the cgroup) and,
+		// where the terminal is too narrow, loses its middle as in read's
+		// table: the ends tell cgroups apart, a common prefix does not.
+		name := strings.Repeat("  ", r.Level) + escape.String(r.Name)
+		if v.Width > 0 {
+			name = format.Elide(name, v.Width-len(numbers))
+		}
+		line(numbers + name)
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
 }
 
-// latency prints seconds in the unit that keeps three digits; "-" when the
-// interval had no reclaim.
+// latency prints seconds as read's table does (format.Compact); "-" when
+// the interval had no reclaim.
 func latency(s float64) string {
-	switch {
-	case s == 0:
+	if s == 0 {
 		return "-"
-	case s < 1e-3:
-		return fmt.Sprintf("%.1fµs", s*1e6)
-	case s < 1:
-		return fmt.Sprintf("%.1fms", s*1e3)
 	}
-	return fmt.Sprintf("%.2fs", s)
+	return format.Compact(uint64(math.Round(s * 1e9)))
 }

@@ -4,6 +4,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/cgrstat/cgrstat/pkg/monitor"
 	"github.com/cgrstat/cgrstat/pkg/reclaim"
@@ -112,5 +113,70 @@ func TestParseKey(t *testing.T) {
 	}
 	if ByPath.Next() != ByStall {
 		t.Error("s does not cycle back to stall")
+	}
+}
+
+// TestWriteNarrowFlat is issue 17's reproduction: at 60 columns a flat
+// frame cut every path to its first 12 bytes ("/process_api"), so no row
+// could be told from another. Names lose their middle instead, as in
+// read's table, and each row keeps its own end.
+func TestWriteNarrowFlat(t *testing.T) {
+	var rows []Row
+	for _, leaf := range []string{"child1_1", "child1_2", "child2_1"} {
+		rows = append(rows, Row{Path: "/process_api/18f43c0f2d606e7a9741858f2d2c9320/test/" + leaf, Parent: -1, Stall: 0.01, Reclaims: 1})
+	}
+	var b strings.Builder
+	cur := &monitor.Snapshot{At: time.Unix(1000, 0)}
+	if err := Write(&b, View{Sort: ByPath, Interval: time.Second, Width: 60}, cur, rows, TextEOL); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSuffix(b.String(), "\n"), "\n")
+	seen := map[string]bool{}
+	for i, l := range lines[header:] {
+		if n := utf8.RuneCountInString(l); n > 60 {
+			t.Errorf("row %d is %d columns wide: %q", i, n, l)
+		}
+		f := strings.Fields(l)
+		name := f[len(f)-1]
+		if !strings.HasPrefix(name, "/pr") || !strings.Contains(name, "…") || !strings.HasSuffix(name, rows[i].Path[len(rows[i].Path)-8:]) {
+			t.Errorf("row %d: name %q, want the path's start, …, and its end", i, name)
+		}
+		seen[name] = true
+	}
+	if len(seen) != len(rows) {
+		t.Errorf("%d distinct names for %d cgroups:\n%s", len(seen), len(rows), b.String())
+	}
+}
+
+// TestWriteLatencyAsRead: P99 is printed as read prints latencies (two or
+// three significant digits), not with a fourth digit.
+func TestWriteLatencyAsRead(t *testing.T) {
+	for _, tt := range []struct {
+		p99  float64
+		want string
+	}{{0.1234, "123ms"}, {0.0012345, "1.2ms"}, {0.00001234, "12µs"}, {1.5, "1.5s"}, {0, "-"}} {
+		if got := latency(tt.p99); got != tt.want {
+			t.Errorf("latency(%g) = %q, want %q", tt.p99, got, tt.want)
+		}
+	}
+}
+
+// TestWriteEscapesNames: a cgroup named with terminal escapes is shown
+// with them quoted, not sent to the terminal, in tree and flat frames.
+func TestWriteEscapesNames(t *testing.T) {
+	rows := []Row{
+		{Path: "/top", Parent: -1, Stall: 0.01},
+		{Path: "/top/a\x1b[2J\x1b[31mb", Parent: 0, Stall: 0.01},
+	}
+	cur := &monitor.Snapshot{At: time.Unix(1000, 0)}
+	for _, tree := range []bool{true, false} {
+		var b strings.Builder
+		if err := Write(&b, View{Sort: ByPath, Tree: tree, Interval: time.Second, Width: 80}, cur, rows, RawEOL); err != nil {
+			t.Fatal(err)
+		}
+		frame := strings.ReplaceAll(b.String(), RawEOL, "\n")
+		if strings.ContainsRune(frame, 0x1b) || !strings.Contains(frame, `a\x1b[2J\x1b[31mb`) {
+			t.Errorf("tree %v: the name is not escaped:\n%q", tree, frame)
+		}
 	}
 }

@@ -1,0 +1,113 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cgrstat/cgrstat/pkg/cgroup"
+)
+
+// hostileName is issue 17's cgroup name: printed raw it clears the
+// terminal and turns its text red. Anyone who may create a cgroup (a
+// container, a delegated subtree) chooses such names.
+const hostileName, hostileQuoted = "a\x1b[2J\x1b[31mb", `a\x1b[2J\x1b[31mb`
+
+// hostileCgroup makes a cgroup so named in the test's own sandbox.
+func (l *lab) hostileCgroup() (box, c cgroup.Cgroup) {
+	b := l.sandbox()
+	hc := b.Child(hostileName)
+	if err := hc.Mkdir(); err != nil {
+		l.t.Fatal(err)
+	}
+	l.t.Cleanup(func() {
+		if hc.Exists() {
+			if err := hc.RemoveWait(5 * time.Second); err != nil {
+				l.t.Errorf("removing %q: %v", hc.Rel, err)
+			}
+		}
+	})
+	return b, hc
+}
+
+// assertQuoted fails unless out shows the hostile name quoted and holds no
+// escape character at all.
+func assertQuoted(t *testing.T, what, out string) {
+	t.Helper()
+	if strings.ContainsRune(out, 0x1b) || !strings.Contains(out, hostileQuoted) {
+		t.Errorf("%s: the cgroup name is not quoted: %q", what, out)
+	}
+}
+
+// TestKernelHostileCgroupName is issue 17's terminal escape injection:
+// with a cgroup named "a\e[2J\e[31mb" that reclaimed, pin, stress, read
+// (table, --all, --hist), status, watch, unpin, the stale-file note and an
+// error message all print the name quoted (\x1b), never the escape itself.
+func TestKernelHostileCgroupName(t *testing.T) {
+	l := newLab(t)
+	box, hc := l.hostileCgroup()
+	l.run("load", "--flush", "walk")
+	t.Cleanup(func() { cli(t, "unload", "--pin-path", l.pinPath) })
+
+	assertQuoted(t, "pin", l.run("pin", hc.Rel))
+	assertQuoted(t, "stress", l.run("stress", "--size=4MiB", hc.Rel))
+	read := l.run("read", hc.Rel)
+	assertQuoted(t, "read", read)
+	if f := strings.Fields(strings.Split(read, "\n")[1]); len(f) < 2 || f[1] == "0" {
+		t.Errorf("read: no reclaim counted in the cgroup:\n%s", read)
+	}
+	assertQuoted(t, "read --all", l.run("read", "--all", box.Rel))
+	assertQuoted(t, "read --hist", l.run("read", "--hist", hc.Rel))
+	assertQuoted(t, "status", l.run("status"))
+	assertQuoted(t, "watch", l.run("watch", box.Rel, "--depth=-1", "--count=1", "--interval=100ms", "--flat"))
+	assertQuoted(t, "watch tree", l.run("watch", box.Rel, "--depth=-1", "--count=1", "--interval=100ms"))
+	r := cli(t, "read", "cgrstat-no-such/"+hostileName, "--pin-path", l.pinPath)
+	if r.code != 2 {
+		t.Errorf("read of a missing cgroup: exit %d, want 2", r.code)
+	}
+	assertQuoted(t, "error message", r.stderr)
+	assertQuoted(t, "unpin", l.run("unpin", hc.Rel))
+
+	// A stat file whose cgroup is gone: read's note on stderr, status.
+	l.run("pin", hc.Rel, box.Rel)
+	if err := hc.RemoveWait(5 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	r = cli(t, "read", "--pin-path", l.pinPath)
+	if r.code != 0 {
+		t.Fatalf("read with a stale stat file: exit %d: %s", r.code, r.stderr)
+	}
+	assertQuoted(t, "read's stale note", r.stderr)
+	assertQuoted(t, "status with a stale stat file", l.run("status"))
+	assertQuoted(t, "unpin --all", l.run("unpin", "--all"))
+}
+
+// TestKernelWatchTmuxHostileName: the interactive watch in a real terminal
+// (tmux) draws a frame that shows the hostile cgroup's name quoted; raw,
+// it cleared the screen and left it blank. q still restores the terminal.
+func TestKernelWatchTmuxHostileName(t *testing.T) {
+	tmux := needTool(t, "tmux")
+	l := newLab(t)
+	box, _ := l.hostileCgroup()
+	tm := &tmuxServer{t: t, bin: tmux, socket: fmt.Sprintf("cgrstat-test-%d-hostile", os.Getpid())}
+	t.Cleanup(tm.kill)
+	win := tm.watch(box.Rel, l.pinPath)
+	deadline := time.Now().Add(30 * time.Second)
+	var frame string
+	for {
+		frame = tm.run("capture-pane", "-p", "-t", win.name)
+		if strings.Contains(frame, "STALL ms/s") && strings.Contains(frame, hostileQuoted) && strings.Contains(frame, filepath.Base(box.Rel)) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no frame within 30s shows the cgroup %s and its child quoted; last:\n%s", box.Rel, frame)
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	t.Logf("frame:\n%s", frame)
+	tm.run("send-keys", "-t", win.name, "q")
+	win.assertRestored("q")
+}
