@@ -264,23 +264,47 @@ func samples(body string) map[string]float64 {
 	return out
 }
 
+// repeat runs step until stop, every interval (0: back to back); its
+// first error fails the soak.
+func (s *soak) repeat(stop chan struct{}, interval time.Duration, step func() error) {
+	var tick <-chan time.Time
+	if interval > 0 {
+		ticker := time.NewTicker(interval)
+		defer ticker.Stop()
+		tick = ticker.C
+	}
+	for {
+		if tick != nil {
+			select {
+			case <-stop:
+				return
+			case <-tick:
+			}
+		} else {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+		}
+		if err := step(); err != nil {
+			s.fail("%v", err)
+			return
+		}
+	}
+}
+
 // scrapeLoop scrapes serve back to back until stop. A scrape that started
 // after a cgroup's removal must not have its series.
 func (s *soak) scrapeLoop(stop chan struct{}) {
-	for {
-		select {
-		case <-stop:
-			return
-		default:
-		}
+	s.repeat(stop, 0, func() error {
 		start := time.Now()
+		n := s.scrapes.Load() + 1
 		body, err := tryScrape(s.addr)
 		if err != nil {
-			s.fail("scrape %d: %v", s.scrapes.Load()+1, err)
-			return
+			return fmt.Errorf("scrape %d: %w", n, err)
 		}
 		s.scrapeMax = max(s.scrapeMax, time.Since(start))
-		s.scrapes.Add(1)
 		for path := range exported(body) {
 			m := churnedIndex.FindStringSubmatch(path)
 			if m == nil || !strings.HasPrefix(path, s.jobs.Rel+"/") {
@@ -288,8 +312,7 @@ func (s *soak) scrapeLoop(stop chan struct{}) {
 			}
 			i, err := strconv.Atoi(m[1])
 			if err != nil || i >= len(s.removed) {
-				s.fail("scrape %d: a cgroup the soak did not make: %s", s.scrapes.Load(), path)
-				return
+				return fmt.Errorf("scrape %d: a cgroup the soak did not make: %s", n, path)
 			}
 			if at := s.removed[i].Load(); at != 0 && at < start.UnixNano() {
 				s.stale++
@@ -301,34 +324,27 @@ func (s *soak) scrapeLoop(stop chan struct{}) {
 		v := samples(body)
 		rss, ok := v["process_resident_memory_bytes"]
 		if !ok {
-			s.fail("scrape %d has no process_resident_memory_bytes", s.scrapes.Load())
-			return
+			return fmt.Errorf("scrape %d has no process_resident_memory_bytes", n)
 		}
 		s.rss = append(s.rss, int64(rss/1024))
 		for _, kind := range []string{"events", "removed_deltas", "waited_deltas", "rstat_marks"} {
 			key := fmt.Sprintf("cgrstat_lost_updates_total{kind=%q}", kind)
 			lost, ok := v[key]
 			if !ok {
-				s.fail("scrape %d has no %s", s.scrapes.Load(), key)
-				return
+				return fmt.Errorf("scrape %d has no %s", n, key)
 			}
 			s.lostSeen = max(s.lostSeen, lost)
 		}
-	}
+		s.scrapes.Add(1) // lets the next lifecycles start
+		return nil
+	})
 }
 
 // readLoop runs read --all of the top every second until stop; the top's
 // count never goes down.
 func (s *soak) readLoop(stop chan struct{}) {
 	var last uint64
-	tick := time.NewTicker(time.Second)
-	defer tick.Stop()
-	for {
-		select {
-		case <-stop:
-			return
-		case <-tick.C:
-		}
+	s.repeat(stop, time.Second, func() error {
 		start := time.Now()
 		out, err := s.cgrstat("read", "--all", "--json", s.top.Rel)
 		s.readMax = max(s.readMax, time.Since(start))
@@ -340,23 +356,18 @@ func (s *soak) readLoop(stop chan struct{}) {
 			err = fmt.Errorf("%d cgroups, the top's count %d after %d", len(read.Cgroups), read.Cgroups[0].Count, last)
 		}
 		if err != nil {
-			s.fail("read --all %d: %v", s.reads+1, err)
-			return
+			return fmt.Errorf("read --all %d: %w", s.reads+1, err)
 		}
 		last = read.Cgroups[0].Count
 		s.reads++
-	}
+		return nil
+	})
 }
 
 // watchLoop runs watch in batch, 5 frames a second apart, until stop.
 func (s *soak) watchLoop(stop chan struct{}) {
 	const frames = 5
-	for {
-		select {
-		case <-stop:
-			return
-		default:
-		}
+	s.repeat(stop, 0, func() error {
 		start := time.Now()
 		out, err := s.cgrstat("watch", s.top.Rel, "--depth=-1", "--count="+strconv.Itoa(frames), "--interval=1s", "--flat")
 		s.watchMax = max(s.watchMax, time.Since(start))
@@ -364,11 +375,11 @@ func (s *soak) watchLoop(stop chan struct{}) {
 			err = fmt.Errorf("%d frames, want %d:\n%s", n, frames, out)
 		}
 		if err != nil {
-			s.fail("watch %d: %v", s.watches+1, err)
-			return
+			return fmt.Errorf("watch %d: %w", s.watches+1, err)
 		}
 		s.watches++
-	}
+		return nil
+	})
 }
 
 // cgrstat runs the CLI as a process of its own, at serve's pin path.
