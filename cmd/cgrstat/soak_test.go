@@ -427,6 +427,11 @@ func (s *soak) final() {
 	first, last := median(s.rss[:tenth]), median(s.rss[len(s.rss)-tenth:])
 	row(last <= first+first/10, "serve RSS, median of first / last tenth", "%.1f / %.1f MiB (%+.1f%%), peak %.1f MiB",
 		mib(first), mib(last), 100*float64(last-first)/float64(first), mib(slices.Max(s.rss)))
+	var tenths []string // a leak grows tenth after tenth; the heap's settling only at first
+	for i := range 10 {
+		tenths = append(tenths, fmt.Sprintf("%.1f", mib(median(s.rss[i*len(s.rss)/10:max((i+1)*len(s.rss)/10, i*len(s.rss)/10+1)]))))
+	}
+	row(true, "serve RSS, median of each tenth (MiB)", "%s", strings.Join(tenths, " "))
 
 	// Entries now, against what the kernel holds before and after.
 	live0, dying0 := memcgs(t, s.h)
