@@ -56,9 +56,10 @@ hosttest:
 # host while serve is scraped, read --all runs every second and watch in
 # batch; it prints a table of what it checked. soaktest, part of make test,
 # runs 20,000 lifecycles (about a minute here); soak runs a month of a batch
-# node's churn, 100,000 (SOAK_LIFECYCLES, SOAK_WORKERS to change).
+# node's churn, 100,000 (SOAK_LIFECYCLES, and SOAK_WORKERS: one per CPU
+# unless set).
 SOAK_LIFECYCLES ?= 100000
-SOAK_WORKERS ?= 4
+SOAK_WORKERS ?=
 
 soaktest:
 	$(GO) test -count=1 -v -run '^TestSoak$$' ./cmd/cgrstat/
