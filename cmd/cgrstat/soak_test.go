@@ -140,6 +140,16 @@ func TestSoak(t *testing.T) {
 		return
 	}
 	s.final()
+	// Then serve stops as systemd stops it, and unloads what it loaded
+	// (the test's own reader of that load goes first: unload waits until
+	// the kernel has freed the programs).
+	s.served.Close()
+	if code := srv.stop(t); code != 0 {
+		t.Errorf("serve exited %d on SIGTERM:\n%s", code, srv.stderr)
+	}
+	if _, err := os.Stat(l.pinPath); err == nil {
+		t.Errorf("serve loaded the collectors but left %s behind", l.pinPath)
+	}
 }
 
 type soak struct {
