@@ -78,7 +78,7 @@ func TestSoak(t *testing.T) {
 	workers := soakEnv(t, soakWorkersEnv, soakWorkers)
 	l := newLab(t)
 	s := &soak{t: t, h: l.h, n: n, removed: make([]atomic.Int64, n)}
-	rels := []string{"jobs", "park"}
+	rels := []string{"jobs"}
 	for k := range workers {
 		rels = append(rels, fmt.Sprintf("jobs/w%d", k))
 	}
@@ -165,7 +165,7 @@ type soak struct {
 	sums              []reclaim.Stat // per worker: what its removed children recorded (second load)
 	removedIDs        [][]uint64     // per worker
 	churnTook         time.Duration
-	failed            atomic.Bool  // a background loop failed: the workers stop
+	failed            atomic.Bool  // a worker or a loop failed: the workers stop
 	next, scrapes     atomic.Int64 // the next lifecycle to start; scrapes done
 	stale             int
 	staleExample      string
