@@ -33,17 +33,17 @@ func newServeCmd(g *globals) *cobra.Command {
 		Long: `serve exposes every cgroup's reclaim totals at /metrics in the Prometheus
 exposition format. Each scrape flushes the subtree below CGROUP (default: the
 root) once and reads it in batches, as read --all does. Each series is a
-cgroup's hierarchical total: do not sum a parent with its children.
+cgroup's hierarchical total: do not sum a parent with its children. Only
+GET scrapes: HEAD answers from the headers alone (a scrape's walk holds
+cgroup_mutex in walk mode) and other methods get 405. The log says at start
+whether serve loaded the collectors.
 
 By default cgroups down to --depth 3 are exported: every systemd unit and
 every Kubernetes pod; --depth and --match change that. Series of removed
 cgroups disappear from the next scrape.
 
-Only GET scrapes: HEAD answers from the headers alone (a scrape's walk holds
-cgroup_mutex in walk mode) and other methods get 405.
-
 serve loads the collectors if nothing is loaded at --pin-path, and unloads
-on exit (SIGTERM, SIGINT) only what it loaded; its log says which. TLS and basic auth are set in
+on exit (SIGTERM, SIGINT) only what it loaded. TLS and basic auth are set in
 the exporter-toolkit web configuration file (--web.config.file).`,
 		Example: `  cgrstat serve
   cgrstat serve --web.listen-address 127.0.0.1:9863 --depth 4 --match '^/kubepods'
@@ -72,9 +72,9 @@ the exporter-toolkit web configuration file (--web.config.file).`,
 			limitMemory(s.p.Record.MaxCgroups)
 			logger := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
 			if s.loaded {
-				logger.Info("loaded the collectors; unloading them on exit", "pin_path", s.p.Path)
+				logger.Info("loaded the collectors; unloading them on exit", "pin_path", g.pinPath)
 			} else {
-				logger.Info("using the collectors already loaded; leaving them loaded on exit", "pin_path", s.p.Path)
+				logger.Info("using the collectors already loaded; leaving them loaded on exit", "pin_path", g.pinPath)
 			}
 			handler, err := exporter.Handler(exporter.New(s.src, filter), logger)
 			if err == nil {
