@@ -5,7 +5,7 @@ CLANG   ?= clang-19
 BIN     := bin/cgrstat
 export CGO_ENABLED := 0
 
-.PHONY: all deps build generate test unit hosttest labtest vmtest support-table release bench check lint clean man completion
+.PHONY: all deps build generate test unit hosttest soaktest soak labtest vmtest support-table release bench check lint clean man completion
 
 # Debian packages, installed only when one is missing: the BPF toolchain
 # (make generate); for the kernel lab QEMU for amd64 and arm64 guests,
@@ -39,9 +39,9 @@ generate:
 	cd bpf && BPF2GO_CC=$(CLANG) BPF2GO_STRIP=llvm-strip-19 $(GO) generate ./...
 	cd bench && BPF2GO_CC=$(CLANG) BPF2GO_STRIP=llvm-strip-19 $(GO) generate ./...
 
-# make test = lint, unit tests, host kernel tests, then the kernel lab (its
-# own tests first).
-test: lint unit hosttest vmtest
+# make test = lint, unit tests, host kernel tests, the short soak, then the
+# kernel lab (its own tests first).
+test: lint unit hosttest soaktest vmtest
 
 unit:
 	$(GO) test -short -count=1 ./...
@@ -52,6 +52,22 @@ unit:
 hosttest:
 	$(GO) test -count=1 -v -run '^TestKernel' ./... 2>&1 | tee /tmp/cgrstat-hosttest.log | grep -E '^(=== RUN|--- |\s+--- |ok|FAIL|PASS|panic|\s+\S+_test\.go:[0-9]+:)' ; \
 	  exit $${PIPESTATUS[0]}
+
+# The soak (TestSoak, cmd/cgrstat/soak_test.go): cgroup lifecycles on this
+# host while serve is scraped, read --all runs every second and watch in
+# batch; it prints a table of what it checked. soaktest, part of make test,
+# runs 20,000 lifecycles (about a minute here); soak runs a month of a batch
+# node's churn, 100,000 (SOAK_LIFECYCLES, and SOAK_WORKERS: one per CPU
+# unless set).
+SOAK_LIFECYCLES ?= 100000
+SOAK_WORKERS ?=
+
+soaktest:
+	$(GO) test -count=1 -v -run '^TestSoak$$' ./cmd/cgrstat/
+
+soak:
+	CGRSTAT_SOAK_LIFECYCLES=$(SOAK_LIFECYCLES) CGRSTAT_SOAK_WORKERS=$(SOAK_WORKERS) \
+	  $(GO) test -count=1 -v -timeout 3h -run '^TestSoak$$' ./cmd/cgrstat/
 
 # The kernel lab's own tests (TestLab*) boot guests that must fail in each
 # way a guest can, and check the harness says so.

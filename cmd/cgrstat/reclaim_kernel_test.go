@@ -24,23 +24,36 @@ import (
 //
 //	__test-fill CGROUP FILE SIZE       write SIZE bytes of page cache, synced
 //	__test-reclaim CGROUP VERSION SIZE ask the kernel to reclaim SIZE bytes
+//	__test-job CGROUP VERSION DIR      a batch job: 2 MiB of page cache in a
+//	                                   file in DIR, half of it reclaimed, the
+//	                                   file removed (the soak's jobs)
 //
 // The reclaim must come from inside the leaf: cgrstat charges a reclaim to
 // the cgroup of the task that stalls in it.
 const (
 	fillCommand    = "__test-fill"
 	reclaimCommand = "__test-reclaim"
+	jobCommand     = "__test-job"
 )
 
 func init() {
-	if len(os.Args) != 5 || (os.Args[1] != fillCommand && os.Args[1] != reclaimCommand) {
+	if len(os.Args) != 5 || (os.Args[1] != fillCommand && os.Args[1] != reclaimCommand && os.Args[1] != jobCommand) {
 		return
 	}
+	c := cgroup.Cgroup{Rel: os.Args[2], Path: os.Args[2]}
 	err := joinCgroup(os.Args[2])
-	if err == nil && os.Args[1] == fillCommand {
+	switch {
+	case err != nil:
+	case os.Args[1] == fillCommand:
 		err = fill(os.Args[3], os.Args[4])
-	} else if err == nil {
-		err = reclaimFromInside(cgroup.Cgroup{Rel: os.Args[2], Path: os.Args[2]}, os.Args[3], os.Args[4])
+	case os.Args[1] == reclaimCommand:
+		err = reclaimFromInside(c, os.Args[3], os.Args[4])
+	default:
+		file := filepath.Join(os.Args[4], fmt.Sprintf("cgrstat-job-%d", os.Getpid()))
+		if err = fill(file, strconv.Itoa(2<<20)); err == nil {
+			err = reclaimFromInside(c, os.Args[3], strconv.Itoa(1<<20))
+		}
+		err = errors.Join(err, os.Remove(file))
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

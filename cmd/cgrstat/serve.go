@@ -11,6 +11,7 @@ import (
 	"runtime/debug"
 	"time"
 
+	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/exporter-toolkit/web"
 	"github.com/spf13/cobra"
 
@@ -32,7 +33,10 @@ func newServeCmd(g *globals) *cobra.Command {
 		Long: `serve exposes every cgroup's reclaim totals at /metrics in the Prometheus
 exposition format. Each scrape flushes the subtree below CGROUP (default: the
 root) once and reads it in batches, as read --all does. Each series is a
-cgroup's hierarchical total: do not sum a parent with its children.
+cgroup's hierarchical total: do not sum a parent with its children. Only
+GET scrapes: HEAD answers from the headers alone (a scrape's walk holds
+cgroup_mutex in walk mode) and other methods get 405. The log says at start
+whether serve loaded the collectors.
 
 By default cgroups down to --depth 3 are exported: every systemd unit and
 every Kubernetes pod; --depth and --match change that. Series of removed
@@ -67,6 +71,11 @@ the exporter-toolkit web configuration file (--web.config.file).`,
 			}
 			limitMemory(s.p.Record.MaxCgroups)
 			logger := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
+			if s.loaded {
+				logger.Info("loaded the collectors; unloading them on exit", "pin_path", g.pinPath)
+			} else {
+				logger.Info("using the collectors already loaded; leaving them loaded on exit", "pin_path", g.pinPath)
+			}
 			handler, err := exporter.Handler(exporter.New(s.src, filter), logger)
 			if err == nil {
 				err = serve(cmd.Context(), handler, listeners, listen, webConfig, logger)
@@ -94,7 +103,7 @@ func serve(ctx context.Context, metrics http.Handler, listeners []net.Listener, 
 		return err
 	}
 	mux := http.NewServeMux()
-	mux.Handle("/metrics", metrics)
+	mux.Handle("/metrics", scrapeMethods(metrics))
 	mux.Handle("/", landing)
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	systemdSocket := false
@@ -118,6 +127,25 @@ func serve(ctx context.Context, metrics http.Handler, listeners []net.Listener, 
 	}
 	logger.Info("stopped")
 	return nil
+}
+
+// scrapeMethods lets only GET reach a scrape. A scrape walks the subtree,
+// which in walk mode holds the kernel's cgroup_mutex: a HEAD (a load
+// balancer's health check, say) is answered from the headers alone, and
+// anything else is refused with 405, as the exposition format is read-only.
+func scrapeMethods(metrics http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.Method {
+		case http.MethodGet:
+			metrics.ServeHTTP(w, r)
+		case http.MethodHead:
+			w.Header().Set("Content-Type", string(expfmt.NewFormat(expfmt.TypeTextPlain)))
+			w.WriteHeader(http.StatusOK)
+		default:
+			w.Header().Set("Allow", "GET, HEAD")
+			http.Error(w, "method not allowed: /metrics answers GET (HEAD without a scrape)", http.StatusMethodNotAllowed)
+		}
+	})
 }
 
 // listenAll opens every listener before serving, so that a bad or busy
