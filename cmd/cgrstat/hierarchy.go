@@ -80,9 +80,13 @@ func newHierarchyDestroyCmd(g *globals) *cobra.Command {
 		Use:   "destroy",
 		Short: "Unpin and remove the tree bottom-up",
 		Long: `Remove whatever part of the spec's tree exists below --parent, leaves first:
-only the cgroups the spec names (and scratch cgroups a killed stress left in
-them), and only when they are empty. Their stat files are unpinned. This is
-also how to clean up after 'hierarchy create' or 'check' was killed.`,
+only the cgroups the spec names that cgrstat made ('hierarchy create' and
+'check' mark each cgroup as they make it, in a trusted.cgrstat extended
+attribute), and scratch cgroups a killed stress left in them, and only when
+they are empty. Any other cgroup of the tree is left, with the cgroups that
+hold it, and listed on stderr; if none could be removed, the exit status is
+2. Stat files of removed cgroups are unpinned. This is also how to clean up
+after 'hierarchy create' or 'check' was killed.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			t, p, err := g.placeTree(&tf, false)
@@ -92,11 +96,14 @@ also how to clean up after 'hierarchy create' or 'check' was killed.`,
 			if p != nil {
 				defer p.Close()
 			}
-			n, err := cgtree.Teardown(t, p, kill)
+			r, err := cgtree.Teardown(t, p, kill)
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "removed %s under %s\n", plural(n, "cgroup"), t.Parent.Rel)
+			fmt.Fprintf(cmd.OutOrStdout(), "removed %s under %s\n", plural(r.Removed, "cgroup"), t.Parent.Rel)
+			if left := r.Summary(); left != "" {
+				fmt.Fprintln(cmd.ErrOrStderr(), left)
+			}
 			return nil
 		},
 	}

@@ -66,15 +66,29 @@ type Owner string
 // Self is this process as an Owner.
 func Self() Owner { return Owner(fmt.Sprintf("%d-%d", os.Getpid(), selfStart)) }
 
+// Kept owns what cgrstat made to keep (hierarchy create's trees): no process
+// owns it, so no process's death makes it a leftover, but its mark still
+// proves that cgrstat made it, which is what hierarchy destroy asks.
+const Kept Owner = "cgrstat"
+
+// process returns the pid and start time o names; ok is false for Kept and
+// for a malformed Owner.
+func (o Owner) process() (pid int, start uint64, ok bool) {
+	n, err := fmt.Sscanf(string(o), "%d-%d", &pid, &start)
+	return pid, start, n == 2 && err == nil
+}
+
+// Running returns the pid of the process o names if it still runs.
+func (o Owner) Running() (int, bool) {
+	pid, start, ok := o.process()
+	return pid, ok && alive(pid, start)
+}
+
 // Dead reports whether o names a process that no longer runs; a malformed
 // Owner is never dead, so nothing is removed on its word.
 func (o Owner) Dead() bool {
-	var pid int
-	var start uint64
-	if n, err := fmt.Sscanf(string(o), "%d-%d", &pid, &start); n != 2 || err != nil {
-		return false
-	}
-	return !alive(pid, start)
+	pid, start, ok := o.process()
+	return ok && !alive(pid, start)
 }
 
 // Mark records o as the maker of c in a trusted xattr.
@@ -187,12 +201,12 @@ func (c Cgroup) RemoveWait(timeout time.Duration) error {
 var IntentDir = "/run/cgrstat/intents"
 
 // MkdirMarked creates c marked as made by o (see Mark), leaving a note in
-// IntentDir for as long as c exists unmarked.
+// IntentDir, named by this process, for as long as c exists unmarked.
 func (c Cgroup) MkdirMarked(o Owner) error {
 	if err := os.MkdirAll(IntentDir, 0o700); err != nil {
 		return fmt.Errorf("creating %s: %w", IntentDir, err)
 	}
-	note := filepath.Join(IntentDir, string(o)+".mkdir")
+	note := filepath.Join(IntentDir, string(Self())+".mkdir")
 	if err := os.WriteFile(note, []byte(c.Path), 0o600); err != nil {
 		return fmt.Errorf("writing %s: %w", note, err)
 	}
