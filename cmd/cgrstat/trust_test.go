@@ -7,7 +7,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cgrstat/cgrstat/internal/testenv"
 	"github.com/cgrstat/cgrstat/pkg/cgroup"
+	"github.com/cgrstat/cgrstat/pkg/loader"
 )
 
 // The tests here are issue 17's "never harm what you did not make": each
@@ -112,5 +114,80 @@ func TestKernelDestroyOnlyWhatCreateMade(t *testing.T) {
 		if box.Child(top).Child(rel).Exists() {
 			t.Errorf("destroy left %s, which create made", rel)
 		}
+	}
+}
+
+// TestKernelUnloadRemovesOnlyDirsLoadMade is issue 17's second
+// reproduction: unload keeps a pin path directory the user made, removes
+// every directory load made (however deep), and a load inside another
+// load's pin path is refused before it makes anything.
+func TestKernelUnloadRemovesOnlyDirsLoadMade(t *testing.T) {
+	l := newLab(t)
+	mine := l.pinPath + "-mine"
+	testenv.CleanupPinPath(t, mine)
+	if err := os.Mkdir(mine, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	mustCLI(t, "load", "--flush", "walk", "--pin-path", mine)
+	mustCLI(t, "unload", "--pin-path", mine)
+	if entries, err := os.ReadDir(mine); err != nil || len(entries) != 0 {
+		t.Errorf("unload of a load in the user's directory: %v, left %v; want the directory kept, empty", err, entries)
+	}
+
+	deep := l.pinPath + "-deep"
+	testenv.CleanupPinPath(t, deep)
+	mustCLI(t, "load", "--flush", "walk", "--pin-path", deep+"/a/b")
+	mustCLI(t, "unload", "--pin-path", deep+"/a/b")
+	if _, err := os.Lstat(deep); err == nil {
+		entries, _ := os.ReadDir(deep)
+		t.Errorf("unload left %s (holding %v), which load made", deep, entries)
+	}
+
+	l.run("load", "--flush", "walk")
+	inner := filepath.Join(l.pinPath, "inner")
+	wantUsage(t, "lies inside the load at "+l.pinPath, "load", "--flush", "walk", "--pin-path", inner)
+	if _, err := os.Lstat(inner); err == nil {
+		t.Errorf("a refused nested load made %s", inner)
+	}
+	l.run("unload") // assertClean: nothing left at the pin path
+}
+
+// TestKernelLockFilesOnlyForLoads is issue 17's sixth reproduction: a lock
+// file in /run/cgrstat exists while its pin path holds a load and goes with
+// it; commands on pin paths that hold none (refused ones included) leave
+// none.
+func TestKernelLockFilesOnlyForLoads(t *testing.T) {
+	l := newLab(t)
+	file := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	notALoadDir := filepath.Join(t.TempDir(), "v")
+	notALoad(t, notALoadDir, false)
+	for _, c := range [][]string{
+		{"status", "--pin-path", l.pinPath}, {"read", "/", "--pin-path", l.pinPath}, {"unload", "--pin-path", l.pinPath},
+		{"load", "--pin-path", file}, {"load", "--pin-path", l.pinPath + ".dotted"}, {"unpin", "--all", "--pin-path", notALoadDir},
+	} {
+		r := cli(t, c...)
+		pinPath := c[len(c)-1]
+		if _, err := os.Lstat(loader.LockFile(pinPath)); err == nil {
+			os.Remove(loader.LockFile(pinPath))
+			t.Errorf("cgrstat %s (exit %d) left its lock file %s", strings.Join(c, " "), r.code, loader.LockFile(pinPath))
+		}
+		if r.code == 0 && c[0] == "load" {
+			cli(t, "unload", "--pin-path", pinPath)
+		}
+	}
+	l.run("load", "--flush", "walk")
+	if _, err := os.Lstat(loader.LockFile(l.pinPath)); err != nil {
+		t.Errorf("no lock file while %s holds a load: %v", l.pinPath, err)
+	}
+	l.run("status")
+	if _, err := os.Lstat(loader.LockFile(l.pinPath)); err != nil {
+		t.Errorf("status removed the lock file of a load: %v", err)
+	}
+	l.run("unload")
+	if _, err := os.Lstat(loader.LockFile(l.pinPath)); err == nil {
+		t.Errorf("unload left the lock file %s", loader.LockFile(l.pinPath))
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -195,22 +194,14 @@ func (c Cgroup) RemoveWait(timeout time.Duration) error {
 	}
 }
 
-// IntentDir holds, while a marked cgroup is being made, a note of which
-// process makes it: mkdir and marking are two steps, and a kill between them
-// would otherwise leave a cgroup nobody can prove is cgrstat's.
-var IntentDir = "/run/cgrstat/intents"
-
-// MkdirMarked creates c marked as made by o (see Mark), leaving a note in
-// IntentDir, named by this process, for as long as c exists unmarked.
+// MkdirMarked creates c marked as made by o (see Mark), leaving a note (see
+// Intend) for as long as c exists unmarked.
 func (c Cgroup) MkdirMarked(o Owner) error {
-	if err := os.MkdirAll(IntentDir, 0o700); err != nil {
-		return fmt.Errorf("creating %s: %w", IntentDir, err)
+	done, err := Intend("mkdir", c.Path)
+	if err != nil {
+		return err
 	}
-	note := filepath.Join(IntentDir, string(Self())+".mkdir")
-	if err := os.WriteFile(note, []byte(c.Path), 0o600); err != nil {
-		return fmt.Errorf("writing %s: %w", note, err)
-	}
-	defer os.Remove(note)
+	defer done()
 	if err := c.Mkdir(); err != nil {
 		return err
 	}
@@ -225,25 +216,21 @@ func (c Cgroup) MkdirMarked(o Owner) error {
 // not finish: still unmarked, and empty (rmdir refuses anything else). It
 // returns their paths.
 func RemoveInterrupted() ([]string, error) {
-	notes, err := filepath.Glob(filepath.Join(IntentDir, "*.mkdir"))
+	notes, err := InterruptedNotes("mkdir")
 	if err != nil {
 		return nil, err
 	}
 	var removed []string
 	for _, note := range notes {
-		owner := Owner(strings.TrimSuffix(filepath.Base(note), ".mkdir"))
-		path, err := os.ReadFile(note)
-		if err != nil || !owner.Dead() {
-			continue
-		}
-		c := Cgroup{Rel: string(path), Path: string(path)}
+		path := note.Lines[0]
+		c := Cgroup{Rel: path, Path: path}
 		if _, marked := c.MadeBy(); c.Exists() && !marked {
 			if err := c.RemoveWait(time.Second); err != nil {
 				return removed, err
 			}
 			removed = append(removed, c.Path)
 		}
-		os.Remove(note)
+		note.Drop()
 	}
 	return removed, nil
 }
