@@ -39,7 +39,10 @@ every Kubernetes pod; --depth and --match change that. Series of removed
 cgroups disappear from the next scrape.
 
 serve loads the collectors if nothing is loaded at --pin-path, and unloads
-on exit (SIGTERM, SIGINT) only what it loaded. TLS and basic auth are set in
+on exit (SIGTERM, SIGINT) only what it loaded. It opens the load for each
+scrape: 'cgrstat unload' completes meanwhile, scrapes are then answered 503
+(logged once), and the next load at --pin-path is served by itself. TLS and
+basic auth are set in
 the exporter-toolkit web configuration file (--web.config.file).`,
 		Example: `  cgrstat serve
   cgrstat serve --web.listen-address 127.0.0.1:9863 --depth 4 --match '^/kubepods'
@@ -65,7 +68,7 @@ the exporter-toolkit web configuration file (--web.config.file).`,
 				closeAll(listeners)
 				return err
 			}
-			limitMemory(s.p.Record.MaxCgroups)
+			limitMemory(s.rec.MaxCgroups)
 			logger := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
 			handler, err := exporter.Handler(exporter.New(s.src, filter), logger)
 			if err == nil {

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -190,4 +192,96 @@ func TestKernelLockFilesOnlyForLoads(t *testing.T) {
 	if _, err := os.Lstat(loader.LockFile(l.pinPath)); err == nil {
 		t.Errorf("unload left the lock file %s", loader.LockFile(l.pinPath))
 	}
+}
+
+// get fetches serve's /metrics: status and body.
+func get(t *testing.T, addr string) (int, string) {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, string(b)
+}
+
+// waitFor polls cond for up to 10 s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("waited 10s for %s", what)
+		}
+	}
+}
+
+// TestKernelUnloadUnderReaders is issue 17's fourth reproduction: unload
+// while a serve and a watch that did not load read the same pin path
+// completes (exit 0, every program freed); serve then answers 503 with one
+// line and logs it once, watch says it once, and both serve the next load
+// at that pin path by themselves. A serve that loaded leaves, on exit, a
+// load someone else made after unloading its own.
+func TestKernelUnloadUnderReaders(t *testing.T) {
+	l := newLab(t)
+	l.run("load", "--flush", "walk")
+	serve := startCLI(t, l.args("serve", "--web.listen-address", freeAddr(t))...)
+	addr := serve.serveAddr(t)
+	watch := startCLI(t, l.args("watch", "--interval", "100ms")...)
+	if code, body := get(t, addr); code != http.StatusOK {
+		t.Fatalf("scrape before unload: %d %s", code, body)
+	}
+	time.Sleep(300 * time.Millisecond) // a few frames of watch
+	ids := l.recordIDs()
+	if r := cli(t, l.args("unload")...); r.code != 0 {
+		t.Fatalf("unload under serve and watch: exit %d: %s", r.code, r.stderr)
+	}
+	assertFreed(t, ids)
+	for i := 0; i < 3; i++ {
+		code, body := get(t, addr)
+		if code != http.StatusServiceUnavailable || strings.Count(body, "\n") != 1 || !strings.Contains(body, "not loaded at "+l.pinPath) {
+			t.Fatalf("scrape without a load: %d %q; want 503 and one line naming the pin path", code, body)
+		}
+	}
+	if n := strings.Count(serve.stderr.String(), "no load to read"); n != 1 {
+		t.Errorf("serve logged the missing load %d times, want once:\n%s", n, serve.stderr)
+	}
+	waitFor(t, "watch to say the load is gone", func() bool { return strings.Contains(watch.stderr.String(), "not loaded at "+l.pinPath) })
+
+	l.run("load", "--flush", "walk")
+	if code, body := get(t, addr); code != http.StatusOK || !strings.Contains(body, "cgrstat_memcg_reclaims_total") {
+		t.Fatalf("scrape after a new load: %d %.300s", code, body)
+	}
+	if n := strings.Count(serve.stderr.String(), "serving it"); n != 1 {
+		t.Errorf("serve logged the new load %d times, want once:\n%s", n, serve.stderr)
+	}
+	waitFor(t, "watch to read the new load", func() bool { return strings.Contains(watch.stderr.String(), "loaded again at "+l.pinPath) })
+	if n := strings.Count(watch.stderr.String(), "not loaded at"); n != 1 {
+		t.Errorf("watch said the load was gone %d times, want once:\n%s", n, watch.stderr)
+	}
+	for _, p := range []*cliProc{serve, watch} {
+		if code := p.stop(t); code != 0 {
+			t.Errorf("%v: exit %d:\n%s", p.cmd.Args[1:3], code, p.stderr)
+		}
+	}
+	if _, err := loader.ReadRecord(l.pinPath); err != nil {
+		t.Fatalf("serve and watch, which did not load, removed the load: %v", err)
+	}
+	l.run("unload")
+
+	// serve loads, someone unloads and loads again: serve's exit leaves that load.
+	serve = startCLI(t, l.args("serve", "--web.listen-address", freeAddr(t))...)
+	serve.serveAddr(t)
+	l.run("unload")
+	l.run("load", "--flush", "walk")
+	if code := serve.stop(t); code != 0 {
+		t.Errorf("serve: exit %d:\n%s", code, serve.stderr)
+	}
+	if _, err := loader.ReadRecord(l.pinPath); err != nil {
+		t.Errorf("serve unloaded a load it did not make: %v", err)
+	}
+	l.run("unload")
 }
