@@ -19,7 +19,10 @@ import (
 var ErrNotLoaded = errors.New("cgrstat is not loaded")
 
 func (l *loaded) pin(dir PinDir, rec *Record) (err error) {
-	made := missingFrom(dir.Path())
+	made, err := missingFrom(dir.Path())
+	if err != nil {
+		return err
+	}
 	// Until the record is pinned nothing at the pin path proves it is this
 	// load's: a note says what a kill -9 here leaves (see recoverInterrupted).
 	done, err := intend(dir, made)
@@ -89,10 +92,11 @@ func (d PinDir) removeDirs(made string) {
 	for _, sub := range d.objectDirs() {
 		_ = unix.Rmdir(sub)
 	}
-	if made == "" || !within(d.Path(), made) {
+	path, err := filepath.Abs(d.Path())
+	if err != nil || made == "" || !within(path, made) {
 		return
 	}
-	for p := filepath.Clean(d.Path()); ; p = filepath.Dir(p) {
+	for p := path; ; p = filepath.Dir(p) {
 		if err := unix.Rmdir(p); err != nil && !errors.Is(err, unix.ENOENT) {
 			return
 		}
@@ -109,17 +113,21 @@ func within(path, dir string) bool {
 }
 
 // missingFrom returns the outermost directory of path that does not exist
-// (path itself, or an ancestor): what creating path makes. Empty when path
-// exists.
-func missingFrom(path string) string {
+// (path itself, or an ancestor), as an absolute path: what creating path
+// makes. Empty when path exists.
+func missingFrom(path string) (string, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return "", fmt.Errorf("pin path %s: %w", path, err)
+	}
 	made := ""
-	for p := filepath.Clean(path); p != "/"; p = filepath.Dir(p) {
+	for p := abs; p != "/"; p = filepath.Dir(p) {
 		if _, err := os.Lstat(p); err == nil {
 			break
 		}
 		made = p
 	}
-	return made
+	return made, nil
 }
 
 // noteKind names the notes (cgroup.Intend) of a load or unload in progress.
