@@ -28,8 +28,11 @@ func newHierarchyCreateCmd(g *globals) *cobra.Command {
 		Short: "Create the tree (all or nothing), optionally with a stat file per cgroup",
 		Long: `Create the cgroups of the spec below --parent, with their memory settings.
 If anything fails, or the command is interrupted (SIGINT, SIGTERM), what it
-created is removed. If it is killed (kill -9), 'cgrstat hierarchy destroy' with
-the same -f and --parent removes whatever part of the tree exists.`,
+created is removed. Each cgroup is marked as cgrstat's (a trusted.cgrstat
+extended attribute) as soon as it is made, and 'hierarchy destroy' removes
+only marked cgroups: if create is killed (kill -9), 'cgrstat hierarchy
+destroy' with the same -f and --parent removes whatever part of the tree
+exists.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			t, p, err := g.placeTree(&tf, pinAll)
