@@ -82,7 +82,7 @@ func TestKernelDashboardQueries(t *testing.T) {
 	}
 	topPath := read.Cgroups[0].Path
 	leafA := topPath + "/kubepods/burstable/pod" + podA + "/" + containerA
-	waitFor(t, prom, fmt.Sprintf(`cgroup:cgrstat_reclaim_seconds:rate5m{cgroup=%q} > 0`, leafA))
+	waitForData(t, prom, fmt.Sprintf(`cgroup:cgrstat_reclaim_seconds:rate5m{cgroup=%q} > 0`, leafA))
 	to := time.Now()
 
 	vars := map[string]string{
@@ -397,8 +397,8 @@ func (p *prometheus) labelValues(t *testing.T, label, match string) []string {
 	return r.Data
 }
 
-// waitFor waits until an instant query returns a series.
-func waitFor(t *testing.T, p *prometheus, q string) {
+// waitForData waits until an instant query returns a series.
+func waitForData(t *testing.T, p *prometheus, q string) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for !hasData(p.api(t, "/api/v1/query", url.Values{"query": {q}})) {

@@ -39,7 +39,7 @@ func usage(err error) error {
 // or the environment rather than report a failure.
 var usageErrors = []error{
 	loader.ErrNotRoot, loader.ErrNoBTF, loader.ErrNotBPFFS, loader.ErrNotLoaded, loader.ErrBadPinPath, loader.ErrMaxCgroups,
-	cgtree.ErrDiffers, cgtree.ErrBusy, cgtree.ErrPartial, cgtree.ErrNotExist, cgtree.ErrParentMemory, cgtree.ErrNeedsV2,
+	cgtree.ErrDiffers, cgtree.ErrBusy, cgtree.ErrPartial, cgtree.ErrNotExist, cgtree.ErrNotMade, cgtree.ErrParentMemory, cgtree.ErrNeedsV2,
 	check.ErrTreeExists, check.ErrOtherMode, cgroup.ErrNotScratch, pin.ErrNoStatFile,
 }
 

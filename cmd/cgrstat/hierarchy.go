@@ -29,8 +29,11 @@ func newHierarchyCreateCmd(g *globals) *cobra.Command {
 		Short: "Create the tree (all or nothing), optionally with a stat file per cgroup",
 		Long: `Create the cgroups of the spec below --parent, with their memory settings.
 If anything fails, or the command is interrupted (SIGINT, SIGTERM), what it
-created is removed. If it is killed (kill -9), 'cgrstat hierarchy destroy' with
-the same -f and --parent removes whatever part of the tree exists.`,
+created is removed. Each cgroup is marked as cgrstat's (a trusted.cgrstat
+extended attribute) as soon as it is made, and 'hierarchy destroy' removes
+only marked cgroups: if create is killed (kill -9), 'cgrstat hierarchy
+destroy' with the same -f and --parent removes whatever part of the tree
+exists.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			t, p, err := g.placeTree(&tf, pinAll)
@@ -81,9 +84,13 @@ func newHierarchyDestroyCmd(g *globals) *cobra.Command {
 		Use:   "destroy",
 		Short: "Unpin and remove the tree bottom-up",
 		Long: `Remove whatever part of the spec's tree exists below --parent, leaves first:
-only the cgroups the spec names (and scratch cgroups a killed stress left in
-them), and only when they are empty. Their stat files are unpinned. This is
-also how to clean up after 'hierarchy create' or 'check' was killed.`,
+only the cgroups the spec names that cgrstat made ('hierarchy create' and
+'check' mark each cgroup as they make it, in a trusted.cgrstat extended
+attribute), and scratch cgroups a killed stress left in them, and only when
+they are empty. Any other cgroup of the tree is left, with the cgroups that
+hold it, and listed on stderr; if none could be removed, the exit status is
+2. Stat files of removed cgroups are unpinned. This is also how to clean up
+after 'hierarchy create' or 'check' was killed.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			t, p, err := g.placeTree(&tf, false)
@@ -93,11 +100,14 @@ also how to clean up after 'hierarchy create' or 'check' was killed.`,
 			if p != nil {
 				defer p.Close()
 			}
-			n, err := cgtree.Teardown(t, p, kill)
+			r, err := cgtree.Teardown(t, p, kill)
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "removed %s under %s\n", plural(n, "cgroup"), escape.String(t.Parent.Rel))
+			fmt.Fprintf(cmd.OutOrStdout(), "removed %s under %s\n", plural(r.Removed, "cgroup"), escape.String(t.Parent.Rel))
+			if left := r.Summary(); left != "" {
+				fmt.Fprintln(cmd.ErrOrStderr(), escape.String(left))
+			}
 			return nil
 		},
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"regexp"
+	"slices"
 
 	"github.com/spf13/cobra"
 
@@ -40,10 +41,11 @@ func (f *monitorFlags) filter() (monitor.Filter, error) {
 	return flt, nil
 }
 
-// session is an open load and a source over the subtree to monitor.
+// session is a source over the subtree to monitor, and the load it found
+// or made at the start.
 type session struct {
 	src    *monitor.Source
-	p      *loader.Pinned
+	rec    *loader.Record
 	loaded bool
 }
 
@@ -73,22 +75,28 @@ func (f *monitorFlags) openSession(ctx context.Context, g *globals, args []strin
 	if err != nil {
 		return nil, err
 	}
-	return &session{src: monitor.NewSource(p, cgs[0]), p: p, loaded: loaded}, nil
+	// No handle is kept: the source opens the load for each read, so that
+	// an unload meanwhile frees it (see monitor.Source).
+	p.Close()
+	return &session{src: monitor.NewSource(g.pinPath, cgs[0]), rec: p.Record, loaded: loaded}, nil
 }
 
-// close unloads the collectors if this session loaded them, and only then.
+// close unloads the collectors if this session loaded them, and only then:
+// a load someone else made at the pin path after an unload stays.
 func (s *session) close() error {
-	s.p.Close()
 	if !s.loaded {
 		return nil
 	}
-	unlock, err := loader.Lock(context.Background(), s.p.Path, true)
+	pinPath := s.src.PinPath()
+	unlock, err := loader.Lock(context.Background(), pinPath, true)
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	_, err = loader.Unload(s.p.Path)
-	if err != nil {
+	if rec, err := loader.ReadRecord(pinPath); err != nil || !rec.LoadedAt.Equal(s.rec.LoadedAt) || !slices.Equal(rec.ProgramIDs, s.rec.ProgramIDs) {
+		return nil // unloaded by someone else, perhaps loaded again: not this run's
+	}
+	if _, err := loader.Unload(pinPath); err != nil {
 		return fmt.Errorf("unloading what this run loaded: %w", err)
 	}
 	return nil

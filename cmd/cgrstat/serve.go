@@ -43,7 +43,10 @@ every Kubernetes pod; --depth and --match change that. Series of removed
 cgroups disappear from the next scrape.
 
 serve loads the collectors if nothing is loaded at --pin-path, and unloads
-on exit (SIGTERM, SIGINT) only what it loaded. TLS and basic auth are set in
+on exit (SIGTERM, SIGINT) only what it loaded. It opens the load for each
+scrape: 'cgrstat unload' completes meanwhile, scrapes are then answered 503
+(logged once), and the next load at --pin-path is served by itself. TLS and
+basic auth are set in
 the exporter-toolkit web configuration file (--web.config.file).`,
 		Example: `  cgrstat serve
   cgrstat serve --web.listen-address 127.0.0.1:9863 --depth 4 --match '^/kubepods'
@@ -69,7 +72,7 @@ the exporter-toolkit web configuration file (--web.config.file).`,
 				closeAll(listeners)
 				return err
 			}
-			limitMemory(s.p.Record.MaxCgroups)
+			limitMemory(s.rec.MaxCgroups)
 			logger := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
 			if s.loaded {
 				logger.Info("loaded the collectors; unloading them on exit", "pin_path", g.pinPath)

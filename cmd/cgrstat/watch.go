@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
+	"github.com/cgrstat/cgrstat/pkg/loader"
 	"github.com/cgrstat/cgrstat/pkg/monitor"
 	"github.com/cgrstat/cgrstat/pkg/watch"
 )
@@ -38,7 +39,8 @@ before --count frames are shown is an interruption (exit status 130 for
 SIGINT, 143 for SIGTERM); without --count it is the normal end (0).
 
 watch loads the collectors if nothing is loaded at --pin-path, and unloads
-on exit only what it loaded.`,
+on exit only what it loaded. 'cgrstat unload' meanwhile completes; watch
+then says that nothing is loaded, and reads the next load at --pin-path.`,
 		Example: `  cgrstat watch
   cgrstat watch --depth 4 --match kubepods --sort reclaims
   cgrstat watch --count 5 --flat > frames.txt`,
@@ -64,7 +66,7 @@ on exit only what it loaded.`,
 			if f, ok := cmd.OutOrStdout().(*os.File); ok && term.IsTerminal(int(f.Fd())) {
 				err = w.interactive(cmd.Context(), f)
 			} else {
-				err = w.batch(cmd.Context(), cmd.OutOrStdout())
+				err = w.batch(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr())
 			}
 			return errors.Join(err, s.close())
 		},
@@ -91,14 +93,25 @@ type watcher struct {
 	prev   *monitor.Snapshot
 	cur    *monitor.Snapshot
 	rows   []watch.Row
+	// gone says, while nothing is loaded at the pin path (someone ran
+	// unload), what watch shows instead of a frame; "" while a load is read.
+	gone string
 }
 
 // step reads a snapshot and computes the rates since the previous one.
+// Without a load it keeps no snapshot and sets gone: the next load's
+// counters start again from zero, and rates begin with its second read.
 func (w *watcher) step() error {
 	snap, err := w.src.Read()
+	if errors.Is(err, loader.ErrNotLoaded) {
+		w.prev, w.cur, w.rows = nil, nil, nil
+		w.gone = fmt.Sprintf("%v: waiting for cgrstat to be loaded there again", err)
+		return nil
+	}
 	if err != nil {
 		return err
 	}
+	w.gone = ""
 	w.prev, w.cur = w.cur, snap
 	if w.prev != nil {
 		w.rows = watch.Rates(w.prev, w.cur, w.filter)
@@ -106,13 +119,16 @@ func (w *watcher) step() error {
 	return nil
 }
 
-// batch prints a frame per interval, separated by blank lines.
-func (w *watcher) batch(ctx context.Context, out io.Writer) error {
+// batch prints a frame per interval, separated by blank lines. While no
+// load is there it prints no frame and says so once on errOut, and once
+// when a load is back; those intervals count in --count.
+func (w *watcher) batch(ctx context.Context, out, errOut io.Writer) error {
 	if err := w.step(); err != nil {
 		return err
 	}
 	tick := time.NewTicker(w.view.Interval)
 	defer tick.Stop()
+	printed, wasGone := 0, false
 	for frames := 0; w.count == 0 || frames < w.count; frames++ {
 		select {
 		case <-ctx.Done():
@@ -122,9 +138,21 @@ func (w *watcher) batch(ctx context.Context, out io.Writer) error {
 		if err := w.step(); err != nil {
 			return err
 		}
-		if frames > 0 {
+		if gone := w.gone != ""; gone != wasGone {
+			wasGone = gone
+			if gone {
+				fmt.Fprintf(errOut, "cgrstat watch: %s\n", w.gone)
+			} else {
+				fmt.Fprintf(errOut, "cgrstat watch: loaded again at %s\n", w.src.PinPath())
+			}
+		}
+		if w.prev == nil {
+			continue
+		}
+		if printed > 0 {
 			fmt.Fprintln(out)
 		}
+		printed++
 		if err := watch.Write(out, w.view, w.cur, w.rows, watch.TextEOL); err != nil {
 			return err
 		}
@@ -202,9 +230,12 @@ func (w *watcher) interactive(ctx context.Context, out *os.File) error {
 func (w *watcher) draw(out *os.File) {
 	w.view.Width, w.view.Height, _ = term.GetSize(int(out.Fd()))
 	fmt.Fprint(out, home)
-	if w.prev == nil {
+	switch {
+	case w.gone != "":
+		fmt.Fprintf(out, "cgrstat watch: %s%s", w.gone, watch.RawEOL)
+	case w.prev == nil:
 		fmt.Fprintf(out, "cgrstat watch: first frame in %s%s", w.view.Interval, watch.RawEOL)
-	} else {
+	default:
 		_ = watch.Write(out, w.view, w.cur, w.rows, watch.RawEOL)
 	}
 	fmt.Fprint(out, clearBelow)

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -66,15 +65,29 @@ type Owner string
 // Self is this process as an Owner.
 func Self() Owner { return Owner(fmt.Sprintf("%d-%d", os.Getpid(), selfStart)) }
 
+// Kept owns what cgrstat made to keep (hierarchy create's trees): no process
+// owns it, so no process's death makes it a leftover, but its mark still
+// proves that cgrstat made it, which is what hierarchy destroy asks.
+const Kept Owner = "cgrstat"
+
+// process returns the pid and start time o names; ok is false for Kept and
+// for a malformed Owner.
+func (o Owner) process() (pid int, start uint64, ok bool) {
+	n, err := fmt.Sscanf(string(o), "%d-%d", &pid, &start)
+	return pid, start, n == 2 && err == nil
+}
+
+// Running returns the pid of the process o names if it still runs.
+func (o Owner) Running() (int, bool) {
+	pid, start, ok := o.process()
+	return pid, ok && alive(pid, start)
+}
+
 // Dead reports whether o names a process that no longer runs; a malformed
 // Owner is never dead, so nothing is removed on its word.
 func (o Owner) Dead() bool {
-	var pid int
-	var start uint64
-	if n, err := fmt.Sscanf(string(o), "%d-%d", &pid, &start); n != 2 || err != nil {
-		return false
-	}
-	return !alive(pid, start)
+	pid, start, ok := o.process()
+	return ok && !alive(pid, start)
 }
 
 // Mark records o as the maker of c in a trusted xattr.
@@ -181,22 +194,14 @@ func (c Cgroup) RemoveWait(timeout time.Duration) error {
 	}
 }
 
-// IntentDir holds, while a marked cgroup is being made, a note of which
-// process makes it: mkdir and marking are two steps, and a kill between them
-// would otherwise leave a cgroup nobody can prove is cgrstat's.
-var IntentDir = "/run/cgrstat/intents"
-
-// MkdirMarked creates c marked as made by o (see Mark), leaving a note in
-// IntentDir for as long as c exists unmarked.
+// MkdirMarked creates c marked as made by o (see Mark), leaving a note (see
+// Intend) for as long as c exists unmarked.
 func (c Cgroup) MkdirMarked(o Owner) error {
-	if err := os.MkdirAll(IntentDir, 0o700); err != nil {
-		return fmt.Errorf("creating %s: %w", IntentDir, err)
+	done, err := Intend("mkdir", c.Path)
+	if err != nil {
+		return err
 	}
-	note := filepath.Join(IntentDir, string(o)+".mkdir")
-	if err := os.WriteFile(note, []byte(c.Path), 0o600); err != nil {
-		return fmt.Errorf("writing %s: %w", note, err)
-	}
-	defer os.Remove(note)
+	defer done()
 	if err := c.Mkdir(); err != nil {
 		return err
 	}
@@ -211,25 +216,21 @@ func (c Cgroup) MkdirMarked(o Owner) error {
 // not finish: still unmarked, and empty (rmdir refuses anything else). It
 // returns their paths.
 func RemoveInterrupted() ([]string, error) {
-	notes, err := filepath.Glob(filepath.Join(IntentDir, "*.mkdir"))
+	notes, err := InterruptedNotes("mkdir")
 	if err != nil {
 		return nil, err
 	}
 	var removed []string
 	for _, note := range notes {
-		owner := Owner(strings.TrimSuffix(filepath.Base(note), ".mkdir"))
-		path, err := os.ReadFile(note)
-		if err != nil || !owner.Dead() {
-			continue
-		}
-		c := Cgroup{Rel: string(path), Path: string(path)}
+		path := note.Lines[0]
+		c := Cgroup{Rel: path, Path: path}
 		if _, marked := c.MadeBy(); c.Exists() && !marked {
 			if err := c.RemoveWait(time.Second); err != nil {
 				return removed, err
 			}
 			removed = append(removed, c.Path)
 		}
-		os.Remove(note)
+		note.Drop()
 	}
 	return removed, nil
 }

@@ -21,9 +21,18 @@ type Tree struct {
 	H      *cgroup.Hierarchy
 	Spec   *spec.Spec
 	Parent cgroup.Cgroup
-	// Owner, when set, marks the top cgroup as made by that process, so
-	// that what it leaves if it dies can be removed by its next run (check).
+	// Owner, when set, marks the cgroups as made by that process, so that
+	// what it leaves if it dies can be removed by its next run (check), and
+	// no one else removes them while it runs. Unset, they are marked as
+	// cgrstat's to keep (cgroup.Kept).
 	Owner cgroup.Owner
+}
+
+func (t Tree) owner() cgroup.Owner {
+	if t.Owner == "" {
+		return cgroup.Kept
+	}
+	return t.Owner
 }
 
 // Cgroup returns the cgroup of the spec node at rel ("test/child1").
@@ -134,12 +143,10 @@ func Create(ctx context.Context, t Tree) (existed bool, err error) {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
+		// Marked as soon as made (MkdirMarked), so that destroy can prove it
+		// made every cgroup it removes even after a kill -9 of this run.
 		c := t.Cgroup(rel)
-		mkdir := c.Mkdir
-		if t.Owner != "" && len(made) == 0 { // the top
-			mkdir = func() error { return c.MkdirMarked(t.Owner) }
-		}
-		if err := mkdir(); err != nil {
+		if err := c.MkdirMarked(t.owner()); err != nil {
 			return err
 		}
 		made = append(made, c)
@@ -196,40 +203,146 @@ func (t Tree) configure(c cgroup.Cgroup, n *spec.Node) error {
 // ErrBusy says that processes live in the tree.
 var ErrBusy = errors.New("processes are still in the tree")
 
+// ErrNotMade says that destroy removed nothing: no cgroup of the tree that
+// exists is one cgrstat can prove it made.
+var ErrNotMade = errors.New("removed nothing")
+
+// Left is a cgroup of the tree that Destroy did not remove, and why.
+type Left struct {
+	Cgroup cgroup.Cgroup
+	Why    string
+}
+
+// Removal is what Destroy did: how many cgroups it removed, and those it left.
+type Removal struct {
+	Removed int
+	Left    []Left
+}
+
+// Summary says in one line which cgroups were left and why, grouped by
+// reason, a few names each ("" when none was left).
+func (r Removal) Summary() string {
+	if len(r.Left) == 0 {
+		return ""
+	}
+	var reasons []string
+	names := map[string][]string{}
+	for _, l := range r.Left {
+		if names[l.Why] == nil {
+			reasons = append(reasons, l.Why)
+		}
+		names[l.Why] = append(names[l.Why], l.Cgroup.Rel)
+	}
+	parts := make([]string, len(reasons))
+	for i, why := range reasons {
+		n := names[why]
+		shown := strings.Join(n[:min(len(n), 3)], ", ")
+		if len(n) > 3 {
+			shown += fmt.Sprintf(" and %d more", len(n)-3)
+		}
+		parts[i] = fmt.Sprintf("%s: %s", why, shown)
+	}
+	what := "cgroups"
+	if len(r.Left) == 1 {
+		what = "cgroup"
+	}
+	return fmt.Sprintf("left %d %s of the tree: %s", len(r.Left), what, strings.Join(parts, "; "))
+}
+
+// Reasons Destroy leaves a cgroup.
+const (
+	whyUnmarked = "not made by cgrstat (no trusted.cgrstat mark: only cgroups hierarchy create or check made are removed)"
+	whyHolds    = "holds a cgroup that is left"
+)
+
 // Destroy removes whatever part of the tree exists, leaves first: only the
-// cgroups the spec names (and scratch cgroups a dead stress left in them),
-// only when empty. Processes still inside are an error naming them, unless
-// kill is set; a cgroup with children the spec does not name is an
-// ErrDiffers error; in both cases nothing is removed. It returns how many
-// cgroups it removed; none existing is ErrNotExist.
-func Destroy(t Tree, kill bool) (int, error) {
-	var present []cgroup.Cgroup
-	err := t.Spec.WalkPost(func(rel string, n *spec.Node) error {
+// cgroups of the spec that cgrstat made (their trusted.cgrstat mark says so,
+// see Create) and that no cgrstat still running owns, only when empty, and
+// scratch cgroups a dead stress left in them. Every other cgroup of the
+// tree is left, with its ancestors, and listed in the Removal. Processes
+// still inside are an error naming them, unless kill is set; a cgroup with
+// children the spec does not name is an ErrDiffers error; in both cases
+// nothing is removed. None existing is ErrNotExist; some existing but none
+// removable is ErrNotMade.
+func Destroy(t Tree, kill bool) (Removal, error) {
+	var r Removal
+	// A create killed between mkdir and mark left an unmarked cgroup that
+	// its note proves is cgrstat's (MkdirMarked).
+	interrupted, err := cgroup.RemoveInterrupted()
+	if err != nil {
+		return r, err
+	}
+	inTree := map[string]bool{}
+	for _, c := range t.Cgroups() {
+		inTree[c.Path] = true
+	}
+	for _, path := range interrupted {
+		if inTree[path] {
+			r.Removed++
+		}
+	}
+	var present, remove []cgroup.Cgroup
+	left := map[string]bool{}
+	err = t.Spec.WalkPost(func(rel string, n *spec.Node) error {
 		c := t.Cgroup(rel)
 		if !c.Exists() {
 			return nil
 		}
 		present = append(present, c)
-		return extraChildren(c, n)
+		if err := extraChildren(c, n); err != nil {
+			return err
+		}
+		why := whyLeft(c)
+		for _, ch := range n.Children {
+			if why == "" && left[c.Child(ch.Name).Path] {
+				why = whyHolds
+			}
+		}
+		if why != "" {
+			left[c.Path] = true
+			r.Left = append(r.Left, Left{c, why})
+			return nil
+		}
+		remove = append(remove, c)
+		return nil
 	})
 	if err != nil {
-		return 0, err
+		return r, err
 	}
-	if len(present) == 0 {
-		return 0, fmt.Errorf("cgroup %s: %w", t.Top().Rel, ErrNotExist)
+	if len(present) == 0 && r.Removed == 0 {
+		return r, fmt.Errorf("cgroup %s: %w", t.Top().Rel, ErrNotExist)
 	}
-	if err := evacuate(present, kill); err != nil {
-		return 0, err
+	if len(remove) == 0 && r.Removed == 0 {
+		return r, fmt.Errorf("%w under %s: %s", ErrNotMade, t.Parent.Rel, r.Summary())
 	}
-	for i, c := range present {
+	if err := evacuate(remove, kill); err != nil {
+		return r, err
+	}
+	for _, c := range present {
 		if _, err := cgroup.RemoveStaleScratch(c); err != nil {
-			return i, err
-		}
-		if err := c.RemoveWait(time.Second); err != nil {
-			return i, err
+			return r, err
 		}
 	}
-	return len(present), nil
+	for _, c := range remove {
+		if err := c.RemoveWait(time.Second); err != nil {
+			return r, err
+		}
+		r.Removed++
+	}
+	return r, nil
+}
+
+// whyLeft says why Destroy must leave c, or "" when cgrstat made it and no
+// cgrstat that still runs owns it.
+func whyLeft(c cgroup.Cgroup) string {
+	owner, ok := c.MadeBy()
+	if !ok {
+		return whyUnmarked
+	}
+	if pid, running := owner.Running(); running && owner != cgroup.Self() {
+		return fmt.Sprintf("made by a cgrstat that still runs (pid %d) and removes it itself", pid)
+	}
+	return ""
 }
 
 func evacuate(cgs []cgroup.Cgroup, kill bool) error {

@@ -1,6 +1,7 @@
 package cgtree
 
 import (
+	"github.com/cgrstat/cgrstat/pkg/cgroup"
 	"github.com/cgrstat/cgrstat/pkg/loader"
 	"github.com/cgrstat/cgrstat/pkg/pin"
 )
@@ -9,13 +10,21 @@ import (
 // files, its processes (with kill) and the cgroups. The map entries need no
 // care: the BPF side hands a removed cgroup's reclaim to its parent at rmdir
 // and deletes its entry when the kernel releases it. p is nil when nothing
-// is loaded. It returns how many cgroups it removed (Destroy).
-func Teardown(t Tree, p *loader.Pinned, kill bool) (removed int, err error) {
-	if removed, err = Destroy(t, kill); err != nil {
-		return removed, err
+// is loaded. It returns what Destroy removed and left; only the stat files
+// of removed cgroups go.
+func Teardown(t Tree, p *loader.Pinned, kill bool) (Removal, error) {
+	r, err := Destroy(t, kill)
+	if err != nil {
+		return r, err
 	}
 	if p != nil {
-		pin.UnpinEach(p.Path, t.Cgroups())
+		var gone []cgroup.Cgroup
+		for _, c := range t.Cgroups() {
+			if !c.Exists() {
+				gone = append(gone, c)
+			}
+		}
+		pin.UnpinEach(p.Path, gone)
 	}
-	return removed, nil
+	return r, nil
 }

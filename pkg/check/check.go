@@ -135,7 +135,14 @@ func teardownWith(pinPath string, isLoaded bool, t cgtree.Tree) error {
 		}
 		defer p.Close()
 	}
-	_, err := cgtree.Teardown(t, p, false)
+	return leftErr(cgtree.Teardown(t, p, false))
+}
+
+// leftErr makes a tree check made but could not remove whole an error.
+func leftErr(r cgtree.Removal, err error) error {
+	if err == nil && len(r.Left) > 0 {
+		err = errors.New(r.Summary())
+	}
 	return err
 }
 
@@ -144,7 +151,7 @@ func finish(p *loader.Pinned, t cgtree.Tree, loaded, keep bool) error {
 		p.Close()
 		return nil
 	}
-	_, err := cgtree.Teardown(t, p, true)
+	err := leftErr(cgtree.Teardown(t, p, true))
 	p.Close()
 	if loaded {
 		_, uerr := loader.Unload(p.Path)

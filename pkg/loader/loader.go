@@ -127,6 +127,9 @@ func Load(opts Options) (*Record, error) {
 	} else if !errors.Is(err, ErrNotLoaded) {
 		return nil, err
 	}
+	if err := checkNotNested(dir.Path()); err != nil {
+		return nil, err
+	}
 	if err := checkNewPinPath(dir.Path()); err != nil {
 		return nil, err
 	}

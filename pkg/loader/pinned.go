@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/cgrstat/cgrstat/bpf"
+	"github.com/cgrstat/cgrstat/pkg/cgroup"
 	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
 )
@@ -18,14 +19,25 @@ import (
 var ErrNotLoaded = errors.New("cgrstat is not loaded")
 
 func (l *loaded) pin(dir PinDir, rec *Record) (err error) {
-	created, err := mkdirOwn(dir.Path())
+	made, err := missingFrom(dir.Path())
 	if err != nil {
 		return err
 	}
+	// Until the record is pinned nothing at the pin path proves it is this
+	// load's: a note says what a kill -9 here leaves (see recoverInterrupted).
+	done, err := intend(dir, made)
+	if err != nil {
+		return err
+	}
+	defer done()
+	if err := os.MkdirAll(dir.Path(), 0o700); err != nil {
+		return fmt.Errorf("creating pin path: %w", err)
+	}
+	rec.PinPathMade = made
 	var pinned []string
 	defer func() {
 		if err != nil {
-			unpinAll(dir, pinned, created)
+			unpinAll(dir, pinned, made)
 		}
 	}()
 	if err := writeRecord(l.Info, rec); err != nil {
@@ -65,16 +77,94 @@ func (l *loaded) pin(dir PinDir, rec *Record) (err error) {
 }
 
 // unpinAll removes what a failed pin made, and nothing else.
-func unpinAll(dir PinDir, pinned []string, created bool) {
+func unpinAll(dir PinDir, pinned []string, made string) {
 	for _, path := range pinned {
 		os.Remove(path)
 	}
-	for _, d := range dir.objectDirs() {
-		os.Remove(d) // only if empty
+	dir.removeDirs(made)
+}
+
+// removeDirs removes the directories a load makes for its objects, then
+// the pin path and its ancestors up to made (see Record.PinPathMade), each
+// only if empty (rmdir): a directory that holds anything else stays, and
+// so do the ones above it.
+func (d PinDir) removeDirs(made string) {
+	for _, sub := range d.objectDirs() {
+		_ = unix.Rmdir(sub)
 	}
-	if created {
-		os.Remove(dir.Path())
+	path, err := filepath.Abs(d.Path())
+	if err != nil || made == "" || !within(path, made) {
+		return
 	}
+	for p := path; ; p = filepath.Dir(p) {
+		if err := unix.Rmdir(p); err != nil && !errors.Is(err, unix.ENOENT) {
+			return
+		}
+		if p == filepath.Clean(made) || p == "/" {
+			return
+		}
+	}
+}
+
+// within reports whether path is dir or below it.
+func within(path, dir string) bool {
+	rel, err := filepath.Rel(filepath.Clean(dir), filepath.Clean(path))
+	return err == nil && rel != ".." && !strings.HasPrefix(rel, "../")
+}
+
+// missingFrom returns the outermost directory of path that does not exist
+// (path itself, or an ancestor), as an absolute path: what creating path
+// makes. Empty when path exists.
+func missingFrom(path string) (string, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return "", fmt.Errorf("pin path %s: %w", path, err)
+	}
+	made := ""
+	for p := abs; p != "/"; p = filepath.Dir(p) {
+		if _, err := os.Lstat(p); err == nil {
+			break
+		}
+		made = p
+	}
+	return made, nil
+}
+
+// noteKind names the notes (cgroup.Intend) of a load or unload in progress.
+const noteKind = "pinpath"
+
+// intend notes that this process loads or unloads at dir, having made (or
+// making) the directories up to made.
+func intend(dir PinDir, made string) (done func(), err error) {
+	abs, err := filepath.Abs(dir.Path())
+	if err != nil {
+		return nil, err
+	}
+	return cgroup.Intend(noteKind, abs, made)
+}
+
+// recoverInterrupted removes what a load or unload at d that was killed
+// before it finished left: the empty directories it made, as its note says.
+// Without such a note an empty pin path may be the user's, and stays.
+func (d PinDir) recoverInterrupted() error {
+	notes, err := cgroup.InterruptedNotes(noteKind)
+	if err != nil {
+		return err
+	}
+	abs, err := filepath.Abs(d.Path())
+	if err != nil {
+		return err
+	}
+	for _, n := range notes {
+		if len(n.Lines) != 2 || n.Lines[0] != abs {
+			continue
+		}
+		if _, err := os.Lstat(d.Path()); errors.Is(err, fs.ErrNotExist) || d.isSkeleton() {
+			d.removeDirs(n.Lines[1])
+		}
+		n.Drop()
+	}
+	return nil
 }
 
 type pinner interface{ Pin(string) error }
@@ -87,18 +177,6 @@ func pinAt(obj pinner, path string) error {
 		return fmt.Errorf("pinning %s: %w", path, err)
 	}
 	return nil
-}
-
-// mkdirOwn creates the pin path, reporting whether it did, so that a failed
-// load removes only a directory it made.
-func mkdirOwn(path string) (bool, error) {
-	if _, err := os.Stat(path); err == nil {
-		return false, nil
-	}
-	if err := os.MkdirAll(path, 0o700); err != nil {
-		return false, fmt.Errorf("creating pin path: %w", err)
-	}
-	return true, nil
 }
 
 // ensureBPFFS mounts bpffs at /sys/fs/bpf when the pin path needs it there.
@@ -209,15 +287,22 @@ func Unload(pinPath string) (*Record, error) {
 	dir := PinDir(pinPath)
 	rec, err := dir.Record()
 	if errors.Is(err, ErrNotLoaded) {
-		dir.removeSkeleton()
+		if rerr := dir.recoverInterrupted(); rerr != nil {
+			return nil, rerr
+		}
 	}
 	if err != nil {
 		return nil, err
 	}
+	done, err := intend(dir, rec.PinPathMade)
+	if err != nil {
+		return nil, err
+	}
+	defer done()
 	if err := dir.RemoveStatFiles(); err != nil {
 		return nil, err
 	}
-	if err := removeObjects(dir); err != nil {
+	if err := removeObjects(dir, rec.PinPathMade); err != nil {
 		return nil, err
 	}
 	return rec, WaitFreed(rec.ProgramIDs)
@@ -250,25 +335,37 @@ func (dir PinDir) RemoveStatFiles() error {
 	return nil
 }
 
-// removeObjects unpins the maps, programs and links a load pins, then the
-// directories that held them and the pin path, each only if empty.
-func removeObjects(dir PinDir) error {
+// removeObjects unpins the maps, programs and links a load pins, the load
+// record last (so that a kill half way leaves a load unload can verify),
+// then the directories that held them, and the pin path and its ancestors
+// up to made, each only if empty.
+func removeObjects(dir PinDir, made string) error {
+	var record string
 	for _, d := range dir.objectDirs() {
 		entries, err := os.ReadDir(d)
 		if err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("removing pins: %w", err)
 		}
 		for _, e := range entries {
-			if !loadPins[e.Name()] {
+			path := filepath.Join(d, e.Name())
+			switch {
+			case !loadPins[e.Name()]:
+				continue
+			case path == dir.Map(bpf.CgrstatMapInfo):
+				record = path
 				continue
 			}
-			if err := os.Remove(filepath.Join(d, e.Name())); err != nil {
+			if err := os.Remove(path); err != nil {
 				return fmt.Errorf("removing pins: %w", err)
 			}
 		}
-		os.Remove(d)
 	}
-	os.Remove(dir.Path())
+	if record != "" {
+		if err := os.Remove(record); err != nil {
+			return fmt.Errorf("removing pins: %w", err)
+		}
+	}
+	dir.removeDirs(made)
 	return nil
 }
 

@@ -32,6 +32,11 @@ type Record struct {
 	// when it ends, e.g. check; empty for a load meant to stay. A later
 	// check unloads a load whose owner died without doing so.
 	Owner string `json:"owner,omitempty"`
+	// PinPathMade is the outermost directory this load created for its pin
+	// path: the pin path itself or an ancestor; empty when the pin path
+	// existed. Unload removes the directories from the pin path up to it,
+	// each only if empty, and no other: a directory the user made stays.
+	PinPathMade string `json:"pin_path_made,omitempty"`
 }
 
 // Refusal is a flush mode that auto tried and the kernel refused.

@@ -8,9 +8,9 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/cilium/ebpf"
-	"golang.org/x/sys/unix"
 
 	"github.com/cgrstat/cgrstat/bpf"
 )
@@ -61,13 +61,22 @@ func (d PinDir) verify() (*Record, error) {
 	return rec, nil
 }
 
+// infoSpec is the info map of the embedded object, parsed once: parsing
+// the object takes over a millisecond, and every lock release verifies.
+var infoSpec = sync.OnceValues(func() (*ebpf.MapSpec, error) {
+	spec, err := bpf.LoadCgrstat()
+	if err != nil {
+		return nil, err
+	}
+	return spec.Maps[bpf.CgrstatMapInfo], nil
+})
+
 // infoShape compares m with the info map of the embedded object.
 func infoShape(m *ebpf.Map) error {
-	spec, err := bpf.LoadCgrstat()
+	want, err := infoSpec()
 	if err != nil {
 		return err
 	}
-	want := spec.Maps[bpf.CgrstatMapInfo]
 	if m.Type() != want.Type || m.KeySize() != want.KeySize || m.ValueSize() != want.ValueSize || m.MaxEntries() != want.MaxEntries {
 		return fmt.Errorf("is a %s map with key %d, value %d bytes, %d entries; cgrstat's is a %s map with key %d, value %d, %d entries",
 			m.Type(), m.KeySize(), m.ValueSize(), m.MaxEntries(), want.Type, want.KeySize, want.ValueSize, want.MaxEntries)
@@ -93,17 +102,20 @@ func (d PinDir) isSkeleton() bool {
 	return true
 }
 
-// removeSkeleton removes the empty directories a killed load left, and the
-// pin path that held them. rmdir removes nothing that is not empty; an empty
-// pin path with no such directory may be the user's and stays.
-func (d PinDir) removeSkeleton() {
-	if entries, err := os.ReadDir(d.Path()); err != nil || len(entries) == 0 || !d.isSkeleton() {
-		return
+// checkNotNested refuses a pin path inside another load's: that load's
+// unpin --all and unload would take this one's stat files for its own, and
+// unloading the outer load first would leave a directory no command removes.
+func checkNotNested(pinPath string) error {
+	abs, err := filepath.Abs(pinPath)
+	if err != nil {
+		return fmt.Errorf("pin path %s: %w", pinPath, err)
 	}
-	for _, sub := range d.objectDirs() {
-		_ = unix.Rmdir(sub)
+	for p := filepath.Dir(abs); p != "/"; p = filepath.Dir(p) {
+		if _, err := os.Lstat(PinDir(p).Map(bpf.CgrstatMapInfo)); err == nil {
+			return fmt.Errorf("%w: %s lies inside the load at %s; choose a pin path outside it", ErrBadPinPath, pinPath, p)
+		}
 	}
-	_ = unix.Rmdir(d.Path())
+	return nil
 }
 
 // checkNewPinPath refuses a pin path that load could not create: bpffs

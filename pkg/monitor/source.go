@@ -9,6 +9,7 @@ package monitor
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -54,34 +55,54 @@ type Snapshot struct {
 // Source reads snapshots of one subtree. Reads are serialized: the tree walk
 // writes one shared map (see reclaim.Members), and two flushes at once would
 // only cost twice for the same numbers.
+//
+// A Source holds no handle on the load between reads: it opens the load at
+// its pin path for each read. So unload, run while serve or watch reads the
+// same pin path, frees every program as it does alone (a handle kept open
+// would keep the programs and maps, and unload would wait for them in
+// vain), a read after it fails with ErrNotLoaded, and the first read after
+// a new load there reads the new load. Opening costs well under a
+// millisecond, next to a flush and a read of the subtree.
 type Source struct {
-	mu  sync.Mutex
-	p   *loader.Pinned
-	top cgroup.Cgroup
+	mu      sync.Mutex
+	pinPath string
+	top     cgroup.Cgroup
 }
 
-// NewSource reads the subtree below top of the load p. p stays the caller's.
-func NewSource(p *loader.Pinned, top cgroup.Cgroup) *Source {
-	return &Source{p: p, top: top}
+// NewSource reads the subtree below top of the load at pinPath.
+func NewSource(pinPath string, top cgroup.Cgroup) *Source {
+	return &Source{pinPath: pinPath, top: top}
 }
+
+// PinPath is where the Source reads the load.
+func (s *Source) PinPath() string { return s.pinPath }
 
 // Read flushes the subtree once and reads it, holding the pin path's lock
 // shared as read does, so that no load, unload, pin or unpin runs
-// meanwhile.
+// meanwhile. With no load at the pin path the error wraps
+// loader.ErrNotLoaded.
 func (s *Source) Read() (*Snapshot, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	unlock, err := loader.Lock(context.Background(), s.p.Path, false)
+	unlock, err := loader.Lock(context.Background(), s.pinPath, false)
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
-	start := time.Now()
-	stats, err := reclaim.Read(s.p, []cgroup.Cgroup{s.top}, true)
+	p, err := loader.Open(s.pinPath)
+	if errors.Is(err, loader.ErrNotLoaded) {
+		return nil, fmt.Errorf("%w at %s", err, s.pinPath)
+	}
 	if err != nil {
 		return nil, err
 	}
-	usage, err := s.p.Usage()
+	defer p.Close()
+	start := time.Now()
+	stats, err := reclaim.Read(p, []cgroup.Cgroup{s.top}, true)
+	if err != nil {
+		return nil, err
+	}
+	usage, err := p.Usage()
 	if err != nil {
 		return nil, fmt.Errorf("reading map fill: %w", err)
 	}
@@ -89,7 +110,7 @@ func (s *Source) Read() (*Snapshot, error) {
 		At:      start,
 		Took:    time.Since(start),
 		Cgroups: stats,
-		Health:  Health{Flush: s.p.Record.Flush, Stats: usage.Stats, Memory: usage.Memory, Lost: usage.Lost},
+		Health:  Health{Flush: p.Record.Flush, Stats: usage.Stats, Memory: usage.Memory, Lost: usage.Lost},
 	}, nil
 }
 
