@@ -43,7 +43,7 @@ Typical use:
 	}
 	root.SetVersionTemplate("cgrstat {{.Version}}\n")
 	root.PersistentFlags().StringVar(&g.pinPath, "pin-path", defaultPinPath, "bpffs directory that holds cgrstat's pins")
-	root.PersistentFlags().StringVar(&g.cgroupRoot, "cgroup-root", "", "mount point of the memory cgroup hierarchy (default: found in /proc/self/mountinfo)")
+	root.PersistentFlags().StringVar(&g.cgroupRoot, "cgroup-root", "", "mount point of the memory cgroup hierarchy, or the directory of the v1 hierarchies (default: found in /proc/self/mountinfo)")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usage(err) })
 	ex, sh := lockExclusive, lockShared
 	root.AddCommand(locking(ex, making(newLoadCmd(g))), locking(ex, newUnloadCmd(g)), locking(sh, newStatusCmd(g)),
@@ -152,6 +152,12 @@ func needRoot(cmd *cobra.Command, _ []string) error {
 		if rootless[c.Name()] {
 			return nil
 		}
+	}
+	// serve, as a container's non-root user, runs with CAP_BPF and
+	// CAP_PERFMON from its file capabilities (deploy/kubernetes): it makes
+	// no cgroups and needs nothing more.
+	if cmd.Name() == "serve" && loader.Capable() {
+		return nil
 	}
 	if os.Geteuid() != 0 {
 		return usage(errors.New("needs root: cgrstat loads BPF programs and manages cgroups (CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN)"))

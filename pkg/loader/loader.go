@@ -160,7 +160,7 @@ func Load(opts Options) (*Record, error) {
 }
 
 func prepare(dir PinDir) error {
-	if os.Geteuid() != 0 {
+	if !Capable() {
 		return ErrNotRoot
 	}
 	if _, err := os.Stat("/sys/kernel/btf/vmlinux"); err != nil {
