@@ -88,7 +88,8 @@ release:
 
 # cgrstat's OCI image from the release binaries, offline and reproducible:
 # an image index for amd64 and arm64 (empty base, one layer: the binary with
-# file capabilities cap_bpf,cap_perfmon=ep, run as nobody), written as an
+# file capabilities cap_bpf,cap_perfmon=ep, run as root holding only the
+# capabilities the runtime gives), written as an
 # OCI layout (dist/cgrstat-oci) and an OCI archive (dist/cgrstat-oci.tar).
 # Its time is the last commit's, so two builds of one commit are the same
 # bytes. See internal/ociimage and README.md, "Kubernetes".

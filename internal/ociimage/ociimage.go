@@ -30,15 +30,20 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 )
 
-// User is the numeric user and group the image runs as: nobody. The binary
-// gets CAP_BPF and CAP_PERFMON from its file capabilities (see FileCaps),
-// so nothing in the image runs as root.
-const User = "65534:65534"
+// User is the numeric user and group the image runs as: root, holding only
+// the capabilities the runtime gives (CAP_BPF and CAP_PERFMON in
+// deploy/kubernetes). Not nobody: bpffs, where cgrstat pins, is mounted
+// with mode 0700 by systemd (and by cgrstat), so only root, or a user with
+// CAP_DAC_OVERRIDE, can reach a pin path on it. The binary's file
+// capabilities (see FileCaps) let a non-root user run serve where an
+// administrator has given it a directory on bpffs.
+const User = "0:0"
 
 // Binary is where the binary lies in the image; LockDir is cgrstat's lock
-// directory (loader.LockDir), made in the image and owned by User so that a
-// container whose /run is not mounted over can still take the pin path's
-// lock.
+// directory (loader.LockDir), made in the image and open to all as /tmp is
+// (1777): a container whose /run is not mounted over can take
+// the pin path's lock as any user, and runc gives a tmpfs mounted over it
+// (podman --tmpfs) the mode of the directory below, not the mount's.
 const (
 	Binary  = "/cgrstat"
 	LockDir = "/run/cgrstat"
@@ -198,7 +203,7 @@ func rootfs(bin []byte, mtime time.Time) ([]byte, error) {
 		{Typeflag: tar.TypeReg, Name: Binary[1:], Mode: 0o755, Size: int64(len(bin)), ModTime: mtime, Format: tar.FormatPAX,
 			PAXRecords: map[string]string{"SCHILY.xattr.security.capability": string(FileCaps())}},
 		dir("run/", 0o755, 0),
-		dir(LockDir[1:]+"/", 0o700, 65534),
+		dir(LockDir[1:]+"/", 0o1777, 0),
 	}
 	for _, h := range entries {
 		if err := tw.WriteHeader(h); err != nil {
