@@ -13,11 +13,13 @@ export CGO_ENABLED := 0
 # (compressed kernel modules), the archive keyring (apt verifies the kernels
 # it downloads), and cpio (the initramfs writer's unit test reads with it);
 # and what the serve and watch tests drive: a real Prometheus, tmux,
-# systemd-analyze (systemd) and setpriv (util-linux).
+# systemd-analyze (systemd) and setpriv (util-linux); the container test's
+# runtime: Podman with crun, or runc where crun refuses the host's cgroups
+# (cgroup v1 beside a cgroup2 hierarchy with controllers).
 DEBS := clang-19 llvm-19 bpftool libbpf-dev linux-libc-dev \
 	qemu-system-x86 qemu-system-arm busybox-static e2fsprogs xz-utils zstd \
 	debian-archive-keyring cpio \
-	prometheus tmux systemd util-linux
+	prometheus tmux systemd util-linux podman crun runc
 
 all: build
 

@@ -40,9 +40,9 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	fmt.Printf("%s (%s): index %s\n", dir, version, d)
+	fmt.Printf("%s: oci:%s:%s, index %s\n", dir, dir, ociimage.RefName(version), d)
 	if archive != "" {
-		fmt.Printf("%s: oci-archive:%s:%s\n", archive, archive, version)
+		fmt.Printf("%s: podman load -i %s, or oci-archive:%s\n", archive, archive, archive)
 	}
 	return nil
 }

@@ -83,7 +83,7 @@ func Build(o Options, dir, archive string) (v1.Hash, error) {
 		return v1.Hash{}, err
 	}
 	if err := p.AppendIndex(idx, layout.WithAnnotations(map[string]string{
-		"org.opencontainers.image.ref.name": o.Version,
+		"org.opencontainers.image.ref.name": RefName(o.Version),
 	})); err != nil {
 		return v1.Hash{}, err
 	}
@@ -94,6 +94,10 @@ func Build(o Options, dir, archive string) (v1.Hash, error) {
 	}
 	return idx.Digest()
 }
+
+// RefName names the image in the layout: podman load and
+// oci:DIR:cgrstat:VERSION find it by this name.
+func RefName(version string) string { return "cgrstat:" + version }
 
 // Index is the multi-architecture image index, in GOARCH order.
 func Index(o Options) (v1.ImageIndex, error) {

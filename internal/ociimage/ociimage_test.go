@@ -106,7 +106,7 @@ func TestImage(t *testing.T) {
 		t.Fatal(err)
 	}
 	tm, _ := top.IndexManifest()
-	if len(tm.Manifests) != 1 || tm.Manifests[0].Annotations["org.opencontainers.image.ref.name"] != "v1.2.3" {
+	if len(tm.Manifests) != 1 || tm.Manifests[0].Annotations["org.opencontainers.image.ref.name"] != "cgrstat:v1.2.3" {
 		t.Fatalf("index.json: %+v", tm.Manifests)
 	}
 	idx, err := top.ImageIndex(tm.Manifests[0].Digest)
