@@ -121,7 +121,8 @@ func TestKernelContainer(t *testing.T) {
 
 // podFlags are the Podman flags for the DaemonSet's pod: its user,
 // capabilities, privilege escalation, root file system, mounts and memory
-// limit. Podman's default seccomp profile stands for RuntimeDefault.
+// limit, and its seccomp profile (Podman's default stands for
+// RuntimeDefault).
 func podFlags(t *testing.T, ds *appsv1.DaemonSet, c corev1.Container) []string {
 	t.Helper()
 	psc, sc := ds.Spec.Template.Spec.SecurityContext, c.SecurityContext
@@ -134,6 +135,11 @@ func podFlags(t *testing.T, ds *appsv1.DaemonSet, c corev1.Container) []string {
 	}
 	if sc.AllowPrivilegeEscalation != nil && !*sc.AllowPrivilegeEscalation {
 		f = append(f, "--security-opt=no-new-privileges")
+	}
+	if sp := psc.SeccompProfile; sp != nil && sp.Type == corev1.SeccompProfileTypeUnconfined {
+		f = append(f, "--security-opt=seccomp=unconfined")
+	} else if sp == nil || sp.Type != corev1.SeccompProfileTypeRuntimeDefault {
+		t.Fatalf("seccomp profile %+v: the test knows Unconfined and RuntimeDefault (Podman's default)", sp)
 	}
 	if *sc.ReadOnlyRootFilesystem {
 		// Only the root file system: no tmpfs on /run, /tmp, /var/tmp, which
