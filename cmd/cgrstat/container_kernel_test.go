@@ -30,8 +30,9 @@ import (
 // and listen address, and the test's subtree as CGROUP. A real Prometheus
 // scrapes it. A second container, started by the same runtime with a memory
 // limit, writes and reads back page cache; its cgroup, named by its
-// container ID, shows up in Prometheus with limit reclaim. Every container
-// cgroup lies below the test's own memory cgroup.
+// container ID, shows up in Prometheus with limit reclaim. Then the image
+// runs as nobody (see nonRoot). Every container cgroup lies below the
+// test's own memory cgroup.
 //
 // It needs podman (and crun or runc), which the kernel lab's guests do not
 // have: there it skips.
@@ -71,14 +72,22 @@ func TestKernelContainer(t *testing.T) {
 	prom.waitUp(t)
 
 	// The second container: 32 MiB of memory, 96 MiB of page cache written
-	// to a disk file and read back.
+	// to a disk file and read back. It stays up afterwards: the runtime
+	// removes a container's cgroup when it exits, and its series with it.
 	data := t.TempDir()
 	workloadID := pm.run(t, "--memory=32m", "--memory-swap=32m", "-v", busybox+":/busybox:ro", "-v", data+":/data",
 		"--entrypoint=/busybox", image,
-		"sh", "-c", "/busybox dd if=/dev/zero of=/data/f bs=1M count=96 2>/dev/null && /busybox cat /data/f > /dev/null && /busybox sync")
-	if code := pm.wait(t, workloadID); code != 0 {
-		t.Fatalf("the page-cache writer exited %d:\n%s", code, pm.logs(t, workloadID))
+		"sh", "-c", "/busybox dd if=/dev/zero of=/data/f bs=1M count=96 2>/dev/null && /busybox cat /data/f > /dev/null && "+
+			"/busybox sync && /busybox touch /data/done && exec /busybox sleep 600")
+	for start := time.Now(); ; time.Sleep(200 * time.Millisecond) {
+		if _, err := os.Stat(filepath.Join(data, "done")); err == nil {
+			break
+		}
+		if !pm.running(t, workloadID) || time.Since(start) > 60*time.Second {
+			t.Fatalf("the page-cache writer did not finish within 60s:\n%s", pm.logs(t, workloadID))
+		}
 	}
+	defer pm.out(t, "rm", "--force", "--time=0", workloadID)
 	cg := parent.Rel + "/libpod-" + workloadID
 	t.Logf("workload container %s, cgroup %s", workloadID, cg)
 
@@ -116,6 +125,102 @@ func TestKernelContainer(t *testing.T) {
 	}
 	if _, err := os.Stat(l.pinPath); err == nil {
 		t.Errorf("cgrstat's container left %s behind", l.pinPath)
+	}
+
+	nonRoot(t, pm, image, flags, args, parent)
+}
+
+// nonRoot runs the same container as nobody, with privilege escalation
+// allowed so that the kernel honours /cgrstat's file capabilities: with
+// the host's bpffs (mode 0700) mounted, serve cannot reach its pin path;
+// with a bpffs directory of nobody's own mounted instead (what an
+// administrator would make on each node), it serves.
+func nonRoot(t *testing.T, pm *podman, image string, rootFlags, rootArgs []string, parent cgroup.Cgroup) {
+	var flags []string
+	for i := 0; i < len(rootFlags); i++ {
+		switch f := rootFlags[i]; {
+		case f == "--user":
+			flags = append(flags, f, "65534:65534")
+			i++
+		case f == "--security-opt=no-new-privileges":
+		case f == "--name":
+			i++
+		default:
+			flags = append(flags, f)
+		}
+	}
+	addr := freeAddr(t)
+	args := slices.Clone(rootArgs)
+	for i, a := range args {
+		if strings.HasPrefix(a, "--web.listen-address=") {
+			args[i] = "--web.listen-address=" + addr
+		}
+	}
+
+	// The host's bpffs, as the DaemonSet mounts it.
+	id := pm.run(t, append(append(slices.Clone(flags), image), args...)...)
+	code := pm.wait(t, id)
+	logs := pm.logs(t, id)
+	if code == 0 || !strings.Contains(logs, "permission denied") {
+		t.Errorf("as nobody with the host's bpffs (mode 0700): exit %d, want a refusal:\n%s", code, logs)
+	}
+	t.Logf("as nobody with the host's bpffs: exit %d: %s", code, strings.TrimSpace(logs))
+
+	// A bpffs directory of nobody's own, mounted where the pin path lies.
+	own := fmt.Sprintf("/sys/fs/bpf/cgrstat-%d-nobody", os.Getpid())
+	if err := os.Mkdir(own, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := os.RemoveAll(own); err != nil {
+			t.Errorf("removing %s: %v", own, err)
+		}
+	})
+	if err := os.Chown(own, 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	// Not below /sys, where the runtime cannot make a mount point.
+	for i, f := range flags {
+		if f == "/sys/fs/bpf:/sys/fs/bpf" {
+			flags[i] = own + ":/bpf"
+		}
+	}
+	for i, a := range args {
+		if strings.HasPrefix(a, "--pin-path=") {
+			args[i] = "--pin-path=/bpf/cgrstat"
+		}
+	}
+	id = pm.run(t, append(append(flags, image), args...)...)
+	t.Logf("as nobody: podman run %s %s %s", strings.Join(flags, " "), image, strings.Join(args, " "))
+	waitReady(t, pm, id, "http://"+addr+"/")
+	pid := pm.out(t, "inspect", "--format", "{{.State.Pid}}", id)
+	status, err := os.ReadFile("/proc/" + pid + "/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var uid, capEff string
+	for _, line := range strings.Split(string(status), "\n") {
+		if v, ok := strings.CutPrefix(line, "Uid:"); ok {
+			uid = strings.Fields(v)[1]
+		}
+		if v, ok := strings.CutPrefix(line, "CapEff:"); ok {
+			capEff = strings.TrimSpace(v)
+		}
+	}
+	// CAP_PERFMON (38) and CAP_BPF (39), nothing else.
+	if uid != "65534" || capEff != "000000c000000000" {
+		t.Errorf("serve runs with effective uid %s, capabilities %s; want 65534, 000000c000000000", uid, capEff)
+	}
+	body := scrape(t, addr)
+	if want := fmt.Sprintf("cgrstat_memcg_reclaims_total{cgroup=%q}", parent.Rel); !strings.Contains(body, want) {
+		t.Errorf("as nobody, /metrics has no %s:\n%.2000s", want, body)
+	}
+	t.Logf("as nobody (uid %s, CapEff %s) with its own bpffs directory: ready, /metrics holds %s", uid, capEff, parent.Rel)
+	if code := pm.stop(t, id); code != 0 {
+		t.Errorf("cgrstat as nobody exited %d on SIGTERM:\n%s", code, pm.logs(t, id))
+	}
+	if entries, _ := os.ReadDir(own); len(entries) != 0 {
+		t.Errorf("cgrstat as nobody left %v in %s", entries, own)
 	}
 }
 
