@@ -5,7 +5,7 @@ CLANG   ?= clang-19
 BIN     := bin/cgrstat
 export CGO_ENABLED := 0
 
-.PHONY: all deps build generate test unit hosttest soaktest soak labtest vmtest support-table release bench check lint clean man completion
+.PHONY: all deps build generate test unit hosttest soaktest soak labtest vmtest support-table release image bench check lint clean man completion
 
 # Debian packages, installed only when one is missing: the BPF toolchain
 # (make generate); for the kernel lab QEMU for amd64 and arm64 guests,
@@ -14,11 +14,13 @@ export CGO_ENABLED := 0
 # it downloads), and cpio (the initramfs writer's unit test reads with it);
 # and what the serve and watch tests drive: a real Prometheus (its promtool
 # checks and unit-tests the shipped rules), tmux,
-# systemd-analyze (systemd) and setpriv (util-linux).
+# systemd-analyze (systemd) and setpriv (util-linux); the container test's
+# runtime: Podman with crun, or runc where crun refuses the host's cgroups
+# (cgroup v1 beside a cgroup2 hierarchy with controllers).
 DEBS := clang-19 llvm-19 bpftool libbpf-dev linux-libc-dev \
 	qemu-system-x86 qemu-system-arm busybox-static e2fsprogs xz-utils zstd \
 	debian-archive-keyring cpio \
-	prometheus tmux systemd util-linux
+	prometheus tmux systemd util-linux podman crun runc
 
 all: build
 
@@ -102,6 +104,19 @@ release:
 	    -ldflags "-s -w -X main.version=$(VERSION)" -o dist/cgrstat-linux-$$arch ./cmd/cgrstat || exit 1; \
 	done
 	cd dist && sha256sum cgrstat-linux-* > SHA256SUMS
+
+# cgrstat's OCI image from the release binaries, offline and reproducible:
+# an image index for amd64 and arm64 (empty base, one layer: the binary with
+# file capabilities cap_bpf,cap_perfmon=ep, run as root holding only the
+# capabilities the runtime gives), written as an
+# OCI layout (dist/cgrstat-oci) and an OCI archive (dist/cgrstat-oci.tar).
+# Its time is the last commit's, so two builds of one commit are the same
+# bytes. See internal/ociimage and README.md, "Kubernetes".
+SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
+
+image: release
+	rm -rf dist/cgrstat-oci dist/cgrstat-oci.tar
+	$(GO) run ./cmd/ociimage -version $(VERSION) -source-date-epoch $(SOURCE_DATE_EPOCH)
 
 bench:
 	$(GO) run ./bench $(BENCH_FLAGS)

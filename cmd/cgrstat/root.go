@@ -45,7 +45,7 @@ Typical use:
 	}
 	root.SetVersionTemplate("cgrstat {{.Version}}\n")
 	root.PersistentFlags().StringVar(&g.pinPath, "pin-path", defaultPinPath, "bpffs directory that holds cgrstat's pins")
-	root.PersistentFlags().StringVar(&g.cgroupRoot, "cgroup-root", "", "mount point of the memory cgroup hierarchy (default: found in /proc/self/mountinfo)")
+	root.PersistentFlags().StringVar(&g.cgroupRoot, "cgroup-root", "", "mount point of the memory cgroup hierarchy, or the directory of the v1 hierarchies (default: found in /proc/self/mountinfo)")
 	root.SetFlagErrorFunc(flagError)
 	ex, sh := lockExclusive, lockShared
 	root.AddCommand(locking(ex, making(newLoadCmd(g))), locking(ex, newUnloadCmd(g)), locking(sh, newStatusCmd(g)),
@@ -260,6 +260,12 @@ func isRootless(cmd *cobra.Command) bool {
 // fails half way with a permission error.
 func needRoot(cmd *cobra.Command, _ []string) error {
 	if isRootless(cmd) {
+		return nil
+	}
+	// serve, as a container's non-root user, runs with CAP_BPF and
+	// CAP_PERFMON from its file capabilities (deploy/kubernetes): it makes
+	// no cgroups and needs nothing more.
+	if cmd.Name() == "serve" && loader.Capable() {
 		return nil
 	}
 	if os.Geteuid() != 0 {

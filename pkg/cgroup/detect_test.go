@@ -170,8 +170,12 @@ func TestDetect(t *testing.T) {
 			wantErr: "cgroup root /sys/fs/cgroup/memory/process_api: not a cgroup mount point",
 		},
 		{
-			name: "--cgroup-root on the tmpfs above the hierarchies", fixture: "v1", root: "/sys/fs/cgroup",
-			wantErr: "not a cgroup mount point",
+			name: "v1 --cgroup-root on the tmpfs above the hierarchies", fixture: "v1", root: "/sys/fs/cgroup/",
+			want: want{mount: "/sys/fs/cgroup/memory", version: 1, v1ID: 4, own: "/process_api/abc", parent: "/process_api/abc"},
+		},
+		{
+			name: "v1 --cgroup-root the host's hierarchies in a container", fixture: "v1-container", root: "/host/sys/fs/cgroup",
+			want: want{mount: "/host/sys/fs/cgroup/memory", version: 1, v1ID: 4, own: "/process_api/abc/ctr/libpod-0123", parent: "/process_api/abc/ctr/libpod-0123"},
 		},
 		{
 			name: "--cgroup-root a v1 mount without memory", fixture: "v1", root: "/sys/fs/cgroup/cpu",

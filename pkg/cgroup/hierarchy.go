@@ -138,6 +138,14 @@ func atRoot(root string, mounts []mount) (*Hierarchy, error) {
 		}
 		return nil, fmt.Errorf("cgroup root %s: the memory controller is not on this hierarchy", root)
 	}
+	// The directory the v1 hierarchies are mounted in (/sys/fs/cgroup, or
+	// the host's, bind-mounted into a container): its memory hierarchy. So
+	// one --cgroup-root, the host's /sys/fs/cgroup, serves v1 and v2 nodes.
+	for _, m := range mounts {
+		if m.fstype == "cgroup" && filepath.Dir(m.point) == root && contains(m.superOpts, "memory") {
+			return &Hierarchy{Mount: m.point, Version: 1}, nil
+		}
+	}
 	return nil, fmt.Errorf("cgroup root %s: not a cgroup mount point", root)
 }
 

@@ -163,7 +163,7 @@ func Load(opts Options) (*Record, error) {
 }
 
 func prepare(dir PinDir) error {
-	if os.Geteuid() != 0 {
+	if !Capable() {
 		return ErrNotRoot
 	}
 	if _, err := os.Stat("/sys/kernel/btf/vmlinux"); err != nil {
