@@ -132,6 +132,24 @@ func (id Identity) Short() string {
 	return ctr
 }
 
+// Name is the short name of the cgroup at path for a view that shows it
+// below the row of parent ("" for none): a container below its pod's row
+// goes without the pod ("containerd 3f9c2a1b"). Empty where the cgroup
+// has no short name.
+func Name(path, parent string) string {
+	id, ok := Parse(path)
+	if !ok {
+		return ""
+	}
+	short := id.Short()
+	if parent != "" {
+		if p, ok := Parse(parent); ok && p.Kind == Pod {
+			short = strings.TrimPrefix(short, p.Short()+" · ")
+		}
+	}
+	return short
+}
+
 // context is what the components above tell about the next one.
 type context struct {
 	id Identity
