@@ -165,11 +165,17 @@ func equalSeries(got, want map[string]float64) bool {
 // prometheus is a Prometheus server of the test's own.
 type prometheus struct{ addr string }
 
-func startPrometheus(t *testing.T, bin, target string) *prometheus {
+// startPrometheus scrapes target as job cgrstat, and each of more, given
+// as job=target, as that job.
+func startPrometheus(t *testing.T, bin, target string, more ...string) *prometheus {
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "prometheus.yml")
 	body := fmt.Sprintf("global: {scrape_interval: 1s, scrape_timeout: 1s, evaluation_interval: 1s}\n"+
 		"scrape_configs:\n  - job_name: cgrstat\n    static_configs: [{targets: [%q]}]\n", target)
+	for _, m := range more {
+		job, target, _ := strings.Cut(m, "=")
+		body += fmt.Sprintf("  - job_name: %s\n    static_configs: [{targets: [%q]}]\n", job, target)
+	}
 	if err := os.WriteFile(cfg, []byte(body), 0o600); err != nil {
 		t.Fatal(err)
 	}
