@@ -221,19 +221,30 @@ func component(ctx context, name string) context {
 // kubelet.slice (kind's nodes) kubelet-kubepods-burstable-pod<uid>.slice.
 func slice(name, user string) context {
 	stem := strings.TrimSuffix(name, ".slice")
-	parts := strings.Split(stem, "-")
-	for i, p := range parts {
-		if p != "kubepods" {
-			continue
+	// The parts after "kubepods", without allocating: a scrape parses
+	// every cgroup's path.
+	for s := stem; ; {
+		part, after, more := strings.Cut(s, "-")
+		if part == "kubepods" {
+			var buf [2]string
+			rest := buf[:0]
+			for more && len(rest) < len(buf) {
+				part, after, more = strings.Cut(after, "-")
+				rest = append(rest, part)
+			}
+			if id, ok := kube(rest, true); ok && !more {
+				id.Unit = name
+				return context{id: id, ok: true}
+			}
+			break
 		}
-		if id, ok := kube(parts[i+1:], true); ok {
-			id.Unit = name
-			return context{id: id, ok: true}
+		if !more {
+			break
 		}
-		break
+		s = after
 	}
-	if len(parts) == 2 && parts[0] == "user" && isDecimal(parts[1]) {
-		return context{id: Identity{Kind: User, Unit: name, User: parts[1]}, ok: true}
+	if uid, ok := strings.CutPrefix(stem, "user-"); ok && isDecimal(uid) {
+		return context{id: Identity{Kind: User, Unit: name, User: uid}, ok: true}
 	}
 	return context{id: Identity{Kind: Slice, Unit: name, User: user}, ok: true}
 }

@@ -288,3 +288,12 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkParse: every scrape and read parses every cgroup's path.
+func BenchmarkParse(b *testing.B) {
+	for b.Loop() {
+		for _, c := range cases {
+			Parse(c.path)
+		}
+	}
+}
