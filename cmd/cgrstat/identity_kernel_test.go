@@ -218,6 +218,12 @@ func TestKernelIdentityJoins(t *testing.T) {
 	promBin := needTool(t, "prometheus")
 	l := newLab(t)
 	topRel, stress := identityTree(t, l)
+	// serve exports a cause's series from its first reclaim on, and
+	// rate() needs two values: reclaim once before the first scrape and
+	// once after.
+	l.run("load")
+	defer l.run("unload")
+	l.run(stress...)
 	srv := startCLI(t, "serve", topRel, "--depth=-1", "--pin-path", l.pinPath, "--web.listen-address", "127.0.0.1:0")
 	defer func() {
 		if code := srv.stop(t); code != 0 {
@@ -240,7 +246,6 @@ kube_pod_container_info{namespace="shop",pod="cart-0",uid=%q,container="cart",im
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	// Reclaim after the first scrapes, so that rate() sees it.
 	l.run(stress...)
 	for _, q := range []struct {
 		name, query string

@@ -77,8 +77,9 @@ type Identity struct {
 	PodUID string `json:"pod_uid,omitempty"`
 	// QoS is the pod's QoS class: guaranteed, burstable or besteffort.
 	QoS string `json:"qos,omitempty"`
-	// ContainerID is the runtime's ID of the container (64 hex digits),
-	// for a container and its conmon.
+	// ContainerID is the runtime's ID of the container (64 hex digits; in
+	// containerd's default namespace, the name it was given), for a
+	// container and its conmon.
 	ContainerID string `json:"container_id,omitempty"`
 	// Runtime is empty where the path does not say: the kubelet's cgroupfs
 	// driver names a containerd or Docker container by its ID alone.
@@ -118,9 +119,10 @@ func (id Identity) Short() string {
 		if rt == "" {
 			rt = "container"
 		}
-		ctr = rt + " " + id.ContainerID[:shortID]
+		short := id.ContainerID[:min(shortID, len(id.ContainerID))]
+		ctr = rt + " " + short
 		if id.Kind == Conmon {
-			ctr = rt + " conmon " + id.ContainerID[:shortID]
+			ctr = rt + " conmon " + short
 		}
 	}
 	switch {
@@ -159,10 +161,11 @@ type context struct {
 }
 
 // Directories below which a runtime with the cgroupfs driver puts its
-// containers: Docker's /docker/<id>, Podman's /libpod_parent/libpod-<id>.
+// containers: Docker's /docker/<id>, containerd's /<namespace>/<id> in
+// its default namespace.
 const (
-	dockerDir = "docker"
-	podmanDir = "libpod_parent"
+	dockerDir         = "docker"
+	containerdDefault = "default"
 )
 
 // Parse tells what the cgroup at path (relative to the cgroup root, "/"
@@ -383,51 +386,83 @@ func colonTriple(name string) context {
 //     kubepods/pod<uid>/<id> for guaranteed pods. containerd and Docker
 //     name a container by its ID alone, so its runtime is unknown; CRI-O
 //     names it crio-<id> (and its conmon crio-conmon-<id>).
-//   - Docker: docker/<id>. Podman: libpod_parent/libpod-<id>.
-//   - containerd without Kubernetes: <namespace>/<id>. Any other 64-digit
-//     hex name is read as this, the runtime said to be containerd:
-//     containerd's default cgroup path for a container. ctr lets users
-//     name containers freely; such names cannot be told from any cgroup.
+//   - Podman names a container libpod-<id> below any cgroup parent
+//     (libpod_parent by default, --cgroup-parent); CRI-O crio-<id> (below
+//     /crio by default).
+//   - Docker: docker/<id>.
+//   - containerd without Kubernetes: <namespace>/<id>. In its default
+//     namespace, "default" (ctr's and nerdctl's), any container name ctr
+//     accepts is told; in another, a name of 64 hex digits is a container
+//     whose runtime is unknown: Docker with a --cgroup-parent, or another
+//     runtime, lays its containers out the same way.
 func cgroupfs(ctx context, name string) context {
 	parent := ctx.id.Kind
 	if !ctx.ok {
 		parent = ""
 	}
+	inPod := parent == Pod && ctx.id.Unit == ""
+	dir := ctx.dir
 	switch {
 	case name == "kubepods":
 		return context{id: Identity{Kind: Kubepods}, ok: true}
-	case parent == Kubepods || parent == QoSClass:
+	case (parent == Kubepods || parent == QoSClass) && ctx.id.Unit == "":
 		rest := []string{name}
 		if parent == QoSClass {
 			rest = []string{ctx.id.QoS, name}
 		}
-		if id, ok := kube(rest, false); ok && ctx.id.Unit == "" {
+		if id, ok := kube(rest, false); ok {
 			return context{id: id, ok: true}
 		}
-	case parent == Pod && ctx.id.Unit == "":
-		if id, ok := strings.CutPrefix(name, "crio-conmon-"); ok && isContainerID(id) {
-			return container(ctx, Conmon, CRIO, id, "")
-		}
-		if id, ok := strings.CutPrefix(name, "crio-"); ok && isContainerID(id) {
-			return container(ctx, Container, CRIO, id, "")
-		}
-		if isContainerID(name) {
-			return container(ctx, Container, "", name, "")
-		}
-	case ctx.dir == dockerDir && isContainerID(name):
-		return container(context{}, Container, Docker, name, "")
-	case ctx.dir == podmanDir:
-		if id, ok := strings.CutPrefix(name, "libpod-"); ok && isContainerID(id) {
-			return container(context{}, Container, Podman, id, "")
+	}
+	if !inPod {
+		ctx = context{id: Identity{User: ctx.id.User}, ok: ctx.ok && ctx.id.User != ""}
+	}
+	for _, p := range []struct {
+		prefix  string
+		runtime Runtime
+		kind    Kind
+	}{{"crio-conmon-", CRIO, Conmon}, {"crio-", CRIO, Container}, {"libpod-", Podman, Container}} {
+		if id, ok := strings.CutPrefix(name, p.prefix); ok && isContainerID(id) {
+			return container(ctx, p.kind, p.runtime, id, "")
 		}
 	}
 	switch {
-	case name == dockerDir || name == podmanDir:
+	case isContainerID(name) && inPod:
+		return container(ctx, Container, "", name, "")
+	case dir == dockerDir && isContainerID(name):
+		return container(ctx, Container, Docker, name, "")
+	case dir == containerdDefault && isContainerdName(name):
+		return container(ctx, Container, Containerd, name, "")
+	case isContainerID(name):
+		return container(ctx, Container, "", name, "")
+	case name == dockerDir || name == containerdDefault:
 		return context{dir: name}
-	case isContainerID(name) && parent != Pod:
-		return container(context{}, Container, Containerd, name, "")
 	}
 	return context{}
+}
+
+// isContainerdName says s is a container name containerd accepts
+// (identifiers.Validate: alphanumerics joined by single ".", "_" or "-",
+// at most 76 characters).
+func isContainerdName(s string) bool {
+	if s == "" || len(s) > 76 {
+		return false
+	}
+	sep := true // no separator first, none twice, none last
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+			sep = false
+		case c == '.' || c == '_' || c == '-':
+			if sep {
+				return false
+			}
+			sep = true
+		default:
+			return false
+		}
+	}
+	return !sep
 }
 
 // isContainerID says s is a container ID as containerd, CRI-O, Docker and

@@ -110,8 +110,12 @@ var cases = []struct {
 	{"/libpod_parent/conmon", Identity{}, false},
 	{"/user.slice/user-1000.slice/user@1000.service/user.slice/libpod-" + cid + ".scope",
 		Identity{Kind: Container, ContainerID: cid, Runtime: Podman, Unit: "libpod-" + cid + ".scope", User: "1000"}, true},
-	{"/default/" + cid, Identity{Kind: Container, ContainerID: cid, Runtime: Containerd}, true},
-	{"/default/redis", Identity{}, false}, // ctr's free names cannot be told from any cgroup
+	{"/default/" + cid, Identity{Kind: Container, ContainerID: cid, Runtime: Containerd}, true}, // nerdctl
+	{"/default/redis", Identity{Kind: Container, ContainerID: "redis", Runtime: Containerd}, true}, // ctr run ... redis
+	{"/default/-x", Identity{}, false},
+	{"/buildkit/" + cid, Identity{Kind: Container, ContainerID: cid}, true}, // another namespace, or another runtime
+	{"/crio/crio-" + cid, Identity{Kind: Container, ContainerID: cid, Runtime: CRIO}, true},
+	{"/process_api/x/ctr/libpod-" + cid, Identity{Kind: Container, ContainerID: cid, Runtime: Podman}, true}, // podman --cgroup-parent
 	{"/docker", Identity{}, false},
 
 	// systemd units and user sessions.
@@ -239,7 +243,8 @@ func checkInvariants(t *testing.T, path string, id Identity, ok bool) {
 	if (id.Kind == Container || id.Kind == Conmon) != (id.ContainerID != "") {
 		t.Errorf("Parse(%q): kind %s with container ID %q", path, id.Kind, id.ContainerID)
 	}
-	if id.ContainerID != "" && (!isContainerID(id.ContainerID) || !strings.Contains(path, id.ContainerID)) {
+	if id.ContainerID != "" && (!isContainerID(id.ContainerID) && (id.Runtime != Containerd || !isContainerdName(id.ContainerID)) ||
+		!strings.Contains(path, id.ContainerID)) {
 		t.Errorf("Parse(%q): container ID %q", path, id.ContainerID)
 	}
 	if id.Kind == Pod && id.PodUID == "" {
