@@ -110,7 +110,7 @@ var cases = []struct {
 	{"/libpod_parent/conmon", Identity{}, false},
 	{"/user.slice/user-1000.slice/user@1000.service/user.slice/libpod-" + cid + ".scope",
 		Identity{Kind: Container, ContainerID: cid, Runtime: Podman, Unit: "libpod-" + cid + ".scope", User: "1000"}, true},
-	{"/default/" + cid, Identity{Kind: Container, ContainerID: cid, Runtime: Containerd}, true}, // nerdctl
+	{"/default/" + cid, Identity{Kind: Container, ContainerID: cid, Runtime: Containerd}, true},    // nerdctl
 	{"/default/redis", Identity{Kind: Container, ContainerID: "redis", Runtime: Containerd}, true}, // ctr run ... redis
 	{"/default/-x", Identity{}, false},
 	{"/buildkit/" + cid, Identity{Kind: Container, ContainerID: cid}, true}, // another namespace, or another runtime
