@@ -417,11 +417,7 @@ func cgroupfs(ctx context, name string) context {
 	if !inPod {
 		ctx = context{id: Identity{User: ctx.id.User}, ok: ctx.ok && ctx.id.User != ""}
 	}
-	for _, p := range []struct {
-		prefix  string
-		runtime Runtime
-		kind    Kind
-	}{{"crio-conmon-", CRIO, Conmon}, {"crio-", CRIO, Container}, {"libpod-", Podman, Container}} {
+	for _, p := range named {
 		if id, ok := strings.CutPrefix(name, p.prefix); ok && isContainerID(id) {
 			return container(ctx, p.kind, p.runtime, id, "")
 		}
@@ -440,6 +436,14 @@ func cgroupfs(ctx context, name string) context {
 	}
 	return context{}
 }
+
+// named are the prefixes of container cgroups that runtimes name after
+// the container in cgroupfs layouts.
+var named = []struct {
+	prefix  string
+	runtime Runtime
+	kind    Kind
+}{{"crio-conmon-", CRIO, Conmon}, {"crio-", CRIO, Container}, {"libpod-", Podman, Container}}
 
 // isContainerdName says s is a container name containerd accepts
 // (identifiers.Validate: alphanumerics joined by single ".", "_" or "-",
