@@ -52,7 +52,10 @@ func identityLeaves() map[string]identity.Identity {
 			Unit: "docker-" + cid(6) + ".scope"},
 		"machine.slice/libpod-" + cid(7) + ".scope": {Kind: identity.Container, ContainerID: cid(7), Runtime: identity.Podman,
 			Unit: "libpod-" + cid(7) + ".scope"},
-		"system.slice/cgrstat-test.service": {Kind: identity.Unit, Unit: "cgrstat-test.service"},
+		"libpod_parent/libpod-" + cid(8):             {Kind: identity.Container, ContainerID: cid(8), Runtime: identity.Podman},
+		"default/cgrstat-ctr":                        {Kind: identity.Container, ContainerID: "cgrstat-ctr", Runtime: identity.Containerd},
+		"system.slice/cgrstat-test.service":          {Kind: identity.Unit, Unit: "cgrstat-test.service"},
+		"user.slice/user-1000.slice/session-2.scope": {Kind: identity.Session, Unit: "session-2.scope", User: "1000"},
 	}
 }
 
@@ -63,7 +66,7 @@ func identitySpec() string {
 		order []string
 	}
 	root := &node{kids: map[string]*node{}}
-	leaves := make([]string, 0, 8)
+	leaves := make([]string, 0, 11)
 	for rel := range identityLeaves() {
 		leaves = append(leaves, rel)
 	}
@@ -127,7 +130,8 @@ func readIdentities(t *testing.T, l *lab, args ...string) map[string]readCgroup 
 
 // TestKernelIdentity builds, below the test's own cgroup, a tree of each
 // layout (Kubernetes with the systemd and the cgroupfs driver, Docker,
-// Podman, a systemd unit), makes every leaf reclaim, and finds each leaf
+// Podman, containerd, a systemd unit, a login session), makes every leaf
+// reclaim, and finds each leaf
 // with its reclaim and its identity in serve's /metrics
 // (cgrstat_cgroup_info, in kube-state-metrics' formats) and in read
 // --json; read --match selects by identity.
@@ -169,14 +173,14 @@ func TestKernelIdentity(t *testing.T) {
 	if !strings.Contains(body, `container_id="containerd://`+cid(1)+`",kind="container",pod_uid="`+podA+`",qos="burstable"`) {
 		t.Errorf("/metrics lacks pod %s's containerd container in kube-state-metrics' form", podA)
 	}
-	// The leaves; kubepods (2), QoS classes (2), pods (4) and slices (2);
-	// not the top nor docker/.
-	if n := strings.Count(body, "\ncgrstat_cgroup_info{"); n != 8+10 {
-		t.Errorf("%d info series, want 18:\n%s", n, regexp.MustCompile(`(?m)^cgrstat_cgroup_info.*$`).FindAllString(body, -1))
+	// The leaves; kubepods (2), QoS classes (2), pods (4), slices (3) and
+	// a user's slice; not the top, docker/, libpod_parent/ nor default/.
+	if n := strings.Count(body, "\ncgrstat_cgroup_info{"); n != 11+12 {
+		t.Errorf("%d info series, want 23:\n%s", n, regexp.MustCompile(`(?m)^cgrstat_cgroup_info.*$`).FindAllString(body, -1))
 	}
 
 	// --match by identity: pod A's slice and container; every container.
-	for sel, want := range map[string]int{"pod=" + podA[:8]: 2, "kind=container": 7, "qos=guaranteed": 4, "runtime=cri-o,kind=container": 2} {
+	for sel, want := range map[string]int{"pod=" + podA[:8]: 2, "kind=container": 9, "qos=guaranteed": 4, "runtime=cri-o,kind=container": 2} {
 		if got := readIdentities(t, l, topRel, "--match", sel); len(got) != want {
 			t.Errorf("read --match %s: %d cgroups, want %d", sel, len(got), want)
 		}
