@@ -190,6 +190,10 @@ func TestKernelIdentity(t *testing.T) {
 		!strings.Contains(table, "containerd "+cid(1)[:8]) {
 		t.Errorf("read --match pod=%s does not name the pod and its container:\n%s", podA, table)
 	}
+	frame := l.run("watch", topRel, "--depth=-1", "--count=1", "--interval=200ms", "--match", "pod="+podA)
+	if !regexp.MustCompile(`(?m)  pod 0b3c9a5e$`).MatchString(frame) || !regexp.MustCompile(`(?m)    containerd `+cid(1)[:8]+`$`).MatchString(frame) {
+		t.Errorf("watch --match pod=%s does not show the pod and, below it, its container:\n%s", podA, frame)
+	}
 }
 
 // The documented join queries (README "Kubernetes"): a test keeps the
