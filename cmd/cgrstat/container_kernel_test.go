@@ -107,6 +107,11 @@ func TestKernelContainer(t *testing.T) {
 		time.Sleep(500 * time.Millisecond)
 	}
 	t.Logf("Prometheus: %v", got)
+	// Its identity: the runtime and the container ID, read from the path.
+	info := fmt.Sprintf(`cgrstat_cgroup_info{cgroup=%q, kind="container", runtime="podman", container_id="podman://%s"}`, cg, workloadID)
+	if got := prom.query(t, info); len(got) != 1 {
+		t.Errorf("no cgrstat_cgroup_info for container %s (%s): %v", workloadID, info, got)
+	}
 
 	// What the DaemonSet's memory limit has to hold: the container's
 	// cgroup counts serve's memory and the BPF maps it loaded.

@@ -22,8 +22,8 @@ import (
 // names them, so that serve's pod identity (cgrstat_cgroup_info) can
 // recognise them. Container a reclaims three times what b does.
 const (
-	podA       = "0b3c9a5e-8f2d-4c1e-9a7b-2d4e6f8a1c3b"
-	podB       = "7d1e4c2a-5b6f-4a8e-9c0d-1e2f3a4b5c6d"
+	// podA is identity_kernel_test.go's burstable pod.
+	otherPod   = "7d1e4c2a-5b6f-4a8e-9c0d-1e2f3a4b5c6d"
 	containerA = "3f9c2a1b8e7d6c5b4a3f2e1d0c9b8a7f6e5d4c3b2a1f0e9d8c7b6a5f4e3d2c1b"
 	containerB = "a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f90"
 	podSpec    = `stress: {size: 4MiB}
@@ -34,7 +34,7 @@ children:
         children:
           - name: pod` + podA + `
             children: [{name: ` + containerA + `, stress: {size: 12MiB}}]
-          - name: pod` + podB + `
+          - name: pod` + otherPod + `
             children: [{name: ` + containerB + `}]
 `
 )
@@ -154,7 +154,7 @@ func TestKernelDashboardQueries(t *testing.T) {
 		got = append(got, s.Metric["cgroup"])
 	}
 	slices.Sort(got)
-	leafB := topPath + "/kubepods/burstable/pod" + podB + "/" + containerB
+	leafB := topPath + "/kubepods/burstable/pod" + otherPod + "/" + containerB
 	if want := []string{leafA, leafB}; !slices.Equal(got, want) {
 		t.Errorf("main panel at depth %d (%s): %v; want the two containers %v", depth, vars["depth"], got, want)
 	}

@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"regexp"
 	"slices"
+	"strings"
 
 	"github.com/spf13/cobra"
 
+	"github.com/cgrstat/cgrstat/pkg/identity"
 	"github.com/cgrstat/cgrstat/pkg/loader"
 	"github.com/cgrstat/cgrstat/pkg/monitor"
 )
@@ -23,16 +25,36 @@ func (f *monitorFlags) register(cmd *cobra.Command) {
 	f.load.register(cmd)
 	cmd.Flags().IntVar(&f.depth, "depth", monitor.DefaultDepth,
 		"deepest cgroup shown, in path components below the root (/system.slice/x.service is 2); -1 for every depth")
-	cmd.Flags().StringVar(&f.match, "match", "", "only cgroups whose path matches this regular expression (unanchored)")
+	registerMatch(cmd, &f.match)
 }
 
 func (f *monitorFlags) filter() (monitor.Filter, error) {
-	flt := monitor.Filter{Depth: f.depth}
-	if f.depth < -1 {
-		return flt, usage(fmt.Errorf("--depth %d: want -1 (every depth) or a depth from 0", f.depth))
+	return matchFilter(f.depth, f.match)
+}
+
+// registerMatch adds --match, which serve, watch and read share.
+func registerMatch(cmd *cobra.Command, match *string) {
+	cmd.Flags().StringVar(match, "match", "", "only cgroups whose path matches this regular expression (unanchored), or, as KEY=VALUE[,KEY=VALUE...] with KEY one of "+
+		strings.Join(identity.Keys, ", ")+", whose identity matches (pod=<uid>, qos=burstable)")
+}
+
+// matchFilter is the filter of --depth and --match: a selector when
+// --match is KEY=VALUE with a known key, else a regular expression.
+func matchFilter(depth int, match string) (monitor.Filter, error) {
+	flt := monitor.Filter{Depth: depth}
+	if depth < -1 {
+		return flt, usage(fmt.Errorf("--depth %d: want -1 (every depth) or a depth from 0", depth))
 	}
-	if f.match != "" {
-		re, err := regexp.Compile(f.match)
+	switch {
+	case match == "":
+	case identity.IsSelector(match):
+		sel, err := identity.ParseSelector(match)
+		if err != nil {
+			return flt, usage(fmt.Errorf("--match: %w", err))
+		}
+		flt.Select = sel
+	default:
+		re, err := regexp.Compile(match)
 		if err != nil {
 			return flt, usage(fmt.Errorf("--match: %w", err))
 		}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 
 	"github.com/spf13/cobra"
 
@@ -15,6 +16,7 @@ import (
 
 func newReadCmd(g *globals) *cobra.Command {
 	var all, asJSON, hist bool
+	var match string
 	cmd := &cobra.Command{
 		Use:   "read [CGROUP...]",
 		Short: "Flush and print the hierarchical reclaim stats of cgroups",
@@ -27,8 +29,17 @@ The table's RECLAIMS, DELAY, PAGES, quantiles and MAX are memory-cgroup
 reclaim; LIMIT and PROACTIVE (memory.reclaim) split DELAY by cause; DIRECT is
 global direct reclaim, not in DELAY; FORCED is the memory-cgroup reclaim that
 the limits of the cgroup's subtree made tasks stall in, wherever they ran.
---hist draws each cgroup's latency distribution instead.`,
+--hist draws each cgroup's latency distribution instead.
+
+A pod or container is named by its pod UID and container ID in the table
+("pod 0b3c9a5e · containerd 3f9c2a1b"), and --json adds what its path tells
+(kind, pod_uid, qos, container_id, runtime, unit, user) as "identity".
+--match selects by path or by identity: --all --match pod=0b3c9a5e.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			filter, err := matchFilter(-1, match)
+			if err != nil {
+				return err
+			}
 			p, err := g.open()
 			if err != nil {
 				return err
@@ -48,6 +59,9 @@ the limits of the cgroup's subtree made tasks stall in, wherever they ran.
 			if err != nil {
 				return err
 			}
+			if match != "" {
+				stats = slices.DeleteFunc(stats, func(s reclaim.Stat) bool { return !filter.Keep(&s) })
+			}
 			if notes.Lost, err = lostNote(p); err != nil {
 				return err
 			}
@@ -64,6 +78,7 @@ the limits of the cgroup's subtree made tasks stall in, wherever they ran.
 	cmd.Flags().BoolVar(&all, "all", false, "every cgroup below the root, or below each CGROUP")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	cmd.Flags().BoolVar(&hist, "hist", false, "draw each cgroup's reclaim latency histogram")
+	registerMatch(cmd, &match)
 	cmd.MarkFlagsMutuallyExclusive("json", "hist")
 	return cmd
 }

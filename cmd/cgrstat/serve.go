@@ -42,6 +42,11 @@ By default cgroups down to --depth 3 are exported: every systemd unit and
 every Kubernetes pod; --depth and --match change that. Series of removed
 cgroups disappear from the next scrape.
 
+A cgroup whose path tells what it is (a pod, a container, a systemd unit)
+also has a cgrstat_cgroup_info series with its pod UID, QoS class,
+container ID and runtime, unit, in kube-state-metrics' formats: join it
+with * on(instance, cgroup) group_left(pod_uid, container_id).
+
 serve loads the collectors if nothing is loaded at --pin-path, and unloads
 on exit (SIGTERM, SIGINT) only what it loaded. It opens the load for each
 scrape: 'cgrstat unload' completes meanwhile, scrapes are then answered 503

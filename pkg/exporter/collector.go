@@ -70,6 +70,9 @@ var (
 	maxSeconds = newFamily("reclaim_max_seconds",
 		"Longest memory-cgroup reclaim since the collectors were loaded; from the cgroup's first such reclaim on."+hierarchical,
 		gaugeType, "cgroup")
+	cgroupInfo = newFamily("cgroup_info",
+		"1 for each exported cgroup whose path tells what it is: kind (kubepods, qos, pod, container, conmon, slice, user, session, unit), pod_uid (as kube_pod_info's uid), qos, container_id (as kube_pod_container_info's: containerd://<id>, cri-o://<id>, docker://<id>; the bare ID where the path does not name the runtime), runtime, the systemd unit and the login user. Join it to other series with * on(instance, cgroup) group_left(pod_uid, container_id) cgrstat_cgroup_info.",
+		gaugeType, "cgroup", "container_id", "kind", "pod_uid", "qos", "runtime", "unit", "user")
 
 	flushMode = newFamily("flush_mode_info",
 		"How the collectors' pending readings are folded up the tree: fentry or kprobe (rstat) or walk (the reader walks the subtree).",

@@ -132,3 +132,42 @@ func BenchmarkScrape10k(b *testing.B) {
 		scrapeOnce(b, c)
 	}
 }
+
+// TestCgroupInfo: one cgrstat_cgroup_info series per exported cgroup that
+// has an identity, in kube-state-metrics' formats; no other series gains
+// an identity label; the registry accepts it.
+func TestCgroupInfo(t *testing.T) {
+	const (
+		uid = "0b3c9a5e-8f2d-4c1e-9a7b-2d4e6f8a1c3b"
+		cid = "3f9c2a1b6d8e4f70a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718"
+	)
+	pod := "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod0b3c9a5e_8f2d_4c1e_9a7b_2d4e6f8a1c3b.slice"
+	snap := synthetic(1)
+	for i, p := range []string{"/kubepods.slice", "/kubepods.slice/kubepods-burstable.slice", pod,
+		pod + "/cri-containerd-" + cid + ".scope", "/system.slice/nginx.service", "/plain"} {
+		snap.Cgroups = append(snap.Cgroups, monitor.Cgroup{ID: uint64(i + 10), Path: p})
+	}
+	c := New(fixed{snap}, monitor.Filter{Depth: -1})
+	body := scrapeOnce(t, c)
+	got := regexp.MustCompile(`(?m)^cgrstat_cgroup_info\{.*$`).FindAllString(body, -1)
+	want := []string{
+		`cgrstat_cgroup_info{cgroup="/kubepods.slice",container_id="",kind="kubepods",pod_uid="",qos="",runtime="",unit="kubepods.slice",user=""} 1`,
+		`cgrstat_cgroup_info{cgroup="/kubepods.slice/kubepods-burstable.slice",container_id="",kind="qos",pod_uid="",qos="burstable",runtime="",unit="kubepods-burstable.slice",user=""} 1`,
+		`cgrstat_cgroup_info{cgroup="` + pod + `",container_id="",kind="pod",pod_uid="` + uid + `",qos="burstable",runtime="",unit="kubepods-burstable-pod0b3c9a5e_8f2d_4c1e_9a7b_2d4e6f8a1c3b.slice",user=""} 1`,
+		`cgrstat_cgroup_info{cgroup="` + pod + `/cri-containerd-` + cid + `.scope",container_id="containerd://` + cid + `",kind="container",pod_uid="` + uid + `",qos="burstable",runtime="containerd",unit="cri-containerd-` + cid + `.scope",user=""} 1`,
+		`cgrstat_cgroup_info{cgroup="/system.slice/nginx.service",container_id="",kind="unit",pod_uid="",qos="",runtime="",unit="nginx.service",user=""} 1`,
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("info series\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	for _, line := range strings.Split(body, "\n") {
+		if strings.Contains(line, "pod_uid=") && !strings.HasPrefix(line, "cgrstat_cgroup_info{") {
+			t.Errorf("an identity label on another series: %s", line)
+		}
+	}
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(c)
+	if _, err := reg.Gather(); err != nil {
+		t.Errorf("the registry refuses the info series: %v", err)
+	}
+}

@@ -3,6 +3,7 @@ package exporter
 import (
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/cgrstat/cgrstat/pkg/identity"
 	"github.com/cgrstat/cgrstat/pkg/loader"
 	"github.com/cgrstat/cgrstat/pkg/monitor"
 	"github.com/cgrstat/cgrstat/pkg/reclaim"
@@ -112,6 +113,19 @@ func (s *scrape) cgroup(cg *monitor.Cgroup) {
 		s.counterWith(forcedSeconds, seconds(cg.Forced.DelayNS), only)
 		s.counterWith(forcedReclaims, float64(cg.Forced.Count), only)
 	}
+	s.info(cg.Path)
+}
+
+// info adds the cgroup's identity as one series of its own, the way
+// kube-state-metrics exposes kube_pod_info: users join it where they need
+// it, and no other series carries its labels, so their number does not
+// change.
+func (s *scrape) info(path string) {
+	id, ok := identity.Parse(path)
+	if !ok {
+		return
+	}
+	s.gauge(cgroupInfo, 1, path, id.ContainerRef(), string(id.Kind), id.PodUID, id.QoS, string(id.Runtime), id.Unit, id.User)
 }
 
 // histogram is one cause's latency distribution; sumNS is its total time.

@@ -51,6 +51,13 @@ func TestJSON(t *testing.T) {
 			stats: []reclaim.Stat{{ID: 1<<64 - 1, Path: "/", DelayNS: 1<<63 + 1, Count: 0, Reclaimed: 0}},
 			want:  `{"cgroups":[{"id":18446744073709551615,"path":"/","total_vmscan_delay_ns":9223372036854775809,"vmscan_count":0,"nr_reclaimed":0}]}`,
 		},
+		{
+			name:  "a container has its identity, a plain cgroup none",
+			stats: []reclaim.Stat{{ID: 7, Path: "/kubepods/besteffort/pod0b3c9a5e-8f2d-4c1e-9a7b-2d4e6f8a1c3b/crio-3f9c2a1b6d8e4f70a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718"}, {ID: 8, Path: "/test"}},
+			want: `{"cgroups":[
+				{"id":7,"identity":{"kind":"container","pod_uid":"0b3c9a5e-8f2d-4c1e-9a7b-2d4e6f8a1c3b","qos":"besteffort","container_id":"3f9c2a1b6d8e4f70a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718","runtime":"cri-o"}},
+				{"id":8,"identity":null}]}`,
+		},
 		{name: "nil is an empty list", stats: nil, want: `{"cgroups":[]}`},
 		{name: "empty is an empty list", stats: []reclaim.Stat{}, want: `{"cgroups":[]}`},
 	}

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/cgrstat/cgrstat/pkg/escape"
+	"github.com/cgrstat/cgrstat/pkg/identity"
 	"github.com/cgrstat/cgrstat/pkg/reclaim"
 )
 
@@ -58,7 +59,9 @@ func row(s *reclaim.Stat) []string {
 
 // treeNames names each cgroup for the table: a cgroup below an earlier
 // row is indented two spaces per level under it, by its path relative to
-// it; any other by its whole path. read --all lists parents before
+// it; any other by its whole path; a pod or container by its short name
+// ("pod 0b3c9a5e · containerd 3f9c2a1b"), which says more than its
+// 100-character path. read --all lists parents before
 // children, so its rows read as the tree.
 func treeNames(stats []reclaim.Stat) []string {
 	var above []string // paths of the rows the current one may be below
@@ -72,6 +75,13 @@ func treeNames(stats []reclaim.Stat) []string {
 		} else {
 			top := above[len(above)-1]
 			out[i] = strings.Repeat("  ", len(above)) + strings.TrimPrefix(strings.TrimPrefix(s.Path, top), "/")
+		}
+		parent := ""
+		if len(above) > 0 {
+			parent = above[len(above)-1]
+		}
+		if short := identity.Name(s.Path, parent); short != "" {
+			out[i] = strings.Repeat("  ", len(above)) + short
 		}
 		above = append(above, s.Path)
 	}

@@ -104,9 +104,11 @@ func TestTableWidth(t *testing.T) {
 	if widest > MaxWidth {
 		t.Errorf("widest line has %d columns, more than %d", widest, MaxWidth)
 	}
-	// Elided names keep their ends, which tell pods and containers apart.
+	// Pods and containers go by their short names; elided names keep
+	// their ends.
 	out := strings.Join(lines, "\n")
-	for _, want := range []string{"7c1a.slice", "aaaa.slice", "3f2a.scope", "journald.service"} {
+	for _, want := range []string{"      pod 0c9d1a2e  ", "      pod 7f0e5c1b  ", "        containerd 4f1c2b3a  ",
+		"burstable.slice", "journald.service"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("table lacks %q", want)
 		}

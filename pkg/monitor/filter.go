@@ -1,6 +1,10 @@
 package monitor
 
-import "regexp"
+import (
+	"regexp"
+
+	"github.com/cgrstat/cgrstat/pkg/identity"
+)
 
 // DefaultDepth bounds what serve and watch show unless told otherwise. Depth
 // 3 reaches every systemd unit (/system.slice/x.service is 2) with one level
@@ -16,12 +20,20 @@ type Filter struct {
 	Depth int
 	// Match, when set, must match the cgroup's path (unanchored).
 	Match *regexp.Regexp
+	// Select, when set, must match the identity the cgroup's path tells
+	// (--match pod=<uid>).
+	Select identity.Selector
 }
 
 // Keep reports whether c passes the filter.
 func (f Filter) Keep(c *Cgroup) bool {
 	if f.Depth >= 0 && Depth(c.Path) > f.Depth {
 		return false
+	}
+	if f.Select != nil {
+		if id, ok := identity.Parse(c.Path); !f.Select.Match(id, ok) {
+			return false
+		}
 	}
 	return f.Match == nil || f.Match.MatchString(c.Path)
 }

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+
+	"github.com/cgrstat/cgrstat/pkg/identity"
 )
 
 // Stat is one cgroup's hierarchical total: every CPU, every descendant.
@@ -223,6 +225,11 @@ func (s *Stat) AppendJSON(b []byte) []byte {
 	b = strconv.AppendUint(append(b, `{"id":`...), s.ID, 10)
 	path, _ := json.Marshal(s.Path) // a string always encodes
 	b = append(append(b, `,"path":`...), path...)
+	if id, ok := identity.Parse(s.Path); ok {
+		// What the path tells: a pod, a container, a unit (README).
+		ident, _ := json.Marshal(id) // strings only: always encodes
+		b = append(append(b, `,"identity":`...), ident...)
+	}
 	for _, f := range []struct {
 		key string
 		v   uint64

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+
+	"github.com/cgrstat/cgrstat/pkg/identity"
 )
 
 // Key is a sort key: the column rows are sorted by, highest first (path:
@@ -75,7 +77,7 @@ func Flat(rows []Row, k Key) []Row {
 	out := append([]Row(nil), rows...)
 	sort.SliceStable(out, func(i, j int) bool { return k.less(&out[i], &out[j]) })
 	for i := range out {
-		out[i].Name, out[i].Level = out[i].Path, 0
+		out[i].Name, out[i].Level = shown(out[i].Path, ""), 0
 	}
 	return out
 }
@@ -95,10 +97,10 @@ func Tree(rows []Row, k Key) []Row {
 		sort.SliceStable(kids, func(i, j int) bool { return k.less(&rows[kids[i]], &rows[kids[j]]) })
 		for _, c := range kids {
 			r := rows[c]
-			r.Name = r.Path
+			r.Name = shown(r.Path, "")
 			if parent >= 0 {
 				r.Level = levels[parent] + 1
-				r.Name = strings.TrimPrefix(strings.TrimPrefix(r.Path, rows[parent].Path), "/")
+				r.Name = shown(r.Path, rows[parent].Path)
 			}
 			levels[c] = r.Level
 			out = append(out, r)
@@ -107,4 +109,17 @@ func Tree(rows []Row, k Key) []Row {
 	}
 	visit(-1)
 	return out
+}
+
+// shown is what a row shows of the cgroup at path below the row of parent
+// ("" for none): a pod's or container's short name, else the path below
+// the parent's.
+func shown(path, parent string) string {
+	if short := identity.Name(path, parent); short != "" {
+		return short
+	}
+	if parent == "" {
+		return path
+	}
+	return strings.TrimPrefix(strings.TrimPrefix(path, parent), "/")
 }

@@ -180,3 +180,27 @@ func TestWriteEscapesNames(t *testing.T) {
 		}
 	}
 }
+
+// TestShortNames: pods and containers go by their short names, a
+// container below its pod's row without the pod.
+func TestShortNames(t *testing.T) {
+	pod := "/kubepods/burstable/pod0b3c9a5e-8f2d-4c1e-9a7b-2d4e6f8a1c3b"
+	ctr := pod + "/crio-3f9c2a1b6d8e4f70a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718"
+	snap := &monitor.Snapshot{At: time.Unix(1000, 0), Cgroups: []monitor.Cgroup{
+		stat(1, "/kubepods", 0, 0, 0), stat(2, pod, 0, 0, 0), stat(3, ctr, 0, 0, 0)}}
+	rows := Rates(snap, snap, monitor.Filter{Depth: -1})
+	var names []string
+	for _, r := range Tree(rows, ByPath) {
+		names = append(names, strings.Repeat(".", r.Level)+r.Name)
+	}
+	if got := strings.Join(names, "|"); got != "/kubepods|.pod 0b3c9a5e|..cri-o 3f9c2a1b" {
+		t.Errorf("tree: %s", got)
+	}
+	names = nil
+	for _, r := range Flat(rows, ByPath) {
+		names = append(names, r.Name)
+	}
+	if got := strings.Join(names, "|"); got != "/kubepods|pod 0b3c9a5e|pod 0b3c9a5e · cri-o 3f9c2a1b" {
+		t.Errorf("flat: %s", got)
+	}
+}
