@@ -90,9 +90,10 @@ enum lost_counter {
 };
 
 enum cause {
-	CAUSE_LIMIT = 0,     /* memcg reclaim at charge time, memory.high, limit writes */
+	CAUSE_MAX = 0,       /* memcg reclaim at charge time against memory.max (v1: the limit), max writes */
 	CAUSE_PROACTIVE = 1, /* memory.reclaim */
 	CAUSE_DIRECT = 2,    /* global direct reclaim */
+	CAUSE_HIGH = 3,      /* memcg reclaim for memory.high (on return to user space, or a kworker), high writes */
 };
 
 /*
@@ -105,6 +106,12 @@ enum cause {
 /* Set by the loader before the program is loaded. */
 const volatile enum flush_how flush_mode = FLUSH_RSTAT;
 const volatile __u32 memcg_v1_hierarchy; /* 0 when memory is on cgroup v2 */
+/*
+ * The most pages one charge asks for (a PMD-sized folio: 512 with 4 KiB
+ * pages): a charge that fails against memory.max leaves usage above max
+ * minus this. Set by the loader from the page size.
+ */
+const volatile __u64 charge_slack_pages = 512;
 
 struct cause_counters {
 	__u64 delay_ns;
@@ -114,18 +121,21 @@ struct cause_counters {
 
 /*
  * Everything but max_delay_ns is a plain sum, drained and passed up as an
- * array of NR_SUMS u64 (keep them first). Memory-cgroup reclaim (limit and
- * proactive) has no count field: its count is its histogram's sum.
+ * array of NR_SUMS u64 (keep them first). Memory-cgroup reclaim (max, high
+ * and proactive) has no count field: its count is its histogram's sum.
  */
 struct counters {
-	__u64 limit_delay_ns;
-	__u64 limit_reclaimed;
+	__u64 max_limit_delay_ns; /* CAUSE_MAX */
+	__u64 max_limit_reclaimed;
+	__u64 high_limit_delay_ns; /* CAUSE_HIGH */
+	__u64 high_limit_reclaimed;
 	__u64 proactive_delay_ns;
 	__u64 proactive_reclaimed;
 	struct cause_counters direct;
 	/* reclaim whose target (the memcg whose limit was enforced) is this cgroup */
 	struct cause_counters forced;
-	__u64 limit_hist[NR_BUCKETS];
+	__u64 max_limit_hist[NR_BUCKETS];
+	__u64 high_limit_hist[NR_BUCKETS];
 	__u64 proactive_hist[NR_BUCKETS];
 	__u64 max_delay_ns; /* memory-cgroup reclaim; the maximum, not a sum */
 };
@@ -435,6 +445,31 @@ static __always_inline void begin(__u32 cause, __u64 target_id)
 }
 
 /*
+ * Which limit a memory-cgroup reclaim of target enforces, from target's
+ * page counter as the reclaim begins. Both callers raise their memcg event
+ * just before: try_charge_memcg (MEMCG_MAX) reclaims the cgroup whose
+ * charge failed, so its usage is above max minus one charge; reclaim_high
+ * (MEMCG_HIGH: return to user space, the high_work kworker, a charge far
+ * over high) reclaims a cgroup whose usage is above high. Writes to
+ * memory.max and memory.high reclaim while usage is above the new value,
+ * so they land in the limit written. So: near max, or no memory.high
+ * below max (always so on v1, which has no memory.high), is max; else
+ * high. Only a cgroup with both limits, reclaiming for high within one
+ * charge of max, is counted under max. Three loads through
+ * bpf_probe_read_kernel, no stack walk, the same on every kernel.
+ */
+static __always_inline __u32 limit_cause(struct mem_cgroup *target)
+{
+	__u64 usage = BPF_CORE_READ(target, memory.usage.counter);
+	__u64 high = BPF_CORE_READ(target, memory.high);
+	__u64 max = BPF_CORE_READ(target, memory.max);
+
+	if (high >= max || usage + charge_slack_pages > max)
+		return CAUSE_MAX;
+	return CAUSE_HIGH;
+}
+
+/*
  * try_to_free_mem_cgroup_pages sets current->reclaim_state to the
  * reclaim_state inside its scan_control just before the begin tracepoint, so
  * the scan_control of this reclaim is reachable: whether it is proactive
@@ -445,16 +480,20 @@ SEC("tp_btf/mm_vmscan_memcg_reclaim_begin")
 int BPF_PROG(vmscan_start)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
+	struct mem_cgroup *target;
 	struct scan_control *sc;
 	__u64 rs, target_id = 0;
-	__u32 cause = CAUSE_LIMIT;
+	__u32 cause = CAUSE_MAX;
 
 	rs = (__u64)BPF_CORE_READ(task, reclaim_state);
 	if (rs) {
 		sc = (struct scan_control *)(rs - bpf_core_field_offset(struct scan_control, reclaim_state));
+		target = BPF_CORE_READ(sc, target_mem_cgroup);
 		if (BPF_CORE_READ_BITFIELD_PROBED(sc, proactive))
 			cause = CAUSE_PROACTIVE;
-		target_id = BPF_CORE_READ(sc, target_mem_cgroup, css.cgroup, kn, id);
+		else if (target)
+			cause = limit_cause(target);
+		target_id = BPF_CORE_READ(target, css.cgroup, kn, id);
 	}
 	begin(cause, target_id);
 	return 0;
@@ -537,10 +576,14 @@ static __always_inline void end(unsigned long nr_reclaimed, bool direct)
 	b = bucket_of(dur);
 	if (b >= NR_BUCKETS)
 		return;
-	if (cause == CAUSE_LIMIT) {
-		__sync_fetch_and_add(&s->pending.limit_delay_ns, dur);
-		__sync_fetch_and_add(&s->pending.limit_reclaimed, nr_reclaimed);
-		__sync_fetch_and_add(&s->pending.limit_hist[b], 1);
+	if (cause == CAUSE_MAX) {
+		__sync_fetch_and_add(&s->pending.max_limit_delay_ns, dur);
+		__sync_fetch_and_add(&s->pending.max_limit_reclaimed, nr_reclaimed);
+		__sync_fetch_and_add(&s->pending.max_limit_hist[b], 1);
+	} else if (cause == CAUSE_HIGH) {
+		__sync_fetch_and_add(&s->pending.high_limit_delay_ns, dur);
+		__sync_fetch_and_add(&s->pending.high_limit_reclaimed, nr_reclaimed);
+		__sync_fetch_and_add(&s->pending.high_limit_hist[b], 1);
 	} else if (cause == CAUSE_PROACTIVE) {
 		__sync_fetch_and_add(&s->pending.proactive_delay_ns, dur);
 		__sync_fetch_and_add(&s->pending.proactive_reclaimed, nr_reclaimed);
@@ -679,20 +722,25 @@ static __always_inline void print_cause(struct seq_file *seq, const char *name, 
 	BPF_SEQ_PRINTF(seq, "%s: delay_ns %llu, count %llu, reclaimed %llu\n", name, delay, count, reclaimed);
 }
 
-/* Only the buckets with a count: "hist_limit: 12:3 13:40\n". */
-static __always_inline void print_hist(struct seq_file *seq, const char *name, const __u64 *h)
+/* Only the buckets with a count of h + h2 (h2 may be NULL): "hist_limit: 12:3 13:40\n". */
+static __always_inline void print_hist(struct seq_file *seq, const char *name, const __u64 *h, const __u64 *h2)
 {
+	__u64 n;
+
 	BPF_SEQ_PRINTF(seq, "%s:", name);
-	for (int i = 0; i < NR_BUCKETS; i++)
-		if (h[i])
-			BPF_SEQ_PRINTF(seq, " %d:%llu", i, h[i]);
+	for (int i = 0; i < NR_BUCKETS; i++) {
+		n = h[i] + (h2 ? h2[i] : 0);
+		if (n)
+			BPF_SEQ_PRINTF(seq, " %d:%llu", i, n);
+	}
 	BPF_SEQ_PRINTF(seq, "\n");
 }
 
 /*
  * The seed's line first, byte for byte (its fields are memory-cgroup
- * reclaim: limit plus proactive), then one line per cause, the maximum
- * and the histograms.
+ * reclaim: max, high and proactive), then one line per cause, the maximum
+ * and the histograms. limit and hist_limit, max plus high, are what the
+ * file said before max and high were told apart.
  */
 static __noinline void print_stat(struct seq_file *seq, __u64 cgid)
 {
@@ -716,18 +764,25 @@ static __noinline void print_stat(struct seq_file *seq, __u64 cgid)
 		c = sc;
 	}
 
-	__u64 limit_count = hist_sum(c->limit_hist), proactive_count = hist_sum(c->proactive_hist);
+	__u64 max_count = hist_sum(c->max_limit_hist), high_count = hist_sum(c->high_limit_hist);
+	__u64 proactive_count = hist_sum(c->proactive_hist);
+	__u64 limit_delay = c->max_limit_delay_ns + c->high_limit_delay_ns;
+	__u64 limit_reclaimed = c->max_limit_reclaimed + c->high_limit_reclaimed;
 
 	BPF_SEQ_PRINTF(seq, "cg_id: %llu, total_vmscan_delay: %llu, vmscan_count: %llu, nr_reclaimed: %llu\n",
-		       cgid, c->limit_delay_ns + c->proactive_delay_ns, limit_count + proactive_count,
-		       c->limit_reclaimed + c->proactive_reclaimed);
-	print_cause(seq, "limit", c->limit_delay_ns, limit_count, c->limit_reclaimed);
+		       cgid, limit_delay + c->proactive_delay_ns, max_count + high_count + proactive_count,
+		       limit_reclaimed + c->proactive_reclaimed);
+	print_cause(seq, "limit", limit_delay, max_count + high_count, limit_reclaimed);
+	print_cause(seq, "max", c->max_limit_delay_ns, max_count, c->max_limit_reclaimed);
+	print_cause(seq, "high", c->high_limit_delay_ns, high_count, c->high_limit_reclaimed);
 	print_cause(seq, "proactive", c->proactive_delay_ns, proactive_count, c->proactive_reclaimed);
 	print_cause(seq, "direct", c->direct.delay_ns, c->direct.count, c->direct.reclaimed);
 	print_cause(seq, "forced", c->forced.delay_ns, c->forced.count, c->forced.reclaimed);
 	BPF_SEQ_PRINTF(seq, "max_delay_ns: %llu\n", c->max_delay_ns);
-	print_hist(seq, "hist_limit", c->limit_hist);
-	print_hist(seq, "hist_proactive", c->proactive_hist);
+	print_hist(seq, "hist_limit", c->max_limit_hist, c->high_limit_hist);
+	print_hist(seq, "hist_max", c->max_limit_hist, NULL);
+	print_hist(seq, "hist_high", c->high_limit_hist, NULL);
+	print_hist(seq, "hist_proactive", c->proactive_hist, NULL);
 }
 
 /*

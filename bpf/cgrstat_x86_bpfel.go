@@ -30,13 +30,16 @@ type CgrstatCgstat struct {
 
 type CgrstatCounters struct {
 	_                  structs.HostLayout
-	LimitDelayNs       uint64
-	LimitReclaimed     uint64
+	MaxLimitDelayNs    uint64
+	MaxLimitReclaimed  uint64
+	HighLimitDelayNs   uint64
+	HighLimitReclaimed uint64
 	ProactiveDelayNs   uint64
 	ProactiveReclaimed uint64
 	Direct             CgrstatCauseCounters
 	Forced             CgrstatCauseCounters
-	LimitHist          [106]uint64
+	MaxLimitHist       [106]uint64
+	HighLimitHist      [106]uint64
 	ProactiveHist      [106]uint64
 	MaxDelayNs         uint64
 }
@@ -107,6 +110,7 @@ const (
 	CgrstatProgTree            = "tree"
 	CgrstatProgVmscanEnd       = "vmscan_end"
 	CgrstatProgVmscanStart     = "vmscan_start"
+	CgrstatVarChargeSlackPages = "charge_slack_pages"
 	CgrstatVarFlushMode        = "flush_mode"
 	CgrstatVarMemcgV1Hierarchy = "memcg_v1_hierarchy"
 )
@@ -184,6 +188,7 @@ type CgrstatMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type CgrstatVariableSpecs struct {
+	ChargeSlackPages *ebpf.VariableSpec `ebpf:"charge_slack_pages"`
 	FlushMode        *ebpf.VariableSpec `ebpf:"flush_mode"`
 	MemcgV1Hierarchy *ebpf.VariableSpec `ebpf:"memcg_v1_hierarchy"`
 }
@@ -235,6 +240,7 @@ func (m *CgrstatMaps) Close() error {
 //
 // It can be passed to LoadCgrstatObjects or ebpf.CollectionSpec.LoadAndAssign.
 type CgrstatVariables struct {
+	ChargeSlackPages *ebpf.Variable `ebpf:"charge_slack_pages"`
 	FlushMode        *ebpf.Variable `ebpf:"flush_mode"`
 	MemcgV1Hierarchy *ebpf.Variable `ebpf:"memcg_v1_hierarchy"`
 }

@@ -41,8 +41,20 @@ struct css_set {
 	struct cgroup_subsys_state *subsys[16];
 };
 
+typedef struct {
+	long counter;
+} atomic_long_t;
+
+/* Usage and limits in pages; memory.high and memory.max are high and max. */
+struct page_counter {
+	atomic_long_t usage;
+	unsigned long high;
+	unsigned long max;
+};
+
 struct mem_cgroup {
 	struct cgroup_subsys_state css;
+	struct page_counter memory;
 };
 
 struct reclaim_state {

@@ -23,8 +23,11 @@ was removed are skipped, with a note); with --all, every cgroup below the root
 (or below each CGROUP) is, from one consistent copy of the maps.
 
 The table's RECLAIMS, DELAY, PAGES, quantiles and MAX are memory-cgroup
-reclaim; LIMIT and PROACTIVE (memory.reclaim) split DELAY by cause; DIRECT is
-global direct reclaim, not in DELAY; FORCED is the memory-cgroup reclaim that
+reclaim (P90 is in --json and --hist); MEM.MAX (reclaim at charge time against
+memory.max, on cgroup v1 the limit: the task waits for it before it gets its
+memory), MEM.HIGH (reclaim after a charge went over memory.high, on the way
+back to user space) and PROACTIVE (memory.reclaim) split DELAY by cause;
+DIRECT is global direct reclaim, not in DELAY; FORCED is the memory-cgroup reclaim that
 the limits of the cgroup's subtree made tasks stall in, wherever they ran.
 --hist draws each cgroup's latency distribution instead.`,
 		RunE: func(cmd *cobra.Command, args []string) error {

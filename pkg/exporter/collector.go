@@ -41,7 +41,7 @@ const (
 
 var (
 	reclaims = newFamily("reclaims_total",
-		"Reclaims tasks stalled in, by cause: limit (memory-cgroup reclaim at charge time: memory.max, memory.high, the v1 limit), proactive (memory.reclaim), direct (global direct reclaim); from the cause's first reclaim in the cgroup on."+hierarchical,
+		"Reclaims tasks stalled in, by cause: max (memory-cgroup reclaim at charge time against memory.max, on cgroup v1 the limit), high (reclaim on the way back to user space after a charge went over memory.high), proactive (memory.reclaim), direct (global direct reclaim); from the cause's first reclaim in the cgroup on."+hierarchical,
 		counterType, "cause", "cgroup")
 	reclaimSeconds = newFamily("reclaim_seconds_total",
 		"Time tasks stalled in reclaim, by cause (see cgrstat_reclaims_total); from the cause's first reclaim in the cgroup on."+hierarchical,
@@ -50,13 +50,13 @@ var (
 		"Pages reclaimed, by cause (see cgrstat_reclaims_total); from the cause's first reclaim in the cgroup on."+hierarchical,
 		counterType, "cause", "cgroup")
 	memcgSeconds = newFamily("memcg_reclaim_seconds_total",
-		"Time tasks stalled in memory-cgroup reclaim (causes limit and proactive together): the stat file's total_vmscan_delay; from the cgroup's first such reclaim on."+hierarchical,
+		"Time tasks stalled in memory-cgroup reclaim (causes max, high and proactive together): the stat file's total_vmscan_delay; from the cgroup's first such reclaim on."+hierarchical,
 		counterType, "cgroup")
 	memcgReclaims = newFamily("memcg_reclaims_total",
-		"Memory-cgroup reclaims (causes limit and proactive together): the stat file's vmscan_count. Every exported cgroup has this series."+hierarchical,
+		"Memory-cgroup reclaims (causes max, high and proactive together): the stat file's vmscan_count. Every exported cgroup has this series."+hierarchical,
 		counterType, "cgroup")
 	memcgPages = newFamily("memcg_reclaimed_pages_total",
-		"Pages reclaimed by memory-cgroup reclaim (causes limit and proactive together): the stat file's nr_reclaimed; from the cgroup's first such reclaim on."+hierarchical,
+		"Pages reclaimed by memory-cgroup reclaim (causes max, high and proactive together): the stat file's nr_reclaimed; from the cgroup's first such reclaim on."+hierarchical,
 		counterType, "cgroup")
 	forcedSeconds = newFamily("forced_reclaim_seconds_total",
 		"Time tasks anywhere stalled in memory-cgroup reclaim whose target (the cgroup whose limit was enforced) is this cgroup or below it; from the first such reclaim on."+hierarchical,
@@ -65,7 +65,7 @@ var (
 		"Memory-cgroup reclaims whose target is this cgroup or below it; from the first such reclaim on."+hierarchical,
 		counterType, "cgroup")
 	duration = newFamily("reclaim_duration_seconds",
-		"Latency of memory-cgroup reclaims, by cause (limit, proactive; direct reclaim has no distribution); from the cause's first reclaim in the cgroup on."+hierarchical,
+		"Latency of memory-cgroup reclaims, by cause (max, high, proactive; direct reclaim has no distribution); from the cause's first reclaim in the cgroup on."+hierarchical,
 		histogramType, "cause", "cgroup")
 	maxSeconds = newFamily("reclaim_max_seconds",
 		"Longest memory-cgroup reclaim since the collectors were loaded; from the cgroup's first such reclaim on."+hierarchical,

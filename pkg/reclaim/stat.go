@@ -9,7 +9,7 @@ import (
 // Stat is one cgroup's hierarchical total: every CPU, every descendant.
 //
 // DelayNS, Count and Reclaimed keep the seed's meaning: memory-cgroup
-// reclaim (Limit + Proactive). Global direct reclaim is counted in
+// reclaim (Max + High + Proactive). Global direct reclaim is counted in
 // Causes[Direct] only.
 type Stat struct {
 	ID        uint64
@@ -20,10 +20,10 @@ type Stat struct {
 
 	MaxNS  uint64             // longest memory-cgroup reclaim of the subtree
 	Causes [NrCauses]Counters // every reclaim the subtree's tasks stalled in, by cause
-	// LimitHist and ProactiveHist are memory-cgroup reclaims by latency,
-	// by cause; Hist() is their sum. Direct reclaim has no distribution:
-	// the BPF side keeps two per cgroup, to bound its memory.
-	LimitHist, ProactiveHist Hist
+	// MaxHist, HighHist and ProactiveHist are memory-cgroup reclaims by
+	// latency, by cause; Hist() is their sum. Direct reclaim has no
+	// distribution: the BPF side keeps three per cgroup, to bound its memory.
+	MaxHist, HighHist, ProactiveHist Hist
 	// Forced is the memory-cgroup reclaim whose target (the cgroup whose
 	// limit was enforced) lies in the subtree, whichever task stalled in
 	// it: "/pods/a stalls because /pods hits memory.max" is /pods' Forced.
@@ -34,9 +34,14 @@ type Stat struct {
 type Cause int
 
 const (
-	// Limit is memory-cgroup reclaim at charge time: memory.max,
-	// memory.high, and v1's limit (writes to them included).
-	Limit Cause = iota
+	// Max is memory-cgroup reclaim at charge time against memory.max
+	// (v1: memory.limit_in_bytes), writes to it included: the charging
+	// task waits for it.
+	Max Cause = iota
+	// High is memory-cgroup reclaim for memory.high, done on the way back
+	// to user space (or by a kworker) after a charge went over it, writes
+	// to memory.high included.
+	High
 	// Proactive is reclaim requested through memory.reclaim.
 	Proactive
 	// Direct is global direct reclaim (the machine, not a cgroup, ran
@@ -45,7 +50,7 @@ const (
 	NrCauses
 )
 
-var causeNames = [NrCauses]string{"limit", "proactive", "direct"}
+var causeNames = [NrCauses]string{"max", "high", "proactive", "direct"}
 
 func (c Cause) String() string {
 	if c < 0 || c >= NrCauses {
@@ -71,10 +76,23 @@ func (s *Stat) Memcg() Counters {
 	return Counters{s.DelayNS, s.Count, s.Reclaimed}
 }
 
-// Hist is the distribution of memory-cgroup reclaim latency: limit and
-// proactive together. Its total is Count.
+// Limit is charge-time reclaim whichever limit: Max + High, what cgrstat
+// called "limit" before it told them apart.
+func (s *Stat) Limit() Counters {
+	return s.Causes[Max].Add(s.Causes[High])
+}
+
+// LimitHist is the distribution of Limit's latencies.
+func (s *Stat) LimitHist() Hist {
+	h := s.MaxHist
+	h.Add(&s.HighHist)
+	return h
+}
+
+// Hist is the distribution of memory-cgroup reclaim latency: max, high
+// and proactive together. Its total is Count.
 func (s *Stat) Hist() Hist {
-	h := s.LimitHist
+	h := s.LimitHist()
 	h.Add(&s.ProactiveHist)
 	return h
 }
@@ -83,8 +101,10 @@ func (s *Stat) Hist() Hist {
 // without (Direct).
 func (s *Stat) CauseHist(c Cause) *Hist {
 	switch c {
-	case Limit:
-		return &s.LimitHist
+	case Max:
+		return &s.MaxHist
+	case High:
+		return &s.HighHist
 	case Proactive:
 		return &s.ProactiveHist
 	}
@@ -121,7 +141,8 @@ func (s *Stat) Add(o *Stat) {
 	for c := range s.Causes {
 		s.Causes[c] = s.Causes[c].Add(o.Causes[c])
 	}
-	s.LimitHist.Add(&o.LimitHist)
+	s.MaxHist.Add(&o.MaxHist)
+	s.HighHist.Add(&o.HighHist)
 	s.ProactiveHist.Add(&o.ProactiveHist)
 	s.Forced = s.Forced.Add(o.Forced)
 }
@@ -194,7 +215,9 @@ type statJSON struct {
 }
 
 type causeJSON struct {
-	Limit     histCounters `json:"limit"`
+	Limit     histCounters `json:"limit"` // Max + High, not read back
+	Max       histCounters `json:"max"`
+	High      histCounters `json:"high"`
 	Proactive histCounters `json:"proactive"`
 	Direct    Counters     `json:"direct"`
 }
@@ -206,8 +229,9 @@ type histCounters struct {
 }
 
 // MarshalJSON writes the seed's fields, then the maximum, the quantiles,
-// the non-empty buckets with their bounds, the causes (limit and
-// proactive with their own buckets) and the forced reclaim. Only
+// the non-empty buckets with their bounds, the causes (limit, which is max
+// plus high, max, high and proactive with their own buckets) and the
+// forced reclaim. Only
 // non-empty buckets: all 106 for 10,000 cgroups would be megabytes of
 // zeros, and each bucket carries its bounds anyway.
 func (s Stat) MarshalJSON() ([]byte, error) {
@@ -234,8 +258,13 @@ func (s *Stat) AppendJSON(b []byte) []byte {
 		b = strconv.AppendUint(b, f.v, 10)
 	}
 	b = appendBuckets(appendKey(b, "buckets"), &h)
+	limit := s.LimitHist()
 	b = append(b, `,"causes":{"limit":`...)
-	b = appendCounters(b, s.Causes[Limit], &s.LimitHist)
+	b = appendCounters(b, s.Limit(), &limit)
+	b = append(b, `,"max":`...)
+	b = appendCounters(b, s.Causes[Max], &s.MaxHist)
+	b = append(b, `,"high":`...)
+	b = appendCounters(b, s.Causes[High], &s.HighHist)
 	b = append(b, `,"proactive":`...)
 	b = appendCounters(b, s.Causes[Proactive], &s.ProactiveHist)
 	b = append(b, `,"direct":`...)
@@ -290,9 +319,12 @@ func (s *Stat) UnmarshalJSON(b []byte) error {
 	}
 	*s = Stat{ID: j.ID, Path: j.Path, DelayNS: j.DelayNS, Count: j.Count, Reclaimed: j.Reclaimed,
 		MaxNS: j.MaxNS, Forced: j.Forced}
-	s.Causes = [NrCauses]Counters{j.Causes.Limit.Counters, j.Causes.Proactive.Counters, j.Causes.Direct}
-	if err := s.LimitHist.fill(j.Causes.Limit.Buckets); err != nil {
-		return fmt.Errorf("cgroup %d: limit: %w", j.ID, err)
+	s.Causes = [NrCauses]Counters{j.Causes.Max.Counters, j.Causes.High.Counters, j.Causes.Proactive.Counters, j.Causes.Direct}
+	if err := s.MaxHist.fill(j.Causes.Max.Buckets); err != nil {
+		return fmt.Errorf("cgroup %d: max: %w", j.ID, err)
+	}
+	if err := s.HighHist.fill(j.Causes.High.Buckets); err != nil {
+		return fmt.Errorf("cgroup %d: high: %w", j.ID, err)
 	}
 	if err := s.ProactiveHist.fill(j.Causes.Proactive.Buckets); err != nil {
 		return fmt.Errorf("cgroup %d: proactive: %w", j.ID, err)
