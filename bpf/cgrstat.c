@@ -134,6 +134,7 @@ struct counters {
 	struct cause_counters direct;
 	/* reclaim whose target (the memcg whose limit was enforced) is this cgroup */
 	struct cause_counters forced;
+	__u64 oom_kills; /* tasks of this cgroup the OOM killer chose (mark_victim) */
 	__u64 max_limit_hist[NR_BUCKETS];
 	__u64 high_limit_hist[NR_BUCKETS];
 	__u64 proactive_hist[NR_BUCKETS];
@@ -226,6 +227,23 @@ struct {
 	__type(key, __u32);
 	__type(value, struct tree_node);
 } tree_nodes SEC(".maps");
+
+/*
+ * Kernels before 6.8 pass mark_victim the victim's pid only: the SIGKILL
+ * the OOM killer sends just before (signal_generate, same task) leaves the
+ * victim's memory cgroup and its ancestors here, by pid.
+ */
+#define OOM_DEPTH 32
+struct oom_victim {
+	__u64 ids[OOM_DEPTH]; /* the memcg, its parent, ... up to the root; 0 ends */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 64);
+	__type(key, __u32);
+	__type(value, struct oom_victim);
+} oom_victims SEC(".maps");
 
 /* Room for one struct counters, which does not fit the stack. */
 struct {
@@ -623,6 +641,113 @@ static __always_inline void end(unsigned long nr_reclaimed, bool direct)
 	preempt_on();
 }
 
+/*
+ * Marks memcg updated on this CPU for an event of a task other than the
+ * current one: before 6.16 rstat takes the pointer walked from that task;
+ * since then a trusted cgroup, which only cgroup v2 gives by id here.
+ */
+static __always_inline bool mark_other(struct cgroup *memcg, __u64 cgid, int cpu)
+{
+	if (bpf_ksym_exists(cgroup_rstat_updated) && memcg) {
+		cgroup_rstat_updated(memcg, cpu);
+		return true;
+	}
+	return mark_target(cgid, cpu);
+}
+
+/*
+ * One OOM kill of a task of the cgroup ids[0], whose ancestors are
+ * ids[1..]: their entries are made first, as a collector does, so that the
+ * flush need not. memcg is the cgroup when known (for rstat before 6.16).
+ */
+static __always_inline void count_oom_kill(const __u64 *ids, struct cgroup *memcg)
+{
+	struct cgstat *s = NULL;
+	int cpu;
+
+	for (int i = OOM_DEPTH - 1; i >= 0; i--) {
+		if (!ids[i])
+			continue;
+		s = make_entry(ids[i]);
+		if (!s)
+			break;
+	}
+	if (!s) {
+		count_lost(LOST_EVENT);
+		return;
+	}
+	__sync_fetch_and_add(&s->pending.oom_kills, 1);
+	__sync_fetch_and_add(&s->adds, 1);
+	if (flush_mode != FLUSH_RSTAT)
+		return;
+	cpu = bpf_get_smp_processor_id();
+	preempt_off();
+	if (!mark_other(memcg, ids[0], cpu))
+		count_lost(LOST_RSTAT);
+	preempt_on();
+}
+
+/* The ids of a task's memory cgroup and its ancestors, nearest first. */
+static __always_inline void memcg_ids(struct cgroup *memcg, __u64 *ids)
+{
+	struct cgroup_subsys_state *css = &memcg->self;
+
+	for (int i = 0; i < OOM_DEPTH; i++) {
+		ids[i] = css ? cgroup_id(css->cgroup) : 0;
+		if (css)
+			css = css->parent;
+	}
+}
+
+/*
+ * The OOM killer chose task (6.8 on: mark_victim passes the task). Its
+ * memory cgroup counts one OOM kill, as memory.events' oom_kill does, on
+ * cgroup v1 too.
+ */
+SEC("tp_btf/mark_victim")
+int BPF_PROG(oom_victim, struct task_struct *task)
+{
+	struct oom_victim v;
+	struct cgroup *memcg = task_memcg(task);
+
+	memcg_ids(memcg, v.ids);
+	count_oom_kill(v.ids, memcg);
+	return 0;
+}
+
+/* Before 6.8: mark_victim passes the pid of the task signal_generate saw. */
+SEC("tp_btf/mark_victim")
+int BPF_PROG(oom_victim_pid, int pid)
+{
+	__u32 key = pid;
+	struct oom_victim *v = bpf_map_lookup_elem(&oom_victims, &key);
+
+	if (!v)
+		return 0;
+	count_oom_kill(v->ids, NULL);
+	bpf_map_delete_elem(&oom_victims, &key);
+	return 0;
+}
+
+/*
+ * Before 6.8 only: every SIGKILL leaves its task's cgroups by pid, since
+ * __oom_kill_process sends one to the victim just before mark_victim. Other
+ * signals return at once.
+ */
+SEC("tp_btf/signal_generate")
+int BPF_PROG(oom_signal, int sig, void *info, struct task_struct *task)
+{
+	struct oom_victim v;
+	__u32 key;
+
+	if (sig != 9 /* SIGKILL */)
+		return 0;
+	key = task->pid;
+	memcg_ids(task_memcg(task), v.ids);
+	bpf_map_update_elem(&oom_victims, &key, &v, BPF_ANY);
+	return 0;
+}
+
 SEC("tp_btf/mm_vmscan_memcg_reclaim_end")
 int BPF_PROG(vmscan_end, unsigned long nr_reclaimed)
 {
@@ -778,6 +903,7 @@ static __noinline void print_stat(struct seq_file *seq, __u64 cgid)
 	print_cause(seq, "proactive", c->proactive_delay_ns, proactive_count, c->proactive_reclaimed);
 	print_cause(seq, "direct", c->direct.delay_ns, c->direct.count, c->direct.reclaimed);
 	print_cause(seq, "forced", c->forced.delay_ns, c->forced.count, c->forced.reclaimed);
+	BPF_SEQ_PRINTF(seq, "oom_kills: %llu\n", c->oom_kills);
 	BPF_SEQ_PRINTF(seq, "max_delay_ns: %llu\n", c->max_delay_ns);
 	print_hist(seq, "hist_limit", c->max_limit_hist, c->high_limit_hist);
 	print_hist(seq, "hist_max", c->max_limit_hist, NULL);

@@ -38,6 +38,7 @@ type CgrstatCounters struct {
 	ProactiveReclaimed uint64
 	Direct             CgrstatCauseCounters
 	Forced             CgrstatCauseCounters
+	OomKills           uint64
 	MaxLimitHist       [106]uint64
 	HighLimitHist      [106]uint64
 	ProactiveHist      [106]uint64
@@ -72,6 +73,11 @@ const (
 	CgrstatLostCounterLOST_MAX     CgrstatLostCounter = 4
 )
 
+type CgrstatOomVictim struct {
+	_   structs.HostLayout
+	Ids [32]uint64
+}
+
 type CgrstatReclaimStart struct {
 	_        structs.HostLayout
 	StartNs  uint64
@@ -93,6 +99,7 @@ type CgrstatTreeNode struct {
 const (
 	CgrstatMapInfo             = "info"
 	CgrstatMapLost             = "lost"
+	CgrstatMapOomVictims       = "oom_victims"
 	CgrstatMapReclaimStarts    = "reclaim_starts"
 	CgrstatMapScratch          = "scratch"
 	CgrstatMapSeq              = "seq"
@@ -107,6 +114,9 @@ const (
 	CgrstatProgFlushKprobe     = "flush_kprobe"
 	CgrstatProgOnRelease       = "on_release"
 	CgrstatProgOnRmdir         = "on_rmdir"
+	CgrstatProgOomSignal       = "oom_signal"
+	CgrstatProgOomVictim       = "oom_victim"
+	CgrstatProgOomVictimPid    = "oom_victim_pid"
 	CgrstatProgTree            = "tree"
 	CgrstatProgVmscanEnd       = "vmscan_end"
 	CgrstatProgVmscanStart     = "vmscan_start"
@@ -157,17 +167,20 @@ type CgrstatSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type CgrstatProgramSpecs struct {
-	DirectEnd   *ebpf.ProgramSpec `ebpf:"direct_end"`
-	DirectStart *ebpf.ProgramSpec `ebpf:"direct_start"`
-	Dump        *ebpf.ProgramSpec `ebpf:"dump"`
-	DumpWalk    *ebpf.ProgramSpec `ebpf:"dump_walk"`
-	FlushFentry *ebpf.ProgramSpec `ebpf:"flush_fentry"`
-	FlushKprobe *ebpf.ProgramSpec `ebpf:"flush_kprobe"`
-	OnRelease   *ebpf.ProgramSpec `ebpf:"on_release"`
-	OnRmdir     *ebpf.ProgramSpec `ebpf:"on_rmdir"`
-	Tree        *ebpf.ProgramSpec `ebpf:"tree"`
-	VmscanEnd   *ebpf.ProgramSpec `ebpf:"vmscan_end"`
-	VmscanStart *ebpf.ProgramSpec `ebpf:"vmscan_start"`
+	DirectEnd    *ebpf.ProgramSpec `ebpf:"direct_end"`
+	DirectStart  *ebpf.ProgramSpec `ebpf:"direct_start"`
+	Dump         *ebpf.ProgramSpec `ebpf:"dump"`
+	DumpWalk     *ebpf.ProgramSpec `ebpf:"dump_walk"`
+	FlushFentry  *ebpf.ProgramSpec `ebpf:"flush_fentry"`
+	FlushKprobe  *ebpf.ProgramSpec `ebpf:"flush_kprobe"`
+	OnRelease    *ebpf.ProgramSpec `ebpf:"on_release"`
+	OnRmdir      *ebpf.ProgramSpec `ebpf:"on_rmdir"`
+	OomSignal    *ebpf.ProgramSpec `ebpf:"oom_signal"`
+	OomVictim    *ebpf.ProgramSpec `ebpf:"oom_victim"`
+	OomVictimPid *ebpf.ProgramSpec `ebpf:"oom_victim_pid"`
+	Tree         *ebpf.ProgramSpec `ebpf:"tree"`
+	VmscanEnd    *ebpf.ProgramSpec `ebpf:"vmscan_end"`
+	VmscanStart  *ebpf.ProgramSpec `ebpf:"vmscan_start"`
 }
 
 // CgrstatMapSpecs contains maps before they are loaded into the kernel.
@@ -176,6 +189,7 @@ type CgrstatProgramSpecs struct {
 type CgrstatMapSpecs struct {
 	Info          *ebpf.MapSpec `ebpf:"info"`
 	Lost          *ebpf.MapSpec `ebpf:"lost"`
+	OomVictims    *ebpf.MapSpec `ebpf:"oom_victims"`
 	ReclaimStarts *ebpf.MapSpec `ebpf:"reclaim_starts"`
 	Scratch       *ebpf.MapSpec `ebpf:"scratch"`
 	Seq           *ebpf.MapSpec `ebpf:"seq"`
@@ -215,6 +229,7 @@ func (o *CgrstatObjects) Close() error {
 type CgrstatMaps struct {
 	Info          *ebpf.Map `ebpf:"info"`
 	Lost          *ebpf.Map `ebpf:"lost"`
+	OomVictims    *ebpf.Map `ebpf:"oom_victims"`
 	ReclaimStarts *ebpf.Map `ebpf:"reclaim_starts"`
 	Scratch       *ebpf.Map `ebpf:"scratch"`
 	Seq           *ebpf.Map `ebpf:"seq"`
@@ -227,6 +242,7 @@ func (m *CgrstatMaps) Close() error {
 	return _CgrstatClose(
 		m.Info,
 		m.Lost,
+		m.OomVictims,
 		m.ReclaimStarts,
 		m.Scratch,
 		m.Seq,
@@ -249,17 +265,20 @@ type CgrstatVariables struct {
 //
 // It can be passed to LoadCgrstatObjects or ebpf.CollectionSpec.LoadAndAssign.
 type CgrstatPrograms struct {
-	DirectEnd   *ebpf.Program `ebpf:"direct_end"`
-	DirectStart *ebpf.Program `ebpf:"direct_start"`
-	Dump        *ebpf.Program `ebpf:"dump"`
-	DumpWalk    *ebpf.Program `ebpf:"dump_walk"`
-	FlushFentry *ebpf.Program `ebpf:"flush_fentry"`
-	FlushKprobe *ebpf.Program `ebpf:"flush_kprobe"`
-	OnRelease   *ebpf.Program `ebpf:"on_release"`
-	OnRmdir     *ebpf.Program `ebpf:"on_rmdir"`
-	Tree        *ebpf.Program `ebpf:"tree"`
-	VmscanEnd   *ebpf.Program `ebpf:"vmscan_end"`
-	VmscanStart *ebpf.Program `ebpf:"vmscan_start"`
+	DirectEnd    *ebpf.Program `ebpf:"direct_end"`
+	DirectStart  *ebpf.Program `ebpf:"direct_start"`
+	Dump         *ebpf.Program `ebpf:"dump"`
+	DumpWalk     *ebpf.Program `ebpf:"dump_walk"`
+	FlushFentry  *ebpf.Program `ebpf:"flush_fentry"`
+	FlushKprobe  *ebpf.Program `ebpf:"flush_kprobe"`
+	OnRelease    *ebpf.Program `ebpf:"on_release"`
+	OnRmdir      *ebpf.Program `ebpf:"on_rmdir"`
+	OomSignal    *ebpf.Program `ebpf:"oom_signal"`
+	OomVictim    *ebpf.Program `ebpf:"oom_victim"`
+	OomVictimPid *ebpf.Program `ebpf:"oom_victim_pid"`
+	Tree         *ebpf.Program `ebpf:"tree"`
+	VmscanEnd    *ebpf.Program `ebpf:"vmscan_end"`
+	VmscanStart  *ebpf.Program `ebpf:"vmscan_start"`
 }
 
 func (p *CgrstatPrograms) Close() error {
@@ -272,6 +291,9 @@ func (p *CgrstatPrograms) Close() error {
 		p.FlushKprobe,
 		p.OnRelease,
 		p.OnRmdir,
+		p.OomSignal,
+		p.OomVictim,
+		p.OomVictimPid,
 		p.Tree,
 		p.VmscanEnd,
 		p.VmscanStart,

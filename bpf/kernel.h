@@ -69,6 +69,7 @@ struct scan_control {
 };
 
 struct task_struct {
+	int pid;
 	struct css_set *cgroups;
 	struct reclaim_state *reclaim_state;
 };

@@ -96,7 +96,7 @@ type field struct {
 func stall(s *reclaim.Stat) []field {
 	f := []field{
 		{"total_vmscan_delay", s.DelayNS}, {"vmscan_count", s.Count}, {"nr_reclaimed", s.Reclaimed},
-		{"max_delay_ns", s.MaxNS},
+		{"max_delay_ns", s.MaxNS}, {"oom_kills", s.OOMKills},
 	}
 	for c := reclaim.Cause(0); c < reclaim.NrCauses; c++ {
 		f = append(f, counters(c.String(), s.Causes[c])...)
@@ -151,7 +151,7 @@ func consistent(rel string, s *reclaim.Stat) Invariant {
 		}
 	}
 	memcg := s.Limit().Add(s.Causes[reclaim.Proactive])
-	seed := stall(s)[:3]
+	seed := stall(s)[:3] // the seed's three
 	for i, f := range counters("max + high + proactive", memcg) {
 		if legacy := seed[i]; f.v != legacy.v {
 			bad = append(bad, fmt.Sprintf("%s %d vs %s %d", f.name, f.v, legacy.name, legacy.v))

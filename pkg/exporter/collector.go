@@ -67,6 +67,9 @@ var (
 	duration = newFamily("reclaim_duration_seconds",
 		"Latency of memory-cgroup reclaims, by cause (max, high, proactive; direct reclaim has no distribution); from the cause's first reclaim in the cgroup on."+hierarchical,
 		histogramType, "cause", "cgroup")
+	oomKills = newFamily("oom_kills_total",
+		"Tasks the OOM killer chose in this cgroup or below it, counted from BPF (oom:mark_victim), so on cgroup v1 too; from the first on."+hierarchical,
+		counterType, "cgroup")
 	maxSeconds = newFamily("reclaim_max_seconds",
 		"Longest memory-cgroup reclaim since the collectors were loaded; from the cgroup's first such reclaim on."+hierarchical,
 		gaugeType, "cgroup")

@@ -112,6 +112,9 @@ func (s *scrape) cgroup(cg *monitor.Cgroup) {
 		s.counterWith(forcedSeconds, seconds(cg.Forced.DelayNS), only)
 		s.counterWith(forcedReclaims, float64(cg.Forced.Count), only)
 	}
+	if cg.OOMKills > 0 {
+		s.counterWith(oomKills, float64(cg.OOMKills), only)
+	}
 }
 
 // histogram is one cause's latency distribution; sumNS is its total time.

@@ -292,6 +292,7 @@ func sample() Stat {
 	s.Record(Proactive, 1000, 32, false)
 	s.Record(High, 3_000_000, 32, false)
 	s.Record(Direct, 5_000_000, 400, false)
+	s.OOMKills = 1
 	return s
 }
 
@@ -309,7 +310,7 @@ func TestStatJSON(t *testing.T) {
 		`"high":{"delay_ns":3000000,"count":1,"reclaimed_pages":32,"buckets":[{"lo_ns":2621440,"hi_ns":3145728,"count":1}]},` +
 		`"proactive":{"delay_ns":1000,"count":1,"reclaimed_pages":32,"buckets":[{"lo_ns":0,"hi_ns":1024,"count":1}]},` +
 		`"direct":{"delay_ns":5000000,"count":1,"reclaimed_pages":400}},` +
-		`"forced":{"delay_ns":100,"count":1,"reclaimed_pages":32}}`
+		`"forced":{"delay_ns":100,"count":1,"reclaimed_pages":32},"oom_kills":1}`
 	if string(b) != want {
 		t.Errorf("JSON\n%s\nwant\n%s", b, want)
 	}

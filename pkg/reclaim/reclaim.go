@@ -25,7 +25,7 @@ import (
 func FromCounters(id uint64, path string, c *bpf.CgrstatCounters) Stat {
 	s := Stat{ID: id, Path: path, MaxNS: c.MaxDelayNs,
 		MaxHist: c.MaxLimitHist, HighHist: c.HighLimitHist, ProactiveHist: c.ProactiveHist,
-		Forced: Counters{c.Forced.DelayNs, c.Forced.Count, c.Forced.Reclaimed}}
+		Forced: Counters{c.Forced.DelayNs, c.Forced.Count, c.Forced.Reclaimed}, OOMKills: c.OomKills}
 	s.Causes[Max] = Counters{c.MaxLimitDelayNs, s.MaxHist.Total(), c.MaxLimitReclaimed}
 	s.Causes[High] = Counters{c.HighLimitDelayNs, s.HighHist.Total(), c.HighLimitReclaimed}
 	s.Causes[Proactive] = Counters{c.ProactiveDelayNs, s.ProactiveHist.Total(), c.ProactiveReclaimed}
@@ -90,6 +90,8 @@ func ParseStat(text string) (Stat, error) {
 			err = parseHist(rest, hists[name])
 		case name == "max_delay_ns":
 			_, err = fmt.Sscanf(rest, " %d", &c.MaxDelayNs)
+		case name == "oom_kills":
+			_, err = fmt.Sscanf(rest, " %d", &c.OomKills)
 		}
 		if err != nil {
 			return Stat{}, fmt.Errorf("malformed stat line %q", line)
@@ -229,6 +231,7 @@ func Add(a, b *bpf.CgrstatCounters) {
 		{&a.ProactiveDelayNs, &b.ProactiveDelayNs}, {&a.ProactiveReclaimed, &b.ProactiveReclaimed},
 		{&a.Direct.DelayNs, &b.Direct.DelayNs}, {&a.Direct.Count, &b.Direct.Count}, {&a.Direct.Reclaimed, &b.Direct.Reclaimed},
 		{&a.Forced.DelayNs, &b.Forced.DelayNs}, {&a.Forced.Count, &b.Forced.Count}, {&a.Forced.Reclaimed, &b.Forced.Reclaimed},
+		{&a.OomKills, &b.OomKills},
 	} {
 		*f[0] += *f[1]
 	}

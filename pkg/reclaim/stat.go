@@ -28,6 +28,9 @@ type Stat struct {
 	// limit was enforced) lies in the subtree, whichever task stalled in
 	// it: "/pods/a stalls because /pods hits memory.max" is /pods' Forced.
 	Forced Counters
+	// OOMKills are the subtree's tasks that the OOM killer chose, counted
+	// from BPF (oom:mark_victim), so on cgroup v1 too.
+	OOMKills uint64
 }
 
 // Cause is why a task reclaimed.
@@ -145,6 +148,7 @@ func (s *Stat) Add(o *Stat) {
 	s.HighHist.Add(&o.HighHist)
 	s.ProactiveHist.Add(&o.ProactiveHist)
 	s.Forced = s.Forced.Add(o.Forced)
+	s.OOMKills += o.OOMKills
 }
 
 // Quantile estimates the q-quantile of memory-cgroup reclaim latency in
@@ -212,6 +216,7 @@ type statJSON struct {
 	Buckets   []Bucket  `json:"buckets"`
 	Causes    causeJSON `json:"causes"`
 	Forced    Counters  `json:"forced"`
+	OOMKills  uint64    `json:"oom_kills"`
 }
 
 type causeJSON struct {
@@ -270,7 +275,9 @@ func (s *Stat) AppendJSON(b []byte) []byte {
 	b = append(b, `,"direct":`...)
 	b = appendCounters(b, s.Causes[Direct], nil)
 	b = append(b, `},"forced":`...)
-	return append(appendCounters(b, s.Forced, nil), '}')
+	b = appendCounters(b, s.Forced, nil)
+	b = strconv.AppendUint(appendKey(b, "oom_kills"), s.OOMKills, 10)
+	return append(b, '}')
 }
 
 func appendKey(b []byte, key string) []byte {
@@ -318,7 +325,7 @@ func (s *Stat) UnmarshalJSON(b []byte) error {
 		return err
 	}
 	*s = Stat{ID: j.ID, Path: j.Path, DelayNS: j.DelayNS, Count: j.Count, Reclaimed: j.Reclaimed,
-		MaxNS: j.MaxNS, Forced: j.Forced}
+		MaxNS: j.MaxNS, Forced: j.Forced, OOMKills: j.OOMKills}
 	s.Causes = [NrCauses]Counters{j.Causes.Max.Counters, j.Causes.High.Counters, j.Causes.Proactive.Counters, j.Causes.Direct}
 	if err := s.MaxHist.fill(j.Causes.Max.Buckets); err != nil {
 		return fmt.Errorf("cgroup %d: max: %w", j.ID, err)
