@@ -29,6 +29,9 @@ memory), MEM.HIGH (reclaim after a charge went over memory.high, on the way
 back to user space) and PROACTIVE (memory.reclaim) split DELAY by cause;
 DIRECT is global direct reclaim, not in DELAY; FORCED is the memory-cgroup reclaim that
 the limits of the cgroup's subtree made tasks stall in, wherever they ran.
+--json also gives oom_kills: the tasks of the cgroup or below that the OOM
+killer chose since the collectors were loaded (cgroup v1 too), and
+causes.limit, max + high, for scripts written before they were told apart.
 --hist draws each cgroup's latency distribution instead.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			p, err := g.open()

@@ -136,18 +136,19 @@ func listenAll(addrs []string) ([]net.Listener, error) {
 }
 
 // limitMemory sets a soft limit on the Go heap unless GOMEMLIMIT does. A
-// scrape's snapshot (about 2 KiB per cgroup, histograms included) and
+// scrape's snapshot (about 2.7 KiB per cgroup with its three histograms) and
 // metric families are garbage right after it; with the default GOGC alone
 // the heap grows to twice that before the collector runs, and serve's RSS
-// with it. The limit scales with the cgroups the maps can hold, 3 KiB each
-// over a base: it must stay well above one scrape's live heap, or the
+// with it. The limit scales with the cgroups the maps can hold, 4 KiB each
+// over a base (3 KiB before the high histogram, not measured since): it
+// must stay well above one scrape's live heap, or the
 // collector runs without pause (at 2 KiB per cgroup a scrape of 10,000
 // took 2-4 times as long: BENCHMARKS.md).
 func limitMemory(maxCgroups uint32) {
 	if os.Getenv("GOMEMLIMIT") != "" {
 		return
 	}
-	debug.SetMemoryLimit(24<<20 + 3<<10*int64(maxCgroups))
+	debug.SetMemoryLimit(24<<20 + 4<<10*int64(maxCgroups))
 }
 
 func closeAll(ls []net.Listener) {
