@@ -73,6 +73,19 @@ const (
 	CgrstatLostCounterLOST_MAX     CgrstatLostCounter = 4
 )
 
+type CgrstatMemcgFigures struct {
+	_         structs.HostLayout
+	High      uint64
+	Max       uint64
+	Oom       uint64
+	OomKill   uint64
+	Failcnt   uint64
+	PsiSomeNs uint64
+	PsiFullNs uint64
+	Flags     uint32
+	Pad       uint32
+}
+
 type CgrstatOomVictim struct {
 	_   structs.HostLayout
 	Ids [32]uint64
@@ -90,6 +103,7 @@ type CgrstatTreeNode struct {
 	_        structs.HostLayout
 	Id       uint64
 	ParentId uint64
+	Fig      CgrstatMemcgFigures
 	Name     [256]int8
 }
 

@@ -70,6 +70,27 @@ var (
 	oomKills = newFamily("oom_kills_total",
 		"Tasks the OOM killer chose in this cgroup or below it, counted from BPF (oom:mark_victim), so on cgroup v1 too; from the first on."+hierarchical,
 		counterType, "cgroup")
+	pressureWaiting = newFamily("pressure_memory_waiting_seconds_total",
+		"memory.pressure some total: time at least one task of the cgroup stalled on memory (reclaim, throttling, refaults), as cadvisor's container_pressure_memory_waiting_seconds_total; the kernel's own, folded every 2 s; cgroup v2; from the first stall on."+hierarchical,
+		counterType, "cgroup")
+	pressureStalled = newFamily("pressure_memory_stalled_seconds_total",
+		"memory.pressure full total: time all non-idle tasks of the cgroup stalled on memory at once, as cadvisor's container_pressure_memory_stalled_seconds_total; cgroup v2; from the first such stall on."+hierarchical,
+		counterType, "cgroup")
+	eventsHigh = newFamily("memory_events_high_total",
+		"memory.events high: times the cgroup went over memory.high and was reclaimed (v2); from the first on."+hierarchical,
+		counterType, "cgroup")
+	eventsMax = newFamily("memory_events_max_total",
+		"memory.events max: times a charge would have taken the cgroup over memory.max (v2); from the first on."+hierarchical,
+		counterType, "cgroup")
+	eventsOOM = newFamily("memory_events_oom_total",
+		"memory.events oom: times the cgroup hit memory.max and reclaim could not make room (v2); from the first on."+hierarchical,
+		counterType, "cgroup")
+	eventsOOMKill = newFamily("memory_events_oom_kill_total",
+		"memory.events oom_kill (v1: memory.oom_control's): tasks of the cgroup the OOM killer chose, as the kernel counts them since the cgroup was made; from the first on."+hierarchical,
+		counterType, "cgroup")
+	failcnt = newFamily("memory_failcnt_total",
+		"memory.failcnt (cgroup v1): charges that hit memory.limit_in_bytes; from the first on.",
+		counterType, "cgroup")
 	maxSeconds = newFamily("reclaim_max_seconds",
 		"Longest memory-cgroup reclaim since the collectors were loaded; from the cgroup's first such reclaim on."+hierarchical,
 		gaugeType, "cgroup")

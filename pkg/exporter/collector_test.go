@@ -132,3 +132,35 @@ func BenchmarkScrape10k(b *testing.B) {
 		scrapeOnce(b, c)
 	}
 }
+
+// TestCollectKernelFigures: the kernel's own events and pressure, named as
+// cadvisor and node_exporter name them, each from its first non-zero value;
+// v1's failcnt instead of v2's events.
+func TestCollectKernelFigures(t *testing.T) {
+	snap := synthetic(3)
+	snap.Cgroups[1].Events = reclaim.Events{Read: true, High: 329, OOMKill: 1}
+	snap.Cgroups[1].Pressure = reclaim.Pressure{Read: true, SomeNS: 5_400_000_000, FullNS: 2_000_000_000}
+	snap.Cgroups[2].Events = reclaim.Events{Read: true, V1: true, Failcnt: 7, OOMKill: 2, High: 9}
+	body := scrapeOnce(t, New(fixed{snap}, monitor.Filter{Depth: -1}))
+	for _, want := range []string{
+		`cgrstat_memory_events_high_total{cgroup="/top/c0"} 329`,
+		`cgrstat_memory_events_oom_kill_total{cgroup="/top/c0"} 1`,
+		`cgrstat_pressure_memory_waiting_seconds_total{cgroup="/top/c0"} 5.4`,
+		`cgrstat_pressure_memory_stalled_seconds_total{cgroup="/top/c0"} 2`,
+		`cgrstat_memory_failcnt_total{cgroup="/top/c1"} 7`,
+		`cgrstat_memory_events_oom_kill_total{cgroup="/top/c1"} 2`,
+	} {
+		if !strings.Contains(body, want+"\n") {
+			t.Errorf("scrape lacks %s", want)
+		}
+	}
+	for _, absent := range []string{
+		`cgrstat_memory_events_max_total{cgroup="/top/c0"}`,            // 0: not yet
+		`cgrstat_memory_events_high_total{cgroup="/top/c1"}`,           // v1 has no memory.high
+		`cgrstat_pressure_memory_waiting_seconds_total{cgroup="/top"}`, // not read
+	} {
+		if strings.Contains(body, absent) {
+			t.Errorf("scrape has %s", absent)
+		}
+	}
+}

@@ -115,6 +115,29 @@ func (s *scrape) cgroup(cg *monitor.Cgroup) {
 	if cg.OOMKills > 0 {
 		s.counterWith(oomKills, float64(cg.OOMKills), only)
 	}
+	s.kernel(cg, only)
+}
+
+// kernel adds the kernel's own figures of the cgroup, each from its first
+// non-zero value, like cgrstat's own series.
+func (s *scrape) kernel(cg *monitor.Cgroup, only []*dto.LabelPair) {
+	for _, c := range []struct {
+		f  *family
+		ok bool
+		v  float64
+	}{
+		{pressureWaiting, cg.Pressure.Read, seconds(cg.Pressure.SomeNS)},
+		{pressureStalled, cg.Pressure.Read, seconds(cg.Pressure.FullNS)},
+		{eventsHigh, cg.Events.Read && !cg.Events.V1, float64(cg.Events.High)},
+		{eventsMax, cg.Events.Read && !cg.Events.V1, float64(cg.Events.Max)},
+		{eventsOOM, cg.Events.Read && !cg.Events.V1, float64(cg.Events.OOM)},
+		{eventsOOMKill, cg.Events.Read, float64(cg.Events.OOMKill)},
+		{failcnt, cg.Events.Read && cg.Events.V1, float64(cg.Events.Failcnt)},
+	} {
+		if c.ok && c.v > 0 {
+			s.counterWith(c.f, c.v, only)
+		}
+	}
 }
 
 // histogram is one cause's latency distribution; sumNS is its total time.

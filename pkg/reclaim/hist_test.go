@@ -402,3 +402,27 @@ func TestStatJSONRoundTrip(t *testing.T) {
 		}
 	}
 }
+
+// TestStatJSONKernelFigures: events and pressure appear where the walk read
+// them, v1's events as failcnt and oom_kill, and read back.
+func TestStatJSONKernelFigures(t *testing.T) {
+	for _, tt := range []struct {
+		s    Stat
+		want string
+	}{
+		{Stat{Events: Events{Read: true, High: 329, Max: 1, OOM: 2, OOMKill: 3}, Pressure: Pressure{Read: true, SomeNS: 5, FullNS: 4}},
+			`"oom_kills":0,"events":{"high":329,"max":1,"oom":2,"oom_kill":3},"pressure":{"some_ns":5,"full_ns":4}}`},
+		{Stat{Events: Events{Read: true, V1: true, Failcnt: 7, OOMKill: 1}},
+			`"oom_kills":0,"events":{"failcnt":7,"oom_kill":1}}`},
+		{Stat{}, `"oom_kills":0}`},
+	} {
+		b, err := json.Marshal(tt.s)
+		if err != nil || !strings.HasSuffix(string(b), tt.want) {
+			t.Errorf("JSON %s, want it to end %s", b, tt.want)
+		}
+		var back Stat
+		if err := json.Unmarshal(b, &back); err != nil || back.Events != tt.s.Events || back.Pressure != tt.s.Pressure {
+			t.Errorf("round trip of %s: %+v %+v, %v", b, back.Events, back.Pressure, err)
+		}
+	}
+}

@@ -64,6 +64,15 @@ func TestKernelMaxAndHigh(t *testing.T) {
 		t.Logf("%s: memory.events grew by %v", c.Rel, grew[c.Rel])
 	}
 
+	// Reading memory.pressure folds the kernel's per-CPU stall times into
+	// the totals the tree walk then reads: with no task left in the
+	// leaves, both must say the same.
+	pressure := map[string]uint64{}
+	for _, c := range []cgroup.Cgroup{hi, mx} {
+		pressure[c.Rel] = someTotalUS(t, c)
+	}
+	after := map[string]map[string]uint64{hi.Rel: memoryEvents(t, hi), mx.Rel: memoryEvents(t, mx)}
+
 	for i, p := range loads {
 		all, err := reclaim.Subtree(p, top)
 		if err != nil {
@@ -97,6 +106,19 @@ func TestKernelMaxAndHigh(t *testing.T) {
 			if g := grew[c.st.Path][c.otherEvent]; g != 0 {
 				t.Errorf("%s: memory.events %s grew by %d: the test's limits did not work as meant", c.st.Path, c.otherEvent, g)
 			}
+			// The kernel's own figures, read in the tree walk.
+			e, file := c.st.Events, after[c.st.Path]
+			if !e.Read || e.High != file["high"] || e.Max != file["max"] || e.OOM != file["oom"] || e.OOMKill != file["oom_kill"] {
+				t.Errorf("load %d: %s: events %+v, memory.events %v", i, c.st.Path, e, file)
+			}
+			pr, us := c.st.Pressure, pressure[c.st.Path]
+			t.Logf("load %d: %s: pressure some %d ns, full %d ns; memory.pressure some total=%d us", i, c.st.Path, pr.SomeNS, pr.FullNS, us)
+			if !pr.Read || pr.SomeNS/1000 < us || pr.SomeNS/1000-us > 2e6 {
+				t.Errorf("load %d: %s: pressure %+v, memory.pressure some total %d us: want them within one fold (2 s)", i, c.st.Path, pr, us)
+			}
+			if c.cause == reclaim.High && us == 0 {
+				t.Errorf("%s: memory.pressure some total 0 after high reclaim", c.st.Path)
+			}
 			// The stat file says the same (print_stat's max and high lines).
 			f, err := reclaim.Flush(p, c.cg)
 			if err != nil {
@@ -116,6 +138,28 @@ func TestKernelMaxAndHigh(t *testing.T) {
 	for _, p := range loads {
 		assertNothingLostBut(t, p)
 	}
+}
+
+// someTotalUS reads memory.pressure's "some ... total=N" (µs).
+func someTotalUS(t *testing.T, c cgroup.Cgroup) uint64 {
+	t.Helper()
+	text, err := c.Read("memory.pressure")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(text, "\n") {
+		if !strings.HasPrefix(line, "some ") {
+			continue
+		}
+		_, v, ok := strings.Cut(line, "total=")
+		n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
+		if !ok || err != nil {
+			t.Fatalf("memory.pressure of %s: %q", c.Rel, line)
+		}
+		return n
+	}
+	t.Fatalf("memory.pressure of %s has no some line: %q", c.Rel, text)
+	return 0
 }
 
 // memoryEvents reads a cgroup v2 memory.events file.

@@ -64,6 +64,13 @@ func TestKernelOOMKill(t *testing.T) {
 		if ls.Path != leaf.Rel || ls.OOMKills != kernel || ts.OOMKills != kernel {
 			t.Errorf("load %d: %s has %d OOM kills, %s %d; want %d (the kernel's count)", i, ls.Path, ls.OOMKills, ts.Path, ts.OOMKills, kernel)
 		}
+		// The kernel's own counter, read in the tree walk.
+		if !ls.Events.Read || ls.Events.OOMKill != oomKillsOf(t, leaf, eventsFile) {
+			t.Errorf("load %d: %s: events %+v; %s says oom_kill %d", i, ls.Path, ls.Events, eventsFile, oomKillsOf(t, leaf, eventsFile))
+		}
+		if h.Version == 1 && ls.Events.Failcnt == 0 {
+			t.Errorf("load %d: %s: failcnt 0 after the hog hit the limit", i, ls.Path)
+		}
 		f, err := reclaim.Flush(p, leaf)
 		if err != nil {
 			t.Fatal(err)

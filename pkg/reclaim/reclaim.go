@@ -182,12 +182,12 @@ func Subtree(p *loader.Pinned, c cgroup.Cgroup) ([]Stat, error) {
 	if err != nil {
 		return nil, err
 	}
-	return hierarchical(members, entries), nil
+	return hierarchical(members, entries, p.Record.CgroupVersion == 1), nil
 }
 
 // hierarchical computes each member's value; members come parents first.
 // Most cgroups of a big tree have no entry: they cost no counter arithmetic.
-func hierarchical(members []Member, entries map[uint64]*bpf.CgrstatCgstat) []Stat {
+func hierarchical(members []Member, entries map[uint64]*bpf.CgrstatCgstat, v1 bool) []Stat {
 	index := make(map[uint64]int, len(members))
 	for i, m := range members {
 		index[m.ID] = i
@@ -219,6 +219,7 @@ func hierarchical(members []Member, entries map[uint64]*bpf.CgrstatCgstat) []Sta
 			Add(&v, pending[i])
 		}
 		out[i] = FromCounters(m.ID, m.Path, &v)
+		out[i].figures(&m.Figures, v1)
 	}
 	return out
 }

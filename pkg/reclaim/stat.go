@@ -31,6 +31,12 @@ type Stat struct {
 	// OOMKills are the subtree's tasks that the OOM killer chose, counted
 	// from BPF (oom:mark_victim), so on cgroup v1 too.
 	OOMKills uint64
+
+	// Events and Pressure are the kernel's own figures, read beside the
+	// reclaim in the tree walk (read --all, serve, watch); not sums of
+	// cgrstat's, and not read through a stat file.
+	Events   Events
+	Pressure Pressure
 }
 
 // Cause is why a task reclaimed.
@@ -204,19 +210,21 @@ func (h *Hist) Buckets() []Bucket {
 // documents it; AppendJSON writes it). Its first five fields are the
 // seed's, unchanged.
 type statJSON struct {
-	ID        uint64    `json:"id"`
-	Path      string    `json:"path"`
-	DelayNS   uint64    `json:"total_vmscan_delay_ns"`
-	Count     uint64    `json:"vmscan_count"`
-	Reclaimed uint64    `json:"nr_reclaimed"`
-	MaxNS     uint64    `json:"max_delay_ns"`
-	P50NS     uint64    `json:"p50_delay_ns"`
-	P90NS     uint64    `json:"p90_delay_ns"`
-	P99NS     uint64    `json:"p99_delay_ns"`
-	Buckets   []Bucket  `json:"buckets"`
-	Causes    causeJSON `json:"causes"`
-	Forced    Counters  `json:"forced"`
-	OOMKills  uint64    `json:"oom_kills"`
+	ID        uint64        `json:"id"`
+	Path      string        `json:"path"`
+	DelayNS   uint64        `json:"total_vmscan_delay_ns"`
+	Count     uint64        `json:"vmscan_count"`
+	Reclaimed uint64        `json:"nr_reclaimed"`
+	MaxNS     uint64        `json:"max_delay_ns"`
+	P50NS     uint64        `json:"p50_delay_ns"`
+	P90NS     uint64        `json:"p90_delay_ns"`
+	P99NS     uint64        `json:"p99_delay_ns"`
+	Buckets   []Bucket      `json:"buckets"`
+	Causes    causeJSON     `json:"causes"`
+	Forced    Counters      `json:"forced"`
+	OOMKills  uint64        `json:"oom_kills"`
+	Events    *eventsJSON   `json:"events"`
+	Pressure  *pressureJSON `json:"pressure"`
 }
 
 type causeJSON struct {
@@ -277,7 +285,7 @@ func (s *Stat) AppendJSON(b []byte) []byte {
 	b = append(b, `},"forced":`...)
 	b = appendCounters(b, s.Forced, nil)
 	b = strconv.AppendUint(appendKey(b, "oom_kills"), s.OOMKills, 10)
-	return append(b, '}')
+	return append(s.appendKernel(b), '}')
 }
 
 func appendKey(b []byte, key string) []byte {
@@ -326,6 +334,12 @@ func (s *Stat) UnmarshalJSON(b []byte) error {
 	}
 	*s = Stat{ID: j.ID, Path: j.Path, DelayNS: j.DelayNS, Count: j.Count, Reclaimed: j.Reclaimed,
 		MaxNS: j.MaxNS, Forced: j.Forced, OOMKills: j.OOMKills}
+	if j.Events != nil {
+		s.Events = j.Events.events()
+	}
+	if j.Pressure != nil {
+		s.Pressure = Pressure{Read: true, SomeNS: j.Pressure.SomeNS, FullNS: j.Pressure.FullNS}
+	}
 	s.Causes = [NrCauses]Counters{j.Causes.Max.Counters, j.Causes.High.Counters, j.Causes.Proactive.Counters, j.Causes.Direct}
 	if err := s.MaxHist.fill(j.Causes.Max.Buckets); err != nil {
 		return fmt.Errorf("cgroup %d: max: %w", j.ID, err)

@@ -50,14 +50,18 @@ func Write(w io.Writer, v View, cur *monitor.Snapshot, rows []Row, eol string) e
 	line(fmt.Sprintf("cgrstat watch  %s  every %s  flush %s  %d cgroups, %d shown  read %s  sort %s %s",
 		cur.At.Format("15:04:05"), v.Interval, cur.Health.Flush, len(cur.Cgroups), len(rows),
 		cur.Took.Round(time.Millisecond/10), v.Sort, v.Keys))
-	line(fmt.Sprintf("%11s %11s %11s %10s  %s", "STALL ms/s", "RECLAIMS/s", "PAGES/s", "P99", "CGROUP"))
+	line(fmt.Sprintf("%11s %11s %11s %10s %10s %4s  %s", "STALL ms/s", "RECLAIMS/s", "PAGES/s", "P99", "PSI ms/s", "OOM", "CGROUP"))
 	n := len(rows)
 	if v.Height > 0 && n > v.Height-header {
 		n = max(v.Height-header, 0)
 	}
 	for _, r := range rows[:n] {
-		line(fmt.Sprintf("%11.3f %11.1f %11.1f %10s  %s%s", r.Stall*1e3, r.Reclaims, r.Pages, latency(r.P99),
-			strings.Repeat("  ", r.Level), r.Name))
+		psi := "-"
+		if r.PSI >= 0 {
+			psi = fmt.Sprintf("%.1f", r.PSI*1e3)
+		}
+		line(fmt.Sprintf("%11.3f %11.1f %11.1f %10s %10s %4d  %s%s", r.Stall*1e3, r.Reclaims, r.Pages, latency(r.P99),
+			psi, r.OOMKills, strings.Repeat("  ", r.Level), r.Name))
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
