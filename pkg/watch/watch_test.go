@@ -122,7 +122,7 @@ func TestRatesPressureAndOOM(t *testing.T) {
 	prev, cur := snapshots()
 	prev.Cgroups[1].Pressure = reclaim.Pressure{Read: true, SomeNS: 1e9}
 	cur.Cgroups[1].Pressure = reclaim.Pressure{Read: true, SomeNS: 1.5e9} // /a: 0.5 s in 2 s
-	prev.Cgroups[3].OOMKills, cur.Cgroups[3].OOMKills = 1, 3               // /b: 2 kills
+	prev.Cgroups[3].OOMKills, cur.Cgroups[3].OOMKills = 1, 3              // /b: 2 kills
 	rows := Rates(prev, cur, monitor.Filter{Depth: -1})
 	if a, b := rows[1], rows[3]; a.PSI != 0.25 || b.PSI != -1 || b.OOMKills != 2 || a.OOMKills != 0 {
 		t.Errorf("/a: PSI %g, OOM %d; /b: PSI %g, OOM %d; want 0.25, 0, -1, 2", a.PSI, a.OOMKills, b.PSI, b.OOMKills)
