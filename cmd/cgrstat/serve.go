@@ -33,6 +33,12 @@ func newServeCmd(g *globals) *cobra.Command {
 exposition format. Each scrape flushes the subtree below CGROUP (default: the
 root) once and reads it in batches, as read --all does. Each series is a
 cgroup's hierarchical total: do not sum a parent with its children.
+Reclaim is split by cause: max (a charge hit memory.max, or the v1 limit),
+high (reclaim after going over memory.high), proactive (memory.reclaim) and
+direct (the machine ran short). Beside it: OOM kills counted from BPF
+(cgroup v1 too), and the kernel's own memory.events and memory.pressure
+totals (cgrstat_memory_events_*_total, cgrstat_pressure_memory_*_seconds_total,
+named as cadvisor's), read in the same walk.
 
 By default cgroups down to --depth 3 are exported: every systemd unit and
 every Kubernetes pod; --depth and --match change that. Series of removed
