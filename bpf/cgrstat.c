@@ -1036,8 +1036,13 @@ static __always_inline void read_figures(struct cgroup *cgrp, struct memcg_figur
 			f->oom = memcg_event(memcg, bpf_core_enum_value(enum memcg_memory_event, MEMCG_OOM));
 		}
 	}
-	/* PSI follows tasks on cgroup v2 only: v1 cgroups' groups stay empty. */
-	if (memcg_v1_hierarchy || bpf_core_field_size(cgrp->psi) != sizeof(void *))
+	/*
+	 * PSI follows tasks on cgroup v2 only: v1 cgroups' groups stay empty.
+	 * A kernel without CONFIG_PSI, or with the psi_group embedded (before
+	 * 6.1), has no such pointer: the relocation says so and the load goes
+	 * on without pressure.
+	 */
+	if (memcg_v1_hierarchy || !bpf_core_field_exists(cgrp->psi))
 		return;
 	psi = cgrp->psi;
 	if (!psi)
