@@ -12,8 +12,9 @@ import (
 	"github.com/cgrstat/cgrstat/pkg/reclaim"
 )
 
-// limitsFile is what the page-cache writer writes in each leaf: six times
-// its 8 MiB limit, as KERNEL-LAB.md's measurement on 7.3.4 did.
+// limitsFile is what the page-cache writer writes (and reads back) in each
+// leaf: six times its 8 MiB limit, as KERNEL-LAB.md's measurement on 7.3.4
+// did.
 const limitsFile = 48 << 20
 
 // TestKernelMaxAndHigh: a leaf with only memory.high and a page-cache
@@ -51,7 +52,7 @@ func TestKernelMaxAndHigh(t *testing.T) {
 		before := memoryEvents(t, c)
 		file := filepath.Join(os.TempDir(), testenv.Name(t)+"-"+filepath.Base(c.Rel))
 		t.Cleanup(func() { os.Remove(file) }) // before the cgroup goes: its pages are charged there
-		for _, cmd := range [][]string{{"join", c.Path}, {"fill", file, strconv.Itoa(limitsFile)}, {"join", top.Child("park").Path}} {
+		for _, cmd := range [][]string{{"join", c.Path}, {"fillsync", file, strconv.Itoa(limitsFile)}, {"join", top.Child("park").Path}} {
 			if err := hp.do(cmd...); err != nil {
 				t.Fatalf("%v: %v", cmd, err)
 			}

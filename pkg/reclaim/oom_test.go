@@ -44,7 +44,7 @@ func TestKernelOOMKill(t *testing.T) {
 	before := oomKillsOf(t, leaf, eventsFile)
 	// The shell joins the leaf itself, then becomes the hog: sort holds
 	// its whole input, one 64 MiB line of zeros, in anonymous memory.
-	hog := exec.Command("sh", "-c", `echo $$ > "$1/cgroup.procs" && exec sh -c 'head -c 64M /dev/zero | sort >/dev/null'`, "sh", leaf.Path)
+	hog := exec.Command("sh", "-c", `echo $$ > "$1/cgroup.procs" && exec sh -c 'head -c 67108864 /dev/zero | sort >/dev/null'`, "sh", leaf.Path)
 	out, err := hog.CombinedOutput()
 	t.Logf("hog: %v, %q", err, out)
 	if err == nil {
