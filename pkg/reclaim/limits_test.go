@@ -21,7 +21,8 @@ const limitsFile = 48 << 20
 // writer reclaims under cause high and never max; a leaf with only
 // memory.max the opposite. Each memory.events high or max event is
 // followed by one reclaim of that leaf (reclaim_high, try_charge_memcg),
-// so the leaf's forced count equals the growth of its event; its own
+// so the leaf's forced count equals the growth of its event (max: but for
+// charges that may not block, see below); its own
 // count may be lower where a kworker did the high reclaim (high_work_func
 // runs in the root cgroup). Both loads (walk, and the best mode) see the
 // same, through read --all's copy of the map and through the stat file.
@@ -100,9 +101,17 @@ func TestKernelMaxAndHigh(t *testing.T) {
 				t.Errorf("load %d: %s: %s %d, %s %d, proactive %d; want %s > 0 and no other", i, c.st.Path,
 					c.cause, got, c.other, c.st.Causes[c.other].Count, c.st.Causes[reclaim.Proactive].Count, c.cause)
 			}
-			if c.st.Forced.Count != events || got > events {
-				t.Errorf("load %d: %s: forced %d, %s %d; want forced = memory.events %s growth %d, and %s at most that",
-					i, c.st.Path, c.st.Forced.Count, c.cause, got, c.event, events, c.cause)
+			// A charge that may not block (GFP_NOWAIT, atomic) raises a max
+			// event and fails at once, without reclaim (try_charge_memcg's
+			// nomem path): measured, 354 events and 353 reclaims on 6.12,
+			// equal on 7.2. reclaim_high always reclaims after its event.
+			slack := uint64(0)
+			if c.cause == reclaim.Max {
+				slack = max(2, events/50)
+			}
+			if f := c.st.Forced.Count; f > events || events-f > slack || got > f {
+				t.Errorf("load %d: %s: forced %d, %s %d; want forced = memory.events %s growth %d (%d less at most), and %s at most forced",
+					i, c.st.Path, f, c.cause, got, c.event, events, slack, c.cause)
 			}
 			if g := grew[c.st.Path][c.otherEvent]; g != 0 {
 				t.Errorf("%s: memory.events %s grew by %d: the test's limits did not work as meant", c.st.Path, c.otherEvent, g)
