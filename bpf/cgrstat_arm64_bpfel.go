@@ -30,13 +30,17 @@ type CgrstatCgstat struct {
 
 type CgrstatCounters struct {
 	_                  structs.HostLayout
-	LimitDelayNs       uint64
-	LimitReclaimed     uint64
+	MaxLimitDelayNs    uint64
+	MaxLimitReclaimed  uint64
+	HighLimitDelayNs   uint64
+	HighLimitReclaimed uint64
 	ProactiveDelayNs   uint64
 	ProactiveReclaimed uint64
 	Direct             CgrstatCauseCounters
 	Forced             CgrstatCauseCounters
-	LimitHist          [106]uint64
+	OomKills           uint64
+	MaxLimitHist       [106]uint64
+	HighLimitHist      [106]uint64
 	ProactiveHist      [106]uint64
 	MaxDelayNs         uint64
 }
@@ -69,6 +73,24 @@ const (
 	CgrstatLostCounterLOST_MAX     CgrstatLostCounter = 4
 )
 
+type CgrstatMemcgFigures struct {
+	_         structs.HostLayout
+	High      uint64
+	Max       uint64
+	Oom       uint64
+	OomKill   uint64
+	Failcnt   uint64
+	PsiSomeNs uint64
+	PsiFullNs uint64
+	Flags     uint32
+	Pad       uint32
+}
+
+type CgrstatOomVictim struct {
+	_   structs.HostLayout
+	Ids [32]uint64
+}
+
 type CgrstatReclaimStart struct {
 	_        structs.HostLayout
 	StartNs  uint64
@@ -81,6 +103,7 @@ type CgrstatTreeNode struct {
 	_        structs.HostLayout
 	Id       uint64
 	ParentId uint64
+	Fig      CgrstatMemcgFigures
 	Name     [256]int8
 }
 
@@ -90,6 +113,7 @@ type CgrstatTreeNode struct {
 const (
 	CgrstatMapInfo             = "info"
 	CgrstatMapLost             = "lost"
+	CgrstatMapOomVictims       = "oom_victims"
 	CgrstatMapReclaimStarts    = "reclaim_starts"
 	CgrstatMapScratch          = "scratch"
 	CgrstatMapSeq              = "seq"
@@ -104,9 +128,13 @@ const (
 	CgrstatProgFlushKprobe     = "flush_kprobe"
 	CgrstatProgOnRelease       = "on_release"
 	CgrstatProgOnRmdir         = "on_rmdir"
+	CgrstatProgOomSignal       = "oom_signal"
+	CgrstatProgOomVictim       = "oom_victim"
+	CgrstatProgOomVictimPid    = "oom_victim_pid"
 	CgrstatProgTree            = "tree"
 	CgrstatProgVmscanEnd       = "vmscan_end"
 	CgrstatProgVmscanStart     = "vmscan_start"
+	CgrstatVarChargeSlackPages = "charge_slack_pages"
 	CgrstatVarFlushMode        = "flush_mode"
 	CgrstatVarMemcgV1Hierarchy = "memcg_v1_hierarchy"
 )
@@ -153,17 +181,20 @@ type CgrstatSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type CgrstatProgramSpecs struct {
-	DirectEnd   *ebpf.ProgramSpec `ebpf:"direct_end"`
-	DirectStart *ebpf.ProgramSpec `ebpf:"direct_start"`
-	Dump        *ebpf.ProgramSpec `ebpf:"dump"`
-	DumpWalk    *ebpf.ProgramSpec `ebpf:"dump_walk"`
-	FlushFentry *ebpf.ProgramSpec `ebpf:"flush_fentry"`
-	FlushKprobe *ebpf.ProgramSpec `ebpf:"flush_kprobe"`
-	OnRelease   *ebpf.ProgramSpec `ebpf:"on_release"`
-	OnRmdir     *ebpf.ProgramSpec `ebpf:"on_rmdir"`
-	Tree        *ebpf.ProgramSpec `ebpf:"tree"`
-	VmscanEnd   *ebpf.ProgramSpec `ebpf:"vmscan_end"`
-	VmscanStart *ebpf.ProgramSpec `ebpf:"vmscan_start"`
+	DirectEnd    *ebpf.ProgramSpec `ebpf:"direct_end"`
+	DirectStart  *ebpf.ProgramSpec `ebpf:"direct_start"`
+	Dump         *ebpf.ProgramSpec `ebpf:"dump"`
+	DumpWalk     *ebpf.ProgramSpec `ebpf:"dump_walk"`
+	FlushFentry  *ebpf.ProgramSpec `ebpf:"flush_fentry"`
+	FlushKprobe  *ebpf.ProgramSpec `ebpf:"flush_kprobe"`
+	OnRelease    *ebpf.ProgramSpec `ebpf:"on_release"`
+	OnRmdir      *ebpf.ProgramSpec `ebpf:"on_rmdir"`
+	OomSignal    *ebpf.ProgramSpec `ebpf:"oom_signal"`
+	OomVictim    *ebpf.ProgramSpec `ebpf:"oom_victim"`
+	OomVictimPid *ebpf.ProgramSpec `ebpf:"oom_victim_pid"`
+	Tree         *ebpf.ProgramSpec `ebpf:"tree"`
+	VmscanEnd    *ebpf.ProgramSpec `ebpf:"vmscan_end"`
+	VmscanStart  *ebpf.ProgramSpec `ebpf:"vmscan_start"`
 }
 
 // CgrstatMapSpecs contains maps before they are loaded into the kernel.
@@ -172,6 +203,7 @@ type CgrstatProgramSpecs struct {
 type CgrstatMapSpecs struct {
 	Info          *ebpf.MapSpec `ebpf:"info"`
 	Lost          *ebpf.MapSpec `ebpf:"lost"`
+	OomVictims    *ebpf.MapSpec `ebpf:"oom_victims"`
 	ReclaimStarts *ebpf.MapSpec `ebpf:"reclaim_starts"`
 	Scratch       *ebpf.MapSpec `ebpf:"scratch"`
 	Seq           *ebpf.MapSpec `ebpf:"seq"`
@@ -184,6 +216,7 @@ type CgrstatMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type CgrstatVariableSpecs struct {
+	ChargeSlackPages *ebpf.VariableSpec `ebpf:"charge_slack_pages"`
 	FlushMode        *ebpf.VariableSpec `ebpf:"flush_mode"`
 	MemcgV1Hierarchy *ebpf.VariableSpec `ebpf:"memcg_v1_hierarchy"`
 }
@@ -210,6 +243,7 @@ func (o *CgrstatObjects) Close() error {
 type CgrstatMaps struct {
 	Info          *ebpf.Map `ebpf:"info"`
 	Lost          *ebpf.Map `ebpf:"lost"`
+	OomVictims    *ebpf.Map `ebpf:"oom_victims"`
 	ReclaimStarts *ebpf.Map `ebpf:"reclaim_starts"`
 	Scratch       *ebpf.Map `ebpf:"scratch"`
 	Seq           *ebpf.Map `ebpf:"seq"`
@@ -222,6 +256,7 @@ func (m *CgrstatMaps) Close() error {
 	return _CgrstatClose(
 		m.Info,
 		m.Lost,
+		m.OomVictims,
 		m.ReclaimStarts,
 		m.Scratch,
 		m.Seq,
@@ -235,6 +270,7 @@ func (m *CgrstatMaps) Close() error {
 //
 // It can be passed to LoadCgrstatObjects or ebpf.CollectionSpec.LoadAndAssign.
 type CgrstatVariables struct {
+	ChargeSlackPages *ebpf.Variable `ebpf:"charge_slack_pages"`
 	FlushMode        *ebpf.Variable `ebpf:"flush_mode"`
 	MemcgV1Hierarchy *ebpf.Variable `ebpf:"memcg_v1_hierarchy"`
 }
@@ -243,17 +279,20 @@ type CgrstatVariables struct {
 //
 // It can be passed to LoadCgrstatObjects or ebpf.CollectionSpec.LoadAndAssign.
 type CgrstatPrograms struct {
-	DirectEnd   *ebpf.Program `ebpf:"direct_end"`
-	DirectStart *ebpf.Program `ebpf:"direct_start"`
-	Dump        *ebpf.Program `ebpf:"dump"`
-	DumpWalk    *ebpf.Program `ebpf:"dump_walk"`
-	FlushFentry *ebpf.Program `ebpf:"flush_fentry"`
-	FlushKprobe *ebpf.Program `ebpf:"flush_kprobe"`
-	OnRelease   *ebpf.Program `ebpf:"on_release"`
-	OnRmdir     *ebpf.Program `ebpf:"on_rmdir"`
-	Tree        *ebpf.Program `ebpf:"tree"`
-	VmscanEnd   *ebpf.Program `ebpf:"vmscan_end"`
-	VmscanStart *ebpf.Program `ebpf:"vmscan_start"`
+	DirectEnd    *ebpf.Program `ebpf:"direct_end"`
+	DirectStart  *ebpf.Program `ebpf:"direct_start"`
+	Dump         *ebpf.Program `ebpf:"dump"`
+	DumpWalk     *ebpf.Program `ebpf:"dump_walk"`
+	FlushFentry  *ebpf.Program `ebpf:"flush_fentry"`
+	FlushKprobe  *ebpf.Program `ebpf:"flush_kprobe"`
+	OnRelease    *ebpf.Program `ebpf:"on_release"`
+	OnRmdir      *ebpf.Program `ebpf:"on_rmdir"`
+	OomSignal    *ebpf.Program `ebpf:"oom_signal"`
+	OomVictim    *ebpf.Program `ebpf:"oom_victim"`
+	OomVictimPid *ebpf.Program `ebpf:"oom_victim_pid"`
+	Tree         *ebpf.Program `ebpf:"tree"`
+	VmscanEnd    *ebpf.Program `ebpf:"vmscan_end"`
+	VmscanStart  *ebpf.Program `ebpf:"vmscan_start"`
 }
 
 func (p *CgrstatPrograms) Close() error {
@@ -266,6 +305,9 @@ func (p *CgrstatPrograms) Close() error {
 		p.FlushKprobe,
 		p.OnRelease,
 		p.OnRmdir,
+		p.OomSignal,
+		p.OomVictim,
+		p.OomVictimPid,
 		p.Tree,
 		p.VmscanEnd,
 		p.VmscanStart,

@@ -30,19 +30,41 @@ struct cgroup_root {
 	int hierarchy_id;
 };
 
+/* Stall totals in ns: total[aggregator][state]; only the offset of total is used. */
+struct psi_group {
+	__u64 total[2][7];
+};
+
 struct cgroup {
 	/* First member in every kernel: &cgrp->self and cgrp are the same address. */
 	struct cgroup_subsys_state self;
 	struct kernfs_node *kn;
 	struct cgroup_root *root;
+	struct cgroup_subsys_state *subsys[16];
+	struct psi_group *psi; /* a pointer from 6.1; NULL for the root (psi_system) */
 };
 
 struct css_set {
 	struct cgroup_subsys_state *subsys[16];
 };
 
+typedef struct {
+	long counter;
+} atomic_long_t;
+
+/* Usage and limits in pages; memory.high and memory.max are high and max. */
+struct page_counter {
+	atomic_long_t usage;
+	unsigned long high;
+	unsigned long max;
+	unsigned long failcnt; /* v1's memory.failcnt */
+};
+
 struct mem_cgroup {
 	struct cgroup_subsys_state css;
+	struct page_counter memory;
+	/* memory.events (hierarchical); v1's memory.oom_control oom_kill too */
+	atomic_long_t memory_events[9];
 };
 
 struct reclaim_state {
@@ -57,6 +79,7 @@ struct scan_control {
 };
 
 struct task_struct {
+	int pid;
 	struct css_set *cgroups;
 	struct reclaim_state *reclaim_state;
 };
@@ -102,9 +125,21 @@ struct pt_regs {
 
 #pragma clang attribute pop
 
-/* The value is relocated against the running kernel (bpf_core_enum_value). */
+/* The values are relocated against the running kernel (bpf_core_enum_value). */
 enum cgroup_subsys_id {
 	memory_cgrp_id = 4,
+};
+
+enum memcg_memory_event {
+	MEMCG_HIGH = 1,
+	MEMCG_MAX = 2,
+	MEMCG_OOM = 3,
+	MEMCG_OOM_KILL = 4,
+};
+
+enum psi_states {
+	PSI_MEM_SOME = 2,
+	PSI_MEM_FULL = 3,
 };
 
 #endif

@@ -30,7 +30,7 @@ import (
 // and listen address, and the test's subtree as CGROUP. A real Prometheus
 // scrapes it. A second container, started by the same runtime with a memory
 // limit, writes and reads back page cache; its cgroup, named by its
-// container ID, shows up in Prometheus with limit reclaim. Then the image
+// container ID, shows up in Prometheus with max reclaim (its memory limit). Then the image
 // runs as nobody (see nonRoot). Every container cgroup lies below the
 // test's own memory cgroup.
 //
@@ -91,18 +91,18 @@ func TestKernelContainer(t *testing.T) {
 	cg := parent.Rel + "/libpod-" + workloadID
 	t.Logf("workload container %s, cgroup %s", workloadID, cg)
 
-	// The workload's cgroup, named by its container ID, with limit reclaim.
-	q := fmt.Sprintf(`cgrstat_reclaims_total{cause="limit", cgroup=%q}`, cg)
+	// The workload's cgroup, named by its container ID, with max reclaim (its memory limit).
+	q := fmt.Sprintf(`cgrstat_reclaims_total{cause="max", cgroup=%q}`, cg)
 	deadline := time.Now().Add(20 * time.Second)
 	var got map[string]float64
 	for {
 		got = prom.query(t, q)
-		if got[series("cgrstat_reclaims_total", cg, "cause", "limit")] > 0 {
+		if got[series("cgrstat_reclaims_total", cg, "cause", "max")] > 0 {
 			break
 		}
 		if time.Now().After(deadline) {
 			t.Logf("Prometheus: %v", prom.query(t, `{__name__=~"cgrstat_memcg_reclaims_total"}`))
-			t.Fatalf("Prometheus has no limit reclaim for container %s (%s) within 20s", workloadID, q)
+			t.Fatalf("Prometheus has no max reclaim for container %s (%s) within 20s", workloadID, q)
 		}
 		time.Sleep(500 * time.Millisecond)
 	}

@@ -106,10 +106,10 @@ func TestKernelDashboardQueries(t *testing.T) {
 	check := panelCheck{leaf: leafA, stressed: stressed, identity: identity,
 		// v2 stress writes memory.reclaim; v1 stress lowers the scratch
 		// cgroup's limit: charge-time reclaim against a hard limit, which
-		// is cause limit, or max once limit is split into max and high.
+		// is cause max.
 		causes: map[string]bool{"proactive": true}}
 	if l.h.Version == 1 {
-		check.causes = map[string]bool{"limit": true, "max": true}
+		check.causes = map[string]bool{"max": true}
 	}
 	queries, withData := 0, 0
 	for _, p := range d.queryPanels() {

@@ -26,9 +26,15 @@ was removed are skipped, with a note); with --all, every cgroup below the root
 (or below each CGROUP) is, from one consistent copy of the maps.
 
 The table's RECLAIMS, DELAY, PAGES, quantiles and MAX are memory-cgroup
-reclaim; LIMIT and PROACTIVE (memory.reclaim) split DELAY by cause; DIRECT is
-global direct reclaim, not in DELAY; FORCED is the memory-cgroup reclaim that
+reclaim (P90 is in --json and --hist); MEM.MAX (reclaim at charge time against
+memory.max, on cgroup v1 the limit: the task waits for it before it gets its
+memory), MEM.HIGH (reclaim after a charge went over memory.high, on the way
+back to user space) and PROACTIVE (memory.reclaim) split DELAY by cause;
+DIRECT is global direct reclaim, not in DELAY; FORCED is the memory-cgroup reclaim that
 the limits of the cgroup's subtree made tasks stall in, wherever they ran.
+--json also gives oom_kills: the tasks of the cgroup or below that the OOM
+killer chose since the collectors were loaded (cgroup v1 too), and
+causes.limit, max + high, for scripts written before they were told apart.
 --hist draws each cgroup's latency distribution instead.
 
 A pod or container is named by its pod UID and container ID in the table

@@ -38,6 +38,13 @@ GET scrapes: HEAD answers from the headers alone (a scrape's walk holds
 cgroup_mutex in walk mode) and other methods get 405. The log says at start
 whether serve loaded the collectors.
 
+Reclaim is split by cause: max (a charge hit memory.max, or the v1 limit),
+high (reclaim after going over memory.high), proactive (memory.reclaim) and
+direct (the machine ran short). Beside it: OOM kills counted from BPF
+(cgroup v1 too), and the kernel's own memory.events and memory.pressure
+totals (cgrstat_memory_events_*_total, cgrstat_pressure_memory_*_seconds_total,
+named as cadvisor's), read in the same walk.
+
 By default cgroups down to --depth 3 are exported: every systemd unit and
 every Kubernetes pod; --depth and --match change that. Series of removed
 cgroups disappear from the next scrape.
@@ -172,18 +179,19 @@ func listenAll(addrs []string) ([]net.Listener, error) {
 }
 
 // limitMemory sets a soft limit on the Go heap unless GOMEMLIMIT does. A
-// scrape's snapshot (about 2 KiB per cgroup, histograms included) and
+// scrape's snapshot (about 2.7 KiB per cgroup with its three histograms) and
 // metric families are garbage right after it; with the default GOGC alone
 // the heap grows to twice that before the collector runs, and serve's RSS
-// with it. The limit scales with the cgroups the maps can hold, 3 KiB each
-// over a base: it must stay well above one scrape's live heap, or the
+// with it. The limit scales with the cgroups the maps can hold, 4 KiB each
+// over a base (3 KiB before the high histogram, not measured since): it
+// must stay well above one scrape's live heap, or the
 // collector runs without pause (at 2 KiB per cgroup a scrape of 10,000
 // took 2-4 times as long: BENCHMARKS.md).
 func limitMemory(maxCgroups uint32) {
 	if os.Getenv("GOMEMLIMIT") != "" {
 		return
 	}
-	debug.SetMemoryLimit(24<<20 + 3<<10*int64(maxCgroups))
+	debug.SetMemoryLimit(24<<20 + 4<<10*int64(maxCgroups))
 }
 
 func closeAll(ls []net.Listener) {

@@ -111,7 +111,7 @@ func expectedSeries(stats []reclaim.Stat) map[string]float64 {
 			want[series("cgrstat_memcg_reclaimed_pages_total", s.Path)] = float64(s.Reclaimed)
 			want[series("cgrstat_reclaim_max_seconds", s.Path)] = sec(s.MaxNS)
 		}
-		for c := reclaim.Limit; c <= reclaim.Proactive; c++ {
+		for c := reclaim.Max; c <= reclaim.Proactive; c++ {
 			if s.Causes[c].Count == 0 {
 				continue
 			}

@@ -31,6 +31,10 @@ func newWatchCmd(g *globals) *cobra.Command {
 interval: stall time (milliseconds spent in reclaim per second), reclaims per
 second and pages reclaimed per second, busiest first, as a tree (default) or
 flat, cut to the terminal. Each number is the cgroup's hierarchical total.
+PSI ms/s is the kernel's memory pressure of the cgroup (memory.pressure some:
+milliseconds per second in which at least one of its tasks stalled on memory,
+reclaim or not; cgroup v2, moves every 2 s) and OOM the tasks the OOM killer
+chose in it during the interval.
 
 Keys: q or Ctrl-C quits, s cycles the sort key, t toggles tree and flat.
 When stdout is not a terminal, watch prints one frame per interval (like
@@ -74,7 +78,7 @@ then says that nothing is loaded, and reads the next load at --pin-path.`,
 	mf.register(cmd)
 	cmd.Flags().DurationVar(&interval, "interval", time.Second, "time between frames")
 	cmd.Flags().IntVar(&count, "count", 0, "stop after this many frames (0: until q, Ctrl-C or a signal)")
-	cmd.Flags().StringVar(&sortKey, "sort", string(watch.ByStall), "sort key: stall, reclaims, pages, p99 or path")
+	cmd.Flags().StringVar(&sortKey, "sort", string(watch.ByStall), "sort key: stall, reclaims, pages, p99, psi, oom or path")
 	cmd.Flags().BoolVar(&flat, "flat", false, "a flat list instead of a tree")
 	keys := make([]string, len(watch.Keys))
 	for i, k := range watch.Keys {

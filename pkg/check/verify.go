@@ -30,7 +30,7 @@ const (
 	// own share, which tasks below it may stall in; so at least the sum.
 	ForcedOverChildren = "forced at least its children's"
 	// Consistent ties one cgroup's figures together: each cause's buckets
-	// add up to its count, limit + proactive make the seed's totals, and
+	// add up to its count, max + high + proactive make the seed's totals, and
 	// the maximum lies in the highest non-empty bucket.
 	Consistent   = "buckets, max and causes agree with its totals"
 	AtMostParent = "at most its parent"
@@ -40,11 +40,11 @@ const (
 const maxDetails = 4
 
 // StressCause is the cause of the reclaim that stress triggers: on cgroup
-// v1 it lowers memory.limit_in_bytes (limit reclaim), on v2 it writes
+// v1 it lowers memory.limit_in_bytes (max reclaim), on v2 it writes
 // memory.reclaim (proactive).
 func StressCause(cgroupVersion int) reclaim.Cause {
 	if cgroupVersion == 1 {
-		return reclaim.Limit
+		return reclaim.Max
 	}
 	return reclaim.Proactive
 }
@@ -96,7 +96,7 @@ type field struct {
 func stall(s *reclaim.Stat) []field {
 	f := []field{
 		{"total_vmscan_delay", s.DelayNS}, {"vmscan_count", s.Count}, {"nr_reclaimed", s.Reclaimed},
-		{"max_delay_ns", s.MaxNS},
+		{"max_delay_ns", s.MaxNS}, {"oom_kills", s.OOMKills},
 	}
 	for c := reclaim.Cause(0); c < reclaim.NrCauses; c++ {
 		f = append(f, counters(c.String(), s.Causes[c])...)
@@ -150,9 +150,9 @@ func consistent(rel string, s *reclaim.Stat) Invariant {
 			bad = append(bad, fmt.Sprintf("%s buckets add up to %d, %s.count %d", c, h.Total(), c, s.Causes[c].Count))
 		}
 	}
-	memcg := s.Causes[reclaim.Limit].Add(s.Causes[reclaim.Proactive])
-	seed := stall(s)[:3]
-	for i, f := range counters("limit + proactive", memcg) {
+	memcg := s.Limit().Add(s.Causes[reclaim.Proactive])
+	seed := stall(s)[:3] // the seed's three
+	for i, f := range counters("max + high + proactive", memcg) {
 		if legacy := seed[i]; f.v != legacy.v {
 			bad = append(bad, fmt.Sprintf("%s %d vs %s %d", f.name, f.v, legacy.name, legacy.v))
 		}

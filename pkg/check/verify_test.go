@@ -15,7 +15,7 @@ import (
 func reclaims(ns ...uint64) reclaim.Stat {
 	var s reclaim.Stat
 	for i, v := range ns {
-		s.Record(reclaim.Cause(i%2), v, 10, false) // limit, proactive, limit, ...
+		s.Record([]reclaim.Cause{reclaim.Max, reclaim.Proactive, reclaim.High}[i%3], v, 10, false) // max, proactive, high, ...
 	}
 	return s
 }
@@ -107,7 +107,7 @@ func sorted(keys ...key) []key {
 
 func TestVerifyAllPass(t *testing.T) {
 	stats, parent := consistentTree()
-	invs := Verify(spec.Default(), stats, parent, reclaim.Limit)
+	invs := Verify(spec.Default(), stats, parent, reclaim.Max)
 	// 4 leaves x 2, 3 non-leaves x 3, 1 parent comparison.
 	if len(invs) != 18 {
 		t.Fatalf("got %d invariants, want 18: %+v", len(invs), invs)
@@ -136,7 +136,7 @@ func TestVerifyAllPass(t *testing.T) {
 		t.Errorf("no invariant %q for test", AtMostParent)
 	}
 	// The parent may equal the top: nothing else reclaimed.
-	if invs := Verify(spec.Default(), stats, stats["test"], reclaim.Limit); !allPass(invs) {
+	if invs := Verify(spec.Default(), stats, stats["test"], reclaim.Max); !allPass(invs) {
 		t.Errorf("a parent equal to the top fails: %+v", invs)
 	}
 }
@@ -170,10 +170,10 @@ func TestVerifyNonLeafChanged(t *testing.T) {
 			// Bucket-wise: the same count in other buckets is not the sum.
 			name: "a reclaim moved to the next bucket",
 			change: func(s *reclaim.Stat) {
-				s.LimitHist[b20us]--
-				s.LimitHist[b20us+1]++
+				s.MaxHist[b20us]--
+				s.MaxHist[b20us+1]++
 			},
-			detail: fmt.Sprintf("limit bucket [%d,%d) ns ", lo20, hi20),
+			detail: fmt.Sprintf("max bucket [%d,%d) ns ", lo20, hi20),
 		},
 		{
 			name: "a whole reclaim more, consistently",
@@ -185,8 +185,8 @@ func TestVerifyNonLeafChanged(t *testing.T) {
 		},
 		{
 			name:   "delay moved from limit to proactive",
-			change: func(s *reclaim.Stat) { s.Causes[reclaim.Limit].DelayNS--; s.Causes[reclaim.Proactive].DelayNS++ },
-			detail: "limit.delay_ns ",
+			change: func(s *reclaim.Stat) { s.Causes[reclaim.Max].DelayNS--; s.Causes[reclaim.Proactive].DelayNS++ },
+			detail: "max.delay_ns ",
 		},
 		{name: "direct count +1", change: func(s *reclaim.Stat) { s.Causes[reclaim.Direct].Count++ }, detail: "direct.count "},
 		{name: "forced below its children's", change: func(s *reclaim.Stat) { s.Forced.Reclaimed-- }, detail: "forced.reclaimed_pages ", forced: true},
@@ -201,7 +201,7 @@ func TestVerifyNonLeafChanged(t *testing.T) {
 				s := stats[node]
 				m.change(&s)
 				stats[node] = s
-				invs := Verify(spec.Default(), stats, roomyParent(stats["test"]), reclaim.Limit)
+				invs := Verify(spec.Default(), stats, roomyParent(stats["test"]), reclaim.Max)
 				var want []key
 				name := SumOfChildren
 				if m.forced {
@@ -235,8 +235,8 @@ func TestVerifyNonLeafChanged(t *testing.T) {
 func roomyParent(top reclaim.Stat) reclaim.Stat {
 	room := reclaim.Stat{DelayNS: 1e12, Count: 1e6, Reclaimed: 1e6, MaxNS: 1<<64 - 1,
 		Forced: reclaim.Counters{DelayNS: 1e12, Count: 1e6, Reclaimed: 1e6}}
-	for i := range room.LimitHist {
-		room.LimitHist[i] = 1e6
+	for i := range room.MaxHist {
+		room.MaxHist[i] = 1e6
 		room.ProactiveHist[i] = 1e6
 	}
 	for c := range room.Causes {
@@ -254,7 +254,7 @@ func TestVerifyMax(t *testing.T) {
 		s := stats["test/child2"] // the largest, 4 ms, is below it
 		s.MaxNS += uint64(d)
 		stats["test/child2"] = s
-		invs := Verify(spec.Default(), stats, parent, reclaim.Limit)
+		invs := Verify(spec.Default(), stats, parent, reclaim.Max)
 		want := sorted(key{"test/child2", SumOfChildren}, key{"test", SumOfChildren})
 		if !sameKeys(failing(invs), want) {
 			t.Errorf("max %+d: failing %v, want %v", d, failing(invs), want)
@@ -270,11 +270,11 @@ func TestVerifyDetailNamesValues(t *testing.T) {
 	s := stats["test/child1"]
 	s.Count++
 	stats["test/child1"] = s
-	k := byKey(Verify(spec.Default(), stats, parent, reclaim.Limit))
+	k := byKey(Verify(spec.Default(), stats, parent, reclaim.Max))
 	if inv, want := k[key{"test/child1", SumOfChildren}], "vmscan_count 4 vs 3"; inv.Detail != want {
 		t.Errorf("detail %q, want %q (got vs sum of children)", inv.Detail, want)
 	}
-	if inv, want := k[key{"test/child1", Consistent}], "limit + proactive.count 3 vs vmscan_count 4"; inv.Detail != want {
+	if inv, want := k[key{"test/child1", Consistent}], "max + high + proactive.count 3 vs vmscan_count 4"; inv.Detail != want {
 		t.Errorf("detail %q, want %q", inv.Detail, want)
 	}
 }
@@ -290,15 +290,15 @@ func TestVerifyLeafInconsistent(t *testing.T) {
 		detail string
 	}{
 		{"a bucket lost", func(s *reclaim.Stat) { s.ProactiveHist[reclaim.BucketOf(2_000)]-- }, "proactive buckets add up to 0, proactive.count 1"},
-		{"a bucket too many", func(s *reclaim.Stat) { s.LimitHist[0]++ }, "limit buckets add up to 3, limit.count 2"},
+		{"a bucket too many", func(s *reclaim.Stat) { s.MaxHist[0]++ }, "max buckets add up to 2, max.count 1"},
 		{"a reclaim moved from limit to proactive", func(s *reclaim.Stat) {
-			s.LimitHist[reclaim.BucketOf(300_000)]--
+			s.MaxHist[reclaim.BucketOf(300_000)]--
 			s.ProactiveHist[reclaim.BucketOf(300_000)]++
-		}, "limit buckets add up to 1, limit.count 2; proactive buckets add up to 2, proactive.count 1"},
+		}, "max buckets add up to 0, max.count 1; proactive buckets add up to 2, proactive.count 1"},
 		{"direct in the seed's delay", func(s *reclaim.Stat) { s.DelayNS += 7 },
-			"limit + proactive.delay_ns 304100 vs total_vmscan_delay 304107"},
-		{"a cause's pages lost", func(s *reclaim.Stat) { s.Causes[reclaim.Limit].Reclaimed-- },
-			"limit + proactive.reclaimed_pages 29 vs nr_reclaimed 30"},
+			"max + high + proactive.delay_ns 304100 vs total_vmscan_delay 304107"},
+		{"a cause's pages lost", func(s *reclaim.Stat) { s.Causes[reclaim.Max].Reclaimed-- },
+			"max + high + proactive.reclaimed_pages 29 vs nr_reclaimed 30"},
 		{"max below the top bucket", func(s *reclaim.Stat) { s.MaxNS = 2_100 }, "max_delay_ns 2100 outside the highest non-empty bucket"},
 		{"max above the top bucket", func(s *reclaim.Stat) { s.MaxNS = 1e9 }, "max_delay_ns 1000000000 outside the highest non-empty bucket"},
 	}
@@ -309,7 +309,7 @@ func TestVerifyLeafInconsistent(t *testing.T) {
 			tt.change(&s)
 			leaves[leaf] = s
 			stats, parent := tree(leaves)
-			invs := Verify(spec.Default(), stats, parent, reclaim.Limit)
+			invs := Verify(spec.Default(), stats, parent, reclaim.Max)
 			want := sorted(key{leaf, Consistent}, key{"test/child2", Consistent}, key{"test", Consistent})
 			if strings.HasPrefix(tt.name, "max below") {
 				// Above it, the largest is a sibling's, whose bucket it is.
@@ -339,17 +339,17 @@ func TestVerifyLeafWithoutReclaim(t *testing.T) {
 		stat   reclaim.Stat
 		detail string
 	}{
-		{"zero delay", recorded(reclaim.Limit, true, 0, 0), "delay 0 ns, count 2, limit.count 2, forced.count 2"},
-		{"nothing at all", reclaim.Stat{}, "delay 0 ns, count 0, limit.count 0, forced.count 0"},
-		{"not its stress's cause", recorded(reclaim.Proactive, true, 10), "delay 10 ns, count 1, limit.count 0, forced.count 1"},
-		{"not forced", recorded(reclaim.Limit, false, 10), "delay 10 ns, count 1, limit.count 1, forced.count 0"},
+		{"zero delay", recorded(reclaim.Max, true, 0, 0), "delay 0 ns, count 2, max.count 2, forced.count 2"},
+		{"nothing at all", reclaim.Stat{}, "delay 0 ns, count 0, max.count 0, forced.count 0"},
+		{"not its stress's cause", recorded(reclaim.Proactive, true, 10), "delay 10 ns, count 1, max.count 0, forced.count 1"},
+		{"not forced", recorded(reclaim.Max, false, 10), "delay 10 ns, count 1, max.count 1, forced.count 0"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			leaves := leafStats()
 			leaves["test/child2/child2_1"] = tt.stat
 			stats, parent := tree(leaves)
-			invs := Verify(spec.Default(), stats, parent, reclaim.Limit)
+			invs := Verify(spec.Default(), stats, parent, reclaim.Max)
 			want := []key{{"test/child2/child2_1", LeafReclaimed}}
 			if !sameKeys(failing(invs), want) {
 				t.Fatalf("failing %v, want %v", failing(invs), want)
@@ -364,7 +364,7 @@ func TestVerifyLeafWithoutReclaim(t *testing.T) {
 // TestVerifyStressCause: on v2 the stress writes memory.reclaim, so the
 // leaves must show proactive reclaim; leafStats' child1_1 has only limit.
 func TestVerifyStressCause(t *testing.T) {
-	if StressCause(1) != reclaim.Limit || StressCause(2) != reclaim.Proactive {
+	if StressCause(1) != reclaim.Max || StressCause(2) != reclaim.Proactive {
 		t.Fatalf("StressCause(1), (2) = %v, %v", StressCause(1), StressCause(2))
 	}
 	stats, parent := consistentTree()
@@ -391,14 +391,14 @@ func TestVerifyTopAboveParent(t *testing.T) {
 		{"vmscan_count", func(s *reclaim.Stat) { s.Count-- }},
 		{"nr_reclaimed", func(s *reclaim.Stat) { s.Reclaimed-- }},
 		{"max_delay_ns", func(s *reclaim.Stat) { s.MaxNS-- }},
-		{fmt.Sprintf("limit bucket [%d,%d) ns", lo, hi), func(s *reclaim.Stat) { s.LimitHist[b]-- }},
+		{fmt.Sprintf("max bucket [%d,%d) ns", lo, hi), func(s *reclaim.Stat) { s.MaxHist[b]-- }},
 		{"proactive.count", func(s *reclaim.Stat) { s.Causes[reclaim.Proactive].Count-- }},
 		{"direct.delay_ns", func(s *reclaim.Stat) { s.Causes[reclaim.Direct].DelayNS-- }},
 		{"forced.count", func(s *reclaim.Stat) { s.Forced.Count-- }},
 	} {
 		parent := top
 		tt.change(&parent)
-		invs := Verify(spec.Default(), stats, parent, reclaim.Limit)
+		invs := Verify(spec.Default(), stats, parent, reclaim.Max)
 		want := []key{{"test", AtMostParent}}
 		if !sameKeys(failing(invs), want) {
 			t.Errorf("parent below the top in %s: failing %v, want %v", tt.field, failing(invs), want)
@@ -410,7 +410,7 @@ func TestVerifyTopAboveParent(t *testing.T) {
 	}
 	// A parent with nothing at all (e.g. its stat file was never flushed):
 	// the detail lists a few figures, not all 100-odd.
-	inv := byKey(Verify(spec.Default(), stats, reclaim.Stat{}, reclaim.Limit))[key{"test", AtMostParent}]
+	inv := byKey(Verify(spec.Default(), stats, reclaim.Stat{}, reclaim.Max))[key{"test", AtMostParent}]
 	if inv.Pass || strings.Count(inv.Detail, " vs ") != maxDetails || !strings.Contains(inv.Detail, " more") {
 		t.Errorf("empty parent: %+v, want a failure naming %d figures and how many more", inv, maxDetails)
 	}
@@ -423,10 +423,10 @@ func TestVerifyCustomSpec(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st := recorded(reclaim.Limit, true, 10)
-	invs := Verify(s, map[string]reclaim.Stat{"solo": st}, st, reclaim.Limit)
+	st := recorded(reclaim.Max, true, 10)
+	invs := Verify(s, map[string]reclaim.Stat{"solo": st}, st, reclaim.Max)
 	if len(invs) != 3 || !allPass(invs) || invs[0].Name != LeafReclaimed || invs[1].Name != Consistent || invs[2].Name != AtMostParent {
-		t.Errorf("Verify(solo, reclaim.Limit) = %+v", invs)
+		t.Errorf("Verify(solo, reclaim.Max) = %+v", invs)
 	}
 }
 

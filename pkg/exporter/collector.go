@@ -41,7 +41,7 @@ const (
 
 var (
 	reclaims = newFamily("reclaims_total",
-		"Reclaims tasks stalled in, by cause: limit (memory-cgroup reclaim at charge time: memory.max, memory.high, the v1 limit), proactive (memory.reclaim), direct (global direct reclaim); from the cause's first reclaim in the cgroup on."+hierarchical,
+		"Reclaims tasks stalled in, by cause: max (memory-cgroup reclaim at charge time against memory.max, on cgroup v1 the limit), high (reclaim on the way back to user space after a charge went over memory.high), proactive (memory.reclaim), direct (global direct reclaim); from the cause's first reclaim in the cgroup on."+hierarchical,
 		counterType, "cause", "cgroup")
 	reclaimSeconds = newFamily("reclaim_seconds_total",
 		"Time tasks stalled in reclaim, by cause (see cgrstat_reclaims_total); from the cause's first reclaim in the cgroup on."+hierarchical,
@@ -50,13 +50,13 @@ var (
 		"Pages reclaimed, by cause (see cgrstat_reclaims_total); from the cause's first reclaim in the cgroup on."+hierarchical,
 		counterType, "cause", "cgroup")
 	memcgSeconds = newFamily("memcg_reclaim_seconds_total",
-		"Time tasks stalled in memory-cgroup reclaim (causes limit and proactive together): the stat file's total_vmscan_delay; from the cgroup's first such reclaim on."+hierarchical,
+		"Time tasks stalled in memory-cgroup reclaim (causes max, high and proactive together): the stat file's total_vmscan_delay; from the cgroup's first such reclaim on."+hierarchical,
 		counterType, "cgroup")
 	memcgReclaims = newFamily("memcg_reclaims_total",
-		"Memory-cgroup reclaims (causes limit and proactive together): the stat file's vmscan_count. Every exported cgroup has this series."+hierarchical,
+		"Memory-cgroup reclaims (causes max, high and proactive together): the stat file's vmscan_count. Every exported cgroup has this series."+hierarchical,
 		counterType, "cgroup")
 	memcgPages = newFamily("memcg_reclaimed_pages_total",
-		"Pages reclaimed by memory-cgroup reclaim (causes limit and proactive together): the stat file's nr_reclaimed; from the cgroup's first such reclaim on."+hierarchical,
+		"Pages reclaimed by memory-cgroup reclaim (causes max, high and proactive together): the stat file's nr_reclaimed; from the cgroup's first such reclaim on."+hierarchical,
 		counterType, "cgroup")
 	forcedSeconds = newFamily("forced_reclaim_seconds_total",
 		"Time tasks anywhere stalled in memory-cgroup reclaim whose target (the cgroup whose limit was enforced) is this cgroup or below it; from the first such reclaim on."+hierarchical,
@@ -65,8 +65,32 @@ var (
 		"Memory-cgroup reclaims whose target is this cgroup or below it; from the first such reclaim on."+hierarchical,
 		counterType, "cgroup")
 	duration = newFamily("reclaim_duration_seconds",
-		"Latency of memory-cgroup reclaims, by cause (limit, proactive; direct reclaim has no distribution); from the cause's first reclaim in the cgroup on."+hierarchical,
+		"Latency of memory-cgroup reclaims, by cause (max, high, proactive; direct reclaim has no distribution); from the cause's first reclaim in the cgroup on."+hierarchical,
 		histogramType, "cause", "cgroup")
+	oomKills = newFamily("oom_kills_total",
+		"Tasks the OOM killer chose in this cgroup or below it, counted from BPF (oom:mark_victim), so on cgroup v1 too; from the first on."+hierarchical,
+		counterType, "cgroup")
+	pressureWaiting = newFamily("pressure_memory_waiting_seconds_total",
+		"memory.pressure some total: time at least one task of the cgroup stalled on memory (reclaim, throttling, refaults), as cadvisor's container_pressure_memory_waiting_seconds_total; the kernel's own, folded every 2 s; cgroup v2; from the first stall on."+hierarchical,
+		counterType, "cgroup")
+	pressureStalled = newFamily("pressure_memory_stalled_seconds_total",
+		"memory.pressure full total: time all non-idle tasks of the cgroup stalled on memory at once, as cadvisor's container_pressure_memory_stalled_seconds_total; cgroup v2; from the first such stall on."+hierarchical,
+		counterType, "cgroup")
+	eventsHigh = newFamily("memory_events_high_total",
+		"memory.events high: times the cgroup went over memory.high and was reclaimed (v2); from the first on."+hierarchical,
+		counterType, "cgroup")
+	eventsMax = newFamily("memory_events_max_total",
+		"memory.events max: times a charge would have taken the cgroup over memory.max (v2); from the first on."+hierarchical,
+		counterType, "cgroup")
+	eventsOOM = newFamily("memory_events_oom_total",
+		"memory.events oom: times the cgroup hit memory.max and reclaim could not make room (v2); from the first on."+hierarchical,
+		counterType, "cgroup")
+	eventsOOMKill = newFamily("memory_events_oom_kill_total",
+		"memory.events oom_kill (v1: memory.oom_control's): tasks of the cgroup the OOM killer chose, as the kernel counts them since the cgroup was made; from the first on."+hierarchical,
+		counterType, "cgroup")
+	failcnt = newFamily("memory_failcnt_total",
+		"memory.failcnt (cgroup v1): charges that hit memory.limit_in_bytes; from the first on.",
+		counterType, "cgroup")
 	maxSeconds = newFamily("reclaim_max_seconds",
 		"Longest memory-cgroup reclaim since the collectors were loaded; from the cgroup's first such reclaim on."+hierarchical,
 		gaugeType, "cgroup")

@@ -40,8 +40,8 @@ func syntheticActive(n, active int) *monitor.Snapshot {
 			continue
 		}
 		c := monitor.Cgroup{ID: uint64(i + 1), Path: p, DelayNS: 1e6, Count: 10, Reclaimed: 100, MaxNS: 5e5}
-		c.LimitHist[reclaim.BucketOf(1e5)] = 10
-		c.Causes[reclaim.Limit] = reclaim.Counters{DelayNS: 1e6, Count: 10, Reclaimed: 100}
+		c.MaxHist[reclaim.BucketOf(1e5)] = 10
+		c.Causes[reclaim.Max] = reclaim.Counters{DelayNS: 1e6, Count: 10, Reclaimed: 100}
 		snap.Cgroups = append(snap.Cgroups, c)
 	}
 	return snap
@@ -67,10 +67,10 @@ func TestCollectSeriesPerCgroup(t *testing.T) {
 		t.Errorf("%d series for a cgroup with limit reclaim, want 24", n)
 	}
 	for _, want := range []string{
-		`cgrstat_reclaim_seconds_total{cause="limit",cgroup="/top/c3"} 0.001`,
-		`cgrstat_reclaim_duration_seconds_bucket{cause="limit",cgroup="/top/c3",le="0.000262144"} 10`,
-		`cgrstat_reclaim_duration_seconds_bucket{cause="limit",cgroup="/top/c3",le="6.5536e-05"} 0`,
-		`cgrstat_reclaim_duration_seconds_count{cause="limit",cgroup="/top/c3"} 10`,
+		`cgrstat_reclaim_seconds_total{cause="max",cgroup="/top/c3"} 0.001`,
+		`cgrstat_reclaim_duration_seconds_bucket{cause="max",cgroup="/top/c3",le="0.000262144"} 10`,
+		`cgrstat_reclaim_duration_seconds_bucket{cause="max",cgroup="/top/c3",le="6.5536e-05"} 0`,
+		`cgrstat_reclaim_duration_seconds_count{cause="max",cgroup="/top/c3"} 10`,
 		`cgrstat_memcg_reclaim_seconds_total{cgroup="/top/c3"} 0.001`,
 		`cgrstat_exported_cgroups 11`,
 	} {
@@ -169,5 +169,37 @@ func TestCgroupInfo(t *testing.T) {
 	reg.MustRegister(c)
 	if _, err := reg.Gather(); err != nil {
 		t.Errorf("the registry refuses the info series: %v", err)
+	}
+}
+
+// TestCollectKernelFigures: the kernel's own events and pressure, named as
+// cadvisor and node_exporter name them, each from its first non-zero value;
+// v1's failcnt instead of v2's events.
+func TestCollectKernelFigures(t *testing.T) {
+	snap := synthetic(3)
+	snap.Cgroups[1].Events = reclaim.Events{Read: true, High: 329, OOMKill: 1}
+	snap.Cgroups[1].Pressure = reclaim.Pressure{Read: true, SomeNS: 5_400_000_000, FullNS: 2_000_000_000}
+	snap.Cgroups[2].Events = reclaim.Events{Read: true, V1: true, Failcnt: 7, OOMKill: 2, High: 9}
+	body := scrapeOnce(t, New(fixed{snap}, monitor.Filter{Depth: -1}))
+	for _, want := range []string{
+		`cgrstat_memory_events_high_total{cgroup="/top/c0"} 329`,
+		`cgrstat_memory_events_oom_kill_total{cgroup="/top/c0"} 1`,
+		`cgrstat_pressure_memory_waiting_seconds_total{cgroup="/top/c0"} 5.4`,
+		`cgrstat_pressure_memory_stalled_seconds_total{cgroup="/top/c0"} 2`,
+		`cgrstat_memory_failcnt_total{cgroup="/top/c1"} 7`,
+		`cgrstat_memory_events_oom_kill_total{cgroup="/top/c1"} 2`,
+	} {
+		if !strings.Contains(body, want+"\n") {
+			t.Errorf("scrape lacks %s", want)
+		}
+	}
+	for _, absent := range []string{
+		`cgrstat_memory_events_max_total{cgroup="/top/c0"}`,            // 0: not yet
+		`cgrstat_memory_events_high_total{cgroup="/top/c1"}`,           // v1 has no memory.high
+		`cgrstat_pressure_memory_waiting_seconds_total{cgroup="/top"}`, // not read
+	} {
+		if strings.Contains(body, absent) {
+			t.Errorf("scrape has %s", absent)
+		}
 	}
 }

@@ -113,7 +113,33 @@ func (s *scrape) cgroup(cg *monitor.Cgroup) {
 		s.counterWith(forcedSeconds, seconds(cg.Forced.DelayNS), only)
 		s.counterWith(forcedReclaims, float64(cg.Forced.Count), only)
 	}
+	if cg.OOMKills > 0 {
+		s.counterWith(oomKills, float64(cg.OOMKills), only)
+	}
+	s.kernel(cg, only)
 	s.info(cg.Path)
+}
+
+// kernel adds the kernel's own figures of the cgroup, each from its first
+// non-zero value, like cgrstat's own series.
+func (s *scrape) kernel(cg *monitor.Cgroup, only []*dto.LabelPair) {
+	for _, c := range []struct {
+		f  *family
+		ok bool
+		v  float64
+	}{
+		{pressureWaiting, cg.Pressure.Read, seconds(cg.Pressure.SomeNS)},
+		{pressureStalled, cg.Pressure.Read, seconds(cg.Pressure.FullNS)},
+		{eventsHigh, cg.Events.Read && !cg.Events.V1, float64(cg.Events.High)},
+		{eventsMax, cg.Events.Read && !cg.Events.V1, float64(cg.Events.Max)},
+		{eventsOOM, cg.Events.Read && !cg.Events.V1, float64(cg.Events.OOM)},
+		{eventsOOMKill, cg.Events.Read, float64(cg.Events.OOMKill)},
+		{failcnt, cg.Events.Read && cg.Events.V1, float64(cg.Events.Failcnt)},
+	} {
+		if c.ok && c.v > 0 {
+			s.counterWith(c.f, c.v, only)
+		}
+	}
 }
 
 // info adds the cgroup's identity as one series of its own, the way

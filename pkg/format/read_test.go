@@ -16,7 +16,7 @@ import (
 func stat(path string, ns ...uint64) reclaim.Stat {
 	s := reclaim.Stat{Path: path}
 	for i, v := range ns {
-		c := reclaim.Limit
+		c := reclaim.Max
 		if i%3 == 2 {
 			c = reclaim.Proactive
 		}
@@ -46,11 +46,11 @@ func TestTable(t *testing.T) {
 		line int
 		want []string
 	}{
-		{0, []string{"CGROUP", "RECLAIMS", "DELAY", "PAGES", "P50", "P90", "P99", "MAX", "LIMIT", "PROACTIVE", "DIRECT", "FORCED"}},
-		// count, total, pages, p50 p90 p99 max (capped by it), limit, proactive, direct, forced
-		{1, []string{"/pods", "3", "800ms", "96", "31µs", "765ms", "800ms", "800ms", "50µs", "800ms", "12ms", "800ms"}},
-		{2, []string{"a", "3", "800ms", "96", "31µs", "765ms", "800ms", "800ms", "50µs", "800ms", "0", "0"}},
-		{3, []string{"/idle", "0", "0", "0", "-", "-", "-", "-", "0", "0", "0", "0"}},
+		{0, []string{"CGROUP", "RECLAIMS", "DELAY", "PAGES", "P50", "P99", "MAX", "MEM.MAX", "MEM.HIGH", "PROACTIVE", "DIRECT", "FORCED"}},
+		// count, total, pages, p50 p99 max (capped by it), max, high, proactive, direct, forced
+		{1, []string{"/pods", "3", "800ms", "96", "31µs", "800ms", "800ms", "50µs", "0", "800ms", "12ms", "800ms"}},
+		{2, []string{"a", "3", "800ms", "96", "31µs", "800ms", "800ms", "50µs", "0", "800ms", "0", "0"}},
+		{3, []string{"/idle", "0", "0", "0", "-", "-", "-", "0", "0", "0", "0", "0"}},
 	}
 	for _, tt := range tests {
 		if got := strings.Fields(lines[tt.line]); strings.Join(got, " ") != strings.Join(tt.want, " ") {
@@ -81,7 +81,8 @@ func TestTableWidth(t *testing.T) {
 	big := func(path string) reclaim.Stat {
 		s := stat(path, 1500, 90_000, 4_000_000, 812_000_000, 67_000_000_000)
 		s.Count, s.Reclaimed, s.DelayNS = 12_345_678, 987_654_321, 99_999*1e9
-		s.Causes[reclaim.Limit].DelayNS = 80_000 * 1e9
+		s.Causes[reclaim.Max].DelayNS = 60_000 * 1e9
+		s.Causes[reclaim.High].DelayNS = 20_000 * 1e9
 		s.Causes[reclaim.Proactive].DelayNS = 19_999 * 1e9
 		s.Causes[reclaim.Direct].DelayNS = 5_000 * 1e9
 		s.Forced.DelayNS = 99_999 * 1e9

@@ -194,6 +194,11 @@ func configuredSpec(opts Options) (*ebpf.CollectionSpec, error) {
 	if err := specs.MemcgV1Hierarchy.Set(opts.MemcgV1Hierarchy); err != nil {
 		return nil, fmt.Errorf("setting memcg_v1_hierarchy: %w", err)
 	}
+	// A PMD-sized folio, the largest one charge asks for: a page table
+	// holds pagesize/8 entries.
+	if err := specs.ChargeSlackPages.Set(uint64(os.Getpagesize() / 8)); err != nil {
+		return nil, fmt.Errorf("setting charge_slack_pages: %w", err)
+	}
 	return spec, nil
 }
 

@@ -35,11 +35,24 @@ type (
 	}
 )
 
-// objects of one mode: the collectors, and the flusher's one program
-// that mode uses (nil for walk).
+// The OOM-kill collector, one struct per form of mark_victim (see
+// markVictimTakesTask).
+type (
+	oomByTask struct {
+		Victim *ebpf.Program `ebpf:"oom_victim"`
+	}
+	oomByPid struct {
+		Victim *ebpf.Program `ebpf:"oom_victim_pid"`
+		Signal *ebpf.Program `ebpf:"oom_signal"`
+	}
+)
+
+// objects of one mode: the collectors, the flusher's one program that
+// mode uses (nil for walk), and the OOM-kill collector's programs by name.
 type objects struct {
 	collectors
 	flush *ebpf.Program
+	oom   map[string]*ebpf.Program
 	mode  Mode
 }
 
@@ -84,7 +97,32 @@ func loadObjects(spec *ebpf.CollectionSpec, m Mode) (*objects, error) {
 		o.close()
 		return nil, fmt.Errorf("loading the %s flush: %w", m, err)
 	}
+	if o.oom, err = loadOOM(spec, opts); err != nil {
+		o.close()
+		return nil, err
+	}
 	return o, nil
+}
+
+// loadOOM loads the OOM-kill collector in the form this kernel's
+// mark_victim tracepoint takes.
+func loadOOM(spec *ebpf.CollectionSpec, opts *ebpf.CollectionOptions) (map[string]*ebpf.Program, error) {
+	byTask, err := markVictimTakesTask()
+	if err != nil {
+		return nil, err
+	}
+	if byTask {
+		var o oomByTask
+		if err := spec.LoadAndAssign(&o, opts); err != nil {
+			return nil, fmt.Errorf("loading the OOM-kill collector: %w", err)
+		}
+		return map[string]*ebpf.Program{bpf.CgrstatProgOomVictim: o.Victim}, nil
+	}
+	var o oomByPid
+	if err := spec.LoadAndAssign(&o, opts); err != nil {
+		return nil, fmt.Errorf("loading the OOM-kill collector: %w", err)
+	}
+	return map[string]*ebpf.Program{bpf.CgrstatProgOomVictimPid: o.Victim, bpf.CgrstatProgOomSignal: o.Signal}, nil
 }
 
 // maps names every map, as pinned under PinDir.Map.
@@ -94,6 +132,7 @@ func (o *objects) maps() map[string]*ebpf.Map {
 		bpf.CgrstatMapInfo: m.Info, bpf.CgrstatMapLost: m.Lost, bpf.CgrstatMapStats: m.Stats,
 		bpf.CgrstatMapReclaimStarts: m.ReclaimStarts, bpf.CgrstatMapSessions: m.Sessions,
 		bpf.CgrstatMapSeq: m.Seq, bpf.CgrstatMapTreeNodes: m.TreeNodes, bpf.CgrstatMapScratch: m.Scratch,
+		bpf.CgrstatMapOomVictims: m.OomVictims,
 	}
 }
 
@@ -108,8 +147,12 @@ func (o *objects) programs() map[string]*ebpf.Program {
 
 // all lists every program of the mode, the flusher last.
 func (o *objects) all() []*ebpf.Program {
-	return []*ebpf.Program{o.VmscanStart, o.VmscanEnd, o.DirectStart, o.DirectEnd, o.OnRmdir, o.OnRelease,
-		o.Dump, o.DumpWalk, o.Tree, o.flush}
+	out := []*ebpf.Program{o.VmscanStart, o.VmscanEnd, o.DirectStart, o.DirectEnd, o.OnRmdir, o.OnRelease,
+		o.Dump, o.DumpWalk, o.Tree}
+	for _, p := range o.oom {
+		out = append(out, p)
+	}
+	return append(out, o.flush)
 }
 
 func (o *objects) close() {
@@ -161,6 +204,9 @@ func (l *loaded) attach(m Mode) error {
 		{bpf.CgrstatProgOnRmdir, l.OnRmdir, tracing},
 		{bpf.CgrstatProgOnRelease, l.OnRelease, tracing},
 	}
+	for name, p := range l.oom {
+		attach = append(attach, attachment{name, p, tracing})
+	}
 	switch m {
 	case Fentry:
 		attach = append(attach, attachment{bpf.CgrstatProgFlushFentry, l.flush, tracing})
@@ -182,6 +228,9 @@ func (l *loaded) attach(m Mode) error {
 func (l *loaded) programIDs() []ebpf.ProgramID {
 	var ids []ebpf.ProgramID
 	kept := []*ebpf.Program{l.VmscanStart, l.VmscanEnd, l.DirectStart, l.DirectEnd, l.OnRmdir, l.OnRelease, l.flush}
+	for _, p := range l.oom {
+		kept = append(kept, p)
+	}
 	for _, p := range l.programs() {
 		kept = append(kept, p)
 	}

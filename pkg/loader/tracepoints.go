@@ -23,6 +23,36 @@ func (e *TracepointError) Error() string {
 // which that series reorders, are not read at all.
 var endTracepoints = []string{"mm_vmscan_memcg_reclaim_end", "mm_vmscan_direct_reclaim_end"}
 
+// markVictimTakesTask says which form the oom:mark_victim tracepoint
+// has: (struct task_struct *, uid_t) from 6.8, (int pid) before.
+func markVictimTakesTask() (bool, error) {
+	spec, err := btf.LoadKernelSpec()
+	if err != nil {
+		return false, fmt.Errorf("reading the kernel's BTF: %w", err)
+	}
+	var td *btf.Typedef
+	if err := spec.TypeByName("btf_trace_mark_victim", &td); err != nil {
+		return false, &TracepointError{"mark_victim", "is missing"}
+	}
+	ptr, ok := btf.UnderlyingType(td.Type).(*btf.Pointer)
+	if !ok {
+		return false, &TracepointError{"mark_victim", "has no prototype"}
+	}
+	proto, ok := btf.UnderlyingType(ptr.Target).(*btf.FuncProto)
+	if !ok || len(proto.Params) < 2 {
+		return false, &TracepointError{"mark_victim", "takes no victim"}
+	}
+	switch t := btf.UnderlyingType(proto.Params[1].Type).(type) {
+	case *btf.Pointer:
+		return true, nil
+	case *btf.Int:
+		if t.Size == 4 {
+			return false, nil
+		}
+	}
+	return false, &TracepointError{"mark_victim", fmt.Sprintf("takes %s first, neither a task nor a pid", proto.Params[1].Type)}
+}
+
 // checkTracepoints refuses a kernel whose end tracepoints changed their
 // first argument, from the kernel's BTF (btf_trace_<name> typedefs).
 func checkTracepoints(spec *btf.Spec) error {

@@ -28,12 +28,12 @@ type Counters = reclaim.Counters
 type Cause = reclaim.Cause
 
 // Causes are every cause, in the order of Cgroup.Causes.
-var Causes = []Cause{reclaim.Limit, reclaim.Proactive, reclaim.Direct}
+var Causes = []Cause{reclaim.Max, reclaim.High, reclaim.Proactive, reclaim.Direct}
 
 // Cgroup is one cgroup of a snapshot: its hierarchical totals. It is the
 // reader's own type, not a copy: at 10,000 cgroups with their histograms a
 // snapshot is megabytes, and serve's footprint matters more than a layer.
-// Memcg() is memory-cgroup reclaim (causes limit and proactive).
+// Memcg() is memory-cgroup reclaim (causes max, high and proactive).
 type Cgroup = reclaim.Stat
 
 // Health is the state of the load itself.

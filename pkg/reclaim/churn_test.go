@@ -40,6 +40,7 @@ func TestMain(m *testing.M) {
 // absolute path), fills page cache in SCRATCH and has the kernel reclaim
 // it; "join CGROUP" only joins; "fill FILE BYTES" writes a file that stays;
 // "press FILE" presses the whole machine's memory (see press);
+// "fillsync FILE BYTES" writes one syncing every MiB and reads it back;
 // "write FILE VALUE" writes a cgroup file, taking EAGAIN and EBUSY (a
 // reclaim that fell short) as done. One long-lived process moves from
 // cgroup to cgroup, which costs far less than a process per cgroup.
@@ -59,6 +60,9 @@ func helperMain() {
 		case len(f) == 3 && f[0] == "fill":
 			n, _ := strconv.Atoi(f[2])
 			err = fillFile(f[1], n)
+		case len(f) == 3 && f[0] == "fillsync":
+			n, _ := strconv.Atoi(f[2])
+			err = fillSync(f[1], n)
 		case len(f) == 2 && f[0] == "press":
 			err = press(f[1])
 		case len(f) == 3 && f[0] == "write":
@@ -108,6 +112,38 @@ func reclaimV1(path, dir string) error {
 		err = nil // reclaim ran and fell short
 	}
 	return errors.Join(err, c.Write("memory.limit_in_bytes", old))
+}
+
+// fillSync writes n bytes, syncing every MiB, and reads them back: a
+// page-cache writer that a cgroup of a few MiB can hold, since its dirty
+// pages (which reclaim cannot free at once) never exceed 1 MiB. Without
+// the syncs, a Go helper writing 48 MiB in an 8 MiB memory.max was
+// OOM-killed on 6.12.
+func fillSync(path string, n int) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	buf := make([]byte, 64<<10)
+	for done := 0; done < n && err == nil; done += len(buf) {
+		if _, err = f.Write(buf[:min(n-done, len(buf))]); err == nil && (done+len(buf))%(1<<20) == 0 {
+			err = f.Sync()
+		}
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if err == nil {
+		_, err = f.Seek(0, io.SeekStart)
+	}
+	for err == nil {
+		_, err = f.Read(buf)
+	}
+	if errors.Is(err, io.EOF) {
+		err = nil
+	}
+	return err
 }
 
 // fillFile writes n bytes in small writes: no large buffer of the helper's

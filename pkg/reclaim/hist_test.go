@@ -254,7 +254,7 @@ func TestQuantileMonotonic(t *testing.T) {
 
 func TestStatQuantileCappedByMax(t *testing.T) {
 	var s Stat
-	s.Record(Limit, 1100, 1, false)
+	s.Record(Max, 1100, 1, false)
 	if got := s.Quantile(0.99); got != 1100 {
 		t.Errorf("p99 of one 1100 ns reclaim = %d, want the max 1100", got)
 	}
@@ -267,13 +267,13 @@ func TestStatQuantileCappedByMax(t *testing.T) {
 
 func TestRecord(t *testing.T) {
 	var s Stat
-	s.Record(Limit, 3_000_000, 64, true)
+	s.Record(Max, 3_000_000, 64, true)
 	s.Record(Proactive, 1000, 32, false)
 	s.Record(Direct, 5_000_000, 400, true) // not memory-cgroup reclaim: never forced
 	want := Stat{DelayNS: 3_001_000, Count: 2, Reclaimed: 96, MaxNS: 3_000_000,
-		Causes: [NrCauses]Counters{{3_000_000, 1, 64}, {1000, 1, 32}, {5_000_000, 1, 400}},
+		Causes: [NrCauses]Counters{{3_000_000, 1, 64}, {}, {1000, 1, 32}, {5_000_000, 1, 400}},
 		Forced: Counters{3_000_000, 1, 64}}
-	want.LimitHist[BucketOf(3_000_000)] = 1
+	want.MaxHist[BucketOf(3_000_000)] = 1
 	want.ProactiveHist[0] = 1
 	if s != want {
 		t.Errorf("Record:\n%+v\nwant\n%+v", s, want)
@@ -281,17 +281,18 @@ func TestRecord(t *testing.T) {
 	if h := s.Hist(); h.Total() != 2 || h[0] != 1 || h[BucketOf(3_000_000)] != 1 {
 		t.Errorf("Hist = %v", h)
 	}
-	if s.CauseHist(Direct) != nil || s.CauseHist(Limit) != &s.LimitHist || s.CauseHist(Proactive) != &s.ProactiveHist {
+	if s.CauseHist(Direct) != nil || s.CauseHist(Max) != &s.MaxHist || s.CauseHist(High) != &s.HighHist || s.CauseHist(Proactive) != &s.ProactiveHist {
 		t.Error("CauseHist")
 	}
 }
 
 func sample() Stat {
 	s := Stat{ID: 7, Path: "/pods/a"}
-	s.Record(Limit, 100, 32, true)
+	s.Record(Max, 100, 32, true)
 	s.Record(Proactive, 1000, 32, false)
-	s.Record(Limit, 3_000_000, 32, false)
+	s.Record(High, 3_000_000, 32, false)
 	s.Record(Direct, 5_000_000, 400, false)
+	s.OOMKills = 1
 	return s
 }
 
@@ -305,9 +306,11 @@ func TestStatJSON(t *testing.T) {
 		`"buckets":[{"lo_ns":0,"hi_ns":1024,"count":2},{"lo_ns":2621440,"hi_ns":3145728,"count":1}],` +
 		`"causes":{"limit":{"delay_ns":3000100,"count":2,"reclaimed_pages":64,` +
 		`"buckets":[{"lo_ns":0,"hi_ns":1024,"count":1},{"lo_ns":2621440,"hi_ns":3145728,"count":1}]},` +
+		`"max":{"delay_ns":100,"count":1,"reclaimed_pages":32,"buckets":[{"lo_ns":0,"hi_ns":1024,"count":1}]},` +
+		`"high":{"delay_ns":3000000,"count":1,"reclaimed_pages":32,"buckets":[{"lo_ns":2621440,"hi_ns":3145728,"count":1}]},` +
 		`"proactive":{"delay_ns":1000,"count":1,"reclaimed_pages":32,"buckets":[{"lo_ns":0,"hi_ns":1024,"count":1}]},` +
 		`"direct":{"delay_ns":5000000,"count":1,"reclaimed_pages":400}},` +
-		`"forced":{"delay_ns":100,"count":1,"reclaimed_pages":32}}`
+		`"forced":{"delay_ns":100,"count":1,"reclaimed_pages":32},"oom_kills":1}`
 	if string(b) != want {
 		t.Errorf("JSON\n%s\nwant\n%s", b, want)
 	}
@@ -316,14 +319,14 @@ func TestStatJSON(t *testing.T) {
 		t.Errorf("round trip: %+v, %v; want %+v", back, err, sample())
 	}
 	// Empty: buckets are [], not null.
-	if b, _ := json.Marshal(Stat{}); strings.Count(string(b), `"buckets":[]`) != 3 {
+	if b, _ := json.Marshal(Stat{}); strings.Count(string(b), `"buckets":[]`) != 5 {
 		t.Errorf("empty stat: %s", b)
 	}
 }
 
 func TestStatJSONForeignBucket(t *testing.T) {
 	for _, bk := range []string{`{"lo_ns":1000,"hi_ns":1024,"count":1}`, `{"lo_ns":1024,"hi_ns":2048,"count":1}`} {
-		for _, cause := range []string{"limit", "proactive"} {
+		for _, cause := range []string{"max", "high", "proactive"} {
 			var s Stat
 			err := json.Unmarshal([]byte(`{"id":1,"causes":{"`+cause+`":{"buckets":[`+bk+`]}}}`), &s)
 			if err == nil || !strings.Contains(err.Error(), "cgroup 1: "+cause+": bucket") {
@@ -338,15 +341,15 @@ func TestStatAdd(t *testing.T) {
 	b.MaxNS = 9e9
 	a.Add(&b)
 	h := a.Hist()
-	if a.Count != 6 || h.Total() != 6 || a.LimitHist.Total() != 4 || a.MaxNS != 9e9 || a.Causes[Direct].Count != 2 ||
+	if a.Count != 6 || h.Total() != 6 || a.MaxHist.Total() != 2 || a.HighHist.Total() != 2 || a.MaxNS != 9e9 || a.Causes[Direct].Count != 2 ||
 		a.Forced.DelayNS != 200 || a.ID != 7 {
 		t.Errorf("sum = %+v", a)
 	}
 }
 
 func TestCauseString(t *testing.T) {
-	if Limit.String() != "limit" || Proactive.String() != "proactive" || Direct.String() != "direct" || NrCauses.String() != "cause(3)" {
-		t.Errorf("names: %v %v %v %v", Limit, Proactive, Direct, NrCauses)
+	if Max.String() != "max" || High.String() != "high" || Proactive.String() != "proactive" || Direct.String() != "direct" || NrCauses.String() != "cause(4)" {
+		t.Errorf("names: %v %v %v %v %v", Max, High, Proactive, Direct, NrCauses)
 	}
 }
 
@@ -396,6 +399,30 @@ func TestStatJSONRoundTrip(t *testing.T) {
 		}
 		if back != want {
 			t.Fatalf("round trip of %s:\n%+v\nwant\n%+v", b, back, want)
+		}
+	}
+}
+
+// TestStatJSONKernelFigures: events and pressure appear where the walk read
+// them, v1's events as failcnt and oom_kill, and read back.
+func TestStatJSONKernelFigures(t *testing.T) {
+	for _, tt := range []struct {
+		s    Stat
+		want string
+	}{
+		{Stat{Events: Events{Read: true, High: 329, Max: 1, OOM: 2, OOMKill: 3}, Pressure: Pressure{Read: true, SomeNS: 5, FullNS: 4}},
+			`"oom_kills":0,"events":{"high":329,"max":1,"oom":2,"oom_kill":3},"pressure":{"some_ns":5,"full_ns":4}}`},
+		{Stat{Events: Events{Read: true, V1: true, Failcnt: 7, OOMKill: 1}},
+			`"oom_kills":0,"events":{"failcnt":7,"oom_kill":1}}`},
+		{Stat{}, `"oom_kills":0}`},
+	} {
+		b, err := json.Marshal(tt.s)
+		if err != nil || !strings.HasSuffix(string(b), tt.want) {
+			t.Errorf("JSON %s, want it to end %s", b, tt.want)
+		}
+		var back Stat
+		if err := json.Unmarshal(b, &back); err != nil || back.Events != tt.s.Events || back.Pressure != tt.s.Pressure {
+			t.Errorf("round trip of %s: %+v %+v, %v", b, back.Events, back.Pressure, err)
 		}
 	}
 }

@@ -24,12 +24,13 @@ import (
 // histograms' sums there, so they are here.
 func FromCounters(id uint64, path string, c *bpf.CgrstatCounters) Stat {
 	s := Stat{ID: id, Path: path, MaxNS: c.MaxDelayNs,
-		LimitHist: c.LimitHist, ProactiveHist: c.ProactiveHist,
-		Forced: Counters{c.Forced.DelayNs, c.Forced.Count, c.Forced.Reclaimed}}
-	s.Causes[Limit] = Counters{c.LimitDelayNs, s.LimitHist.Total(), c.LimitReclaimed}
+		MaxHist: c.MaxLimitHist, HighHist: c.HighLimitHist, ProactiveHist: c.ProactiveHist,
+		Forced: Counters{c.Forced.DelayNs, c.Forced.Count, c.Forced.Reclaimed}, OOMKills: c.OomKills}
+	s.Causes[Max] = Counters{c.MaxLimitDelayNs, s.MaxHist.Total(), c.MaxLimitReclaimed}
+	s.Causes[High] = Counters{c.HighLimitDelayNs, s.HighHist.Total(), c.HighLimitReclaimed}
 	s.Causes[Proactive] = Counters{c.ProactiveDelayNs, s.ProactiveHist.Total(), c.ProactiveReclaimed}
 	s.Causes[Direct] = Counters{c.Direct.DelayNs, c.Direct.Count, c.Direct.Reclaimed}
-	m := s.Causes[Limit].Add(s.Causes[Proactive])
+	m := s.Limit().Add(s.Causes[Proactive])
 	s.DelayNS, s.Count, s.Reclaimed = m.DelayNS, m.Count, m.Reclaimed
 	return s
 }
@@ -55,9 +56,10 @@ var ErrStale = errors.New("the cgroup was removed (stale stat file)")
 const staleLine = "stale: "
 
 // ParseStat parses a whole stat file: the seed's line, then one line per
-// cause ("limit: delay_ns 1, count 2, reclaimed 3"), "max_delay_ns: N",
-// and the histograms' non-empty buckets ("hist_limit: 5:2 9:1"). Lines it
-// does not know are skipped, for a later cgrstat's sake.
+// cause ("max: delay_ns 1, count 2, reclaimed 3"), "max_delay_ns: N",
+// and the histograms' non-empty buckets ("hist_max: 5:2 9:1"). limit and
+// hist_limit, max plus high, are checked against them. Lines it does not
+// know are skipped, for a later cgrstat's sake.
 func ParseStat(text string) (Stat, error) {
 	if strings.HasPrefix(text, staleLine) {
 		return Stat{}, ErrStale
@@ -72,14 +74,19 @@ func ParseStat(text string) (Stat, error) {
 	}
 	var counters bpf.CgrstatCounters
 	c, more := &counters, false
-	var limitCount, proactiveCount uint64
+	var limit bpf.CgrstatCauseCounters
+	var limitHist [106]uint64
+	var maxCount, highCount, proactiveCount uint64
 	causes := map[string][]*uint64{
-		"limit":     {&c.LimitDelayNs, &limitCount, &c.LimitReclaimed},
+		"limit":     {&limit.DelayNs, &limit.Count, &limit.Reclaimed},
+		"max":       {&c.MaxLimitDelayNs, &maxCount, &c.MaxLimitReclaimed},
+		"high":      {&c.HighLimitDelayNs, &highCount, &c.HighLimitReclaimed},
 		"proactive": {&c.ProactiveDelayNs, &proactiveCount, &c.ProactiveReclaimed},
 		"direct":    {&c.Direct.DelayNs, &c.Direct.Count, &c.Direct.Reclaimed},
 		"forced":    {&c.Forced.DelayNs, &c.Forced.Count, &c.Forced.Reclaimed},
 	}
-	hists := map[string]*[106]uint64{"hist_limit": &c.LimitHist, "hist_proactive": &c.ProactiveHist}
+	hists := map[string]*[106]uint64{"hist_limit": &limitHist, "hist_max": &c.MaxLimitHist,
+		"hist_high": &c.HighLimitHist, "hist_proactive": &c.ProactiveHist}
 	for sc.Scan() {
 		line := sc.Text()
 		name, rest, ok := strings.Cut(line, ":")
@@ -93,6 +100,8 @@ func ParseStat(text string) (Stat, error) {
 			err = parseHist(rest, hists[name])
 		case name == "max_delay_ns":
 			_, err = fmt.Sscanf(rest, " %d", &c.MaxDelayNs)
+		case name == "oom_kills":
+			_, err = fmt.Sscanf(rest, " %d", &c.OomKills)
 		}
 		if err != nil {
 			return Stat{}, fmt.Errorf("malformed stat line %q", line)
@@ -105,6 +114,9 @@ func ParseStat(text string) (Stat, error) {
 	full := FromCounters(s.ID, s.Path, c)
 	if full.Memcg() != s.Memcg() {
 		return Stat{}, fmt.Errorf("stat file of cgroup %d: the first line says %+v, the causes %+v", s.ID, s.Memcg(), full.Memcg())
+	}
+	if l := (Counters{limit.DelayNs, limit.Count, limit.Reclaimed}); l != full.Limit() || limitHist != full.LimitHist() {
+		return Stat{}, fmt.Errorf("stat file of cgroup %d: limit says %+v, max and high %+v", s.ID, l, full.Limit())
 	}
 	return full, nil
 }
@@ -180,12 +192,12 @@ func Subtree(p *loader.Pinned, c cgroup.Cgroup) ([]Stat, error) {
 	if err != nil {
 		return nil, err
 	}
-	return hierarchical(members, entries), nil
+	return hierarchical(members, entries, p.Record.CgroupVersion == 1), nil
 }
 
 // hierarchical computes each member's value; members come parents first.
 // Most cgroups of a big tree have no entry: they cost no counter arithmetic.
-func hierarchical(members []Member, entries map[uint64]*bpf.CgrstatCgstat) []Stat {
+func hierarchical(members []Member, entries map[uint64]*bpf.CgrstatCgstat, v1 bool) []Stat {
 	index := make(map[uint64]int, len(members))
 	for i, m := range members {
 		index[m.ID] = i
@@ -217,6 +229,7 @@ func hierarchical(members []Member, entries map[uint64]*bpf.CgrstatCgstat) []Sta
 			Add(&v, pending[i])
 		}
 		out[i] = FromCounters(m.ID, m.Path, &v)
+		out[i].figures(&m.Figures, v1)
 	}
 	return out
 }
@@ -224,15 +237,18 @@ func hierarchical(members []Member, entries map[uint64]*bpf.CgrstatCgstat) []Sta
 // Add adds b to a field by field, as the BPF flush does (maxima are maxima).
 func Add(a, b *bpf.CgrstatCounters) {
 	for _, f := range [][2]*uint64{
-		{&a.LimitDelayNs, &b.LimitDelayNs}, {&a.LimitReclaimed, &b.LimitReclaimed},
+		{&a.MaxLimitDelayNs, &b.MaxLimitDelayNs}, {&a.MaxLimitReclaimed, &b.MaxLimitReclaimed},
+		{&a.HighLimitDelayNs, &b.HighLimitDelayNs}, {&a.HighLimitReclaimed, &b.HighLimitReclaimed},
 		{&a.ProactiveDelayNs, &b.ProactiveDelayNs}, {&a.ProactiveReclaimed, &b.ProactiveReclaimed},
 		{&a.Direct.DelayNs, &b.Direct.DelayNs}, {&a.Direct.Count, &b.Direct.Count}, {&a.Direct.Reclaimed, &b.Direct.Reclaimed},
 		{&a.Forced.DelayNs, &b.Forced.DelayNs}, {&a.Forced.Count, &b.Forced.Count}, {&a.Forced.Reclaimed, &b.Forced.Reclaimed},
+		{&a.OomKills, &b.OomKills},
 	} {
 		*f[0] += *f[1]
 	}
-	for i := range a.LimitHist {
-		a.LimitHist[i] += b.LimitHist[i]
+	for i := range a.MaxLimitHist {
+		a.MaxLimitHist[i] += b.MaxLimitHist[i]
+		a.HighLimitHist[i] += b.HighLimitHist[i]
 		a.ProactiveHist[i] += b.ProactiveHist[i]
 	}
 	a.MaxDelayNs = max(a.MaxDelayNs, b.MaxDelayNs)

@@ -11,7 +11,7 @@ import (
 // Stat is one cgroup's hierarchical total: every CPU, every descendant.
 //
 // DelayNS, Count and Reclaimed keep the seed's meaning: memory-cgroup
-// reclaim (Limit + Proactive). Global direct reclaim is counted in
+// reclaim (Max + High + Proactive). Global direct reclaim is counted in
 // Causes[Direct] only.
 type Stat struct {
 	ID        uint64
@@ -22,23 +22,37 @@ type Stat struct {
 
 	MaxNS  uint64             // longest memory-cgroup reclaim of the subtree
 	Causes [NrCauses]Counters // every reclaim the subtree's tasks stalled in, by cause
-	// LimitHist and ProactiveHist are memory-cgroup reclaims by latency,
-	// by cause; Hist() is their sum. Direct reclaim has no distribution:
-	// the BPF side keeps two per cgroup, to bound its memory.
-	LimitHist, ProactiveHist Hist
+	// MaxHist, HighHist and ProactiveHist are memory-cgroup reclaims by
+	// latency, by cause; Hist() is their sum. Direct reclaim has no
+	// distribution: the BPF side keeps three per cgroup, to bound its memory.
+	MaxHist, HighHist, ProactiveHist Hist
 	// Forced is the memory-cgroup reclaim whose target (the cgroup whose
 	// limit was enforced) lies in the subtree, whichever task stalled in
 	// it: "/pods/a stalls because /pods hits memory.max" is /pods' Forced.
 	Forced Counters
+	// OOMKills are the subtree's tasks that the OOM killer chose, counted
+	// from BPF (oom:mark_victim), so on cgroup v1 too.
+	OOMKills uint64
+
+	// Events and Pressure are the kernel's own figures, read beside the
+	// reclaim in the tree walk (read --all, serve, watch); not sums of
+	// cgrstat's, and not read through a stat file.
+	Events   Events
+	Pressure Pressure
 }
 
 // Cause is why a task reclaimed.
 type Cause int
 
 const (
-	// Limit is memory-cgroup reclaim at charge time: memory.max,
-	// memory.high, and v1's limit (writes to them included).
-	Limit Cause = iota
+	// Max is memory-cgroup reclaim at charge time against memory.max
+	// (v1: memory.limit_in_bytes), writes to it included: the charging
+	// task waits for it.
+	Max Cause = iota
+	// High is memory-cgroup reclaim for memory.high, done on the way back
+	// to user space (or by a kworker) after a charge went over it, writes
+	// to memory.high included.
+	High
 	// Proactive is reclaim requested through memory.reclaim.
 	Proactive
 	// Direct is global direct reclaim (the machine, not a cgroup, ran
@@ -47,7 +61,7 @@ const (
 	NrCauses
 )
 
-var causeNames = [NrCauses]string{"limit", "proactive", "direct"}
+var causeNames = [NrCauses]string{"max", "high", "proactive", "direct"}
 
 func (c Cause) String() string {
 	if c < 0 || c >= NrCauses {
@@ -73,10 +87,23 @@ func (s *Stat) Memcg() Counters {
 	return Counters{s.DelayNS, s.Count, s.Reclaimed}
 }
 
-// Hist is the distribution of memory-cgroup reclaim latency: limit and
-// proactive together. Its total is Count.
+// Limit is charge-time reclaim whichever limit: Max + High, what cgrstat
+// called "limit" before it told them apart.
+func (s *Stat) Limit() Counters {
+	return s.Causes[Max].Add(s.Causes[High])
+}
+
+// LimitHist is the distribution of Limit's latencies.
+func (s *Stat) LimitHist() Hist {
+	h := s.MaxHist
+	h.Add(&s.HighHist)
+	return h
+}
+
+// Hist is the distribution of memory-cgroup reclaim latency: max, high
+// and proactive together. Its total is Count.
 func (s *Stat) Hist() Hist {
-	h := s.LimitHist
+	h := s.LimitHist()
 	h.Add(&s.ProactiveHist)
 	return h
 }
@@ -85,8 +112,10 @@ func (s *Stat) Hist() Hist {
 // without (Direct).
 func (s *Stat) CauseHist(c Cause) *Hist {
 	switch c {
-	case Limit:
-		return &s.LimitHist
+	case Max:
+		return &s.MaxHist
+	case High:
+		return &s.HighHist
 	case Proactive:
 		return &s.ProactiveHist
 	}
@@ -123,9 +152,11 @@ func (s *Stat) Add(o *Stat) {
 	for c := range s.Causes {
 		s.Causes[c] = s.Causes[c].Add(o.Causes[c])
 	}
-	s.LimitHist.Add(&o.LimitHist)
+	s.MaxHist.Add(&o.MaxHist)
+	s.HighHist.Add(&o.HighHist)
 	s.ProactiveHist.Add(&o.ProactiveHist)
 	s.Forced = s.Forced.Add(o.Forced)
+	s.OOMKills += o.OOMKills
 }
 
 // Quantile estimates the q-quantile of memory-cgroup reclaim latency in
@@ -181,22 +212,27 @@ func (h *Hist) Buckets() []Bucket {
 // documents it; AppendJSON writes it). Its first five fields are the
 // seed's, unchanged.
 type statJSON struct {
-	ID        uint64    `json:"id"`
-	Path      string    `json:"path"`
-	DelayNS   uint64    `json:"total_vmscan_delay_ns"`
-	Count     uint64    `json:"vmscan_count"`
-	Reclaimed uint64    `json:"nr_reclaimed"`
-	MaxNS     uint64    `json:"max_delay_ns"`
-	P50NS     uint64    `json:"p50_delay_ns"`
-	P90NS     uint64    `json:"p90_delay_ns"`
-	P99NS     uint64    `json:"p99_delay_ns"`
-	Buckets   []Bucket  `json:"buckets"`
-	Causes    causeJSON `json:"causes"`
-	Forced    Counters  `json:"forced"`
+	ID        uint64        `json:"id"`
+	Path      string        `json:"path"`
+	DelayNS   uint64        `json:"total_vmscan_delay_ns"`
+	Count     uint64        `json:"vmscan_count"`
+	Reclaimed uint64        `json:"nr_reclaimed"`
+	MaxNS     uint64        `json:"max_delay_ns"`
+	P50NS     uint64        `json:"p50_delay_ns"`
+	P90NS     uint64        `json:"p90_delay_ns"`
+	P99NS     uint64        `json:"p99_delay_ns"`
+	Buckets   []Bucket      `json:"buckets"`
+	Causes    causeJSON     `json:"causes"`
+	Forced    Counters      `json:"forced"`
+	OOMKills  uint64        `json:"oom_kills"`
+	Events    *eventsJSON   `json:"events"`
+	Pressure  *pressureJSON `json:"pressure"`
 }
 
 type causeJSON struct {
-	Limit     histCounters `json:"limit"`
+	Limit     histCounters `json:"limit"` // Max + High, not read back
+	Max       histCounters `json:"max"`
+	High      histCounters `json:"high"`
 	Proactive histCounters `json:"proactive"`
 	Direct    Counters     `json:"direct"`
 }
@@ -208,8 +244,9 @@ type histCounters struct {
 }
 
 // MarshalJSON writes the seed's fields, then the maximum, the quantiles,
-// the non-empty buckets with their bounds, the causes (limit and
-// proactive with their own buckets) and the forced reclaim. Only
+// the non-empty buckets with their bounds, the causes (limit, which is max
+// plus high, max, high and proactive with their own buckets) and the
+// forced reclaim. Only
 // non-empty buckets: all 106 for 10,000 cgroups would be megabytes of
 // zeros, and each bucket carries its bounds anyway.
 func (s Stat) MarshalJSON() ([]byte, error) {
@@ -241,14 +278,21 @@ func (s *Stat) AppendJSON(b []byte) []byte {
 		b = strconv.AppendUint(b, f.v, 10)
 	}
 	b = appendBuckets(appendKey(b, "buckets"), &h)
+	limit := s.LimitHist()
 	b = append(b, `,"causes":{"limit":`...)
-	b = appendCounters(b, s.Causes[Limit], &s.LimitHist)
+	b = appendCounters(b, s.Limit(), &limit)
+	b = append(b, `,"max":`...)
+	b = appendCounters(b, s.Causes[Max], &s.MaxHist)
+	b = append(b, `,"high":`...)
+	b = appendCounters(b, s.Causes[High], &s.HighHist)
 	b = append(b, `,"proactive":`...)
 	b = appendCounters(b, s.Causes[Proactive], &s.ProactiveHist)
 	b = append(b, `,"direct":`...)
 	b = appendCounters(b, s.Causes[Direct], nil)
 	b = append(b, `},"forced":`...)
-	return append(appendCounters(b, s.Forced, nil), '}')
+	b = appendCounters(b, s.Forced, nil)
+	b = strconv.AppendUint(appendKey(b, "oom_kills"), s.OOMKills, 10)
+	return append(s.appendKernel(b), '}')
 }
 
 func appendKey(b []byte, key string) []byte {
@@ -296,10 +340,19 @@ func (s *Stat) UnmarshalJSON(b []byte) error {
 		return err
 	}
 	*s = Stat{ID: j.ID, Path: j.Path, DelayNS: j.DelayNS, Count: j.Count, Reclaimed: j.Reclaimed,
-		MaxNS: j.MaxNS, Forced: j.Forced}
-	s.Causes = [NrCauses]Counters{j.Causes.Limit.Counters, j.Causes.Proactive.Counters, j.Causes.Direct}
-	if err := s.LimitHist.fill(j.Causes.Limit.Buckets); err != nil {
-		return fmt.Errorf("cgroup %d: limit: %w", j.ID, err)
+		MaxNS: j.MaxNS, Forced: j.Forced, OOMKills: j.OOMKills}
+	if j.Events != nil {
+		s.Events = j.Events.events()
+	}
+	if j.Pressure != nil {
+		s.Pressure = Pressure{Read: true, SomeNS: j.Pressure.SomeNS, FullNS: j.Pressure.FullNS}
+	}
+	s.Causes = [NrCauses]Counters{j.Causes.Max.Counters, j.Causes.High.Counters, j.Causes.Proactive.Counters, j.Causes.Direct}
+	if err := s.MaxHist.fill(j.Causes.Max.Buckets); err != nil {
+		return fmt.Errorf("cgroup %d: max: %w", j.ID, err)
+	}
+	if err := s.HighHist.fill(j.Causes.High.Buckets); err != nil {
+		return fmt.Errorf("cgroup %d: high: %w", j.ID, err)
 	}
 	if err := s.ProactiveHist.fill(j.Causes.Proactive.Buckets); err != nil {
 		return fmt.Errorf("cgroup %d: proactive: %w", j.ID, err)

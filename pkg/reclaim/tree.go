@@ -20,6 +20,8 @@ type Member struct {
 	ID     uint64
 	Path   string // relative to the hierarchy's root
 	Parent uint64
+	// Figures are the kernel's own counters of the cgroup, read in the walk.
+	Figures bpf.CgrstatMemcgFigures
 }
 
 // Members lists c and every cgroup below it, parents before children and
@@ -100,12 +102,14 @@ func paths(nodes []bpf.CgrstatTreeNode, top uint64, topPath string) []Member {
 	}
 	out := make([]Member, 0, len(nodes))
 	parents := make(map[uint64]uint64, len(nodes))
-	for _, n := range nodes {
+	figures := make(map[uint64]*bpf.CgrstatMemcgFigures, len(nodes))
+	for i, n := range nodes {
 		parents[n.Id] = n.ParentId
+		figures[n.Id] = &nodes[i].Fig
 	}
 	var visit func(id uint64, p string)
 	visit = func(id uint64, p string) {
-		out = append(out, Member{ID: id, Path: p, Parent: parents[id]})
+		out = append(out, Member{ID: id, Path: p, Parent: parents[id], Figures: *figures[id]})
 		kids := children[id]
 		sort.Slice(kids, func(i, j int) bool { return names[kids[i]] < names[kids[j]] })
 		for _, k := range kids {

@@ -54,19 +54,23 @@ func Write(w io.Writer, v View, cur *monitor.Snapshot, rows []Row, eol string) e
 	line(fmt.Sprintf("cgrstat watch  %s  every %s  flush %s  %d cgroups, %d shown  read %s  sort %s %s",
 		cur.At.Format("15:04:05"), v.Interval, cur.Health.Flush, len(cur.Cgroups), len(rows),
 		cur.Took.Round(time.Millisecond/10), v.Sort, v.Keys))
-	line(fmt.Sprintf("%11s %11s %11s %10s  %s", "STALL ms/s", "RECLAIMS/s", "PAGES/s", "P99", "CGROUP"))
+	line(fmt.Sprintf("%11s %11s %11s %10s %10s %4s  %s", "STALL ms/s", "RECLAIMS/s", "PAGES/s", "P99", "PSI ms/s", "OOM", "CGROUP"))
 	n := len(rows)
 	if v.Height > 0 && n > v.Height-header {
 		n = max(v.Height-header, 0)
 	}
 	for _, r := range rows[:n] {
-		numbers := fmt.Sprintf("%11.3f %11.1f %11.1f %10s  ", r.Stall*1e3, r.Reclaims, r.Pages, latency(r.P99))
+		psi := "-"
+		if r.PSI >= 0 {
+			psi = fmt.Sprintf("%.1f", r.PSI*1e3)
+		}
+		numbers := fmt.Sprintf("%11.3f %11.1f %11.1f %10s %10s %4d  ", r.Stall*1e3, r.Reclaims, r.Pages, latency(r.P99), psi, r.OOMKills)
 		// The name is escaped (it comes from whoever named the cgroup) and,
 		// where the terminal is too narrow, loses its middle as in read's
 		// table: the ends tell cgroups apart, a common prefix does not.
 		name := strings.Repeat("  ", r.Level) + escape.String(r.Name)
 		if v.Width > 0 {
-			name = format.Elide(name, v.Width-len(numbers))
+			name = format.Elide(name, v.Width-utf8.RuneCountInString(numbers))
 		}
 		line(numbers + name)
 	}

@@ -18,11 +18,13 @@ const (
 	ByReclaims Key = "reclaims"
 	ByPages    Key = "pages"
 	ByP99      Key = "p99"
+	ByPSI      Key = "psi"
+	ByOOM      Key = "oom"
 	ByPath     Key = "path"
 )
 
 // Keys lists the sort keys in the order the s key cycles through them.
-var Keys = []Key{ByStall, ByReclaims, ByPages, ByP99, ByPath}
+var Keys = []Key{ByStall, ByReclaims, ByPages, ByP99, ByPSI, ByOOM, ByPath}
 
 // ParseKey checks a --sort value.
 func ParseKey(s string) (Key, error) {
@@ -65,6 +67,10 @@ func (k Key) less(a, b *Row) bool {
 		x, y = a.Pages, b.Pages
 	case ByP99:
 		x, y = a.P99, b.P99
+	case ByPSI:
+		x, y = a.PSI, b.PSI
+	case ByOOM:
+		x, y = float64(a.OOMKills), float64(b.OOMKills)
 	}
 	if x != y {
 		return x > y

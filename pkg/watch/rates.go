@@ -18,6 +18,12 @@ type Row struct {
 	Stall    float64 // seconds spent in reclaim per second of wall time
 	Pages    float64 // pages reclaimed per second
 	P99      float64 // seconds: the interval's 99th percentile reclaim latency, 0 without reclaim
+	// PSI is memory.pressure's some total per second of wall time (the
+	// share of time some task stalled on memory), -1 where the kernel has
+	// none (cgroup v1, the root). It moves in steps: the kernel folds it
+	// every 2 s.
+	PSI      float64
+	OOMKills uint64 // tasks the OOM killer chose in the interval
 }
 
 // Rates computes each cgroup's rates between prev and cur, for the cgroups
@@ -49,9 +55,19 @@ func Rates(prev, cur *monitor.Snapshot, filter monitor.Filter) []Row {
 			h[b] -= before[b]
 		}
 		index[c.Path] = len(rows)
+		psi := -1.0
+		if c.Pressure.Read {
+			// A cgroup new since prev counts from its own start, as its reclaim does.
+			was := p.Pressure.SomeNS
+			if !p.Pressure.Read || c.Pressure.SomeNS < was {
+				was = 0
+			}
+			psi = float64(c.Pressure.SomeNS-was) / 1e9 / secs
+		}
 		rows = append(rows, Row{Path: c.Path, Depth: monitor.Depth(c.Path), Parent: parentIndex(index, c.Path),
 			Reclaims: float64(c.Count-p.Count) / secs, Stall: float64(c.DelayNS-p.DelayNS) / 1e9 / secs,
-			Pages: float64(c.Reclaimed-p.Reclaimed) / secs, P99: float64(h.Quantile(0.99)) / 1e9})
+			Pages: float64(c.Reclaimed-p.Reclaimed) / secs, P99: float64(h.Quantile(0.99)) / 1e9,
+			PSI: psi, OOMKills: c.OOMKills - min(p.OOMKills, c.OOMKills)})
 	}
 	return rows
 }

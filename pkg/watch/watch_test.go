@@ -12,7 +12,7 @@ import (
 
 func stat(id uint64, path string, delayNS, count, pages uint64) monitor.Cgroup {
 	s := monitor.Cgroup{ID: id, Path: path, DelayNS: delayNS, Count: count, Reclaimed: pages}
-	s.LimitHist[reclaim.BucketOf(delayNS/max(count, 1))] = count
+	s.MaxHist[reclaim.BucketOf(delayNS/max(count, 1))] = count
 	return s
 }
 
@@ -202,5 +202,33 @@ func TestShortNames(t *testing.T) {
 	}
 	if got := strings.Join(names, "|"); got != "/kubepods|pod 0b3c9a5e|pod 0b3c9a5e · cri-o 3f9c2a1b" {
 		t.Errorf("flat: %s", got)
+	}
+}
+
+// TestRatesPressureAndOOM: PSI is memory.pressure some per second where the
+// kernel has it, -1 where not; OOM counts the interval's kills; both show
+// as columns and sort.
+func TestRatesPressureAndOOM(t *testing.T) {
+	prev, cur := snapshots()
+	prev.Cgroups[1].Pressure = reclaim.Pressure{Read: true, SomeNS: 1e9}
+	cur.Cgroups[1].Pressure = reclaim.Pressure{Read: true, SomeNS: 1.5e9} // /a: 0.5 s in 2 s
+	prev.Cgroups[3].OOMKills, cur.Cgroups[3].OOMKills = 1, 3              // /b: 2 kills
+	rows := Rates(prev, cur, monitor.Filter{Depth: -1})
+	if a, b := rows[1], rows[3]; a.PSI != 0.25 || b.PSI != -1 || b.OOMKills != 2 || a.OOMKills != 0 {
+		t.Errorf("/a: PSI %g, OOM %d; /b: PSI %g, OOM %d; want 0.25, 0, -1, 2", a.PSI, a.OOMKills, b.PSI, b.OOMKills)
+	}
+	var out strings.Builder
+	if err := Write(&out, View{Sort: ByOOM}, cur, rows, TextEOL); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(out.String(), "\n")
+	if !strings.Contains(lines[1], "PSI ms/s") || !strings.Contains(lines[1], "OOM") {
+		t.Errorf("header %q lacks PSI and OOM", lines[1])
+	}
+	if f := strings.Fields(lines[2]); len(f) < 7 || f[len(f)-1] != "b" && f[len(f)-1] != "/b" || f[5] != "2" {
+		t.Errorf("sorted by oom, the first row is /b with 2 kills: %q", lines[2])
+	}
+	if f := strings.Fields(out.String()); !strings.Contains(out.String(), " 250.0 ") {
+		t.Errorf("/a's PSI 250.0 ms/s missing:\n%s (%d fields)", out.String(), len(f))
 	}
 }
