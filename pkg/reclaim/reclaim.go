@@ -92,9 +92,14 @@ func ParseStat(text string) (Stat, error) {
 	if !more {
 		return s, nil // the seed's line alone
 	}
+	// One read prints one copy of the counters: its lines agree.
 	full := FromCounters(s.ID, s.Path, c)
 	if full.Memcg() != s.Memcg() {
 		return Stat{}, fmt.Errorf("stat file of cgroup %d: the first line says %+v, the causes %+v", s.ID, s.Memcg(), full.Memcg())
+	}
+	if limitCount != full.Causes[Limit].Count || proactiveCount != full.Causes[Proactive].Count {
+		return Stat{}, fmt.Errorf("stat file of cgroup %d: the causes count %d limit and %d proactive reclaims, the histograms %d and %d",
+			s.ID, limitCount, proactiveCount, full.Causes[Limit].Count, full.Causes[Proactive].Count)
 	}
 	return full, nil
 }
