@@ -217,13 +217,22 @@ struct {
 	__type(value, struct tree_node);
 } tree_nodes SEC(".maps");
 
-/* Room for one struct counters, which does not fit the stack. */
+/*
+ * The copy of a cgroup's counters that one stat-file read prints from (it
+ * does not fit the stack), one per reading task. The read prints several
+ * lines from it, and iterators (iter.s too) run with migration, not
+ * preemption, disabled: a per-CPU copy was refilled by another reader on
+ * the same CPU between two prints (seen on 7.2, where BPF is preemptible).
+ * A task makes one read at a time and only print_stat touches this map, so
+ * the copy is the read's own. It stays with the task (under 2 KiB) until
+ * the task exits, so that a reader's next read need not allocate.
+ */
 struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
 	__type(value, struct counters);
-} scratch SEC(".maps");
+} print_copy SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -534,9 +543,14 @@ static __always_inline void end(unsigned long nr_reclaimed, bool direct)
 		count_lost(LOST_EVENT);
 		return;
 	}
+	/*
+	 * bucket_of is below NR_BUCKETS already; the clamp bounds the index
+	 * for the verifier without dropping an event (direct reclaim needs no
+	 * bucket at all).
+	 */
 	b = bucket_of(dur);
 	if (b >= NR_BUCKETS)
-		return;
+		b = NR_BUCKETS - 1;
 	if (cause == CAUSE_LIMIT) {
 		__sync_fetch_and_add(&s->pending.limit_delay_ns, dur);
 		__sync_fetch_and_add(&s->pending.limit_reclaimed, nr_reclaimed);
@@ -692,19 +706,34 @@ static __always_inline void print_hist(struct seq_file *seq, const char *name, c
 /*
  * The seed's line first, byte for byte (its fields are memory-cgroup
  * reclaim: limit plus proactive), then one line per cause, the maximum
- * and the histograms.
+ * and the histograms, all from one copy of the counters that is this
+ * read's own (print_copy).
  */
 static __noinline void print_stat(struct seq_file *seq, __u64 cgid)
 {
+	struct task_struct *task = bpf_get_current_task_btf();
 	struct cgstat *s = stat_of(cgid, false);
-	__u32 zero = 0;
 	static const struct counters none;
 	const struct counters *c = &none;
-	struct counters *sc = bpf_map_lookup_elem(&scratch, &zero);
+	struct counters *sc = NULL;
 	__u64 *sum, *total, *pending;
 
+	/*
+	 * A task's first read allocates its copy: a try can fail while
+	 * bpf_mem_alloc's per-CPU cache waits for its irq_work refill (see
+	 * make_entry), or, where task storage keeps a per-CPU busy count
+	 * (6.1 has one), while another task holding it is preempted on this
+	 * CPU. Without a copy the read says so in its one line: it never
+	 * prints lines that need not agree.
+	 */
+	for (int i = 0; i < 3 && !sc; i++)
+		sc = bpf_task_storage_get(&print_copy, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!sc) {
+		BPF_SEQ_PRINTF(seq, "cg_id: %llu, busy: no room to copy the counters, read again\n", cgid);
+		return;
+	}
 	/* Total plus what still waits here (a delta whose parent had no entry). */
-	if (s && sc) {
+	if (s) {
 		sum = (__u64 *)sc;
 		total = (__u64 *)&s->total;
 		pending = (__u64 *)&s->pending;

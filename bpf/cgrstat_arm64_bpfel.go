@@ -90,8 +90,8 @@ type CgrstatTreeNode struct {
 const (
 	CgrstatMapInfo             = "info"
 	CgrstatMapLost             = "lost"
+	CgrstatMapPrintCopy        = "print_copy"
 	CgrstatMapReclaimStarts    = "reclaim_starts"
-	CgrstatMapScratch          = "scratch"
 	CgrstatMapSeq              = "seq"
 	CgrstatMapSessions         = "sessions"
 	CgrstatMapStats            = "stats"
@@ -172,8 +172,8 @@ type CgrstatProgramSpecs struct {
 type CgrstatMapSpecs struct {
 	Info          *ebpf.MapSpec `ebpf:"info"`
 	Lost          *ebpf.MapSpec `ebpf:"lost"`
+	PrintCopy     *ebpf.MapSpec `ebpf:"print_copy"`
 	ReclaimStarts *ebpf.MapSpec `ebpf:"reclaim_starts"`
-	Scratch       *ebpf.MapSpec `ebpf:"scratch"`
 	Seq           *ebpf.MapSpec `ebpf:"seq"`
 	Sessions      *ebpf.MapSpec `ebpf:"sessions"`
 	Stats         *ebpf.MapSpec `ebpf:"stats"`
@@ -210,8 +210,8 @@ func (o *CgrstatObjects) Close() error {
 type CgrstatMaps struct {
 	Info          *ebpf.Map `ebpf:"info"`
 	Lost          *ebpf.Map `ebpf:"lost"`
+	PrintCopy     *ebpf.Map `ebpf:"print_copy"`
 	ReclaimStarts *ebpf.Map `ebpf:"reclaim_starts"`
-	Scratch       *ebpf.Map `ebpf:"scratch"`
 	Seq           *ebpf.Map `ebpf:"seq"`
 	Sessions      *ebpf.Map `ebpf:"sessions"`
 	Stats         *ebpf.Map `ebpf:"stats"`
@@ -222,8 +222,8 @@ func (m *CgrstatMaps) Close() error {
 	return _CgrstatClose(
 		m.Info,
 		m.Lost,
+		m.PrintCopy,
 		m.ReclaimStarts,
-		m.Scratch,
 		m.Seq,
 		m.Sessions,
 		m.Stats,
