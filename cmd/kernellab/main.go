@@ -41,6 +41,7 @@ type options struct {
 	cache    string
 	verbose  bool
 	run      string
+	count    int
 	timeout  time.Duration
 	mem      int
 	pkgs     string
@@ -70,6 +71,7 @@ func parseFlags() options {
 	flag.StringVar(&o.cache, "cache", "", "kernel cache directory (default $XDG_CACHE_HOME/cgrstat/kernellab)")
 	flag.BoolVar(&o.verbose, "v", false, "stream each guest's console, each line prefixed with its guest")
 	flag.StringVar(&o.run, "run", "", "run only tests matching this regexp (go test -run); default "+kernelTests)
+	flag.IntVar(&o.count, "count", 1, "run each test this many times (go test -count), e.g. to hunt a race; raise -timeout with it")
 	flag.DurationVar(&o.timeout, "timeout", 10*time.Minute, "time limit for each guest, boot included (three times that for an emulated architecture)")
 	flag.IntVar(&o.mem, "mem", kernellab.DefaultMemoryMiB, "guest memory in MiB")
 	flag.StringVar(&o.pkgs, "pkgs", "", "comma-separated Go packages whose tests run in the guest (default: every package with a TestKernel* test)")
@@ -92,6 +94,9 @@ func run() error {
 	}
 	if o.table != "" {
 		return writeSupportTable(o.results, o.table)
+	}
+	if o.count < 1 {
+		return errors.New("-count must be at least 1")
 	}
 	if o.parallel < 1 {
 		return errors.New("-parallel must be at least 1")

@@ -51,6 +51,9 @@ type InitramfsConfig struct {
 	Files []File
 	// Run is passed as -test.run to every test binary when not empty.
 	Run string
+	// Count is passed as -test.count: each test runs that many times
+	// (once when zero).
+	Count int
 	// TestTimeout is passed as -test.timeout. It should be shorter than
 	// the VM's timeout, so that a hung test dies with Go's goroutine dump
 	// on the console instead of a silent kill.
@@ -257,7 +260,7 @@ func initScript(cfg InitramfsConfig) ([]byte, error) {
 			return nil, fmt.Errorf("invalid test binary name %q", t.Name)
 		}
 	}
-	args := []string{"-test.v", "-test.count=1"}
+	args := []string{"-test.v", fmt.Sprintf("-test.count=%d", max(cfg.Count, 1))}
 	if cfg.Run != "" {
 		args = append(args, "-test.run="+cfg.Run)
 	}
