@@ -51,6 +51,9 @@ type InitramfsConfig struct {
 	Files []File
 	// Run is passed as -test.run to every test binary when not empty.
 	Run string
+	// Skip is passed as -test.skip to every test binary when not empty:
+	// the tests it matches do not run.
+	Skip string
 	// Count is passed as -test.count: each test runs that many times
 	// (once when zero).
 	Count int
@@ -263,6 +266,9 @@ func initScript(cfg InitramfsConfig) ([]byte, error) {
 	args := []string{"-test.v", fmt.Sprintf("-test.count=%d", max(cfg.Count, 1))}
 	if cfg.Run != "" {
 		args = append(args, "-test.run="+cfg.Run)
+	}
+	if cfg.Skip != "" {
+		args = append(args, "-test.skip="+cfg.Skip)
 	}
 	if cfg.TestTimeout > 0 {
 		args = append(args, "-test.timeout="+cfg.TestTimeout.String())
