@@ -218,21 +218,26 @@ struct {
 } tree_nodes SEC(".maps");
 
 /*
- * The copy of a cgroup's counters that one stat-file read prints from (it
- * does not fit the stack), one per reading task. The read prints several
- * lines from it, and iterators (iter.s too) run with migration, not
- * preemption, disabled: a per-CPU copy was refilled by another reader on
- * the same CPU between two prints (seen on 7.2, where BPF is preemptible).
- * A task makes one read at a time and only print_stat touches this map, so
- * the copy is the read's own. It stays with the task (under 2 KiB) until
- * the task exits, so that a reader's next read need not allocate.
+ * The copies of a cgroup's counters that stat-file reads print from (one
+ * does not fit the stack), one per read, keyed by its iterator session
+ * (unique across all iterators) and deleted when printed. A read prints
+ * several lines from its copy, and iterators (iter.s too) run with
+ * migration, not preemption, disabled: a per-CPU copy was refilled by
+ * another reader on the same CPU between two prints (seen on 7.2, where BPF
+ * is preemptible). Preallocated, so that taking one never allocates nor
+ * sleeps: task storage, tried first, failed on 6.1, whose task storage
+ * keeps a per-CPU busy count that another reader held while it slept
+ * allocating its copy. PRINT_COPIES reads can print at once; one more
+ * says it is busy.
  */
+#define PRINT_COPIES 64
+
 struct {
-	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, int);
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, PRINT_COPIES);
+	__type(key, __u64);
 	__type(value, struct counters);
-} print_copy SEC(".maps");
+} print_copies SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -707,27 +712,19 @@ static __always_inline void print_hist(struct seq_file *seq, const char *name, c
  * The seed's line first, byte for byte (its fields are memory-cgroup
  * reclaim: limit plus proactive), then one line per cause, the maximum
  * and the histograms, all from one copy of the counters that is this
- * read's own (print_copy).
+ * read's own (print_copies).
  */
-static __noinline void print_stat(struct seq_file *seq, __u64 cgid)
+static __noinline void print_stat(struct seq_file *seq, __u64 cgid, __u64 session)
 {
-	struct task_struct *task = bpf_get_current_task_btf();
 	struct cgstat *s = stat_of(cgid, false);
 	static const struct counters none;
 	const struct counters *c = &none;
-	struct counters *sc = NULL;
+	struct counters *sc;
 	__u64 *sum, *total, *pending;
 
-	/*
-	 * A task's first read allocates its copy: a try can fail while
-	 * bpf_mem_alloc's per-CPU cache waits for its irq_work refill (see
-	 * make_entry), or, where task storage keeps a per-CPU busy count
-	 * (6.1 has one), while another task holding it is preempted on this
-	 * CPU. Without a copy the read says so in its one line: it never
-	 * prints lines that need not agree.
-	 */
-	for (int i = 0; i < 3 && !sc; i++)
-		sc = bpf_task_storage_get(&print_copy, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	/* Without a copy the read says so in its one line: never lines that need not agree. */
+	bpf_map_update_elem(&print_copies, &session, &none, BPF_NOEXIST);
+	sc = bpf_map_lookup_elem(&print_copies, &session);
 	if (!sc) {
 		BPF_SEQ_PRINTF(seq, "cg_id: %llu, busy: no room to copy the counters, read again\n", cgid);
 		return;
@@ -757,6 +754,7 @@ static __noinline void print_stat(struct seq_file *seq, __u64 cgid)
 	BPF_SEQ_PRINTF(seq, "max_delay_ns: %llu\n", c->max_delay_ns);
 	print_hist(seq, "hist_limit", c->limit_hist);
 	print_hist(seq, "hist_proactive", c->proactive_hist);
+	bpf_map_delete_elem(&print_copies, &session);
 }
 
 /*
@@ -777,7 +775,7 @@ static __always_inline int dump_visit(struct bpf_iter__cgroup *ctx, bool walk)
 			return 0;
 		cgid = *last;
 		bpf_map_delete_elem(&sessions, &session);
-		print_stat(ctx->meta->seq, cgid);
+		print_stat(ctx->meta->seq, cgid, session);
 		return 0;
 	}
 	cgid = cgroup_id(cgrp);

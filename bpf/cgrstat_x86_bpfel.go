@@ -90,7 +90,7 @@ type CgrstatTreeNode struct {
 const (
 	CgrstatMapInfo             = "info"
 	CgrstatMapLost             = "lost"
-	CgrstatMapPrintCopy        = "print_copy"
+	CgrstatMapPrintCopies      = "print_copies"
 	CgrstatMapReclaimStarts    = "reclaim_starts"
 	CgrstatMapSeq              = "seq"
 	CgrstatMapSessions         = "sessions"
@@ -172,7 +172,7 @@ type CgrstatProgramSpecs struct {
 type CgrstatMapSpecs struct {
 	Info          *ebpf.MapSpec `ebpf:"info"`
 	Lost          *ebpf.MapSpec `ebpf:"lost"`
-	PrintCopy     *ebpf.MapSpec `ebpf:"print_copy"`
+	PrintCopies   *ebpf.MapSpec `ebpf:"print_copies"`
 	ReclaimStarts *ebpf.MapSpec `ebpf:"reclaim_starts"`
 	Seq           *ebpf.MapSpec `ebpf:"seq"`
 	Sessions      *ebpf.MapSpec `ebpf:"sessions"`
@@ -210,7 +210,7 @@ func (o *CgrstatObjects) Close() error {
 type CgrstatMaps struct {
 	Info          *ebpf.Map `ebpf:"info"`
 	Lost          *ebpf.Map `ebpf:"lost"`
-	PrintCopy     *ebpf.Map `ebpf:"print_copy"`
+	PrintCopies   *ebpf.Map `ebpf:"print_copies"`
 	ReclaimStarts *ebpf.Map `ebpf:"reclaim_starts"`
 	Seq           *ebpf.Map `ebpf:"seq"`
 	Sessions      *ebpf.Map `ebpf:"sessions"`
@@ -222,7 +222,7 @@ func (m *CgrstatMaps) Close() error {
 	return _CgrstatClose(
 		m.Info,
 		m.Lost,
-		m.PrintCopy,
+		m.PrintCopies,
 		m.ReclaimStarts,
 		m.Seq,
 		m.Sessions,
