@@ -131,6 +131,7 @@ func run() error {
 	defer os.RemoveAll(tmp)
 
 	start := time.Now()
+	commit := gitCommit()
 	guests, err := plan(ctx, o, versions)
 	if err != nil {
 		return err
@@ -142,7 +143,7 @@ func run() error {
 	runAll(ctx, o, guests)
 	wall := time.Since(start)
 	summarize(guests, wall)
-	if err := writeResults(o, guests, wall); err != nil {
+	if err := writeResults(o, commit, guests, wall); err != nil {
 		return err
 	}
 	if ctx.Err() != nil {

@@ -83,9 +83,11 @@ func partial(o options) string {
 	return strings.Join(why, " ")
 }
 
-func writeResults(o options, guests []*guest, wall time.Duration) error {
+// commit is the tree the guests were built from, taken before the build:
+// the checkout may move on while a run takes half an hour.
+func writeResults(o options, commit string, guests []*guest, wall time.Duration) error {
 	res := results{
-		Date: time.Now().UTC().Truncate(time.Second), Commit: gitCommit(), Partial: partial(o),
+		Date: time.Now().UTC().Truncate(time.Second), Commit: commit, Partial: partial(o),
 		CPUs: runtime.NumCPU(), Parallel: o.parallel, WallSeconds: wall.Seconds(),
 	}
 	for _, g := range guests {
