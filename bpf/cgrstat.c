@@ -265,13 +265,27 @@ struct {
 	__type(value, struct oom_victim);
 } oom_victims SEC(".maps");
 
-/* Room for one struct counters, which does not fit the stack. */
+/*
+ * The copies of a cgroup's counters that stat-file reads print from (one
+ * does not fit the stack), one per read, keyed by its iterator session
+ * (unique across all iterators) and deleted when printed. A read prints
+ * several lines from its copy, and iterators (iter.s too) run with
+ * migration, not preemption, disabled: a per-CPU copy was refilled by
+ * another reader on the same CPU between two prints (seen on 7.2, where BPF
+ * is preemptible). Preallocated, so that taking one never allocates nor
+ * sleeps: task storage, tried first, failed on 6.1, whose task storage
+ * keeps a per-CPU busy count that another reader held while it slept
+ * allocating its copy. PRINT_COPIES reads can print at once; one more
+ * says it is busy.
+ */
+#define PRINT_COPIES 64
+
 struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, PRINT_COPIES);
+	__type(key, __u64);
 	__type(value, struct counters);
-} scratch SEC(".maps");
+} print_copies SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -623,9 +637,14 @@ static __always_inline void end(unsigned long nr_reclaimed, bool direct)
 		count_lost(LOST_EVENT);
 		return;
 	}
+	/*
+	 * bucket_of is below NR_BUCKETS already; the clamp bounds the index
+	 * for the verifier without dropping an event (direct reclaim needs no
+	 * bucket at all).
+	 */
 	b = bucket_of(dur);
 	if (b >= NR_BUCKETS)
-		return;
+		b = NR_BUCKETS - 1;
 	if (cause == CAUSE_MAX) {
 		__sync_fetch_and_add(&s->pending.max_limit_delay_ns, dur);
 		__sync_fetch_and_add(&s->pending.max_limit_reclaimed, nr_reclaimed);
@@ -896,20 +915,27 @@ static __always_inline void print_hist(struct seq_file *seq, const char *name, c
 /*
  * The seed's line first, byte for byte (its fields are memory-cgroup
  * reclaim: max, high and proactive), then one line per cause, the maximum
- * and the histograms. limit and hist_limit, max plus high, are what the
- * file said before max and high were told apart.
+ * and the histograms, all from one copy of the counters that is this
+ * read's own (print_copies). limit and hist_limit, max plus high, are what
+ * the file said before max and high were told apart.
  */
-static __noinline void print_stat(struct seq_file *seq, __u64 cgid)
+static __noinline void print_stat(struct seq_file *seq, __u64 cgid, __u64 session)
 {
 	struct cgstat *s = stat_of(cgid, false);
-	__u32 zero = 0;
 	static const struct counters none;
 	const struct counters *c = &none;
-	struct counters *sc = bpf_map_lookup_elem(&scratch, &zero);
+	struct counters *sc;
 	__u64 *sum, *total, *pending;
 
+	/* Without a copy the read says so in its one line: never lines that need not agree. */
+	bpf_map_update_elem(&print_copies, &session, &none, BPF_NOEXIST);
+	sc = bpf_map_lookup_elem(&print_copies, &session);
+	if (!sc) {
+		BPF_SEQ_PRINTF(seq, "cg_id: %llu, busy: no room to copy the counters, read again\n", cgid);
+		return;
+	}
 	/* Total plus what still waits here (a delta whose parent had no entry). */
-	if (s && sc) {
+	if (s) {
 		sum = (__u64 *)sc;
 		total = (__u64 *)&s->total;
 		pending = (__u64 *)&s->pending;
@@ -941,6 +967,7 @@ static __noinline void print_stat(struct seq_file *seq, __u64 cgid)
 	print_hist(seq, "hist_max", c->max_limit_hist, NULL);
 	print_hist(seq, "hist_high", c->high_limit_hist, NULL);
 	print_hist(seq, "hist_proactive", c->proactive_hist, NULL);
+	bpf_map_delete_elem(&print_copies, &session);
 }
 
 /*
@@ -975,7 +1002,7 @@ static __always_inline int dump_visit(struct bpf_iter__cgroup *ctx, bool walk)
 		}
 		cgid = *last;
 		bpf_map_delete_elem(&sessions, &session);
-		print_stat(ctx->meta->seq, cgid);
+		print_stat(ctx->meta->seq, cgid, session);
 		return 0;
 	}
 	cgid = cgroup_id(cgrp);

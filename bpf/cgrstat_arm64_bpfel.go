@@ -114,8 +114,8 @@ const (
 	CgrstatMapInfo             = "info"
 	CgrstatMapLost             = "lost"
 	CgrstatMapOomVictims       = "oom_victims"
+	CgrstatMapPrintCopies      = "print_copies"
 	CgrstatMapReclaimStarts    = "reclaim_starts"
-	CgrstatMapScratch          = "scratch"
 	CgrstatMapSeq              = "seq"
 	CgrstatMapSessions         = "sessions"
 	CgrstatMapStats            = "stats"
@@ -204,8 +204,8 @@ type CgrstatMapSpecs struct {
 	Info          *ebpf.MapSpec `ebpf:"info"`
 	Lost          *ebpf.MapSpec `ebpf:"lost"`
 	OomVictims    *ebpf.MapSpec `ebpf:"oom_victims"`
+	PrintCopies   *ebpf.MapSpec `ebpf:"print_copies"`
 	ReclaimStarts *ebpf.MapSpec `ebpf:"reclaim_starts"`
-	Scratch       *ebpf.MapSpec `ebpf:"scratch"`
 	Seq           *ebpf.MapSpec `ebpf:"seq"`
 	Sessions      *ebpf.MapSpec `ebpf:"sessions"`
 	Stats         *ebpf.MapSpec `ebpf:"stats"`
@@ -244,8 +244,8 @@ type CgrstatMaps struct {
 	Info          *ebpf.Map `ebpf:"info"`
 	Lost          *ebpf.Map `ebpf:"lost"`
 	OomVictims    *ebpf.Map `ebpf:"oom_victims"`
+	PrintCopies   *ebpf.Map `ebpf:"print_copies"`
 	ReclaimStarts *ebpf.Map `ebpf:"reclaim_starts"`
-	Scratch       *ebpf.Map `ebpf:"scratch"`
 	Seq           *ebpf.Map `ebpf:"seq"`
 	Sessions      *ebpf.Map `ebpf:"sessions"`
 	Stats         *ebpf.Map `ebpf:"stats"`
@@ -257,8 +257,8 @@ func (m *CgrstatMaps) Close() error {
 		m.Info,
 		m.Lost,
 		m.OomVictims,
+		m.PrintCopies,
 		m.ReclaimStarts,
-		m.Scratch,
 		m.Seq,
 		m.Sessions,
 		m.Stats,

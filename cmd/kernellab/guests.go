@@ -23,6 +23,7 @@ type guest struct {
 	suite   string // "" for a -kernel image
 	arch    string
 	cgroup  int
+	subset  string // subsetAll or subsetKernel
 	kernel  kernellab.Kernel
 	initrd  string // the architecture's guest
 	modules string // the kernel's modules archive, if it needs any
@@ -54,7 +55,7 @@ func plan(ctx context.Context, o options, versions []int) ([]*guest, error) {
 	var guests []*guest
 	for _, k := range kernels {
 		for _, v := range versions {
-			g := &guest{suite: k.Suite.Name, arch: k.Suite.Arch, cgroup: v, kernel: k}
+			g := &guest{suite: k.Suite.Name, arch: k.Suite.Arch, cgroup: v, kernel: k, subset: subsetFor(o, k.Suite.Arch)}
 			if v == 1 && k.Config != "" {
 				ok, why, err := k.CgroupV1()
 				if err != nil {
@@ -215,7 +216,7 @@ func runGuest(ctx context.Context, o options, g *guest) {
 	if g.err == nil && g.disk != "" && g.result.TmpDir != "ext4" {
 		g.err = fmt.Errorf("the guest's TMPDIR is on %s, not the ext4 scratch disk", g.result.TmpDir)
 	}
-	g.logFile = saveConsole(o.cache, strings.ReplaceAll(g.label(), "/", "_"), g.result.Console)
+	g.logFile = saveConsole(o.logs, strings.ReplaceAll(g.label(), "/", "_"), g.result.Console)
 	g.elapsed = time.Since(start)
 }
 
@@ -251,11 +252,10 @@ func (p *prefixWriter) Flush() {
 	}
 }
 
-// saveConsole keeps the last console of each guest next to the cache, so a
+// saveConsole keeps each guest's console in the run's log directory, so a
 // failure can be read in full after the summary's tail.
-func saveConsole(cache, label string, console []byte) string {
-	dir := filepath.Join(cache, "logs")
-	if os.MkdirAll(dir, 0o755) != nil {
+func saveConsole(dir, label string, console []byte) string {
+	if dir == "" {
 		return ""
 	}
 	p := filepath.Join(dir, label+".console")

@@ -17,7 +17,9 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime"
+	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -41,6 +43,8 @@ type options struct {
 	cache    string
 	verbose  bool
 	run      string
+	count    int
+	emulated string
 	timeout  time.Duration
 	mem      int
 	pkgs     string
@@ -49,6 +53,7 @@ type options struct {
 	cli      bool
 	parallel int
 	results  string
+	logs     string
 	table    string
 }
 
@@ -70,6 +75,8 @@ func parseFlags() options {
 	flag.StringVar(&o.cache, "cache", "", "kernel cache directory (default $XDG_CACHE_HOME/cgrstat/kernellab)")
 	flag.BoolVar(&o.verbose, "v", false, "stream each guest's console, each line prefixed with its guest")
 	flag.StringVar(&o.run, "run", "", "run only tests matching this regexp (go test -run); default "+kernelTests)
+	flag.StringVar(&o.emulated, "emulated", subsetKernel, "tests that guests of an emulated architecture (arm64 under TCG) run: "+subsetKernel+" (every test of BPF and kernel behaviour, leaving out Go-side logic the native guests prove) or "+subsetAll)
+	flag.IntVar(&o.count, "count", 1, "run each test this many times (go test -count), e.g. to hunt a race; raise -timeout with it")
 	flag.DurationVar(&o.timeout, "timeout", 10*time.Minute, "time limit for each guest, boot included (three times that for an emulated architecture)")
 	flag.IntVar(&o.mem, "mem", kernellab.DefaultMemoryMiB, "guest memory in MiB")
 	flag.StringVar(&o.pkgs, "pkgs", "", "comma-separated Go packages whose tests run in the guest (default: every package with a TestKernel* test)")
@@ -77,6 +84,7 @@ func parseFlags() options {
 	flag.BoolVar(&o.cli, "cli", true, "build ./cmd/cgrstat into the guest as /bin/cgrstat ($CGRSTAT_BIN)")
 	flag.BoolVar(&o.kvm, "kvm", false, "use KVM instead of TCG for guests of this machine's architecture (only where /dev/kvm can run one)")
 	flag.IntVar(&o.parallel, "parallel", defaultParallel(), "guests to run at once")
+	flag.StringVar(&o.logs, "logs", "", "directory for the guests' consoles (default: a new directory for this run below the cache's logs/)")
 	flag.StringVar(&o.results, "results", "kernellab-results.json", "write the results here (JSON); -support-table reads them")
 	flag.StringVar(&o.table, "support-table", "", "boot nothing: rewrite the support table in this Markdown file (README.md) from -results")
 	flag.Parse()
@@ -93,6 +101,13 @@ func run() error {
 	if o.table != "" {
 		return writeSupportTable(o.results, o.table)
 	}
+	var err error
+	if o.emulated, err = parseSubset(o.emulated); err != nil {
+		return err
+	}
+	if o.count < 1 {
+		return errors.New("-count must be at least 1")
+	}
 	if o.parallel < 1 {
 		return errors.New("-parallel must be at least 1")
 	}
@@ -105,6 +120,10 @@ func run() error {
 			return err
 		}
 	}
+	if o.logs, err = logDir(o.cache, o.logs); err != nil {
+		return err
+	}
+	fmt.Printf("kernellab: consoles in %s\n", o.logs)
 	tmp, err := os.MkdirTemp("", "kernellab-")
 	if err != nil {
 		return err
@@ -112,6 +131,7 @@ func run() error {
 	defer os.RemoveAll(tmp)
 
 	start := time.Now()
+	commit := gitCommit()
 	guests, err := plan(ctx, o, versions)
 	if err != nil {
 		return err
@@ -123,7 +143,7 @@ func run() error {
 	runAll(ctx, o, guests)
 	wall := time.Since(start)
 	summarize(guests, wall)
-	if err := writeResults(o, guests, wall); err != nil {
+	if err := writeResults(o, commit, guests, wall); err != nil {
 		return err
 	}
 	if ctx.Err() != nil {
@@ -151,4 +171,50 @@ func parseCgroups(s string) ([]int, error) {
 		out = append(out, v)
 	}
 	return out, nil
+}
+
+// runLogPrefix starts the name of every run's log directory below the
+// cache: the date and time, so that ls lists runs in order.
+const runLogPrefix = "run-"
+
+// keepRuns is how many runs' log directories the cache keeps.
+const keepRuns = 20
+
+// logDir is where this run's consoles go: dir if given, else a directory
+// of its own below the cache's logs/, so that runs from other checkouts
+// (or at the same time) never overwrite each other's consoles. Of the
+// cache's run directories only the newest keepRuns stay.
+func logDir(cache, dir string) (string, error) {
+	if dir != "" {
+		return dir, os.MkdirAll(dir, 0o755)
+	}
+	parent := filepath.Join(cache, "logs")
+	if err := os.MkdirAll(parent, 0o755); err != nil {
+		return "", err
+	}
+	dir, err := os.MkdirTemp(parent, runLogPrefix+time.Now().UTC().Format("20060102-150405-"))
+	if err != nil {
+		return "", err
+	}
+	pruneRuns(parent, keepRuns)
+	return dir, nil
+}
+
+// pruneRuns removes all but the newest keep run directories in parent
+// (their names sort by time); nothing else there is touched.
+func pruneRuns(parent string, keep int) {
+	entries, err := os.ReadDir(parent)
+	if err != nil {
+		return
+	}
+	var runs []string
+	for _, e := range entries {
+		if e.IsDir() && strings.HasPrefix(e.Name(), runLogPrefix) {
+			runs = append(runs, e.Name())
+		}
+	}
+	sort.Strings(runs)
+	for _, r := range runs[:max(len(runs)-keep, 0)] {
+		os.RemoveAll(filepath.Join(parent, r))
+	}
 }

@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -16,19 +18,21 @@ func TestSupportTable(t *testing.T) {
 		Date:   time.Date(2026, 11, 25, 0, 0, 0, 0, time.UTC),
 		Commit: "abc123",
 		Guests: []guestResult{
-			{Suite: "bookworm", Arch: "amd64", Release: "6.1.0-50-cloud-amd64", Cgroup: 2, Status: "pass", Pass: 60, FlushModes: []string{"fentry", "kprobe", "walk"}},
-			{Suite: "bookworm", Arch: "amd64", Release: "6.1.0-50-cloud-amd64", Cgroup: 1, Status: "pass", Pass: 60, FlushModes: []string{"fentry", "walk"}},
-			{Suite: "trixie", Arch: "arm64", Release: "6.12.117+deb13-cloud-arm64", Cgroup: 2, Status: "fail", Pass: 58, Fail: 2, FlushModes: []string{"walk"}},
+			{Suite: "bookworm", Arch: "amd64", Release: "6.1.0-50-cloud-amd64", Cgroup: 2, Tests: "all", Status: "pass", Pass: 60, FlushModes: []string{"fentry", "kprobe", "walk"}},
+			{Suite: "bookworm", Arch: "amd64", Release: "6.1.0-50-cloud-amd64", Cgroup: 1, Tests: "all", Status: "pass", Pass: 60, FlushModes: []string{"fentry", "walk"}},
+			{Suite: "trixie", Arch: "arm64", Release: "6.12.117+deb13-cloud-arm64", Cgroup: 2, Tests: "kernel", Status: "fail", Pass: 58, Fail: 2, FlushModes: []string{"walk"}},
 			{Suite: "trixie", Arch: "arm64", Release: "6.12.117+deb13-cloud-arm64", Cgroup: 1, Status: "skip", Reason: "CONFIG_MEMCG_V1 is not set: no cgroup v1 memory controller"},
 		},
+		KernelSubsetSkips: []string{"TestKernelKillPin", "TestKernelWatchTmux"},
 	}
 	got, err := supportTable(res)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, want := range []string{
-		"| 6.1.0-50-cloud-amd64 | bookworm | amd64 | yes (60 tests) | yes (60 tests) | v2: fentry, kprobe, walk; v1: fentry, walk |",
-		"| 6.12.117+deb13-cloud-arm64 | trixie | arm64 | **FAILS** (2 of 60 tests) | no: CONFIG_MEMCG_V1 is not set | walk |",
+		"| 6.1.0-50-cloud-amd64 | bookworm | amd64 | all | yes (60 tests) | yes (60 tests) | v2: fentry, kprobe, walk; v1: fentry, walk |",
+		"| 6.12.117+deb13-cloud-arm64 | trixie | arm64 | kernel subset | **FAILS** (2 of 60 tests) | no: CONFIG_MEMCG_V1 is not set | walk |",
+		"*kernel subset* (the emulated guests) is every test but these 2 of Go-side logic, which the native guests run: `TestKernelKillPin`, `TestKernelWatchTmux`.",
 		"2026-11-25 (commit abc123)",
 	} {
 		if !strings.Contains(got, want) {
@@ -111,5 +115,72 @@ func TestCrashedBeforeInit(t *testing.T) {
 	cancel()
 	if crashedBeforeInit(ctx, r, r.Err()) {
 		t.Error("a cancelled run is booted again")
+	}
+}
+
+// TestSubsets: this machine's architecture runs every test; an emulated one
+// the kernel subset, which leaves out only the named Go-side tests and none
+// of the tests of BPF and kernel behaviour.
+func TestSubsets(t *testing.T) {
+	o := options{emulated: subsetKernel}
+	other := "arm64"
+	if kernellab.HostArch() == "arm64" {
+		other = "amd64"
+	}
+	if got := subsetFor(o, kernellab.HostArch()); got != subsetAll || skipPattern(got) != "" {
+		t.Errorf("native guests run %q (skip %q), want all", got, skipPattern(got))
+	}
+	skip := regexp.MustCompile(skipPattern(subsetFor(o, other)))
+	for _, name := range []string{"TestKernelKillPin", "TestKernelServeCardinality", "TestKernelWatchTmux"} {
+		if !skip.MatchString(name) {
+			t.Errorf("the kernel subset runs %s", name)
+		}
+	}
+	for _, name := range []string{"TestKernelFlushModes", "TestKernelChurn", "TestKernelConcurrentStatReads", "TestKernelCausesAndForced",
+		"TestKernelReclaimMatchesMemoryStat", "TestKernelLoadWalk", "TestKernelKillPinAgain", "TestKernelCheckDefaultSpec"} {
+		if skip.MatchString(name) {
+			t.Errorf("the kernel subset leaves out %s", name)
+		}
+	}
+	if got := subsetFor(options{emulated: subsetAll}, other); got != subsetAll {
+		t.Errorf("-emulated all: emulated guests run %q", got)
+	}
+	if _, err := parseSubset("some"); err == nil {
+		t.Error("-emulated some was accepted")
+	}
+}
+
+// TestLogDirPerRun: each run gets a directory of its own, and only the
+// newest runs' directories stay.
+func TestLogDirPerRun(t *testing.T) {
+	cache := t.TempDir()
+	a, err := logDir(cache, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := logDir(cache, "")
+	if err != nil || a == b {
+		t.Fatalf("two runs log to %q and %q (%v)", a, b, err)
+	}
+	mine := filepath.Join(cache, "logs", "notes")
+	os.Mkdir(mine, 0o755)
+	for i := 0; i < keepRuns+5; i++ {
+		os.Mkdir(filepath.Join(cache, "logs", fmt.Sprintf("%s00000000-%03d", runLogPrefix, i)), 0o755)
+	}
+	c, err := logDir(cache, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	entries, _ := os.ReadDir(filepath.Join(cache, "logs"))
+	if len(entries) != keepRuns+1 {
+		t.Errorf("%d entries in logs/, want the newest %d runs and the directory that is not a run's", len(entries), keepRuns)
+	}
+	for _, keep := range []string{c, mine} {
+		if _, err := os.Stat(keep); err != nil {
+			t.Errorf("%s is gone: %v", keep, err)
+		}
+	}
+	if d, err := logDir(cache, filepath.Join(cache, "given")); err != nil || d != filepath.Join(cache, "given") {
+		t.Errorf("-logs given: %q, %v", d, err)
 	}
 }

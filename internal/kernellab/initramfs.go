@@ -51,6 +51,12 @@ type InitramfsConfig struct {
 	Files []File
 	// Run is passed as -test.run to every test binary when not empty.
 	Run string
+	// Skip is passed as -test.skip to every test binary when not empty:
+	// the tests it matches do not run.
+	Skip string
+	// Count is passed as -test.count: each test runs that many times
+	// (once when zero).
+	Count int
 	// TestTimeout is passed as -test.timeout. It should be shorter than
 	// the VM's timeout, so that a hung test dies with Go's goroutine dump
 	// on the console instead of a silent kill.
@@ -257,9 +263,12 @@ func initScript(cfg InitramfsConfig) ([]byte, error) {
 			return nil, fmt.Errorf("invalid test binary name %q", t.Name)
 		}
 	}
-	args := []string{"-test.v", "-test.count=1"}
+	args := []string{"-test.v", fmt.Sprintf("-test.count=%d", max(cfg.Count, 1))}
 	if cfg.Run != "" {
 		args = append(args, "-test.run="+cfg.Run)
+	}
+	if cfg.Skip != "" {
+		args = append(args, "-test.skip="+cfg.Skip)
 	}
 	if cfg.TestTimeout > 0 {
 		args = append(args, "-test.timeout="+cfg.TestTimeout.String())

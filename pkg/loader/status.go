@@ -138,8 +138,11 @@ func (p *Pinned) LostCounts() (Lost, error) {
 // Sizes of the kernel's hash-map bookkeeping, for MemoryOf.
 const (
 	htabElemHeader = 48 // struct htab_elem before the key
-	// per CPU: the print scratch (struct counters) and the lost counters
-	perCPUBytes    = 1784 + 4*8
+	// per CPU: the lost counters, and the print copies' spare element
+	perCPUBytes = 4*8 + printCopyBytes
+	// print_copies: PRINT_COPIES preallocated elements of struct counters
+	printCopies    = 64
+	printCopyBytes = htabElemHeader + 8 + 1784
 	memAllocHeader = 8 // bpf_mem_alloc's free-list link
 	sessionsSlots  = 256
 	sessionBytes   = htabElemHeader + 8 + 8
@@ -154,11 +157,12 @@ var (
 
 // MemoryOf computes what the maps take: stats entries are allocated one by
 // one (BPF_F_NO_PREALLOC) from the kernel's size classes; the tree map, the
-// sessions and the small maps are preallocated at load. Per CPU there are
-// only the print scratch and the lost counters, under 2 KiB.
+// sessions, the stat-file readers' print copies and the small maps are
+// preallocated at load. Per CPU there are only the lost counters and a
+// spare print copy.
 func MemoryOf(statBytes, nodeBytes, maxEntries uint32, entries, cpus int) Memory {
 	per := sizeClass(uint64(htabElemHeader + 8 + roundUp8(statBytes) + memAllocHeader))
-	pre := uint64(maxEntries)*uint64(roundUp8(nodeBytes)) + sessionsSlots*sessionBytes + infoBytes + uint64(cpus)*perCPUBytes
+	pre := uint64(maxEntries)*uint64(roundUp8(nodeBytes)) + sessionsSlots*sessionBytes + printCopies*printCopyBytes + infoBytes + uint64(cpus)*perCPUBytes
 	return Memory{Preallocated: pre, PerCgroup: per, Used: pre + uint64(entries)*per, AtMost: pre + uint64(maxEntries)*per}
 }
 

@@ -111,12 +111,17 @@ func ParseStat(text string) (Stat, error) {
 	if !more {
 		return s, nil // the seed's line alone
 	}
+	// One read prints one copy of the counters: its lines agree.
 	full := FromCounters(s.ID, s.Path, c)
 	if full.Memcg() != s.Memcg() {
 		return Stat{}, fmt.Errorf("stat file of cgroup %d: the first line says %+v, the causes %+v", s.ID, s.Memcg(), full.Memcg())
 	}
 	if l := (Counters{limit.DelayNs, limit.Count, limit.Reclaimed}); l != full.Limit() || limitHist != full.LimitHist() {
 		return Stat{}, fmt.Errorf("stat file of cgroup %d: limit says %+v, max and high %+v", s.ID, l, full.Limit())
+	}
+	if maxCount != full.Causes[Max].Count || highCount != full.Causes[High].Count || proactiveCount != full.Causes[Proactive].Count {
+		return Stat{}, fmt.Errorf("stat file of cgroup %d: the causes count %d max, %d high and %d proactive reclaims, the histograms %d, %d and %d",
+			s.ID, maxCount, highCount, proactiveCount, full.Causes[Max].Count, full.Causes[High].Count, full.Causes[Proactive].Count)
 	}
 	return full, nil
 }
