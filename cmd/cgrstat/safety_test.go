@@ -268,7 +268,7 @@ func TestKernelNamesInErrors(t *testing.T) {
 	l := newLab(t)
 	l.run("load", "--flush", "walk")
 	t.Cleanup(func() { cli(t, "unload", "--pin-path", l.pinPath) })
-	wantUsage(t, `"a\nb"`, "pin", "a\nb", "--pin-path", l.pinPath)
+	wantUsage(t, `a\x0ab`, "pin", "a\nb", "--pin-path", l.pinPath)
 	long := strings.Repeat("b", 5000)
 	for _, args := range [][]string{{"pin", long}, {"unpin", long}, {"read", long}} {
 		r := cli(t, append(args, "--pin-path", l.pinPath)...)

@@ -159,6 +159,15 @@ func (s *Stat) Add(o *Stat) {
 	s.OOMKills += o.OOMKills
 }
 
+// Collected is s without the kernel's own figures (Events, Pressure):
+// what cgrstat's collectors recorded, which a stat file prints and a
+// parent sums from its children. The kernel's figures are read only in
+// the tree walk and are the kernel's own hierarchical counts.
+func (s Stat) Collected() Stat {
+	s.Events, s.Pressure = Events{}, Pressure{}
+	return s
+}
+
 // Quantile estimates the q-quantile of memory-cgroup reclaim latency in
 // ns (see Hist.Quantile), capped by the exact maximum: the true quantile
 // is at most MaxNS, so the cap only ever brings the estimate closer.
