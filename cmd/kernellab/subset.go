@@ -39,6 +39,13 @@ var goSideTests = []string{
 	// report, a relative CGROUP's lookup, load's "loaded already"; about 80 s
 	// of the 7.3 arm64 guest's 938 s (2026-12-03), nearly all of it loading
 	"TestKernelWatchBatch", "TestKernelStatusUsage", "TestKernelReadByTopName", "TestKernelLoadTwice",
+	// issue 17's and 19's command-line logic: unload under serve and watch,
+	// the pin path's directories and lock files, serve's HTTP methods,
+	// escaped names, exit statuses on signals, a cgroup's identity from its
+	// path; about 250 s of the 6.12 arm64 guest's 918 s (2026-12-03)
+	"TestKernelUnloadUnderReaders", "TestKernelUnloadRemovesOnlyDirsLoadMade", "TestKernelLockFilesOnlyForLoads",
+	"TestKernelServeMethods", "TestKernelHostileCgroupName", "TestKernelMessagesNameWhatTheyMean",
+	"TestKernelWatchSignals", "TestKernelOpenPrintsTheCgroup", "TestKernelIdentity",
 }
 
 // parseSubset checks -emulated.
