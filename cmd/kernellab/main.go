@@ -77,7 +77,7 @@ func parseFlags() options {
 	flag.StringVar(&o.run, "run", "", "run only tests matching this regexp (go test -run); default "+kernelTests)
 	flag.StringVar(&o.emulated, "emulated", subsetKernel, "tests that guests of an emulated architecture (arm64 under TCG) run: "+subsetKernel+" (every test of BPF and kernel behaviour, leaving out Go-side logic the native guests prove) or "+subsetAll)
 	flag.IntVar(&o.count, "count", 1, "run each test this many times (go test -count), e.g. to hunt a race; raise -timeout with it")
-	flag.DurationVar(&o.timeout, "timeout", 10*time.Minute, "time limit for each guest, boot included (three times that for an emulated architecture)")
+	flag.DurationVar(&o.timeout, "timeout", kernellab.DefaultTimeout, "time limit for each guest, boot included (three times that for an emulated architecture)")
 	flag.IntVar(&o.mem, "mem", kernellab.DefaultMemoryMiB, "guest memory in MiB")
 	flag.StringVar(&o.pkgs, "pkgs", "", "comma-separated Go packages whose tests run in the guest (default: every package with a TestKernel* test)")
 	flag.BoolVar(&o.refresh, "refresh", false, "ask the Debian archive for newer kernels even if the cached ones are fresh")
