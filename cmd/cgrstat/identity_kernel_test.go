@@ -142,6 +142,23 @@ func TestKernelIdentity(t *testing.T) {
 	defer l.run("unload")
 	l.run(stress...)
 	stats := readIdentities(t, l, topRel)
+	// Now and then a leaf's one round finds nothing to reclaim (one leaf of
+	// eleven on sid 7.2, 2026-12-03): stress such leaves again, at most
+	// twice, saying so. Every leaf must still reclaim in the end.
+	for try := 0; try < 2; try++ {
+		var idle []string
+		for rel := range identityLeaves() {
+			if stats[topRel+"/"+rel].Count == 0 {
+				idle = append(idle, topRel+"/"+rel)
+			}
+		}
+		if len(idle) == 0 {
+			break
+		}
+		t.Logf("no reclaim yet in %d leaves: stress again %v", len(idle), idle)
+		l.run(append([]string{"stress"}, idle...)...)
+		stats = readIdentities(t, l, topRel)
+	}
 	// serve exports by depth from the root, and the tree is below the
 	// test's own cgroup: every depth, and only the tree.
 	srv := startCLI(t, "serve", topRel, "--depth=-1", "--pin-path", l.pinPath, "--web.listen-address", "127.0.0.1:0")
