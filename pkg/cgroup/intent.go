@@ -21,8 +21,16 @@ func Intend(kind string, lines ...string) (done func(), err error) {
 	if err := os.MkdirAll(IntentDir, 0o700); err != nil {
 		return nil, fmt.Errorf("creating %s: %w", IntentDir, err)
 	}
+	// Written whole, then renamed: a kill in the middle of the write left
+	// an empty note that no recovery could read or drop.
 	note := filepath.Join(IntentDir, string(Self())+"."+kind)
-	if err := os.WriteFile(note, []byte(strings.Join(lines, "\n")), 0o600); err != nil {
+	tmp := note + ".tmp" // not a note: InterruptedNotes reads *.kind
+	if err := os.WriteFile(tmp, []byte(strings.Join(lines, "\n")), 0o600); err != nil {
+		os.Remove(tmp)
+		return nil, fmt.Errorf("writing %s: %w", note, err)
+	}
+	if err := os.Rename(tmp, note); err != nil {
+		os.Remove(tmp)
 		return nil, fmt.Errorf("writing %s: %w", note, err)
 	}
 	return func() { os.Remove(note) }, nil
@@ -42,6 +50,14 @@ func InterruptedNotes(kind string) ([]Interrupted, error) {
 	notes, err := filepath.Glob(filepath.Join(IntentDir, "*."+kind))
 	if err != nil {
 		return nil, err
+	}
+	// A note killed half-written (before its rename) proves nothing.
+	if tmps, err := filepath.Glob(filepath.Join(IntentDir, "*."+kind+".tmp")); err == nil {
+		for _, tmp := range tmps {
+			if Owner(strings.TrimSuffix(filepath.Base(tmp), "."+kind+".tmp")).Dead() {
+				os.Remove(tmp)
+			}
+		}
 	}
 	var out []Interrupted
 	for _, note := range notes {

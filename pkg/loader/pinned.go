@@ -156,7 +156,17 @@ func (d PinDir) recoverInterrupted() error {
 		return err
 	}
 	for _, n := range notes {
-		if len(n.Lines) != 2 || n.Lines[0] != abs {
+		if len(n.Lines) != 2 {
+			n.Drop() // names nothing: nothing to recover
+			continue
+		}
+		if n.Lines[0] != abs {
+			// Another pin path's. Once neither it nor the directory the
+			// killed process made exists, the note has nothing left to
+			// prove and would stay in /run forever.
+			if !exists(n.Lines[0]) && (n.Lines[1] == "" || !exists(n.Lines[1])) {
+				n.Drop()
+			}
 			continue
 		}
 		if _, err := os.Lstat(d.Path()); errors.Is(err, fs.ErrNotExist) || d.isSkeleton() {
@@ -165,6 +175,11 @@ func (d PinDir) recoverInterrupted() error {
 		n.Drop()
 	}
 	return nil
+}
+
+func exists(path string) bool {
+	_, err := os.Lstat(path)
+	return err == nil
 }
 
 type pinner interface{ Pin(string) error }
