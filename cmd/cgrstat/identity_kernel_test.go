@@ -5,11 +5,9 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"regexp"
 	"sort"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -295,43 +293,6 @@ kube_pod_container_info{namespace="shop",pod="cart-0",uid=%q,container="cart",im
 			t.Logf("join %s: %+v", q.name, got)
 		}
 	}
-}
-
-// promSample is one series of an instant query's answer.
-type promSample struct {
-	Metric map[string]string
-	Value  float64
-}
-
-// samples runs an instant query.
-func (p *prometheus) samples(t *testing.T, q string) []promSample {
-	t.Helper()
-	resp, err := http.Get("http://" + p.addr + "/api/v1/query?query=" + url.QueryEscape(q))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var r struct {
-		Status, Error string
-		Data          struct {
-			Result []struct {
-				Metric map[string]string
-				Value  [2]any
-			}
-		}
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil || r.Status != "success" {
-		t.Fatalf("query %s: %v, status %q: %s", q, err, r.Status, r.Error)
-	}
-	var out []promSample
-	for _, s := range r.Data.Result {
-		v, err := strconv.ParseFloat(s.Value[1].(string), 64)
-		if err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, promSample{s.Metric, v})
-	}
-	return out
 }
 
 // hasSample says one sample has exactly the labels want, and a value

@@ -221,8 +221,14 @@ func startPrometheus(t *testing.T, bin, target string, more ...string) *promethe
 	}
 }
 
-// query runs an instant query and returns name{cgroup="..."} → value.
-func (p *prometheus) query(t *testing.T, q string) map[string]float64 {
+// promSample is one series of an instant query's answer.
+type promSample struct {
+	Metric map[string]string
+	Value  float64
+}
+
+// samples runs an instant query.
+func (p *prometheus) samples(t *testing.T, q string) []promSample {
 	t.Helper()
 	resp, err := http.Get("http://" + p.addr + "/api/v1/query?query=" + url.QueryEscape(q))
 	if err != nil {
@@ -230,8 +236,8 @@ func (p *prometheus) query(t *testing.T, q string) map[string]float64 {
 	}
 	defer resp.Body.Close()
 	var r struct {
-		Status string
-		Data   struct {
+		Status, Error string
+		Data          struct {
 			Result []struct {
 				Metric map[string]string
 				Value  [2]any
@@ -239,14 +245,24 @@ func (p *prometheus) query(t *testing.T, q string) map[string]float64 {
 		}
 	}
 	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil || r.Status != "success" {
-		t.Fatalf("query %s: %v, status %q", q, err, r.Status)
+		t.Fatalf("query %s: %v, status %q: %s", q, err, r.Status, r.Error)
 	}
-	out := map[string]float64{}
+	var out []promSample
 	for _, s := range r.Data.Result {
 		v, err := strconv.ParseFloat(s.Value[1].(string), 64)
 		if err != nil {
 			t.Fatal(err)
 		}
+		out = append(out, promSample{s.Metric, v})
+	}
+	return out
+}
+
+// query runs an instant query and returns name{cgroup="..."} → value.
+func (p *prometheus) query(t *testing.T, q string) map[string]float64 {
+	t.Helper()
+	out := map[string]float64{}
+	for _, s := range p.samples(t, q) {
 		var more []string
 		for _, l := range []string{"cause", "le"} {
 			if v, ok := s.Metric[l]; ok {
@@ -257,7 +273,7 @@ func (p *prometheus) query(t *testing.T, q string) map[string]float64 {
 				more = append(more, l, v)
 			}
 		}
-		out[series(s.Metric["__name__"], s.Metric["cgroup"], more...)] = v
+		out[series(s.Metric["__name__"], s.Metric["cgroup"], more...)] = s.Value
 	}
 	return out
 }
