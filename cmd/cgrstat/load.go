@@ -54,7 +54,7 @@ func printLoaded(w io.Writer, pinPath string, rec *loader.Record) {
 		fmt.Fprintf(w, "  %s not used: %s\n", r.Mode, r.Reason)
 	}
 	cpus, _ := ebpf.PossibleCPU()
-	m := loader.MemoryOf(loader.StatBytes, loader.TreeNodeBytes, rec.MaxCgroups, 0, cpus)
+	m := loader.MemoryOf(loader.StatBytes, loader.TreeChunkBytes, rec.MaxCgroups, 0, cpus)
 	fmt.Fprintf(w, "  maps: %s preallocated, plus %s per cgroup that reclaims (at most %s), whatever the number of CPUs\n",
 		format.Bytes(m.Preallocated), format.Bytes(m.PerCgroup), format.Bytes(m.AtMost))
 	if rec.Flush == loader.Walk {

@@ -188,9 +188,9 @@ func configuredSpec(opts Options) (*ebpf.CollectionSpec, error) {
 	if max == 0 {
 		max = DefaultMaxCgroups
 	}
-	for _, m := range []*ebpf.MapSpec{specs.Stats, specs.TreeNodes} {
-		m.MaxEntries = max
-	}
+	// The tree walk's chunks are not sized by it: a read covers any tree
+	// the kernel can hold, whatever the cgroups tracked for reclaim.
+	specs.Stats.MaxEntries = max
 	if err := specs.MemcgV1Hierarchy.Set(opts.MemcgV1Hierarchy); err != nil {
 		return nil, fmt.Errorf("setting memcg_v1_hierarchy: %w", err)
 	}

@@ -131,7 +131,8 @@ func (o *objects) maps() map[string]*ebpf.Map {
 	return map[string]*ebpf.Map{
 		bpf.CgrstatMapInfo: m.Info, bpf.CgrstatMapLost: m.Lost, bpf.CgrstatMapStats: m.Stats,
 		bpf.CgrstatMapReclaimStarts: m.ReclaimStarts, bpf.CgrstatMapSessions: m.Sessions,
-		bpf.CgrstatMapSeq: m.Seq, bpf.CgrstatMapTreeNodes: m.TreeNodes, bpf.CgrstatMapPrintCopies: m.PrintCopies,
+		bpf.CgrstatMapSeq: m.Seq, bpf.CgrstatMapTreeChunks: m.TreeChunks,
+		bpf.CgrstatMapTreeEmpty: m.TreeEmpty, bpf.CgrstatMapPrintCopies: m.PrintCopies,
 		bpf.CgrstatMapOomVictims: m.OomVictims,
 	}
 }

@@ -249,7 +249,7 @@ type Pinned struct {
 	Tree   *ebpf.Program
 	Stats  *ebpf.Map // one cgstat per cgroup
 	Seq    *ebpf.Map // flush steps begun and done
-	Nodes  *ebpf.Map
+	Chunks *ebpf.Map // the last tree walk
 	Lost   *ebpf.Map
 	Path   string
 	Dir    PinDir
@@ -270,7 +270,7 @@ func Open(pinPath string) (*Pinned, error) {
 		}
 	}
 	maps := map[string]**ebpf.Map{bpf.CgrstatMapStats: &p.Stats, bpf.CgrstatMapSeq: &p.Seq,
-		bpf.CgrstatMapLost: &p.Lost, bpf.CgrstatMapTreeNodes: &p.Nodes}
+		bpf.CgrstatMapLost: &p.Lost, bpf.CgrstatMapTreeChunks: &p.Chunks}
 	for name, m := range maps {
 		if *m, err = ebpf.LoadPinnedMap(dir.Map(name), nil); err != nil {
 			p.Close()
@@ -287,7 +287,7 @@ func (p *Pinned) Close() {
 			prog.Close()
 		}
 	}
-	for _, m := range []*ebpf.Map{p.Stats, p.Seq, p.Lost, p.Nodes} {
+	for _, m := range []*ebpf.Map{p.Stats, p.Seq, p.Lost, p.Chunks} {
 		if m != nil {
 			m.Close()
 		}

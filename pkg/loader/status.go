@@ -110,7 +110,7 @@ func (p *Pinned) Usage() (*Usage, error) {
 	if err != nil {
 		return nil, err
 	}
-	u.Memory = MemoryOf(p.Stats.ValueSize(), p.Nodes.ValueSize(), p.Stats.MaxEntries(), u.Stats.Entries, cpus)
+	u.Memory = MemoryOf(p.Stats.ValueSize(), p.Chunks.ValueSize(), p.Stats.MaxEntries(), u.Stats.Entries, cpus)
 	if u.Lost, err = p.LostCounts(); err != nil {
 		return nil, err
 	}
@@ -151,18 +151,19 @@ const (
 
 // Value sizes of the stats and tree maps, for MemoryOf without a load.
 var (
-	StatBytes     = uint32(binary.Size(bpf.CgrstatCgstat{}))
-	TreeNodeBytes = uint32(binary.Size(bpf.CgrstatTreeNode{}))
+	StatBytes      = uint32(binary.Size(bpf.CgrstatCgstat{}))
+	TreeChunkBytes = uint32(binary.Size(bpf.CgrstatTreeChunk{}))
 )
 
 // MemoryOf computes what the maps take: stats entries are allocated one by
-// one (BPF_F_NO_PREALLOC) from the kernel's size classes; the tree map, the
-// sessions, the stat-file readers' print copies and the small maps are
-// preallocated at load. Per CPU there are only the lost counters and a
-// spare print copy.
-func MemoryOf(statBytes, nodeBytes, maxEntries uint32, entries, cpus int) Memory {
+// one (BPF_F_NO_PREALLOC) from the kernel's size classes; the sessions, the
+// stat-file readers' print copies, an empty tree chunk and the small maps
+// are preallocated at load. Per CPU there are only the lost counters and a
+// spare print copy. Not counted: the tree walk's chunks (one 4 KiB
+// allocation per about 45 cgroups walked, kept for the next walk).
+func MemoryOf(statBytes, chunkBytes, maxEntries uint32, entries, cpus int) Memory {
 	per := sizeClass(uint64(htabElemHeader + 8 + roundUp8(statBytes) + memAllocHeader))
-	pre := uint64(maxEntries)*uint64(roundUp8(nodeBytes)) + sessionsSlots*sessionBytes + printCopies*printCopyBytes + infoBytes + uint64(cpus)*perCPUBytes
+	pre := uint64(roundUp8(chunkBytes)) + sessionsSlots*sessionBytes + printCopies*printCopyBytes + infoBytes + uint64(cpus)*perCPUBytes
 	return Memory{Preallocated: pre, PerCgroup: per, Used: pre + uint64(entries)*per, AtMost: pre + uint64(maxEntries)*per}
 }
 

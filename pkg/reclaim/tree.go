@@ -1,10 +1,12 @@
 package reclaim
 
 import (
-	"errors"
+	"bytes"
+	"encoding/binary"
 	"fmt"
-	"path"
-	"sort"
+	"slices"
+	"strings"
+	"unsafe"
 
 	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
@@ -33,22 +35,22 @@ func Members(p *loader.Pinned, c cgroup.Cgroup) ([]Member, error) {
 		return nil, err
 	}
 	defer unlock()
-	visited, err := walkTree(p, c)
+	visited, chunks, err := walkTree(p, c)
 	if err != nil {
 		return nil, err
 	}
-	if visited > uint64(p.Nodes.MaxEntries()) {
-		return nil, fmt.Errorf("cgroup %s: its %d cgroups do not fit the tree map of %d: load with a larger --max-cgroups",
-			c.Rel, visited, p.Nodes.MaxEntries())
-	}
-	nodes, err := readNodes(p.Nodes, int(visited))
+	nodes, err := readChunks(p.Chunks, chunks)
 	if err != nil {
 		return nil, err
 	}
-	return paths(nodes, nodes[0].Id, c.Rel), nil
+	if len(nodes) != visited {
+		return nil, fmt.Errorf("cgroup %s: the tree walk visited %d cgroups but had room for %d (%d chunks)",
+			c.Rel, visited, len(nodes), chunks)
+	}
+	return paths(nodes, c.Rel), nil
 }
 
-// lockTree serializes walks, which all write tree_nodes from slot 0.
+// lockTree serializes walks, which all write tree_chunks from chunk 0.
 func lockTree(p *loader.Pinned) (unlock func(), err error) {
 	fd, err := unix.Open(p.Path, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
@@ -62,71 +64,135 @@ func lockTree(p *loader.Pinned) (unlock func(), err error) {
 }
 
 // walkTree runs the tree iterator over c and returns the number of cgroups
-// it visited.
-func walkTree(p *loader.Pinned, c cgroup.Cgroup) (visited uint64, err error) {
+// it visited and of chunks it wrote.
+func walkTree(p *loader.Pinned, c cgroup.Cgroup) (visited, chunks int, err error) {
 	out, err := cgroupiter.ReadOnce(p.Tree, c, cgroupiter.DescendantsPre)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	var session uint64
-	if _, err := fmt.Sscanf(string(out), "session: %d, visited: %d", &session, &visited); err != nil || visited == 0 {
-		return 0, fmt.Errorf("walking cgroup %s: unexpected output %q", c.Rel, out)
+	if _, err := fmt.Sscanf(string(out), "session: %d, visited: %d, chunks: %d", &session, &visited, &chunks); err != nil || visited == 0 {
+		return 0, 0, fmt.Errorf("walking cgroup %s: unexpected output %q", c.Rel, out)
 	}
-	return visited, nil
+	return visited, chunks, nil
 }
 
-// readNodes reads the first n slots of the tree map.
-func readNodes(m *ebpf.Map, n int) ([]bpf.CgrstatTreeNode, error) {
-	keys := make([]uint32, n)
-	vals := make([]bpf.CgrstatTreeNode, n)
-	var cursor ebpf.MapBatchCursor
-	for got := 0; got < n; {
-		k, err := m.BatchLookup(&cursor, keys[got:], vals[got:], nil)
-		got += k
-		if err != nil && !(errors.Is(err, ebpf.ErrKeyNotExist) && got == n) {
-			return nil, fmt.Errorf("reading the tree map (%d of %d): %w", got, n, err)
-		}
-	}
-	return vals, nil
+// node is a cgroup as the tree walk wrote it.
+type node struct {
+	id, parent uint64
+	fig        bpf.CgrstatMemcgFigures
+	name       string
 }
 
-// paths orders the nodes below top depth-first and names them.
-func paths(nodes []bpf.CgrstatTreeNode, top uint64, topPath string) []Member {
-	children := map[uint64][]uint64{}
-	names := make(map[uint64]string, len(nodes))
-	for _, n := range nodes {
-		names[n.Id] = cString(n.Name[:])
-		if n.Id != top {
-			children[n.ParentId] = append(children[n.ParentId], n.Id)
+// readChunks reads and decodes chunks 0 to n-1 of the tree map. Chunks
+// past n are an earlier, larger walk's.
+func readChunks(m *ebpf.Map, n int) ([]node, error) {
+	buf := make([]byte, m.ValueSize())
+	var nodes []node
+	for i := 0; i < n; i++ {
+		if err := m.Lookup(uint32(i), buf); err != nil {
+			return nil, fmt.Errorf("reading the tree map (chunk %d of %d): %w", i, n, err)
 		}
+		var err error
+		if nodes, err = decodeChunk(nodes, buf); err != nil {
+			return nil, fmt.Errorf("reading the tree map (chunk %d of %d): %w", i, n, err)
+		}
+	}
+	return nodes, nil
+}
+
+var (
+	chunkHeader = int(unsafe.Offsetof(bpf.CgrstatTreeChunk{}.Data))
+	nodeBytes   = int(unsafe.Sizeof(bpf.CgrstatTreeNode{}))
+)
+
+// decodeChunk appends the nodes of one struct tree_chunk: each a struct
+// tree_node, then the name, NUL-terminated and padded to 8 bytes.
+func decodeChunk(nodes []node, chunk []byte) ([]node, error) {
+	le := binary.NativeEndian
+	used, count := int(le.Uint32(chunk)), int(le.Uint32(chunk[4:]))
+	data := chunk[chunkHeader:]
+	if used > len(data) {
+		return nil, fmt.Errorf("%d bytes used of %d", used, len(data))
+	}
+	data = data[:used]
+	for k := 0; k < count; k++ {
+		if len(data) < nodeBytes {
+			return nil, fmt.Errorf("node %d of %d is cut short", k, count)
+		}
+		u := func(i int) uint64 { return le.Uint64(data[8*i:]) }
+		n := node{id: u(0), parent: u(1), fig: bpf.CgrstatMemcgFigures{
+			High: u(2), Max: u(3), Oom: u(4), OomKill: u(5), Failcnt: u(6), PsiSomeNs: u(7), PsiFullNs: u(8),
+			Flags: le.Uint32(data[72:]),
+		}}
+		name := data[nodeBytes:]
+		end := bytes.IndexByte(name, 0)
+		if end < 0 {
+			return nil, fmt.Errorf("node %d of %d: the name has no end", k, count)
+		}
+		n.name = string(name[:end])
+		nodes = append(nodes, n)
+		data = data[min(len(data), nodeBytes+(end+8)&^7):]
+	}
+	return nodes, nil
+}
+
+// paths orders the nodes depth-first, siblings by name, and names them
+// below topPath. The walk visits parents before children (pre-order), so
+// nodes[0] is the top and a child's parent comes before it.
+func paths(nodes []node, topPath string) []Member {
+	if len(nodes) == 0 {
+		return nil
+	}
+	index := make(map[uint64]int32, len(nodes))
+	for i := range nodes {
+		index[nodes[i].id] = int32(i)
+	}
+	// The children of node i are kids[first[i]:first[i+1]] (every node but
+	// the top is a child of one before it).
+	first := make([]int32, len(nodes)+1)
+	parent := make([]int32, len(nodes))
+	for i := 1; i < len(nodes); i++ {
+		parent[i] = index[nodes[i].parent]
+		first[parent[i]+1]++
+	}
+	for i := 1; i <= len(nodes); i++ {
+		first[i] += first[i-1]
+	}
+	kids := make([]int32, len(nodes))
+	next := slices.Clone(first)
+	for i := 1; i < len(nodes); i++ {
+		kids[next[parent[i]]] = int32(i)
+		next[parent[i]]++
 	}
 	out := make([]Member, 0, len(nodes))
-	parents := make(map[uint64]uint64, len(nodes))
-	figures := make(map[uint64]*bpf.CgrstatMemcgFigures, len(nodes))
-	for i, n := range nodes {
-		parents[n.Id] = n.ParentId
-		figures[n.Id] = &nodes[i].Fig
-	}
-	var visit func(id uint64, p string)
-	visit = func(id uint64, p string) {
-		out = append(out, Member{ID: id, Path: p, Parent: parents[id], Figures: *figures[id]})
-		kids := children[id]
-		sort.Slice(kids, func(i, j int) bool { return names[kids[i]] < names[kids[j]] })
-		for _, k := range kids {
-			visit(k, path.Join(p, names[k]))
+	pathOf := make([]string, len(nodes))
+	pathOf[0] = topPath
+	stack := []int32{0}
+	for len(stack) > 0 {
+		i := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		n := &nodes[i]
+		if i > 0 {
+			pathOf[i] = join(pathOf[parent[i]], n.name)
 		}
+		out = append(out, Member{ID: n.id, Path: pathOf[i], Parent: n.parent, Figures: n.fig})
+		ks := kids[first[i]:first[i+1]]
+		// Pushed in reverse name order: the first by name pops first.
+		slices.SortFunc(ks, func(a, b int32) int { return strings.Compare(nodes[b].name, nodes[a].name) })
+		stack = append(stack, ks...)
 	}
-	visit(top, topPath)
 	return out
 }
 
-func cString(b []int8) string {
-	s := make([]byte, 0, 32)
-	for _, c := range b {
-		if c == 0 {
-			break
-		}
-		s = append(s, byte(c))
+// join is path.Join for a cgroup's path and a child's name, which has no
+// slash and is neither . nor ..: without path.Join's cleaning.
+func join(dir, name string) string {
+	switch {
+	case dir == "":
+		return name
+	case strings.HasSuffix(dir, "/"):
+		return dir + name
 	}
-	return string(s)
+	return dir + "/" + name
 }

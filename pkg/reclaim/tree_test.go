@@ -1,11 +1,13 @@
 package reclaim
 
 import (
+	"encoding/binary"
 	"fmt"
 	"os"
 	"path"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/cgrstat/cgrstat/bpf"
@@ -14,28 +16,63 @@ import (
 	"github.com/cgrstat/cgrstat/pkg/loader"
 )
 
-func node(id, parent uint64, name string) bpf.CgrstatTreeNode {
-	n := bpf.CgrstatTreeNode{Id: id, ParentId: parent}
-	for i, c := range []byte(name) {
-		n.Name[i] = int8(c)
+// chunk encodes nodes as the tree walk writes them into a struct tree_chunk.
+func chunk(nodes ...node) []byte {
+	var c bpf.CgrstatTreeChunk
+	var data []byte
+	for _, n := range nodes {
+		data = binary.NativeEndian.AppendUint64(data, n.id)
+		data = binary.NativeEndian.AppendUint64(data, n.parent)
+		data, _ = binary.Append(data, binary.NativeEndian, n.fig)
+		data = append(data, n.name...)
+		data = append(data, make([]byte, 8-len(n.name)%8)...) // the NUL and the padding
 	}
-	return n
+	c.Used, c.Nodes = uint32(len(data)), uint32(len(nodes))
+	copy(c.Data[:], data)
+	b, _ := binary.Append(nil, binary.NativeEndian, c)
+	return b
+}
+
+func TestDecodeChunk(t *testing.T) {
+	fig := bpf.CgrstatMemcgFigures{High: 1, Max: 2, Oom: 3, OomKill: 4, Failcnt: 5, PsiSomeNs: 6, PsiFullNs: 7, Flags: 3}
+	long := strings.Repeat("x", 255)
+	in := []node{{10, 1, fig, "test"}, {11, 10, bpf.CgrstatMemcgFigures{}, "abcdefgh"}, {12, 10, fig, long}, {13, 10, fig, ""}}
+	got, err := decodeChunk([]node{{id: 9}}, chunk(in...))
+	if err != nil || !reflect.DeepEqual(got, append([]node{{id: 9}}, in...)) {
+		t.Fatalf("decodeChunk = %v, %v; want %v after the node given", got, err, in)
+	}
+	bad := chunk(in...)
+	binary.NativeEndian.PutUint32(bad[4:], 5) // one node more than written
+	if _, err := decodeChunk(nil, bad); err == nil {
+		t.Fatal("a chunk that says it holds more nodes than it does: no error")
+	}
+	binary.NativeEndian.PutUint32(bad, 5000)
+	if _, err := decodeChunk(nil, bad); err == nil {
+		t.Fatal("a chunk that says it used more bytes than it has: no error")
+	}
 }
 
 func TestPaths(t *testing.T) {
-	nodes := []bpf.CgrstatTreeNode{
-		node(10, 1, "test"), // the top: its parent is outside the walk
-		node(12, 10, "b"),
-		node(11, 10, "a"),
-		node(13, 11, "a.x"),
-		node(14, 12, "z"),
+	nodes := []node{
+		{id: 10, parent: 1, name: "test"}, // the top: its parent is outside the walk
+		{id: 12, parent: 10, name: "b"},
+		{id: 11, parent: 10, name: "a"},
+		{id: 13, parent: 11, name: "a.x"},
+		{id: 14, parent: 12, name: "z"},
+		{id: 15, parent: 10, name: "a0"},
 	}
-	got := paths(nodes, 10, "/own/test")
+	got := paths(nodes, "/own/test")
 	want := []Member{{10, "/own/test", 1, bpf.CgrstatMemcgFigures{}}, {11, "/own/test/a", 10, bpf.CgrstatMemcgFigures{}},
-		{13, "/own/test/a/a.x", 11, bpf.CgrstatMemcgFigures{}}, {12, "/own/test/b", 10, bpf.CgrstatMemcgFigures{}},
-		{14, "/own/test/b/z", 12, bpf.CgrstatMemcgFigures{}}}
+		{13, "/own/test/a/a.x", 11, bpf.CgrstatMemcgFigures{}}, {15, "/own/test/a0", 10, bpf.CgrstatMemcgFigures{}},
+		{12, "/own/test/b", 10, bpf.CgrstatMemcgFigures{}}, {14, "/own/test/b/z", 12, bpf.CgrstatMemcgFigures{}}}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("paths = %v, want %v", got, want)
+	}
+	if got := paths(nodes[:1], "/"); len(got) != 1 || got[0].Path != "/" {
+		t.Fatalf("paths of the root alone = %v", got)
+	}
+	if got := paths(nodes[:2], "/"); len(got) != 2 || got[1].Path != "/b" {
+		t.Fatalf("paths below the root = %v", got)
 	}
 }
 
@@ -71,16 +108,27 @@ func TestKernelMembers(t *testing.T) {
 			t.Fatalf("walk %d: Members = %v, %v; cgroupfs has %v", i, got, err, want)
 		}
 	}
-	// A map too small for the tree is an error, not a short answer.
+	// Any tree, whatever --max-cgroups (64 here): 70 more cgroups with
+	// names of NAME_MAX bytes fill several chunks; a smaller walk after it
+	// reads only its own.
 	big := top.Child("a")
 	for i := 0; i < 70; i++ {
-		c := big.Child(fmt.Sprintf("n%d", i))
+		c := big.Child(fmt.Sprintf("%03d%s", i, strings.Repeat("n", 252)))
 		if err := c.Mkdir(); err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { _ = c.Remove() })
 	}
-	if _, err := Members(p, top); err == nil {
-		t.Fatal("Members of 74 cgroups with a 64-entry map: no error")
+	got, err := Members(p, top)
+	if err != nil || len(got) != 74 {
+		t.Fatalf("Members of 74 cgroups with --max-cgroups 64: %d, %v", len(got), err)
+	}
+	for i, m := range got[2:72] {
+		if want := fmt.Sprintf("%s/%03d%s", big.Rel, i, strings.Repeat("n", 252)); m.Path != want {
+			t.Fatalf("member %d is %s, want %s", i+2, m.Path, want)
+		}
+	}
+	if got, err := Members(p, top.Child("b")); err != nil || len(got) != 1 || got[0].Path != top.Child("b").Rel {
+		t.Fatalf("Members of a leaf after a larger walk: %v, %v", got, err)
 	}
 }
