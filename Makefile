@@ -47,6 +47,7 @@ test: lint unit hosttest soaktest vmtest
 
 unit:
 	$(GO) test -short -count=1 ./...
+	$(GO) test -short -count=1 -tags man -run '^TestManPages$$' ./cmd/cgrstat
 
 # Tests named TestKernel* load real BPF objects into the running kernel. They
 # skip, saying why, where this host cannot run them (-v shows the reason).
@@ -123,7 +124,7 @@ bench:
 
 # Man pages generated from the commands: bin/man/cgrstat*.1 (man -l to read).
 man:
-	$(GO) run ./cmd/cgrstat man bin/man
+	$(GO) run -tags man ./cmd/cgrstat man bin/man
 
 # Shell completion scripts: bin/completion/cgrstat.{bash,zsh,fish}.
 completion: build

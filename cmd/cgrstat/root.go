@@ -23,6 +23,9 @@ type globals struct {
 	cgroupRoot string
 }
 
+// buildCommands are the commands that only some builds have (man.go).
+var buildCommands []func() *cobra.Command
+
 func newRootCmd() *cobra.Command {
 	g := &globals{}
 	root := &cobra.Command{
@@ -53,7 +56,10 @@ Typical use:
 		newHierarchyCmd(g), locking(sh, making(newStressCmd(g))), locking(ex, making(newCheckCmd(g))),
 		// serve and watch run for long: they lock the pin path themselves,
 		// around a load, each read and the unload (see session).
-		newServeCmd(g), newWatchCmd(g), newManCmd(), newStressChildCmd())
+		newServeCmd(g), newWatchCmd(g), newStressChildCmd())
+	for _, c := range buildCommands {
+		root.AddCommand(c())
+	}
 	return root
 }
 

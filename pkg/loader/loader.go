@@ -12,7 +12,6 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
-	"github.com/cilium/ebpf/rlimit"
 	"golang.org/x/sys/unix"
 
 	"github.com/cgrstat/cgrstat/bpf"
@@ -169,9 +168,9 @@ func prepare(dir PinDir) error {
 	if _, err := os.Stat("/sys/kernel/btf/vmlinux"); err != nil {
 		return ErrNoBTF
 	}
-	if err := rlimit.RemoveMemlock(); err != nil {
-		return fmt.Errorf("raising the memlock limit: %w", err)
-	}
+	// No RLIMIT_MEMLOCK to raise: from 5.11 on, BPF memory is charged to
+	// the memory cgroup. (cilium/ebpf's rlimit package probes for that
+	// with a BPF map at init, in every command of this binary.)
 	return ensureBPFFS(dir)
 }
 
