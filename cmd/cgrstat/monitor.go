@@ -12,6 +12,7 @@ import (
 	"github.com/cgrstat/cgrstat/pkg/identity"
 	"github.com/cgrstat/cgrstat/pkg/loader"
 	"github.com/cgrstat/cgrstat/pkg/monitor"
+	"github.com/cgrstat/cgrstat/pkg/readout"
 )
 
 // monitorFlags are what serve and watch share: which load, which cgroups.
@@ -88,11 +89,11 @@ func (f *monitorFlags) openSession(ctx context.Context, g *globals, args []strin
 	// Exclusive only while loading: serve and watch run for long, and hold
 	// the lock shared per read (Source.Read), so that other commands run
 	// between reads.
-	unlock, err := loader.Lock(ctx, g.pinPath, true)
+	unlock, err := readout.Lock(ctx, g.pinPath, true)
 	if err != nil {
 		return nil, err
 	}
-	p, loaded, err := loader.Ensure(f.load.options(g, h, mode))
+	p, loaded, err := readout.Ensure(f.load.options(g, h, mode))
 	unlock()
 	if err != nil {
 		return nil, err
@@ -110,7 +111,7 @@ func (s *session) close() error {
 		return nil
 	}
 	pinPath := s.src.PinPath()
-	unlock, err := loader.Lock(context.Background(), pinPath, true)
+	unlock, err := readout.Lock(context.Background(), pinPath, true)
 	if err != nil {
 		return err
 	}

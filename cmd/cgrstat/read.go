@@ -10,7 +10,7 @@ import (
 
 	"github.com/cgrstat/cgrstat/pkg/escape"
 	"github.com/cgrstat/cgrstat/pkg/format"
-	"github.com/cgrstat/cgrstat/pkg/loader"
+	"github.com/cgrstat/cgrstat/pkg/readout"
 	"github.com/cgrstat/cgrstat/pkg/reclaim"
 )
 
@@ -51,7 +51,7 @@ A pod or container is named by its pod UID and container ID in the table
 				return err
 			}
 			defer p.Close()
-			var notes reclaim.Notes
+			var notes readout.Notes
 			if len(args) == 0 {
 				if args, notes.Stale, err = defaultReadArgs(p, all); err != nil {
 					return err
@@ -61,7 +61,7 @@ A pod or container is named by its pod UID and container ID in the table
 			if err != nil {
 				return err
 			}
-			stats, err := reclaim.Read(p, cgs, all)
+			stats, err := p.Read(cgs, all)
 			if err != nil {
 				return err
 			}
@@ -104,7 +104,7 @@ func histograms(w io.Writer, stats []reclaim.Stat) error {
 
 // defaultReadArgs is what read covers without CGROUP arguments: the
 // cgroups with stat files, but for those removed since, returned apart.
-func defaultReadArgs(p *loader.Pinned, all bool) (args, stale []string, err error) {
+func defaultReadArgs(p *readout.Handle, all bool) (args, stale []string, err error) {
 	if all {
 		return []string{"/"}, nil, nil
 	}
@@ -129,16 +129,16 @@ func defaultReadArgs(p *loader.Pinned, all bool) (args, stale []string, err erro
 }
 
 // lostNote is the lost counters when anything was lost or waited, else nil.
-func lostNote(p *loader.Pinned) (*loader.Lost, error) {
+func lostNote(p *readout.Handle) (*readout.Lost, error) {
 	l, err := p.LostCounts()
-	if err != nil || l == (loader.Lost{}) {
+	if err != nil || l == (readout.Lost{}) {
 		return nil, err
 	}
 	return &l, nil
 }
 
 // warn says on stderr what the numbers do not cover.
-func warn(w io.Writer, p *loader.Pinned, n reclaim.Notes) {
+func warn(w io.Writer, p *readout.Handle, n readout.Notes) {
 	for _, rel := range n.Stale {
 		rel := escape.String(rel)
 		fmt.Fprintf(w, "cgrstat: note: skipped %s: the cgroup was removed (stale stat file; cgrstat unpin %s)\n", rel, rel)

@@ -4,8 +4,8 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/cgrstat/cgrstat/pkg/identity"
-	"github.com/cgrstat/cgrstat/pkg/loader"
 	"github.com/cgrstat/cgrstat/pkg/monitor"
+	"github.com/cgrstat/cgrstat/pkg/readout"
 	"github.com/cgrstat/cgrstat/pkg/reclaim"
 )
 
@@ -171,7 +171,7 @@ func (s *scrape) health(h *monitor.Health) {
 	s.gauge(flushMode, 1, string(h.Flush))
 	for _, m := range []struct {
 		name string
-		fill loader.Fill
+		fill readout.Fill
 	}{{"stats", h.Stats}} {
 		s.gauge(mapEntries, float64(m.fill.Entries), m.name)
 		s.gauge(mapCapacity, float64(m.fill.MaxEntries), m.name)

@@ -13,6 +13,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/cgrstat/cgrstat/pkg/escape"
+	"github.com/cgrstat/cgrstat/pkg/readout"
 	"github.com/cgrstat/cgrstat/pkg/reclaim"
 )
 
@@ -20,11 +21,11 @@ import (
 // several times faster than indenting thousands of objects. An empty list
 // is [] rather than null, so that scripts can index it without a check.
 func JSON(w io.Writer, stats []reclaim.Stat) error {
-	return ReadJSON(w, stats, reclaim.Notes{})
+	return ReadJSON(w, stats, readout.Notes{})
 }
 
 // ReadJSON is JSON with the notes as more top-level fields.
-func ReadJSON(w io.Writer, stats []reclaim.Stat, notes reclaim.Notes) error {
+func ReadJSON(w io.Writer, stats []reclaim.Stat, notes readout.Notes) error {
 	bw := bufio.NewWriter(w)
 	if notes.Lost != nil || len(notes.Stale) > 0 {
 		b, err := json.Marshal(notes)

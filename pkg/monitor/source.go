@@ -17,6 +17,7 @@ import (
 
 	"github.com/cgrstat/cgrstat/pkg/cgroup"
 	"github.com/cgrstat/cgrstat/pkg/loader"
+	"github.com/cgrstat/cgrstat/pkg/readout"
 	"github.com/cgrstat/cgrstat/pkg/reclaim"
 )
 
@@ -39,9 +40,9 @@ type Cgroup = reclaim.Stat
 // Health is the state of the load itself.
 type Health struct {
 	Flush  loader.Mode
-	Stats  loader.Fill // the one per-cgroup map
-	Memory loader.Memory
-	Lost   loader.Lost
+	Stats  readout.Fill // the one per-cgroup map
+	Memory readout.Memory
+	Lost   readout.Lost
 }
 
 // Snapshot is one consistent read of a subtree: parents before children.
@@ -53,7 +54,7 @@ type Snapshot struct {
 }
 
 // Source reads snapshots of one subtree. Reads are serialized: the tree walk
-// writes one shared map (see reclaim.Members), and two flushes at once would
+// writes one shared map (see readout.Handle.Members), and two flushes at once would
 // only cost twice for the same numbers.
 //
 // A Source holds no handle on the load between reads: it opens the load at
@@ -84,12 +85,12 @@ func (s *Source) PinPath() string { return s.pinPath }
 func (s *Source) Read() (*Snapshot, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	unlock, err := loader.Lock(context.Background(), s.pinPath, false)
+	unlock, err := readout.Lock(context.Background(), s.pinPath, false)
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
-	p, err := loader.Open(s.pinPath)
+	p, err := readout.Open(s.pinPath)
 	if errors.Is(err, loader.ErrNotLoaded) {
 		return nil, fmt.Errorf("%w at %s", err, s.pinPath)
 	}
@@ -98,7 +99,7 @@ func (s *Source) Read() (*Snapshot, error) {
 	}
 	defer p.Close()
 	start := time.Now()
-	stats, err := reclaim.Read(p, []cgroup.Cgroup{s.top}, true)
+	stats, err := p.Read([]cgroup.Cgroup{s.top}, true)
 	if err != nil {
 		return nil, err
 	}

@@ -9,6 +9,7 @@ import (
 	"github.com/cgrstat/cgrstat/internal/testenv"
 	"github.com/cgrstat/cgrstat/pkg/cgroup"
 	"github.com/cgrstat/cgrstat/pkg/loader"
+	"github.com/cgrstat/cgrstat/pkg/readout"
 	"github.com/cgrstat/cgrstat/pkg/reclaim"
 )
 
@@ -45,7 +46,7 @@ func causesAndForced(t *testing.T, mode loader.Mode) {
 		}
 	}
 	read := func() map[string]reclaim.Stat {
-		all, err := reclaim.Subtree(p, top)
+		all, err := p.Subtree(top)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -97,7 +98,7 @@ func causesAndForced(t *testing.T, mode loader.Mode) {
 // assertNothingLostBut allows lost rstat marks where the kernel cannot
 // mark a target that is not an ancestor of the stalled task's cgroup
 // (6.1, which lacks bpf_cgroup_from_id; cgroup v1 on 6.16+).
-func assertNothingLostBut(t *testing.T, p *loader.Pinned) {
+func assertNothingLostBut(t *testing.T, p *readout.Handle) {
 	t.Helper()
 	l, err := p.LostCounts()
 	if err != nil {
@@ -119,13 +120,13 @@ func assertNothingLostBut(t *testing.T, p *loader.Pinned) {
 // proactive reclaim is asked for from inside, as cgrstat stress does. Who
 // caused it: a task in p/leaf goes over p's memory.high, so the kernel
 // reclaims with p as the target; the leaf stalls, p forced it.
-func causesV2(t *testing.T, p *loader.Pinned, h *cgroup.Hierarchy) {
+func causesV2(t *testing.T, p *readout.Handle, h *cgroup.Hierarchy) {
 	top := testenv.Cgroups(t, h, "x", "p", "p/leaf", "park")
 	enableMemory(t, h, top, top.Child("p"))
 	x, pc, leaf := top.Child("x"), top.Child("p"), top.Child("p").Child("leaf")
 	hp := startHelper(t, h, top.Child("park"))
 	read := func() map[string]reclaim.Stat {
-		all, err := reclaim.Subtree(p, top)
+		all, err := p.Subtree(top)
 		if err != nil {
 			t.Fatal(err)
 		}

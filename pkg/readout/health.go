@@ -1,4 +1,4 @@
-package loader
+package readout
 
 import (
 	"encoding/binary"
@@ -8,6 +8,7 @@ import (
 	"github.com/cilium/ebpf"
 
 	"github.com/cgrstat/cgrstat/bpf"
+	"github.com/cgrstat/cgrstat/pkg/loader"
 )
 
 // Fill is how full the per-cgroup map is.
@@ -60,12 +61,12 @@ type Usage struct {
 // Status is what a pin path holds: whether it is loaded, with what, how
 // full the maps are, and which cgroups have stat files.
 type Status struct {
-	Loaded    bool     `json:"loaded"`
-	PinPath   string   `json:"pin_path"`
-	Kernel    string   `json:"kernel"`
-	Record    *Record  `json:"load,omitempty"`
-	Usage     *Usage   `json:"maps,omitempty"`
-	StatFiles []string `json:"stat_files"`
+	Loaded    bool           `json:"loaded"`
+	PinPath   string         `json:"pin_path"`
+	Kernel    string         `json:"kernel"`
+	Record    *loader.Record `json:"load,omitempty"`
+	Usage     *Usage         `json:"maps,omitempty"`
+	StatFiles []string       `json:"stat_files"`
 	// Stale are stat files whose cgroup was removed.
 	Stale []string `json:"stale_stat_files"`
 }
@@ -73,9 +74,9 @@ type Status struct {
 // ReadStatus reports on the pin path; a pin path with no load is a Status
 // with Loaded false, not an error.
 func ReadStatus(pinPath string) (*Status, error) {
-	st := &Status{PinPath: pinPath, Kernel: KernelRelease(), StatFiles: []string{}, Stale: []string{}}
+	st := &Status{PinPath: pinPath, Kernel: loader.KernelRelease(), StatFiles: []string{}, Stale: []string{}}
 	p, err := Open(pinPath)
-	if errors.Is(err, ErrNotLoaded) {
+	if errors.Is(err, loader.ErrNotLoaded) {
 		return st, nil
 	}
 	if err != nil {
@@ -100,25 +101,25 @@ func ReadStatus(pinPath string) (*Status, error) {
 }
 
 // Usage reads map fill, memory and the lost counters.
-func (p *Pinned) Usage() (*Usage, error) {
-	u := Usage{WalkHoldsCgroupMutex: p.Record.Flush == Walk}
+func (h *Handle) Usage() (*Usage, error) {
+	u := Usage{WalkHoldsCgroupMutex: h.Record.Flush == loader.Walk}
 	var err error
-	if u.Stats, err = fill(p.Stats); err != nil {
+	if u.Stats, err = fill(h.stats); err != nil {
 		return nil, err
 	}
 	cpus, err := ebpf.PossibleCPU()
 	if err != nil {
 		return nil, err
 	}
-	u.Memory = MemoryOf(p.Stats.ValueSize(), p.Nodes.ValueSize(), p.Stats.MaxEntries(), u.Stats.Entries, cpus)
-	if u.Lost, err = p.LostCounts(); err != nil {
+	u.Memory = MemoryOf(h.stats.ValueSize(), h.nodes.ValueSize(), h.stats.MaxEntries(), u.Stats.Entries, cpus)
+	if u.Lost, err = h.LostCounts(); err != nil {
 		return nil, err
 	}
 	return &u, nil
 }
 
 // LostCounts reads the lost counters.
-func (p *Pinned) LostCounts() (Lost, error) {
+func (h *Handle) LostCounts() (Lost, error) {
 	var l Lost
 	counters := map[bpf.CgrstatLostCounter]*uint64{
 		bpf.CgrstatLostCounterLOST_EVENT:   &l.Events,
@@ -128,7 +129,7 @@ func (p *Pinned) LostCounts() (Lost, error) {
 	}
 	for key, c := range counters {
 		var err error
-		if *c, err = sumPerCPU(p.Lost, key); err != nil {
+		if *c, err = sumPerCPU(h.lost, key); err != nil {
 			return Lost{}, err
 		}
 	}
@@ -164,6 +165,13 @@ func MemoryOf(statBytes, nodeBytes, maxEntries uint32, entries, cpus int) Memory
 	per := sizeClass(uint64(htabElemHeader + 8 + roundUp8(statBytes) + memAllocHeader))
 	pre := uint64(maxEntries)*uint64(roundUp8(nodeBytes)) + sessionsSlots*sessionBytes + printCopies*printCopyBytes + infoBytes + uint64(cpus)*perCPUBytes
 	return Memory{Preallocated: pre, PerCgroup: per, Used: pre + uint64(entries)*per, AtMost: pre + uint64(maxEntries)*per}
+}
+
+// MemoryFor is what the maps of a load of up to maxCgroups take before
+// any cgroup reclaims, on this machine's CPUs.
+func MemoryFor(maxCgroups uint32) Memory {
+	cpus, _ := ebpf.PossibleCPU()
+	return MemoryOf(StatBytes, TreeNodeBytes, maxCgroups, 0, cpus)
 }
 
 func roundUp8(n uint32) uint32 { return (n + 7) &^ 7 }
@@ -206,4 +214,13 @@ func sumPerCPU(m *ebpf.Map, key bpf.CgrstatLostCounter) (uint64, error) {
 		sum += v
 	}
 	return sum, nil
+}
+
+// Notes is what a read has to say beside the numbers.
+type Notes struct {
+	// Lost is set when the BPF side could not record everything: the
+	// numbers are then lower bounds.
+	Lost *Lost `json:"lost,omitempty"`
+	// Stale are cgroups whose stat files were skipped: they were removed.
+	Stale []string `json:"stale_stat_files,omitempty"`
 }

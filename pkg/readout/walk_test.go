@@ -1,4 +1,4 @@
-package reclaim
+package readout_test
 
 import (
 	"fmt"
@@ -12,6 +12,7 @@ import (
 	"github.com/cgrstat/cgrstat/internal/testenv"
 	"github.com/cgrstat/cgrstat/pkg/cgroup"
 	"github.com/cgrstat/cgrstat/pkg/loader"
+	"github.com/cgrstat/cgrstat/pkg/readout"
 )
 
 func node(id, parent uint64, name string) bpf.CgrstatTreeNode {
@@ -30,8 +31,8 @@ func TestPaths(t *testing.T) {
 		node(13, 11, "a.x"),
 		node(14, 12, "z"),
 	}
-	got := paths(nodes, 10, "/own/test")
-	want := []Member{{10, "/own/test", 1, bpf.CgrstatMemcgFigures{}}, {11, "/own/test/a", 10, bpf.CgrstatMemcgFigures{}},
+	got := readout.Paths(nodes, 10, "/own/test")
+	want := []readout.Member{{10, "/own/test", 1, bpf.CgrstatMemcgFigures{}}, {11, "/own/test/a", 10, bpf.CgrstatMemcgFigures{}},
 		{13, "/own/test/a/a.x", 11, bpf.CgrstatMemcgFigures{}}, {12, "/own/test/b", 10, bpf.CgrstatMemcgFigures{}},
 		{14, "/own/test/b/z", 12, bpf.CgrstatMemcgFigures{}}}
 	if !reflect.DeepEqual(got, want) {
@@ -50,11 +51,11 @@ func TestKernelMembers(t *testing.T) {
 		}
 		t.Cleanup(func() { _ = c.Remove() })
 	}
-	var want []Member
+	var want []readout.Member
 	if err := cgroup.Walk(top, func(c cgroup.Cgroup) error {
 		id, err := cgroup.ID(c)
 		parent, perr := cgroup.ID(cgroup.Cgroup{Rel: path.Dir(c.Rel), Path: filepath.Dir(c.Path)})
-		want = append(want, Member{ID: id, Path: c.Rel, Parent: parent})
+		want = append(want, readout.Member{ID: id, Path: c.Rel, Parent: parent})
 		if err == nil {
 			err = perr
 		}
@@ -63,7 +64,7 @@ func TestKernelMembers(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := 0; i < 2; i++ { // the second walk overwrites the first
-		got, err := Members(p, top)
+		got, err := p.Members(top)
 		for i := range got {
 			got[i].Figures = bpf.CgrstatMemcgFigures{} // the kernel's counters: see TestKernelMaxAndHigh
 		}
@@ -80,7 +81,7 @@ func TestKernelMembers(t *testing.T) {
 		}
 		t.Cleanup(func() { _ = c.Remove() })
 	}
-	if _, err := Members(p, top); err == nil {
+	if _, err := p.Members(top); err == nil {
 		t.Fatal("Members of 74 cgroups with a 64-entry map: no error")
 	}
 }

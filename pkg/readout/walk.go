@@ -1,4 +1,4 @@
-package reclaim
+package readout
 
 import (
 	"errors"
@@ -7,12 +7,10 @@ import (
 	"sort"
 
 	"github.com/cilium/ebpf"
-	"golang.org/x/sys/unix"
 
 	"github.com/cgrstat/cgrstat/bpf"
 	"github.com/cgrstat/cgrstat/internal/cgroupiter"
 	"github.com/cgrstat/cgrstat/pkg/cgroup"
-	"github.com/cgrstat/cgrstat/pkg/loader"
 )
 
 // Member is one cgroup of a subtree.
@@ -27,44 +25,31 @@ type Member struct {
 // Members lists c and every cgroup below it, parents before children and
 // siblings by name. One walk in the kernel (the tree iterator) replaces a
 // readdir and a stat per cgroup, which cost more than reading the stats.
-func Members(p *loader.Pinned, c cgroup.Cgroup) ([]Member, error) {
-	unlock, err := lockTree(p)
+func (h *Handle) Members(c cgroup.Cgroup) ([]Member, error) {
+	unlock, err := lockWalk(h.Path)
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
-	visited, err := walkTree(p, c)
+	visited, err := h.walkTree(c)
 	if err != nil {
 		return nil, err
 	}
-	if visited > uint64(p.Nodes.MaxEntries()) {
+	if visited > uint64(h.nodes.MaxEntries()) {
 		return nil, fmt.Errorf("cgroup %s: its %d cgroups do not fit the tree map of %d: load with a larger --max-cgroups",
-			c.Rel, visited, p.Nodes.MaxEntries())
+			c.Rel, visited, h.nodes.MaxEntries())
 	}
-	nodes, err := readNodes(p.Nodes, int(visited))
+	nodes, err := readNodes(h.nodes, int(visited))
 	if err != nil {
 		return nil, err
 	}
 	return paths(nodes, nodes[0].Id, c.Rel), nil
 }
 
-// lockTree serializes walks, which all write tree_nodes from slot 0.
-func lockTree(p *loader.Pinned) (unlock func(), err error) {
-	fd, err := unix.Open(p.Path, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return nil, fmt.Errorf("locking the tree map: %w", err)
-	}
-	if err := unix.Flock(fd, unix.LOCK_EX); err != nil {
-		unix.Close(fd)
-		return nil, fmt.Errorf("locking the tree map: %w", err)
-	}
-	return func() { unix.Close(fd) }, nil
-}
-
 // walkTree runs the tree iterator over c and returns the number of cgroups
 // it visited.
-func walkTree(p *loader.Pinned, c cgroup.Cgroup) (visited uint64, err error) {
-	out, err := cgroupiter.ReadOnce(p.Tree, c, cgroupiter.DescendantsPre)
+func (h *Handle) walkTree(c cgroup.Cgroup) (visited uint64, err error) {
+	out, err := cgroupiter.ReadOnce(h.tree, c, cgroupiter.DescendantsPre)
 	if err != nil {
 		return 0, err
 	}
