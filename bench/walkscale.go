@@ -205,11 +205,11 @@ func (b *bench) emptyWalks(top cgroup.Cgroup) ([]int64, error) {
 }
 
 func (ws *WalkScale) memory(p *readout.Handle) error {
-	u, err := p.Usage()
+	snap, err := p.Snapshot(readout.Query{Fill: true})
 	if err != nil {
 		return err
 	}
-	ws.Entries, ws.Computed = u.Stats.Entries, u.Memory
+	ws.Entries, ws.Computed = snap.Health.Stats.Entries, snap.Health.Memory
 	for _, name := range loader.MapNames() {
 		mm, err := mapMemory(p.Dir.Map(name))
 		if err != nil {

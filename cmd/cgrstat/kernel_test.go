@@ -239,8 +239,8 @@ func TestKernelManualWorkflow(t *testing.T) {
 	if err := json.Unmarshal([]byte(l.run("status", "--json")), &st); err != nil {
 		t.Fatal(err)
 	}
-	if !st.Loaded || len(st.StatFiles) != 8 || st.Usage.Lost != (readout.Lost{}) {
-		t.Errorf("status: loaded %v, %d stat files, lost %+v; want true, 8, none", st.Loaded, len(st.StatFiles), st.Usage.Lost)
+	if !st.Loaded || len(st.StatFiles) != 8 || st.Health.Lost != (readout.Lost{}) {
+		t.Errorf("status: loaded %v, %d stat files, lost %+v; want true, 8, none", st.Loaded, len(st.StatFiles), st.Health.Lost)
 	}
 
 	l.run("hierarchy", "destroy", "-f", path, parent)
@@ -453,11 +453,11 @@ func TestKernelFullMap(t *testing.T) {
 		if err := json.Unmarshal([]byte(l.run("status", "--json")), &st); err != nil {
 			t.Fatal(err)
 		}
-		if i > 0 && (st.Usage.Lost.WaitedDeltas != before.Usage.Lost.WaitedDeltas || st.Usage.Lost.RemovedDeltas != before.Usage.Lost.RemovedDeltas) {
-			t.Errorf("read %d: lost %+v, before it %+v", i, st.Usage.Lost, before.Usage.Lost)
+		if i > 0 && (st.Health.Lost.WaitedDeltas != before.Health.Lost.WaitedDeltas || st.Health.Lost.RemovedDeltas != before.Health.Lost.RemovedDeltas) {
+			t.Errorf("read %d: lost %+v, before it %+v", i, st.Health.Lost, before.Health.Lost)
 		}
-		if st.Usage.Stats.Entries > 4 {
-			t.Errorf("%d entries in a map of 4", st.Usage.Stats.Entries)
+		if st.Health.Stats.Entries > 4 {
+			t.Errorf("%d entries in a map of 4", st.Health.Stats.Entries)
 		}
 		before = st
 	}

@@ -65,7 +65,7 @@ func TestJSON(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var buf bytes.Buffer
-			if err := JSON(&buf, tt.stats); err != nil {
+			if err := JSON(&buf, snapshotOf(tt.stats)); err != nil {
 				t.Fatal(err)
 			}
 			// The seed's fields keep their values; the others are
@@ -145,7 +145,7 @@ func loadedStatus(flush loader.Mode) *readout.Status {
 			Kernel: "6.18.44", LoadedAt: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC),
 			ProgramIDs: []ebpf.ProgramID{17, 18},
 		},
-		Usage: &readout.Usage{
+		Health: &readout.Health{
 			Stats:                readout.Fill{Entries: 3, MaxEntries: 10240},
 			Memory:               readout.MemoryOf(readout.StatBytes, readout.TreeNodeBytes, 10240, 3, 2),
 			Lost:                 readout.Lost{Events: 1, WaitedDeltas: 3, RstatMarks: 4, RemovedDeltas: 2},
@@ -301,7 +301,7 @@ func TestNamesAreEscaped(t *testing.T) {
 	rep := &check.Report{Parent: s, Nodes: []check.Node{{Rel: name, Stat: s}},
 		Invariants: []check.Invariant{{Cgroup: name, Name: "sum", Detail: "detail " + name}}}
 	for what, write := range map[string]func(w *bytes.Buffer) error{
-		"table":  func(w *bytes.Buffer) error { return Table(w, []reclaim.Stat{s, child}) },
+		"table":  func(w *bytes.Buffer) error { return Table(w, snapshotOf([]reclaim.Stat{s, child}).Rows) },
 		"hist":   func(w *bytes.Buffer) error { return Hist(w, s) },
 		"status": func(w *bytes.Buffer) error { return StatusText(w, st) },
 		"check":  func(w *bytes.Buffer) error { return CheckText(w, rep) },

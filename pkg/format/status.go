@@ -46,7 +46,7 @@ func StatusText(w io.Writer, st *readout.Status) error {
 		_, err := fmt.Fprintf(w, "loaded:      no (pin path %s)\n", escape.String(st.PinPath))
 		return err
 	}
-	r, u := st.Record, st.Usage
+	r, u := st.Record, st.Health
 	fmt.Fprintf(w, "loaded:      yes, at %s since %s\n", escape.String(st.PinPath), r.LoadedAt.Format("2006-01-02 15:04:05 MST"))
 	if r.Version != "" {
 		fmt.Fprintf(w, "loaded by:   cgrstat %s\n", r.Version)

@@ -302,7 +302,8 @@ func TestKernelStatusUsage(t *testing.T) {
 	if _, err := p.ReadOne(testenv.Cgroups(t, h)); err != nil {
 		t.Fatal(err)
 	}
-	u, err := p.Usage()
+	snap, err := p.Snapshot(readout.Query{Fill: true})
+	u := &snap.Health
 	if err != nil {
 		t.Fatalf("Usage: %v", err)
 	}
@@ -323,7 +324,7 @@ func TestKernelStatusUsage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if u2, err := p.Usage(); err != nil || absDiff(u2.Stats.Entries, keys) > 2 {
+	if u2, err := p.Snapshot(readout.Query{Fill: true}); err != nil || absDiff(u2.Health.Stats.Entries, keys) > 2 {
 		t.Errorf("totals fill %+v (%v), but the map has about %d keys", u2, err, keys)
 	}
 }

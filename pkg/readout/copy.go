@@ -24,55 +24,13 @@ func (h *Handle) ReadOne(c cgroup.Cgroup) (reclaim.Stat, error) {
 	return s, err
 }
 
-// Read returns the freshly flushed stats of each cgroup in cgs, and with all
-// of every cgroup below them too, parents before children.
-func (h *Handle) Read(cgs []cgroup.Cgroup, all bool) ([]reclaim.Stat, error) {
-	var out []reclaim.Stat
-	for _, c := range cgs {
-		if !all {
-			s, err := h.ReadOne(c)
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, s)
-			continue
-		}
-		below, err := h.Subtree(c)
-		if err != nil {
-			return nil, err
-		}
-		if out == nil { // one tree, as serve reads: no copy of ~2 KiB per cgroup
-			out = below
-			continue
-		}
-		out = append(out, below...)
-	}
-	return out, nil
-}
-
-// Subtree returns the stats of c and every cgroup below it from one
-// consistent copy of the map (see bpf/cgrstat.c): a cgroup's value is its
-// total plus the pending of every cgroup of its subtree, so that no flush
-// is needed and every parent is exactly its own reclaim plus its children's.
-func (h *Handle) Subtree(c cgroup.Cgroup) ([]reclaim.Stat, error) {
-	members, err := h.Members(c)
-	if err != nil {
-		return nil, err
-	}
-	entries, err := h.CopyStats()
-	if err != nil {
-		return nil, err
-	}
-	return hierarchical(members, entries, h.Record.CgroupVersion == 1), nil
-}
-
-// hierarchical computes each member's value; members come parents first.
-// Most cgroups of a big tree have no entry: they cost no counter arithmetic.
-func hierarchical(members []Member, entries map[uint64]*bpf.CgrstatCgstat, v1 bool) []reclaim.Stat {
-	index := make(map[uint64]int, len(members))
-	for i, m := range members {
-		index[m.ID] = i
-	}
+// hierarchical appends to rows the members that f keeps, each with its
+// value: a cgroup's value is its total plus the pending of every cgroup of
+// its subtree (see bpf/cgrstat.c), so that no flush is needed and every
+// parent is exactly its own reclaim plus its children's. Members come
+// parents first. Most cgroups of a big tree have no entry: they cost no
+// counter arithmetic, and those the filter drops no Stat either.
+func hierarchical(rows []Row, members []Member, entries map[uint64]*bpf.CgrstatCgstat, v1 bool, f *Filter) []Row {
 	// pending[i]: the pending counters of i's subtree, nil where there are none.
 	pending := make([]*bpf.CgrstatCounters, len(members))
 	add := func(i int, c *bpf.CgrstatCounters) {
@@ -86,12 +44,22 @@ func hierarchical(members []Member, entries map[uint64]*bpf.CgrstatCgstat, v1 bo
 		if e := entries[members[i].ID]; e != nil && e.Pending != (bpf.CgrstatCounters{}) {
 			add(i, &e.Pending)
 		}
-		if j, ok := index[members[i].Parent]; ok && i > 0 && pending[i] != nil {
-			add(j, pending[i])
+		if up := members[i].Up; up >= 0 && pending[i] != nil {
+			add(up, pending[i])
 		}
 	}
-	out := make([]reclaim.Stat, len(members))
-	for i, m := range members {
+	// shown[i]: the row of member i, or of its closest ancestor kept; -1 for none.
+	shown := make([]int, len(members))
+	for i := range members {
+		m := &members[i]
+		parent := -1
+		if m.Up >= 0 {
+			parent = shown[m.Up]
+		}
+		shown[i] = parent
+		if !f.keep(m.Path, m.Depth) {
+			continue
+		}
 		var v bpf.CgrstatCounters
 		if e := entries[m.ID]; e != nil {
 			v = e.Total
@@ -99,10 +67,11 @@ func hierarchical(members []Member, entries map[uint64]*bpf.CgrstatCgstat, v1 bo
 		if pending[i] != nil {
 			reclaim.Add(&v, pending[i])
 		}
-		out[i] = reclaim.FromCounters(m.ID, m.Path, &v)
-		out[i].SetFigures(&m.Figures, v1)
+		shown[i] = len(rows)
+		rows = append(rows, Row{Stat: reclaim.FromCounters(m.ID, m.Path, &v), Parent: parent, Depth: m.Depth})
+		rows[len(rows)-1].SetFigures(&m.Figures, v1)
 	}
-	return out
+	return rows
 }
 
 // copyTries bounds the retries of CopyStats. A flush step takes

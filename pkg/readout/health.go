@@ -47,17 +47,6 @@ type Memory struct {
 	AtMost       uint64 `json:"at_most_bytes"` // Preallocated + max entries x PerCgroup
 }
 
-// Usage is the live state of the maps of a load.
-type Usage struct {
-	Stats  Fill   `json:"stats"`
-	Memory Memory `json:"memory"`
-	Lost   Lost   `json:"lost"`
-	// WalkHoldsCgroupMutex: in walk mode every read walks its subtree with
-	// the kernel's cgroup_mutex held, which blocks mkdir, rmdir and task
-	// moves on the whole host meanwhile.
-	WalkHoldsCgroupMutex bool `json:"walk_holds_cgroup_mutex"`
-}
-
 // Status is what a pin path holds: whether it is loaded, with what, how
 // full the maps are, and which cgroups have stat files.
 type Status struct {
@@ -65,7 +54,7 @@ type Status struct {
 	PinPath   string         `json:"pin_path"`
 	Kernel    string         `json:"kernel"`
 	Record    *loader.Record `json:"load,omitempty"`
-	Usage     *Usage         `json:"maps,omitempty"`
+	Health    *Health        `json:"maps,omitempty"`
 	StatFiles []string       `json:"stat_files"`
 	// Stale are stat files whose cgroup was removed.
 	Stale []string `json:"stale_stat_files"`
@@ -84,9 +73,11 @@ func ReadStatus(pinPath string) (*Status, error) {
 	}
 	defer p.Close()
 	st.Loaded, st.Record = true, p.Record
-	if st.Usage, err = p.Usage(); err != nil {
+	snap, err := p.Snapshot(Query{Fill: true})
+	if err != nil {
 		return nil, err
 	}
+	st.Health = &snap.Health
 	files, err := p.Dir.Pinned()
 	if err != nil {
 		return nil, err
@@ -100,22 +91,10 @@ func ReadStatus(pinPath string) (*Status, error) {
 	return st, nil
 }
 
-// Usage reads map fill, memory and the lost counters.
-func (h *Handle) Usage() (*Usage, error) {
-	u := Usage{WalkHoldsCgroupMutex: h.Record.Flush == loader.Walk}
-	var err error
-	if u.Stats, err = fill(h.stats); err != nil {
-		return nil, err
-	}
-	cpus, err := ebpf.PossibleCPU()
-	if err != nil {
-		return nil, err
-	}
-	u.Memory = MemoryOf(h.stats.ValueSize(), h.nodes.ValueSize(), h.stats.MaxEntries(), u.Stats.Entries, cpus)
-	if u.Lost, err = h.LostCounts(); err != nil {
-		return nil, err
-	}
-	return &u, nil
+// memory is what the maps take with entries in the stats map.
+func (h *Handle) memory(entries int) Memory {
+	cpus, _ := ebpf.PossibleCPU()
+	return MemoryOf(h.stats.ValueSize(), h.nodes.ValueSize(), h.stats.MaxEntries(), entries, cpus)
 }
 
 // LostCounts reads the lost counters.
@@ -186,8 +165,8 @@ func sizeClass(n uint64) uint64 {
 	return (n + 4095) &^ 4095
 }
 
-// fill walks the keys only: values are large.
-func fill(m *ebpf.Map) (Fill, error) {
+// countEntries walks the keys only: values are large.
+func countEntries(m *ebpf.Map) (Fill, error) {
 	f := Fill{MaxEntries: m.MaxEntries()}
 	var prev any // nil asks for the first key
 	for {
@@ -214,13 +193,4 @@ func sumPerCPU(m *ebpf.Map, key bpf.CgrstatLostCounter) (uint64, error) {
 		sum += v
 	}
 	return sum, nil
-}
-
-// Notes is what a read has to say beside the numbers.
-type Notes struct {
-	// Lost is set when the BPF side could not record everything: the
-	// numbers are then lower bounds.
-	Lost *Lost `json:"lost,omitempty"`
-	// Stale are cgroups whose stat files were skipped: they were removed.
-	Stale []string `json:"stale_stat_files,omitempty"`
 }

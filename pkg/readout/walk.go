@@ -18,6 +18,9 @@ type Member struct {
 	ID     uint64
 	Path   string // relative to the hierarchy's root
 	Parent uint64
+	// Up is the index of the parent's member in the same walk, -1 for the
+	// top; Depth is the path's components below the hierarchy's root.
+	Up, Depth int
 	// Figures are the kernel's own counters of the cgroup, read in the walk.
 	Figures bpf.CgrstatMemcgFigures
 }
@@ -26,12 +29,27 @@ type Member struct {
 // siblings by name. One walk in the kernel (the tree iterator) replaces a
 // readdir and a stat per cgroup, which cost more than reading the stats.
 func (h *Handle) Members(c cgroup.Cgroup) ([]Member, error) {
+	return h.walk(c, cgroupiter.DescendantsPre)
+}
+
+// walkSelf is c's member alone: its id, parent and the kernel's figures,
+// from a walk that visits c only.
+func (h *Handle) walkSelf(c cgroup.Cgroup) (Member, error) {
+	m, err := h.walk(c, cgroupiter.SelfOnly)
+	if err != nil {
+		return Member{}, err
+	}
+	return m[0], nil
+}
+
+// walk runs the tree iterator over c in order and names what it visited.
+func (h *Handle) walk(c cgroup.Cgroup, order cgroupiter.Order) ([]Member, error) {
 	unlock, err := lockWalk(h.Path)
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
-	visited, err := h.walkTree(c)
+	visited, err := h.walkTree(c, order)
 	if err != nil {
 		return nil, err
 	}
@@ -48,8 +66,8 @@ func (h *Handle) Members(c cgroup.Cgroup) ([]Member, error) {
 
 // walkTree runs the tree iterator over c and returns the number of cgroups
 // it visited.
-func (h *Handle) walkTree(c cgroup.Cgroup) (visited uint64, err error) {
-	out, err := cgroupiter.ReadOnce(h.tree, c, cgroupiter.DescendantsPre)
+func (h *Handle) walkTree(c cgroup.Cgroup, order cgroupiter.Order) (visited uint64, err error) {
+	out, err := cgroupiter.ReadOnce(h.tree, c, order)
 	if err != nil {
 		return 0, err
 	}
@@ -92,16 +110,19 @@ func paths(nodes []bpf.CgrstatTreeNode, top uint64, topPath string) []Member {
 		parents[n.Id] = n.ParentId
 		figures[n.Id] = &nodes[i].Fig
 	}
-	var visit func(id uint64, p string)
-	visit = func(id uint64, p string) {
-		out = append(out, Member{ID: id, Path: p, Parent: parents[id], Figures: *figures[id]})
+	// The tree is built here, once: rows carry their parent and depth, and
+	// no reader rebuilds them from the paths.
+	var visit func(id uint64, p string, up, depth int)
+	visit = func(id uint64, p string, up, depth int) {
+		me := len(out)
+		out = append(out, Member{ID: id, Path: p, Parent: parents[id], Up: up, Depth: depth, Figures: *figures[id]})
 		kids := children[id]
 		sort.Slice(kids, func(i, j int) bool { return names[kids[i]] < names[kids[j]] })
 		for _, k := range kids {
-			visit(k, path.Join(p, names[k]))
+			visit(k, path.Join(p, names[k]), me, depth+1)
 		}
 	}
-	visit(top, topPath)
+	visit(top, topPath, -1, Depth(topPath))
 	return out
 }
 

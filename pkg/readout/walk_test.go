@@ -32,9 +32,9 @@ func TestPaths(t *testing.T) {
 		node(14, 12, "z"),
 	}
 	got := readout.Paths(nodes, 10, "/own/test")
-	want := []readout.Member{{10, "/own/test", 1, bpf.CgrstatMemcgFigures{}}, {11, "/own/test/a", 10, bpf.CgrstatMemcgFigures{}},
-		{13, "/own/test/a/a.x", 11, bpf.CgrstatMemcgFigures{}}, {12, "/own/test/b", 10, bpf.CgrstatMemcgFigures{}},
-		{14, "/own/test/b/z", 12, bpf.CgrstatMemcgFigures{}}}
+	want := []readout.Member{{10, "/own/test", 1, -1, 2, bpf.CgrstatMemcgFigures{}}, {11, "/own/test/a", 10, 0, 3, bpf.CgrstatMemcgFigures{}},
+		{13, "/own/test/a/a.x", 11, 1, 4, bpf.CgrstatMemcgFigures{}}, {12, "/own/test/b", 10, 0, 3, bpf.CgrstatMemcgFigures{}},
+		{14, "/own/test/b/z", 12, 3, 4, bpf.CgrstatMemcgFigures{}}}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("paths = %v, want %v", got, want)
 	}
@@ -52,10 +52,16 @@ func TestKernelMembers(t *testing.T) {
 		t.Cleanup(func() { _ = c.Remove() })
 	}
 	var want []readout.Member
+	index := map[string]int{}
 	if err := cgroup.Walk(top, func(c cgroup.Cgroup) error {
 		id, err := cgroup.ID(c)
 		parent, perr := cgroup.ID(cgroup.Cgroup{Rel: path.Dir(c.Rel), Path: filepath.Dir(c.Path)})
-		want = append(want, readout.Member{ID: id, Path: c.Rel, Parent: parent})
+		up, ok := index[path.Dir(c.Rel)]
+		if !ok || c.Rel == top.Rel {
+			up = -1
+		}
+		index[c.Rel] = len(want)
+		want = append(want, readout.Member{ID: id, Path: c.Rel, Parent: parent, Up: up, Depth: readout.Depth(c.Rel)})
 		if err == nil {
 			err = perr
 		}

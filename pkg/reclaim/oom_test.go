@@ -14,7 +14,6 @@ import (
 	"github.com/cgrstat/cgrstat/internal/testenv"
 	"github.com/cgrstat/cgrstat/pkg/cgroup"
 	"github.com/cgrstat/cgrstat/pkg/exporter"
-	"github.com/cgrstat/cgrstat/pkg/monitor"
 	"github.com/cgrstat/cgrstat/pkg/readout"
 	"github.com/cgrstat/cgrstat/pkg/reclaim"
 )
@@ -113,7 +112,7 @@ func oomKillsOf(t *testing.T, c cgroup.Cgroup, file string) uint64 {
 // scrapeOnce is what Prometheus would get from serve for top's subtree.
 func scrapeOnce(t *testing.T, p *readout.Handle, top cgroup.Cgroup) string {
 	t.Helper()
-	h, err := exporter.Handler(exporter.New(monitor.NewSource(p.Path, top), monitor.Filter{Depth: -1}), slog.New(slog.DiscardHandler))
+	h, err := exporter.Handler(exporter.New(readout.NewSource(p.Path, top, readout.Filter{Depth: -1})), slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
