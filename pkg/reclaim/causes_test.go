@@ -92,7 +92,32 @@ func causesAndForced(t *testing.T, mode loader.Mode) {
 		t.Errorf("max delay: w %d, top %d (total delay %d)", ws.MaxNS, ts.MaxNS, ts.DelayNS)
 	}
 	t.Logf("w: %d proactive, %d limit reclaims, max %d ns; x forced %d", proactive, limit, ws.MaxNS, xs.Forced.Count)
+	for _, c := range []cgroup.Cgroup{w, x, top} {
+		assertOneAgrees(t, p, c, s[c.Rel])
+	}
 	assertNothingLostBut(t, p)
+}
+
+// assertOneAgrees: read of c alone (read CGROUP) gives the row read --all
+// gave, the kernel's figures (issue 20's events and pressure) too. No task
+// runs in c meanwhile: nothing moves between the two reads.
+func assertOneAgrees(t *testing.T, p *readout.Handle, c cgroup.Cgroup, all reclaim.Stat) {
+	t.Helper()
+	one, err := p.Snapshot(readout.Query{Cgroups: []cgroup.Cgroup{c}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(one.Rows) != 1 {
+		t.Fatalf("read of %s alone: %d rows", c.Rel, len(one.Rows))
+	}
+	got := one.Rows[0].Stat
+	if got.Collected() != all.Collected() || got.Events != all.Events || got.Pressure.Read != all.Pressure.Read ||
+		max(got.Pressure.SomeNS, all.Pressure.SomeNS)-min(got.Pressure.SomeNS, all.Pressure.SomeNS) > 2e9 {
+		t.Errorf("read of %s alone: %+v %+v, read --all: %+v %+v", c.Rel, got.Events, got.Pressure, all.Events, all.Pressure)
+	}
+	if !got.Events.Read {
+		t.Errorf("read of %s alone has no kernel events", c.Rel)
+	}
 }
 
 // assertNothingLostBut allows lost rstat marks where the kernel cannot

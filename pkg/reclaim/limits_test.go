@@ -129,6 +129,7 @@ func TestKernelMaxAndHigh(t *testing.T) {
 			if c.cause == reclaim.High && us == 0 {
 				t.Errorf("%s: memory.pressure some total 0 after high reclaim", c.st.Path)
 			}
+			assertOneAgrees(t, p, c.cg, c.st)
 			// The stat file says the same (print_stat's max and high lines).
 			f, err := p.ReadOne(c.cg)
 			if err != nil {
