@@ -10,9 +10,10 @@ import (
 	"github.com/cgrstat/cgrstat/pkg/loader"
 )
 
-// perCgroupMaps are the maps with one slot per tracked cgroup (tree_nodes:
-// one per cgroup a read --all walks).
-var perCgroupMaps = []string{"stats", "tree_nodes"}
+// perCgroupMaps are the maps with one slot per tracked cgroup. (The tree
+// walk's chunks grow with the cgroups walked, not tracked: Whole measures
+// them.)
+var perCgroupMaps = []string{"stats"}
 
 // footprint loads the best mode once more and reads the size of every
 // pinned map from the kernel (memlock in the map's fdinfo).

@@ -97,7 +97,7 @@ type Whole struct {
 	Mode loader.Mode `json:"mode"`
 	N    int         `json:"n"`
 	// CLI runs the real binary as a subprocess; InProcess calls
-	// reclaim.Read and format.JSON; Walk reads every memory.stat.
+	// readout's Handle.Read and format.JSON; Walk reads every memory.stat.
 	CLINS       []int64 `json:"cli_ns"`
 	InProcessNS []int64 `json:"in_process_ns"`
 	WalkNS      []int64 `json:"memory_stat_walk_ns"`

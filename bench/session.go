@@ -10,13 +10,14 @@ import (
 	"github.com/cgrstat/cgrstat/pkg/cgroup"
 	"github.com/cgrstat/cgrstat/pkg/loader"
 	"github.com/cgrstat/cgrstat/pkg/pin"
+	"github.com/cgrstat/cgrstat/pkg/readout"
 )
 
 // session is cgrstat loaded in one flush mode at the bench's pin path, with
 // a stat file pinned for the top of a tree.
 type session struct {
 	mode     loader.Mode
-	p        *loader.Pinned
+	p        *readout.Handle
 	progs    map[string]*ebpf.Program // by program name
 	statFile string
 	pinPath  string
@@ -60,7 +61,7 @@ func (b *bench) open(m loader.Mode, top cgroup.Cgroup) (*session, error) {
 	}
 	s := &session{mode: m, pinPath: b.pinPath, progs: map[string]*ebpf.Program{}}
 	var err error
-	if s.p, err = loader.Open(b.pinPath); err != nil {
+	if s.p, err = readout.Open(b.pinPath); err != nil {
 		return nil, errors.Join(err, s.close())
 	}
 	if err := s.openPrograms(); err != nil {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/cgrstat/cgrstat/pkg/cgroup"
 	"github.com/cgrstat/cgrstat/pkg/format"
+	"github.com/cgrstat/cgrstat/pkg/readout"
 	"github.com/cgrstat/cgrstat/pkg/reclaim"
 )
 
@@ -78,7 +79,7 @@ func (b *bench) readAllCLI(t *tree) (int64, error) {
 
 func readAllInProcess(s *session, t *tree) (int64, error) {
 	start := time.Now()
-	stats, err := reclaim.Read(s.p, []cgroup.Cgroup{t.top}, true)
+	stats, err := s.p.Snapshot(readout.Query{Cgroups: []cgroup.Cgroup{t.top}, All: true})
 	if err == nil {
 		err = format.JSON(io.Discard, stats)
 	}
@@ -86,7 +87,7 @@ func readAllInProcess(s *session, t *tree) (int64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("reading the tree in-process: %w", err)
 	}
-	return ns, checkAll(stats, t)
+	return ns, checkAll(stats.Stats(), t)
 }
 
 // checkAll wants one line per cgroup of the tree, the top's with reclaims.

@@ -12,6 +12,7 @@ import (
 
 	"github.com/cgrstat/cgrstat/pkg/cgroup"
 	"github.com/cgrstat/cgrstat/pkg/loader"
+	"github.com/cgrstat/cgrstat/pkg/readout"
 )
 
 // defaultPinPath is where loads are pinned unless --pin-path says otherwise.
@@ -199,7 +200,7 @@ func lockPinPath(cmd *cobra.Command) (func(), error) {
 	if err != nil {
 		return nil, err
 	}
-	return loader.Lock(cmd.Context(), pinPath, mode == lockExclusive)
+	return readout.Lock(cmd.Context(), pinPath, mode == lockExclusive)
 }
 
 // rootless are the commands that touch neither BPF nor cgroups.
@@ -287,8 +288,8 @@ func (g *globals) hierarchy() (*cgroup.Hierarchy, error) {
 }
 
 // open opens the pinned load.
-func (g *globals) open() (*loader.Pinned, error) {
-	p, err := loader.Open(g.pinPath)
+func (g *globals) open() (*readout.Handle, error) {
+	p, err := readout.Open(g.pinPath)
 	if errors.Is(err, loader.ErrNotLoaded) {
 		return nil, fmt.Errorf("%w at %s (run: %s)", err, g.pinPath, g.command("load"))
 	}
@@ -296,7 +297,7 @@ func (g *globals) open() (*loader.Pinned, error) {
 }
 
 // openIfLoaded opens the load, or returns nil when nothing is loaded.
-func (g *globals) openIfLoaded() (*loader.Pinned, error) {
+func (g *globals) openIfLoaded() (*readout.Handle, error) {
 	p, err := g.open()
 	if errors.Is(err, loader.ErrNotLoaded) {
 		return nil, nil

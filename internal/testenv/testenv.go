@@ -13,8 +13,11 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cilium/ebpf"
+
 	"github.com/cgrstat/cgrstat/pkg/cgroup"
 	"github.com/cgrstat/cgrstat/pkg/loader"
+	"github.com/cgrstat/cgrstat/pkg/readout"
 )
 
 // RequireKernelEnv is the variable the kernel lab sets in its guests.
@@ -89,7 +92,7 @@ func CleanupPinPath(t testing.TB, pinPath string) {
 			t.Errorf("removing %s: %v", pinPath, err)
 		}
 		// The lock file of the test's own pin path: no cgrstat waits on it now.
-		os.Remove(loader.LockFile(pinPath))
+		os.Remove(readout.LockFile(pinPath))
 	})
 }
 
@@ -102,7 +105,7 @@ func LoadOptions(t testing.TB, h *cgroup.Hierarchy, flush loader.Mode, maxCgroup
 
 // Load loads cgrstat at a pin path of the test's own and opens it; both
 // go at cleanup.
-func Load(t testing.TB, flush loader.Mode, maxCgroups uint32) (*loader.Pinned, *cgroup.Hierarchy) {
+func Load(t testing.TB, flush loader.Mode, maxCgroups uint32) (*readout.Handle, *cgroup.Hierarchy) {
 	t.Helper()
 	h := Hierarchy(t)
 	opts := LoadOptions(t, h, flush, maxCgroups)
@@ -111,7 +114,7 @@ func Load(t testing.TB, flush loader.Mode, maxCgroups uint32) (*loader.Pinned, *
 		t.Fatalf("Load: %v", err)
 	}
 	t.Logf("flush mode %s", rec.Flush)
-	p, err := loader.Open(opts.PinPath)
+	p, err := readout.Open(opts.PinPath)
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
@@ -147,4 +150,27 @@ func children(top cgroup.Cgroup, rels []string) []cgroup.Cgroup {
 		out = append(out, top.Child(r))
 	}
 	return out
+}
+
+// Map opens the map name of the load h for a test that looks inside it
+// (readout keeps its own handles unexported); it closes at cleanup.
+func Map(t testing.TB, h *readout.Handle, name string) *ebpf.Map {
+	t.Helper()
+	m, err := ebpf.LoadPinnedMap(h.Dir.Map(name), nil)
+	if err != nil {
+		t.Fatalf("opening pinned map %s: %v", name, err)
+	}
+	t.Cleanup(func() { m.Close() })
+	return m
+}
+
+// Program opens the program name of the load h (see Map).
+func Program(t testing.TB, h *readout.Handle, name string) *ebpf.Program {
+	t.Helper()
+	p, err := ebpf.LoadPinnedProgram(h.Dir.Program(name), nil)
+	if err != nil {
+		t.Fatalf("opening pinned program %s: %v", name, err)
+	}
+	t.Cleanup(func() { p.Close() })
+	return p
 }

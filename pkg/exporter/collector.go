@@ -8,7 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
-	"github.com/cgrstat/cgrstat/pkg/monitor"
+	"github.com/cgrstat/cgrstat/pkg/readout"
 )
 
 // hierarchical is said in every per-cgroup HELP: Prometheus users sum
@@ -122,18 +122,18 @@ var (
 // Concurrent scrapes are safe: each reads its own snapshot, one at a time
 // (the Source serializes them).
 type Collector struct {
-	src    Reader
-	filter monitor.Filter
+	src Reader
 }
 
-// Reader reads snapshots: a *monitor.Source.
+// Reader reads snapshots: a *readout.Source, whose filter (--depth,
+// --match) chose the rows while it read them.
 type Reader interface {
-	Read() (*monitor.Snapshot, error)
+	Read() (*readout.Snapshot, error)
 }
 
-// New returns a collector of the cgroups of src that pass filter.
-func New(src Reader, filter monitor.Filter) *Collector {
-	return &Collector{src: src, filter: filter}
+// New returns a collector of the cgroups src reads.
+func New(src Reader) *Collector {
+	return &Collector{src: src}
 }
 
 // Describe sends every descriptor the collector may emit.
@@ -182,17 +182,11 @@ func (c *Collector) Gather() ([]*dto.MetricFamily, error) {
 		return nil, err
 	}
 	s := newScrape()
-	n := 0
-	for i := range snap.Cgroups {
-		cg := &snap.Cgroups[i]
-		if !c.filter.Keep(cg) {
-			continue
-		}
-		n++
-		s.cgroup(cg)
+	for i := range snap.Rows {
+		s.cgroup(&snap.Rows[i].Stat)
 	}
-	s.gauge(cgroups, float64(len(snap.Cgroups)))
-	s.gauge(exported, float64(n))
+	s.gauge(cgroups, float64(snap.Cgroups))
+	s.gauge(exported, float64(len(snap.Rows)))
 	s.gauge(scrapeSeconds, snap.Took.Seconds())
 	s.health(&snap.Health)
 	return s.families(), nil

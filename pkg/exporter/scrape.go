@@ -4,8 +4,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/cgrstat/cgrstat/pkg/identity"
-	"github.com/cgrstat/cgrstat/pkg/loader"
-	"github.com/cgrstat/cgrstat/pkg/monitor"
+	"github.com/cgrstat/cgrstat/pkg/readout"
 	"github.com/cgrstat/cgrstat/pkg/reclaim"
 )
 
@@ -72,7 +71,7 @@ var (
 )
 
 func init() {
-	for i, c := range monitor.Causes {
+	for i, c := range reclaim.AllCauses {
 		causeNames[i] = c.String()
 		causeLabel[i] = &dto.LabelPair{Name: &causeName, Value: &causeNames[i]}
 	}
@@ -87,7 +86,7 @@ func init() {
 // scrape of 10,000 cgroups as cheap as read --all (BENCHMARKS.md). The
 // price: increase() over a series that has just appeared misses its first
 // value, such as a cgroup's first direct reclaim.
-func (s *scrape) cgroup(cg *monitor.Cgroup) {
+func (s *scrape) cgroup(cg *reclaim.Stat) {
 	path := &dto.LabelPair{Name: &cgroupName, Value: &cg.Path}
 	only := []*dto.LabelPair{path}
 	s.counterWith(memcgReclaims, float64(cg.Count), only)
@@ -96,7 +95,7 @@ func (s *scrape) cgroup(cg *monitor.Cgroup) {
 		s.counterWith(memcgPages, float64(cg.Reclaimed), only)
 		s.gaugeWith(maxSeconds, seconds(cg.MaxNS), only)
 	}
-	for i, cause := range monitor.Causes {
+	for i, cause := range reclaim.AllCauses {
 		c := cg.Causes[cause]
 		if c.Count == 0 {
 			continue
@@ -122,7 +121,7 @@ func (s *scrape) cgroup(cg *monitor.Cgroup) {
 
 // kernel adds the kernel's own figures of the cgroup, each from its first
 // non-zero value, like cgrstat's own series.
-func (s *scrape) kernel(cg *monitor.Cgroup, only []*dto.LabelPair) {
+func (s *scrape) kernel(cg *reclaim.Stat, only []*dto.LabelPair) {
 	for _, c := range []struct {
 		f  *family
 		ok bool
@@ -167,11 +166,11 @@ func histogram(h *reclaim.Hist, sumNS uint64) *dto.Histogram {
 
 func seconds(ns uint64) float64 { return float64(ns) / 1e9 }
 
-func (s *scrape) health(h *monitor.Health) {
+func (s *scrape) health(h *readout.Health) {
 	s.gauge(flushMode, 1, string(h.Flush))
 	for _, m := range []struct {
 		name string
-		fill loader.Fill
+		fill readout.Fill
 	}{{"stats", h.Stats}} {
 		s.gauge(mapEntries, float64(m.fill.Entries), m.name)
 		s.gauge(mapCapacity, float64(m.fill.MaxEntries), m.name)

@@ -13,21 +13,30 @@ import (
 	"unicode/utf8"
 
 	"github.com/cgrstat/cgrstat/pkg/escape"
-	"github.com/cgrstat/cgrstat/pkg/reclaim"
+	"github.com/cgrstat/cgrstat/pkg/readout"
 )
+
+// notes is what read --json says beside the numbers, from the snapshot's
+// health: the lost counters when anything was lost or waited, and the
+// stat files skipped.
+type notes struct {
+	Lost  *readout.Lost `json:"lost,omitempty"`
+	Stale []string      `json:"stale_stat_files,omitempty"`
+}
 
 // JSON writes {"cgroups":[...]} with one cgroup per line: readable, and
 // several times faster than indenting thousands of objects. An empty list
 // is [] rather than null, so that scripts can index it without a check.
-func JSON(w io.Writer, stats []reclaim.Stat) error {
-	return ReadJSON(w, stats, reclaim.Notes{})
-}
-
-// ReadJSON is JSON with the notes as more top-level fields.
-func ReadJSON(w io.Writer, stats []reclaim.Stat, notes reclaim.Notes) error {
+// What the health has to say (see notes) comes first, as more top-level
+// fields.
+func JSON(w io.Writer, snap *readout.Snapshot) error {
 	bw := bufio.NewWriter(w)
-	if notes.Lost != nil || len(notes.Stale) > 0 {
-		b, err := json.Marshal(notes)
+	n := notes{Stale: snap.Health.Stale}
+	if l := snap.Health.Lost; l != (readout.Lost{}) {
+		n.Lost = &l
+	}
+	if n.Lost != nil || len(n.Stale) > 0 {
+		b, err := json.Marshal(n)
 		if err != nil {
 			return err
 		}
@@ -38,12 +47,12 @@ func ReadJSON(w io.Writer, stats []reclaim.Stat, notes reclaim.Notes) error {
 	}
 	bw.WriteString(`"cgroups":[`)
 	var line []byte
-	for i := range stats {
+	for i := range snap.Rows {
 		if i > 0 {
 			bw.WriteByte(',')
 		}
 		bw.WriteString("\n  ")
-		line = stats[i].AppendJSON(line[:0])
+		line = snap.Rows[i].AppendJSON(line[:0])
 		bw.Write(line)
 	}
 	bw.WriteString("\n]}\n")

@@ -12,6 +12,7 @@ import (
 
 	"github.com/cgrstat/cgrstat/pkg/check"
 	"github.com/cgrstat/cgrstat/pkg/loader"
+	"github.com/cgrstat/cgrstat/pkg/readout"
 	"github.com/cgrstat/cgrstat/pkg/reclaim"
 )
 
@@ -64,7 +65,7 @@ func TestJSON(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var buf bytes.Buffer
-			if err := JSON(&buf, tt.stats); err != nil {
+			if err := JSON(&buf, snapshotOf(tt.stats)); err != nil {
 				t.Fatal(err)
 			}
 			// The seed's fields keep their values; the others are
@@ -131,8 +132,8 @@ func TestPages(t *testing.T) {
 	}
 }
 
-func loadedStatus(flush loader.Mode) *loader.Status {
-	return &loader.Status{
+func loadedStatus(flush loader.Mode) *readout.Status {
+	return &readout.Status{
 		Loaded:  true,
 		PinPath: "/sys/fs/bpf/cgrstat",
 		Kernel:  "6.18.44",
@@ -144,10 +145,10 @@ func loadedStatus(flush loader.Mode) *loader.Status {
 			Kernel: "6.18.44", LoadedAt: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC),
 			ProgramIDs: []ebpf.ProgramID{17, 18},
 		},
-		Usage: &loader.Usage{
-			Stats:                loader.Fill{Entries: 3, MaxEntries: 10240},
-			Memory:               loader.MemoryOf(loader.StatBytes, loader.TreeChunkBytes, 10240, 3, 2),
-			Lost:                 loader.Lost{Events: 1, WaitedDeltas: 3, RstatMarks: 4, RemovedDeltas: 2},
+		Health: &readout.Health{
+			Stats:                readout.Fill{Entries: 3, MaxEntries: 10240},
+			Memory:               readout.MemoryOf(readout.StatBytes, readout.TreeChunkBytes, 10240, 3, 2),
+			Lost:                 readout.Lost{Events: 1, WaitedDeltas: 3, RstatMarks: 4, RemovedDeltas: 2},
 			WalkHoldsCgroupMutex: flush == loader.Walk,
 		},
 		StatFiles: []string{"/test", "/test/child1"},
@@ -158,13 +159,13 @@ func loadedStatus(flush loader.Mode) *loader.Status {
 func TestStatusText(t *testing.T) {
 	tests := []struct {
 		name    string
-		st      *loader.Status
+		st      *readout.Status
 		want    []string
 		notWant []string
 	}{
 		{
 			name:    "not loaded",
-			st:      &loader.Status{PinPath: "/sys/fs/bpf/x", Kernel: "6.1.0"},
+			st:      &readout.Status{PinPath: "/sys/fs/bpf/x", Kernel: "6.1.0"},
 			want:    []string{"kernel:      6.1.0\n", "loaded:      no (pin path /sys/fs/bpf/x)\n"},
 			notWant: []string{"flush mode", "maps:"},
 		},
@@ -214,7 +215,7 @@ func TestStatusText(t *testing.T) {
 func TestStatusJSON(t *testing.T) {
 	t.Run("not loaded", func(t *testing.T) {
 		var buf bytes.Buffer
-		if err := StatusJSON(&buf, &loader.Status{PinPath: "/sys/fs/bpf/x", Kernel: "6.1.0"}); err != nil {
+		if err := StatusJSON(&buf, &readout.Status{PinPath: "/sys/fs/bpf/x", Kernel: "6.1.0"}); err != nil {
 			t.Fatal(err)
 		}
 		want := `{"loaded":false,"pin_path":"/sys/fs/bpf/x","kernel":"6.1.0","stat_files":[],"stale_stat_files":[]}`
@@ -300,7 +301,7 @@ func TestNamesAreEscaped(t *testing.T) {
 	rep := &check.Report{Parent: s, Nodes: []check.Node{{Rel: name, Stat: s}},
 		Invariants: []check.Invariant{{Cgroup: name, Name: "sum", Detail: "detail " + name}}}
 	for what, write := range map[string]func(w *bytes.Buffer) error{
-		"table":  func(w *bytes.Buffer) error { return Table(w, []reclaim.Stat{s, child}) },
+		"table":  func(w *bytes.Buffer) error { return Table(w, snapshotOf([]reclaim.Stat{s, child}).Rows) },
 		"hist":   func(w *bytes.Buffer) error { return Hist(w, s) },
 		"status": func(w *bytes.Buffer) error { return StatusText(w, st) },
 		"check":  func(w *bytes.Buffer) error { return CheckText(w, rep) },

@@ -8,6 +8,7 @@ import (
 
 	"github.com/cgrstat/cgrstat/pkg/escape"
 	"github.com/cgrstat/cgrstat/pkg/identity"
+	"github.com/cgrstat/cgrstat/pkg/readout"
 	"github.com/cgrstat/cgrstat/pkg/reclaim"
 )
 
@@ -34,16 +35,16 @@ var readHeader = []string{"CGROUP", "RECLAIMS", "DELAY", "PAGES", "P50", "P99", 
 // one table of at most MaxWidth columns, so that "/pods/a stalls because
 // /pods hits memory.max" is read off two rows of it. A cgroup below an
 // earlier row is indented under it by its relative name.
-func Table(w io.Writer, stats []reclaim.Stat) error {
+func Table(w io.Writer, rows []readout.Row) error {
 	t := newTable(readHeader...)
-	for i := range stats {
-		t.append(row(&stats[i])...)
+	for i := range rows {
+		t.append(row(&rows[i].Stat)...)
 	}
 	room := MaxWidth // for the names: what the numbers and their gaps leave
 	for _, cw := range t.widths()[1:] {
 		room -= cw + 2
 	}
-	for i, name := range treeNames(stats) {
+	for i, name := range treeNames(rows) {
 		t.rows[i+1][0] = Elide(escape.String(name), max(room, minName))
 	}
 	return t.write(w)
@@ -63,39 +64,32 @@ func row(s *reclaim.Stat) []string {
 }
 
 // treeNames names each cgroup for the table: a cgroup below an earlier
-// row is indented two spaces per level under it, by its path relative to
-// it; any other by its whole path; a pod or container by its short name
-// ("pod 0b3c9a5e · containerd 3f9c2a1b"), which says more than its
-// 100-character path. read --all lists parents before
-// children, so its rows read as the tree.
-func treeNames(stats []reclaim.Stat) []string {
-	var above []string // paths of the rows the current one may be below
-	out := make([]string, len(stats))
-	for i, s := range stats {
-		for len(above) > 0 && !below(s.Path, above[len(above)-1]) {
-			above = above[:len(above)-1]
-		}
-		if len(above) == 0 {
-			out[i] = s.Path
-		} else {
-			top := above[len(above)-1]
-			out[i] = strings.Repeat("  ", len(above)) + strings.TrimPrefix(strings.TrimPrefix(s.Path, top), "/")
-		}
+// row (its Parent) is indented two spaces per level under it, by its path
+// relative to it; any other by its whole path; a pod or container by its
+// short name ("pod 0b3c9a5e · containerd 3f9c2a1b"), which says more than
+// its 100-character path. Rows come parents before children, so the
+// table reads as the tree.
+func treeNames(rows []readout.Row) []string {
+	out := make([]string, len(rows))
+	levels := make([]int, len(rows))
+	for i := range rows {
+		r := &rows[i]
 		parent := ""
-		if len(above) > 0 {
-			parent = above[len(above)-1]
+		if r.Parent >= 0 {
+			parent = rows[r.Parent].Path
+			levels[i] = levels[r.Parent] + 1
 		}
-		if short := identity.Name(s.Path, parent); short != "" {
-			out[i] = strings.Repeat("  ", len(above)) + short
+		indent := strings.Repeat("  ", levels[i])
+		switch short := identity.Name(r.Path, parent); {
+		case short != "":
+			out[i] = indent + short
+		case parent == "":
+			out[i] = r.Path
+		default:
+			out[i] = indent + strings.TrimPrefix(strings.TrimPrefix(r.Path, parent), "/")
 		}
-		above = append(above, s.Path)
 	}
 	return out
-}
-
-// below says whether path is strictly below dir.
-func below(path, dir string) bool {
-	return path != dir && strings.HasPrefix(path, strings.TrimSuffix(dir, "/")+"/")
 }
 
 // Elide shortens name to n runes by replacing the middle of what follows

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"unicode/utf8"
 
+	"github.com/cgrstat/cgrstat/pkg/readout"
 	"github.com/cgrstat/cgrstat/pkg/reclaim"
 )
 
@@ -25,10 +26,26 @@ func stat(path string, ns ...uint64) reclaim.Stat {
 	return s
 }
 
+// snapshotOf is a snapshot of stats, each row's parent the closest
+// earlier row above it, as a read would give them.
+func snapshotOf(stats []reclaim.Stat) *readout.Snapshot {
+	s := &readout.Snapshot{Rows: make([]readout.Row, len(stats)), Cgroups: len(stats)}
+	for i := range stats {
+		s.Rows[i] = readout.Row{Stat: stats[i], Parent: -1, Depth: readout.Depth(stats[i].Path)}
+		for j := i - 1; j >= 0; j-- {
+			if dir := strings.TrimSuffix(stats[j].Path, "/") + "/"; stats[i].Path != stats[j].Path && strings.HasPrefix(stats[i].Path, dir) {
+				s.Rows[i].Parent = j
+				break
+			}
+		}
+	}
+	return s
+}
+
 func render(t *testing.T, stats ...reclaim.Stat) []string {
 	t.Helper()
 	var buf bytes.Buffer
-	if err := Table(&buf, stats); err != nil {
+	if err := Table(&buf, snapshotOf(stats).Rows); err != nil {
 		t.Fatal(err)
 	}
 	return strings.Split(strings.TrimSuffix(buf.String(), "\n"), "\n")
@@ -122,14 +139,14 @@ func TestTreeNames(t *testing.T) {
 		stats = append(stats, reclaim.Stat{Path: p})
 	}
 	want := []string{"/", "  a", "    b", "      c", "    bb", "  x/y", "    z/w", "  a"}
-	got := treeNames(stats)
+	got := treeNames(snapshotOf(stats).Rows)
 	if strings.Join(got, "|") != strings.Join(want, "|") {
 		t.Errorf("treeNames = %q, want %q", got, want)
 	}
 	// Without the root, unrelated paths stay whole; a prefix that is not a
 	// parent (/ab after /a) is not nested.
 	stats = []reclaim.Stat{{Path: "/a"}, {Path: "/ab"}, {Path: "/a"}, {Path: "/a"}}
-	if got := treeNames(stats); strings.Join(got, "|") != "/a|/ab|/a|/a" {
+	if got := treeNames(snapshotOf(stats).Rows); strings.Join(got, "|") != "/a|/ab|/a|/a" {
 		t.Errorf("treeNames = %q", got)
 	}
 }
@@ -193,9 +210,9 @@ func tenThousand() []reclaim.Stat {
 
 // BenchmarkJSON10k is read --all --json's formatting of 10,000 cgroups.
 func BenchmarkJSON10k(b *testing.B) {
-	stats := tenThousand()
+	snap := snapshotOf(tenThousand())
 	for b.Loop() {
-		if err := JSON(io.Discard, stats); err != nil {
+		if err := JSON(io.Discard, snap); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -203,9 +220,9 @@ func BenchmarkJSON10k(b *testing.B) {
 
 // BenchmarkTable10k is read --all's table of 10,000 cgroups.
 func BenchmarkTable10k(b *testing.B) {
-	stats := tenThousand()
+	rows := snapshotOf(tenThousand()).Rows
 	for b.Loop() {
-		if err := Table(io.Discard, stats); err != nil {
+		if err := Table(io.Discard, rows); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -242,58 +242,6 @@ func (d PinDir) Record() (*Record, error) { return d.verify() }
 // ReadRecord reads what the load at pinPath recorded (see PinDir.Record).
 func ReadRecord(pinPath string) (*Record, error) { return PinDir(pinPath).Record() }
 
-// Pinned is an open handle on a load.
-type Pinned struct {
-	Record *Record
-	Dump   *ebpf.Program
-	Tree   *ebpf.Program
-	Stats  *ebpf.Map // one cgstat per cgroup
-	Seq    *ebpf.Map // flush steps begun and done
-	Chunks *ebpf.Map // the last tree walk
-	Lost   *ebpf.Map
-	Path   string
-	Dir    PinDir
-}
-
-// Open opens the load pinned at pinPath.
-func Open(pinPath string) (*Pinned, error) {
-	dir := PinDir(pinPath)
-	rec, err := dir.Record()
-	if err != nil {
-		return nil, err
-	}
-	p := &Pinned{Record: rec, Path: pinPath, Dir: dir}
-	for name, prog := range map[string]**ebpf.Program{bpf.CgrstatProgDump: &p.Dump, bpf.CgrstatProgTree: &p.Tree} {
-		if *prog, err = ebpf.LoadPinnedProgram(dir.Program(name), nil); err != nil {
-			p.Close()
-			return nil, fmt.Errorf("opening pinned program %s: %w", name, err)
-		}
-	}
-	maps := map[string]**ebpf.Map{bpf.CgrstatMapStats: &p.Stats, bpf.CgrstatMapSeq: &p.Seq,
-		bpf.CgrstatMapLost: &p.Lost, bpf.CgrstatMapTreeChunks: &p.Chunks}
-	for name, m := range maps {
-		if *m, err = ebpf.LoadPinnedMap(dir.Map(name), nil); err != nil {
-			p.Close()
-			return nil, fmt.Errorf("opening pinned map %s: %w", name, err)
-		}
-	}
-	return p, nil
-}
-
-// Close releases the handle; the pins stay.
-func (p *Pinned) Close() {
-	for _, prog := range []*ebpf.Program{p.Dump, p.Tree} {
-		if prog != nil {
-			prog.Close()
-		}
-	}
-	for _, m := range []*ebpf.Map{p.Stats, p.Seq, p.Lost, p.Chunks} {
-		if m != nil {
-			m.Close()
-		}
-	}
-}
-
 // Unload removes every pin of the load at pinPath, stat files too, and
 // waits until the kernel has freed the programs it recorded. It removes
 // only what a load pins (PinDir's layout): anything else in the pin path

@@ -63,7 +63,7 @@ func (d PinDir) verify() (*Record, error) {
 // infoSpec is the shape of the info map of the embedded object
 // (TestInfoSpec compares them). Not read from the object: parsing it took
 // 1-4 ms of every command that opens a load, a read of one cgroup included.
-var infoSpec = &ebpf.MapSpec{Type: ebpf.Array, KeySize: 4, ValueSize: infoBytes, MaxEntries: 1}
+var infoSpec = &ebpf.MapSpec{Type: ebpf.Array, KeySize: 4, ValueSize: 2048, MaxEntries: 1} // struct load_record
 
 // infoShape compares m with the info map of the embedded object.
 func infoShape(m *ebpf.Map) error {

@@ -12,11 +12,13 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/cgrstat/cgrstat/bpf"
 	"github.com/cgrstat/cgrstat/internal/cgroupiter"
 	"github.com/cgrstat/cgrstat/internal/testenv"
 	"github.com/cgrstat/cgrstat/pkg/cgroup"
 	"github.com/cgrstat/cgrstat/pkg/loader"
 	"github.com/cgrstat/cgrstat/pkg/pin"
+	"github.com/cgrstat/cgrstat/pkg/readout"
 	"github.com/cgrstat/cgrstat/pkg/reclaim"
 )
 
@@ -95,7 +97,7 @@ func TestKernelCgroupIterErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			prog := p.Dump
+			prog := testenv.Program(t, p, bpf.CgrstatProgDump)
 			if tt.nilP {
 				prog = nil
 			}
@@ -122,7 +124,7 @@ func TestKernelCgroupIterSelfOnly(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		it, err := cgroupiter.New(p.Dump, int(dir.Fd()), cgroupiter.SelfOnly)
+		it, err := cgroupiter.New(testenv.Program(t, p, bpf.CgrstatProgDump), int(dir.Fd()), cgroupiter.SelfOnly)
 		dir.Close() // the link holds its own reference
 		if err != nil {
 			t.Fatalf("CgroupIter(%s): %v", c.Rel, err)
@@ -135,18 +137,19 @@ func TestKernelCgroupIterSelfOnly(t *testing.T) {
 	}
 }
 
-// TestKernelOpenPrintsTheCgroup checks that the order pin.Open uses for the
+// TestKernelOpenPrintsTheCgroup checks that the order a stat file uses for the
 // load's flush mode ends on the cgroup itself, also when it has
 // descendants (walk mode visits them first).
 func TestKernelOpenPrintsTheCgroup(t *testing.T) {
 	p, h := testenv.Load(t, loader.Auto, 512)
 	top := testenv.Cgroups(t, h, "a", "a/a1", "a/a2", "b")
-	if got := pin.OrderFor(p.Record.Flush); p.Record.Flush == loader.Walk && got != cgroupiter.DescendantsPost ||
+	dump := testenv.Program(t, p, bpf.CgrstatProgDump)
+	if got := readout.OrderFor(p.Record.Flush); p.Record.Flush == loader.Walk && got != cgroupiter.DescendantsPost ||
 		p.Record.Flush != loader.Walk && got != cgroupiter.SelfOnly {
 		t.Errorf("OrderFor(%s) = %d", p.Record.Flush, got)
 	}
 	for _, c := range []cgroup.Cgroup{top, top.Child("a"), top.Child("a/a2"), top.Child("b")} {
-		it, err := pin.Open(p, c)
+		it, err := cgroupiter.Open(dump, c, readout.OrderFor(p.Record.Flush))
 		if err != nil {
 			t.Fatalf("Open(%s): %v", c.Rel, err)
 		}
@@ -154,7 +157,7 @@ func TestKernelOpenPrintsTheCgroup(t *testing.T) {
 		it.Close()
 	}
 	missing := top.Child("missing")
-	if it, err := pin.Open(p, missing); err == nil {
+	if it, err := cgroupiter.Open(dump, missing, readout.OrderFor(p.Record.Flush)); err == nil {
 		it.Close()
 		t.Error("Open of a missing cgroup succeeded")
 	} else if !strings.Contains(err.Error(), missing.Rel) {

@@ -20,6 +20,7 @@ import (
 	"github.com/cgrstat/cgrstat/internal/testenv"
 	"github.com/cgrstat/cgrstat/pkg/cgroup"
 	"github.com/cgrstat/cgrstat/pkg/loader"
+	"github.com/cgrstat/cgrstat/pkg/readout"
 	"github.com/cgrstat/cgrstat/pkg/reclaim"
 	"github.com/cgrstat/cgrstat/pkg/stress"
 )
@@ -235,9 +236,9 @@ func (hp *helper) reclaimIn(c cgroup.Cgroup, i int) error {
 // twoLoads loads walk mode and the best mode the kernel allows (fentry in
 // the kernel lab, walk again on a host that refuses fentry), at pin paths of
 // the test's own.
-func twoLoads(t *testing.T, h *cgroup.Hierarchy, maxCgroups uint32) []*loader.Pinned {
+func twoLoads(t *testing.T, h *cgroup.Hierarchy, maxCgroups uint32) []*readout.Handle {
 	t.Helper()
-	var out []*loader.Pinned
+	var out []*readout.Handle
 	for i, mode := range []loader.Mode{loader.Walk, loader.Auto} {
 		opts := testenv.LoadOptions(t, h, mode, maxCgroups)
 		opts.PinPath += strconv.Itoa(i)
@@ -246,7 +247,7 @@ func twoLoads(t *testing.T, h *cgroup.Hierarchy, maxCgroups uint32) []*loader.Pi
 		if err != nil {
 			t.Fatalf("Load %s: %v", mode, err)
 		}
-		p, err := loader.Open(opts.PinPath)
+		p, err := readout.Open(opts.PinPath)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -319,7 +320,7 @@ func TestKernelChurn(t *testing.T) {
 		prev = made
 		if i%3 == 0 { // some cgroups are read before they go
 			for _, p := range loads {
-				if _, err := reclaim.Flush(p, made[0]); err != nil {
+				if _, err := p.ReadOne(made[0]); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -429,7 +430,7 @@ func removeAll(t *testing.T, cgs []cgroup.Cgroup) {
 
 // readWhileChurning reads the top's stat and subtree until stop; the
 // top's count never goes down.
-func readWhileChurning(p *loader.Pinned, top cgroup.Cgroup, stop chan struct{}, reads *atomic.Int64, errs chan<- error) {
+func readWhileChurning(p *readout.Handle, top cgroup.Cgroup, stop chan struct{}, reads *atomic.Int64, errs chan<- error) {
 	var last uint64
 	for {
 		select {
@@ -437,9 +438,9 @@ func readWhileChurning(p *loader.Pinned, top cgroup.Cgroup, stop chan struct{}, 
 			return
 		default:
 		}
-		st, err := reclaim.Flush(p, top)
+		st, err := p.ReadOne(top)
 		if err == nil {
-			_, err = reclaim.Subtree(p, top)
+			_, err = p.Subtree(top)
 		}
 		if err == nil && st.Count < last {
 			err = fmt.Errorf("%s went down from %d to %d", top.Rel, last, st.Count)
@@ -456,18 +457,18 @@ func readWhileChurning(p *loader.Pinned, top cgroup.Cgroup, stop chan struct{}, 
 
 // ancestors reads top, top/a and top/a/b through the stat file, and checks
 // that read --all's consistent copy says the same.
-func ancestors(t *testing.T, p *loader.Pinned, top cgroup.Cgroup) []reclaim.Stat {
+func ancestors(t *testing.T, p *readout.Handle, top cgroup.Cgroup) []reclaim.Stat {
 	t.Helper()
 	cgs := []cgroup.Cgroup{top, top.Child("a"), top.Child("a").Child("b")}
 	var out []reclaim.Stat
 	for _, c := range cgs {
-		st, err := reclaim.Flush(p, c)
+		st, err := p.ReadOne(c)
 		if err != nil {
 			t.Fatal(err)
 		}
 		out = append(out, st)
 	}
-	all, err := reclaim.Subtree(p, top)
+	all, err := p.Subtree(top)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -483,9 +484,9 @@ func ancestors(t *testing.T, p *loader.Pinned, top cgroup.Cgroup) []reclaim.Stat
 
 // assertForgotten: a removed cgroup keeps an entry only while the kernel
 // holds it (until cgroup_release).
-func assertForgotten(t *testing.T, p *loader.Pinned, ids []uint64, dying int) {
+func assertForgotten(t *testing.T, p *readout.Handle, ids []uint64, dying int) {
 	t.Helper()
-	entries, err := reclaim.Snapshot(p)
+	entries, err := p.CopyStats()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -501,7 +502,7 @@ func assertForgotten(t *testing.T, p *loader.Pinned, ids []uint64, dying int) {
 	t.Logf("%s: %d entries after the churn, %d of them for removed cgroups (%d dying memcgs)", p.Path, len(entries), left, dying)
 }
 
-func assertNothingLost(t *testing.T, what string, p *loader.Pinned) {
+func assertNothingLost(t *testing.T, what string, p *readout.Handle) {
 	t.Helper()
 	l, err := p.LostCounts()
 	if err != nil {
@@ -553,7 +554,7 @@ func TestKernelConsistentSubtree(t *testing.T) {
 				default:
 				}
 				for _, c := range append(leaves, top) {
-					reclaim.Flush(p, c)
+					p.ReadOne(c)
 				}
 			}
 		}()
@@ -571,7 +572,7 @@ func TestKernelConsistentSubtree(t *testing.T) {
 					return
 				default:
 				}
-				all, err := reclaim.Subtree(p, top)
+				all, err := p.Subtree(top)
 				if err != nil {
 					t.Error(err)
 					return
@@ -587,7 +588,7 @@ func TestKernelConsistentSubtree(t *testing.T) {
 	wg.Wait()
 	close(stop)
 	readers.Wait()
-	final, err := reclaim.Subtree(loads[0], top)
+	final, err := loads[0].Subtree(top)
 	if err != nil {
 		t.Fatal(err)
 	}

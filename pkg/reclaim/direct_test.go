@@ -63,11 +63,11 @@ func TestKernelDirectReclaim(t *testing.T) {
 
 	var first uint64
 	for i, p := range loads {
-		ds, err := reclaim.Flush(p, d)
+		ds, err := p.ReadOne(d)
 		if err != nil {
 			t.Fatal(err)
 		}
-		ts, err := reclaim.Flush(p, top)
+		ts, err := p.ReadOne(top)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -89,7 +89,7 @@ func TestKernelDirectReclaim(t *testing.T) {
 					i, s.Path, s.Count, s.DelayNS, s.Reclaimed, s.MaxNS, s.Forced.Count)
 			}
 		}
-		all, err := reclaim.Subtree(p, top)
+		all, err := p.Subtree(top)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -63,6 +63,9 @@ const (
 
 var causeNames = [NrCauses]string{"max", "high", "proactive", "direct"}
 
+// AllCauses are every cause, in the order of Stat.Causes.
+var AllCauses = [NrCauses]Cause{Max, High, Proactive, Direct}
+
 func (c Cause) String() string {
 	if c < 0 || c >= NrCauses {
 		return fmt.Sprintf("cause(%d)", int(c))

@@ -1,4 +1,4 @@
-package loader
+package readout
 
 import (
 	"context"
@@ -11,7 +11,17 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/cgrstat/cgrstat/pkg/loader"
 )
+
+// Locks of a pin path: every one is a flock, and every one is taken here.
+//   - Lock: the pin path's lock, exclusive for commands that change what is
+//     pinned there, shared for those that only read. A lock file in
+//     LockDir, since the pin path does not exist before a load.
+//   - lockWalk: tree walks, which all write the tree map from slot 0, one
+//     at a time; readers that hold Lock shared walk in turn. A flock of the
+//     pin path's directory, which exists while anything is loaded there.
 
 // LockDir holds one lock file per pin path: outside bpffs, which holds no
 // regular files. A lock file exists while its pin path holds a load or is
@@ -92,7 +102,7 @@ func named(fd int, path string) bool {
 // until the next command on that pin path releases it.
 func release(fd int, pinPath, path string) {
 	if unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB) == nil {
-		if _, err := PinDir(pinPath).Record(); err != nil {
+		if _, err := loader.PinDir(pinPath).Record(); err != nil {
 			_ = unix.Unlink(path)
 		}
 	}
@@ -112,4 +122,19 @@ func LockFile(pinPath string) string {
 		base = base[:64]
 	}
 	return filepath.Join(LockDir, base+"-"+hex.EncodeToString(sum[:8])+".lock")
+}
+
+// lockWalk serializes tree walks at pinPath (see Locks above).
+func lockWalk(pinPath string) (unlock func(), err error) {
+	fd, err := unix.Open(pinPath, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("locking the tree map: %w", err)
+	}
+	// Blocking: a walk takes milliseconds, and polling would add up to its
+	// period to every contended one.
+	if err := unix.Flock(fd, unix.LOCK_EX); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("locking the tree map: %w", err)
+	}
+	return func() { unix.Close(fd) }, nil
 }

@@ -1,4 +1,4 @@
-package reclaim
+package readout_test
 
 import (
 	"encoding/binary"
@@ -14,18 +14,19 @@ import (
 	"github.com/cgrstat/cgrstat/internal/testenv"
 	"github.com/cgrstat/cgrstat/pkg/cgroup"
 	"github.com/cgrstat/cgrstat/pkg/loader"
+	"github.com/cgrstat/cgrstat/pkg/readout"
 )
 
 // chunk encodes nodes as the tree walk writes them into a struct tree_chunk.
-func chunk(nodes ...node) []byte {
+func chunk(nodes ...readout.Node) []byte {
 	var c bpf.CgrstatTreeChunk
 	var data []byte
 	for _, n := range nodes {
-		data = binary.NativeEndian.AppendUint64(data, n.id)
-		data = binary.NativeEndian.AppendUint64(data, n.parent)
-		data, _ = binary.Append(data, binary.NativeEndian, n.fig)
-		data = append(data, n.name...)
-		data = append(data, make([]byte, 8-len(n.name)%8)...) // the NUL and the padding
+		data = binary.NativeEndian.AppendUint64(data, n.ID)
+		data = binary.NativeEndian.AppendUint64(data, n.Parent)
+		data, _ = binary.Append(data, binary.NativeEndian, n.Fig)
+		data = append(data, n.Name...)
+		data = append(data, make([]byte, 8-len(n.Name)%8)...) // the NUL and the padding
 	}
 	c.Used, c.Nodes = uint32(len(data)), uint32(len(nodes))
 	copy(c.Data[:], data)
@@ -36,42 +37,43 @@ func chunk(nodes ...node) []byte {
 func TestDecodeChunk(t *testing.T) {
 	fig := bpf.CgrstatMemcgFigures{High: 1, Max: 2, Oom: 3, OomKill: 4, Failcnt: 5, PsiSomeNs: 6, PsiFullNs: 7, Flags: 3}
 	long := strings.Repeat("x", 255)
-	in := []node{{10, 1, fig, "test"}, {11, 10, bpf.CgrstatMemcgFigures{}, "abcdefgh"}, {12, 10, fig, long}, {13, 10, fig, ""}}
-	got, err := decodeChunk([]node{{id: 9}}, chunk(in...))
-	if err != nil || !reflect.DeepEqual(got, append([]node{{id: 9}}, in...)) {
+	in := []readout.Node{{ID: 10, Parent: 1, Fig: fig, Name: "test"}, {ID: 11, Parent: 10, Name: "abcdefgh"},
+		{ID: 12, Parent: 10, Fig: fig, Name: long}, {ID: 13, Parent: 10, Fig: fig}}
+	got, err := readout.DecodeChunk([]readout.Node{{ID: 9}}, chunk(in...))
+	if err != nil || !reflect.DeepEqual(got, append([]readout.Node{{ID: 9}}, in...)) {
 		t.Fatalf("decodeChunk = %v, %v; want %v after the node given", got, err, in)
 	}
 	bad := chunk(in...)
 	binary.NativeEndian.PutUint32(bad[4:], 5) // one node more than written
-	if _, err := decodeChunk(nil, bad); err == nil {
+	if _, err := readout.DecodeChunk(nil, bad); err == nil {
 		t.Fatal("a chunk that says it holds more nodes than it does: no error")
 	}
 	binary.NativeEndian.PutUint32(bad, 5000)
-	if _, err := decodeChunk(nil, bad); err == nil {
+	if _, err := readout.DecodeChunk(nil, bad); err == nil {
 		t.Fatal("a chunk that says it used more bytes than it has: no error")
 	}
 }
 
 func TestPaths(t *testing.T) {
-	nodes := []node{
-		{id: 10, parent: 1, name: "test"}, // the top: its parent is outside the walk
-		{id: 12, parent: 10, name: "b"},
-		{id: 11, parent: 10, name: "a"},
-		{id: 13, parent: 11, name: "a.x"},
-		{id: 14, parent: 12, name: "z"},
-		{id: 15, parent: 10, name: "a0"},
+	nodes := []readout.Node{
+		{ID: 10, Parent: 1, Name: "test"}, // the top: its parent is outside the walk
+		{ID: 12, Parent: 10, Name: "b"},
+		{ID: 11, Parent: 10, Name: "a"},
+		{ID: 13, Parent: 11, Name: "a.x"},
+		{ID: 14, Parent: 12, Name: "z"},
+		{ID: 15, Parent: 10, Name: "a0"},
 	}
-	got := paths(nodes, "/own/test")
-	want := []Member{{10, "/own/test", 1, bpf.CgrstatMemcgFigures{}}, {11, "/own/test/a", 10, bpf.CgrstatMemcgFigures{}},
-		{13, "/own/test/a/a.x", 11, bpf.CgrstatMemcgFigures{}}, {15, "/own/test/a0", 10, bpf.CgrstatMemcgFigures{}},
-		{12, "/own/test/b", 10, bpf.CgrstatMemcgFigures{}}, {14, "/own/test/b/z", 12, bpf.CgrstatMemcgFigures{}}}
+	got := readout.Paths(nodes, "/own/test")
+	want := []readout.Member{{10, "/own/test", 1, -1, 2, bpf.CgrstatMemcgFigures{}}, {11, "/own/test/a", 10, 0, 3, bpf.CgrstatMemcgFigures{}},
+		{13, "/own/test/a/a.x", 11, 1, 4, bpf.CgrstatMemcgFigures{}}, {15, "/own/test/a0", 10, 0, 3, bpf.CgrstatMemcgFigures{}},
+		{12, "/own/test/b", 10, 0, 3, bpf.CgrstatMemcgFigures{}}, {14, "/own/test/b/z", 12, 4, 4, bpf.CgrstatMemcgFigures{}}}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("paths = %v, want %v", got, want)
 	}
-	if got := paths(nodes[:1], "/"); len(got) != 1 || got[0].Path != "/" {
+	if got := readout.Paths(nodes[:1], "/"); len(got) != 1 || got[0].Path != "/" {
 		t.Fatalf("paths of the root alone = %v", got)
 	}
-	if got := paths(nodes[:2], "/"); len(got) != 2 || got[1].Path != "/b" {
+	if got := readout.Paths(nodes[:2], "/"); len(got) != 2 || got[1].Path != "/b" || got[1].Depth != 1 {
 		t.Fatalf("paths below the root = %v", got)
 	}
 }
@@ -87,11 +89,17 @@ func TestKernelMembers(t *testing.T) {
 		}
 		t.Cleanup(func() { _ = c.Remove() })
 	}
-	var want []Member
+	var want []readout.Member
+	index := map[string]int{}
 	if err := cgroup.Walk(top, func(c cgroup.Cgroup) error {
 		id, err := cgroup.ID(c)
 		parent, perr := cgroup.ID(cgroup.Cgroup{Rel: path.Dir(c.Rel), Path: filepath.Dir(c.Path)})
-		want = append(want, Member{ID: id, Path: c.Rel, Parent: parent})
+		up, ok := index[path.Dir(c.Rel)]
+		if !ok || c.Rel == top.Rel {
+			up = -1
+		}
+		index[c.Rel] = len(want)
+		want = append(want, readout.Member{ID: id, Path: c.Rel, Parent: parent, Up: up, Depth: readout.Depth(c.Rel)})
 		if err == nil {
 			err = perr
 		}
@@ -100,7 +108,7 @@ func TestKernelMembers(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := 0; i < 2; i++ { // the second walk overwrites the first
-		got, err := Members(p, top)
+		got, err := p.Members(top)
 		for i := range got {
 			got[i].Figures = bpf.CgrstatMemcgFigures{} // the kernel's counters: see TestKernelMaxAndHigh
 		}
@@ -119,16 +127,16 @@ func TestKernelMembers(t *testing.T) {
 		}
 		t.Cleanup(func() { _ = c.Remove() })
 	}
-	got, err := Members(p, top)
+	got, err := p.Members(top)
 	if err != nil || len(got) != 74 {
 		t.Fatalf("Members of 74 cgroups with --max-cgroups 64: %d, %v", len(got), err)
 	}
 	for i, m := range got[2:72] {
-		if want := fmt.Sprintf("%s/%03d%s", big.Rel, i, strings.Repeat("n", 252)); m.Path != want {
-			t.Fatalf("member %d is %s, want %s", i+2, m.Path, want)
+		if want := fmt.Sprintf("%s/%03d%s", big.Rel, i, strings.Repeat("n", 252)); m.Path != want || m.Up != 1 {
+			t.Fatalf("member %d is %s under %d, want %s under 1", i+2, m.Path, m.Up, want)
 		}
 	}
-	if got, err := Members(p, top.Child("b")); err != nil || len(got) != 1 || got[0].Path != top.Child("b").Rel {
+	if got, err := p.Members(top.Child("b")); err != nil || len(got) != 1 || got[0].Path != top.Child("b").Rel {
 		t.Fatalf("Members of a leaf after a larger walk: %v, %v", got, err)
 	}
 }

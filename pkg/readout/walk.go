@@ -1,4 +1,4 @@
-package reclaim
+package readout
 
 import (
 	"bytes"
@@ -9,12 +9,10 @@ import (
 	"unsafe"
 
 	"github.com/cilium/ebpf"
-	"golang.org/x/sys/unix"
 
 	"github.com/cgrstat/cgrstat/bpf"
 	"github.com/cgrstat/cgrstat/internal/cgroupiter"
 	"github.com/cgrstat/cgrstat/pkg/cgroup"
-	"github.com/cgrstat/cgrstat/pkg/loader"
 )
 
 // Member is one cgroup of a subtree.
@@ -22,6 +20,9 @@ type Member struct {
 	ID     uint64
 	Path   string // relative to the hierarchy's root
 	Parent uint64
+	// Up is the index of the parent's member in the same walk, -1 for the
+	// top; Depth is the path's components below the hierarchy's root.
+	Up, Depth int
 	// Figures are the kernel's own counters of the cgroup, read in the walk.
 	Figures bpf.CgrstatMemcgFigures
 }
@@ -29,17 +30,32 @@ type Member struct {
 // Members lists c and every cgroup below it, parents before children and
 // siblings by name. One walk in the kernel (the tree iterator) replaces a
 // readdir and a stat per cgroup, which cost more than reading the stats.
-func Members(p *loader.Pinned, c cgroup.Cgroup) ([]Member, error) {
-	unlock, err := lockTree(p)
+func (h *Handle) Members(c cgroup.Cgroup) ([]Member, error) {
+	return h.walk(c, cgroupiter.DescendantsPre)
+}
+
+// walkSelf is c's member alone: its id, parent and the kernel's figures,
+// from a walk that visits c only.
+func (h *Handle) walkSelf(c cgroup.Cgroup) (Member, error) {
+	m, err := h.walk(c, cgroupiter.SelfOnly)
+	if err != nil {
+		return Member{}, err
+	}
+	return m[0], nil
+}
+
+// walk runs the tree iterator over c in order and names what it visited.
+func (h *Handle) walk(c cgroup.Cgroup, order cgroupiter.Order) ([]Member, error) {
+	unlock, err := lockWalk(h.Path)
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
-	visited, chunks, err := walkTree(p, c)
+	visited, chunks, err := h.walkTree(c, order)
 	if err != nil {
 		return nil, err
 	}
-	nodes, err := readChunks(p.Chunks, chunks)
+	nodes, err := readChunks(h.chunks, chunks)
 	if err != nil {
 		return nil, err
 	}
@@ -50,23 +66,10 @@ func Members(p *loader.Pinned, c cgroup.Cgroup) ([]Member, error) {
 	return paths(nodes, c.Rel), nil
 }
 
-// lockTree serializes walks, which all write tree_chunks from chunk 0.
-func lockTree(p *loader.Pinned) (unlock func(), err error) {
-	fd, err := unix.Open(p.Path, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return nil, fmt.Errorf("locking the tree map: %w", err)
-	}
-	if err := unix.Flock(fd, unix.LOCK_EX); err != nil {
-		unix.Close(fd)
-		return nil, fmt.Errorf("locking the tree map: %w", err)
-	}
-	return func() { unix.Close(fd) }, nil
-}
-
 // walkTree runs the tree iterator over c and returns the number of cgroups
 // it visited and of chunks it wrote.
-func walkTree(p *loader.Pinned, c cgroup.Cgroup) (visited, chunks int, err error) {
-	out, err := cgroupiter.ReadOnce(p.Tree, c, cgroupiter.DescendantsPre)
+func (h *Handle) walkTree(c cgroup.Cgroup, order cgroupiter.Order) (visited, chunks int, err error) {
+	out, err := cgroupiter.ReadOnce(h.tree, c, order)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -79,9 +82,9 @@ func walkTree(p *loader.Pinned, c cgroup.Cgroup) (visited, chunks int, err error
 
 // node is a cgroup as the tree walk wrote it.
 type node struct {
-	id, parent uint64
-	fig        bpf.CgrstatMemcgFigures
-	name       string
+	ID, Parent uint64
+	Fig        bpf.CgrstatMemcgFigures
+	Name       string
 }
 
 // readChunks reads and decodes chunks 0 to n-1 of the tree map. Chunks
@@ -121,7 +124,7 @@ func decodeChunk(nodes []node, chunk []byte) ([]node, error) {
 			return nil, fmt.Errorf("node %d of %d is cut short", k, count)
 		}
 		u := func(i int) uint64 { return le.Uint64(data[8*i:]) }
-		n := node{id: u(0), parent: u(1), fig: bpf.CgrstatMemcgFigures{
+		n := node{ID: u(0), Parent: u(1), Fig: bpf.CgrstatMemcgFigures{
 			High: u(2), Max: u(3), Oom: u(4), OomKill: u(5), Failcnt: u(6), PsiSomeNs: u(7), PsiFullNs: u(8),
 			Flags: le.Uint32(data[72:]),
 		}}
@@ -130,7 +133,7 @@ func decodeChunk(nodes []node, chunk []byte) ([]node, error) {
 		if end < 0 {
 			return nil, fmt.Errorf("node %d of %d: the name has no end", k, count)
 		}
-		n.name = string(name[:end])
+		n.Name = string(name[:end])
 		nodes = append(nodes, n)
 		data = data[min(len(data), nodeBytes+(end+8)&^7):]
 	}
@@ -146,14 +149,14 @@ func paths(nodes []node, topPath string) []Member {
 	}
 	index := make(map[uint64]int32, len(nodes))
 	for i := range nodes {
-		index[nodes[i].id] = int32(i)
+		index[nodes[i].ID] = int32(i)
 	}
 	// The children of node i are kids[first[i]:first[i+1]] (every node but
 	// the top is a child of one before it).
 	first := make([]int32, len(nodes)+1)
 	parent := make([]int32, len(nodes))
 	for i := 1; i < len(nodes); i++ {
-		parent[i] = index[nodes[i].parent]
+		parent[i] = index[nodes[i].Parent]
 		first[parent[i]+1]++
 	}
 	for i := 1; i <= len(nodes); i++ {
@@ -165,21 +168,25 @@ func paths(nodes []node, topPath string) []Member {
 		kids[next[parent[i]]] = int32(i)
 		next[parent[i]]++
 	}
+	// The tree is built here, once: rows carry their parent and depth, and
+	// no reader rebuilds them from the paths.
 	out := make([]Member, 0, len(nodes))
-	pathOf := make([]string, len(nodes))
-	pathOf[0] = topPath
+	row := make([]int, len(nodes)) // node i's index in out
 	stack := []int32{0}
 	for len(stack) > 0 {
 		i := stack[len(stack)-1]
 		stack = stack[:len(stack)-1]
 		n := &nodes[i]
+		m := Member{ID: n.ID, Path: topPath, Parent: n.Parent, Up: -1, Depth: Depth(topPath), Figures: n.Fig}
 		if i > 0 {
-			pathOf[i] = join(pathOf[parent[i]], n.name)
+			up := row[parent[i]]
+			m.Path, m.Up, m.Depth = join(out[up].Path, n.Name), up, out[up].Depth+1
 		}
-		out = append(out, Member{ID: n.id, Path: pathOf[i], Parent: n.parent, Figures: n.fig})
+		row[i] = len(out)
+		out = append(out, m)
 		ks := kids[first[i]:first[i+1]]
 		// Pushed in reverse name order: the first by name pops first.
-		slices.SortFunc(ks, func(a, b int32) int { return strings.Compare(nodes[b].name, nodes[a].name) })
+		slices.SortFunc(ks, func(a, b int32) int { return strings.Compare(nodes[b].Name, nodes[a].Name) })
 		stack = append(stack, ks...)
 	}
 	return out

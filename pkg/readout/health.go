@@ -1,4 +1,4 @@
-package loader
+package readout
 
 import (
 	"encoding/binary"
@@ -8,6 +8,7 @@ import (
 	"github.com/cilium/ebpf"
 
 	"github.com/cgrstat/cgrstat/bpf"
+	"github.com/cgrstat/cgrstat/pkg/loader"
 )
 
 // Fill is how full the per-cgroup map is.
@@ -46,26 +47,15 @@ type Memory struct {
 	AtMost       uint64 `json:"at_most_bytes"` // Preallocated + max entries x PerCgroup
 }
 
-// Usage is the live state of the maps of a load.
-type Usage struct {
-	Stats  Fill   `json:"stats"`
-	Memory Memory `json:"memory"`
-	Lost   Lost   `json:"lost"`
-	// WalkHoldsCgroupMutex: in walk mode every read walks its subtree with
-	// the kernel's cgroup_mutex held, which blocks mkdir, rmdir and task
-	// moves on the whole host meanwhile.
-	WalkHoldsCgroupMutex bool `json:"walk_holds_cgroup_mutex"`
-}
-
 // Status is what a pin path holds: whether it is loaded, with what, how
 // full the maps are, and which cgroups have stat files.
 type Status struct {
-	Loaded    bool     `json:"loaded"`
-	PinPath   string   `json:"pin_path"`
-	Kernel    string   `json:"kernel"`
-	Record    *Record  `json:"load,omitempty"`
-	Usage     *Usage   `json:"maps,omitempty"`
-	StatFiles []string `json:"stat_files"`
+	Loaded    bool           `json:"loaded"`
+	PinPath   string         `json:"pin_path"`
+	Kernel    string         `json:"kernel"`
+	Record    *loader.Record `json:"load,omitempty"`
+	Health    *Health        `json:"maps,omitempty"`
+	StatFiles []string       `json:"stat_files"`
 	// Stale are stat files whose cgroup was removed.
 	Stale []string `json:"stale_stat_files"`
 }
@@ -73,9 +63,9 @@ type Status struct {
 // ReadStatus reports on the pin path; a pin path with no load is a Status
 // with Loaded false, not an error.
 func ReadStatus(pinPath string) (*Status, error) {
-	st := &Status{PinPath: pinPath, Kernel: KernelRelease(), StatFiles: []string{}, Stale: []string{}}
+	st := &Status{PinPath: pinPath, Kernel: loader.KernelRelease(), StatFiles: []string{}, Stale: []string{}}
 	p, err := Open(pinPath)
-	if errors.Is(err, ErrNotLoaded) {
+	if errors.Is(err, loader.ErrNotLoaded) {
 		return st, nil
 	}
 	if err != nil {
@@ -83,9 +73,11 @@ func ReadStatus(pinPath string) (*Status, error) {
 	}
 	defer p.Close()
 	st.Loaded, st.Record = true, p.Record
-	if st.Usage, err = p.Usage(); err != nil {
+	snap, err := p.Snapshot(Query{Fill: true})
+	if err != nil {
 		return nil, err
 	}
+	st.Health = &snap.Health
 	files, err := p.Dir.Pinned()
 	if err != nil {
 		return nil, err
@@ -99,26 +91,14 @@ func ReadStatus(pinPath string) (*Status, error) {
 	return st, nil
 }
 
-// Usage reads map fill, memory and the lost counters.
-func (p *Pinned) Usage() (*Usage, error) {
-	u := Usage{WalkHoldsCgroupMutex: p.Record.Flush == Walk}
-	var err error
-	if u.Stats, err = fill(p.Stats); err != nil {
-		return nil, err
-	}
-	cpus, err := ebpf.PossibleCPU()
-	if err != nil {
-		return nil, err
-	}
-	u.Memory = MemoryOf(p.Stats.ValueSize(), p.Chunks.ValueSize(), p.Stats.MaxEntries(), u.Stats.Entries, cpus)
-	if u.Lost, err = p.LostCounts(); err != nil {
-		return nil, err
-	}
-	return &u, nil
+// memory is what the maps take with entries in the stats map.
+func (h *Handle) memory(entries int) Memory {
+	cpus, _ := ebpf.PossibleCPU()
+	return MemoryOf(h.stats.ValueSize(), h.chunks.ValueSize(), h.stats.MaxEntries(), entries, cpus)
 }
 
 // LostCounts reads the lost counters.
-func (p *Pinned) LostCounts() (Lost, error) {
+func (h *Handle) LostCounts() (Lost, error) {
 	var l Lost
 	counters := map[bpf.CgrstatLostCounter]*uint64{
 		bpf.CgrstatLostCounterLOST_EVENT:   &l.Events,
@@ -128,7 +108,7 @@ func (p *Pinned) LostCounts() (Lost, error) {
 	}
 	for key, c := range counters {
 		var err error
-		if *c, err = sumPerCPU(p.Lost, key); err != nil {
+		if *c, err = sumPerCPU(h.lost, key); err != nil {
 			return Lost{}, err
 		}
 	}
@@ -167,6 +147,13 @@ func MemoryOf(statBytes, chunkBytes, maxEntries uint32, entries, cpus int) Memor
 	return Memory{Preallocated: pre, PerCgroup: per, Used: pre + uint64(entries)*per, AtMost: pre + uint64(maxEntries)*per}
 }
 
+// MemoryFor is what the maps of a load of up to maxCgroups take before
+// any cgroup reclaims, on this machine's CPUs.
+func MemoryFor(maxCgroups uint32) Memory {
+	cpus, _ := ebpf.PossibleCPU()
+	return MemoryOf(StatBytes, TreeChunkBytes, maxCgroups, 0, cpus)
+}
+
 func roundUp8(n uint32) uint32 { return (n + 7) &^ 7 }
 
 // sizeClass is the kmalloc size class that holds n bytes.
@@ -179,8 +166,8 @@ func sizeClass(n uint64) uint64 {
 	return (n + 4095) &^ 4095
 }
 
-// fill walks the keys only: values are large.
-func fill(m *ebpf.Map) (Fill, error) {
+// countEntries walks the keys only: values are large.
+func countEntries(m *ebpf.Map) (Fill, error) {
 	f := Fill{MaxEntries: m.MaxEntries()}
 	var prev any // nil asks for the first key
 	for {
