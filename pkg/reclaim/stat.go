@@ -269,8 +269,14 @@ func (s Stat) MarshalJSON() ([]byte, error) {
 // itself: going through encoding/json, which re-validates what a
 // MarshalJSON returns, took 70 µs per cgroup with 60 buckets.
 func (s *Stat) AppendJSON(b []byte) []byte {
-	h := s.Hist()
-	q := s.quantiles(&h)
+	// Most cgroups of a big tree never reclaimed: their histograms are
+	// neither summed nor searched.
+	var h, limit Hist
+	var q [len(Levels)]uint64
+	if !(s.MaxHist.empty() && s.HighHist.empty() && s.ProactiveHist.empty()) {
+		h, limit = s.Hist(), s.LimitHist()
+		q = s.quantiles(&h)
+	}
 	b = strconv.AppendUint(append(b, `{"id":`...), s.ID, 10)
 	path, _ := json.Marshal(s.Path) // a string always encodes
 	b = append(append(b, `,"path":`...), path...)
@@ -290,7 +296,6 @@ func (s *Stat) AppendJSON(b []byte) []byte {
 		b = strconv.AppendUint(b, f.v, 10)
 	}
 	b = appendBuckets(appendKey(b, "buckets"), &h)
-	limit := s.LimitHist()
 	b = append(b, `,"causes":{"limit":`...)
 	b = appendCounters(b, s.Limit(), &limit)
 	b = append(b, `,"max":`...)
@@ -325,6 +330,9 @@ func appendCounters(b []byte, c Counters, h *Hist) []byte {
 
 // appendBuckets appends h's non-empty buckets as a JSON list of Bucket.
 func appendBuckets(b []byte, h *Hist) []byte {
+	if h.empty() {
+		return append(b, "[]"...)
+	}
 	b = append(b, '[')
 	first := true
 	for i, c := range h {
