@@ -7,6 +7,7 @@ package exporter
 import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+	"sync"
 
 	"github.com/cgrstat/cgrstat/pkg/readout"
 )
@@ -123,6 +124,16 @@ var (
 // (the Source serializes them).
 type Collector struct {
 	src Reader
+	// spare is the rows of the last scrape, for the next one to read into
+	// (when src is a RowsReader): nil while a scrape holds them.
+	mu    sync.Mutex
+	spare []readout.Row
+}
+
+// RowsReader reads snapshots into room for their rows, overwriting it
+// (readout.Source.ReadInto).
+type RowsReader interface {
+	ReadInto(rows []readout.Row) (*readout.Snapshot, error)
 }
 
 // Reader reads snapshots: a *readout.Source, whose filter (--depth,
@@ -177,7 +188,27 @@ func (w written) Write(out *dto.Metric) error {
 
 // Gather reads one snapshot and returns its metric families.
 func (c *Collector) Gather() ([]*dto.MetricFamily, error) {
-	snap, err := c.src.Read()
+	var snap *readout.Snapshot
+	var err error
+	if rr, ok := c.src.(RowsReader); ok {
+		// One set of rows serves scrape after scrape; a concurrent scrape
+		// finds none spare and reads into new ones. Nothing built below
+		// points into the rows.
+		c.mu.Lock()
+		rows := c.spare
+		c.spare = nil
+		c.mu.Unlock()
+		snap, err = rr.ReadInto(rows)
+		if err == nil {
+			defer func() {
+				c.mu.Lock()
+				c.spare = snap.Rows
+				c.mu.Unlock()
+			}()
+		}
+	} else {
+		snap, err = c.src.Read()
+	}
 	if err != nil {
 		return nil, err
 	}

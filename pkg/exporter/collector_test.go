@@ -204,3 +204,51 @@ func TestCollectKernelFigures(t *testing.T) {
 		}
 	}
 }
+
+// reusing is a RowsReader that writes its snapshots into the rows it is
+// given, as readout.Source does, each time with other paths.
+type reusing struct {
+	n     int
+	given [][]readout.Row
+}
+
+func (r *reusing) Read() (*readout.Snapshot, error) { return r.ReadInto(nil) }
+
+func (r *reusing) ReadInto(rows []readout.Row) (*readout.Snapshot, error) {
+	r.given = append(r.given, rows)
+	r.n++
+	snap := synthetic(3)
+	rows = rows[:0]
+	for _, row := range snap.Rows {
+		row.Path = fmt.Sprintf("%s/scrape%d", row.Path, r.n)
+		rows = append(rows, row)
+	}
+	snap.Rows = rows
+	return snap, nil
+}
+
+// TestRowsReused: a scrape reads into the rows of the one before, and what
+// it gathered does not change when the next scrape overwrites them.
+func TestRowsReused(t *testing.T) {
+	src := &reusing{}
+	c := New(src)
+	first, err := c.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Gather(); err != nil {
+		t.Fatal(err)
+	}
+	if len(src.given) != 2 || src.given[0] != nil || cap(src.given[1]) < 3 {
+		t.Fatalf("rows given to the reads: %d reads, the second with room for %d rows; want the first scrape's", len(src.given), cap(src.given[1]))
+	}
+	for _, mf := range first {
+		for _, m := range mf.Metric {
+			for _, l := range m.Label {
+				if l.GetName() == "cgroup" && !strings.HasSuffix(l.GetValue(), "/scrape1") {
+					t.Fatalf("the first scrape's %s has cgroup %q after the second scrape", mf.GetName(), l.GetValue())
+				}
+			}
+		}
+	}
+}

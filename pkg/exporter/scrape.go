@@ -87,7 +87,9 @@ func init() {
 // price: increase() over a series that has just appeared misses its first
 // value, such as a cgroup's first direct reclaim.
 func (s *scrape) cgroup(cg *reclaim.Stat) {
-	path := &dto.LabelPair{Name: &cgroupName, Value: &cg.Path}
+	// A copy of the path: the row is overwritten by the next scrape.
+	p := cg.Path
+	path := &dto.LabelPair{Name: &cgroupName, Value: &p}
 	only := []*dto.LabelPair{path}
 	s.counterWith(memcgReclaims, float64(cg.Count), only)
 	if cg.Count > 0 {
