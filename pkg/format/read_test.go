@@ -175,7 +175,7 @@ func TestElide(t *testing.T) {
 	}
 }
 
-func TestCompact(t *testing.T) {
+func TestLatency(t *testing.T) {
 	tests := []struct {
 		ns   uint64
 		want string
@@ -186,11 +186,11 @@ func TestCompact(t *testing.T) {
 		{999_500_000, "1.0s"}, {1_234_567_890, "1.2s"}, {3600e9, "3600s"}, {99_999e9, "99999s"},
 	}
 	for _, tt := range tests {
-		if got := Compact(tt.ns); got != tt.want {
-			t.Errorf("Compact(%d) = %q, want %q", tt.ns, got, tt.want)
+		if got := Latency(tt.ns); got != tt.want {
+			t.Errorf("Latency(%d) = %q, want %q", tt.ns, got, tt.want)
 		}
-		if got := Compact(tt.ns); utf8.RuneCountInString(got) > 6 {
-			t.Errorf("Compact(%d) = %q, wider than 6", tt.ns, got)
+		if got := Latency(tt.ns); utf8.RuneCountInString(got) > 6 {
+			t.Errorf("Latency(%d) = %q, wider than 6", tt.ns, got)
 		}
 	}
 }
