@@ -262,7 +262,7 @@ func TestNamesAreEscaped(t *testing.T) {
 	const name, quoted = "/x/a\x1b[2J\x1b[31mb", `/x/a\x1b[2J\x1b[31mb`
 	var s reclaim.Stat
 	s.Path = name
-	s.Record(reclaim.Max, 5000, 1, false)
+	s.Observe(reclaim.Max, 5000, 1, false)
 	child := s
 	child.Path = name + "/c\u009b1m"
 	st := loadedStatus(loader.Walk)

@@ -21,7 +21,7 @@ func stat(path string, ns ...uint64) reclaim.Stat {
 		if i%3 == 2 {
 			c = reclaim.Proactive
 		}
-		s.Record(c, v, 32, false)
+		s.Observe(c, v, 32, false)
 	}
 	return s
 }
@@ -202,7 +202,7 @@ func tenThousand() []reclaim.Stat {
 	for i := range stats {
 		stats[i].Path = fmt.Sprintf("/bench/%d/%d", i/100, i)
 		for n := uint64(0); n < 200; n++ {
-			stats[i].Record(reclaim.Cause(n%2), 1000<<(n%20)+n*7919, 8, n%3 == 0)
+			stats[i].Observe(reclaim.Cause(n%2), 1000<<(n%20)+n*7919, 8, n%3 == 0)
 		}
 	}
 	return stats

@@ -149,12 +149,8 @@ func readAll(m *ebpf.Map, keys []uint64, vals []bpf.CgrstatCgstat) ([]uint64, []
 }
 
 // Flush flushes c's subtree: stress flushes a scratch cgroup's parent
-// before removing it (see stress.Load).
+// before removing it (see stress.Flusher).
 func (h *Handle) Flush(c cgroup.Cgroup) error {
 	_, err := h.ReadOne(c)
 	return err
 }
-
-// Forget has nothing to do: the BPF side hands a removed cgroup's reclaim
-// to its parent at rmdir and deletes its entry when the kernel releases it.
-func (h *Handle) Forget([]uint64) error { return nil }

@@ -78,7 +78,7 @@ func ReadStatus(pinPath string) (*Status, error) {
 		return nil, err
 	}
 	st.Health = &snap.Health
-	files, err := p.Dir.Pinned()
+	files, err := p.Dir.StatFileCgroups()
 	if err != nil {
 		return nil, err
 	}
