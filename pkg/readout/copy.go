@@ -24,6 +24,23 @@ func (h *Handle) ReadOne(c cgroup.Cgroup) (reclaim.Stat, error) {
 	return s, err
 }
 
+// copyRows makes one consistent copy of the stats map and appends to s
+// the rows of every walked tree that f keeps; it returns the map's entries.
+func (h *Handle) copyRows(s *Snapshot, trees [][]Member, f *Filter) (entries int, err error) {
+	if len(trees) == 0 {
+		return -1, nil
+	}
+	copied, err := h.CopyStats()
+	if err != nil {
+		return 0, err
+	}
+	for _, members := range trees {
+		s.Cgroups += len(members)
+		s.Rows = hierarchical(s.Rows, members, copied, h.Record.CgroupVersion == 1, f)
+	}
+	return len(copied), nil
+}
+
 // hierarchical appends to rows the members that f keeps, each with its
 // value: a cgroup's value is its total plus the pending of every cgroup of
 // its subtree (see bpf/cgrstat.c), so that no flush is needed and every
