@@ -65,11 +65,20 @@ func hierarchical(rows []Row, members []Member, entries map[uint64]*bpf.CgrstatC
 			add(up, pending[i])
 		}
 	}
-	// shown[i]: the row of member i, or of its closest ancestor kept; -1 for none.
+	// The top's parent is the closest earlier row above it: with several
+	// CGROUP arguments, a tree below another's top reads as below it.
+	outer := -1
+	for j := len(rows) - 1; j >= 0 && len(members) > 0; j-- {
+		if below(members[0].Path, rows[j].Path) {
+			outer = j
+			break
+		}
+	}
+	// shown[i]: the row of member i, or of its closest ancestor kept; outer for none.
 	shown := make([]int, len(members))
 	for i := range members {
 		m := &members[i]
-		parent := -1
+		parent := outer
 		if m.Up >= 0 {
 			parent = shown[m.Up]
 		}
