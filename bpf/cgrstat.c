@@ -258,12 +258,12 @@ struct {
 /*
  * The cgroups of the last tree walk, in visiting order, in chunks 0, 1, ...
  * Not sized by --max-cgroups (the cgroups tracked for reclaim) and not
- * preallocated: a walk allocates the chunks it fills, about 90 bytes per
+ * preallocated: a walk allocates the chunks it fills, about 100 bytes per
  * cgroup with a short name, and they stay for the next walk to overwrite.
  * TREE_CHUNKS holds 65,535 cgroups (the kernel's most memory cgroups) with
  * names of NAME_MAX bytes, 32 MiB; a walk that finds no room counts on, so
- * the reader can tell it is short. Readers take a lock (flock on the pinned
- * maps directory) around walk and read, since every walk writes from chunk 0.
+ * the reader can tell it is short. Readers take a lock around walk and read
+ * (the walk lock, pkg/readout), since every walk writes from chunk 0.
  */
 #define TREE_CHUNKS 8192
 

@@ -101,7 +101,7 @@ func defaultReadArgs(p *readout.Handle, all bool) (args, stale []string, err err
 	if all {
 		return []string{"/"}, nil, nil
 	}
-	rels, err := p.Dir.Pinned()
+	rels, err := p.Dir.StatFileCgroups()
 	if err != nil {
 		return nil, nil, err
 	}

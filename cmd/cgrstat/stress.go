@@ -84,7 +84,7 @@ The kernel answering EAGAIN or EBUSY is not an error: the reclaim ran.`,
 				return err
 			} else if p != nil {
 				defer p.Close()
-				opts.Collector = p
+				opts.Flusher = p
 			}
 			if !asJSON && isTerminal(os.Stderr) {
 				opts.Progress = func(done, total int) {

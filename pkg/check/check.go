@@ -82,7 +82,7 @@ func Run(ctx context.Context, opts Options) (rep *Report, err error) {
 		return nil, err
 	}
 	rep = &Report{Flush: p.Record.Flush, Cgroup: t.H.Version, Kept: opts.Keep}
-	opts.Stress.Collector = p
+	opts.Stress.Flusher = p
 	if rep.Stress, err = stress.Run(ctx, t.H, stress.TreeJobs(t, 0, 0), opts.Stress); err != nil {
 		return rep, err
 	}

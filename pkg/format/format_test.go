@@ -93,37 +93,6 @@ func TestJSON(t *testing.T) {
 	}
 }
 
-func TestDuration(t *testing.T) {
-	tests := []struct {
-		ns   uint64
-		want string
-	}{
-		{0, "0"},
-		{1, "1ns"},
-		{999, "999ns"},
-		{1000, "1.0µs"},
-		{1049, "1.0µs"},
-		{12_345, "12.3µs"},
-		{999_900, "999.9µs"},
-		{1_000_000, "1.00ms"},
-		{1_500_000, "1.50ms"},
-		{4_561_000, "4.56ms"},
-		{999_990_000, "999.99ms"},
-		{1_000_000_000, "1.00s"},
-		{2_000_000_000, "2.00s"},
-		{1_234_567_890, "1.23s"},
-		{3600_000_000_000, "3600.00s"},
-		// Just below a unit, rounding must not print 1000 of the smaller one.
-		{999_999, "1.00ms"},
-		{999_999_999, "1.00s"},
-	}
-	for _, tt := range tests {
-		if got := Duration(tt.ns); got != tt.want {
-			t.Errorf("Duration(%d) = %q, want %q", tt.ns, got, tt.want)
-		}
-	}
-}
-
 func TestPages(t *testing.T) {
 	for n, want := range map[uint64]string{0: "0 pages", 1: "1 page", 2: "2 pages", 1 << 40: "1099511627776 pages"} {
 		if got := Pages(n); got != want {
@@ -273,11 +242,11 @@ func TestCheckText(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := `tree under /process_api/abc
-CGROUP    RECLAIMS    DELAY  RECLAIMED    P99    MAX   INVARIANTS
-(parent)         9  12.00ms  288 pages  2.0ms  2.0ms
-test             3   3.00ms   96 pages  1.0ms  1.0ms  PASS 2 of 2
-  child1         3   3.00ms   96 pages  1.0ms  1.0ms  PASS 1 of 1
-  child2         0        0    0 pages      -      -  FAIL 0 of 1
+CGROUP    RECLAIMS  DELAY  RECLAIMED    P99    MAX   INVARIANTS
+(parent)         9   12ms  288 pages  2.0ms  2.0ms
+test             3  3.0ms   96 pages  1.0ms  1.0ms  PASS 2 of 2
+  child1         3  3.0ms   96 pages  1.0ms  1.0ms  PASS 1 of 1
+  child2         0      0    0 pages      -      -  FAIL 0 of 1
 FAIL test/child2: ` + check.LeafReclaimed + ` (delay 0 ns, count 0, limit.count 0, forced.count 0)
 FAIL: 3 of 4 invariants hold (flush mode walk, cgroup v1)
 `
@@ -293,7 +262,7 @@ func TestNamesAreEscaped(t *testing.T) {
 	const name, quoted = "/x/a\x1b[2J\x1b[31mb", `/x/a\x1b[2J\x1b[31mb`
 	var s reclaim.Stat
 	s.Path = name
-	s.Record(reclaim.Max, 5000, 1, false)
+	s.Observe(reclaim.Max, 5000, 1, false)
 	child := s
 	child.Path = name + "/c\u009b1m"
 	st := loadedStatus(loader.Walk)

@@ -1,7 +1,6 @@
 package format
 
 import (
-	"fmt"
 	"io"
 	"strconv"
 	"strings"
@@ -54,13 +53,13 @@ func row(s *reclaim.Stat) []string {
 	dist := []string{"-", "-", "-"} // p50, p99, max
 	if s.Count > 0 {
 		q := s.Quantiles()
-		dist = []string{Compact(q[0]), Compact(q[2]), Compact(s.MaxNS)}
+		dist = []string{Latency(q[0]), Latency(q[2]), Latency(s.MaxNS)}
 	}
-	out := []string{"", strconv.FormatUint(s.Count, 10), Compact(s.DelayNS), strconv.FormatUint(s.Reclaimed, 10)}
+	out := []string{"", strconv.FormatUint(s.Count, 10), Latency(s.DelayNS), strconv.FormatUint(s.Reclaimed, 10)}
 	out = append(out, dist...)
-	return append(out, Compact(s.Causes[reclaim.Max].DelayNS), Compact(s.Causes[reclaim.High].DelayNS),
-		Compact(s.Causes[reclaim.Proactive].DelayNS),
-		Compact(s.Causes[reclaim.Direct].DelayNS), Compact(s.Forced.DelayNS))
+	return append(out, Latency(s.Causes[reclaim.Max].DelayNS), Latency(s.Causes[reclaim.High].DelayNS),
+		Latency(s.Causes[reclaim.Proactive].DelayNS),
+		Latency(s.Causes[reclaim.Direct].DelayNS), Latency(s.Forced.DelayNS))
 }
 
 // treeNames names each cgroup for the table: a cgroup below an earlier
@@ -110,31 +109,4 @@ func Elide(name string, n int) string {
 	head := keep / 3
 	tail := keep - head
 	return string(r[:indent+head]) + "…" + string(r[len(r)-tail:])
-}
-
-// Compact prints nanoseconds in two or three significant digits, at most
-// five columns below 100,000 s: 0, 850ns, 1.2µs, 12µs, 850µs, 4.6ms,
-// 1.2s, 3600s. Quantiles are estimates within a quarter octave anyway;
-// more digits would be noise.
-func Compact(ns uint64) string {
-	if ns < 1000 {
-		if ns == 0 {
-			return "0"
-		}
-		return fmt.Sprintf("%dns", ns)
-	}
-	v := float64(ns)
-	for _, u := range []struct {
-		div  float64
-		name string
-	}{{1e3, "µs"}, {1e6, "ms"}, {1e9, "s"}} {
-		x := v / u.div
-		switch {
-		case x < 9.95:
-			return fmt.Sprintf("%.1f%s", x, u.name)
-		case x < 999.5 || u.name == "s":
-			return fmt.Sprintf("%.0f%s", x, u.name)
-		}
-	}
-	panic("not reached")
 }

@@ -21,7 +21,7 @@ func stat(path string, ns ...uint64) reclaim.Stat {
 		if i%3 == 2 {
 			c = reclaim.Proactive
 		}
-		s.Record(c, v, 32, false)
+		s.Observe(c, v, 32, false)
 	}
 	return s
 }
@@ -175,7 +175,7 @@ func TestElide(t *testing.T) {
 	}
 }
 
-func TestCompact(t *testing.T) {
+func TestLatency(t *testing.T) {
 	tests := []struct {
 		ns   uint64
 		want string
@@ -186,11 +186,11 @@ func TestCompact(t *testing.T) {
 		{999_500_000, "1.0s"}, {1_234_567_890, "1.2s"}, {3600e9, "3600s"}, {99_999e9, "99999s"},
 	}
 	for _, tt := range tests {
-		if got := Compact(tt.ns); got != tt.want {
-			t.Errorf("Compact(%d) = %q, want %q", tt.ns, got, tt.want)
+		if got := Latency(tt.ns); got != tt.want {
+			t.Errorf("Latency(%d) = %q, want %q", tt.ns, got, tt.want)
 		}
-		if got := Compact(tt.ns); utf8.RuneCountInString(got) > 6 {
-			t.Errorf("Compact(%d) = %q, wider than 6", tt.ns, got)
+		if got := Latency(tt.ns); utf8.RuneCountInString(got) > 6 {
+			t.Errorf("Latency(%d) = %q, wider than 6", tt.ns, got)
 		}
 	}
 }
@@ -202,7 +202,7 @@ func tenThousand() []reclaim.Stat {
 	for i := range stats {
 		stats[i].Path = fmt.Sprintf("/bench/%d/%d", i/100, i)
 		for n := uint64(0); n < 200; n++ {
-			stats[i].Record(reclaim.Cause(n%2), 1000<<(n%20)+n*7919, 8, n%3 == 0)
+			stats[i].Observe(reclaim.Cause(n%2), 1000<<(n%20)+n*7919, 8, n%3 == 0)
 		}
 	}
 	return stats

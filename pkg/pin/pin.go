@@ -73,7 +73,7 @@ func UnpinAll(pinPath string) error {
 }
 
 // List returns the cgroups (paths relative to the root) that have a stat file.
-func List(pinPath string) ([]string, error) { return loader.PinDir(pinPath).Pinned() }
+func List(pinPath string) ([]string, error) { return loader.PinDir(pinPath).StatFileCgroups() }
 
 // All pins a stat file for every cgroup in cgs, all or nothing: on error,
 // or when ctx ends, it removes the ones it made.

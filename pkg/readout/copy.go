@@ -25,6 +25,23 @@ func (h *Handle) ReadOne(c cgroup.Cgroup) (reclaim.Stat, error) {
 	return s, err
 }
 
+// copyRows makes one consistent copy of the stats map and appends to s
+// the rows of every walked tree that f keeps; it returns the map's entries.
+func (h *Handle) copyRows(s *Snapshot, trees [][]Member, f *Filter) (entries int, err error) {
+	if len(trees) == 0 {
+		return -1, nil
+	}
+	copied, err := h.CopyStats()
+	if err != nil {
+		return 0, err
+	}
+	for _, members := range trees {
+		s.Cgroups += len(members)
+		s.Rows = hierarchical(s.Rows, members, copied, h.Record.CgroupVersion == 1, f)
+	}
+	return len(copied), nil
+}
+
 // hierarchical appends to rows the members that f keeps, each with its
 // value: a cgroup's value is its total plus the pending of every cgroup of
 // its subtree (see bpf/cgrstat.c), so that no flush is needed and every
@@ -52,11 +69,20 @@ func hierarchical(rows []Row, members []Member, entries map[uint64]*bpf.CgrstatC
 	// Room for every member at once: a row is 2.7 KB, and growing the
 	// slice copied and faulted in 10,000 rows several times.
 	rows = slices.Grow(rows, len(members))
-	// shown[i]: the row of member i, or of its closest ancestor kept; -1 for none.
+	// The top's parent is the closest earlier row above it: with several
+	// CGROUP arguments, a tree below another's top reads as below it.
+	outer := -1
+	for j := len(rows) - 1; j >= 0 && len(members) > 0; j-- {
+		if below(members[0].Path, rows[j].Path) {
+			outer = j
+			break
+		}
+	}
+	// shown[i]: the row of member i, or of its closest ancestor kept; outer for none.
 	shown := make([]int, len(members))
 	for i := range members {
 		m := &members[i]
-		parent := -1
+		parent := outer
 		if m.Up >= 0 {
 			parent = shown[m.Up]
 		}
@@ -155,12 +181,8 @@ func readAll(m *ebpf.Map, keys []uint64, vals []bpf.CgrstatCgstat) ([]uint64, []
 }
 
 // Flush flushes c's subtree: stress flushes a scratch cgroup's parent
-// before removing it (see stress.Load).
+// before removing it (see stress.Flusher).
 func (h *Handle) Flush(c cgroup.Cgroup) error {
 	_, err := h.ReadOne(c)
 	return err
 }
-
-// Forget has nothing to do: the BPF side hands a removed cgroup's reclaim
-// to its parent at rmdir and deletes its entry when the kernel releases it.
-func (h *Handle) Forget([]uint64) error { return nil }

@@ -50,3 +50,19 @@ func TestHierarchicalFilters(t *testing.T) {
 		}
 	}
 }
+
+// TestHierarchicalBelowAnEarlierTree: read --all /t /t/a lists /t/a's tree
+// again, its top below /t's row, as the table indents it.
+func TestHierarchicalBelowAnEarlierTree(t *testing.T) {
+	first := []Member{{ID: 1, Path: "/t", Up: -1, Depth: 1}, {ID: 2, Path: "/t/a", Parent: 1, Up: 0, Depth: 2}}
+	second := []Member{{ID: 2, Path: "/t/a", Parent: 1, Up: -1, Depth: 2}}
+	rows := hierarchical(nil, first, nil, false, nil)
+	rows = hierarchical(rows, second, nil, false, nil)
+	if len(rows) != 3 || rows[2].Parent != 0 {
+		t.Errorf("rows %+v: want the second tree's top below /t (row 0)", rows)
+	}
+	other := hierarchical(nil, []Member{{ID: 5, Path: "/u", Up: -1, Depth: 1}}, nil, false, nil)
+	if other = hierarchical(other, first, nil, false, nil); other[1].Parent != -1 {
+		t.Errorf("rows %+v: /t is not below /u", other)
+	}
+}

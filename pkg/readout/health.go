@@ -78,7 +78,7 @@ func ReadStatus(pinPath string) (*Status, error) {
 		return nil, err
 	}
 	st.Health = &snap.Health
-	files, err := p.Dir.Pinned()
+	files, err := p.Dir.StatFileCgroups()
 	if err != nil {
 		return nil, err
 	}
@@ -89,6 +89,28 @@ func ReadStatus(pinPath string) (*Status, error) {
 		}
 	}
 	return st, nil
+}
+
+// health reads the lost counters, and the map's fill: entries when a copy
+// counted them, else by walking its keys if fill asks for it.
+func (h *Handle) health(entries int, fill bool) (Health, error) {
+	hl := Health{Flush: h.Record.Flush, WalkHoldsCgroupMutex: h.Record.Flush == loader.Walk}
+	var err error
+	switch {
+	case entries >= 0:
+		hl.Stats = Fill{Entries: entries, MaxEntries: h.stats.MaxEntries()}
+	case fill:
+		if hl.Stats, err = countEntries(h.stats); err != nil {
+			return hl, err
+		}
+	}
+	if entries >= 0 || fill {
+		hl.Memory = h.memory(hl.Stats.Entries)
+	}
+	if hl.Lost, err = h.LostCounts(); err != nil {
+		return hl, err
+	}
+	return hl, nil
 }
 
 // memory is what the maps take with entries in the stats map.

@@ -88,16 +88,9 @@ func (h *Handle) Snapshot(q Query) (*Snapshot, error) {
 			}
 			trees = append(trees, members)
 		}
-		if len(trees) > 0 {
-			copied, err := h.CopyStats()
-			if err != nil {
-				return nil, err
-			}
-			entries = len(copied)
-			for _, members := range trees {
-				s.Cgroups += len(members)
-				s.Rows = hierarchical(s.Rows, members, copied, h.Record.CgroupVersion == 1, q.Filter)
-			}
+		var err error
+		if entries, err = h.copyRows(s, trees, q.Filter); err != nil {
+			return nil, err
 		}
 	} else {
 		for _, c := range q.Cgroups {
@@ -148,28 +141,6 @@ func (h *Handle) appendOne(s *Snapshot, c cgroup.Cgroup, f *Filter) error {
 // below says whether path is strictly below dir.
 func below(path, dir string) bool {
 	return path != dir && strings.HasPrefix(path, strings.TrimSuffix(dir, "/")+"/")
-}
-
-// health reads the lost counters, and the map's fill: entries when a copy
-// counted them, else by walking its keys if fill asks for it.
-func (h *Handle) health(entries int, fill bool) (Health, error) {
-	hl := Health{Flush: h.Record.Flush, WalkHoldsCgroupMutex: h.Record.Flush == loader.Walk}
-	var err error
-	switch {
-	case entries >= 0:
-		hl.Stats = Fill{Entries: entries, MaxEntries: h.stats.MaxEntries()}
-	case fill:
-		if hl.Stats, err = countEntries(h.stats); err != nil {
-			return hl, err
-		}
-	}
-	if entries >= 0 || fill {
-		hl.Memory = h.memory(hl.Stats.Entries)
-	}
-	if hl.Lost, err = h.LostCounts(); err != nil {
-		return hl, err
-	}
-	return hl, nil
 }
 
 // Subtree returns the stats of c and every cgroup below it (see Snapshot),

@@ -125,10 +125,10 @@ func (s *Stat) CauseHist(c Cause) *Hist {
 	return nil
 }
 
-// Record adds one reclaim of cause c that took ns and reclaimed pages, as
+// Observe adds one reclaim of cause c that took ns and reclaimed pages, as
 // the BPF side does; for memory-cgroup reclaim, forced says that its
 // target is this cgroup too. Tests build their stats with it.
-func (s *Stat) Record(c Cause, ns, pages uint64, forced bool) {
+func (s *Stat) Observe(c Cause, ns, pages uint64, forced bool) {
 	one := Counters{ns, 1, pages}
 	s.Causes[c] = s.Causes[c].Add(one)
 	h := s.CauseHist(c)

@@ -78,11 +78,11 @@ func Write(w io.Writer, v View, cur *readout.Snapshot, rows []Row, eol string) e
 	return err
 }
 
-// latency prints seconds as read's table does (format.Compact); "-" when
+// latency prints seconds as read's table does (format.Latency); "-" when
 // the interval had no reclaim.
 func latency(s float64) string {
 	if s == 0 {
 		return "-"
 	}
-	return format.Compact(uint64(math.Round(s * 1e9)))
+	return format.Latency(uint64(math.Round(s * 1e9)))
 }
