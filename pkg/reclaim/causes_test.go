@@ -23,7 +23,7 @@ func TestKernelCausesAndForced(t *testing.T) {
 }
 
 func causesAndForced(t *testing.T, mode loader.Mode) {
-	p, h := testenv.Load(t, mode, 0)
+	p, h := sharedLoad(t, mode)
 	if h.Version == 2 {
 		causesV2(t, p, h)
 		return
@@ -99,10 +99,7 @@ func causesAndForced(t *testing.T, mode loader.Mode) {
 // (6.1, which lacks bpf_cgroup_from_id; cgroup v1 on 6.16+).
 func assertNothingLostBut(t *testing.T, p *loader.Pinned) {
 	t.Helper()
-	l, err := p.LostCounts()
-	if err != nil {
-		t.Fatal(err)
-	}
+	l := lostSince(t, p)
 	if l.RstatMarks > 0 {
 		t.Logf("%d rstat marks lost (targets outside the stalled task's ancestors cannot be marked on this kernel)", l.RstatMarks)
 		l.RstatMarks = 0
