@@ -35,7 +35,7 @@ func buildGuest(ctx context.Context, o options, tmp, arch, busybox string) (stri
 	if run == "" {
 		run = kernelTests
 	}
-	cfg := kernellab.InitramfsConfig{Arch: arch, Busybox: busybox, Run: run, Skip: skipPattern(subsetFor(o, arch)), Count: o.count, TestTimeout: guestTimeout(o, arch) * 4 / 5}
+	cfg := kernellab.InitramfsConfig{Arch: arch, Busybox: busybox, Run: run, SubsetSkip: skipPattern(subsetKernel), Count: o.count, TestTimeout: guestTimeout(o, arch) * 4 / 5}
 	for _, p := range pkgs {
 		t, files, err := buildTest(ctx, p, modPath, dir, arch)
 		if err != nil {
