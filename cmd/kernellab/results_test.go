@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -270,5 +271,33 @@ func TestGoSideTestsExistOnce(t *testing.T) {
 		if defs[name] != 1 {
 			t.Errorf("%s is defined %d times, want once", name, defs[name])
 		}
+	}
+}
+
+func TestRunJobs(t *testing.T) {
+	var mu sync.Mutex
+	running, most := 0, 0
+	var jobs []func() error
+	for i := 0; i < 6; i++ {
+		jobs = append(jobs, func() error {
+			mu.Lock()
+			running++
+			most = max(most, running)
+			mu.Unlock()
+			time.Sleep(10 * time.Millisecond)
+			mu.Lock()
+			running--
+			mu.Unlock()
+			if i == 4 {
+				return fmt.Errorf("job %d", i)
+			}
+			return nil
+		})
+	}
+	if err := runJobs(jobs, 2); err == nil || err.Error() != "job 4" {
+		t.Errorf("runJobs = %v, want job 4's error", err)
+	}
+	if most != 2 {
+		t.Errorf("%d jobs ran at once, want 2", most)
 	}
 }
