@@ -51,7 +51,7 @@ test: lint
 	@$(MAKE) --no-print-directory -j2 -Oline hostside vmtest
 
 hostside:
-	@$(MAKE) --no-print-directory -j1 unit hosttest soaktest
+	@$(MAKE) --no-print-directory unit && $(MAKE) --no-print-directory hosttest && $(MAKE) --no-print-directory soaktest
 
 unit:
 	$(GO) test -short -count=1 ./...
