@@ -23,9 +23,7 @@ func (b *bench) footprint(r *Result) (err error) {
 		return fmt.Errorf("loading cgrstat: %w", err)
 	}
 	defer func() {
-		if _, uerr := loader.Unload(b.pinPath); uerr != nil {
-			err = errors.Join(err, fmt.Errorf("unloading cgrstat: %w", uerr))
-		}
+		err = errors.Join(err, unload(b.pinPath))
 	}()
 	fp := &Footprint{MaxCgroups: rec.MaxCgroups}
 	dir := loader.PinDir(b.pinPath)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 
@@ -36,8 +37,8 @@ func (b *bench) probeModes(r *Result) error {
 	if err != nil {
 		return fmt.Errorf("loading cgrstat: %w", err)
 	}
-	if _, err := loader.Unload(b.pinPath); err != nil {
-		return fmt.Errorf("unloading cgrstat: %w", err)
+	if err := unload(b.pinPath); err != nil {
+		return err
 	}
 	r.Modes, r.Refused = []loader.Mode{rec.Flush}, rec.Refused
 	order := []loader.Mode{loader.Fentry, loader.Kprobe, loader.Walk}
@@ -46,8 +47,8 @@ func (b *bench) probeModes(r *Result) error {
 			r.Refused = append(r.Refused, loader.Refusal{Mode: order[i], Reason: err.Error()})
 			continue
 		}
-		if _, err := loader.Unload(b.pinPath); err != nil {
-			return fmt.Errorf("unloading cgrstat: %w", err)
+		if err := unload(b.pinPath); err != nil {
+			return err
 		}
 		r.Modes = append(r.Modes, order[i])
 	}
@@ -118,7 +119,20 @@ func (s *session) close() error {
 	if s.p != nil {
 		s.p.Close()
 	}
-	if _, err := loader.Unload(s.pinPath); err != nil {
+	return unload(s.pinPath)
+}
+
+// unload unloads pinPath holding its lock, as cgrstat unload does: the
+// bench's cgrstat commands (read, serve) leave the pin path's lock file in
+// readout.LockDir while the load exists, and only a lock holder that finds
+// no load left removes it. A bare loader.Unload left the file behind.
+func unload(pinPath string) error {
+	unlock, err := readout.Lock(context.Background(), pinPath, true)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if _, err := loader.Unload(pinPath); err != nil {
 		return fmt.Errorf("unloading cgrstat: %w", err)
 	}
 	return nil

@@ -64,9 +64,7 @@ func (b *bench) walkScale(ctx context.Context, r *Result, n int) (err error) {
 		return fmt.Errorf("loading cgrstat: %w", err)
 	}
 	defer func() {
-		if _, uerr := loader.Unload(b.pinPath); uerr != nil {
-			err = errors.Join(err, uerr)
-		}
+		err = errors.Join(err, unload(b.pinPath))
 	}()
 	p, err := readout.Open(b.pinPath)
 	if err != nil {

@@ -481,10 +481,10 @@ func TestKernelMaxCgroupsBounds(t *testing.T) {
 	}
 }
 
-// TestKernelStaleStatFile: a pinned cgroup is removed; read without
+// TestKernelStaleStatFileNotes: a pinned cgroup is removed; read without
 // arguments reads the others and says which it skipped, and status lists
 // it as stale.
-func TestKernelStaleStatFile(t *testing.T) {
+func TestKernelStaleStatFileNotes(t *testing.T) {
 	l := newLab(t)
 	top := testenv.Cgroups(t, l.h, "gone")
 	l.run("load")

@@ -231,10 +231,24 @@ func TestKernelUnload(t *testing.T) {
 	// Unload waits for the programs to be freed, so this process must not
 	// hold them any more.
 	p.Close()
+	// The note of a load or unload here killed while the record was
+	// pinned: the record makes it redundant, and Unload drops it (it stayed
+	// in /run/cgrstat forever after TestKernelKillLoadUnload's recoveries).
+	oldIntents := cgroup.IntentDir
+	cgroup.IntentDir = t.TempDir()
+	t.Cleanup(func() { cgroup.IntentDir = oldIntents })
+	abs, _ := filepath.Abs(opts.PinPath)
+	note := filepath.Join(cgroup.IntentDir, "4194303-1.pinpath") // no such pid (PID_MAX_LIMIT)
+	if err := os.WriteFile(note, []byte(abs+"\n"+abs), 0o600); err != nil {
+		t.Fatal(err)
+	}
 
 	got, err := loader.Unload(opts.PinPath)
 	if err != nil {
 		t.Fatalf("Unload: %v", err)
+	}
+	if _, err := os.Lstat(note); err == nil {
+		t.Errorf("Unload of a load left a killed process's note on its pin path")
 	}
 	if !reflect.DeepEqual(got.ProgramIDs, rec.ProgramIDs) {
 		t.Errorf("Unload returned programs %v, want %v", got.ProgramIDs, rec.ProgramIDs)

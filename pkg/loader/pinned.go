@@ -145,7 +145,8 @@ func intend(dir PinDir, made string) (done func(), err error) {
 
 // recoverInterrupted removes what a load or unload at d that was killed
 // before it finished left: the empty directories it made, as its note says.
-// Without such a note an empty pin path may be the user's, and stays.
+// Without such a note an empty pin path may be the user's, and stays. While
+// a load is at d its record says what unload removes: the note is dropped.
 func (d PinDir) recoverInterrupted() error {
 	notes, err := cgroup.InterruptedNotes(noteKind)
 	if err != nil {
@@ -249,7 +250,11 @@ func ReadRecord(pinPath string) (*Record, error) { return PinDir(pinPath).Record
 func Unload(pinPath string) (*Record, error) {
 	dir := PinDir(pinPath)
 	rec, err := dir.Record()
-	if errors.Is(err, ErrNotLoaded) {
+	// Loaded or not: a load or unload here that was killed after the
+	// record was pinned (or before it was removed) left a note the record
+	// makes redundant, which recovery drops; it stayed in /run forever when
+	// only an unload of nothing looked at it (TestKernelKillLoadUnload).
+	if errors.Is(err, ErrNotLoaded) || err == nil {
 		if rerr := dir.recoverInterrupted(); rerr != nil {
 			return nil, rerr
 		}

@@ -64,7 +64,7 @@ func parseOne(t *testing.T, out string, id uint64) reclaim.Stat {
 }
 
 func TestKernelCgroupIterErrors(t *testing.T) {
-	p, h := testenv.Load(t, loader.Auto, 512)
+	p, h := testenv.Shared(t, loader.Auto, 512)
 	c := testenv.Cgroups(t, h)
 	dir, err := os.Open(c.Path)
 	if err != nil {
@@ -117,7 +117,7 @@ func TestKernelCgroupIterErrors(t *testing.T) {
 }
 
 func TestKernelCgroupIterSelfOnly(t *testing.T) {
-	p, h := testenv.Load(t, loader.Auto, 512)
+	p, h := testenv.Shared(t, loader.Auto, 512)
 	c := testenv.Cgroups(t, h, "child")
 	for _, c := range []cgroup.Cgroup{c, c.Child("child"), h.DefaultParent()} {
 		dir, err := os.Open(c.Path)
@@ -141,7 +141,7 @@ func TestKernelCgroupIterSelfOnly(t *testing.T) {
 // load's flush mode ends on the cgroup itself, also when it has
 // descendants (walk mode visits them first).
 func TestKernelOpenPrintsTheCgroup(t *testing.T) {
-	p, h := testenv.Load(t, loader.Auto, 512)
+	p, h := testenv.Shared(t, loader.Auto, 512)
 	top := testenv.Cgroups(t, h, "a", "a/a1", "a/a2", "b")
 	dump := testenv.Program(t, p, bpf.CgrstatProgDump)
 	if got := readout.OrderFor(p.Record.Flush); p.Record.Flush == loader.Walk && got != cgroupiter.DescendantsPost ||
@@ -166,7 +166,7 @@ func TestKernelOpenPrintsTheCgroup(t *testing.T) {
 }
 
 func TestKernelPinUnpinList(t *testing.T) {
-	p, h := testenv.Load(t, loader.Auto, 512)
+	p, h := testenv.Shared(t, loader.Auto, 512)
 	// A dotted cgroup name needs the mode-0 directories of pin.go.
 	top := testenv.Cgroups(t, h, "a", "a/b.c", "z")
 	cgs := []cgroup.Cgroup{top, top.Child("a"), top.Child("a/b.c"), top.Child("z")}
@@ -266,7 +266,7 @@ func TestKernelPinUnpinList(t *testing.T) {
 }
 
 func TestKernelUnpinAll(t *testing.T) {
-	p, h := testenv.Load(t, loader.Auto, 512)
+	p, h := testenv.Shared(t, loader.Auto, 512)
 	top := testenv.Cgroups(t, h, "a")
 	for _, c := range []cgroup.Cgroup{top, top.Child("a")} {
 		if _, err := pin.Pin(p, c); err != nil {
@@ -305,7 +305,7 @@ func TestStatFile(t *testing.T) {
 // reclaim.ParseStat returns ErrStale for it. A live cgroup's file still
 // ends after its stat: a second read() of one open file prints nothing.
 func TestKernelStaleStatFile(t *testing.T) {
-	p, h := testenv.Load(t, loader.Auto, 512)
+	p, h := testenv.Shared(t, loader.Auto, 512)
 	top := testenv.Cgroups(t, h, "live")
 	gone := top.Child("gone")
 	if err := gone.Mkdir(); err != nil {

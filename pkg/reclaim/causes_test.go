@@ -24,7 +24,7 @@ func TestKernelCausesAndForced(t *testing.T) {
 }
 
 func causesAndForced(t *testing.T, mode loader.Mode) {
-	p, h := testenv.Load(t, mode, 0)
+	p, h := sharedLoad(t, mode)
 	if h.Version == 2 {
 		causesV2(t, p, h)
 		return
@@ -125,10 +125,7 @@ func assertOneAgrees(t *testing.T, p *readout.Handle, c cgroup.Cgroup, all recla
 // (6.1, which lacks bpf_cgroup_from_id; cgroup v1 on 6.16+).
 func assertNothingLostBut(t *testing.T, p *readout.Handle) {
 	t.Helper()
-	l, err := p.LostCounts()
-	if err != nil {
-		t.Fatal(err)
-	}
+	l := lostSince(t, p)
 	if l.RstatMarks > 0 {
 		t.Logf("%d rstat marks lost (targets outside the stalled task's ancestors cannot be marked on this kernel)", l.RstatMarks)
 		l.RstatMarks = 0

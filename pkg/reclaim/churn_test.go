@@ -33,7 +33,7 @@ func TestMain(m *testing.M) {
 		helperMain()
 		return
 	}
-	os.Exit(m.Run())
+	os.Exit(testenv.Main(m)) // which unloads the shared loads (sharedLoad)
 }
 
 // helperMain reads commands on stdin, one a line, and answers each with
@@ -233,29 +233,56 @@ func (hp *helper) reclaimIn(c cgroup.Cgroup, i int) error {
 	return hp.do("reclaim", scratch, c.Path)
 }
 
-// twoLoads loads walk mode and the best mode the kernel allows (fentry in
-// the kernel lab, walk again on a host that refuses fentry), at pin paths of
-// the test's own.
-func twoLoads(t *testing.T, h *cgroup.Hierarchy, maxCgroups uint32) []*readout.Handle {
+// twoLoads are walk mode and the best mode the kernel allows (fentry in
+// the kernel lab, walk again on a host that refuses fentry): the loads
+// every test of the package shares (see sharedLoad).
+func twoLoads(t *testing.T) []*readout.Handle {
 	t.Helper()
 	var out []*readout.Handle
 	for i, mode := range []loader.Mode{loader.Walk, loader.Auto} {
-		opts := testenv.LoadOptions(t, h, mode, maxCgroups)
-		opts.PinPath += strconv.Itoa(i)
-		testenv.CleanupPinPath(t, opts.PinPath)
-		rec, err := loader.Load(opts)
-		if err != nil {
-			t.Fatalf("Load %s: %v", mode, err)
-		}
-		p, err := readout.Open(opts.PinPath)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(p.Close)
-		t.Logf("load %d: flush mode %s", i, rec.Flush)
+		p, _ := sharedLoad(t, mode)
+		t.Logf("load %d: flush mode %s", i, p.Record.Flush)
 		out = append(out, p)
 	}
 	return out
+}
+
+// lostBefore is what each shared load had lost when the running test took
+// it (by pin path): a test answers for what is lost while it runs.
+var lostBefore sync.Map
+
+// sharedLoad is the package's load of mode (testenv.Shared, unloaded after
+// the last test by TestMain). Each load costs 10-20 s of verification in
+// the kernel lab's emulated arm64 guests, and these tests made fifteen.
+// None needs a load of its own: each builds, reclaims in and reads its own
+// cgroups, and what it checks of the load as a whole, the lost counters,
+// it checks from where they stood when it began (lostSince).
+func sharedLoad(t *testing.T, mode loader.Mode) (*readout.Handle, *cgroup.Hierarchy) {
+	t.Helper()
+	p, h := testenv.Shared(t, mode, 0)
+	l, err := p.LostCounts()
+	if err != nil {
+		t.Fatal(err)
+	}
+	lostBefore.Store(p.Path, l)
+	return p, h
+}
+
+// lostSince is what p lost since the running test took it.
+func lostSince(t *testing.T, p *readout.Handle) readout.Lost {
+	t.Helper()
+	l, err := p.LostCounts()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, ok := lostBefore.Load(p.Path); ok {
+		before := b.(readout.Lost)
+		l.Events -= before.Events
+		l.WaitedDeltas -= before.WaitedDeltas
+		l.RstatMarks -= before.RstatMarks
+		l.RemovedDeltas -= before.RemovedDeltas
+	}
+	return l
 }
 
 // churnSize is how many cgroups the churn soak creates, reclaims in and
@@ -272,7 +299,7 @@ func churnSize() int {
 // ancestors, in every flush mode, with its map entry gone.
 func TestKernelChurn(t *testing.T) {
 	h := testenv.Hierarchy(t)
-	loads := twoLoads(t, h, 0)
+	loads := twoLoads(t)
 	top := testenv.Cgroups(t, h, "a", "a/b", "park")
 	b := top.Child("a").Child("b")
 	enableMemory(t, h, top, top.Child("a"), b)
@@ -504,11 +531,7 @@ func assertForgotten(t *testing.T, p *readout.Handle, ids []uint64, dying int) {
 
 func assertNothingLost(t *testing.T, what string, p *readout.Handle) {
 	t.Helper()
-	l, err := p.LostCounts()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if l.Any() {
+	if l := lostSince(t, p); l.Any() {
 		t.Errorf("%s: lost %+v, want nothing", what, l)
 	}
 }
@@ -518,7 +541,7 @@ func assertNothingLost(t *testing.T, what string, p *readout.Handle) {
 // exactly the sum of its children, field by field and bucket by bucket.
 func TestKernelConsistentSubtree(t *testing.T) {
 	h := testenv.Hierarchy(t)
-	loads := twoLoads(t, h, 0)
+	loads := twoLoads(t)
 	top := testenv.Cgroups(t, h, "a", "a/x", "a/y", "b", "b/z", "park")
 	leaves := []cgroup.Cgroup{top.Child("a").Child("x"), top.Child("a").Child("y"), top.Child("b").Child("z")}
 	enableMemory(t, h, top, top.Child("a"), top.Child("b"))

@@ -34,7 +34,7 @@ func TestKernelDirectReclaim(t *testing.T) {
 		t.Skip("runs in the lab's amd64 guests only: arm64 guests are emulated (TCG), and this test was not sized for them")
 	}
 	h := testenv.Hierarchy(t)
-	loads := twoLoads(t, h, 0)
+	loads := twoLoads(t)
 	top := testenv.Cgroups(t, h, "d", "park")
 	enableMemory(t, h, top)
 	d := top.Child("d")

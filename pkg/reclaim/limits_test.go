@@ -35,7 +35,7 @@ func TestKernelMaxAndHigh(t *testing.T) {
 		// (TestKernelCausesAndForced checks that on v1).
 		t.Skip("memory.high is cgroup v2's: on v1 every charge-time reclaim is max")
 	}
-	loads := twoLoads(t, h, 0)
+	loads := twoLoads(t)
 	top := testenv.Cgroups(t, h, "hi", "mx", "park")
 	enableMemory(t, h, top)
 	hi, mx := top.Child("hi"), top.Child("mx")

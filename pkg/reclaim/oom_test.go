@@ -29,7 +29,7 @@ func TestKernelOOMKill(t *testing.T) {
 	if _, err := exec.LookPath("sort"); err != nil {
 		testenv.Skip(t, "no sort(1) to allocate with: %v", err)
 	}
-	loads := twoLoads(t, h, 0)
+	loads := twoLoads(t)
 	top := testenv.Cgroups(t, h, "leaf")
 	enableMemory(t, h, top)
 	leaf := top.Child("leaf")
