@@ -122,8 +122,9 @@ var (
 // Concurrent scrapes are safe: each reads its own snapshot, one at a time
 // (the Source serializes them).
 type Collector struct {
-	src    Reader
-	filter monitor.Filter
+	src       Reader
+	filter    monitor.Filter
+	exemplars *Exemplars // nil: none
 }
 
 // Reader reads snapshots: a *monitor.Source.
@@ -134,6 +135,13 @@ type Reader interface {
 // New returns a collector of the cgroups of src that pass filter.
 func New(src Reader, filter monitor.Filter) *Collector {
 	return &Collector{src: src, filter: filter}
+}
+
+// WithExemplars attaches x's exemplars to the latency buckets of every
+// scrape (the OpenMetrics format shows them; the text format has none).
+func (c *Collector) WithExemplars(x *Exemplars) *Collector {
+	c.exemplars = x
+	return c
 }
 
 // Describe sends every descriptor the collector may emit.
@@ -182,6 +190,7 @@ func (c *Collector) Gather() ([]*dto.MetricFamily, error) {
 		return nil, err
 	}
 	s := newScrape()
+	s.exemplars = c.exemplars.forScrape(snap)
 	n := 0
 	for i := range snap.Cgroups {
 		cg := &snap.Cgroups[i]

@@ -1,0 +1,254 @@
+package exporter
+
+import (
+	"io"
+	"log/slog"
+	"math"
+	"net/http/httptest"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+	"unicode/utf8"
+
+	"github.com/cgrstat/cgrstat/pkg/monitor"
+	"github.com/cgrstat/cgrstat/pkg/reclaim"
+)
+
+// promAccept is what Prometheus 2.42 (Debian bookworm's) sends.
+const promAccept = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
+
+// TestExemplarBuckets: an event goes to the exported bucket whose
+// cumulative count holds its kernel bucket, the first one that counts it.
+func TestExemplarBuckets(t *testing.T) {
+	if promBuckets != len(bounds)+1 {
+		t.Fatalf("promBuckets %d, want %d", promBuckets, len(bounds)+1)
+	}
+	for _, ns := range []uint64{0, 1, 1023, 1024, 1025, 4095, 4096, 1e5, 999_999, 1 << 20, 1<<20 + 1, 1e9, 1<<36 - 1, 1 << 36, math.MaxUint64} {
+		var h reclaim.Hist
+		h[reclaim.BucketOf(ns)] = 1
+		_, cum := cumulative(&h)
+		want := len(bounds)
+		for j := range cum {
+			if cum[j] == 1 {
+				want = j
+				break
+			}
+		}
+		if got := promBucket(ns); got != want {
+			t.Errorf("%d ns: bucket %d, want %d", ns, got, want)
+		}
+		if want < len(bounds) && float64(ns)/1e9 > bounds[want] {
+			t.Errorf("%d ns: above its bucket's le %g", ns, bounds[want])
+		}
+	}
+}
+
+// tree is /top with /top/a and /top/a/b, and /top/c.
+func tree() *monitor.Snapshot {
+	snap := &monitor.Snapshot{At: time.Unix(1000, 0), Health: monitor.Health{Flush: "walk"}}
+	for i, p := range []string{"/top", "/top/a", "/top/a/b", "/top/c"} {
+		c := monitor.Cgroup{ID: uint64(i + 1), Path: p, Count: 3}
+		c.Causes[reclaim.Max] = reclaim.Counters{DelayNS: 6e6, Count: 3}
+		c.MaxHist[reclaim.BucketOf(2e6)] = 3
+		c.Causes[reclaim.High] = reclaim.Counters{DelayNS: 1e3, Count: 1}
+		c.HighHist[reclaim.BucketOf(1e3)] = 1
+		snap.Cgroups = append(snap.Cgroups, c)
+	}
+	return snap
+}
+
+// TestExemplarStore: the most recent event of a bucket wins, whatever
+// order events arrive in; a cgroup's exemplar is the newest of its
+// subtree; direct reclaim has none; the target is a label where it is not
+// the series' cgroup; cgroups a scrape does not find are forgotten unless
+// their event is newer than the read.
+func TestExemplarStore(t *testing.T) {
+	x := NewExemplars(100)
+	at := func(s int64) time.Time { return time.Unix(s, 0) }
+	x.Add(Event{Time: at(10), PID: 1, Comm: "old", Cgroup: 3, Target: 2, Cause: reclaim.Max, Duration: 2e6})
+	x.Add(Event{Time: at(20), PID: 2, Comm: "new", Cgroup: 3, Target: 2, Cause: reclaim.Max, Duration: 3e6})
+	x.Add(Event{Time: at(15), PID: 3, Comm: "late", Cgroup: 3, Target: 2, Cause: reclaim.Max, Duration: 2e6})
+	x.Add(Event{Time: at(12), PID: 4, Comm: "sibling", Cgroup: 4, Target: 4, Cause: reclaim.Max, Duration: 2e6})
+	x.Add(Event{Time: at(30), PID: 5, Comm: "direct", Cgroup: 4, Cause: reclaim.Direct, Duration: 2e6})
+	x.Add(Event{Time: at(11), PID: 6, Comm: "gone", Cgroup: 99, Target: 500, Cause: reclaim.Max, Duration: 2e6})
+	x.Add(Event{Time: at(2000), PID: 7, Comm: "newcg", Cgroup: 98, Target: 501, Cause: reclaim.Max, Duration: 2e6})
+	if x.Len() != 4 {
+		t.Fatalf("%d records, want 4 (one bucket of cgroups 3, 4, 99 and 98; direct none)", x.Len())
+	}
+	got := x.forScrape(tree())
+	j := promBucket(2e6)
+	label := func(path string) string {
+		ex := got[path]
+		if ex == nil || ex[reclaim.Max] == nil || ex[reclaim.Max][j] == nil {
+			return "none"
+		}
+		e := ex[reclaim.Max][j]
+		var parts []string
+		for _, l := range e.Label {
+			parts = append(parts, l.GetName()+"="+l.GetValue())
+		}
+		return strings.Join(parts, ",") + " " + e.Timestamp.AsTime().Format("05")
+	}
+	for path, want := range map[string]string{
+		"/top/a/b": "comm=new,pid=2,target=/top/a 20",
+		"/top/a":   "comm=new,pid=2 20", // its own limit: no target label
+		"/top":     "comm=new,pid=2,target=/top/a 20",
+		"/top/c":   "comm=sibling,pid=4 12",
+	} {
+		if g := label(path); g != want {
+			t.Errorf("%s: %s, want %s", path, g, want)
+		}
+	}
+	if len(got) != 4 {
+		t.Errorf("exemplars for %d cgroups, want 4", len(got))
+	}
+	for p, ex := range got {
+		for c := range ex {
+			for b, e := range ex[c] {
+				if e != nil && (c != int(reclaim.Max) || b != j) {
+					t.Errorf("%s: an exemplar in cause %d bucket %d", p, c, b)
+				}
+			}
+		}
+	}
+	// 99 is gone (older than the read); 98 appeared after it: kept.
+	if x.Len() != 3 {
+		t.Errorf("%d records after the scrape, want 3", x.Len())
+	}
+	if NewExemplars(10).forScrape(tree()) != nil {
+		t.Error("an empty store returns exemplars")
+	}
+}
+
+// TestExemplarLimit: a full store drops its older half and keeps taking
+// events.
+func TestExemplarLimit(t *testing.T) {
+	x := NewExemplars(100)
+	for i := range 1000 {
+		x.Add(Event{Time: time.Unix(int64(i), 0), Cgroup: uint64(i), Cause: reclaim.Max, Duration: 2e6})
+		if x.Len() > 100 {
+			t.Fatalf("%d records after %d events, limit 100", x.Len(), i+1)
+		}
+	}
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if _, ok := x.recent[exemplarKey{cgroup: 999, bucket: uint8(promBucket(2e6))}]; !ok {
+		t.Error("the newest event is not kept")
+	}
+	for k := range x.recent {
+		if k.cgroup < 900 {
+			t.Errorf("cgroup %d kept, older than the 100 newest", k.cgroup)
+		}
+	}
+}
+
+// TestExemplarLabels: an untrusted comm is escaped into valid UTF-8, and
+// the label set stays within OpenMetrics' 128 runes, a long target losing
+// its head.
+func TestExemplarLabels(t *testing.T) {
+	long := "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod0b3c9a5e_8f2d_4c1e_9a7b_2d4e6f8a1c3b.slice/cri-containerd-3f9c2a1b6d8e4f70a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718.scope"
+	r := exemplarRecord{unixNano: 1, durationNS: 5e6, pid: 4194304, target: 7}
+	copy(r.comm[:], "\x1b[2J\xff\"x\\\n0123456")
+	e := r.exemplar("/", long)
+	runes := 0
+	vals := map[string]string{}
+	for _, l := range e.Label {
+		runes += utf8.RuneCountInString(l.GetName()) + utf8.RuneCountInString(l.GetValue())
+		vals[l.GetName()] = l.GetValue()
+		if !utf8.ValidString(l.GetValue()) {
+			t.Errorf("label %s is not UTF-8: %q", l.GetName(), l.GetValue())
+		}
+	}
+	if runes > exemplarRunes {
+		t.Errorf("%d runes of labels, limit %d: %v", runes, exemplarRunes, vals)
+	}
+	if want := `\x1b[2J\xff"x\\\x0a0123456`; vals["comm"] != want {
+		t.Errorf("comm %q, want %q", vals["comm"], want)
+	}
+	if tg := vals["target"]; !strings.HasPrefix(tg, "…") || !strings.HasSuffix(long, strings.TrimPrefix(tg, "…")) {
+		t.Errorf("target %q: want the tail of %s after …", tg, long)
+	}
+	if l := r.exemplar("/", "").Label; len(l) != 3 || l[2].GetName() != "target_id" || l[2].GetValue() != "7" {
+		t.Errorf("a target outside the snapshot: %v, want target_id 7", l)
+	}
+	if e.GetValue() != 0.005 {
+		t.Errorf("value %v, want 0.005 s", e.GetValue())
+	}
+}
+
+func scrapeAccept(t *testing.T, c *Collector, accept string) (contentType, body string) {
+	h, err := Handler(c, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := httptest.NewRecorder()
+	req := httptest.NewRequest("GET", "/metrics", nil)
+	if accept != "" {
+		req.Header.Set("Accept", accept)
+	}
+	h.ServeHTTP(rec, req)
+	if rec.Code != 200 {
+		t.Fatalf("status %d: %s", rec.Code, rec.Body)
+	}
+	return rec.Header().Get("Content-Type"), rec.Body.String()
+}
+
+// ownLines are the lines of cgrstat's own families, without the Go
+// runtime's and the process' (which change between two scrapes).
+func ownLines(body string) string {
+	var own []string
+	for _, l := range strings.SplitAfter(body, "\n") {
+		if strings.Contains(l, "cgrstat_") {
+			own = append(own, l)
+		}
+	}
+	return strings.Join(own, "")
+}
+
+// TestOpenMetricsNegotiation: Prometheus' Accept gets OpenMetrics with an
+// exemplar on the bucket of each event (+Inf included); a scraper that
+// does not ask for OpenMetrics gets the text format, byte for byte what
+// it gets without exemplars.
+func TestOpenMetricsNegotiation(t *testing.T) {
+	x := NewExemplars(10)
+	x.Add(Event{Time: time.Unix(1500, 250e6), PID: 42, Comm: "dd", Cgroup: 3, Target: 3, Cause: reclaim.Max, Duration: 2e6})
+	x.Add(Event{Time: time.Unix(1501, 0), PID: 43, Comm: "sort", Cgroup: 3, Target: 1, Cause: reclaim.Max, Duration: 100e9})
+	with := New(fixed{tree()}, monitor.Filter{Depth: -1}).WithExemplars(x)
+	without := New(fixed{tree()}, monitor.Filter{Depth: -1})
+
+	for _, accept := range []string{"", "*/*", "text/plain", "text/plain;version=0.0.4"} {
+		ct, body := scrapeAccept(t, with, accept)
+		_, plain := scrapeAccept(t, without, accept)
+		if !strings.HasPrefix(ct, "text/plain; version=0.0.4") {
+			t.Errorf("Accept %q: Content-Type %s, want the text format", accept, ct)
+		}
+		if body, plain = ownLines(body), ownLines(plain); body != plain {
+			t.Errorf("Accept %q: the text format changed with exemplars:\n%s\n---\n%s", accept, body, plain)
+		}
+	}
+
+	ct, body := scrapeAccept(t, with, promAccept)
+	if !strings.HasPrefix(ct, "application/openmetrics-text; version=1.0.0") {
+		t.Fatalf("Content-Type %s, want OpenMetrics 1.0.0", ct)
+	}
+	if !strings.HasSuffix(body, "# EOF\n") {
+		t.Error("OpenMetrics without # EOF")
+	}
+	for _, want := range []string{
+		`cgrstat_reclaim_duration_seconds_bucket{cause="max",cgroup="/top/a/b",le="0.004194304"} 3 # {comm="dd",pid="42"} 0.002 1500.25`,
+		`cgrstat_reclaim_duration_seconds_bucket{cause="max",cgroup="/top/a",le="0.004194304"} 3 # {comm="dd",pid="42",target="/top/a/b"} 0.002 1500.25`,
+		`cgrstat_reclaim_duration_seconds_bucket{cause="max",cgroup="/top",le="+Inf"} 3 # {comm="sort",pid="43"} 100.0 1501.0`,
+		`cgrstat_reclaim_duration_seconds_bucket{cause="max",cgroup="/top/a/b",le="+Inf"} 3 # {comm="sort",pid="43",target="/top"} 100.0 1501.0`,
+	} {
+		if !strings.Contains(body, want+"\n") {
+			t.Errorf("OpenMetrics lacks\n%s", want)
+		}
+	}
+	if n := len(regexp.MustCompile(`(?m)^[^#]* # \{`).FindAllString(body, -1)); n != 6 {
+		t.Errorf("%d exemplars, want 6 (two events, each on /top, /top/a, /top/a/b):\n%s", n, body)
+	}
+	if n := strings.Count(body, `cgroup="/top/c",le="+Inf"`); n != 2 {
+		t.Errorf("/top/c has %d +Inf buckets, want one per cause (2)", n)
+	}
+}
