@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -24,79 +25,124 @@ type Event struct {
 	Duration time.Duration
 	PID      int
 	Comm     string // raw, from the kernel
-	Cgroup   uint64 // the stalled task's memory cgroup, by ID (monitor.Cgroup.ID)
-	Target   uint64 // the cgroup whose limit was enforced, by ID
+	Cgroup   uint64 // the stalled task's memory cgroup, by id
+	Target   uint64 // the cgroup whose limit was enforced, by id
 	Cause    reclaim.Cause
 }
 
+// Resolver names a cgroup by its id: its path as monitor.Cgroup.Path has
+// it (cgroup.Hierarchy.PathOf).
+type Resolver func(id uint64) (string, error)
+
 // Exemplars keeps, for each cgroup, cause and exported latency bucket, the
-// most recent reclaim seen there: what a scrape attaches to the bucket, in
-// the OpenMetrics format, so that a dashboard can go from a latency spike to
-// the process that stalled. It holds only buckets that had an event, in
-// fixed-size records, and forgets a cgroup once a scrape no longer finds it;
-// past its limit it drops its older half. Safe for concurrent use: events
-// arrive from a reader goroutine while scrapes read.
+// most recent reclaim of the cgroup's subtree in that bucket: what a
+// scrape attaches to the bucket in the OpenMetrics format, so that a
+// dashboard can go from a latency spike to the process that stalled.
+//
+// An event is placed when it arrives, in its cgroup and every ancestor
+// (their histograms are hierarchical), by path: the cgroup may be gone by
+// the next scrape (a job, or v1 stress's scratch cgroup), and its
+// ancestors' buckets still counted it. The store holds only buckets that
+// had an event, in fixed-size records keyed by a path that the cgroup's
+// records share; a scrape forgets the cgroups it does not find (removed,
+// or above the served subtree); past its limit the store drops its older
+// half. Safe for concurrent use: events arrive from a reader goroutine
+// while scrapes read.
 type Exemplars struct {
-	mu     sync.Mutex
-	limit  int
-	recent map[exemplarKey]exemplarRecord
+	mu       sync.Mutex
+	limit    int
+	resolve  Resolver
+	recent   map[exemplarKey]exemplarRecord
+	names    map[uint64]string // ids resolved, "" for those that did not
+	top      string            // the served subtree's top, once a scrape read it
+	unplaced uint64            // events whose cgroup was gone before they were read
 }
 
-// exemplarKey is a stalled task's cgroup, a cause with a distribution and
-// a Prometheus bucket (len(bounds) is +Inf).
+// exemplarKey is a cgroup, a cause with a distribution and a Prometheus
+// bucket (len(bounds) is +Inf).
 type exemplarKey struct {
-	cgroup        uint64
+	path          string
 	cause, bucket uint8
 }
 
 type exemplarRecord struct {
 	unixNano   int64
 	durationNS uint64
+	targetID   uint64
+	target     string // its path; "" where it could not be resolved
 	pid        uint32
 	comm       [16]byte
-	target     uint64
 }
 
-// DefaultExemplarLimit bounds the records: 16,384 of about 100 bytes each
-// (map overhead included) is 1.6 MiB at most, next to serve's 48 MiB at
-// 10,000 cgroups. A host where more buckets than that see slow reclaim
-// between two scrapes keeps the most recent half.
+// DefaultExemplarLimit bounds the records: 16,384 of about 120 bytes each
+// (map overhead included) is 2 MiB at most, next to serve's 48 MiB at
+// 10,000 cgroups. An event takes one record in its cgroup and one in each
+// ancestor (a bucket's newest for each).
 const DefaultExemplarLimit = 16384
 
-// NewExemplars returns an empty store of at most limit records.
-func NewExemplars(limit int) *Exemplars {
-	return &Exemplars{limit: max(limit, 2), recent: map[exemplarKey]exemplarRecord{}}
+// NewExemplars returns an empty store of at most limit records that names
+// cgroups with resolve.
+func NewExemplars(limit int, resolve Resolver) *Exemplars {
+	return &Exemplars{limit: max(limit, 2), resolve: resolve,
+		recent: map[exemplarKey]exemplarRecord{}, names: map[uint64]string{}}
 }
 
 // histCauses are the causes with a latency distribution (see duration).
 const histCauses = reclaim.Proactive + 1
 
-// Add records e as the most recent reclaim of its cgroup, cause and bucket.
-// Direct reclaim has no distribution and is ignored; so is an event older
-// than the one it would replace (events of several CPUs may arrive out of
-// order).
+// Add records e as the most recent reclaim of its bucket in its cgroup and
+// every ancestor up to the served subtree's top. Direct reclaim has no
+// distribution and is ignored; an event older than the one it would
+// replace leaves it (events of several CPUs may arrive out of order).
 func (x *Exemplars) Add(e Event) {
-	if e.Cause < 0 || e.Cause >= histCauses {
+	if e.Cause < 0 || e.Cause >= histCauses || e.Duration < 0 {
 		return
 	}
-	if e.Duration < 0 {
-		return
-	}
-	k := exemplarKey{cgroup: e.Cgroup, cause: uint8(e.Cause), bucket: uint8(promBucket(uint64(e.Duration)))}
-	r := exemplarRecord{unixNano: e.Time.UnixNano(), durationNS: uint64(e.Duration), pid: uint32(e.PID), target: e.Target}
-	copy(r.comm[:], e.Comm)
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	if old, ok := x.recent[k]; ok {
-		if old.unixNano <= r.unixNano {
-			x.recent[k] = r
-		}
+	path := x.name(e.Cgroup)
+	if path == "" {
+		x.unplaced++
 		return
 	}
-	if len(x.recent) >= x.limit {
-		x.dropOlderHalf()
+	if x.top != "" && !below(path, x.top) {
+		return // not served (serve subscribes to its subtree only)
 	}
-	x.recent[k] = r
+	r := exemplarRecord{unixNano: e.Time.UnixNano(), durationNS: uint64(e.Duration), pid: uint32(e.PID), targetID: e.Target}
+	if e.Target != 0 {
+		r.target = x.name(e.Target)
+	}
+	copy(r.comm[:], e.Comm)
+	cause, bucket := uint8(e.Cause), uint8(promBucket(uint64(e.Duration)))
+	for p := path; ; p = parentPath(p) {
+		k := exemplarKey{path: p, cause: cause, bucket: bucket}
+		if old, ok := x.recent[k]; !ok || old.unixNano <= r.unixNano {
+			if !ok && len(x.recent) >= x.limit {
+				x.dropOlderHalf()
+			}
+			x.recent[k] = r
+		}
+		if p == "/" || p == x.top {
+			break
+		}
+	}
+}
+
+// name resolves a cgroup id, once: an id is never reused for another
+// cgroup. The cache is bounded like the records.
+func (x *Exemplars) name(id uint64) string {
+	if p, ok := x.names[id]; ok {
+		return p
+	}
+	if len(x.names) >= x.limit {
+		clear(x.names)
+	}
+	p, err := x.resolve(id)
+	if err != nil {
+		p = ""
+	}
+	x.names[id] = p
+	return p
 }
 
 // dropOlderHalf makes room: one pass that sorts the times, so that filling
@@ -125,6 +171,14 @@ func (x *Exemplars) Len() int {
 	return len(x.recent)
 }
 
+// Unplaced is the number of events dropped because their cgroup was gone
+// before they were read, so that no path was known for them.
+func (x *Exemplars) Unplaced() uint64 {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return x.unplaced
+}
+
 // promBucket is the exported bucket that counts a reclaim of ns: the
 // first bound whose cumulative count includes ns's kernel bucket (see
 // cumulative), len(bounds) for +Inf.
@@ -146,12 +200,9 @@ type cgroupExemplars [histCauses][]*dto.Exemplar
 // by TestExemplarBuckets.
 const promBuckets = 15
 
-// forScrape returns the exemplars of snap's cgroups, by path. A cgroup's
-// histograms are hierarchical, so its exemplar of a bucket is the most
-// recent reclaim of that bucket anywhere in its subtree: each record is
-// offered to its cgroup and every ancestor up to the snapshot's top. It
-// also forgets the cgroups that snap does not hold and that had no event
-// since it was read (removed, or outside the served subtree). With nothing
+// forScrape returns the exemplars of snap's cgroups, by path, and forgets
+// the cgroups that snap does not hold (removed, or outside the served
+// subtree) unless their event came after snap was read. With nothing
 // recorded it costs nothing.
 func (x *Exemplars) forScrape(snap *monitor.Snapshot) map[string]*cgroupExemplars {
 	if x == nil || len(snap.Cgroups) == 0 {
@@ -159,62 +210,44 @@ func (x *Exemplars) forScrape(snap *monitor.Snapshot) map[string]*cgroupExemplar
 	}
 	x.mu.Lock()
 	defer x.mu.Unlock()
+	x.top = snap.Cgroups[0].Path
 	if len(x.recent) == 0 {
 		return nil
 	}
-	// The paths of the records' cgroups and targets, from the snapshot.
-	paths := map[uint64]string{}
-	for k, r := range x.recent {
-		paths[k.cgroup] = ""
-		paths[r.target] = ""
+	found := map[string]bool{}
+	for k := range x.recent {
+		found[k.path] = false
 	}
 	for i := range snap.Cgroups {
-		if _, ok := paths[snap.Cgroups[i].ID]; ok {
-			paths[snap.Cgroups[i].ID] = snap.Cgroups[i].Path
+		if _, ok := found[snap.Cgroups[i].Path]; ok {
+			found[snap.Cgroups[i].Path] = true
 		}
 	}
-	top := snap.Cgroups[0].Path
 	read := snap.At.UnixNano()
-	newest := map[string]*[histCauses][promBuckets]*exemplarRecord{}
+	out := map[string]*cgroupExemplars{}
 	for k, r := range x.recent {
-		path := paths[k.cgroup]
-		if path == "" {
+		if !found[k.path] {
 			if r.unixNano < read {
 				delete(x.recent, k)
 			}
 			continue
 		}
-		for p := path; ; p = parentPath(p) {
-			slots := newest[p]
-			if slots == nil {
-				slots = &[histCauses][promBuckets]*exemplarRecord{}
-				newest[p] = slots
-			}
-			if old := slots[k.cause][k.bucket]; old == nil || old.unixNano < r.unixNano {
-				slots[k.cause][k.bucket] = &r
-			}
-			if len(p) <= len(top) || p == "/" {
-				break
-			}
+		ce := out[k.path]
+		if ce == nil {
+			ce = &cgroupExemplars{}
+			out[k.path] = ce
 		}
-	}
-	out := make(map[string]*cgroupExemplars, len(newest))
-	for p, slots := range newest {
-		ce := &cgroupExemplars{}
-		for c := range slots {
-			for b, r := range slots[c] {
-				if r == nil {
-					continue
-				}
-				if ce[c] == nil {
-					ce[c] = make([]*dto.Exemplar, len(bounds)+1)
-				}
-				ce[c][b] = r.exemplar(p, paths[r.target])
-			}
+		if ce[k.cause] == nil {
+			ce[k.cause] = make([]*dto.Exemplar, promBuckets)
 		}
-		out[p] = ce
+		ce[k.cause][k.bucket] = r.exemplar(k.path)
 	}
 	return out
+}
+
+// below says whether path is top or a cgroup below it.
+func below(path, top string) bool {
+	return top == "/" || path == top || strings.HasPrefix(path, top) && path[len(top)] == '/'
 }
 
 // parentPath is the parent of a cgroup path such as /a/b; / is its own.
@@ -242,13 +275,14 @@ var (
 
 // exemplar is r as the exemplar of series path's bucket: labels comm, pid,
 // and target, the path of the cgroup whose limit was enforced, where it is
-// not the series' cgroup (a reclaim its own limit forced needs no more). A target outside the snapshot (above the
-// served subtree) is named by its ID, as target_id. The comm comes from
+// not the series' cgroup (a reclaim its own limit forced needs no more);
+// a target whose path could not be resolved (gone before its event was
+// read) is named by its id, as target_id. The comm comes from
 // the task and may be anything: it is escaped as cgrstat escapes names for
 // a terminal, which also makes it valid UTF-8, as the exposition requires.
 // A target too long for the 128 runes loses its head, not its leaf end,
 // marked with "…".
-func (r *exemplarRecord) exemplar(path, target string) *dto.Exemplar {
+func (r *exemplarRecord) exemplar(path string) *dto.Exemplar {
 	n := bytes.IndexByte(r.comm[:], 0)
 	if n < 0 {
 		n = len(r.comm)
@@ -257,11 +291,11 @@ func (r *exemplarRecord) exemplar(path, target string) *dto.Exemplar {
 	pid := strconv.FormatUint(uint64(r.pid), 10)
 	labels := []*dto.LabelPair{{Name: &commName, Value: &comm}, {Name: &pidName, Value: &pid}}
 	switch {
-	case target == "" && r.target != 0:
-		id := strconv.FormatUint(r.target, 10)
+	case r.target == "" && r.targetID != 0:
+		id := strconv.FormatUint(r.targetID, 10)
 		labels = append(labels, &dto.LabelPair{Name: &targetIDName, Value: &id})
-	case target != "" && target != path:
-		target = escape.String(target)
+	case r.target != "" && r.target != path:
+		target := escape.String(r.target)
 		room := exemplarRunes - len(commName) - utf8.RuneCountInString(comm) - len(pidName) - len(pid) - len(targetName)
 		if n := utf8.RuneCountInString(target); n > room {
 			rs := []rune(target)

@@ -1,6 +1,7 @@
 package exporter
 
 import (
+	"fmt"
 	"io"
 	"log/slog"
 	"math"
@@ -44,7 +45,7 @@ func TestExemplarBuckets(t *testing.T) {
 	}
 }
 
-// tree is /top with /top/a and /top/a/b, and /top/c.
+// tree is /top with /top/a and /top/a/b, and /top/c, read at 1000 s.
 func tree() *monitor.Snapshot {
 	snap := &monitor.Snapshot{At: time.Unix(1000, 0), Health: monitor.Health{Flush: "walk"}}
 	for i, p := range []string{"/top", "/top/a", "/top/a/b", "/top/c"} {
@@ -58,65 +59,100 @@ func tree() *monitor.Snapshot {
 	return snap
 }
 
+// treeNames resolves tree's ids, and 98 and 99, cgroups below /top that
+// the snapshot does not hold.
+func treeNames(id uint64) (string, error) {
+	if p, ok := map[uint64]string{1: "/top", 2: "/top/a", 3: "/top/a/b", 4: "/top/c", 98: "/top/new", 99: "/top/gone"}[id]; ok {
+		return p, nil
+	}
+	return "", fmt.Errorf("cgroup id %d: no such cgroup", id)
+}
+
+// exemplarLabels are an exemplar's labels and its time (seconds), as one
+// string; "none" when there is none.
+func exemplarLabels(got map[string]*cgroupExemplars, path string, cause reclaim.Cause, bucket int) string {
+	ex := got[path]
+	if ex == nil || ex[cause] == nil || ex[cause][bucket] == nil {
+		return "none"
+	}
+	e := ex[cause][bucket]
+	var parts []string
+	for _, l := range e.Label {
+		parts = append(parts, l.GetName()+"="+l.GetValue())
+	}
+	return fmt.Sprint(strings.Join(parts, ","), " ", e.Timestamp.GetSeconds())
+}
+
 // TestExemplarStore: the most recent event of a bucket wins, whatever
 // order events arrive in; a cgroup's exemplar is the newest of its
-// subtree; direct reclaim has none; the target is a label where it is not
-// the series' cgroup; cgroups a scrape does not find are forgotten unless
-// their event is newer than the read.
+// subtree, kept after the cgroup where it happened is gone; direct reclaim
+// has none; the target is a label where it is not the series' cgroup, its
+// id where it has no path; cgroups a scrape does not find are forgotten
+// unless their event is newer than the read.
 func TestExemplarStore(t *testing.T) {
-	x := NewExemplars(100)
+	x := NewExemplars(100, treeNames)
 	at := func(s int64) time.Time { return time.Unix(s, 0) }
 	x.Add(Event{Time: at(10), PID: 1, Comm: "old", Cgroup: 3, Target: 2, Cause: reclaim.Max, Duration: 2e6})
 	x.Add(Event{Time: at(20), PID: 2, Comm: "new", Cgroup: 3, Target: 2, Cause: reclaim.Max, Duration: 3e6})
 	x.Add(Event{Time: at(15), PID: 3, Comm: "late", Cgroup: 3, Target: 2, Cause: reclaim.Max, Duration: 2e6})
 	x.Add(Event{Time: at(12), PID: 4, Comm: "sibling", Cgroup: 4, Target: 4, Cause: reclaim.Max, Duration: 2e6})
 	x.Add(Event{Time: at(30), PID: 5, Comm: "direct", Cgroup: 4, Cause: reclaim.Direct, Duration: 2e6})
-	x.Add(Event{Time: at(11), PID: 6, Comm: "gone", Cgroup: 99, Target: 500, Cause: reclaim.Max, Duration: 2e6})
-	x.Add(Event{Time: at(2000), PID: 7, Comm: "newcg", Cgroup: 98, Target: 501, Cause: reclaim.Max, Duration: 2e6})
-	if x.Len() != 4 {
-		t.Fatalf("%d records, want 4 (one bucket of cgroups 3, 4, 99 and 98; direct none)", x.Len())
+	x.Add(Event{Time: at(25), PID: 6, Comm: "gone", Cgroup: 99, Target: 500, Cause: reclaim.High, Duration: 2e6})
+	x.Add(Event{Time: at(2000), PID: 7, Comm: "after", Cgroup: 98, Target: 98, Cause: reclaim.Max, Duration: 100e9})
+	x.Add(Event{Time: at(40), PID: 8, Comm: "unknown", Cgroup: 600, Target: 600, Cause: reclaim.Max, Duration: 2e6})
+	// Before a scrape the top is unknown: events reach /.
+	if x.Len() != 4+1+3+3 {
+		t.Errorf("%d records, want 11 (/top/a/b's to /, /top/c's, /top/gone's to /, /top/new's to /)", x.Len())
+	}
+	if x.Unplaced() != 1 {
+		t.Errorf("%d events unplaced, want 1 (cgroup 600)", x.Unplaced())
 	}
 	got := x.forScrape(tree())
-	j := promBucket(2e6)
-	label := func(path string) string {
-		ex := got[path]
-		if ex == nil || ex[reclaim.Max] == nil || ex[reclaim.Max][j] == nil {
-			return "none"
-		}
-		e := ex[reclaim.Max][j]
-		var parts []string
-		for _, l := range e.Label {
-			parts = append(parts, l.GetName()+"="+l.GetValue())
-		}
-		return strings.Join(parts, ",") + " " + e.Timestamp.AsTime().Format("05")
-	}
-	for path, want := range map[string]string{
-		"/top/a/b": "comm=new,pid=2,target=/top/a 20",
-		"/top/a":   "comm=new,pid=2 20", // its own limit: no target label
-		"/top":     "comm=new,pid=2,target=/top/a 20",
-		"/top/c":   "comm=sibling,pid=4 12",
+	j, inf := promBucket(2e6), len(bounds)
+	for _, c := range []struct {
+		path   string
+		cause  reclaim.Cause
+		bucket int
+		want   string
+	}{
+		{"/top/a/b", reclaim.Max, j, "comm=new,pid=2,target=/top/a 20"},
+		{"/top/a", reclaim.Max, j, "comm=new,pid=2 20"}, // its own limit: no target label
+		{"/top", reclaim.Max, j, "comm=new,pid=2,target=/top/a 20"},
+		{"/top/c", reclaim.Max, j, "comm=sibling,pid=4 12"},
+		{"/top", reclaim.High, j, "comm=gone,pid=6,target_id=500 25"}, // its cgroup is gone
+		{"/top", reclaim.Max, inf, "comm=after,pid=7,target=/top/new 2000"},
+		{"/top/a", reclaim.High, j, "none"},
+		{"/top/c", reclaim.Max, inf, "none"},
 	} {
-		if g := label(path); g != want {
-			t.Errorf("%s: %s, want %s", path, g, want)
+		if g := exemplarLabels(got, c.path, c.cause, c.bucket); g != c.want {
+			t.Errorf("%s %s bucket %d: %s, want %s", c.path, c.cause, c.bucket, g, c.want)
 		}
 	}
-	if len(got) != 4 {
-		t.Errorf("exemplars for %d cgroups, want 4", len(got))
-	}
-	for p, ex := range got {
+	n := 0
+	for _, ex := range got {
 		for c := range ex {
-			for b, e := range ex[c] {
-				if e != nil && (c != int(reclaim.Max) || b != j) {
-					t.Errorf("%s: an exemplar in cause %d bucket %d", p, c, b)
+			for _, e := range ex[c] {
+				if e != nil {
+					n++
 				}
 			}
 		}
 	}
-	// 99 is gone (older than the read); 98 appeared after it: kept.
-	if x.Len() != 3 {
-		t.Errorf("%d records after the scrape, want 3", x.Len())
+	if len(got) != 4 || n != 6 {
+		t.Errorf("%d exemplars in %d cgroups, want 6 in 4", n, len(got))
 	}
-	if NewExemplars(10).forScrape(tree()) != nil {
+	// Gone: /top/gone and / (older than the read); kept: /top/new and its /
+	// (newer), and the six shown.
+	if x.Len() != 8 {
+		t.Errorf("%d records after the scrape, want 8", x.Len())
+	}
+	// Now the top is known: an event outside it is not kept, and one
+	// inside reaches /top, not /.
+	x.Add(Event{Time: at(3000), PID: 9, Cgroup: 3, Target: 3, Cause: reclaim.Proactive, Duration: 2e6})
+	if x.Len() != 8+3 {
+		t.Errorf("%d records, want 11 (/top/a/b, /top/a and /top)", x.Len())
+	}
+	if NewExemplars(10, treeNames).forScrape(tree()) != nil {
 		t.Error("an empty store returns exemplars")
 	}
 }
@@ -124,7 +160,7 @@ func TestExemplarStore(t *testing.T) {
 // TestExemplarLimit: a full store drops its older half and keeps taking
 // events.
 func TestExemplarLimit(t *testing.T) {
-	x := NewExemplars(100)
+	x := NewExemplars(100, func(id uint64) (string, error) { return fmt.Sprintf("/c%d", id), nil })
 	for i := range 1000 {
 		x.Add(Event{Time: time.Unix(int64(i), 0), Cgroup: uint64(i), Cause: reclaim.Max, Duration: 2e6})
 		if x.Len() > 100 {
@@ -133,12 +169,13 @@ func TestExemplarLimit(t *testing.T) {
 	}
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	if _, ok := x.recent[exemplarKey{cgroup: 999, bucket: uint8(promBucket(2e6))}]; !ok {
+	if _, ok := x.recent[exemplarKey{path: "/c999", bucket: uint8(promBucket(2e6))}]; !ok {
 		t.Error("the newest event is not kept")
 	}
 	for k := range x.recent {
-		if k.cgroup < 900 {
-			t.Errorf("cgroup %d kept, older than the 100 newest", k.cgroup)
+		var i int
+		if _, err := fmt.Sscanf(k.path, "/c%d", &i); err == nil && i < 900 {
+			t.Errorf("%s kept, older than the 100 newest", k.path)
 		}
 	}
 }
@@ -148,9 +185,9 @@ func TestExemplarLimit(t *testing.T) {
 // its head.
 func TestExemplarLabels(t *testing.T) {
 	long := "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod0b3c9a5e_8f2d_4c1e_9a7b_2d4e6f8a1c3b.slice/cri-containerd-3f9c2a1b6d8e4f70a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718.scope"
-	r := exemplarRecord{unixNano: 1, durationNS: 5e6, pid: 4194304, target: 7}
+	r := exemplarRecord{unixNano: 1, durationNS: 5e6, pid: 4194304, targetID: 7, target: long}
 	copy(r.comm[:], "\x1b[2J\xff\"x\\\n0123456")
-	e := r.exemplar("/", long)
+	e := r.exemplar("/")
 	runes := 0
 	vals := map[string]string{}
 	for _, l := range e.Label {
@@ -169,7 +206,8 @@ func TestExemplarLabels(t *testing.T) {
 	if tg := vals["target"]; !strings.HasPrefix(tg, "…") || !strings.HasSuffix(long, strings.TrimPrefix(tg, "…")) {
 		t.Errorf("target %q: want the tail of %s after …", tg, long)
 	}
-	if l := r.exemplar("/", "").Label; len(l) != 3 || l[2].GetName() != "target_id" || l[2].GetValue() != "7" {
+	r.target = ""
+	if l := r.exemplar("/").Label; len(l) != 3 || l[2].GetName() != "target_id" || l[2].GetValue() != "7" {
 		t.Errorf("a target outside the snapshot: %v, want target_id 7", l)
 	}
 	if e.GetValue() != 0.005 {
@@ -211,7 +249,7 @@ func ownLines(body string) string {
 // does not ask for OpenMetrics gets the text format, byte for byte what
 // it gets without exemplars.
 func TestOpenMetricsNegotiation(t *testing.T) {
-	x := NewExemplars(10)
+	x := NewExemplars(10, treeNames)
 	x.Add(Event{Time: time.Unix(1500, 250e6), PID: 42, Comm: "dd", Cgroup: 3, Target: 3, Cause: reclaim.Max, Duration: 2e6})
 	x.Add(Event{Time: time.Unix(1501, 0), PID: 43, Comm: "sort", Cgroup: 3, Target: 1, Cause: reclaim.Max, Duration: 100e9})
 	with := New(fixed{tree()}, monitor.Filter{Depth: -1}).WithExemplars(x)
