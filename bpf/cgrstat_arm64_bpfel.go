@@ -99,6 +99,39 @@ type CgrstatReclaimStart struct {
 	Pad      uint32
 }
 
+type CgrstatTraceEvent struct {
+	_          structs.HostLayout
+	EndNs      uint64
+	DurationNs uint64
+	CgroupId   uint64
+	TargetId   uint64
+	Reclaimed  uint64
+	Pid        uint32
+	Tid        uint32
+	Cpu        uint32
+	Cause      uint32
+	StackBytes int32
+	Pad        uint32
+	Comm       [16]int8
+	Stack      [32]uint64
+}
+
+type CgrstatTraceSlot struct {
+	_          structs.HostLayout
+	Active     uint32
+	Flags      uint32
+	MinNs      uint64
+	IntervalNs uint64
+	BurstNs    uint64
+	Tat        uint64
+	Sent       uint64
+	Dropped    [2]uint64
+	Cgroups    [4]uint64
+	OwnerPid   uint32
+	Pad        uint32
+	OwnerStart uint64
+}
+
 type CgrstatTreeNode struct {
 	_        structs.HostLayout
 	Id       uint64
@@ -119,6 +152,9 @@ const (
 	CgrstatMapSeq              = "seq"
 	CgrstatMapSessions         = "sessions"
 	CgrstatMapStats            = "stats"
+	CgrstatMapTraceGate        = "trace_gate"
+	CgrstatMapTraceRings       = "trace_rings"
+	CgrstatMapTraceSlots       = "trace_slots"
 	CgrstatMapTreeNodes        = "tree_nodes"
 	CgrstatProgDirectEnd       = "direct_end"
 	CgrstatProgDirectStart     = "direct_start"
@@ -209,6 +245,9 @@ type CgrstatMapSpecs struct {
 	Seq           *ebpf.MapSpec `ebpf:"seq"`
 	Sessions      *ebpf.MapSpec `ebpf:"sessions"`
 	Stats         *ebpf.MapSpec `ebpf:"stats"`
+	TraceGate     *ebpf.MapSpec `ebpf:"trace_gate"`
+	TraceRings    *ebpf.MapSpec `ebpf:"trace_rings"`
+	TraceSlots    *ebpf.MapSpec `ebpf:"trace_slots"`
 	TreeNodes     *ebpf.MapSpec `ebpf:"tree_nodes"`
 }
 
@@ -249,6 +288,9 @@ type CgrstatMaps struct {
 	Seq           *ebpf.Map `ebpf:"seq"`
 	Sessions      *ebpf.Map `ebpf:"sessions"`
 	Stats         *ebpf.Map `ebpf:"stats"`
+	TraceGate     *ebpf.Map `ebpf:"trace_gate"`
+	TraceRings    *ebpf.Map `ebpf:"trace_rings"`
+	TraceSlots    *ebpf.Map `ebpf:"trace_slots"`
 	TreeNodes     *ebpf.Map `ebpf:"tree_nodes"`
 }
 
@@ -262,6 +304,9 @@ func (m *CgrstatMaps) Close() error {
 		m.Seq,
 		m.Sessions,
 		m.Stats,
+		m.TraceGate,
+		m.TraceRings,
+		m.TraceSlots,
 		m.TreeNodes,
 	)
 }

@@ -133,6 +133,7 @@ func (o *objects) maps() map[string]*ebpf.Map {
 		bpf.CgrstatMapReclaimStarts: m.ReclaimStarts, bpf.CgrstatMapSessions: m.Sessions,
 		bpf.CgrstatMapSeq: m.Seq, bpf.CgrstatMapTreeNodes: m.TreeNodes, bpf.CgrstatMapPrintCopies: m.PrintCopies,
 		bpf.CgrstatMapOomVictims: m.OomVictims,
+		bpf.CgrstatMapTraceGate:  m.TraceGate, bpf.CgrstatMapTraceSlots: m.TraceSlots, bpf.CgrstatMapTraceRings: m.TraceRings,
 	}
 }
 
