@@ -59,7 +59,8 @@ func TestKernelDashboardQueries(t *testing.T) {
 	l := newLab(t)
 	path, parent, topRel := l.createTree(podSpec)
 
-	srv := startCLI(t, "serve", topRel, "--depth=-1", "--pin-path", l.pinPath, "--web.listen-address", "127.0.0.1:0")
+	// Every reclaim may be an exemplar: the stress's are short.
+	srv := startCLI(t, "serve", topRel, "--depth=-1", "--pin-path", l.pinPath, "--web.listen-address", "127.0.0.1:0", "--exemplars.min=0")
 	target := srv.serveAddr(t)
 	prom := startPrometheus(t, promBin, target, rules)
 	prom.waitUp(t)
@@ -84,6 +85,7 @@ func TestKernelDashboardQueries(t *testing.T) {
 	leafA := topPath + "/kubepods/burstable/pod" + podA + "/" + containerA
 	waitForData(t, prom, fmt.Sprintf(`cgroup:cgrstat_reclaim_seconds:rate5m{cgroup=%q} > 0`, leafA))
 	to := time.Now()
+	checkExemplars(t, prom, leafA, from)
 
 	vars := map[string]string{
 		"instance":        regexp.QuoteMeta(target),
@@ -195,6 +197,47 @@ func TestKernelDashboardQueries(t *testing.T) {
 	t.Logf("rules: %d evaluated without error; %d recording rules returned data; %d of %d alert conditions hold",
 		evaluated, records, alertsWithData, alerts)
 	t.Logf("alerts: %s", prom.get(t, "/api/v1/alerts"))
+}
+
+// checkExemplars: Prometheus (exemplar storage on) holds exemplars of the
+// stressed container's latency buckets, as serve attached them in the
+// OpenMetrics format: each names a stress child (comm "exe": stress runs
+// /proc/self/exe) by a pid, with a latency within its bucket, since the
+// stress began. The path of a v1 stress's target (its scratch cgroup below
+// the container) is longer than an exemplar may be (128 runes): it comes
+// shortened, and Prometheus takes it.
+func checkExemplars(t *testing.T, prom *prometheus, cgroup string, from time.Time) {
+	t.Helper()
+	q := fmt.Sprintf(`cgrstat_reclaim_duration_seconds_bucket{cgroup=%q}`, cgroup)
+	var got []promExemplars
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(500 * time.Millisecond) {
+		if got = prom.exemplars(t, q, from); len(got) > 0 || time.Now().After(deadline) {
+			break
+		}
+	}
+	if len(got) == 0 {
+		t.Errorf("Prometheus stored no exemplars of %s", q)
+		return
+	}
+	n := 0
+	for _, s := range got {
+		le, err := strconv.ParseFloat(s.SeriesLabels["le"], 64)
+		if err != nil {
+			t.Errorf("exemplars of a series without le: %v", s.SeriesLabels)
+			continue
+		}
+		for _, e := range s.Exemplars {
+			n++
+			v, err := strconv.ParseFloat(e.Value, 64)
+			pid, perr := strconv.Atoi(e.Labels["pid"])
+			if err != nil || perr != nil || pid <= 0 || e.Labels["comm"] != "exe" || v <= 0 || v > le ||
+				e.Timestamp < float64(from.Unix()) {
+				t.Errorf("exemplar %+v of bucket le=%s: want a stress child's pid, comm exe, a latency within the bucket, a time since %s",
+					e, s.SeriesLabels["le"], from.Format(time.TimeOnly))
+			}
+		}
+	}
+	t.Logf("Prometheus holds %d exemplars in %d buckets of %s, e.g. %+v", n, len(got), cgroup, got[0].Exemplars[0])
 }
 
 // depthValue is the value the dashboard's depth variable has for depth n.

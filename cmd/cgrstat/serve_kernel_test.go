@@ -166,7 +166,8 @@ func equalSeries(got, want map[string]float64) bool {
 type prometheus struct{ addr string }
 
 // startPrometheus starts a Prometheus that scrapes target every second as
-// job cgrstat and evaluates rules every second. Each of more is either a
+// job cgrstat and evaluates rules every second, storing exemplars (it
+// asks for OpenMetrics first, which carries them). Each of more is either a
 // further scrape job, given as job=target, or a rule file (an absolute
 // path).
 func startPrometheus(t *testing.T, bin, target string, more ...string) *prometheus {
@@ -192,7 +193,7 @@ func startPrometheus(t *testing.T, bin, target string, more ...string) *promethe
 	}
 	p := &prometheus{addr: freeAddr(t)}
 	cmd := exec.Command(bin, "--config.file="+cfg, "--storage.tsdb.path="+filepath.Join(dir, "data"),
-		"--web.listen-address="+p.addr, "--log.level=warn")
+		"--web.listen-address="+p.addr, "--log.level=warn", "--enable-feature=exemplar-storage")
 	var logs syncbuf.Buffer
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	if err := cmd.Start(); err != nil {
@@ -256,6 +257,37 @@ func (p *prometheus) samples(t *testing.T, q string) []promSample {
 		out = append(out, promSample{s.Metric, v})
 	}
 	return out
+}
+
+// promExemplars are the exemplars of one series, as
+// /api/v1/query_exemplars answers.
+type promExemplars struct {
+	SeriesLabels map[string]string
+	Exemplars    []struct {
+		Labels    map[string]string
+		Value     string
+		Timestamp float64
+	}
+}
+
+// exemplars returns the exemplars Prometheus stored for the series q
+// selects, from start until now.
+func (p *prometheus) exemplars(t *testing.T, q string, start time.Time) []promExemplars {
+	t.Helper()
+	resp, err := http.Get("http://" + p.addr + "/api/v1/query_exemplars?" + url.Values{"query": {q},
+		"start": {apiTime(start)}, "end": {apiTime(time.Now())}}.Encode())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var r struct {
+		Status, Error string
+		Data          []promExemplars
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil || r.Status != "success" {
+		t.Fatalf("exemplars of %s: %v, status %q: %s", q, err, r.Status, r.Error)
+	}
+	return r.Data
 }
 
 // query runs an instant query and returns name{cgroup="..."} → value.

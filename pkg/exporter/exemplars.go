@@ -13,22 +13,10 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/cgrstat/cgrstat/pkg/escape"
+	"github.com/cgrstat/cgrstat/pkg/events"
 	"github.com/cgrstat/cgrstat/pkg/monitor"
 	"github.com/cgrstat/cgrstat/pkg/reclaim"
 )
-
-// Event is one reclaim that a latency bucket can show as its exemplar:
-// who stalled (pid, comm), where (the task's memory cgroup), whose limit
-// forced it (the target), why and how long.
-type Event struct {
-	Time     time.Time // when it ended
-	Duration time.Duration
-	PID      int
-	Comm     string // raw, from the kernel
-	Cgroup   uint64 // the stalled task's memory cgroup, by id
-	Target   uint64 // the cgroup whose limit was enforced, by id
-	Cause    reclaim.Cause
-}
 
 // Resolver names a cgroup by its id: its path as monitor.Cgroup.Path has
 // it (cgroup.Hierarchy.PathOf).
@@ -94,8 +82,9 @@ const histCauses = reclaim.Proactive + 1
 // every ancestor up to the served subtree's top. Direct reclaim has no
 // distribution and is ignored; an event older than the one it would
 // replace leaves it (events of several CPUs may arrive out of order).
-func (x *Exemplars) Add(e Event) {
-	if e.Cause < 0 || e.Cause >= histCauses || e.Duration < 0 {
+func (x *Exemplars) Add(e events.Event) {
+	cause := histCause(e.Cause)
+	if cause < 0 || e.Duration < 0 {
 		return
 	}
 	x.mu.Lock()
@@ -113,9 +102,9 @@ func (x *Exemplars) Add(e Event) {
 		r.target = x.name(e.Target)
 	}
 	copy(r.comm[:], e.Comm)
-	cause, bucket := uint8(e.Cause), uint8(promBucket(uint64(e.Duration)))
+	bucket := uint8(promBucket(uint64(e.Duration)))
 	for p := path; ; p = parentPath(p) {
-		k := exemplarKey{path: p, cause: cause, bucket: bucket}
+		k := exemplarKey{path: p, cause: uint8(cause), bucket: bucket}
 		if old, ok := x.recent[k]; !ok || old.unixNano <= r.unixNano {
 			if !ok && len(x.recent) >= x.limit {
 				x.dropOlderHalf()
@@ -126,6 +115,17 @@ func (x *Exemplars) Add(e Event) {
 			break
 		}
 	}
+}
+
+// histCause is the cause of an event's name, -1 for one without a
+// distribution.
+func histCause(name string) reclaim.Cause {
+	for c := range histCauses {
+		if c.String() == name {
+			return c
+		}
+	}
+	return -1
 }
 
 // name resolves a cgroup id, once: an id is never reused for another

@@ -12,6 +12,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/cgrstat/cgrstat/pkg/events"
 	"github.com/cgrstat/cgrstat/pkg/monitor"
 	"github.com/cgrstat/cgrstat/pkg/reclaim"
 )
@@ -92,14 +93,14 @@ func exemplarLabels(got map[string]*cgroupExemplars, path string, cause reclaim.
 func TestExemplarStore(t *testing.T) {
 	x := NewExemplars(100, treeNames)
 	at := func(s int64) time.Time { return time.Unix(s, 0) }
-	x.Add(Event{Time: at(10), PID: 1, Comm: "old", Cgroup: 3, Target: 2, Cause: reclaim.Max, Duration: 2e6})
-	x.Add(Event{Time: at(20), PID: 2, Comm: "new", Cgroup: 3, Target: 2, Cause: reclaim.Max, Duration: 3e6})
-	x.Add(Event{Time: at(15), PID: 3, Comm: "late", Cgroup: 3, Target: 2, Cause: reclaim.Max, Duration: 2e6})
-	x.Add(Event{Time: at(12), PID: 4, Comm: "sibling", Cgroup: 4, Target: 4, Cause: reclaim.Max, Duration: 2e6})
-	x.Add(Event{Time: at(30), PID: 5, Comm: "direct", Cgroup: 4, Cause: reclaim.Direct, Duration: 2e6})
-	x.Add(Event{Time: at(25), PID: 6, Comm: "gone", Cgroup: 99, Target: 500, Cause: reclaim.High, Duration: 2e6})
-	x.Add(Event{Time: at(2000), PID: 7, Comm: "after", Cgroup: 98, Target: 98, Cause: reclaim.Max, Duration: 100e9})
-	x.Add(Event{Time: at(40), PID: 8, Comm: "unknown", Cgroup: 600, Target: 600, Cause: reclaim.Max, Duration: 2e6})
+	x.Add(events.Event{Time: at(10), PID: 1, Comm: "old", Cgroup: 3, Target: 2, Cause: "max", Duration: 2e6})
+	x.Add(events.Event{Time: at(20), PID: 2, Comm: "new", Cgroup: 3, Target: 2, Cause: "max", Duration: 3e6})
+	x.Add(events.Event{Time: at(15), PID: 3, Comm: "late", Cgroup: 3, Target: 2, Cause: "max", Duration: 2e6})
+	x.Add(events.Event{Time: at(12), PID: 4, Comm: "sibling", Cgroup: 4, Target: 4, Cause: "max", Duration: 2e6})
+	x.Add(events.Event{Time: at(30), PID: 5, Comm: "direct", Cgroup: 4, Cause: "direct", Duration: 2e6})
+	x.Add(events.Event{Time: at(25), PID: 6, Comm: "gone", Cgroup: 99, Target: 500, Cause: "high", Duration: 2e6})
+	x.Add(events.Event{Time: at(2000), PID: 7, Comm: "after", Cgroup: 98, Target: 98, Cause: "max", Duration: 100e9})
+	x.Add(events.Event{Time: at(40), PID: 8, Comm: "unknown", Cgroup: 600, Target: 600, Cause: "max", Duration: 2e6})
 	// Before a scrape the top is unknown: events reach /.
 	if x.Len() != 4+1+3+3 {
 		t.Errorf("%d records, want 11 (/top/a/b's to /, /top/c's, /top/gone's to /, /top/new's to /)", x.Len())
@@ -148,7 +149,7 @@ func TestExemplarStore(t *testing.T) {
 	}
 	// Now the top is known: an event outside it is not kept, and one
 	// inside reaches /top, not /.
-	x.Add(Event{Time: at(3000), PID: 9, Cgroup: 3, Target: 3, Cause: reclaim.Proactive, Duration: 2e6})
+	x.Add(events.Event{Time: at(3000), PID: 9, Cgroup: 3, Target: 3, Cause: "proactive", Duration: 2e6})
 	if x.Len() != 8+3 {
 		t.Errorf("%d records, want 11 (/top/a/b, /top/a and /top)", x.Len())
 	}
@@ -162,7 +163,7 @@ func TestExemplarStore(t *testing.T) {
 func TestExemplarLimit(t *testing.T) {
 	x := NewExemplars(100, func(id uint64) (string, error) { return fmt.Sprintf("/c%d", id), nil })
 	for i := range 1000 {
-		x.Add(Event{Time: time.Unix(int64(i), 0), Cgroup: uint64(i), Cause: reclaim.Max, Duration: 2e6})
+		x.Add(events.Event{Time: time.Unix(int64(i), 0), Cgroup: uint64(i), Cause: "max", Duration: 2e6})
 		if x.Len() > 100 {
 			t.Fatalf("%d records after %d events, limit 100", x.Len(), i+1)
 		}
@@ -250,8 +251,8 @@ func ownLines(body string) string {
 // it gets without exemplars.
 func TestOpenMetricsNegotiation(t *testing.T) {
 	x := NewExemplars(10, treeNames)
-	x.Add(Event{Time: time.Unix(1500, 250e6), PID: 42, Comm: "dd", Cgroup: 3, Target: 3, Cause: reclaim.Max, Duration: 2e6})
-	x.Add(Event{Time: time.Unix(1501, 0), PID: 43, Comm: "sort", Cgroup: 3, Target: 1, Cause: reclaim.Max, Duration: 100e9})
+	x.Add(events.Event{Time: time.Unix(1500, 250e6), PID: 42, Comm: "dd", Cgroup: 3, Target: 3, Cause: "max", Duration: 2e6})
+	x.Add(events.Event{Time: time.Unix(1501, 0), PID: 43, Comm: "sort", Cgroup: 3, Target: 1, Cause: "max", Duration: 100e9})
 	with := New(fixed{tree()}, monitor.Filter{Depth: -1}).WithExemplars(x)
 	without := New(fixed{tree()}, monitor.Filter{Depth: -1})
 
