@@ -134,6 +134,13 @@ func TestKernelDashboardQueries(t *testing.T) {
 				withData++
 			}
 			t.Logf("%s/%s: %d series, data %v", p.Title, tg.RefID, len(res), hasData(res))
+			if tg.Exemplar {
+				ex := prom.exemplars(t, expr, from)
+				if len(ex) == 0 {
+					t.Errorf("panel %q query %s: no exemplars\n%s", p.Title, tg.RefID, expr)
+				}
+				t.Logf("%s/%s: exemplars in %d series", p.Title, tg.RefID, len(ex))
+			}
 			if err := want(res, check); err != nil {
 				t.Errorf("panel %q query %s: %v\n%s", p.Title, tg.RefID, err, expr)
 			}
