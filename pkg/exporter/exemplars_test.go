@@ -291,3 +291,36 @@ func TestOpenMetricsNegotiation(t *testing.T) {
 		t.Errorf("/top/c has %d +Inf buckets, want one per cause (2)", n)
 	}
 }
+
+// BenchmarkScrape10kExemplars: BenchmarkScrape10k's tree with an event in
+// every bucket of the 100 active cgroups (each placed up to the top), in
+// the OpenMetrics format.
+func BenchmarkScrape10kExemplars(b *testing.B) {
+	snap := syntheticActive(10000, 100)
+	names := map[uint64]string{}
+	for _, c := range snap.Cgroups {
+		names[c.ID] = c.Path
+	}
+	x := NewExemplars(DefaultExemplarLimit, func(id uint64) (string, error) { return names[id], nil })
+	for i := range 100 {
+		for j := range promBuckets {
+			x.Add(events.Event{Time: snap.At.Add(-time.Second), PID: i + 1, Comm: "worker", Cgroup: uint64(i + 1),
+				Target: 1, Cause: "max", Duration: time.Duration(uint64(1) << (10 + 2*j) >> 1)})
+		}
+	}
+	b.Logf("%d records", x.Len())
+	c := New(fixed{snap}, monitor.Filter{Depth: -1}).WithExemplars(x)
+	h, err := Handler(c, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		rec := httptest.NewRecorder()
+		req := httptest.NewRequest("GET", "/metrics", nil)
+		req.Header.Set("Accept", promAccept)
+		h.ServeHTTP(rec, req)
+		if rec.Code != 200 {
+			b.Fatalf("status %d", rec.Code)
+		}
+	}
+}
