@@ -46,6 +46,9 @@ var goSideTests = []string{
 	"TestKernelUnloadUnderReaders", "TestKernelUnloadRemovesOnlyDirsLoadMade", "TestKernelLockFilesOnlyForLoads",
 	"TestKernelServeMethods", "TestKernelHostileCgroupName", "TestKernelMessagesNameWhatTheyMean",
 	"TestKernelWatchSignals", "TestKernelOpenPrintsTheCgroup", "TestKernelIdentity",
+	// issue 21: serve's exemplars with every event slot taken and across a
+	// reload (the event stream itself is pkg/events' kernel tests)
+	"TestKernelServeExemplarStream",
 }
 
 // parseSubset checks -emulated.
