@@ -421,7 +421,9 @@ func perCgroup(body string) string {
 
 // TestKernelServeUnitCapabilities runs serve as the unit does, as root with
 // only the unit's CapabilityBoundingSet (setpriv): it loads, answers a
-// scrape with every cgroup, and unloads on SIGTERM. Without one of those
+// scrape with every cgroup, reads the event stream and names a reclaim's
+// cgroups in its exemplars (without CAP_DAC_READ_SEARCH: from the task's
+// /proc/PID/cgroup), and unloads on SIGTERM. Without one of those
 // capabilities, loading fails.
 func TestKernelServeUnitCapabilities(t *testing.T) {
 	setpriv := needTool(t, "setpriv")
@@ -436,12 +438,40 @@ func TestKernelServeUnitCapabilities(t *testing.T) {
 	}
 	serve := func(bounding string) *cliProc {
 		return startCLIWith(t, setpriv, "--bounding-set="+bounding, "--inh-caps=-all", "--",
-			cliExe(t), "serve", "--pin-path", l.pinPath, "--web.listen-address=127.0.0.1:0", "--depth=1")
+			cliExe(t), "serve", "--pin-path", l.pinPath, "--web.listen-address=127.0.0.1:0", "--depth=1", "--exemplars.min=0")
 	}
 	srv := serve(bounding)
-	body := scrape(t, srv.serveAddr(t))
+	addr := srv.serveAddr(t)
+	body := scrape(t, addr)
 	if !strings.Contains(body, `cgrstat_memcg_reclaims_total{cgroup="/"}`) {
 		t.Errorf("serve with %v: no series for the root cgroup", caps)
+	}
+	// A reclaim below this test's cgroup is an exemplar of the exported
+	// cgroup above it (depth 1), its target one of this test's cgroups.
+	if first := strings.SplitN(l.h.Own, "/", 3); len(first) > 1 && first[1] != "" {
+		waitFor(t, "serve to read the event stream", func() bool {
+			return strings.Contains(srv.stderr.String(), "exemplars: reading the event stream")
+		})
+		path, parent, _ := l.createTree("children: [{name: leaf}]\nstress: {size: 8MiB}\n")
+		l.run("stress", "-f", path, parent)
+		ours := regexp.MustCompile(`(?m)^cgrstat_reclaim_duration_seconds_bucket\{cause="[a-z]+",cgroup="/` + regexp.QuoteMeta(first[1]) +
+			`",le="[^"]+"\} \d+ # \{comm="exe",pid="\d+",target="[^"]*-` + strconv.Itoa(os.Getpid()) + `-`)
+		var om string
+		for deadline := time.Now().Add(10 * time.Second); !ours.MatchString(om); time.Sleep(100 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				var with []string
+				for _, line := range strings.Split(om, "\n") {
+					if strings.Contains(line, " # {") {
+						with = append(with, line)
+					}
+				}
+				t.Fatalf("no exemplar of this test's reclaim (%s); exemplars:\n%s\nserve:\n%s", ours, strings.Join(with, "\n"), srv.stderr)
+			}
+			om = scrapeOpenMetrics(t, addr)
+		}
+	}
+	if strings.Contains(srv.stderr.String(), "without exemplars") {
+		t.Errorf("serve with %v cannot read the event stream:\n%s", caps, srv.stderr)
 	}
 	if code := srv.stop(t); code != 0 {
 		t.Errorf("serve with %v exited %d:\n%s", caps, code, srv.stderr)

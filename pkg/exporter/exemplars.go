@@ -19,8 +19,9 @@ import (
 )
 
 // Resolver names a cgroup by its id: its path as monitor.Cgroup.Path has
-// it (cgroup.Hierarchy.PathOf).
-type Resolver func(id uint64) (string, error)
+// it (cgroup.Hierarchy.PathOf). pid is the event's task, in the cgroup or
+// below it, if that helps.
+type Resolver func(id uint64, pid int) (string, error)
 
 // Exemplars keeps, for each cgroup, cause and exported latency bucket, the
 // most recent reclaim of the cgroup's subtree in that bucket: what a
@@ -41,7 +42,7 @@ type Exemplars struct {
 	limit    int
 	resolve  Resolver
 	recent   map[exemplarKey]exemplarRecord
-	names    map[uint64]string // ids resolved, "" for those that did not
+	names    map[uint64]string // ids resolved
 	top      string            // the served subtree's top, once a scrape read it
 	unplaced uint64            // events whose cgroup was gone before they were read
 }
@@ -90,7 +91,7 @@ func (x *Exemplars) Add(e events.Event) {
 	}
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	path := x.name(e.Cgroup)
+	path := x.name(e.Cgroup, e.PID)
 	if path == "" {
 		x.unplaced++
 		return
@@ -100,7 +101,7 @@ func (x *Exemplars) Add(e events.Event) {
 	}
 	r := exemplarRecord{unixNano: e.Time.UnixNano(), durationNS: uint64(e.Duration), pid: uint32(e.PID), targetID: e.Target}
 	if e.Target != 0 {
-		r.target = x.name(e.Target)
+		r.target = x.name(e.Target, e.PID)
 	}
 	copy(r.comm[:], e.Comm)
 	bucket := uint8(promBucket(uint64(e.Duration)))
@@ -129,18 +130,19 @@ func histCause(name string) reclaim.Cause {
 	return -1
 }
 
-// name resolves a cgroup id, once: an id is never reused for another
-// cgroup. The cache is bounded like the records.
-func (x *Exemplars) name(id uint64) string {
+// name resolves a cgroup id, "" if it cannot, once: an id is never reused
+// for another cgroup. A failure is not kept: the next event's task may
+// name the cgroup. The cache is bounded like the records.
+func (x *Exemplars) name(id uint64, pid int) string {
 	if p, ok := x.names[id]; ok {
 		return p
 	}
+	p, err := x.resolve(id, pid)
+	if err != nil {
+		return ""
+	}
 	if len(x.names) >= x.limit {
 		clear(x.names)
-	}
-	p, err := x.resolve(id)
-	if err != nil {
-		p = ""
 	}
 	x.names[id] = p
 	return p

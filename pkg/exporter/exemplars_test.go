@@ -62,7 +62,7 @@ func tree() *monitor.Snapshot {
 
 // treeNames resolves tree's ids, and 98 and 99, cgroups below /top that
 // the snapshot does not hold.
-func treeNames(id uint64) (string, error) {
+func treeNames(id uint64, _ int) (string, error) {
 	if p, ok := map[uint64]string{1: "/top", 2: "/top/a", 3: "/top/a/b", 4: "/top/c", 98: "/top/new", 99: "/top/gone"}[id]; ok {
 		return p, nil
 	}
@@ -161,7 +161,7 @@ func TestExemplarStore(t *testing.T) {
 // TestExemplarLimit: a full store drops its older half and keeps taking
 // events.
 func TestExemplarLimit(t *testing.T) {
-	x := NewExemplars(100, func(id uint64) (string, error) { return fmt.Sprintf("/c%d", id), nil })
+	x := NewExemplars(100, func(id uint64, _ int) (string, error) { return fmt.Sprintf("/c%d", id), nil })
 	for i := range 1000 {
 		x.Add(events.Event{Time: time.Unix(int64(i), 0), Cgroup: uint64(i), Cause: "max", Duration: 2e6})
 		if x.Len() > 100 {
@@ -301,7 +301,7 @@ func BenchmarkScrape10kExemplars(b *testing.B) {
 	for _, c := range snap.Cgroups {
 		names[c.ID] = c.Path
 	}
-	x := NewExemplars(DefaultExemplarLimit, func(id uint64) (string, error) { return names[id], nil })
+	x := NewExemplars(DefaultExemplarLimit, func(id uint64, _ int) (string, error) { return names[id], nil })
 	for i := range 100 {
 		for j := range promBuckets {
 			x.Add(events.Event{Time: snap.At.Add(-time.Second), PID: i + 1, Comm: "worker", Cgroup: uint64(i + 1),

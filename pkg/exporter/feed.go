@@ -59,6 +59,7 @@ func Feed(ctx context.Context, x *Exemplars, pinPath string, opts events.Options
 				case <-ctx.Done():
 					r.Close()
 					<-done
+					logDrops(r, logger)
 					return
 				case <-done:
 					same = false
@@ -68,9 +69,7 @@ func Feed(ctx context.Context, x *Exemplars, pinPath string, opts events.Options
 			}
 			r.Close()
 			<-done
-			if c, err := r.Counts(); err == nil && c.Dropped() > 0 {
-				logger.Info("exemplars: the event stream's drops", "sent", c.Sent, "rate_limit", c.RateLimit, "ring_full", c.RingFull)
-			}
+			logDrops(r, logger)
 			continue
 		}
 		select {
@@ -78,6 +77,13 @@ func Feed(ctx context.Context, x *Exemplars, pinPath string, opts events.Options
 			return
 		case <-tick.C:
 		}
+	}
+}
+
+// logDrops says what a closed reader's slot dropped, if anything.
+func logDrops(r *events.Reader, logger *slog.Logger) {
+	if c, err := r.Counts(); err == nil && c.Dropped() > 0 {
+		logger.Info("exemplars: events the stream dropped", "sent", c.Sent, "rate_limit", c.RateLimit, "ring_full", c.RingFull)
 	}
 }
 
