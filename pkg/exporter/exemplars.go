@@ -2,6 +2,7 @@ package exporter
 
 import (
 	"bytes"
+	"cmp"
 	"slices"
 	"strconv"
 	"strings"
@@ -43,8 +44,16 @@ type Exemplars struct {
 	resolve  Resolver
 	recent   map[exemplarKey]exemplarRecord
 	names    map[uint64]string // ids resolved
+	index    []idPath          // the last snapshot's cgroups, by id, once the resolver failed
+	indexing bool              // the resolver failed: keep the index
 	top      string            // the served subtree's top, once a scrape read it
 	unplaced uint64            // events whose cgroup was gone before they were read
+}
+
+// idPath is a cgroup of a snapshot.
+type idPath struct {
+	id   uint64
+	path string
 }
 
 // exemplarKey is a cgroup, a cause with a distribution and a Prometheus
@@ -139,7 +148,12 @@ func (x *Exemplars) name(id uint64, pid int) string {
 	}
 	p, err := x.resolve(id, pid)
 	if err != nil {
-		return ""
+		x.indexing = true
+		i, ok := slices.BinarySearchFunc(x.index, id, func(c idPath, id uint64) int { return cmp.Compare(c.id, id) })
+		if !ok {
+			return ""
+		}
+		p = x.index[i].path
 	}
 	if len(x.names) >= x.limit {
 		clear(x.names)
@@ -214,6 +228,9 @@ func (x *Exemplars) forScrape(snap *monitor.Snapshot) map[string]*cgroupExemplar
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	x.top = snap.Cgroups[0].Path
+	if x.indexing {
+		x.indexCgroups(snap)
+	}
 	if len(x.recent) == 0 {
 		return nil
 	}
@@ -251,6 +268,20 @@ func (x *Exemplars) forScrape(snap *monitor.Snapshot) map[string]*cgroupExemplar
 // below says whether path is top or a cgroup below it.
 func below(path, top string) bool {
 	return top == "/" || path == top || strings.HasPrefix(path, top) && path[len(top)] == '/'
+}
+
+// indexCgroups keeps snap's cgroups by id, for the events whose cgroup the
+// resolver cannot name: in a container without the host's pids (no
+// /proc/PID/cgroup) and without CAP_DAC_READ_SEARCH, the cgroups that
+// existed at the last scrape are still named. Kept only once the resolver
+// has failed: 24 bytes per cgroup, and the paths, the snapshot's own
+// strings (about 1 MB at 10,000 cgroups).
+func (x *Exemplars) indexCgroups(snap *monitor.Snapshot) {
+	x.index = slices.Grow(x.index[:0], len(snap.Cgroups))
+	for i := range snap.Cgroups {
+		x.index = append(x.index, idPath{snap.Cgroups[i].ID, snap.Cgroups[i].Path})
+	}
+	slices.SortFunc(x.index, func(a, b idPath) int { return cmp.Compare(a.id, b.id) })
 }
 
 // parentPath is the parent of a cgroup path such as /a/b; / is its own.

@@ -158,6 +158,24 @@ func TestExemplarStore(t *testing.T) {
 	}
 }
 
+// TestExemplarIndex: where the resolver cannot name a cgroup (serve in a
+// container without the host's pids), the cgroups of the last scrape are
+// named from it.
+func TestExemplarIndex(t *testing.T) {
+	x := NewExemplars(100, func(id uint64, _ int) (string, error) { return "", fmt.Errorf("cgroup id %d: no", id) })
+	e := events.Event{Time: time.Unix(2000, 0), PID: 1, Comm: "a", Cgroup: 3, Target: 2, Cause: "max", Duration: 2e6}
+	x.Add(e)
+	if x.Len() != 0 || x.Unplaced() != 1 {
+		t.Fatalf("%d records, %d unplaced; want none placed before a scrape", x.Len(), x.Unplaced())
+	}
+	x.forScrape(tree())
+	x.Add(e)
+	got := x.forScrape(tree())
+	if g := exemplarLabels(got, "/top", reclaim.Max, promBucket(2e6)); g != "comm=a,pid=1,target=/top/a 2000" {
+		t.Errorf("/top: %s, want the event named from the scrape's cgroups", g)
+	}
+}
+
 // TestExemplarLimit: a full store drops its older half and keeps taking
 // events.
 func TestExemplarLimit(t *testing.T) {
