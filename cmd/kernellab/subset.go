@@ -29,7 +29,7 @@ var goSideTests = []string{
 	"TestKernelKillLoadUnload", "TestKernelKillPin", "TestKernelKillHierarchyCreate",
 	"TestKernelKillStress", "TestKernelKillCheck", "TestKernelInterrupt",
 	// cardinality, tmux
-	"TestKernelServeCardinality", "TestKernelWatchTmux",
+	"TestKernelServeCardinality", "TestKernelWatchTmux", "TestKernelWatchSlowReclaims",
 	// the command line's checks and its own commands' races
 	"TestKernelBadInput", "TestKernelBadPinPaths", "TestKernelMaxCgroupsBounds",
 	"TestKernelNamesInErrors", "TestKernelNotALoadIsLeftAlone", "TestKernelUnpinAllOrNothing",

@@ -62,6 +62,9 @@ var (
 	ErrNoStream = errors.New("the load has no event stream (loaded by an older cgrstat): unload it and load again")
 	// ErrClosed is what Read returns once the reader is closed.
 	ErrClosed = errors.New("event reader closed")
+	// ErrStopped is what Read returns after Stop, once the events that
+	// were in the ring buffer are read.
+	ErrStopped = errors.New("event reader stopped")
 )
 
 // Options say which events a reader gets.
@@ -340,6 +343,9 @@ func (r *Reader) Read() (Event, error) {
 		if errors.Is(err, ringbuf.ErrClosed) {
 			return Event{}, ErrClosed
 		}
+		if errors.Is(err, ringbuf.ErrFlushed) {
+			return Event{}, ErrStopped
+		}
 		if err != nil {
 			return Event{}, err
 		}
@@ -349,6 +355,11 @@ func (r *Reader) Read() (Event, error) {
 		}
 	}
 }
+
+// Stop ends the stream without losing what it holds: a Read waiting, or
+// the next one, returns the events already in the ring buffer, then
+// ErrStopped. The slot stays taken until Close.
+func (r *Reader) Stop() error { return r.rd.Flush() }
 
 // Counts reads the slot's counters; after Close, the last ones read.
 func (r *Reader) Counts() (Counts, error) {
