@@ -47,7 +47,7 @@ type Exemplars struct {
 	index    []idPath          // the last snapshot's cgroups, by id, once the resolver failed
 	indexing bool              // the resolver failed: keep the index
 	top      string            // the served subtree's top, once a scrape read it
-	unplaced uint64            // events whose cgroup was gone before they were read
+	unplaced uint64            // events whose cgroup could not be named (gone before they were read)
 }
 
 // idPath is a cgroup of a snapshot.
