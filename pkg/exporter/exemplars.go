@@ -46,7 +46,7 @@ type Exemplars struct {
 	names    map[uint64]string // ids resolved
 	index    []idPath          // the last snapshot's cgroups, by id, once the resolver failed
 	indexing bool              // the resolver failed: keep the index
-	top      string            // the served subtree's top, once a scrape read it
+	top      string            // the served subtree's top
 	unplaced uint64            // events whose cgroup could not be named (gone before they were read)
 }
 
@@ -79,10 +79,11 @@ type exemplarRecord struct {
 // newest for each).
 const DefaultExemplarLimit = 8192
 
-// NewExemplars returns an empty store of at most limit records that names
-// cgroups with resolve.
-func NewExemplars(limit int, resolve Resolver) *Exemplars {
-	return &Exemplars{limit: max(limit, 2), resolve: resolve,
+// NewExemplars returns an empty store of at most limit records for the
+// subtree below top (a path as monitor.Cgroup.Path, "/" for every cgroup),
+// that names cgroups with resolve.
+func NewExemplars(limit int, top string, resolve Resolver) *Exemplars {
+	return &Exemplars{limit: max(limit, 2), top: top, resolve: resolve,
 		recent: map[exemplarKey]exemplarRecord{}, names: map[uint64]string{}}
 }
 
@@ -105,7 +106,7 @@ func (x *Exemplars) Add(e events.Event) {
 		x.unplaced++
 		return
 	}
-	if x.top != "" && !below(path, x.top) {
+	if !below(path, x.top) {
 		return // not served (serve subscribes to its subtree only)
 	}
 	r := exemplarRecord{unixNano: e.Time.UnixNano(), durationNS: uint64(e.Duration), pid: uint32(e.PID), targetID: e.Target}
@@ -227,7 +228,6 @@ func (x *Exemplars) forScrape(snap *monitor.Snapshot) map[string]*cgroupExemplar
 	}
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	x.top = snap.Cgroups[0].Path
 	if x.indexing {
 		x.indexCgroups(snap)
 	}

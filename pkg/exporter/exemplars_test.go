@@ -60,10 +60,10 @@ func tree() *monitor.Snapshot {
 	return snap
 }
 
-// treeNames resolves tree's ids, and 98 and 99, cgroups below /top that
-// the snapshot does not hold.
+// treeNames resolves tree's ids, 98 and 99, cgroups below /top that the
+// snapshot does not hold, and 97, a cgroup outside /top.
 func treeNames(id uint64, _ int) (string, error) {
-	if p, ok := map[uint64]string{1: "/top", 2: "/top/a", 3: "/top/a/b", 4: "/top/c", 98: "/top/new", 99: "/top/gone"}[id]; ok {
+	if p, ok := map[uint64]string{1: "/top", 2: "/top/a", 3: "/top/a/b", 4: "/top/c", 97: "/other", 98: "/top/new", 99: "/top/gone"}[id]; ok {
 		return p, nil
 	}
 	return "", fmt.Errorf("cgroup id %d: no such cgroup", id)
@@ -91,7 +91,7 @@ func exemplarLabels(got map[string]*cgroupExemplars, path string, cause reclaim.
 // id where it has no path; cgroups a scrape does not find are forgotten
 // unless their event is newer than the read.
 func TestExemplarStore(t *testing.T) {
-	x := NewExemplars(100, treeNames)
+	x := NewExemplars(100, "/top", treeNames)
 	at := func(s int64) time.Time { return time.Unix(s, 0) }
 	x.Add(events.Event{Time: at(10), PID: 1, Comm: "old", Cgroup: 3, Target: 2, Cause: "max", Duration: 2e6})
 	x.Add(events.Event{Time: at(20), PID: 2, Comm: "new", Cgroup: 3, Target: 2, Cause: "max", Duration: 3e6})
@@ -101,9 +101,9 @@ func TestExemplarStore(t *testing.T) {
 	x.Add(events.Event{Time: at(25), PID: 6, Comm: "gone", Cgroup: 99, Target: 500, Cause: "high", Duration: 2e6})
 	x.Add(events.Event{Time: at(2000), PID: 7, Comm: "after", Cgroup: 98, Target: 98, Cause: "max", Duration: 100e9})
 	x.Add(events.Event{Time: at(40), PID: 8, Comm: "unknown", Cgroup: 600, Target: 600, Cause: "max", Duration: 2e6})
-	// Before a scrape the top is unknown: events reach /.
-	if x.Len() != 4+1+3+3 {
-		t.Errorf("%d records, want 11 (/top/a/b's to /, /top/c's, /top/gone's to /, /top/new's to /)", x.Len())
+	x.Add(events.Event{Time: at(50), PID: 9, Comm: "outside", Cgroup: 97, Target: 97, Cause: "max", Duration: 2e6})
+	if x.Len() != 3+1+2+2 {
+		t.Errorf("%d records, want 8 (/top/a/b's up to /top, /top/c's, /top/gone's and /top/new's and their /top's; none of /other)", x.Len())
 	}
 	if x.Unplaced() != 1 {
 		t.Errorf("%d events unplaced, want 1 (cgroup 600)", x.Unplaced())
@@ -142,18 +142,12 @@ func TestExemplarStore(t *testing.T) {
 	if len(got) != 4 || n != 6 {
 		t.Errorf("%d exemplars in %d cgroups, want 6 in 4", n, len(got))
 	}
-	// Gone: /top/gone and / (older than the read); kept: /top/new and its /
-	// (newer), and the six shown.
-	if x.Len() != 8 {
-		t.Errorf("%d records after the scrape, want 8", x.Len())
+	// Gone: /top/gone (older than the read); kept: /top/new (newer), and
+	// the six shown.
+	if x.Len() != 7 {
+		t.Errorf("%d records after the scrape, want 7", x.Len())
 	}
-	// Now the top is known: an event outside it is not kept, and one
-	// inside reaches /top, not /.
-	x.Add(events.Event{Time: at(3000), PID: 9, Cgroup: 3, Target: 3, Cause: "proactive", Duration: 2e6})
-	if x.Len() != 8+3 {
-		t.Errorf("%d records, want 11 (/top/a/b, /top/a and /top)", x.Len())
-	}
-	if NewExemplars(10, treeNames).forScrape(tree()) != nil {
+	if NewExemplars(10, "/top", treeNames).forScrape(tree()) != nil {
 		t.Error("an empty store returns exemplars")
 	}
 }
@@ -162,7 +156,7 @@ func TestExemplarStore(t *testing.T) {
 // container without the host's pids), the cgroups of the last scrape are
 // named from it.
 func TestExemplarIndex(t *testing.T) {
-	x := NewExemplars(100, func(id uint64, _ int) (string, error) { return "", fmt.Errorf("cgroup id %d: no", id) })
+	x := NewExemplars(100, "/top", func(id uint64, _ int) (string, error) { return "", fmt.Errorf("cgroup id %d: no", id) })
 	e := events.Event{Time: time.Unix(2000, 0), PID: 1, Comm: "a", Cgroup: 3, Target: 2, Cause: "max", Duration: 2e6}
 	x.Add(e)
 	if x.Len() != 0 || x.Unplaced() != 1 {
@@ -179,7 +173,7 @@ func TestExemplarIndex(t *testing.T) {
 // TestExemplarLimit: a full store drops its older half and keeps taking
 // events.
 func TestExemplarLimit(t *testing.T) {
-	x := NewExemplars(100, func(id uint64, _ int) (string, error) { return fmt.Sprintf("/c%d", id), nil })
+	x := NewExemplars(100, "/", func(id uint64, _ int) (string, error) { return fmt.Sprintf("/c%d", id), nil })
 	for i := range 1000 {
 		x.Add(events.Event{Time: time.Unix(int64(i), 0), Cgroup: uint64(i), Cause: "max", Duration: 2e6})
 		if x.Len() > 100 {
@@ -268,7 +262,7 @@ func ownLines(body string) string {
 // does not ask for OpenMetrics gets the text format, byte for byte what
 // it gets without exemplars.
 func TestOpenMetricsNegotiation(t *testing.T) {
-	x := NewExemplars(10, treeNames)
+	x := NewExemplars(10, "/top", treeNames)
 	x.Add(events.Event{Time: time.Unix(1500, 250e6), PID: 42, Comm: "dd", Cgroup: 3, Target: 3, Cause: "max", Duration: 2e6})
 	x.Add(events.Event{Time: time.Unix(1501, 0), PID: 43, Comm: "sort", Cgroup: 3, Target: 1, Cause: "max", Duration: 100e9})
 	with := New(fixed{tree()}, monitor.Filter{Depth: -1}).WithExemplars(x)
@@ -319,7 +313,7 @@ func BenchmarkScrape10kExemplars(b *testing.B) {
 	for _, c := range snap.Cgroups {
 		names[c.ID] = c.Path
 	}
-	x := NewExemplars(DefaultExemplarLimit, func(id uint64, _ int) (string, error) { return names[id], nil })
+	x := NewExemplars(DefaultExemplarLimit, "/top", func(id uint64, _ int) (string, error) { return names[id], nil })
 	for i := range 100 {
 		for j := range promBuckets {
 			x.Add(events.Event{Time: snap.At.Add(-time.Second), PID: i + 1, Comm: "worker", Cgroup: uint64(i + 1),
