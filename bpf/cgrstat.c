@@ -627,6 +627,12 @@ static __always_inline void add_forced(struct cgstat *t, __u64 dur, __u64 nr)
 #define TRACE_CGROUPS 4
 #define TRACE_DEPTH 32 /* cgroup levels searched for a slot's subtrees */
 #define TRACE_STACK_DEPTH 32
+/*
+ * Events are submitted without waking the reader (it polls, every 100 ms):
+ * a wakeup is an irq_work, a self-IPI, which in a virtual machine costs a
+ * VM exit. Only a ring filling up wakes its reader.
+ */
+#define TRACE_WAKE_BYTES (64 * 1024)
 
 enum trace_flags {
 	TRACE_STACK = 1, /* events carry the kernel stack */
@@ -720,6 +726,12 @@ static __always_inline bool trace_admit(struct trace_slot *sl, __u64 now)
 	return false; /* four CPUs took the tokens under us: as good as none left */
 }
 
+/* Wake the reader only when its ring fills up (see TRACE_WAKE_BYTES). */
+static __always_inline __u64 trace_wakeup(void *ring)
+{
+	return bpf_ringbuf_query(ring, BPF_RB_AVAIL_DATA) > TRACE_WAKE_BYTES ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
+}
+
 /* Does one of slot sl's subtrees hold memcg? A slot that names none takes every cgroup. */
 static __always_inline bool trace_wants(struct trace_slot *sl, struct cgroup *memcg)
 {
@@ -765,13 +777,13 @@ static __noinline void trace_one(void *ctx, struct trace_event *ev, struct cgrou
 		if (e) {
 			__builtin_memcpy(e, ev, __builtin_offsetof(struct trace_event, stack));
 			e->stack_bytes = bpf_get_stack(ctx, e->stack, sizeof(e->stack), 0);
-			bpf_ringbuf_submit(e, 0);
+			bpf_ringbuf_submit(e, trace_wakeup(ring));
 		}
 	} else {
 		e = bpf_ringbuf_reserve(ring, __builtin_offsetof(struct trace_event, stack), 0);
 		if (e) {
 			__builtin_memcpy(e, ev, __builtin_offsetof(struct trace_event, stack));
-			bpf_ringbuf_submit(e, 0);
+			bpf_ringbuf_submit(e, trace_wakeup(ring));
 		}
 	}
 	if (e)

@@ -118,6 +118,8 @@ type Reader struct {
 	rd    *ringbuf.Reader
 	dir   loader.PinDir
 	stack bool
+	// deadline is SetDeadline's: Read itself polls (see pollInterval).
+	deadline time.Time
 
 	once     sync.Once
 	closeErr error
@@ -332,14 +334,33 @@ func (r *Reader) updateGate() error {
 // Slot is the subscriber slot this reader holds.
 func (r *Reader) Slot() int { return int(r.slot) }
 
-// SetDeadline makes Read return os.ErrDeadlineExceeded once t has passed
-// without an event (the zero time: wait for ever).
-func (r *Reader) SetDeadline(t time.Time) { r.rd.SetDeadline(t) }
+// pollInterval is how often Read looks at the ring buffer: the BPF side
+// wakes a reader only when its ring fills up (TRACE_WAKE_BYTES in
+// bpf/cgrstat.c), since a wakeup per event costs the reclaiming task
+// far more than the event itself. So an event reaches the reader within
+// this time.
+const pollInterval = 100 * time.Millisecond
 
-// Read waits for the next event. After Close it returns ErrClosed.
+// SetDeadline makes Read return os.ErrDeadlineExceeded once t has passed
+// without an event (the zero time: wait for ever). Not while a Read runs.
+func (r *Reader) SetDeadline(t time.Time) { r.deadline = t }
+
+// Read waits for the next event. After Close it returns ErrClosed, after
+// Stop ErrStopped.
 func (r *Reader) Read() (Event, error) {
 	for {
+		next := time.Now().Add(pollInterval)
+		if !r.deadline.IsZero() && r.deadline.Before(next) {
+			next = r.deadline
+		}
+		r.rd.SetDeadline(next)
 		rec, err := r.rd.Read()
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			if !r.deadline.IsZero() && !time.Now().Before(r.deadline) {
+				return Event{}, err
+			}
+			continue
+		}
 		if errors.Is(err, ringbuf.ErrClosed) {
 			return Event{}, ErrClosed
 		}
