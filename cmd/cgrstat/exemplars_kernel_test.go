@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -17,8 +18,8 @@ import (
 // serve says so once, serves (without exemplars), and takes a slot freed
 // later by itself; after an unload and a new load it reads the new load's
 // stream: a reclaim then is an exemplar on the leaf's buckets in the
-// OpenMetrics format, naming the stress child, and the text format has
-// none.
+// OpenMetrics format, naming the writer by pid and comm, and the text
+// format has none.
 func TestKernelServeExemplarStream(t *testing.T) {
 	l := newLab(t)
 	l.run("load", "--flush", "walk")
@@ -58,16 +59,19 @@ func TestKernelServeExemplarStream(t *testing.T) {
 	waitFor(t, "serve to read the new load's stream", func() bool {
 		return strings.Count(srv.stderr.String(), "exemplars: reading the event stream") == 2
 	})
-	path, parent, topRel := l.createTree("children: [{name: leaf}]\nstress: {size: 8MiB}\n")
-	l.run("stress", "-f", path, parent)
-	leaf := regexp.QuoteMeta(topRel + "/leaf")
-	exemplar := regexp.MustCompile(`(?m)^cgrstat_reclaim_duration_seconds_bucket\{cause="[a-z]+",cgroup="` + leaf + `",le="[^"]+"\} \d+ # \{comm="exe",pid="\d+"`)
+	// A writer in a leaf of its own limit: unlike stress's v1 scratch
+	// cgroups and children, the leaf outlives it, and the events reach
+	// serve within 100 ms (the stream wakes readers only when it fills).
+	_, leaf := limitedLeaf(t, l.h)
+	pid, comm := writeInLeaf(t, leaf, 48<<20)
+	exemplar := regexp.MustCompile(`(?m)^cgrstat_reclaim_duration_seconds_bucket\{cause="[a-z]+",cgroup="` + regexp.QuoteMeta(leaf.Rel) +
+		`",le="[^"]+"\} \d+ # \{comm="` + regexp.QuoteMeta(comm) + `",pid="` + strconv.Itoa(pid) + `"\}`)
 	var body string
 	for deadline := time.Now().Add(10 * time.Second); !exemplar.MatchString(body); time.Sleep(100 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			var lines []string
 			for _, line := range strings.Split(body, "\n") {
-				if strings.Contains(line, "cgrstat_reclaim_duration_seconds_bucket") && strings.Contains(line, topRel) {
+				if strings.Contains(line, "cgrstat_reclaim_duration_seconds_bucket") && strings.Contains(line, leaf.Rel) {
 					lines = append(lines, line)
 				}
 			}

@@ -452,10 +452,10 @@ func TestKernelServeUnitCapabilities(t *testing.T) {
 		waitFor(t, "serve to read the event stream", func() bool {
 			return strings.Contains(srv.stderr.String(), "exemplars: reading the event stream")
 		})
-		path, parent, _ := l.createTree("children: [{name: leaf}]\nstress: {size: 8MiB}\n")
-		l.run("stress", "-f", path, parent)
+		_, leaf := limitedLeaf(t, l.h)
+		pid, comm := writeInLeaf(t, leaf, 48<<20)
 		ours := regexp.MustCompile(`(?m)^cgrstat_reclaim_duration_seconds_bucket\{cause="[a-z]+",cgroup="/` + regexp.QuoteMeta(first[1]) +
-			`",le="[^"]+"\} \d+ # \{comm="exe",pid="\d+",target="[^"]*-` + strconv.Itoa(os.Getpid()) + `-`)
+			`",le="[^"]+"\} \d+ # \{comm="` + regexp.QuoteMeta(comm) + `",pid="` + strconv.Itoa(pid) + `",target="[^"]*/leaf"`)
 		var om string
 		for deadline := time.Now().Add(10 * time.Second); !ours.MatchString(om); time.Sleep(100 * time.Millisecond) {
 			if time.Now().After(deadline) {
