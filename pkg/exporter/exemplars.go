@@ -46,6 +46,7 @@ type Exemplars struct {
 	names    map[uint64]string // ids resolved
 	index    []idPath          // the last snapshot's cgroups, by id, once the resolver failed
 	indexing bool              // the resolver failed: keep the index
+	pending  []events.Event    // events no name was found for, until the next scrape's
 	top      string            // the served subtree's top
 	unplaced uint64            // events whose cgroup could not be named (gone before they were read)
 }
@@ -95,15 +96,28 @@ const histCauses = reclaim.Proactive + 1
 // distribution and is ignored; an event older than the one it would
 // replace leaves it (events of several CPUs may arrive out of order).
 func (x *Exemplars) Add(e events.Event) {
-	cause := histCause(e.Cause)
-	if cause < 0 || e.Duration < 0 {
+	if histCause(e.Cause) < 0 || e.Duration < 0 {
 		return
 	}
 	x.mu.Lock()
 	defer x.mu.Unlock()
+	x.place(e, false)
+}
+
+// maxPending bounds the events kept for the next scrape's cgroups.
+const maxPending = 256
+
+// place records e; an event whose cgroup cannot be named waits for the
+// next scrape's cgroups (see indexCgroups), unless last says that this is
+// that chance.
+func (x *Exemplars) place(e events.Event, last bool) {
 	path := x.name(e.Cgroup, e.PID)
 	if path == "" {
-		x.unplaced++
+		if !last && len(x.pending) < maxPending {
+			x.pending = append(x.pending, e)
+		} else {
+			x.unplaced++
+		}
 		return
 	}
 	if !below(path, x.top) {
@@ -114,9 +128,9 @@ func (x *Exemplars) Add(e events.Event) {
 		r.target = x.name(e.Target, e.PID)
 	}
 	copy(r.comm[:], e.Comm)
-	bucket := uint8(promBucket(uint64(e.Duration)))
+	cause, bucket := uint8(histCause(e.Cause)), uint8(promBucket(uint64(e.Duration)))
 	for p := path; ; p = parentPath(p) {
-		k := exemplarKey{path: p, cause: uint8(cause), bucket: bucket}
+		k := exemplarKey{path: p, cause: cause, bucket: bucket}
 		if old, ok := x.recent[k]; !ok || old.unixNano <= r.unixNano {
 			if !ok && len(x.recent) >= x.limit {
 				x.dropOlderHalf()
@@ -230,6 +244,10 @@ func (x *Exemplars) forScrape(snap *monitor.Snapshot) map[string]*cgroupExemplar
 	defer x.mu.Unlock()
 	if x.indexing {
 		x.indexCgroups(snap)
+		for _, e := range x.pending {
+			x.place(e, true)
+		}
+		x.pending = x.pending[:0]
 	}
 	if len(x.recent) == 0 {
 		return nil

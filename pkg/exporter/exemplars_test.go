@@ -105,8 +105,8 @@ func TestExemplarStore(t *testing.T) {
 	if x.Len() != 3+1+2+2 {
 		t.Errorf("%d records, want 8 (/top/a/b's up to /top, /top/c's, /top/gone's and /top/new's and their /top's; none of /other)", x.Len())
 	}
-	if x.Unplaced() != 1 {
-		t.Errorf("%d events unplaced, want 1 (cgroup 600)", x.Unplaced())
+	if x.Unplaced() != 0 || len(x.pending) != 1 {
+		t.Errorf("%d events unplaced, %d waiting; want cgroup 600's waiting for the scrape", x.Unplaced(), len(x.pending))
 	}
 	got := x.forScrape(tree())
 	j, inf := promBucket(2e6), len(bounds)
@@ -159,14 +159,18 @@ func TestExemplarIndex(t *testing.T) {
 	x := NewExemplars(100, "/top", func(id uint64, _ int) (string, error) { return "", fmt.Errorf("cgroup id %d: no", id) })
 	e := events.Event{Time: time.Unix(2000, 0), PID: 1, Comm: "a", Cgroup: 3, Target: 2, Cause: "max", Duration: 2e6}
 	x.Add(e)
-	if x.Len() != 0 || x.Unplaced() != 1 {
-		t.Fatalf("%d records, %d unplaced; want none placed before a scrape", x.Len(), x.Unplaced())
+	gone := e
+	gone.Cgroup, gone.Time = 600, time.Unix(2001, 0)
+	x.Add(gone)
+	if x.Len() != 0 || x.Unplaced() != 0 {
+		t.Fatalf("%d records, %d unplaced; want both events waiting for a scrape", x.Len(), x.Unplaced())
 	}
-	x.forScrape(tree())
-	x.Add(e)
 	got := x.forScrape(tree())
 	if g := exemplarLabels(got, "/top", reclaim.Max, promBucket(2e6)); g != "comm=a,pid=1,target=/top/a 2000" {
 		t.Errorf("/top: %s, want the event named from the scrape's cgroups", g)
+	}
+	if x.Unplaced() != 1 {
+		t.Errorf("%d events unplaced, want 1 (cgroup 600, not in the scrape either)", x.Unplaced())
 	}
 }
 
