@@ -647,20 +647,228 @@ static __always_inline void add_forced(struct cgstat *t, __u64 dur, __u64 nr)
 	__sync_fetch_and_add(&t->pending.forced.reclaimed, nr);
 }
 
-static __always_inline void end(unsigned long nr_reclaimed, bool direct)
+/*
+ * The event stream (cgrstat trace, serve's exemplars): each subscriber
+ * holds one of TRACE_SLOTS slots, with a ring buffer of its own in
+ * trace_rings (so that two subscribers each see every event), its
+ * threshold, its cgroup subtrees and its rate limit, decided here. With no
+ * subscriber the cost per event is one load and compare: trace_gate holds
+ * the lowest threshold of the active slots plus one, 0 when none is
+ * active. Slots are claimed and released by user space (pkg/events), which
+ * keeps trace_gate; a slot names its owner (pid and start time) so that a
+ * killed subscriber's slot is reclaimed by the next one.
+ */
+#define TRACE_SLOTS 8
+#define TRACE_CGROUPS 4
+#define TRACE_DEPTH 32 /* cgroup levels searched for a slot's subtrees */
+#define TRACE_STACK_DEPTH 32
+/*
+ * Events are submitted without waking the reader (it polls, every 100 ms):
+ * a wakeup is an irq_work, a self-IPI, which in a virtual machine costs a
+ * VM exit. Only a ring filling up wakes its reader.
+ */
+#define TRACE_WAKE_BYTES (64 * 1024)
+
+enum trace_flags {
+	TRACE_STACK = 1, /* events carry the kernel stack */
+};
+
+enum trace_drop {
+	TRACE_DROP_RATE = 0, /* over the slot's rate limit */
+	TRACE_DROP_FULL = 1, /* the slot's ring buffer was full */
+	TRACE_DROP_MAX,
+};
+
+struct trace_slot {
+	__u32 active;
+	__u32 flags; /* enum trace_flags */
+	__u64 min_ns;
+	/*
+	 * Rate limit as GCRA (a token bucket in one word, so CPUs share it
+	 * with a compare-and-swap): an event is let through when tat is at
+	 * most burst_ns ahead of now, and moves tat interval_ns on.
+	 * interval_ns 0: no limit.
+	 */
+	__u64 interval_ns;
+	__u64 burst_ns;
+	__u64 tat;
+	__u64 sent;
+	__u64 dropped[TRACE_DROP_MAX];
+	__u64 cgroups[TRACE_CGROUPS]; /* subtrees of the stalled task's cgroup; cgroups[0] == 0: every cgroup */
+	__u32 owner_pid;
+	__u32 pad;
+	__u64 owner_start; /* the owner's start time, /proc/<pid>/stat field 22 */
+};
+
+struct trace_event {
+	__u64 end_ns; /* bpf_ktime_get_ns() at the end of the reclaim: CLOCK_MONOTONIC */
+	__u64 duration_ns;
+	__u64 cgroup_id; /* the stalled task's memory cgroup */
+	__u64 target_id; /* the cgroup whose limit the reclaim enforced; 0: global reclaim */
+	__u64 reclaimed; /* pages */
+	__u32 pid;       /* thread group id */
+	__u32 tid;
+	__u32 cpu;
+	__u32 cause; /* enum cause */
+	__s32 stack_bytes; /* of stack filled; 0 without TRACE_STACK, negative: bpf_get_stack failed */
+	__u32 pad;
+	char comm[16];
+	__u64 stack[TRACE_STACK_DEPTH]; /* only with TRACE_STACK: the ring holds the event without it otherwise */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} trace_gate SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, TRACE_SLOTS);
+	__type(key, __u32);
+	__type(value, struct trace_slot);
+} trace_slots SEC(".maps");
+
+/* Each subscriber puts a ring buffer of this size in its slot. */
+struct trace_ring {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 256 * 1024);
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, TRACE_SLOTS);
+	__type(key, __u32);
+	__array(values, struct trace_ring);
+} trace_rings SEC(".maps");
+
+/* The rate limit: may one more event go to slot sl at now? */
+static __always_inline bool trace_admit(struct trace_slot *sl, __u64 now)
+{
+	__u64 t = sl->interval_ns, old, tat;
+
+	if (!t)
+		return true;
+	for (int i = 0; i < 4; i++) {
+		old = sl->tat;
+		tat = old > now ? old : now;
+		if (tat - now > sl->burst_ns)
+			return false;
+		if (__sync_val_compare_and_swap(&sl->tat, old, tat + t) == old)
+			return true;
+	}
+	return false; /* four CPUs took the tokens under us: as good as none left */
+}
+
+/* Wake the reader only when its ring fills up (see TRACE_WAKE_BYTES). */
+static __always_inline __u64 trace_wakeup(void *ring)
+{
+	return bpf_ringbuf_query(ring, BPF_RB_AVAIL_DATA) > TRACE_WAKE_BYTES ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
+}
+
+/* Does one of slot sl's subtrees hold memcg? A slot that names none takes every cgroup. */
+static __always_inline bool trace_wants(struct trace_slot *sl, struct cgroup *memcg)
+{
+	struct cgroup_subsys_state *css = &memcg->self;
+	__u64 id;
+
+	if (!sl->cgroups[0])
+		return true;
+	for (int i = 0; i < TRACE_DEPTH && css; i++) {
+		id = cgroup_id(css->cgroup);
+		for (int j = 0; j < TRACE_CGROUPS; j++)
+			if (sl->cgroups[j] == id)
+				return true;
+		css = css->parent;
+	}
+	return false;
+}
+
+/*
+ * The event to slot k, if it wants it. A function of its own, called once
+ * per slot with nothing carried from one slot to the next: the verifier
+ * then meets the caller's loop in one state per slot, however many paths
+ * there are inside.
+ */
+static __noinline void trace_one(void *ctx, struct trace_event *ev, struct cgroup *memcg, __u32 k)
+{
+	struct trace_slot *sl = bpf_map_lookup_elem(&trace_slots, &k);
+	struct trace_event *e;
+	void *ring;
+
+	if (!sl || !sl->active || ev->duration_ns < sl->min_ns || !trace_wants(sl, memcg))
+		return;
+	ring = bpf_map_lookup_elem(&trace_rings, &k);
+	if (!ring)
+		return;
+	if (!trace_admit(sl, ev->end_ns)) {
+		__sync_fetch_and_add(&sl->dropped[TRACE_DROP_RATE], 1);
+		return;
+	}
+	/* One branch per size: the verifier must see the stack's room reserved. */
+	if (sl->flags & TRACE_STACK) {
+		e = bpf_ringbuf_reserve(ring, sizeof(*e), 0);
+		if (e) {
+			__builtin_memcpy(e, ev, __builtin_offsetof(struct trace_event, stack));
+			e->stack_bytes = bpf_get_stack(ctx, e->stack, sizeof(e->stack), 0);
+			bpf_ringbuf_submit(e, trace_wakeup(ring));
+		}
+	} else {
+		e = bpf_ringbuf_reserve(ring, __builtin_offsetof(struct trace_event, stack), 0);
+		if (e) {
+			__builtin_memcpy(e, ev, __builtin_offsetof(struct trace_event, stack));
+			bpf_ringbuf_submit(e, trace_wakeup(ring));
+		}
+	}
+	if (e)
+		__sync_fetch_and_add(&sl->sent, 1);
+	else
+		__sync_fetch_and_add(&sl->dropped[TRACE_DROP_FULL], 1);
+}
+
+/* The event of a reclaim that took dur, if anyone subscribed to one that long. */
+static __always_inline void trace_reclaim(void *ctx, struct cgroup *memcg, __u64 dur, __u64 now, __u32 cause,
+					  __u64 target_id, __u64 nr_reclaimed)
+{
+	__u32 zero = 0;
+	__u64 *gate = bpf_map_lookup_elem(&trace_gate, &zero), pid_tgid;
+	struct trace_event ev;
+
+	if (!gate || !*gate || dur < *gate - 1)
+		return;
+	ev.end_ns = now;
+	ev.duration_ns = dur;
+	ev.cgroup_id = cgroup_id(memcg);
+	ev.target_id = target_id;
+	ev.reclaimed = nr_reclaimed;
+	pid_tgid = bpf_get_current_pid_tgid();
+	ev.pid = pid_tgid >> 32;
+	ev.tid = (__u32)pid_tgid;
+	ev.cpu = bpf_get_smp_processor_id();
+	ev.cause = cause;
+	ev.stack_bytes = 0;
+	ev.pad = 0;
+	bpf_get_current_comm(ev.comm, sizeof(ev.comm));
+	for (__u32 k = 0; k < TRACE_SLOTS; k++)
+		trace_one(ctx, &ev, memcg, k);
+}
+
+static __always_inline void end(void *ctx, unsigned long nr_reclaimed, bool direct)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
 	struct reclaim_start *st;
 	struct cgroup *memcg;
 	struct cgstat *s, *t;
-	__u64 dur, cgid, target_id;
+	__u64 now, dur, cgid, target_id;
 	__u32 cause, b;
 	int cpu;
 
 	st = bpf_task_storage_get(&reclaim_starts, task, 0, 0);
 	if (!st || !st->start_ns || (st->cause == CAUSE_DIRECT) != direct)
 		return;
-	dur = bpf_ktime_get_ns() - st->start_ns;
+	now = bpf_ktime_get_ns();
+	dur = now - st->start_ns;
 	st->start_ns = 0;
 	cause = st->cause;
 	target_id = st->target_id;
@@ -672,6 +880,8 @@ static __always_inline void end(unsigned long nr_reclaimed, bool direct)
 		count_lost(LOST_EVENT);
 		return;
 	}
+	/* Every event in the stream is in the totals too. */
+	trace_reclaim(ctx, memcg, dur, now, cause, target_id, nr_reclaimed);
 	/*
 	 * bucket_of is below NR_BUCKETS already; the clamp bounds the index
 	 * for the verifier without dropping an event (direct reclaim needs no
@@ -837,14 +1047,14 @@ int BPF_PROG(oom_signal, int sig, void *info, struct task_struct *task)
 SEC("tp_btf/mm_vmscan_memcg_reclaim_end")
 int BPF_PROG(vmscan_end, unsigned long nr_reclaimed)
 {
-	end(nr_reclaimed, false);
+	end(ctx, nr_reclaimed, false);
 	return 0;
 }
 
 SEC("tp_btf/mm_vmscan_direct_reclaim_end")
 int BPF_PROG(direct_end, unsigned long nr_reclaimed)
 {
-	end(nr_reclaimed, true);
+	end(ctx, nr_reclaimed, true);
 	return 0;
 }
 

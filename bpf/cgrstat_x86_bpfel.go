@@ -99,6 +99,39 @@ type CgrstatReclaimStart struct {
 	Pad      uint32
 }
 
+type CgrstatTraceEvent struct {
+	_          structs.HostLayout
+	EndNs      uint64
+	DurationNs uint64
+	CgroupId   uint64
+	TargetId   uint64
+	Reclaimed  uint64
+	Pid        uint32
+	Tid        uint32
+	Cpu        uint32
+	Cause      uint32
+	StackBytes int32
+	Pad        uint32
+	Comm       [16]int8
+	Stack      [32]uint64
+}
+
+type CgrstatTraceSlot struct {
+	_          structs.HostLayout
+	Active     uint32
+	Flags      uint32
+	MinNs      uint64
+	IntervalNs uint64
+	BurstNs    uint64
+	Tat        uint64
+	Sent       uint64
+	Dropped    [2]uint64
+	Cgroups    [4]uint64
+	OwnerPid   uint32
+	Pad        uint32
+	OwnerStart uint64
+}
+
 type CgrstatTreeChunk struct {
 	_     structs.HostLayout
 	Used  uint32
@@ -125,6 +158,9 @@ const (
 	CgrstatMapSeq              = "seq"
 	CgrstatMapSessions         = "sessions"
 	CgrstatMapStats            = "stats"
+	CgrstatMapTraceGate        = "trace_gate"
+	CgrstatMapTraceRings       = "trace_rings"
+	CgrstatMapTraceSlots       = "trace_slots"
 	CgrstatMapTreeChunks       = "tree_chunks"
 	CgrstatMapTreeEmpty        = "tree_empty"
 	CgrstatProgDirectEnd       = "direct_end"
@@ -216,6 +252,9 @@ type CgrstatMapSpecs struct {
 	Seq           *ebpf.MapSpec `ebpf:"seq"`
 	Sessions      *ebpf.MapSpec `ebpf:"sessions"`
 	Stats         *ebpf.MapSpec `ebpf:"stats"`
+	TraceGate     *ebpf.MapSpec `ebpf:"trace_gate"`
+	TraceRings    *ebpf.MapSpec `ebpf:"trace_rings"`
+	TraceSlots    *ebpf.MapSpec `ebpf:"trace_slots"`
 	TreeChunks    *ebpf.MapSpec `ebpf:"tree_chunks"`
 	TreeEmpty     *ebpf.MapSpec `ebpf:"tree_empty"`
 }
@@ -257,6 +296,9 @@ type CgrstatMaps struct {
 	Seq           *ebpf.Map `ebpf:"seq"`
 	Sessions      *ebpf.Map `ebpf:"sessions"`
 	Stats         *ebpf.Map `ebpf:"stats"`
+	TraceGate     *ebpf.Map `ebpf:"trace_gate"`
+	TraceRings    *ebpf.Map `ebpf:"trace_rings"`
+	TraceSlots    *ebpf.Map `ebpf:"trace_slots"`
 	TreeChunks    *ebpf.Map `ebpf:"tree_chunks"`
 	TreeEmpty     *ebpf.Map `ebpf:"tree_empty"`
 }
@@ -271,6 +313,9 @@ func (m *CgrstatMaps) Close() error {
 		m.Seq,
 		m.Sessions,
 		m.Stats,
+		m.TraceGate,
+		m.TraceRings,
+		m.TraceSlots,
 		m.TreeChunks,
 		m.TreeEmpty,
 	)

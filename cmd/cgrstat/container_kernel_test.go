@@ -107,6 +107,21 @@ func TestKernelContainer(t *testing.T) {
 		time.Sleep(500 * time.Millisecond)
 	}
 	t.Logf("Prometheus: %v", got)
+	// Its exemplars, named though serve sees neither the host's pids nor
+	// has CAP_DAC_READ_SEARCH (from the cgroups of its last scrape): the
+	// busybox applets that stalled.
+	ex := fmt.Sprintf(`cgrstat_reclaim_duration_seconds_bucket{cause="max", cgroup=%q}`, cg)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(500 * time.Millisecond) {
+		got := prom.exemplars(t, ex, time.Now().Add(-5*time.Minute))
+		if len(got) > 0 && got[0].Exemplars[0].Labels["comm"] == "busybox" {
+			t.Logf("exemplars of %d buckets, e.g. %+v", len(got), got[0].Exemplars[0])
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("Prometheus has no exemplar of container %s naming busybox (%s): %+v", workloadID, ex, got)
+			break
+		}
+	}
 	// Its identity: the runtime and the container ID, read from the path.
 	info := fmt.Sprintf(`cgrstat_cgroup_info{cgroup=%q, kind="container", runtime="podman", container_id="podman://%s"}`, cg, workloadID)
 	if got := prom.query(t, info); len(got) != 1 {

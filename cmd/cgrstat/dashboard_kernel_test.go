@@ -59,7 +59,8 @@ func TestKernelDashboardQueries(t *testing.T) {
 	l := newLab(t)
 	path, parent, topRel := l.createTree(podSpec)
 
-	srv := startCLI(t, "serve", topRel, "--depth=-1", "--pin-path", l.pinPath, "--web.listen-address", "127.0.0.1:0")
+	// Every reclaim may be an exemplar: the stress's are short.
+	srv := startCLI(t, "serve", topRel, "--depth=-1", "--pin-path", l.pinPath, "--web.listen-address", "127.0.0.1:0", "--exemplars.min=0")
 	target := srv.serveAddr(t)
 	prom := startPrometheus(t, promBin, target, rules)
 	prom.waitUp(t)
@@ -84,6 +85,20 @@ func TestKernelDashboardQueries(t *testing.T) {
 	leafA := topPath + "/kubepods/burstable/pod" + podA + "/" + containerA
 	waitForData(t, prom, fmt.Sprintf(`cgroup:cgrstat_reclaim_seconds:rate5m{cgroup=%q} > 0`, leafA))
 	to := time.Now()
+	// A writer of the test's own in container a, under an 8 MiB limit: its
+	// events reach serve while it and the container live (stress's v1
+	// children and scratch cgroups are often gone by then: the stream
+	// wakes a reader only every 100 ms).
+	container := l.h.Cgroup(leafA)
+	limit := "memory.limit_in_bytes"
+	if l.h.Version == 2 {
+		limit = "memory.max"
+	}
+	if err := container.Write(limit, strconv.Itoa(8<<20)); err != nil {
+		t.Fatal(err)
+	}
+	pid, comm := writeInLeaf(t, container, 48<<20)
+	checkExemplars(t, prom, leafA, from, pid, comm)
 
 	vars := map[string]string{
 		"instance":        regexp.QuoteMeta(target),
@@ -132,6 +147,13 @@ func TestKernelDashboardQueries(t *testing.T) {
 				withData++
 			}
 			t.Logf("%s/%s: %d series, data %v", p.Title, tg.RefID, len(res), hasData(res))
+			if tg.Exemplar {
+				ex := prom.exemplars(t, expr, from)
+				if len(ex) == 0 {
+					t.Errorf("panel %q query %s: no exemplars\n%s", p.Title, tg.RefID, expr)
+				}
+				t.Logf("%s/%s: exemplars in %d series", p.Title, tg.RefID, len(ex))
+			}
 			if err := want(res, check); err != nil {
 				t.Errorf("panel %q query %s: %v\n%s", p.Title, tg.RefID, err, expr)
 			}
@@ -195,6 +217,60 @@ func TestKernelDashboardQueries(t *testing.T) {
 	t.Logf("rules: %d evaluated without error; %d recording rules returned data; %d of %d alert conditions hold",
 		evaluated, records, alertsWithData, alerts)
 	t.Logf("alerts: %s", prom.get(t, "/api/v1/alerts"))
+}
+
+// checkExemplars: Prometheus (exemplar storage on) holds exemplars of the
+// container's latency buckets, as serve attached them in the OpenMetrics
+// format: each names a task by a pid and a comm, with a latency within its
+// bucket, since the stress began, and one names the writer (pid, comm).
+// The path of a v1 stress's target (its scratch cgroup below the
+// container), where one is there, is longer than an exemplar may be (128
+// runes): it comes shortened, and Prometheus takes it.
+func checkExemplars(t *testing.T, prom *prometheus, cgroup string, from time.Time, pid int, comm string) {
+	t.Helper()
+	q := fmt.Sprintf(`cgrstat_reclaim_duration_seconds_bucket{cgroup=%q}`, cgroup)
+	writer := func(got []promExemplars) bool {
+		for _, s := range got {
+			for _, e := range s.Exemplars {
+				if e.Labels["pid"] == strconv.Itoa(pid) && e.Labels["comm"] == comm {
+					return true
+				}
+			}
+		}
+		return false
+	}
+	var got []promExemplars
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(500 * time.Millisecond) {
+		if got = prom.exemplars(t, q, from); writer(got) || time.Now().After(deadline) {
+			break
+		}
+	}
+	if !writer(got) {
+		t.Errorf("Prometheus has no exemplar of %s naming the writer (pid %d, comm %s): %+v", q, pid, comm, got)
+	}
+	if len(got) == 0 {
+		t.Errorf("Prometheus stored no exemplars of %s", q)
+		return
+	}
+	n := 0
+	for _, s := range got {
+		le, err := strconv.ParseFloat(s.SeriesLabels["le"], 64)
+		if err != nil {
+			t.Errorf("exemplars of a series without le: %v", s.SeriesLabels)
+			continue
+		}
+		for _, e := range s.Exemplars {
+			n++
+			v, err := strconv.ParseFloat(e.Value, 64)
+			pid, perr := strconv.Atoi(e.Labels["pid"])
+			if err != nil || perr != nil || pid <= 0 || e.Labels["comm"] == "" || v <= 0 || v > le ||
+				e.Timestamp < float64(from.Unix()) {
+				t.Errorf("exemplar %+v of bucket le=%s: want a pid, a comm, a latency within the bucket, a time since %s",
+					e, s.SeriesLabels["le"], from.Format(time.TimeOnly))
+			}
+		}
+	}
+	t.Logf("Prometheus holds %d exemplars in %d buckets of %s, e.g. %+v", n, len(got), cgroup, got[0].Exemplars[0])
 }
 
 // depthValue is the value the dashboard's depth variable has for depth n.

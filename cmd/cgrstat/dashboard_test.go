@@ -38,6 +38,7 @@ type dashTarget struct {
 	Expr         string
 	LegendFormat string
 	Instant      bool
+	Exemplar     bool // Grafana asks /api/v1/query_exemplars with Expr too
 	Datasource   struct{ UID string }
 }
 

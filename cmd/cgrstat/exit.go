@@ -6,6 +6,7 @@ import (
 	"github.com/cgrstat/cgrstat/pkg/cgroup"
 	"github.com/cgrstat/cgrstat/pkg/cgtree"
 	"github.com/cgrstat/cgrstat/pkg/check"
+	"github.com/cgrstat/cgrstat/pkg/events"
 	"github.com/cgrstat/cgrstat/pkg/loader"
 	"github.com/cgrstat/cgrstat/pkg/pin"
 	"github.com/cgrstat/cgrstat/pkg/spec"
@@ -41,6 +42,7 @@ var usageErrors = []error{
 	loader.ErrNotRoot, loader.ErrNoBTF, loader.ErrNotBPFFS, loader.ErrNotLoaded, loader.ErrBadPinPath, loader.ErrMaxCgroups,
 	cgtree.ErrDiffers, cgtree.ErrBusy, cgtree.ErrPartial, cgtree.ErrNotExist, cgtree.ErrNotMade, cgtree.ErrParentMemory, cgtree.ErrNeedsV2,
 	check.ErrTreeExists, check.ErrOtherMode, cgroup.ErrNotScratch, pin.ErrNoStatFile,
+	events.ErrNoStream, events.ErrNoSlot,
 }
 
 // exitStatus is the exit status for err.

@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/cgrstat/cgrstat/pkg/cgroup"
 	"github.com/cgrstat/cgrstat/pkg/identity"
 	"github.com/cgrstat/cgrstat/pkg/loader"
 	"github.com/cgrstat/cgrstat/pkg/readout"
@@ -69,6 +70,8 @@ type session struct {
 	src    *readout.Source
 	rec    *loader.Record
 	loaded bool
+	h      *cgroup.Hierarchy
+	top    cgroup.Cgroup
 }
 
 // openSession loads the collectors unless they are loaded, and reads the
@@ -101,7 +104,7 @@ func (f *monitorFlags) openSession(ctx context.Context, g *globals, args []strin
 	// No handle is kept: the source opens the load for each read, so that
 	// an unload meanwhile frees it (see readout.Source).
 	p.Close()
-	return &session{src: readout.NewSource(g.pinPath, cgs[0], filter), rec: p.Record, loaded: loaded}, nil
+	return &session{src: readout.NewSource(g.pinPath, cgs[0], filter), rec: p.Record, loaded: loaded, h: h, top: cgs[0]}, nil
 }
 
 // close unloads the collectors if this session loaded them, and only then:

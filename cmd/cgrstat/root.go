@@ -55,9 +55,9 @@ Typical use:
 	root.AddCommand(locking(ex, making(newLoadCmd(g))), locking(ex, newUnloadCmd(g)), locking(sh, newStatusCmd(g)),
 		locking(ex, making(newPinCmd(g))), locking(ex, newUnpinCmd(g)), locking(sh, newReadCmd(g)),
 		newHierarchyCmd(g), locking(sh, making(newStressCmd(g))), locking(ex, making(newCheckCmd(g))),
-		// serve and watch run for long: they lock the pin path themselves,
-		// around a load, each read and the unload (see session).
-		newServeCmd(g), newWatchCmd(g), newStressChildCmd())
+		// serve, watch and trace run for long: they lock the pin path
+		// themselves, around a load, each read and the unload (see session).
+		newServeCmd(g), newWatchCmd(g), newTraceCmd(g), newStressChildCmd())
 	for _, c := range buildCommands {
 		root.AddCommand(c())
 	}

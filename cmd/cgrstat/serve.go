@@ -15,6 +15,8 @@ import (
 	"github.com/prometheus/exporter-toolkit/web"
 	"github.com/spf13/cobra"
 
+	"github.com/cgrstat/cgrstat/pkg/cgroup"
+	"github.com/cgrstat/cgrstat/pkg/events"
 	"github.com/cgrstat/cgrstat/pkg/exporter"
 )
 
@@ -27,6 +29,8 @@ func newServeCmd(g *globals) *cobra.Command {
 	var mf monitorFlags
 	var listen []string
 	var webConfig string
+	var exemplars bool
+	var exemplarsMin time.Duration
 	cmd := &cobra.Command{
 		Use:   "serve [CGROUP]",
 		Short: "Serve per-cgroup reclaim metrics to Prometheus",
@@ -54,6 +58,20 @@ also has a cgrstat_cgroup_info series with its pod UID, QoS class,
 container ID and runtime, unit, in kube-state-metrics' formats: join it
 with * on(instance, cgroup) group_left(pod_uid, container_id).
 
+Exemplars: to a scraper that asks for the OpenMetrics format (Prometheus
+does, and stores them with --enable-feature=exemplar-storage), each bucket
+of cgrstat_reclaim_duration_seconds carries the most recent reclaim of the
+cgroup's subtree that fell in it: labels pid and comm of the task that
+stalled, and target, the cgroup whose limit forced it, where that is not
+the series' cgroup. Other scrapers get the text format, without them.
+serve takes these from the collectors' event stream (as cgrstat trace
+does), below CGROUP, for reclaims of at least --exemplars.min (default
+1ms: the slow tail that a p99 spike is made of; 0 takes every reclaim),
+at most 100 a second; it holds one of the load's 8 subscriber slots. Where
+the stream cannot be read (a load made by an older cgrstat, every slot
+taken), serve says so once, serves without exemplars, and tries again
+every 2 s. --exemplars=false reads no events.
+
 serve loads the collectors if nothing is loaded at --pin-path, and unloads
 on exit (SIGTERM, SIGINT) only what it loaded. It opens the load for each
 scrape: 'cgrstat unload' completes meanwhile, scrapes are then answered 503
@@ -74,6 +92,9 @@ the exporter-toolkit web configuration file (--web.config.file).`,
 					return usage(fmt.Errorf("--web.config.file: %w", err))
 				}
 			}
+			if exemplarsMin < 0 {
+				return usage(fmt.Errorf("--exemplars.min %s: want a duration from 0", exemplarsMin))
+			}
 			// Listen first: a busy port is refused before anything is loaded.
 			listeners, err := listenAll(listen)
 			if err != nil {
@@ -91,19 +112,53 @@ the exporter-toolkit web configuration file (--web.config.file).`,
 			} else {
 				logger.Info("using the collectors already loaded; leaving them loaded on exit", "pin_path", g.pinPath)
 			}
-			handler, err := exporter.Handler(exporter.New(s.src), logger)
+			collector := exporter.New(s.src)
+			stopFeed := func() {}
+			if exemplars {
+				stopFeed, err = feedExemplars(cmd.Context(), collector, s, exemplarsMin, logger)
+				if err != nil {
+					closeAll(listeners)
+					return errors.Join(err, s.close())
+				}
+			}
+			handler, err := exporter.Handler(collector, logger)
 			if err == nil {
 				err = serve(cmd.Context(), handler, listeners, listen, webConfig, logger)
 			} else {
 				closeAll(listeners)
 			}
+			stopFeed() // its subscriber slot is freed before an unload
 			return errors.Join(err, s.close())
 		},
 	}
 	mf.register(cmd)
 	cmd.Flags().StringSliceVar(&listen, "web.listen-address", []string{defaultListen}, "addresses to listen on for HTTP (repeatable)")
 	cmd.Flags().StringVar(&webConfig, "web.config.file", "", "exporter-toolkit web configuration file: TLS, basic auth")
+	cmd.Flags().BoolVar(&exemplars, "exemplars", true, "attach exemplars (pid, comm, target) of recent reclaims to the latency buckets, in the OpenMetrics format; --exemplars=false reads no events")
+	cmd.Flags().DurationVar(&exemplarsMin, "exemplars.min", time.Millisecond, "shortest reclaim that can be an exemplar; 0 for every reclaim")
 	return cmd
+}
+
+// feedExemplars subscribes to the event stream below the served cgroup
+// and attaches its exemplars to c's scrapes; stop ends the subscription.
+func feedExemplars(ctx context.Context, c *exporter.Collector, s *session, min time.Duration, logger *slog.Logger) (stop func(), err error) {
+	opts := events.Options{Min: min, RateLimit: exporter.ExemplarRate}
+	if s.top.Rel != "/" { // the root: every event, without the subtree test
+		id, err := cgroup.ID(s.top)
+		if err != nil {
+			return nil, err
+		}
+		opts.Cgroups = []uint64{id}
+	}
+	x := exporter.NewExemplars(exporter.DefaultExemplarLimit, s.top.Rel, s.h.PathOf)
+	c.WithExemplars(x)
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		exporter.Feed(ctx, x, s.src.PinPath(), opts, logger)
+	}()
+	return func() { cancel(); <-done }, nil
 }
 
 // serve answers scrapes until ctx ends, then shuts down gracefully.

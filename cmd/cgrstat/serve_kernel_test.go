@@ -166,7 +166,8 @@ func equalSeries(got, want map[string]float64) bool {
 type prometheus struct{ addr string }
 
 // startPrometheus starts a Prometheus that scrapes target every second as
-// job cgrstat and evaluates rules every second. Each of more is either a
+// job cgrstat and evaluates rules every second, storing exemplars (it
+// asks for OpenMetrics first, which carries them). Each of more is either a
 // further scrape job, given as job=target, or a rule file (an absolute
 // path).
 func startPrometheus(t *testing.T, bin, target string, more ...string) *prometheus {
@@ -192,7 +193,7 @@ func startPrometheus(t *testing.T, bin, target string, more ...string) *promethe
 	}
 	p := &prometheus{addr: freeAddr(t)}
 	cmd := exec.Command(bin, "--config.file="+cfg, "--storage.tsdb.path="+filepath.Join(dir, "data"),
-		"--web.listen-address="+p.addr, "--log.level=warn")
+		"--web.listen-address="+p.addr, "--log.level=warn", "--enable-feature=exemplar-storage")
 	var logs syncbuf.Buffer
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	if err := cmd.Start(); err != nil {
@@ -256,6 +257,37 @@ func (p *prometheus) samples(t *testing.T, q string) []promSample {
 		out = append(out, promSample{s.Metric, v})
 	}
 	return out
+}
+
+// promExemplars are the exemplars of one series, as
+// /api/v1/query_exemplars answers.
+type promExemplars struct {
+	SeriesLabels map[string]string
+	Exemplars    []struct {
+		Labels    map[string]string
+		Value     string
+		Timestamp float64
+	}
+}
+
+// exemplars returns the exemplars Prometheus stored for the series q
+// selects, from start until now.
+func (p *prometheus) exemplars(t *testing.T, q string, start time.Time) []promExemplars {
+	t.Helper()
+	resp, err := http.Get("http://" + p.addr + "/api/v1/query_exemplars?" + url.Values{"query": {q},
+		"start": {apiTime(start)}, "end": {apiTime(time.Now())}}.Encode())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var r struct {
+		Status, Error string
+		Data          []promExemplars
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil || r.Status != "success" {
+		t.Fatalf("exemplars of %s: %v, status %q: %s", q, err, r.Status, r.Error)
+	}
+	return r.Data
 }
 
 // query runs an instant query and returns name{cgroup="..."} → value.
@@ -389,7 +421,9 @@ func perCgroup(body string) string {
 
 // TestKernelServeUnitCapabilities runs serve as the unit does, as root with
 // only the unit's CapabilityBoundingSet (setpriv): it loads, answers a
-// scrape with every cgroup, and unloads on SIGTERM. Without one of those
+// scrape with every cgroup, reads the event stream and names a reclaim's
+// cgroups in its exemplars (without CAP_DAC_READ_SEARCH: from the task's
+// /proc/PID/cgroup), and unloads on SIGTERM. Without one of those
 // capabilities, loading fails.
 func TestKernelServeUnitCapabilities(t *testing.T) {
 	setpriv := needTool(t, "setpriv")
@@ -404,12 +438,40 @@ func TestKernelServeUnitCapabilities(t *testing.T) {
 	}
 	serve := func(bounding string) *cliProc {
 		return startCLIWith(t, setpriv, "--bounding-set="+bounding, "--inh-caps=-all", "--",
-			cliExe(t), "serve", "--pin-path", l.pinPath, "--web.listen-address=127.0.0.1:0", "--depth=1")
+			cliExe(t), "serve", "--pin-path", l.pinPath, "--web.listen-address=127.0.0.1:0", "--depth=1", "--exemplars.min=0")
 	}
 	srv := serve(bounding)
-	body := scrape(t, srv.serveAddr(t))
+	addr := srv.serveAddr(t)
+	body := scrape(t, addr)
 	if !strings.Contains(body, `cgrstat_memcg_reclaims_total{cgroup="/"}`) {
 		t.Errorf("serve with %v: no series for the root cgroup", caps)
+	}
+	// A reclaim below this test's cgroup is an exemplar of the exported
+	// cgroup above it (depth 1), its target one of this test's cgroups.
+	if first := strings.SplitN(l.h.Own, "/", 3); len(first) > 1 && first[1] != "" {
+		waitFor(t, "serve to read the event stream", func() bool {
+			return strings.Contains(srv.stderr.String(), "exemplars: reading the event stream")
+		})
+		_, leaf := limitedLeaf(t, l.h)
+		pid, comm := writeInLeaf(t, leaf, 48<<20)
+		ours := regexp.MustCompile(`(?m)^cgrstat_reclaim_duration_seconds_bucket\{cause="[a-z]+",cgroup="/` + regexp.QuoteMeta(first[1]) +
+			`",le="[^"]+"\} \d+ # \{comm="` + regexp.QuoteMeta(comm) + `",pid="` + strconv.Itoa(pid) + `",target="[^"]*/leaf"`)
+		var om string
+		for deadline := time.Now().Add(10 * time.Second); !ours.MatchString(om); time.Sleep(100 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				var with []string
+				for _, line := range strings.Split(om, "\n") {
+					if strings.Contains(line, " # {") {
+						with = append(with, line)
+					}
+				}
+				t.Fatalf("no exemplar of this test's reclaim (%s); exemplars:\n%s\nserve:\n%s", ours, strings.Join(with, "\n"), srv.stderr)
+			}
+			om = scrapeOpenMetrics(t, addr)
+		}
+	}
+	if strings.Contains(srv.stderr.String(), "without exemplars") {
+		t.Errorf("serve with %v cannot read the event stream:\n%s", caps, srv.stderr)
 	}
 	if code := srv.stop(t); code != 0 {
 		t.Errorf("serve with %v exited %d:\n%s", caps, code, srv.stderr)

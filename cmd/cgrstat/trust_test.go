@@ -256,6 +256,9 @@ func TestKernelUnloadUnderReaders(t *testing.T) {
 	if code, body := get(t, addr); code != http.StatusOK || !strings.Contains(body, "cgrstat_memcg_reclaims_total") {
 		t.Fatalf("scrape after a new load: %d %.300s", code, body)
 	}
+	// serve logs before it answers, but its stderr reaches the test
+	// through a pipe a goroutine copies: wait for the line.
+	waitFor(t, "serve to log the new load", func() bool { return strings.Contains(serve.stderr.String(), "serving it") })
 	if n := strings.Count(serve.stderr.String(), "serving it"); n != 1 {
 		t.Errorf("serve logged the new load %d times, want once:\n%s", n, serve.stderr)
 	}

@@ -9,6 +9,7 @@ import (
 	"os/signal"
 	"syscall"
 	"time"
+	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
@@ -24,6 +25,7 @@ func newWatchCmd(g *globals) *cobra.Command {
 	var count int
 	var sortKey string
 	var flat bool
+	var slow time.Duration
 	cmd := &cobra.Command{
 		Use:   "watch [CGROUP]",
 		Short: "A live, top-like view of reclaim per cgroup",
@@ -36,7 +38,10 @@ milliseconds per second in which at least one of its tasks stalled on memory,
 reclaim or not; cgroup v2, moves every 2 s) and OOM the tasks the OOM killer
 chose in it during the interval.
 
-Keys: q or Ctrl-C quits, s cycles the sort key, t toggles tree and flat.
+Keys: q or Ctrl-C quits, s cycles the sort key, t toggles tree and flat,
+e shows (and hides) below the frame the latest reclaims under CGROUP that
+took --slow or longer (default 10ms), as cgrstat trace prints them: watch
+subscribes to those events only while they are shown.
 When stdout is not a terminal, watch prints one frame per interval (like
 top -b), every row, --count frames (default: until interrupted). A signal
 before --count frames are shown is an interruption (exit status 130 for
@@ -54,8 +59,8 @@ then says that nothing is loaded, and reads the next load at --pin-path.`,
 			if err != nil {
 				return usage(fmt.Errorf("--sort: %w", err))
 			}
-			if interval <= 0 || count < 0 {
-				return usage(errors.New("--interval must be positive and --count at least 0"))
+			if interval <= 0 || count < 0 || slow < 0 {
+				return usage(errors.New("--interval must be positive, --count and --slow at least 0"))
 			}
 			filter, err := mf.filter()
 			if err != nil {
@@ -68,6 +73,9 @@ then says that nothing is loaded, and reads the next load at --pin-path.`,
 			w := &watcher{src: s.src, count: count,
 				view: watch.View{Sort: key, Tree: !flat, Interval: interval}}
 			if f, ok := cmd.OutOrStdout().(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+				if w.slow, err = g.recentEvents(args, slow); err != nil {
+					return errors.Join(err, s.close())
+				}
 				err = w.interactive(cmd.Context(), f)
 			} else {
 				err = w.batch(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr())
@@ -80,6 +88,7 @@ then says that nothing is loaded, and reads the next load at --pin-path.`,
 	cmd.Flags().IntVar(&count, "count", 0, "stop after this many frames (0: until q, Ctrl-C or a signal)")
 	cmd.Flags().StringVar(&sortKey, "sort", string(watch.ByStall), "sort key: stall, reclaims, pages, p99, psi, oom or path")
 	cmd.Flags().BoolVar(&flat, "flat", false, "a flat list instead of a tree")
+	cmd.Flags().DurationVar(&slow, "slow", 10*time.Millisecond, "shortest reclaim the e key shows below the frame")
 	keys := make([]string, len(watch.Keys))
 	for i, k := range watch.Keys {
 		keys[i] = string(k)
@@ -99,6 +108,8 @@ type watcher struct {
 	// gone says, while nothing is loaded at the pin path (someone ran
 	// unload), what watch shows instead of a frame; "" while a load is read.
 	gone string
+	// slow are the latest slow reclaims, shown on the e key (interactive).
+	slow *recentEvents
 }
 
 // step reads a snapshot and computes the rates since the previous one.
@@ -196,7 +207,8 @@ func (w *watcher) interactive(ctx context.Context, out *os.File) error {
 	winch := make(chan os.Signal, 1)
 	signal.Notify(winch, syscall.SIGWINCH)
 	defer signal.Stop(winch)
-	w.view.Keys = " [q quit, s sort, t tree]"
+	w.view.Keys = " [q quit, s sort, t tree, e slow reclaims]"
+	defer w.slow.close()
 
 	if err := w.step(); err != nil {
 		return err
@@ -216,6 +228,8 @@ func (w *watcher) interactive(ctx context.Context, out *os.File) error {
 				w.view.Sort = w.view.Sort.Next()
 			case 't':
 				w.view.Tree = !w.view.Tree
+			case 'e':
+				w.slow.toggle()
 			}
 		case <-winch:
 		case <-tick.C:
@@ -232,6 +246,11 @@ func (w *watcher) interactive(ctx context.Context, out *os.File) error {
 // draw repaints the screen from the top, cut to the terminal's size.
 func (w *watcher) draw(out *os.File) {
 	w.view.Width, w.view.Height, _ = term.GetSize(int(out.Fd()))
+	var slow []string
+	if w.slow.shown() {
+		slow = w.slow.lines()
+		w.view.Height = max(w.view.Height-len(slow), 0)
+	}
 	fmt.Fprint(out, home)
 	switch {
 	case w.gone != "":
@@ -240,6 +259,12 @@ func (w *watcher) draw(out *os.File) {
 		fmt.Fprintf(out, "cgrstat watch: first frame in %s%s", w.view.Interval, watch.RawEOL)
 	default:
 		_ = watch.Write(out, w.view, w.cur, w.rows, watch.RawEOL)
+	}
+	for _, l := range slow {
+		if w.view.Width > 0 && utf8.RuneCountInString(l) > w.view.Width {
+			l = string([]rune(l)[:w.view.Width])
+		}
+		fmt.Fprint(out, l, watch.RawEOL)
 	}
 	fmt.Fprint(out, clearBelow)
 }

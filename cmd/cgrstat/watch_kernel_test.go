@@ -84,6 +84,48 @@ func TestKernelWatchTmux(t *testing.T) {
 	}
 }
 
+// TestKernelWatchSlowReclaims: in a real terminal (tmux), e shows below
+// the rows the latest slow reclaims under the watched cgroup: a known
+// writer's, with its pid and its leaf; e again hides them, and q exits 0
+// with the terminal restored.
+func TestKernelWatchSlowReclaims(t *testing.T) {
+	tmux := needTool(t, "tmux")
+	l := newLab(t)
+	requireReclaimableTmp(t)
+	top, leaf := limitedLeaf(t, l.h)
+	tm := &tmuxServer{t: t, bin: tmux, socket: fmt.Sprintf("cgrstat-test-%d", os.Getpid())}
+	t.Cleanup(tm.kill)
+	win := tm.watch(top.Rel, l.pinPath, "--slow=0")
+	win.waitFor("a frame", func(f string) bool { return strings.Contains(f, "STALL ms/s") })
+	tm.run("send-keys", "-t", win.name, "e")
+	win.waitFor("the slow reclaims' panel", func(f string) bool { return strings.Contains(f, "slow reclaims (0s and longer)") })
+	pid, _ := writeInLeaf(t, leaf, 48<<20)
+	mine := fmt.Sprintf("pid %d ", pid)
+	frame := win.waitFor("a reclaim of the writer", func(f string) bool {
+		return strings.Contains(f, mine) && strings.Contains(f, "cgroup "+leaf.Rel)
+	})
+	t.Logf("frame:\n%s", frame)
+	tm.run("send-keys", "-t", win.name, "e")
+	win.waitFor("the panel hidden", func(f string) bool { return !strings.Contains(f, "slow reclaims (") })
+	tm.run("send-keys", "-t", win.name, "q")
+	win.assertRestored("q")
+}
+
+// waitFor polls the screen until ok accepts it.
+func (w *window) waitFor(what string, ok func(string) bool) string {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		frame := w.tm.run("capture-pane", "-p", "-t", w.name)
+		if ok(frame) {
+			return frame
+		}
+		if time.Now().After(deadline) {
+			w.tm.t.Fatalf("no frame within 30s shows %s; last:\n%s", what, frame)
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+}
+
 // tmuxServer is a tmux server of the test's own (its own socket).
 type tmuxServer struct {
 	t           *testing.T
@@ -110,12 +152,12 @@ type window struct {
 	exitFile, sttyFile string
 }
 
-func (tm *tmuxServer) watch(top, pinPath string) *window {
+func (tm *tmuxServer) watch(top, pinPath string, flags ...string) *window {
 	tm.n++
 	dir := tm.t.TempDir()
 	w := &window{tm: tm, name: fmt.Sprintf("watch%d", tm.n), exitFile: filepath.Join(dir, "exit"), sttyFile: filepath.Join(dir, "stty")}
-	script := fmt.Sprintf("%s=1 %s watch %s --depth=-1 --interval=500ms --pin-path %s; echo $? > %s; stty -a > %s; sleep 60",
-		asCgrstatEnv, cliExe(tm.t), top, pinPath, w.exitFile, w.sttyFile)
+	script := fmt.Sprintf("%s=1 %s watch %s --depth=-1 --interval=500ms --pin-path %s %s; echo $? > %s; stty -a > %s; sleep 60",
+		asCgrstatEnv, cliExe(tm.t), top, pinPath, strings.Join(flags, " "), w.exitFile, w.sttyFile)
 	tm.run("new-session", "-d", "-s", w.name, "-x", "200", "-y", "30", "sh", "-c", script)
 	return w
 }

@@ -32,7 +32,7 @@ var goSideTests = []string{
 	"TestKernelKillLoadUnload", "TestKernelKillPin", "TestKernelKillHierarchyCreate",
 	"TestKernelKillStress", "TestKernelKillCheck", "TestKernelInterrupt",
 	// cardinality, tmux
-	"TestKernelServeCardinality", "TestKernelWatchTmux",
+	"TestKernelServeCardinality", "TestKernelWatchTmux", "TestKernelWatchSlowReclaims",
 	// the command line's checks and its own commands' races
 	"TestKernelBadInput", "TestKernelBadPinPaths", "TestKernelMaxCgroupsBounds",
 	"TestKernelNamesInErrors", "TestKernelNotALoadIsLeftAlone", "TestKernelUnpinAllOrNothing",
@@ -58,6 +58,9 @@ var goSideTests = []string{
 	"TestKernelCheckDefaultSpec", "TestKernelCheckDeepSpecJSON", "TestKernelStaleStatFileNotes",
 	// the bench's unload under the pin path's lock (bench/)
 	"TestKernelBenchUnloadRemovesLockFile",
+	// issue 21: serve's exemplars with every event slot taken and across a
+	// reload (the event stream itself is pkg/events' kernel tests)
+	"TestKernelServeExemplarStream",
 }
 
 // parseSubset checks -emulated.

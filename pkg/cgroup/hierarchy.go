@@ -23,6 +23,10 @@ type Hierarchy struct {
 	V1ID uint32
 	// Own is the caller's memory cgroup, relative to Mount ("/" for the root).
 	Own string
+	// mountRoot is the cgroup mounted at Mount ("/" unless a bind mount or
+	// a cgroup namespace shows a subtree): /proc/PID/cgroup paths are
+	// relative to it.
+	mountRoot string
 }
 
 // ErrNoMemoryController says that no mounted hierarchy has the memory controller.
@@ -192,12 +196,24 @@ func readSelfCgroup(path string) ([]selfLine, error) {
 // setOwn finds the caller's memory cgroup, made relative to the mount's root.
 func (h *Hierarchy) setOwn(self []selfLine, mounts []mount) {
 	h.Own = "/"
-	for _, l := range self {
+	h.mountRoot = mountRoot(h.Mount, mounts)
+	if l, ok := h.memoryLine(self); ok {
+		h.V1ID = l.id
+		h.Own = relativeToMount(l.path, h.mountRoot)
+	}
+}
+
+// memoryLine is the line of a /proc/PID/cgroup that names the memory
+// hierarchy's cgroup.
+func (h *Hierarchy) memoryLine(lines []selfLine) (selfLine, bool) {
+	var found selfLine
+	ok := false
+	for _, l := range lines {
 		if h.Version == 2 && l.id == 0 || h.Version == 1 && contains(l.controllers, "memory") {
-			h.V1ID = l.id
-			h.Own = relativeToMount(l.path, mountRoot(h.Mount, mounts))
+			found, ok = l, true
 		}
 	}
+	return found, ok
 }
 
 func mountRoot(point string, mounts []mount) string {

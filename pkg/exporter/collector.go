@@ -126,8 +126,9 @@ type Collector struct {
 	src Reader
 	// spare is the rows of the last scrape, for the next one to read into
 	// (when src is a RowsReader): nil while a scrape holds them.
-	mu    sync.Mutex
-	spare []readout.Row
+	mu        sync.Mutex
+	spare     []readout.Row
+	exemplars *Exemplars // nil: none
 }
 
 // RowsReader reads snapshots into room for their rows, overwriting it
@@ -145,6 +146,13 @@ type Reader interface {
 // New returns a collector of the cgroups src reads.
 func New(src Reader) *Collector {
 	return &Collector{src: src}
+}
+
+// WithExemplars attaches x's exemplars to the latency buckets of every
+// scrape (the OpenMetrics format shows them; the text format has none).
+func (c *Collector) WithExemplars(x *Exemplars) *Collector {
+	c.exemplars = x
+	return c
 }
 
 // Describe sends every descriptor the collector may emit.
@@ -213,6 +221,7 @@ func (c *Collector) Gather() ([]*dto.MetricFamily, error) {
 		return nil, err
 	}
 	s := newScrape()
+	s.exemplars = c.exemplars.forScrape(snap)
 	for i := range snap.Rows {
 		s.cgroup(&snap.Rows[i].Stat)
 	}

@@ -30,9 +30,13 @@ func Handler(c *Collector, logger *slog.Logger) (http.Handler, error) {
 			return nil, err
 		}
 	}
+	// OpenMetrics is negotiated with the scraper (Prometheus asks for it
+	// first) because only it carries exemplars; a scraper that does not
+	// ask for it gets the text format, the same bytes as before.
 	opts := promhttp.HandlerOpts{
-		ErrorLog:      slog.NewLogLogger(logger.Handler(), slog.LevelError),
-		ErrorHandling: promhttp.HTTPErrorOnError,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelError),
+		ErrorHandling:     promhttp.HTTPErrorOnError,
+		EnableOpenMetrics: true,
 	}
 	var gone atomic.Bool
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -1,6 +1,8 @@
 package exporter
 
 import (
+	"math"
+
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/cgrstat/cgrstat/pkg/identity"
@@ -10,7 +12,8 @@ import (
 
 // scrape collects one snapshot's metrics by family.
 type scrape struct {
-	fams map[*family]*dto.MetricFamily
+	fams      map[*family]*dto.MetricFamily
+	exemplars map[string]*cgroupExemplars // by cgroup path; nil without any
 }
 
 func newScrape() *scrape { return &scrape{fams: map[*family]*dto.MetricFamily{}} }
@@ -107,7 +110,11 @@ func (s *scrape) cgroup(cg *reclaim.Stat) {
 		s.counterWith(reclaimSeconds, seconds(c.DelayNS), both)
 		s.counterWith(reclaimedPages, float64(c.Reclaimed), both)
 		if h := cg.CauseHist(cause); h != nil {
-			s.add(duration, &dto.Metric{Label: both, Histogram: histogram(h, c.DelayNS)})
+			hist := histogram(h, c.DelayNS)
+			if ex := s.exemplars[cg.Path]; ex != nil {
+				withExemplars(hist, ex[cause])
+			}
+			s.add(duration, &dto.Metric{Label: both, Histogram: hist})
 		}
 	}
 	if cg.Forced.Count > 0 {
@@ -164,6 +171,23 @@ func histogram(h *reclaim.Hist, sumNS uint64) *dto.Histogram {
 		out.Bucket[j] = &dto.Bucket{CumulativeCount: &cum[j], UpperBound: &bounds[j]}
 	}
 	return out
+}
+
+// withExemplars attaches a bucket's exemplar to it; an exemplar of +Inf
+// gets the bucket the encoders otherwise write themselves, with the same
+// count, so that the text format is the same line either way. Only the
+// OpenMetrics format carries exemplars.
+func withExemplars(h *dto.Histogram, ex []*dto.Exemplar) {
+	if ex == nil {
+		return
+	}
+	for j, b := range h.Bucket {
+		b.Exemplar = ex[j]
+	}
+	if e := ex[len(bounds)]; e != nil {
+		inf := math.Inf(1)
+		h.Bucket = append(h.Bucket, &dto.Bucket{CumulativeCount: h.SampleCount, UpperBound: &inf, Exemplar: e})
+	}
 }
 
 func seconds(ns uint64) float64 { return float64(ns) / 1e9 }

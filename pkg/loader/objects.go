@@ -148,6 +148,7 @@ func (o *objects) maps() map[string]*ebpf.Map {
 		bpf.CgrstatMapSeq: m.Seq, bpf.CgrstatMapTreeChunks: m.TreeChunks,
 		bpf.CgrstatMapTreeEmpty: m.TreeEmpty, bpf.CgrstatMapPrintCopies: m.PrintCopies,
 		bpf.CgrstatMapOomVictims: m.OomVictims,
+		bpf.CgrstatMapTraceGate:  m.TraceGate, bpf.CgrstatMapTraceSlots: m.TraceSlots, bpf.CgrstatMapTraceRings: m.TraceRings,
 	}
 }
 

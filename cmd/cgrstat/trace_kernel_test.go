@@ -1,0 +1,269 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/cgrstat/cgrstat/internal/syncbuf"
+	"github.com/cgrstat/cgrstat/internal/testenv"
+	"github.com/cgrstat/cgrstat/pkg/cgroup"
+	"github.com/cgrstat/cgrstat/pkg/reclaim"
+)
+
+// traceLine is one line of trace --json.
+type traceLine struct {
+	Time       time.Time `json:"time"`
+	PID        int       `json:"pid"`
+	TID        int       `json:"tid"`
+	Comm       string    `json:"comm"`
+	Cgroup     *string   `json:"cgroup"`
+	CgroupID   uint64    `json:"cgroup_id"`
+	Target     *string   `json:"target"`
+	TargetID   uint64    `json:"target_id"`
+	Cause      string    `json:"cause"`
+	DurationNS int64     `json:"duration_ns"`
+	Reclaimed  uint64    `json:"reclaimed_pages"`
+	CPU        int       `json:"cpu"`
+	Stack      []string  `json:"stack"`
+}
+
+// traceProc is a cgrstat trace running as a process of its own.
+type traceProc struct {
+	*cliProc
+	stdout *syncbuf.Buffer
+}
+
+// startTrace starts cgrstat trace and waits until it traces.
+func startTrace(t *testing.T, args ...string) *traceProc {
+	t.Helper()
+	p := &traceProc{cliProc: &cliProc{stderr: &syncbuf.Buffer{}, done: make(chan struct{})}, stdout: &syncbuf.Buffer{}}
+	p.cmd = exec.Command(cliExe(t), append([]string{"trace"}, args...)...)
+	p.cmd.Env = append(os.Environ(), asCgrstatEnv+"=1")
+	p.cmd.Stdout, p.cmd.Stderr = p.stdout, p.stderr
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.err = p.cmd.Wait(); close(p.done) }()
+	t.Cleanup(func() {
+		select {
+		case <-p.done:
+		default:
+			p.stop(t)
+		}
+	})
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(p.stderr.String(), "cgrstat trace: tracing") {
+		select {
+		case <-p.done:
+			t.Fatalf("trace %v exited: %v\n%s", args, p.err, p.stderr)
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("trace %v did not start within 30s:\n%s", args, p.stderr)
+		}
+	}
+	return p
+}
+
+// lines are the events trace printed, as JSON.
+func (p *traceProc) lines(t *testing.T) []traceLine {
+	t.Helper()
+	var out []traceLine
+	sc := bufio.NewScanner(bytes.NewReader(p.stdout.Bytes()))
+	for sc.Scan() {
+		var l traceLine
+		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
+			t.Fatalf("trace printed %q: %v", sc.Text(), err)
+		}
+		out = append(out, l)
+	}
+	return out
+}
+
+var traceSummary = regexp.MustCompile(`cgrstat trace: (\d+) events, (\d+) dropped \(rate limit (\d+), ring buffer full (\d+)\)`)
+
+// summary is what trace said on exit: events printed, dropped for the rate
+// limit, dropped for a full ring buffer.
+func (p *traceProc) summary(t *testing.T) (printed, rate, full int) {
+	t.Helper()
+	m := traceSummary.FindStringSubmatch(p.stderr.String())
+	if m == nil {
+		t.Fatalf("trace said no summary on exit:\n%s", p.stderr)
+	}
+	n := func(s string) int { v, _ := strconv.Atoi(s); return v }
+	return n(m[1]), n(m[3]), n(m[4])
+}
+
+// limitedLeaf makes a test cgroup with a leaf whose memory limit is 8 MiB
+// (memory.max, or v1's memory.limit_in_bytes).
+func limitedLeaf(t *testing.T, h *cgroup.Hierarchy) (top, leaf cgroup.Cgroup) {
+	t.Helper()
+	top = testenv.Cgroups(t, h, "leaf")
+	leaf = top.Child("leaf")
+	limit := "memory.limit_in_bytes"
+	if h.Version == 2 {
+		if _, err := h.EnableMemory(top); err != nil {
+			t.Fatal(err)
+		}
+		limit = "memory.max"
+	}
+	if err := leaf.Write(limit, strconv.Itoa(8<<20)); err != nil {
+		t.Fatal(err)
+	}
+	return top, leaf
+}
+
+// writeInLeaf runs the test binary in leaf writing size bytes of page
+// cache (on TMPDIR: the lab's ext4 disk) and returns its pid and the
+// command name the kernel gives it.
+func writeInLeaf(t *testing.T, leaf cgroup.Cgroup, size int) (pid int, comm string) {
+	t.Helper()
+	file := filepath.Join(os.TempDir(), testenv.Name(t)+"-"+strconv.Itoa(size))
+	t.Cleanup(func() { os.Remove(file) }) // before the cgroup goes: its pages are charged there
+	cmd := exec.Command(cliExe(t), fillCommand, leaf.Path, file, strconv.Itoa(size))
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("writer in %s: %v: %s", leaf.Rel, err, out)
+	}
+	comm = filepath.Base(cliExe(t))
+	if len(comm) > 15 {
+		comm = comm[:15] // TASK_COMM_LEN
+	}
+	return cmd.Process.Pid, comm
+}
+
+// settle waits until trace has printed nothing new for a while: the
+// events of a finished workload are out.
+func (p *traceProc) settle() {
+	for n := -1; n != len(p.stdout.Bytes()); {
+		n = len(p.stdout.Bytes())
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+// TestKernelTrace is issue 21's trace: while a known process writes page
+// cache into a leaf with a low memory limit, two traces at once (one of
+// the leaf's parent, one of every cgroup; the first loads the collectors,
+// the second uses them) each print every one of the writer's reclaims:
+// its pid and comm, the leaf as its cgroup and as the target, cause max,
+// durations above 0 and pages; the durations, counts and pages summed
+// equal what the leaf's aggregate gained over the same window, which has
+// no reclaim straddling it (the leaf is quiet before the traces start and
+// after they settle). SIGTERM ends each with exit 0, no drops, and the
+// load the first made is gone.
+func TestKernelTrace(t *testing.T) {
+	l := newLab(t)
+	requireReclaimableTmp(t)
+	top, leaf := limitedLeaf(t, l.h)
+	pin := []string{"--pin-path", l.pinPath}
+	sub := startTrace(t, append([]string{"--min", "0", "--json", "--rate", "0", top.Path}, pin...)...)
+	if !strings.Contains(sub.stderr.String(), "loaded the collectors") {
+		t.Errorf("the first trace did not load the collectors:\n%s", sub.stderr)
+	}
+	every := startTrace(t, append([]string{"--min", "0", "--json", "--rate", "0", "--stack"}, pin...)...)
+	if !strings.Contains(every.stderr.String(), "using the collectors") {
+		t.Errorf("the second trace did not use the first's load:\n%s", every.stderr)
+	}
+	before := readOne(t, l, leaf.Path)
+	pid, comm := writeInLeaf(t, leaf, 48<<20)
+	sub.settle()
+	every.settle()
+	after := readOne(t, l, leaf.Path)
+	grew := causesSum(after)
+	for i, v := range causesSum(before) {
+		grew[i] -= v
+	}
+	for _, p := range []*traceProc{every, sub} { // sub last: it unloads
+		if code := p.stop(t); code != 0 {
+			t.Errorf("trace %v: exit %d after SIGTERM, want 0:\n%s", p.cmd.Args[1:], code, p.stderr)
+		}
+	}
+	for _, p := range []*traceProc{sub, every} {
+		var sum [3]uint64
+		n := 0
+		for _, e := range p.lines(t) {
+			if e.Cgroup == nil || *e.Cgroup != leaf.Rel {
+				continue // another cgroup's reclaim (the trace of every cgroup)
+			}
+			n++
+			if e.PID != pid || e.TID != pid || e.Comm != comm || e.Target == nil || *e.Target != leaf.Rel || e.Cause != "max" ||
+				e.DurationNS <= 0 || time.Since(e.Time) > 5*time.Minute {
+				t.Errorf("trace %v: event %+v; want pid %d, comm %q, target %s, cause max", p.cmd.Args[1:], e, pid, comm, leaf.Rel)
+			}
+			// The stack starts below the tracepoint, in the reclaim.
+			if p == every && (len(e.Stack) == 0 || !strings.HasPrefix(e.Stack[0], "try_to_free_mem_cgroup_pages+")) {
+				t.Errorf("trace --stack: event whose stack does not start in try_to_free_mem_cgroup_pages: %+v", e)
+			}
+			sum[0] += uint64(e.DurationNS)
+			sum[1]++
+			sum[2] += e.Reclaimed
+		}
+		if sum != grew || sum[2] == 0 {
+			t.Errorf("trace %v: %d events of %s sum to delay %d ns, count %d, pages %d; its aggregate grew by %v",
+				p.cmd.Args[1:], n, leaf.Rel, sum[0], sum[1], sum[2], grew)
+		}
+		if printed, rate, full := p.summary(t); printed != len(p.lines(t)) || rate+full != 0 {
+			t.Errorf("trace %v: summary says %d printed, %d and %d dropped; it printed %d", p.cmd.Args[1:], printed, rate, full, len(p.lines(t)))
+		}
+		t.Logf("trace %v: %d events of the leaf, delay %d ns, pages %d", p.cmd.Args[1:], n, sum[0], sum[2])
+	}
+	if len(every.lines(t)) > 0 {
+		t.Logf("a stack: %v", every.lines(t)[0].Stack)
+	}
+}
+
+// causesSum is a cgroup's every reclaim: delay, count, pages.
+func causesSum(s reclaim.Stat) [3]uint64 {
+	var c reclaim.Counters
+	for _, x := range s.Causes {
+		c = c.Add(x)
+	}
+	return [3]uint64{c.DelayNS, c.Count, c.Reclaimed}
+}
+
+// TestKernelTraceStorm: a storm of reclaims against --rate 1 prints at most
+// the burst (1) and 1 a second (slow emulated guests take seconds for the
+// storm), and the summary on exit counts the rest as dropped by the rate
+// limit; --count ends trace by itself, exit 0.
+func TestKernelTraceStorm(t *testing.T) {
+	l := newLab(t)
+	requireReclaimableTmp(t)
+	_, leaf := limitedLeaf(t, l.h)
+	pin := []string{"--pin-path", l.pinPath}
+	limited := startTrace(t, append([]string{"--min", "0", "--json", "--rate", "1", leaf.Path}, pin...)...)
+	start := time.Now()
+	writeInLeaf(t, leaf, 48<<20)
+	elapsed := time.Since(start)
+	limited.settle()
+	if code := limited.stop(t); code != 0 {
+		t.Errorf("trace: exit %d after SIGTERM:\n%s", code, limited.stderr)
+	}
+	printed, rate, full := limited.summary(t)
+	most := 1 + int(elapsed.Seconds()+1)
+	t.Logf("storm in %s: %d printed, %d dropped for the rate, %d for a full ring", elapsed, printed, rate, full)
+	if printed != len(limited.lines(t)) || printed == 0 || printed > most || rate == 0 || full != 0 {
+		t.Errorf("--rate 1 over %s: printed %d (%d lines), dropped %d for the rate, %d for a full ring; want 1 to %d printed and drops for the rate",
+			elapsed, printed, len(limited.lines(t)), rate, full, most)
+	}
+
+	counted := startTrace(t, append([]string{"--min", "0", "--count", "3", leaf.Path}, pin...)...)
+	writeInLeaf(t, leaf, 48<<20)
+	select {
+	case <-counted.done:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("trace --count 3 did not end by itself:\n%s", counted.stderr)
+	}
+	if code := counted.cmd.ProcessState.ExitCode(); code != 0 || strings.Count(counted.stdout.String(), "\n") != 3 {
+		t.Errorf("trace --count 3: exit %d, printed:\n%s%s", code, counted.stdout, counted.stderr)
+	}
+}

@@ -1,0 +1,113 @@
+package exporter
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"slices"
+	"time"
+
+	"github.com/cgrstat/cgrstat/pkg/events"
+	"github.com/cgrstat/cgrstat/pkg/loader"
+	"github.com/cgrstat/cgrstat/pkg/readout"
+)
+
+// ExemplarRate is the most events per second serve takes from the event
+// stream (and its burst): a bucket shows only its most recent reclaim, and
+// a scrape comes every 15 to 60 s, so 100 a second keeps every bucket
+// fresh while a storm costs serve at most that many events, and the
+// collectors the rate limit's compare for the rest.
+const ExemplarRate = 100
+
+// feedCheck is how often Feed looks whether the load it reads is still
+// the one at the pin path.
+const feedCheck = 2 * time.Second
+
+// Feed keeps x fed from the event stream of the load at pinPath until ctx
+// ends, subscribed with opts (threshold, subtree, rate). The stream
+// follows the load: after an unload it waits for the next load there, and
+// reads that one. When it cannot subscribe (no load, a load older than the
+// event stream, every subscriber slot taken) it says so once, at Warn,
+// serves without exemplars, and tries again; it says so once more when it
+// can. It returns when ctx ends, its subscription closed.
+func Feed(ctx context.Context, x *Exemplars, pinPath string, opts events.Options, logger *slog.Logger) {
+	var said string // the last failure logged
+	tick := time.NewTicker(feedCheck)
+	defer tick.Stop()
+	for {
+		rec, r, err := subscribe(pinPath, opts)
+		if err != nil {
+			if err.Error() != said {
+				logger.Warn("serving without exemplars until the event stream can be read", "err", err)
+				said = err.Error()
+			}
+		} else {
+			logger.Info("exemplars: reading the event stream", "slot", r.Slot(), "min", opts.Min)
+			said = ""
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				for {
+					e, err := r.Read()
+					if err != nil {
+						return // closed below (or broken: subscribed again at the next check)
+					}
+					x.Add(e)
+				}
+			}()
+			for same := true; same; {
+				select {
+				case <-ctx.Done():
+					r.Close()
+					<-done
+					logDrops(r, logger)
+					return
+				case <-done:
+					same = false
+				case <-tick.C:
+					same = sameLoad(pinPath, rec)
+				}
+			}
+			r.Close()
+			<-done
+			logDrops(r, logger)
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// logDrops says what a closed reader's slot dropped, if anything.
+func logDrops(r *readout.EventReader, logger *slog.Logger) {
+	if c, err := r.Counts(); err == nil && c.Dropped() > 0 {
+		logger.Info("exemplars: events the stream dropped", "sent", c.Sent, "rate_limit", c.RateLimit, "ring_full", c.RingFull)
+	}
+}
+
+// subscribe opens a reader of the load at pinPath and returns the load's
+// record with it, to tell when the load changes.
+func subscribe(pinPath string, opts events.Options) (*loader.Record, *readout.EventReader, error) {
+	rec, err := loader.ReadRecord(pinPath)
+	if err != nil {
+		return nil, nil, err
+	}
+	r, err := readout.OpenEvents(pinPath, opts)
+	if err != nil {
+		return nil, nil, err
+	}
+	if !sameLoad(pinPath, rec) { // reloaded in between: the reader may be on either
+		r.Close()
+		return nil, nil, errors.New("the load changed while subscribing")
+	}
+	return rec, r, nil
+}
+
+// sameLoad says whether the load at pinPath is still rec's.
+func sameLoad(pinPath string, rec *loader.Record) bool {
+	now, err := loader.ReadRecord(pinPath)
+	return err == nil && now.LoadedAt.Equal(rec.LoadedAt) && slices.Equal(now.ProgramIDs, rec.ProgramIDs)
+}
