@@ -110,17 +110,25 @@ func limitedLeaf(t *testing.T, h *cgroup.Hierarchy) (top, leaf cgroup.Cgroup) {
 	t.Helper()
 	top = testenv.Cgroups(t, h, "leaf")
 	leaf = top.Child("leaf")
-	limit := "memory.limit_in_bytes"
 	if h.Version == 2 {
 		if _, err := h.EnableMemory(top); err != nil {
 			t.Fatal(err)
 		}
+	}
+	setLimit(t, h, leaf)
+	return top, leaf
+}
+
+// setLimit sets c's memory limit to 8 MiB.
+func setLimit(t *testing.T, h *cgroup.Hierarchy, c cgroup.Cgroup) {
+	t.Helper()
+	limit := "memory.limit_in_bytes"
+	if h.Version == 2 {
 		limit = "memory.max"
 	}
-	if err := leaf.Write(limit, strconv.Itoa(8<<20)); err != nil {
+	if err := c.Write(limit, strconv.Itoa(8<<20)); err != nil {
 		t.Fatal(err)
 	}
-	return top, leaf
 }
 
 // writeInLeaf runs the test binary in leaf writing size bytes of page
@@ -238,7 +246,7 @@ func causesSum(s reclaim.Stat) [3]uint64 {
 func TestKernelTraceStorm(t *testing.T) {
 	l := newLab(t)
 	requireReclaimableTmp(t)
-	_, leaf := limitedLeaf(t, l.h)
+	top, leaf := limitedLeaf(t, l.h)
 	pin := []string{"--pin-path", l.pinPath}
 	limited := startTrace(t, append([]string{"--min", "0", "--json", "--rate", "1", leaf.Path}, pin...)...)
 	start := time.Now()
@@ -256,8 +264,22 @@ func TestKernelTraceStorm(t *testing.T) {
 			elapsed, printed, len(limited.lines(t)), rate, full, most)
 	}
 
-	counted := startTrace(t, append([]string{"--min", "0", "--count", "3", leaf.Path}, pin...)...)
-	writeInLeaf(t, leaf, 48<<20)
+	// A leaf of its own: the first writer left pages charged to the first
+	// that reclaim cannot take (its binary, where the root file system is
+	// tmpfs, as in the lab's guests), and a second writer there was
+	// OOM-killed (6.12).
+	second := top.Child("second")
+	if err := second.Mkdir(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := second.Remove(); err != nil {
+			t.Errorf("removing test cgroup: %v", err)
+		}
+	})
+	setLimit(t, l.h, second)
+	counted := startTrace(t, append([]string{"--min", "0", "--count", "3", second.Path}, pin...)...)
+	writeInLeaf(t, second, 48<<20)
 	select {
 	case <-counted.done:
 	case <-time.After(30 * time.Second):
