@@ -112,7 +112,7 @@ func history(p *loader.Pinned, nodes []cgroup.Cgroup) ([]uint64, error) {
 			return nil, err
 		}
 		var s bpf.CgrstatCgstat
-		s.Total.MaxLimitHist[20] = 1
+		s.Total.LimitHist[20] = 1
 		s.Total.MaxLimitDelayNs = 5000
 		if err := p.Stats.Update(id, &s, ebpf.UpdateAny); err != nil {
 			return nil, fmt.Errorf("writing history of %s: %w", c.Rel, err)
@@ -137,7 +137,7 @@ func timedReads(p *loader.Pinned, statFile string, ids []uint64, k int) ([]int64
 			if err := p.Stats.Lookup(ids[j], &s); err != nil {
 				return nil, err
 			}
-			s.Pending.MaxLimitHist[21]++
+			s.Pending.LimitHist[21]++
 			s.Adds++
 			if err := p.Stats.Update(ids[j], &s, ebpf.UpdateExist); err != nil {
 				return nil, err

@@ -6,7 +6,7 @@
  *
  * State: one entry per cgroup in one hash map (stats, BPF_F_NO_PREALLOC, so
  * memory grows with the cgroups that reclaimed, not with --max-cgroups x
- * CPUs: about 4 KiB per cgroup, two struct counters). A cgroup's first event
+ * CPUs: one 4 KiB allocation per cgroup, two struct counters of 1.8 KB). A cgroup's first event
  * makes the entries of its ancestors that lack one, so that an entry's
  * parent has an entry and the flush need not allocate. An entry holds
  *  - pending: what this cgroup's tasks recorded and what flushed children
@@ -121,22 +121,31 @@ struct cause_counters {
 
 /*
  * Everything but max_delay_ns is a plain sum, drained and passed up as an
- * array of NR_SUMS u64 (keep them first). Memory-cgroup reclaim (max, high
- * and proactive) has no count field: its count is its histogram's sum.
+ * array of NR_SUMS u64 (keep them first). Memory-cgroup reclaim's counts
+ * are histogram sums: proactive's is its histogram's; max and high share
+ * limit_hist (one histogram for both keeps an entry, two of these and the
+ * hash element's header, within a 4 KiB allocation: with a histogram each,
+ * 5.3 KB went to the 8 KiB size class), so high keeps its count and max's
+ * is limit_hist's sum minus it. high_limit_count comes before limit_hist
+ * and a collector adds to it after the bucket: every copy (the flush's
+ * drain, a stat file's copy, a reader's map copy all go up the struct)
+ * that has an event's high count has its bucket, so max's count is never
+ * negative; at worst a high event caught half-added reads as max until
+ * the next read.
  */
 struct counters {
 	__u64 max_limit_delay_ns; /* CAUSE_MAX */
 	__u64 max_limit_reclaimed;
 	__u64 high_limit_delay_ns; /* CAUSE_HIGH */
 	__u64 high_limit_reclaimed;
+	__u64 high_limit_count;
 	__u64 proactive_delay_ns;
 	__u64 proactive_reclaimed;
 	struct cause_counters direct;
 	/* reclaim whose target (the memcg whose limit was enforced) is this cgroup */
 	struct cause_counters forced;
 	__u64 oom_kills; /* tasks of this cgroup the OOM killer chose (mark_victim) */
-	__u64 max_limit_hist[NR_BUCKETS];
-	__u64 high_limit_hist[NR_BUCKETS];
+	__u64 limit_hist[NR_BUCKETS]; /* CAUSE_MAX and CAUSE_HIGH */
 	__u64 proactive_hist[NR_BUCKETS];
 	__u64 max_delay_ns; /* memory-cgroup reclaim; the maximum, not a sum */
 };
@@ -154,6 +163,13 @@ struct cgstat {
 	struct counters pending;
 	struct counters total;
 };
+
+/*
+ * A hash element allocated at update is bpf_mem_alloc's 8-byte header, the
+ * 48-byte struct htab_elem (6.1 to 7.x), the 8-byte key and the value, in
+ * a kmalloc size class: past 4,032 bytes of value each cgroup costs 8 KiB.
+ */
+_Static_assert(sizeof(struct cgstat) <= 4096 - 8 - 48 - 8, "a stats entry must fit a 4 KiB allocation");
 
 /* Flush steps begun and finished, for readers of the whole map. */
 struct flush_seq {
@@ -648,11 +664,13 @@ static __always_inline void end(unsigned long nr_reclaimed, bool direct)
 	if (cause == CAUSE_MAX) {
 		__sync_fetch_and_add(&s->pending.max_limit_delay_ns, dur);
 		__sync_fetch_and_add(&s->pending.max_limit_reclaimed, nr_reclaimed);
-		__sync_fetch_and_add(&s->pending.max_limit_hist[b], 1);
+		__sync_fetch_and_add(&s->pending.limit_hist[b], 1);
 	} else if (cause == CAUSE_HIGH) {
 		__sync_fetch_and_add(&s->pending.high_limit_delay_ns, dur);
 		__sync_fetch_and_add(&s->pending.high_limit_reclaimed, nr_reclaimed);
-		__sync_fetch_and_add(&s->pending.high_limit_hist[b], 1);
+		__sync_fetch_and_add(&s->pending.limit_hist[b], 1);
+		/* After the bucket: see struct counters. */
+		__sync_fetch_and_add(&s->pending.high_limit_count, 1);
 	} else if (cause == CAUSE_PROACTIVE) {
 		__sync_fetch_and_add(&s->pending.proactive_delay_ns, dur);
 		__sync_fetch_and_add(&s->pending.proactive_reclaimed, nr_reclaimed);
@@ -898,16 +916,13 @@ static __always_inline void print_cause(struct seq_file *seq, const char *name, 
 	BPF_SEQ_PRINTF(seq, "%s: delay_ns %llu, count %llu, reclaimed %llu\n", name, delay, count, reclaimed);
 }
 
-/* Only the buckets with a count of h + h2 (h2 may be NULL): "hist_limit: 12:3 13:40\n". */
-static __always_inline void print_hist(struct seq_file *seq, const char *name, const __u64 *h, const __u64 *h2)
+/* Only the buckets with a count: "hist_limit: 12:3 13:40\n". */
+static __always_inline void print_hist(struct seq_file *seq, const char *name, const __u64 *h)
 {
-	__u64 n;
-
 	BPF_SEQ_PRINTF(seq, "%s:", name);
 	for (int i = 0; i < NR_BUCKETS; i++) {
-		n = h[i] + (h2 ? h2[i] : 0);
-		if (n)
-			BPF_SEQ_PRINTF(seq, " %d:%llu", i, n);
+		if (h[i])
+			BPF_SEQ_PRINTF(seq, " %d:%llu", i, h[i]);
 	}
 	BPF_SEQ_PRINTF(seq, "\n");
 }
@@ -917,7 +932,8 @@ static __always_inline void print_hist(struct seq_file *seq, const char *name, c
  * reclaim: max, high and proactive), then one line per cause, the maximum
  * and the histograms, all from one copy of the counters that is this
  * read's own (print_copies). limit and hist_limit, max plus high, are what
- * the file said before max and high were told apart.
+ * the file said before max and high were told apart; max and high share
+ * that histogram (struct counters).
  */
 static __noinline void print_stat(struct seq_file *seq, __u64 cgid, __u64 session)
 {
@@ -947,26 +963,25 @@ static __noinline void print_stat(struct seq_file *seq, __u64 cgid, __u64 sessio
 		c = sc;
 	}
 
-	__u64 max_count = hist_sum(c->max_limit_hist), high_count = hist_sum(c->high_limit_hist);
+	__u64 limit_count = hist_sum(c->limit_hist), high_count = c->high_limit_count;
+	__u64 max_count = limit_count > high_count ? limit_count - high_count : 0;
 	__u64 proactive_count = hist_sum(c->proactive_hist);
 	__u64 limit_delay = c->max_limit_delay_ns + c->high_limit_delay_ns;
 	__u64 limit_reclaimed = c->max_limit_reclaimed + c->high_limit_reclaimed;
 
 	BPF_SEQ_PRINTF(seq, "cg_id: %llu, total_vmscan_delay: %llu, vmscan_count: %llu, nr_reclaimed: %llu\n",
-		       cgid, limit_delay + c->proactive_delay_ns, max_count + high_count + proactive_count,
+		       cgid, limit_delay + c->proactive_delay_ns, limit_count + proactive_count,
 		       limit_reclaimed + c->proactive_reclaimed);
-	print_cause(seq, "limit", limit_delay, max_count + high_count, limit_reclaimed);
+	print_cause(seq, "limit", limit_delay, limit_count, limit_reclaimed);
 	print_cause(seq, "max", c->max_limit_delay_ns, max_count, c->max_limit_reclaimed);
-	print_cause(seq, "high", c->high_limit_delay_ns, high_count, c->high_limit_reclaimed);
+	print_cause(seq, "high", c->high_limit_delay_ns, limit_count - max_count, c->high_limit_reclaimed);
 	print_cause(seq, "proactive", c->proactive_delay_ns, proactive_count, c->proactive_reclaimed);
 	print_cause(seq, "direct", c->direct.delay_ns, c->direct.count, c->direct.reclaimed);
 	print_cause(seq, "forced", c->forced.delay_ns, c->forced.count, c->forced.reclaimed);
 	BPF_SEQ_PRINTF(seq, "oom_kills: %llu\n", c->oom_kills);
 	BPF_SEQ_PRINTF(seq, "max_delay_ns: %llu\n", c->max_delay_ns);
-	print_hist(seq, "hist_limit", c->max_limit_hist, c->high_limit_hist);
-	print_hist(seq, "hist_max", c->max_limit_hist, NULL);
-	print_hist(seq, "hist_high", c->high_limit_hist, NULL);
-	print_hist(seq, "hist_proactive", c->proactive_hist, NULL);
+	print_hist(seq, "hist_limit", c->limit_hist);
+	print_hist(seq, "hist_proactive", c->proactive_hist);
 	bpf_map_delete_elem(&print_copies, &session);
 }
 

@@ -34,13 +34,13 @@ type CgrstatCounters struct {
 	MaxLimitReclaimed  uint64
 	HighLimitDelayNs   uint64
 	HighLimitReclaimed uint64
+	HighLimitCount     uint64
 	ProactiveDelayNs   uint64
 	ProactiveReclaimed uint64
 	Direct             CgrstatCauseCounters
 	Forced             CgrstatCauseCounters
 	OomKills           uint64
-	MaxLimitHist       [106]uint64
-	HighLimitHist      [106]uint64
+	LimitHist          [106]uint64
 	ProactiveHist      [106]uint64
 	MaxDelayNs         uint64
 }

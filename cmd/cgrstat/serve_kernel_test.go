@@ -111,13 +111,12 @@ func expectedSeries(stats []reclaim.Stat) map[string]float64 {
 			want[series("cgrstat_memcg_reclaimed_pages_total", s.Path)] = float64(s.Reclaimed)
 			want[series("cgrstat_reclaim_max_seconds", s.Path)] = sec(s.MaxNS)
 		}
-		for c := reclaim.Max; c <= reclaim.Proactive; c++ {
-			if s.Causes[c].Count == 0 {
+		for _, d := range s.Dists() {
+			if d.Counters.Count == 0 {
 				continue
 			}
-			h := s.CauseHist(c)
-			cause := c.String()
-			want[series("cgrstat_reclaim_duration_seconds_sum", s.Path, "cause", cause)] = sec(s.Causes[c].DelayNS)
+			h, cause := d.Hist, d.Name
+			want[series("cgrstat_reclaim_duration_seconds_sum", s.Path, "cause", cause)] = sec(d.Counters.DelayNS)
 			want[series("cgrstat_reclaim_duration_seconds_count", s.Path, "cause", cause)] = float64(h.Total())
 			want[series("cgrstat_reclaim_duration_seconds_bucket", s.Path, "cause", cause, "le", "+Inf")] = float64(h.Total())
 			for e := 10; e <= 36; e += 2 {

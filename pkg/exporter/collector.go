@@ -65,7 +65,7 @@ var (
 		"Memory-cgroup reclaims whose target is this cgroup or below it; from the first such reclaim on."+hierarchical,
 		counterType, "cgroup")
 	duration = newFamily("reclaim_duration_seconds",
-		"Latency of memory-cgroup reclaims, by cause (max, high, proactive; direct reclaim has no distribution); from the cause's first reclaim in the cgroup on."+hierarchical,
+		"Latency of memory-cgroup reclaims: cause limit (max and high, which share one distribution) and proactive; direct reclaim has none; from the first such reclaim in the cgroup on."+hierarchical,
 		histogramType, "cause", "cgroup")
 	oomKills = newFamily("oom_kills_total",
 		"Tasks the OOM killer chose in this cgroup or below it, counted from BPF (oom:mark_victim), so on cgroup v1 too; from the first on."+hierarchical,

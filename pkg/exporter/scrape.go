@@ -68,13 +68,18 @@ var (
 	cgroupName = "cgroup"
 	causeName  = "cause"
 	causeNames [reclaim.NrCauses]string
-	causeLabel [reclaim.NrCauses]*dto.LabelPair // shared by every cgroup's series
+	causeLabel [reclaim.NrCauses]*dto.LabelPair  // shared by every cgroup's series
+	distNames  = [2]string{"limit", "proactive"} // reclaim.Stat.Dists
+	distLabel  [2]*dto.LabelPair
 )
 
 func init() {
 	for i, c := range monitor.Causes {
 		causeNames[i] = c.String()
 		causeLabel[i] = &dto.LabelPair{Name: &causeName, Value: &causeNames[i]}
+	}
+	for i := range distNames {
+		distLabel[i] = &dto.LabelPair{Name: &causeName, Value: &distNames[i]}
 	}
 }
 
@@ -105,8 +110,13 @@ func (s *scrape) cgroup(cg *monitor.Cgroup) {
 		s.counterWith(reclaims, float64(c.Count), both)
 		s.counterWith(reclaimSeconds, seconds(c.DelayNS), both)
 		s.counterWith(reclaimedPages, float64(c.Reclaimed), both)
-		if h := cg.CauseHist(cause); h != nil {
-			s.add(duration, &dto.Metric{Label: both, Histogram: histogram(h, c.DelayNS)})
+	}
+	for i, d := range cg.Dists() {
+		if d.Name != distNames[i] {
+			panic("exporter: reclaim.Stat.Dists changed: " + d.Name)
+		}
+		if d.Counters.Count > 0 {
+			s.add(duration, &dto.Metric{Label: []*dto.LabelPair{distLabel[i], path}, Histogram: histogram(d.Hist, d.Counters.DelayNS)})
 		}
 	}
 	if cg.Forced.Count > 0 {

@@ -25,7 +25,8 @@ func TestHist(t *testing.T) {
 [2.0µs, 2.6µs) 2 |@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@                  |
 [2.6µs, 4.2ms) 0 |                                                    | 43 buckets
 [4.2ms, 5.2ms) 1 |@@@@@@@@@@@@@@@@@                                   |
-max:       5.0ms in 6 reclaims, 192 pages; p50 1.5µs, p99 5.0ms
+limit:     5.0ms in 6 reclaims, 192 pages; p50 1.5µs, p99 5.0ms
+max:       5.0ms in 6 reclaims, 192 pages
 high:      0 in 0 reclaims, 0 pages
 proactive: 3.4µs in 2 reclaims, 64 pages; p50 1.5µs, p99 2.5µs
 direct:    3.0ms in 2 reclaims, 64 pages
@@ -63,7 +64,7 @@ func TestHistEmpty(t *testing.T) {
 	if err := Hist(&buf, reclaim.Stat{Path: "/idle"}); err != nil {
 		t.Fatal(err)
 	}
-	if out := buf.String(); strings.Contains(out, "|") || !strings.HasPrefix(out, "/idle: memory-cgroup reclaim 0 in 0 reclaims, 0 pages\nmax:") {
+	if out := buf.String(); strings.Contains(out, "|") || !strings.HasPrefix(out, "/idle: memory-cgroup reclaim 0 in 0 reclaims, 0 pages\nlimit:") {
 		t.Errorf("empty:\n%s", out)
 	}
 }

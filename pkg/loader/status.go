@@ -138,11 +138,8 @@ func (p *Pinned) LostCounts() (Lost, error) {
 // Sizes of the kernel's hash-map bookkeeping, for MemoryOf.
 const (
 	htabElemHeader = 48 // struct htab_elem before the key
-	// per CPU: the lost counters, and the print copies' spare element
-	perCPUBytes = 4*8 + printCopyBytes
 	// print_copies: PRINT_COPIES preallocated elements of struct counters
 	printCopies    = 64
-	printCopyBytes = htabElemHeader + 8 + 1784
 	memAllocHeader = 8 // bpf_mem_alloc's free-list link
 	sessionsSlots  = 256
 	sessionBytes   = htabElemHeader + 8 + 8
@@ -153,6 +150,10 @@ const (
 var (
 	StatBytes     = uint32(binary.Size(bpf.CgrstatCgstat{}))
 	TreeNodeBytes = uint32(binary.Size(bpf.CgrstatTreeNode{}))
+
+	printCopyBytes = uint64(htabElemHeader + 8 + binary.Size(bpf.CgrstatCounters{}))
+	// per CPU: the lost counters, and the print copies' spare element
+	perCPUBytes = 4*8 + printCopyBytes
 )
 
 // MemoryOf computes what the maps take: stats entries are allocated one by

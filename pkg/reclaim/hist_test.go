@@ -273,7 +273,7 @@ func TestRecord(t *testing.T) {
 	want := Stat{DelayNS: 3_001_000, Count: 2, Reclaimed: 96, MaxNS: 3_000_000,
 		Causes: [NrCauses]Counters{{3_000_000, 1, 64}, {}, {1000, 1, 32}, {5_000_000, 1, 400}},
 		Forced: Counters{3_000_000, 1, 64}}
-	want.MaxHist[BucketOf(3_000_000)] = 1
+	want.LimitHist[BucketOf(3_000_000)] = 1
 	want.ProactiveHist[0] = 1
 	if s != want {
 		t.Errorf("Record:\n%+v\nwant\n%+v", s, want)
@@ -281,8 +281,9 @@ func TestRecord(t *testing.T) {
 	if h := s.Hist(); h.Total() != 2 || h[0] != 1 || h[BucketOf(3_000_000)] != 1 {
 		t.Errorf("Hist = %v", h)
 	}
-	if s.CauseHist(Direct) != nil || s.CauseHist(Max) != &s.MaxHist || s.CauseHist(High) != &s.HighHist || s.CauseHist(Proactive) != &s.ProactiveHist {
-		t.Error("CauseHist")
+	if d := s.Dists(); d[0].Name != "limit" || d[0].Hist != &s.LimitHist || d[0].Counters != s.Limit() ||
+		d[1].Name != "proactive" || d[1].Hist != &s.ProactiveHist || d[1].Counters != s.Causes[Proactive] {
+		t.Errorf("Dists = %+v", d)
 	}
 }
 
@@ -306,8 +307,8 @@ func TestStatJSON(t *testing.T) {
 		`"buckets":[{"lo_ns":0,"hi_ns":1024,"count":2},{"lo_ns":2621440,"hi_ns":3145728,"count":1}],` +
 		`"causes":{"limit":{"delay_ns":3000100,"count":2,"reclaimed_pages":64,` +
 		`"buckets":[{"lo_ns":0,"hi_ns":1024,"count":1},{"lo_ns":2621440,"hi_ns":3145728,"count":1}]},` +
-		`"max":{"delay_ns":100,"count":1,"reclaimed_pages":32,"buckets":[{"lo_ns":0,"hi_ns":1024,"count":1}]},` +
-		`"high":{"delay_ns":3000000,"count":1,"reclaimed_pages":32,"buckets":[{"lo_ns":2621440,"hi_ns":3145728,"count":1}]},` +
+		`"max":{"delay_ns":100,"count":1,"reclaimed_pages":32},` +
+		`"high":{"delay_ns":3000000,"count":1,"reclaimed_pages":32},` +
 		`"proactive":{"delay_ns":1000,"count":1,"reclaimed_pages":32,"buckets":[{"lo_ns":0,"hi_ns":1024,"count":1}]},` +
 		`"direct":{"delay_ns":5000000,"count":1,"reclaimed_pages":400}},` +
 		`"forced":{"delay_ns":100,"count":1,"reclaimed_pages":32},"oom_kills":1}`
@@ -319,14 +320,14 @@ func TestStatJSON(t *testing.T) {
 		t.Errorf("round trip: %+v, %v; want %+v", back, err, sample())
 	}
 	// Empty: buckets are [], not null.
-	if b, _ := json.Marshal(Stat{}); strings.Count(string(b), `"buckets":[]`) != 5 {
+	if b, _ := json.Marshal(Stat{}); strings.Count(string(b), `"buckets":[]`) != 3 {
 		t.Errorf("empty stat: %s", b)
 	}
 }
 
 func TestStatJSONForeignBucket(t *testing.T) {
 	for _, bk := range []string{`{"lo_ns":1000,"hi_ns":1024,"count":1}`, `{"lo_ns":1024,"hi_ns":2048,"count":1}`} {
-		for _, cause := range []string{"max", "high", "proactive"} {
+		for _, cause := range []string{"limit", "proactive"} {
 			var s Stat
 			err := json.Unmarshal([]byte(`{"id":1,"causes":{"`+cause+`":{"buckets":[`+bk+`]}}}`), &s)
 			if err == nil || !strings.Contains(err.Error(), "cgroup 1: "+cause+": bucket") {
@@ -341,7 +342,7 @@ func TestStatAdd(t *testing.T) {
 	b.MaxNS = 9e9
 	a.Add(&b)
 	h := a.Hist()
-	if a.Count != 6 || h.Total() != 6 || a.MaxHist.Total() != 2 || a.HighHist.Total() != 2 || a.MaxNS != 9e9 || a.Causes[Direct].Count != 2 ||
+	if a.Count != 6 || h.Total() != 6 || a.LimitHist.Total() != 4 || a.MaxNS != 9e9 || a.Causes[Direct].Count != 2 ||
 		a.Forced.DelayNS != 200 || a.ID != 7 {
 		t.Errorf("sum = %+v", a)
 	}

@@ -24,10 +24,14 @@ import (
 // histograms' sums there, so they are here.
 func FromCounters(id uint64, path string, c *bpf.CgrstatCounters) Stat {
 	s := Stat{ID: id, Path: path, MaxNS: c.MaxDelayNs,
-		MaxHist: c.MaxLimitHist, HighHist: c.HighLimitHist, ProactiveHist: c.ProactiveHist,
+		LimitHist: c.LimitHist, ProactiveHist: c.ProactiveHist,
 		Forced: Counters{c.Forced.DelayNs, c.Forced.Count, c.Forced.Reclaimed}, OOMKills: c.OomKills}
-	s.Causes[Max] = Counters{c.MaxLimitDelayNs, s.MaxHist.Total(), c.MaxLimitReclaimed}
-	s.Causes[High] = Counters{c.HighLimitDelayNs, s.HighHist.Total(), c.HighLimitReclaimed}
+	// Max's count is the shared histogram's total less high's, as the
+	// stat file prints it (bpf/cgrstat.c, struct counters).
+	limit := s.LimitHist.Total()
+	high := min(c.HighLimitCount, limit)
+	s.Causes[Max] = Counters{c.MaxLimitDelayNs, limit - high, c.MaxLimitReclaimed}
+	s.Causes[High] = Counters{c.HighLimitDelayNs, high, c.HighLimitReclaimed}
 	s.Causes[Proactive] = Counters{c.ProactiveDelayNs, s.ProactiveHist.Total(), c.ProactiveReclaimed}
 	s.Causes[Direct] = Counters{c.Direct.DelayNs, c.Direct.Count, c.Direct.Reclaimed}
 	m := s.Limit().Add(s.Causes[Proactive])
@@ -57,9 +61,9 @@ const staleLine = "stale: "
 
 // ParseStat parses a whole stat file: the seed's line, then one line per
 // cause ("max: delay_ns 1, count 2, reclaimed 3"), "max_delay_ns: N",
-// and the histograms' non-empty buckets ("hist_max: 5:2 9:1"). limit and
-// hist_limit, max plus high, are checked against them. Lines it does not
-// know are skipped, for a later cgrstat's sake.
+// and the histograms' non-empty buckets ("hist_limit: 5:2 9:1"; max and
+// high share hist_limit). limit, max plus high, is checked against them.
+// Lines it does not know are skipped, for a later cgrstat's sake.
 func ParseStat(text string) (Stat, error) {
 	if strings.HasPrefix(text, staleLine) {
 		return Stat{}, ErrStale
@@ -75,18 +79,16 @@ func ParseStat(text string) (Stat, error) {
 	var counters bpf.CgrstatCounters
 	c, more := &counters, false
 	var limit bpf.CgrstatCauseCounters
-	var limitHist [106]uint64
-	var maxCount, highCount, proactiveCount uint64
+	var maxCount, proactiveCount uint64
 	causes := map[string][]*uint64{
 		"limit":     {&limit.DelayNs, &limit.Count, &limit.Reclaimed},
 		"max":       {&c.MaxLimitDelayNs, &maxCount, &c.MaxLimitReclaimed},
-		"high":      {&c.HighLimitDelayNs, &highCount, &c.HighLimitReclaimed},
+		"high":      {&c.HighLimitDelayNs, &c.HighLimitCount, &c.HighLimitReclaimed},
 		"proactive": {&c.ProactiveDelayNs, &proactiveCount, &c.ProactiveReclaimed},
 		"direct":    {&c.Direct.DelayNs, &c.Direct.Count, &c.Direct.Reclaimed},
 		"forced":    {&c.Forced.DelayNs, &c.Forced.Count, &c.Forced.Reclaimed},
 	}
-	hists := map[string]*[106]uint64{"hist_limit": &limitHist, "hist_max": &c.MaxLimitHist,
-		"hist_high": &c.HighLimitHist, "hist_proactive": &c.ProactiveHist}
+	hists := map[string]*[106]uint64{"hist_limit": &c.LimitHist, "hist_proactive": &c.ProactiveHist}
 	for sc.Scan() {
 		line := sc.Text()
 		name, rest, ok := strings.Cut(line, ":")
@@ -116,12 +118,12 @@ func ParseStat(text string) (Stat, error) {
 	if full.Memcg() != s.Memcg() {
 		return Stat{}, fmt.Errorf("stat file of cgroup %d: the first line says %+v, the causes %+v", s.ID, s.Memcg(), full.Memcg())
 	}
-	if l := (Counters{limit.DelayNs, limit.Count, limit.Reclaimed}); l != full.Limit() || limitHist != full.LimitHist() {
+	if l := (Counters{limit.DelayNs, limit.Count, limit.Reclaimed}); l != full.Limit() {
 		return Stat{}, fmt.Errorf("stat file of cgroup %d: limit says %+v, max and high %+v", s.ID, l, full.Limit())
 	}
-	if maxCount != full.Causes[Max].Count || highCount != full.Causes[High].Count || proactiveCount != full.Causes[Proactive].Count {
-		return Stat{}, fmt.Errorf("stat file of cgroup %d: the causes count %d max, %d high and %d proactive reclaims, the histograms %d, %d and %d",
-			s.ID, maxCount, highCount, proactiveCount, full.Causes[Max].Count, full.Causes[High].Count, full.Causes[Proactive].Count)
+	if maxCount+c.HighLimitCount != full.LimitHist.Total() || proactiveCount != full.Causes[Proactive].Count {
+		return Stat{}, fmt.Errorf("stat file of cgroup %d: the causes count %d max, %d high and %d proactive reclaims, the histograms %d limit and %d proactive",
+			s.ID, maxCount, c.HighLimitCount, proactiveCount, full.LimitHist.Total(), full.Causes[Proactive].Count)
 	}
 	return full, nil
 }
@@ -243,7 +245,7 @@ func hierarchical(members []Member, entries map[uint64]*bpf.CgrstatCgstat, v1 bo
 func Add(a, b *bpf.CgrstatCounters) {
 	for _, f := range [][2]*uint64{
 		{&a.MaxLimitDelayNs, &b.MaxLimitDelayNs}, {&a.MaxLimitReclaimed, &b.MaxLimitReclaimed},
-		{&a.HighLimitDelayNs, &b.HighLimitDelayNs}, {&a.HighLimitReclaimed, &b.HighLimitReclaimed},
+		{&a.HighLimitDelayNs, &b.HighLimitDelayNs}, {&a.HighLimitReclaimed, &b.HighLimitReclaimed}, {&a.HighLimitCount, &b.HighLimitCount},
 		{&a.ProactiveDelayNs, &b.ProactiveDelayNs}, {&a.ProactiveReclaimed, &b.ProactiveReclaimed},
 		{&a.Direct.DelayNs, &b.Direct.DelayNs}, {&a.Direct.Count, &b.Direct.Count}, {&a.Direct.Reclaimed, &b.Direct.Reclaimed},
 		{&a.Forced.DelayNs, &b.Forced.DelayNs}, {&a.Forced.Count, &b.Forced.Count}, {&a.Forced.Reclaimed, &b.Forced.Reclaimed},
@@ -251,9 +253,8 @@ func Add(a, b *bpf.CgrstatCounters) {
 	} {
 		*f[0] += *f[1]
 	}
-	for i := range a.MaxLimitHist {
-		a.MaxLimitHist[i] += b.MaxLimitHist[i]
-		a.HighLimitHist[i] += b.HighLimitHist[i]
+	for i := range a.LimitHist {
+		a.LimitHist[i] += b.LimitHist[i]
 		a.ProactiveHist[i] += b.ProactiveHist[i]
 	}
 	a.MaxDelayNs = max(a.MaxDelayNs, b.MaxDelayNs)
@@ -311,7 +312,7 @@ func readSeq(m *ebpf.Map) (bpf.CgrstatFlushSeq, error) {
 const batchSize = 256
 
 // readAll reads the whole map in batches into keys and vals, grown as
-// needed (entries are 3.6 KB: a read sized for max_entries would allocate
+// needed (entries are 3.7 KB: a read sized for max_entries would allocate
 // tens of MB for a map that holds a few cgroups).
 func readAll(m *ebpf.Map, keys []uint64, vals []bpf.CgrstatCgstat) ([]uint64, []bpf.CgrstatCgstat, int, error) {
 	var cursor ebpf.MapBatchCursor

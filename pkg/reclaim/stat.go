@@ -22,10 +22,11 @@ type Stat struct {
 
 	MaxNS  uint64             // longest memory-cgroup reclaim of the subtree
 	Causes [NrCauses]Counters // every reclaim the subtree's tasks stalled in, by cause
-	// MaxHist, HighHist and ProactiveHist are memory-cgroup reclaims by
-	// latency, by cause; Hist() is their sum. Direct reclaim has no
-	// distribution: the BPF side keeps three per cgroup, to bound its memory.
-	MaxHist, HighHist, ProactiveHist Hist
+	// LimitHist (Max and High together) and ProactiveHist are
+	// memory-cgroup reclaims by latency; Hist() is their sum. Max and
+	// High share one, and direct reclaim has none: the BPF side keeps two
+	// per cgroup so that a cgroup's entry fits one 4 KiB allocation.
+	LimitHist, ProactiveHist Hist
 	// Forced is the memory-cgroup reclaim whose target (the cgroup whose
 	// limit was enforced) lies in the subtree, whichever task stalled in
 	// it: "/pods/a stalls because /pods hits memory.max" is /pods' Forced.
@@ -93,33 +94,37 @@ func (s *Stat) Limit() Counters {
 	return s.Causes[Max].Add(s.Causes[High])
 }
 
-// LimitHist is the distribution of Limit's latencies.
-func (s *Stat) LimitHist() Hist {
-	h := s.MaxHist
-	h.Add(&s.HighHist)
-	return h
-}
-
 // Hist is the distribution of memory-cgroup reclaim latency: max, high
 // and proactive together. Its total is Count.
 func (s *Stat) Hist() Hist {
-	h := s.LimitHist()
+	h := s.LimitHist
 	h.Add(&s.ProactiveHist)
 	return h
 }
 
-// CauseHist is the distribution of a cause's latencies, nil for one
-// without (Direct).
-func (s *Stat) CauseHist(c Cause) *Hist {
+// histOf is the distribution a cause's latencies are counted in: Max and
+// High share LimitHist; Direct has none (nil).
+func (s *Stat) histOf(c Cause) *Hist {
 	switch c {
-	case Max:
-		return &s.MaxHist
-	case High:
-		return &s.HighHist
+	case Max, High:
+		return &s.LimitHist
 	case Proactive:
 		return &s.ProactiveHist
 	}
 	return nil
+}
+
+// Dist is a latency distribution the BPF side keeps, with the counters
+// of the reclaims it counts: its total is Counters.Count.
+type Dist struct {
+	Name     string // "limit" (max and high) or "proactive"
+	Counters Counters
+	Hist     *Hist
+}
+
+// Dists are s's latency distributions: limit (max and high) and proactive.
+func (s *Stat) Dists() [2]Dist {
+	return [2]Dist{{"limit", s.Limit(), &s.LimitHist}, {"proactive", s.Causes[Proactive], &s.ProactiveHist}}
 }
 
 // Record adds one reclaim of cause c that took ns and reclaimed pages, as
@@ -128,7 +133,7 @@ func (s *Stat) CauseHist(c Cause) *Hist {
 func (s *Stat) Record(c Cause, ns, pages uint64, forced bool) {
 	one := Counters{ns, 1, pages}
 	s.Causes[c] = s.Causes[c].Add(one)
-	h := s.CauseHist(c)
+	h := s.histOf(c)
 	if h == nil {
 		return
 	}
@@ -152,8 +157,7 @@ func (s *Stat) Add(o *Stat) {
 	for c := range s.Causes {
 		s.Causes[c] = s.Causes[c].Add(o.Causes[c])
 	}
-	s.MaxHist.Add(&o.MaxHist)
-	s.HighHist.Add(&o.HighHist)
+	s.LimitHist.Add(&o.LimitHist)
 	s.ProactiveHist.Add(&o.ProactiveHist)
 	s.Forced = s.Forced.Add(o.Forced)
 	s.OOMKills += o.OOMKills
@@ -239,9 +243,9 @@ type statJSON struct {
 }
 
 type causeJSON struct {
-	Limit     histCounters `json:"limit"` // Max + High, not read back
-	Max       histCounters `json:"max"`
-	High      histCounters `json:"high"`
+	Limit     histCounters `json:"limit"` // Max + High: only its buckets are read back
+	Max       Counters     `json:"max"`
+	High      Counters     `json:"high"`
 	Proactive histCounters `json:"proactive"`
 	Direct    Counters     `json:"direct"`
 }
@@ -254,10 +258,10 @@ type histCounters struct {
 
 // MarshalJSON writes the seed's fields, then the maximum, the quantiles,
 // the non-empty buckets with their bounds, the causes (limit, which is max
-// plus high, max, high and proactive with their own buckets) and the
-// forced reclaim. Only
-// non-empty buckets: all 106 for 10,000 cgroups would be megabytes of
-// zeros, and each bucket carries its bounds anyway.
+// plus high, with the buckets max and high share, max, high, and proactive
+// with its buckets) and the forced reclaim. Only non-empty buckets: all
+// 106 for 10,000 cgroups would be megabytes of zeros, and each bucket
+// carries its bounds anyway.
 func (s Stat) MarshalJSON() ([]byte, error) {
 	return s.AppendJSON(nil), nil
 }
@@ -287,13 +291,12 @@ func (s *Stat) AppendJSON(b []byte) []byte {
 		b = strconv.AppendUint(b, f.v, 10)
 	}
 	b = appendBuckets(appendKey(b, "buckets"), &h)
-	limit := s.LimitHist()
 	b = append(b, `,"causes":{"limit":`...)
-	b = appendCounters(b, s.Limit(), &limit)
+	b = appendCounters(b, s.Limit(), &s.LimitHist)
 	b = append(b, `,"max":`...)
-	b = appendCounters(b, s.Causes[Max], &s.MaxHist)
+	b = appendCounters(b, s.Causes[Max], nil)
 	b = append(b, `,"high":`...)
-	b = appendCounters(b, s.Causes[High], &s.HighHist)
+	b = appendCounters(b, s.Causes[High], nil)
 	b = append(b, `,"proactive":`...)
 	b = appendCounters(b, s.Causes[Proactive], &s.ProactiveHist)
 	b = append(b, `,"direct":`...)
@@ -356,12 +359,9 @@ func (s *Stat) UnmarshalJSON(b []byte) error {
 	if j.Pressure != nil {
 		s.Pressure = Pressure{Read: true, SomeNS: j.Pressure.SomeNS, FullNS: j.Pressure.FullNS}
 	}
-	s.Causes = [NrCauses]Counters{j.Causes.Max.Counters, j.Causes.High.Counters, j.Causes.Proactive.Counters, j.Causes.Direct}
-	if err := s.MaxHist.fill(j.Causes.Max.Buckets); err != nil {
-		return fmt.Errorf("cgroup %d: max: %w", j.ID, err)
-	}
-	if err := s.HighHist.fill(j.Causes.High.Buckets); err != nil {
-		return fmt.Errorf("cgroup %d: high: %w", j.ID, err)
+	s.Causes = [NrCauses]Counters{j.Causes.Max, j.Causes.High, j.Causes.Proactive.Counters, j.Causes.Direct}
+	if err := s.LimitHist.fill(j.Causes.Limit.Buckets); err != nil {
+		return fmt.Errorf("cgroup %d: limit: %w", j.ID, err)
 	}
 	if err := s.ProactiveHist.fill(j.Causes.Proactive.Buckets); err != nil {
 		return fmt.Errorf("cgroup %d: proactive: %w", j.ID, err)

@@ -12,7 +12,7 @@ import (
 
 func stat(id uint64, path string, delayNS, count, pages uint64) monitor.Cgroup {
 	s := monitor.Cgroup{ID: id, Path: path, DelayNS: delayNS, Count: count, Reclaimed: pages}
-	s.MaxHist[reclaim.BucketOf(delayNS/max(count, 1))] = count
+	s.LimitHist[reclaim.BucketOf(delayNS/max(count, 1))] = count
 	return s
 }
 
