@@ -35,6 +35,13 @@
  *    and calls the routine once per cgroup. Used where the hook cannot be
  *    attached.
  *
+ * The throttle after memory.high (a sleep, not reclaim, so no tracepoint
+ * brackets it) is timed by fentry/fexit on mem_cgroup_handle_over_high,
+ * less the reclaims the same task did inside the call, and added to the
+ * task's memory cgroup's pending like a reclaim. Those two programs load
+ * apart: where the kernel refuses them the rest works, and stat files
+ * print the throttle as unavailable (throttle_measured).
+ *
  * Removed cgroups, in every mode: tp_btf/cgroup_rmdir (under cgroup_mutex,
  * after the cgroup went offline: it has no tasks and no live children)
  * flushes the cgroup into its parent's pending at once, so every ancestor
@@ -112,12 +119,32 @@ const volatile __u32 memcg_v1_hierarchy; /* 0 when memory is on cgroup v2 */
  * minus this. Set by the loader from the page size.
  */
 const volatile __u64 charge_slack_pages = 512;
+/*
+ * Set by the loader once the throttle programs are attached (fentry/fexit,
+ * which some kernels refuse): until then stat files say the throttle is
+ * unavailable rather than print a 0 that was never measured.
+ */
+volatile __u32 throttle_measured;
 
 struct cause_counters {
 	__u64 delay_ns;
 	__u64 count;
 	__u64 reclaimed;
 };
+
+/*
+ * The throttle after memory.high: time this cgroup's tasks spent in
+ * mem_cgroup_handle_over_high outside reclaim (the penalty sleep, and the
+ * few microseconds of the call's own work), and how many of those calls
+ * spent THROTTLE_SLEPT_NS or more there: the sleep is only taken when the
+ * penalty exceeds HZ/100 (10 ms), so such a call slept. fentry/fexit only.
+ */
+struct throttle_counters {
+	__u64 delay_ns;
+	__u64 count;
+};
+
+#define THROTTLE_SLEPT_NS 1000000
 
 /*
  * Everything but max_delay_ns is a plain sum, drained and passed up as an
@@ -144,6 +171,7 @@ struct counters {
 	struct cause_counters direct;
 	/* reclaim whose target (the memcg whose limit was enforced) is this cgroup */
 	struct cause_counters forced;
+	struct throttle_counters throttle;
 	__u64 oom_kills; /* tasks of this cgroup the OOM killer chose (mark_victim) */
 	__u64 limit_hist[NR_BUCKETS]; /* CAUSE_MAX and CAUSE_HIGH */
 	__u64 proactive_hist[NR_BUCKETS];
@@ -177,12 +205,18 @@ struct flush_seq {
 	__u64 done;
 };
 
-/* What the begin tracepoint saw, for the end tracepoint. */
+/*
+ * What the begin tracepoint saw, for the end tracepoint; and, while the
+ * task is in mem_cgroup_handle_over_high (fentry to fexit), when that call
+ * began and how long the reclaims inside it took so far.
+ */
 struct reclaim_start {
 	__u64 start_ns;
 	__u64 target_id;
 	__u32 cause;
 	__u32 pad;
+	__u64 over_high_ns; /* 0 outside the call */
+	__u64 over_high_reclaim_ns;
 };
 
 enum figures_flags {
@@ -643,6 +677,8 @@ static __always_inline void end(unsigned long nr_reclaimed, bool direct)
 		return;
 	dur = bpf_ktime_get_ns() - st->start_ns;
 	st->start_ns = 0;
+	if (st->over_high_ns)
+		st->over_high_reclaim_ns += dur; /* not throttle: see over_high_exit */
 	cause = st->cause;
 	target_id = st->target_id;
 	memcg = task_memcg(task);
@@ -817,6 +853,74 @@ int BPF_PROG(oom_signal, int sig, void *info, struct task_struct *task)
 	return 0;
 }
 
+/*
+ * The throttle after memory.high. A task that charged past memory.high
+ * runs mem_cgroup_handle_over_high on its way back to user space (and,
+ * from 6.6, from a charge far over high): reclaim_high, then, if usage
+ * stays over high, a penalty sleep (calculate_high_delay, then
+ * schedule_timeout_killable between psi_memstall_enter and _leave). No
+ * tracepoint brackets the sleep, so the call is timed with fentry/fexit
+ * and the reclaims inside it (the task's own memcg reclaim begin/end,
+ * which end() adds up meanwhile) are taken off: what remains is the
+ * throttle. Counted in the task's memory cgroup. The call runs on every
+ * return to user space with work pending; without pages over high it
+ * returns at once, and so does this, after one load.
+ */
+SEC("fentry/mem_cgroup_handle_over_high")
+int BPF_PROG(over_high_enter)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct reclaim_start *st;
+
+	if (!task->memcg_nr_pages_over_high)
+		return 0;
+	st = bpf_task_storage_get(&reclaim_starts, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!st) {
+		count_lost(LOST_EVENT);
+		return 0;
+	}
+	st->over_high_reclaim_ns = 0;
+	st->over_high_ns = bpf_ktime_get_ns();
+	return 0;
+}
+
+SEC("fexit/mem_cgroup_handle_over_high")
+int BPF_PROG(over_high_exit)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct reclaim_start *st;
+	struct cgroup *memcg;
+	struct cgstat *s;
+	__u64 dur, cgid;
+
+	st = bpf_task_storage_get(&reclaim_starts, task, 0, 0);
+	if (!st || !st->over_high_ns)
+		return 0;
+	dur = bpf_ktime_get_ns() - st->over_high_ns;
+	st->over_high_ns = 0;
+	dur = dur > st->over_high_reclaim_ns ? dur - st->over_high_reclaim_ns : 0;
+	memcg = task_memcg(task);
+	cgid = cgroup_id(memcg);
+	s = stat_with_ancestors(memcg, cgid);
+	if (!s) {
+		count_lost(LOST_EVENT);
+		return 0;
+	}
+	__sync_fetch_and_add(&s->pending.throttle.delay_ns, dur);
+	if (dur >= THROTTLE_SLEPT_NS)
+		__sync_fetch_and_add(&s->pending.throttle.count, 1);
+	__sync_fetch_and_add(&s->adds, 1);
+	if (flush_mode == FLUSH_RSTAT) {
+		int cpu = bpf_get_smp_processor_id();
+
+		preempt_off();
+		if (!rstat_mark(task, memcg, cgid, cpu, memcg_v1_hierarchy))
+			count_lost(LOST_RSTAT);
+		preempt_on();
+	}
+	return 0;
+}
+
 SEC("tp_btf/mm_vmscan_memcg_reclaim_end")
 int BPF_PROG(vmscan_end, unsigned long nr_reclaimed)
 {
@@ -978,6 +1082,10 @@ static __noinline void print_stat(struct seq_file *seq, __u64 cgid, __u64 sessio
 	print_cause(seq, "proactive", c->proactive_delay_ns, proactive_count, c->proactive_reclaimed);
 	print_cause(seq, "direct", c->direct.delay_ns, c->direct.count, c->direct.reclaimed);
 	print_cause(seq, "forced", c->forced.delay_ns, c->forced.count, c->forced.reclaimed);
+	if (throttle_measured)
+		BPF_SEQ_PRINTF(seq, "throttle: delay_ns %llu, count %llu\n", c->throttle.delay_ns, c->throttle.count);
+	else
+		BPF_SEQ_PRINTF(seq, "throttle: unavailable\n");
 	BPF_SEQ_PRINTF(seq, "oom_kills: %llu\n", c->oom_kills);
 	BPF_SEQ_PRINTF(seq, "max_delay_ns: %llu\n", c->max_delay_ns);
 	print_hist(seq, "hist_limit", c->limit_hist);

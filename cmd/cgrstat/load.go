@@ -53,6 +53,7 @@ func printLoaded(w io.Writer, pinPath string, rec *loader.Record) {
 	for _, r := range rec.Refused {
 		fmt.Fprintf(w, "  %s not used: %s\n", r.Mode, r.Reason)
 	}
+	fmt.Fprintf(w, "  throttle after memory.high: %s\n", format.ThrottleState(rec))
 	cpus, _ := ebpf.PossibleCPU()
 	m := loader.MemoryOf(loader.StatBytes, loader.TreeNodeBytes, rec.MaxCgroups, 0, cpus)
 	fmt.Fprintf(w, "  maps: %s preallocated, plus %s per cgroup that reclaims (at most %s), whatever the number of CPUs\n",

@@ -97,6 +97,7 @@ func stall(s *reclaim.Stat) []field {
 	f := []field{
 		{"total_vmscan_delay", s.DelayNS}, {"vmscan_count", s.Count}, {"nr_reclaimed", s.Reclaimed},
 		{"max_delay_ns", s.MaxNS}, {"oom_kills", s.OOMKills},
+		{"throttle.delay_ns", s.Throttle.DelayNS}, {"throttle.count", s.Throttle.Count},
 	}
 	for c := reclaim.Cause(0); c < reclaim.NrCauses; c++ {
 		f = append(f, counters(c.String(), s.Causes[c])...)

@@ -126,6 +126,10 @@ func (s *scrape) cgroup(cg *monitor.Cgroup) {
 	if cg.OOMKills > 0 {
 		s.counterWith(oomKills, float64(cg.OOMKills), only)
 	}
+	if cg.Throttle.Measured && cg.Throttle.DelayNS > 0 {
+		s.counterWith(throttleSeconds, seconds(cg.Throttle.DelayNS), only)
+		s.counterWith(throttles, float64(cg.Throttle.Count), only)
+	}
 	s.kernel(cg, only)
 	s.info(cg.Path)
 }
@@ -179,6 +183,11 @@ func seconds(ns uint64) float64 { return float64(ns) / 1e9 }
 
 func (s *scrape) health(h *monitor.Health) {
 	s.gauge(flushMode, 1, string(h.Flush))
+	measured := 0.0
+	if h.Throttle {
+		measured = 1
+	}
+	s.gauge(throttleMeasured, measured)
 	for _, m := range []struct {
 		name string
 		fill loader.Fill

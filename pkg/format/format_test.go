@@ -232,7 +232,7 @@ func TestStatusJSON(t *testing.T) {
 			t.Fatalf("not an object: %s", buf.Bytes())
 		}
 		wantMaps := `{"stats":{"entries":3,"max_entries":10240},"walk_holds_cgroup_mutex":true,
-			"memory":{"preallocated_bytes":3582688,"per_cgroup_bytes":4096,"used_bytes":3594976,"at_most_bytes":45525728},
+			"memory":{"preallocated_bytes":3583744,"per_cgroup_bytes":4096,"used_bytes":3596032,"at_most_bytes":45526784},
 			"lost":{"events":1,"waited_deltas":3,"rstat_marks":4,"removed_deltas":2}}`
 		if !reflect.DeepEqual(got["maps"], decode(t, []byte(wantMaps))) {
 			t.Errorf("maps = %v, want %s", got["maps"], wantMaps)

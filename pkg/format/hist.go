@@ -38,7 +38,12 @@ func Hist(w io.Writer, s reclaim.Stat) error {
 		}
 		fmt.Fprintf(w, "%-10s %s%s\n", c.String()+":", counters(s.Causes[c]), quantiles(h, s.MaxNS))
 	}
-	_, err := fmt.Fprintf(w, "%-10s %s\n", "forced:", counters(s.Forced))
+	fmt.Fprintf(w, "%-10s %s\n", "forced:", counters(s.Forced))
+	throttle := "unavailable (the kernel refused fentry/fexit)"
+	if s.Throttle.Measured {
+		throttle = fmt.Sprintf("%s in %d sleeps", Compact(s.Throttle.DelayNS), s.Throttle.Count)
+	}
+	_, err := fmt.Fprintf(w, "%-10s %s\n", "throttle:", throttle)
 	return err
 }
 

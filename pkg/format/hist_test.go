@@ -31,9 +31,15 @@ high:      0 in 0 reclaims, 0 pages
 proactive: 3.4µs in 2 reclaims, 64 pages; p50 1.5µs, p99 2.5µs
 direct:    3.0ms in 2 reclaims, 64 pages
 forced:    1.1µs in 1 reclaim, 32 pages
+throttle:  unavailable (the kernel refused fentry/fexit)
 `
 	if got := buf.String(); got != want {
 		t.Errorf("Hist wrote\n%s\nwant\n%s", got, want)
+	}
+	buf.Reset()
+	s.Throttle = reclaim.Throttle{Measured: true, DelayNS: 24_000_000, Count: 2}
+	if err := Hist(&buf, s); err != nil || !strings.HasSuffix(buf.String(), "\nthrottle:  24ms in 2 sleeps\n") {
+		t.Errorf("Hist with a throttle wrote\n%s", buf.String())
 	}
 }
 

@@ -1,10 +1,12 @@
 package loader
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
 
 	"github.com/cgrstat/cgrstat/bpf"
 )
@@ -23,6 +25,9 @@ type collectors struct {
 	DumpWalk    *ebpf.Program `ebpf:"dump_walk"`
 	Tree        *ebpf.Program `ebpf:"tree"`
 	bpf.CgrstatMaps
+	// Set once the throttle programs are attached: stat files print
+	// the throttle, not "unavailable".
+	ThrottleMeasured *ebpf.Variable `ebpf:"throttle_measured"`
 }
 
 // The program that rstat calls, one struct per mode that has one.
@@ -47,13 +52,24 @@ type (
 	}
 )
 
+// throttle times mem_cgroup_handle_over_high (fentry/fexit): loaded
+// apart, since kernels that refuse fentry must still load the rest.
+type throttle struct {
+	Enter *ebpf.Program `ebpf:"over_high_enter"`
+	Exit  *ebpf.Program `ebpf:"over_high_exit"`
+}
+
 // objects of one mode: the collectors, the flusher's one program that
-// mode uses (nil for walk), and the OOM-kill collector's programs by name.
+// mode uses (nil for walk), the OOM-kill collector's programs by name,
+// and the throttle's (nil where the kernel refused them, throttleRefused
+// says why).
 type objects struct {
 	collectors
-	flush *ebpf.Program
-	oom   map[string]*ebpf.Program
-	mode  Mode
+	flush           *ebpf.Program
+	oom             map[string]*ebpf.Program
+	throttle        *throttle
+	throttleRefused string
+	mode            Mode
 }
 
 // loaded is one mode's objects and links, not yet pinned.
@@ -101,7 +117,27 @@ func loadObjects(spec *ebpf.CollectionSpec, m Mode) (*objects, error) {
 		o.close()
 		return nil, err
 	}
+	var t throttle
+	if err := spec.LoadAndAssign(&t, opts); err != nil {
+		o.throttleRefused = throttleRefusal(err)
+	} else {
+		o.throttle = &t
+	}
 	return o, nil
+}
+
+// throttleRefusal says in one line why the throttle cannot be measured.
+func throttleRefusal(err error) string {
+	var ve *ebpf.VerifierError
+	switch {
+	case errors.Is(err, unix.EPERM):
+		return "fentry/fexit refused by the kernel (EPERM; kernel lockdown?)"
+	case errors.Is(err, ebpf.ErrNotSupported):
+		return "the kernel cannot attach fentry/fexit to mem_cgroup_handle_over_high (not supported)"
+	case errors.As(err, &ve):
+		return "fentry/fexit on mem_cgroup_handle_over_high rejected by the verifier: " + lastLine(ve.Log)
+	}
+	return "fentry/fexit on mem_cgroup_handle_over_high: " + err.Error()
 }
 
 // loadOOM loads the OOM-kill collector in the form this kernel's
@@ -151,6 +187,9 @@ func (o *objects) all() []*ebpf.Program {
 		o.Dump, o.DumpWalk, o.Tree}
 	for _, p := range o.oom {
 		out = append(out, p)
+	}
+	if o.throttle != nil {
+		out = append(out, o.throttle.Enter, o.throttle.Exit)
 	}
 	return append(out, o.flush)
 }
@@ -220,7 +259,47 @@ func (l *loaded) attach(m Mode) error {
 		}
 		l.links[a.name] = lk
 	}
+	l.attachThrottle()
 	return nil
+}
+
+// attachThrottle attaches the throttle's programs where they loaded, and
+// only then lets stat files print it. A kernel that loads them but will
+// not attach them (the function is missing or inlined) goes without:
+// the throttle is the one figure a load may lack.
+func (l *loaded) attachThrottle() {
+	if l.throttle == nil {
+		return
+	}
+	var links []link.Link
+	for _, a := range []attachment{
+		{bpf.CgrstatProgOverHighEnter, l.throttle.Enter, tracing},
+		{bpf.CgrstatProgOverHighExit, l.throttle.Exit, tracing},
+	} {
+		lk, err := a.do(a.prog)
+		if err != nil {
+			for _, lk := range links {
+				lk.Close()
+			}
+			l.throttleRefused = "attaching " + a.name + ": " + err.Error()
+			l.throttle.Enter.Close()
+			l.throttle.Exit.Close()
+			l.throttle = nil
+			return
+		}
+		links = append(links, lk)
+		l.links[a.name] = lk
+	}
+	if err := l.ThrottleMeasured.Set(uint32(1)); err != nil {
+		l.throttleRefused = "setting throttle_measured: " + err.Error()
+		for _, name := range []string{bpf.CgrstatProgOverHighEnter, bpf.CgrstatProgOverHighExit} {
+			l.links[name].Close()
+			delete(l.links, name)
+		}
+		l.throttle.Enter.Close()
+		l.throttle.Exit.Close()
+		l.throttle = nil
+	}
 }
 
 // programIDs are the programs the load keeps: attached or pinned (walk
@@ -230,6 +309,9 @@ func (l *loaded) programIDs() []ebpf.ProgramID {
 	kept := []*ebpf.Program{l.VmscanStart, l.VmscanEnd, l.DirectStart, l.DirectEnd, l.OnRmdir, l.OnRelease, l.flush}
 	for _, p := range l.oom {
 		kept = append(kept, p)
+	}
+	if l.throttle != nil {
+		kept = append(kept, l.throttle.Enter, l.throttle.Exit)
 	}
 	for _, p := range l.programs() {
 		kept = append(kept, p)

@@ -42,6 +42,10 @@ type Health struct {
 	Stats  loader.Fill // the one per-cgroup map
 	Memory loader.Memory
 	Lost   loader.Lost
+	// Throttle says whether the throttle after memory.high is measured;
+	// ThrottleRefused why not (loader.Record).
+	Throttle        bool
+	ThrottleRefused string
 }
 
 // Snapshot is one consistent read of a subtree: parents before children.
@@ -110,7 +114,8 @@ func (s *Source) Read() (*Snapshot, error) {
 		At:      start,
 		Took:    time.Since(start),
 		Cgroups: stats,
-		Health:  Health{Flush: p.Record.Flush, Stats: usage.Stats, Memory: usage.Memory, Lost: usage.Lost},
+		Health: Health{Flush: p.Record.Flush, Stats: usage.Stats, Memory: usage.Memory, Lost: usage.Lost,
+			Throttle: p.Record.Throttle, ThrottleRefused: p.Record.ThrottleRefused},
 	}, nil
 }
 

@@ -294,6 +294,7 @@ func sample() Stat {
 	s.Record(High, 3_000_000, 32, false)
 	s.Record(Direct, 5_000_000, 400, false)
 	s.OOMKills = 1
+	s.Throttle = Throttle{Measured: true, DelayNS: 20_000_000, Count: 1}
 	return s
 }
 
@@ -311,7 +312,7 @@ func TestStatJSON(t *testing.T) {
 		`"high":{"delay_ns":3000000,"count":1,"reclaimed_pages":32},` +
 		`"proactive":{"delay_ns":1000,"count":1,"reclaimed_pages":32,"buckets":[{"lo_ns":0,"hi_ns":1024,"count":1}]},` +
 		`"direct":{"delay_ns":5000000,"count":1,"reclaimed_pages":400}},` +
-		`"forced":{"delay_ns":100,"count":1,"reclaimed_pages":32},"oom_kills":1}`
+		`"forced":{"delay_ns":100,"count":1,"reclaimed_pages":32},"oom_kills":1,"throttle":{"delay_ns":20000000,"count":1}}`
 	if string(b) != want {
 		t.Errorf("JSON\n%s\nwant\n%s", b, want)
 	}
@@ -412,17 +413,19 @@ func TestStatJSONKernelFigures(t *testing.T) {
 		want string
 	}{
 		{Stat{Events: Events{Read: true, High: 329, Max: 1, OOM: 2, OOMKill: 3}, Pressure: Pressure{Read: true, SomeNS: 5, FullNS: 4}},
-			`"oom_kills":0,"events":{"high":329,"max":1,"oom":2,"oom_kill":3},"pressure":{"some_ns":5,"full_ns":4}}`},
+			`"oom_kills":0,"throttle":"unavailable","events":{"high":329,"max":1,"oom":2,"oom_kill":3},"pressure":{"some_ns":5,"full_ns":4}}`},
 		{Stat{Events: Events{Read: true, V1: true, Failcnt: 7, OOMKill: 1}},
-			`"oom_kills":0,"events":{"failcnt":7,"oom_kill":1}}`},
-		{Stat{}, `"oom_kills":0}`},
+			`"oom_kills":0,"throttle":"unavailable","events":{"failcnt":7,"oom_kill":1}}`},
+		{Stat{}, `"oom_kills":0,"throttle":"unavailable"}`},
+		{Stat{Throttle: Throttle{Measured: true}}, `"oom_kills":0,"throttle":{"delay_ns":0,"count":0}}`},
+		{Stat{Throttle: Throttle{Measured: true, DelayNS: 12_000_000, Count: 1}}, `"oom_kills":0,"throttle":{"delay_ns":12000000,"count":1}}`},
 	} {
 		b, err := json.Marshal(tt.s)
 		if err != nil || !strings.HasSuffix(string(b), tt.want) {
 			t.Errorf("JSON %s, want it to end %s", b, tt.want)
 		}
 		var back Stat
-		if err := json.Unmarshal(b, &back); err != nil || back.Events != tt.s.Events || back.Pressure != tt.s.Pressure {
+		if err := json.Unmarshal(b, &back); err != nil || back.Events != tt.s.Events || back.Pressure != tt.s.Pressure || back.Throttle != tt.s.Throttle {
 			t.Errorf("round trip of %s: %+v %+v, %v", b, back.Events, back.Pressure, err)
 		}
 	}

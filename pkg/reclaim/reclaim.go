@@ -25,7 +25,8 @@ import (
 func FromCounters(id uint64, path string, c *bpf.CgrstatCounters) Stat {
 	s := Stat{ID: id, Path: path, MaxNS: c.MaxDelayNs,
 		LimitHist: c.LimitHist, ProactiveHist: c.ProactiveHist,
-		Forced: Counters{c.Forced.DelayNs, c.Forced.Count, c.Forced.Reclaimed}, OOMKills: c.OomKills}
+		Forced: Counters{c.Forced.DelayNs, c.Forced.Count, c.Forced.Reclaimed}, OOMKills: c.OomKills,
+		Throttle: Throttle{DelayNS: c.Throttle.DelayNs, Count: c.Throttle.Count}}
 	// Max's count is the shared histogram's total less high's, as the
 	// stat file prints it (bpf/cgrstat.c, struct counters).
 	limit := s.LimitHist.Total()
@@ -80,6 +81,7 @@ func ParseStat(text string) (Stat, error) {
 	c, more := &counters, false
 	var limit bpf.CgrstatCauseCounters
 	var maxCount, proactiveCount uint64
+	throttle := false
 	causes := map[string][]*uint64{
 		"limit":     {&limit.DelayNs, &limit.Count, &limit.Reclaimed},
 		"max":       {&c.MaxLimitDelayNs, &maxCount, &c.MaxLimitReclaimed},
@@ -104,6 +106,11 @@ func ParseStat(text string) (Stat, error) {
 			_, err = fmt.Sscanf(rest, " %d", &c.MaxDelayNs)
 		case name == "oom_kills":
 			_, err = fmt.Sscanf(rest, " %d", &c.OomKills)
+		case name == "throttle":
+			throttle = strings.TrimSpace(rest) != "unavailable"
+			if throttle {
+				_, err = fmt.Sscanf(rest, " delay_ns %d, count %d", &c.Throttle.DelayNs, &c.Throttle.Count)
+			}
 		}
 		if err != nil {
 			return Stat{}, fmt.Errorf("malformed stat line %q", line)
@@ -115,6 +122,7 @@ func ParseStat(text string) (Stat, error) {
 	}
 	// One read prints one copy of the counters: its lines agree.
 	full := FromCounters(s.ID, s.Path, c)
+	full.Throttle.Measured = throttle
 	if full.Memcg() != s.Memcg() {
 		return Stat{}, fmt.Errorf("stat file of cgroup %d: the first line says %+v, the causes %+v", s.ID, s.Memcg(), full.Memcg())
 	}
@@ -199,7 +207,11 @@ func Subtree(p *loader.Pinned, c cgroup.Cgroup) ([]Stat, error) {
 	if err != nil {
 		return nil, err
 	}
-	return hierarchical(members, entries, p.Record.CgroupVersion == 1), nil
+	out := hierarchical(members, entries, p.Record.CgroupVersion == 1)
+	for i := range out {
+		out[i].Throttle.Measured = p.Record.Throttle
+	}
+	return out, nil
 }
 
 // hierarchical computes each member's value; members come parents first.
@@ -249,7 +261,7 @@ func Add(a, b *bpf.CgrstatCounters) {
 		{&a.ProactiveDelayNs, &b.ProactiveDelayNs}, {&a.ProactiveReclaimed, &b.ProactiveReclaimed},
 		{&a.Direct.DelayNs, &b.Direct.DelayNs}, {&a.Direct.Count, &b.Direct.Count}, {&a.Direct.Reclaimed, &b.Direct.Reclaimed},
 		{&a.Forced.DelayNs, &b.Forced.DelayNs}, {&a.Forced.Count, &b.Forced.Count}, {&a.Forced.Reclaimed, &b.Forced.Reclaimed},
-		{&a.OomKills, &b.OomKills},
+		{&a.OomKills, &b.OomKills}, {&a.Throttle.DelayNs, &b.Throttle.DelayNs}, {&a.Throttle.Count, &b.Throttle.Count},
 	} {
 		*f[0] += *f[1]
 	}

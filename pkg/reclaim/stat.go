@@ -34,6 +34,9 @@ type Stat struct {
 	// OOMKills are the subtree's tasks that the OOM killer chose, counted
 	// from BPF (oom:mark_victim), so on cgroup v1 too.
 	OOMKills uint64
+	// Throttle is the penalty the kernel imposed after memory.high on the
+	// subtree's tasks, where it can be measured (Throttle.Measured).
+	Throttle Throttle
 
 	// Events and Pressure are the kernel's own figures, read beside the
 	// reclaim in the tree walk (read --all, serve, watch); not sums of
@@ -69,6 +72,17 @@ func (c Cause) String() string {
 		return fmt.Sprintf("cause(%d)", int(c))
 	}
 	return causeNames[c]
+}
+
+// Throttle is the time tasks spent in the kernel's over-high handler
+// (mem_cgroup_handle_over_high) outside reclaim: the penalty sleep a
+// cgroup gets for staying above memory.high after reclaim. Measured only
+// where the kernel lets fentry/fexit attach; Measured false means
+// unavailable, not zero.
+type Throttle struct {
+	Measured bool
+	DelayNS  uint64 // time outside reclaim in the handler
+	Count    uint64 // calls that slept: 1 ms or more outside reclaim
 }
 
 // Counters are the totals of one kind of reclaim.
@@ -161,6 +175,8 @@ func (s *Stat) Add(o *Stat) {
 	s.ProactiveHist.Add(&o.ProactiveHist)
 	s.Forced = s.Forced.Add(o.Forced)
 	s.OOMKills += o.OOMKills
+	s.Throttle.DelayNS += o.Throttle.DelayNS
+	s.Throttle.Count += o.Throttle.Count
 }
 
 // Collected is s without the kernel's own figures (Events, Pressure):
@@ -225,21 +241,22 @@ func (h *Hist) Buckets() []Bucket {
 // documents it; AppendJSON writes it). Its first five fields are the
 // seed's, unchanged.
 type statJSON struct {
-	ID        uint64        `json:"id"`
-	Path      string        `json:"path"`
-	DelayNS   uint64        `json:"total_vmscan_delay_ns"`
-	Count     uint64        `json:"vmscan_count"`
-	Reclaimed uint64        `json:"nr_reclaimed"`
-	MaxNS     uint64        `json:"max_delay_ns"`
-	P50NS     uint64        `json:"p50_delay_ns"`
-	P90NS     uint64        `json:"p90_delay_ns"`
-	P99NS     uint64        `json:"p99_delay_ns"`
-	Buckets   []Bucket      `json:"buckets"`
-	Causes    causeJSON     `json:"causes"`
-	Forced    Counters      `json:"forced"`
-	OOMKills  uint64        `json:"oom_kills"`
-	Events    *eventsJSON   `json:"events"`
-	Pressure  *pressureJSON `json:"pressure"`
+	ID        uint64          `json:"id"`
+	Path      string          `json:"path"`
+	DelayNS   uint64          `json:"total_vmscan_delay_ns"`
+	Count     uint64          `json:"vmscan_count"`
+	Reclaimed uint64          `json:"nr_reclaimed"`
+	MaxNS     uint64          `json:"max_delay_ns"`
+	P50NS     uint64          `json:"p50_delay_ns"`
+	P90NS     uint64          `json:"p90_delay_ns"`
+	P99NS     uint64          `json:"p99_delay_ns"`
+	Buckets   []Bucket        `json:"buckets"`
+	Causes    causeJSON       `json:"causes"`
+	Forced    Counters        `json:"forced"`
+	OOMKills  uint64          `json:"oom_kills"`
+	Throttle  json.RawMessage `json:"throttle"`
+	Events    *eventsJSON     `json:"events"`
+	Pressure  *pressureJSON   `json:"pressure"`
 }
 
 type causeJSON struct {
@@ -304,6 +321,14 @@ func (s *Stat) AppendJSON(b []byte) []byte {
 	b = append(b, `},"forced":`...)
 	b = appendCounters(b, s.Forced, nil)
 	b = strconv.AppendUint(appendKey(b, "oom_kills"), s.OOMKills, 10)
+	b = appendKey(b, "throttle")
+	if s.Throttle.Measured {
+		b = strconv.AppendUint(append(b, `{"delay_ns":`...), s.Throttle.DelayNS, 10)
+		b = strconv.AppendUint(append(b, `,"count":`...), s.Throttle.Count, 10)
+		b = append(b, '}')
+	} else {
+		b = append(b, `"unavailable"`...)
+	}
 	return append(s.appendKernel(b), '}')
 }
 
@@ -358,6 +383,17 @@ func (s *Stat) UnmarshalJSON(b []byte) error {
 	}
 	if j.Pressure != nil {
 		s.Pressure = Pressure{Read: true, SomeNS: j.Pressure.SomeNS, FullNS: j.Pressure.FullNS}
+	}
+	// "unavailable" (or absent) where the kernel refused to measure it.
+	var t struct {
+		DelayNS uint64 `json:"delay_ns"`
+		Count   uint64 `json:"count"`
+	}
+	if len(j.Throttle) > 0 && j.Throttle[0] == '{' {
+		if err := json.Unmarshal(j.Throttle, &t); err != nil {
+			return fmt.Errorf("cgroup %d: throttle: %w", j.ID, err)
+		}
+		s.Throttle = Throttle{Measured: true, DelayNS: t.DelayNS, Count: t.Count}
 	}
 	s.Causes = [NrCauses]Counters{j.Causes.Max, j.Causes.High, j.Causes.Proactive.Counters, j.Causes.Direct}
 	if err := s.LimitHist.fill(j.Causes.Limit.Buckets); err != nil {

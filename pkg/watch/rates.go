@@ -24,6 +24,10 @@ type Row struct {
 	// every 2 s.
 	PSI      float64
 	OOMKills uint64 // tasks the OOM killer chose in the interval
+	// Throttle is the time the cgroup's tasks were throttled after
+	// memory.high per second of wall time, -1 where the kernel does not
+	// let it be measured (reclaim.Throttle).
+	Throttle float64
 }
 
 // Rates computes each cgroup's rates between prev and cur, for the cgroups
@@ -64,7 +68,11 @@ func Rates(prev, cur *monitor.Snapshot, filter monitor.Filter) []Row {
 			}
 			psi = float64(c.Pressure.SomeNS-was) / 1e9 / secs
 		}
-		rows = append(rows, Row{Path: c.Path, Depth: monitor.Depth(c.Path), Parent: parentIndex(index, c.Path),
+		throttle := -1.0
+		if c.Throttle.Measured {
+			throttle = float64(c.Throttle.DelayNS-min(p.Throttle.DelayNS, c.Throttle.DelayNS)) / 1e9 / secs
+		}
+		rows = append(rows, Row{Path: c.Path, Throttle: throttle, Depth: monitor.Depth(c.Path), Parent: parentIndex(index, c.Path),
 			Reclaims: float64(c.Count-p.Count) / secs, Stall: float64(c.DelayNS-p.DelayNS) / 1e9 / secs,
 			Pages: float64(c.Reclaimed-p.Reclaimed) / secs, P99: float64(h.Quantile(0.99)) / 1e9,
 			PSI: psi, OOMKills: c.OOMKills - min(p.OOMKills, c.OOMKills)})
