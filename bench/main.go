@@ -39,7 +39,9 @@ type options struct {
 	// walkScale cgroups, each guest booted once per vCPU count.
 	walkScale int
 	walkCPUs  []int
-	cpus      int // of the guest being booted; 0 for the lab's default
+	// collectorsOnly: the collector comparison alone (host or guests).
+	collectorsOnly bool
+	cpus           int // of the guest being booted; 0 for the lab's default
 }
 
 func parseFlags() (options, error) {
@@ -60,6 +62,7 @@ func parseFlags() (options, error) {
 	var walkCPUs string
 	flag.IntVar(&o.walkScale, "walk-scale", 0, "measure only the walk-mode read of a tree of this many cgroups (every cgroup with history, 1% new), per vCPU count")
 	flag.StringVar(&walkCPUs, "walk-cpus", "2,8", "guest vCPU counts for -walk-scale")
+	flag.BoolVar(&o.collectorsOnly, "collectors-only", false, "measure only the collectors' cost per reclaim event")
 	flag.Parse()
 	if flag.NArg() > 0 {
 		return o, fmt.Errorf("unexpected arguments %q", flag.Args())
@@ -97,7 +100,7 @@ func parseSizes(s string) ([]int, error) {
 }
 
 func (o options) config(cli string) config {
-	return config{Sizes: o.sizes, Reps: o.reps, Events: o.events, CLI: cli, Verbose: o.verbose, Scrapes: o.scrapes, WalkScale: o.walkScale}
+	return config{Sizes: o.sizes, Reps: o.reps, Events: o.events, CLI: cli, Verbose: o.verbose, Scrapes: o.scrapes, WalkScale: o.walkScale, CollectorsOnly: o.collectorsOnly}
 }
 
 func main() {
