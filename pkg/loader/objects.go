@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
 
@@ -117,13 +118,38 @@ func loadObjects(spec *ebpf.CollectionSpec, m Mode) (*objects, error) {
 		o.close()
 		return nil, err
 	}
-	var t throttle
-	if err := spec.LoadAndAssign(&t, opts); err != nil {
-		o.throttleRefused = throttleRefusal(err)
+	if target, why := overHighFunc(); target == "" {
+		o.throttleRefused = why
 	} else {
-		o.throttle = &t
+		for _, name := range []string{bpf.CgrstatProgOverHighEnter, bpf.CgrstatProgOverHighExit} {
+			spec.Programs[name].AttachTo = target
+		}
+		var t throttle
+		if err := spec.LoadAndAssign(&t, opts); err != nil {
+			o.throttleRefused = throttleRefusal(err)
+		} else {
+			o.throttle = &t
+		}
 	}
 	return o, nil
+}
+
+// overHighFunc names the function that holds the over-high handler's work
+// on this kernel: mem_cgroup_handle_over_high up to 6.x; since it became
+// an inline wrapper that tests memcg_nr_pages_over_high (seen on 7.2),
+// __mem_cgroup_handle_over_high. Else it says why there is none.
+func overHighFunc() (name, why string) {
+	kernel, err := btf.LoadKernelSpec()
+	if err != nil {
+		return "", "reading the kernel's BTF: " + err.Error()
+	}
+	for _, name := range []string{"mem_cgroup_handle_over_high", "__mem_cgroup_handle_over_high"} {
+		var fn *btf.Func
+		if kernel.TypeByName(name, &fn) == nil {
+			return name, ""
+		}
+	}
+	return "", "the kernel has no mem_cgroup_handle_over_high to attach fentry/fexit to"
 }
 
 // throttleRefusal says in one line why the throttle cannot be measured.

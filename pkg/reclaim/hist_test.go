@@ -342,6 +342,10 @@ func TestStatAdd(t *testing.T) {
 	a, b := sample(), sample()
 	b.MaxNS = 9e9
 	a.Add(&b)
+	var sum Stat
+	if sum.Add(&b); !sum.Throttle.Measured || sum.Throttle.DelayNS != b.Throttle.DelayNS {
+		t.Errorf("a sum of measured throttles: %+v", sum.Throttle)
+	}
 	h := a.Hist()
 	if a.Count != 6 || h.Total() != 6 || a.LimitHist.Total() != 4 || a.MaxNS != 9e9 || a.Causes[Direct].Count != 2 ||
 		a.Forced.DelayNS != 200 || a.ID != 7 {

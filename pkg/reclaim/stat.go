@@ -177,6 +177,9 @@ func (s *Stat) Add(o *Stat) {
 	s.OOMKills += o.OOMKills
 	s.Throttle.DelayNS += o.Throttle.DelayNS
 	s.Throttle.Count += o.Throttle.Count
+	// One load measures every cgroup or none: a sum of measured
+	// cgroups is measured.
+	s.Throttle.Measured = s.Throttle.Measured || o.Throttle.Measured
 }
 
 // Collected is s without the kernel's own figures (Events, Pressure):
