@@ -63,7 +63,9 @@ const staleLine = "stale: "
 // ParseStat parses a whole stat file: the seed's line, then one line per
 // cause ("max: delay_ns 1, count 2, reclaimed 3"), "max_delay_ns: N",
 // and the histograms' non-empty buckets ("hist_limit: 5:2 9:1"; max and
-// high share hist_limit). limit, max plus high, is checked against them.
+// high share hist_limit), and "throttle: delay_ns N, count N" or
+// "throttle: unavailable" (Throttle.Measured). limit, max plus high, is
+// checked against them.
 // Lines it does not know are skipped, for a later cgrstat's sake.
 func ParseStat(text string) (Stat, error) {
 	if strings.HasPrefix(text, staleLine) {

@@ -234,3 +234,31 @@ func TestRatesPressureAndOOM(t *testing.T) {
 		t.Errorf("/a's PSI 250.0 ms/s missing:\n%s (%d fields)", out.String(), len(f))
 	}
 }
+
+// TestRatesThrottle: the throttle is its time per second where measured,
+// -1 (shown n/a, never 0) where the kernel refused to measure it, and a
+// sort key.
+func TestRatesThrottle(t *testing.T) {
+	prev, cur := snapshots()
+	for _, s := range []*monitor.Snapshot{prev, cur} {
+		for i := range s.Cgroups {
+			s.Cgroups[i].Throttle.Measured = s.Cgroups[i].Path != "/b"
+		}
+	}
+	prev.Cgroups[1].Throttle.DelayNS, cur.Cgroups[1].Throttle.DelayNS = 1e9, 1.2e9 // /a: 0.2 s in 2 s
+	rows := Rates(prev, cur, monitor.Filter{Depth: -1})
+	if a, b := rows[1], rows[3]; a.Throttle != 0.1 || b.Throttle != -1 {
+		t.Errorf("/a throttle %g, /b %g; want 0.1, -1", a.Throttle, b.Throttle)
+	}
+	var out strings.Builder
+	if err := Write(&out, View{Sort: ByThrottle}, cur, rows, TextEOL); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(out.String(), "\n")
+	if f := strings.Fields(lines[2]); len(f) < 8 || f[len(f)-1] != "a" && f[len(f)-1] != "/a" || f[5] != "100.0" {
+		t.Errorf("sorted by throttle, the first row is /a at 100.0 ms/s: %q", lines[2])
+	}
+	if !strings.Contains(out.String(), " n/a ") {
+		t.Errorf("/b's unmeasured throttle is not n/a:\n%s", out.String())
+	}
+}
