@@ -35,6 +35,13 @@ type config struct {
 	CollectorsOnly bool `json:"collectors_only,omitempty"`
 	// Scrapes is how many times serve is scraped before its memory is read.
 	Scrapes int `json:"scrapes"`
+	// Big, when set, is a tree of that many cgroups whose whole-tree read
+	// alone is measured, loaded with default flags (the issue 18 case:
+	// more cgroups than --max-cgroups tracks).
+	Big int `json:"big,omitempty"`
+	// ReadsOnly leaves out the collectors, the stat-file reads and the
+	// map sizes.
+	ReadsOnly bool `json:"reads_only,omitempty"`
 }
 
 // bench is one machine's run: where it may create cgroups and pins.
@@ -85,6 +92,9 @@ func (b *bench) run(ctx context.Context, r *Result) (err error) {
 		return err
 	}
 	for _, m := range r.Modes {
+		if b.cfg.ReadsOnly {
+			break
+		}
 		b.logf("%s: collectors", m)
 		c, err := b.collectors(ctx, m)
 		if err != nil {
@@ -100,7 +110,42 @@ func (b *bench) run(ctx context.Context, r *Result) (err error) {
 			return err
 		}
 	}
+	if b.cfg.Big > 0 {
+		if err := b.big(ctx, r, b.cfg.Big); err != nil {
+			return err
+		}
+	}
+	if b.cfg.ReadsOnly {
+		return nil
+	}
 	return b.footprint(r)
+}
+
+// big times the whole-tree read alone on a tree of n cgroups, in the best
+// mode, loaded with default flags.
+func (b *bench) big(ctx context.Context, r *Result, n int) (err error) {
+	b.logf("building a tree of %d cgroups", n)
+	t, err := buildTree(ctx, b.h, b.root.Child(fmt.Sprintf("big%d", n)), n)
+	defer func() { err = errors.Join(err, t.destroy()) }()
+	if err != nil {
+		return err
+	}
+	r.Trees = append(r.Trees, TreeInfo{N: n, BuildSeconds: t.built.Seconds()})
+	s, err := b.open(r.Modes[0], t.top)
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, s.close()) }()
+	if err := b.stress(ctx, t, 4<<20, 1); err != nil {
+		return err
+	}
+	b.logf("%s: whole-tree read of %d cgroups", r.Modes[0], n)
+	w, err := b.whole(s, t)
+	if err != nil {
+		return fmt.Errorf("%s mode, %d cgroups: %w", r.Modes[0], n, err)
+	}
+	r.Whole = append(r.Whole, w)
+	return nil
 }
 
 // size builds a tree of n cgroups and measures every mode on it.
@@ -116,6 +161,9 @@ func (b *bench) size(ctx context.Context, r *Result, n int) (err error) {
 	r.Trees = append(r.Trees, info)
 	b.logf("tree of %d built in %.1fs, %d MiB", n, info.BuildSeconds, info.MemMiB)
 	for j, m := range r.Modes {
+		if b.cfg.ReadsOnly && j > 0 {
+			break
+		}
 		if err := b.mode(ctx, r, t, m, j == 0); err != nil {
 			return fmt.Errorf("%s mode, %d cgroups: %w", m, n, err)
 		}
@@ -131,12 +179,16 @@ func (b *bench) mode(ctx context.Context, r *Result, t *tree, m loader.Mode, bes
 		return err
 	}
 	defer func() { err = errors.Join(err, s.close()) }()
-	b.logf("%s: reads at the top of %d cgroups", m, t.n)
-	rd, err := b.reads(ctx, s, t)
-	if err != nil {
-		return err
+	if !b.cfg.ReadsOnly {
+		b.logf("%s: reads at the top of %d cgroups", m, t.n)
+		rd, err := b.reads(ctx, s, t)
+		if err != nil {
+			return err
+		}
+		r.Reads = append(r.Reads, rd)
+	} else if err := b.stress(ctx, t, 4<<20, 1); err != nil {
+		return err // the top must show reclaim (checkAll)
 	}
-	r.Reads = append(r.Reads, rd)
 	if !best {
 		return nil
 	}

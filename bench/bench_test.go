@@ -1,6 +1,9 @@
 package main
 
 import (
+	"context"
+	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -8,7 +11,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cgrstat/cgrstat/internal/testenv"
 	"github.com/cgrstat/cgrstat/pkg/cgroup"
+	"github.com/cgrstat/cgrstat/pkg/loader"
+	"github.com/cgrstat/cgrstat/pkg/readout"
 )
 
 func TestConsoleRoundTrip(t *testing.T) {
@@ -84,5 +90,33 @@ func TestParseSizes(t *testing.T) {
 		if _, err := parseSizes(bad); err == nil {
 			t.Errorf("parseSizes(%q) accepted", bad)
 		}
+	}
+}
+
+// TestKernelBenchUnloadRemovesLockFile: a cgrstat command the bench runs
+// (read, serve) leaves the pin path's lock file while the load exists, as
+// it must; the bench's unload then removes it. A bare loader.Unload left it
+// in /run/cgrstat after every make bench.
+func TestKernelBenchUnloadRemovesLockFile(t *testing.T) {
+	h := testenv.Hierarchy(t)
+	opts := testenv.LoadOptions(t, h, loader.Walk, 64)
+	if _, err := loader.Load(opts); err != nil {
+		t.Fatal(err)
+	}
+	// What a cgrstat read does: a shared lock, released with the load still there.
+	unlock, err := readout.Lock(context.Background(), opts.PinPath, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	unlock()
+	lock := readout.LockFile(opts.PinPath)
+	if _, err := os.Stat(lock); err != nil {
+		t.Fatalf("the lock file of a loaded pin path: %v", err)
+	}
+	if err := unload(opts.PinPath); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(lock); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("after the bench's unload, %s: %v (want it gone)", lock, err)
 	}
 }

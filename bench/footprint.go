@@ -10,9 +10,10 @@ import (
 	"github.com/cgrstat/cgrstat/pkg/loader"
 )
 
-// perCgroupMaps are the maps with one slot per tracked cgroup (tree_nodes:
-// one per cgroup a read --all walks).
-var perCgroupMaps = []string{"stats", "tree_nodes"}
+// perCgroupMaps are the maps with one slot per tracked cgroup. (The tree
+// walk's chunks grow with the cgroups walked, not tracked: Whole measures
+// them.)
+var perCgroupMaps = []string{"stats"}
 
 // footprint loads the best mode once more and reads the size of every
 // pinned map from the kernel (memlock in the map's fdinfo).
@@ -22,9 +23,7 @@ func (b *bench) footprint(r *Result) (err error) {
 		return fmt.Errorf("loading cgrstat: %w", err)
 	}
 	defer func() {
-		if _, uerr := loader.Unload(b.pinPath); uerr != nil {
-			err = errors.Join(err, fmt.Errorf("unloading cgrstat: %w", uerr))
-		}
+		err = errors.Join(err, unload(b.pinPath))
 	}()
 	fp := &Footprint{MaxCgroups: rec.MaxCgroups}
 	dir := loader.PinDir(b.pinPath)

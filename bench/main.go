@@ -7,6 +7,7 @@
 //
 //	make bench                                  # host, then bookworm, trixie, sid
 //	make bench BENCH_FLAGS='-host-only -sizes 100,1000 -v'
+//	go run ./bench -host-only -reads -sizes 100,10000   # the reads alone (issue 18)
 package main
 
 import (
@@ -41,7 +42,11 @@ type options struct {
 	walkCPUs  []int
 	// collectorsOnly: the collector comparison alone (host or guests).
 	collectorsOnly bool
-	cpus           int // of the guest being booted; 0 for the lab's default
+	// big is the tree that only the whole-tree read measures, on the host;
+	// readsOnly leaves out the collectors, the stat-file reads and the maps.
+	big       int
+	readsOnly bool
+	cpus      int // of the guest being booted; 0 for the lab's default
 }
 
 func parseFlags() (options, error) {
@@ -63,6 +68,8 @@ func parseFlags() (options, error) {
 	flag.IntVar(&o.walkScale, "walk-scale", 0, "measure only the walk-mode read of a tree of this many cgroups (every cgroup with history, 1% new), per vCPU count")
 	flag.StringVar(&walkCPUs, "walk-cpus", "2,8", "guest vCPU counts for -walk-scale")
 	flag.BoolVar(&o.collectorsOnly, "collectors-only", false, "measure only the collectors' cost per reclaim event")
+	flag.IntVar(&o.big, "big", 30000, "on the host, also time read --all of a tree of this many cgroups, loaded with default flags (0: not)")
+	flag.BoolVar(&o.readsOnly, "reads", false, "measure the reads only: whole-tree reads, read of one cgroup, serve (no collectors, stat-file reads or map sizes)")
 	flag.Parse()
 	if flag.NArg() > 0 {
 		return o, fmt.Errorf("unexpected arguments %q", flag.Args())
@@ -100,7 +107,8 @@ func parseSizes(s string) ([]int, error) {
 }
 
 func (o options) config(cli string) config {
-	return config{Sizes: o.sizes, Reps: o.reps, Events: o.events, CLI: cli, Verbose: o.verbose, Scrapes: o.scrapes, WalkScale: o.walkScale, CollectorsOnly: o.collectorsOnly}
+	return config{Sizes: o.sizes, Reps: o.reps, Events: o.events, CLI: cli, Verbose: o.verbose, Scrapes: o.scrapes, WalkScale: o.walkScale,
+		ReadsOnly: o.readsOnly, CollectorsOnly: o.collectorsOnly}
 }
 
 func main() {
@@ -135,7 +143,9 @@ func run() error {
 	var results []*Result
 	var errs []error
 	if !o.labOnly {
-		r := runHost(ctx, o.config(cli))
+		cfg := o.config(cli)
+		cfg.Big = o.big
+		r := runHost(ctx, cfg)
 		results = append(results, r)
 		printResult(os.Stdout, r)
 	}

@@ -64,11 +64,12 @@ func printWhole(w io.Writer, tw *tabwriter.Writer, r *Result) {
 		return
 	}
 	fmt.Fprintln(w, "\nwhole tree, median ms")
-	fmt.Fprintln(tw, "mode\tN\tread --all (CLI)\tin-process\tmemory.stat walk\twalk/CLI\tCLI max RSS MiB\t")
+	fmt.Fprintln(tw, "mode\tN\tread --all (CLI)\tin-process\tmemory.stat walk\twalk/CLI\tCLI max RSS MiB\tread CGROUP (CLI)\twalk chunks KiB\t")
 	for _, wh := range r.Whole {
 		cli := median(wh.CLINS)
-		fmt.Fprintf(tw, "%s\t%d\t%.1f\t%.1f\t%.1f\t%.2fx\t%.1f\t\n", wh.Mode, wh.N, ms(cli), ms(median(wh.InProcessNS)),
-			ms(median(wh.WalkNS)), float64(median(wh.WalkNS))/float64(max(cli, 1)), float64(wh.MaxRSSKiB)/1024)
+		fmt.Fprintf(tw, "%s\t%d\t%.1f\t%.1f\t%.1f\t%.2fx\t%.1f\t%.1f\t%.0f\t\n", wh.Mode, wh.N, ms(cli), ms(median(wh.InProcessNS)),
+			ms(median(wh.WalkNS)), float64(median(wh.WalkNS))/float64(max(cli, 1)), float64(wh.MaxRSSKiB)/1024,
+			ms(median(wh.ReadOneNS)), float64(wh.WalkMemlock)/1024)
 	}
 }
 

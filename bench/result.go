@@ -102,11 +102,16 @@ type Whole struct {
 	Mode loader.Mode `json:"mode"`
 	N    int         `json:"n"`
 	// CLI runs the real binary as a subprocess; InProcess calls
-	// reclaim.Read and format.JSON; Walk reads every memory.stat.
+	// readout's Handle.Read and format.JSON; Walk reads every memory.stat.
 	CLINS       []int64 `json:"cli_ns"`
 	InProcessNS []int64 `json:"in_process_ns"`
 	WalkNS      []int64 `json:"memory_stat_walk_ns"`
 	MaxRSSKiB   int64   `json:"cli_max_rss_kib"`
+	// ReadOneNS is `cgrstat read LEAF` of one stressed leaf, a process.
+	ReadOneNS []int64 `json:"read_one_ns"`
+	// WalkMemlock is the tree walk's chunks (tree_chunks, allocated by the
+	// walks, not at load) after the reads: the kernel's memlock.
+	WalkMemlock uint64 `json:"walk_memlock"`
 }
 
 // Footprint is the BPF map memory cgrstat keeps per tracked cgroup.

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 
@@ -10,13 +11,14 @@ import (
 	"github.com/cgrstat/cgrstat/pkg/cgroup"
 	"github.com/cgrstat/cgrstat/pkg/loader"
 	"github.com/cgrstat/cgrstat/pkg/pin"
+	"github.com/cgrstat/cgrstat/pkg/readout"
 )
 
 // session is cgrstat loaded in one flush mode at the bench's pin path, with
 // a stat file pinned for the top of a tree.
 type session struct {
 	mode     loader.Mode
-	p        *loader.Pinned
+	p        *readout.Handle
 	progs    map[string]*ebpf.Program // by program name
 	statFile string
 	pinPath  string
@@ -35,8 +37,8 @@ func (b *bench) probeModes(r *Result) error {
 	if err != nil {
 		return fmt.Errorf("loading cgrstat: %w", err)
 	}
-	if _, err := loader.Unload(b.pinPath); err != nil {
-		return fmt.Errorf("unloading cgrstat: %w", err)
+	if err := unload(b.pinPath); err != nil {
+		return err
 	}
 	r.Modes, r.Refused = []loader.Mode{rec.Flush}, rec.Refused
 	order := []loader.Mode{loader.Fentry, loader.Kprobe, loader.Walk}
@@ -45,8 +47,8 @@ func (b *bench) probeModes(r *Result) error {
 			r.Refused = append(r.Refused, loader.Refusal{Mode: order[i], Reason: err.Error()})
 			continue
 		}
-		if _, err := loader.Unload(b.pinPath); err != nil {
-			return fmt.Errorf("unloading cgrstat: %w", err)
+		if err := unload(b.pinPath); err != nil {
+			return err
 		}
 		r.Modes = append(r.Modes, order[i])
 	}
@@ -60,7 +62,7 @@ func (b *bench) open(m loader.Mode, top cgroup.Cgroup) (*session, error) {
 	}
 	s := &session{mode: m, pinPath: b.pinPath, progs: map[string]*ebpf.Program{}}
 	var err error
-	if s.p, err = loader.Open(b.pinPath); err != nil {
+	if s.p, err = readout.Open(b.pinPath); err != nil {
 		return nil, errors.Join(err, s.close())
 	}
 	if err := s.openPrograms(); err != nil {
@@ -117,7 +119,20 @@ func (s *session) close() error {
 	if s.p != nil {
 		s.p.Close()
 	}
-	if _, err := loader.Unload(s.pinPath); err != nil {
+	return unload(s.pinPath)
+}
+
+// unload unloads pinPath holding its lock, as cgrstat unload does: the
+// bench's cgrstat commands (read, serve) leave the pin path's lock file in
+// readout.LockDir while the load exists, and only a lock holder that finds
+// no load left removes it. A bare loader.Unload left the file behind.
+func unload(pinPath string) error {
+	unlock, err := readout.Lock(context.Background(), pinPath, true)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if _, err := loader.Unload(pinPath); err != nil {
 		return fmt.Errorf("unloading cgrstat: %w", err)
 	}
 	return nil

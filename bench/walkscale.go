@@ -17,6 +17,7 @@ import (
 	"github.com/cgrstat/cgrstat/pkg/cgroup"
 	"github.com/cgrstat/cgrstat/pkg/loader"
 	"github.com/cgrstat/cgrstat/pkg/pin"
+	"github.com/cgrstat/cgrstat/pkg/readout"
 	"github.com/cgrstat/cgrstat/pkg/reclaim"
 )
 
@@ -34,10 +35,10 @@ type WalkScale struct {
 	// StatsMemlock and MapsMemlock are the kernel's own accounting (fdinfo
 	// memlock) of the stats map and of every map of the load.
 	// Dump is the stat file program's run time over the timed reads.
-	Dump         Cost          `json:"dump"`
-	StatsMemlock uint64        `json:"stats_memlock"`
-	MapsMemlock  uint64        `json:"maps_memlock"`
-	Computed     loader.Memory `json:"computed"`
+	Dump         Cost           `json:"dump"`
+	StatsMemlock uint64         `json:"stats_memlock"`
+	MapsMemlock  uint64         `json:"maps_memlock"`
+	Computed     readout.Memory `json:"computed"`
 }
 
 const walkScaleReads = 9
@@ -63,17 +64,27 @@ func (b *bench) walkScale(ctx context.Context, r *Result, n int) (err error) {
 		return fmt.Errorf("loading cgrstat: %w", err)
 	}
 	defer func() {
-		if _, uerr := loader.Unload(b.pinPath); uerr != nil {
-			err = errors.Join(err, uerr)
-		}
+		err = errors.Join(err, unload(b.pinPath))
 	}()
-	p, err := loader.Open(b.pinPath)
+	p, err := readout.Open(b.pinPath)
 	if err != nil {
 		return err
 	}
 	defer p.Close()
+	// The bench writes made-up history into the stats map and times the
+	// dump program: its own handles on them, which a read never needs.
+	stats, err := ebpf.LoadPinnedMap(p.Dir.Map(bpf.CgrstatMapStats), nil)
+	if err != nil {
+		return err
+	}
+	defer stats.Close()
+	dump, err := ebpf.LoadPinnedProgram(p.Dir.Program(bpf.CgrstatProgDump), nil)
+	if err != nil {
+		return err
+	}
+	defer dump.Close()
 	ws := WalkScale{CPUs: runtime.NumCPU(), N: n, NewPerRead: newPerRead(n)}
-	ids, err := history(p, t.nodes)
+	ids, err := history(stats, t.nodes)
 	if err != nil {
 		return err
 	}
@@ -81,14 +92,14 @@ func (b *bench) walkScale(ctx context.Context, r *Result, n int) (err error) {
 	if err != nil {
 		return err
 	}
-	dump0, err := cost(p.Dump)
+	dump0, err := cost(dump)
 	if err != nil {
 		return err
 	}
-	if ws.ReadNS, err = timedReads(p, statFile, ids, ws.NewPerRead); err != nil {
+	if ws.ReadNS, err = timedReads(stats, statFile, ids, ws.NewPerRead); err != nil {
 		return err
 	}
-	if ws.Dump, err = cost(p.Dump); err != nil {
+	if ws.Dump, err = cost(dump); err != nil {
 		return err
 	}
 	ws.Dump = ws.Dump.sub(dump0)
@@ -104,7 +115,7 @@ func (b *bench) walkScale(ctx context.Context, r *Result, n int) (err error) {
 
 // history gives every cgroup of the tree an entry with a total, as if each
 // had reclaimed once and been flushed.
-func history(p *loader.Pinned, nodes []cgroup.Cgroup) ([]uint64, error) {
+func history(stats *ebpf.Map, nodes []cgroup.Cgroup) ([]uint64, error) {
 	var ids []uint64
 	for _, c := range nodes {
 		id, err := cgroup.ID(c)
@@ -114,7 +125,7 @@ func history(p *loader.Pinned, nodes []cgroup.Cgroup) ([]uint64, error) {
 		var s bpf.CgrstatCgstat
 		s.Total.LimitHist[20] = 1
 		s.Total.MaxLimitDelayNs = 5000
-		if err := p.Stats.Update(id, &s, ebpf.UpdateAny); err != nil {
+		if err := stats.Update(id, &s, ebpf.UpdateAny); err != nil {
 			return nil, fmt.Errorf("writing history of %s: %w", c.Rel, err)
 		}
 		ids = append(ids, id)
@@ -124,7 +135,7 @@ func history(p *loader.Pinned, nodes []cgroup.Cgroup) ([]uint64, error) {
 
 // timedReads reads the stat file after giving k random cgroups new data
 // each time; the top's count must grow by exactly k.
-func timedReads(p *loader.Pinned, statFile string, ids []uint64, k int) ([]int64, error) {
+func timedReads(stats *ebpf.Map, statFile string, ids []uint64, k int) ([]int64, error) {
 	rng := rand.New(rand.NewSource(1))
 	last, err := reclaim.ReadFile(statFile) // untimed: the first run translates code under TCG
 	if err != nil {
@@ -134,12 +145,12 @@ func timedReads(p *loader.Pinned, statFile string, ids []uint64, k int) ([]int64
 	for i := 0; i < walkScaleReads; i++ {
 		for _, j := range rng.Perm(len(ids))[:k] {
 			var s bpf.CgrstatCgstat
-			if err := p.Stats.Lookup(ids[j], &s); err != nil {
+			if err := stats.Lookup(ids[j], &s); err != nil {
 				return nil, err
 			}
 			s.Pending.LimitHist[21]++
 			s.Adds++
-			if err := p.Stats.Update(ids[j], &s, ebpf.UpdateExist); err != nil {
+			if err := stats.Update(ids[j], &s, ebpf.UpdateExist); err != nil {
 				return nil, err
 			}
 		}
@@ -191,12 +202,12 @@ func (b *bench) emptyWalks(top cgroup.Cgroup) ([]int64, error) {
 	return out, nil
 }
 
-func (ws *WalkScale) memory(p *loader.Pinned) error {
-	u, err := p.Usage()
+func (ws *WalkScale) memory(p *readout.Handle) error {
+	snap, err := p.Snapshot(readout.Query{Fill: true})
 	if err != nil {
 		return err
 	}
-	ws.Entries, ws.Computed = u.Stats.Entries, u.Memory
+	ws.Entries, ws.Computed = snap.Health.Stats.Entries, snap.Health.Memory
 	for _, name := range loader.MapNames() {
 		mm, err := mapMemory(p.Dir.Map(name))
 		if err != nil {

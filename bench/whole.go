@@ -10,8 +10,11 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/cgrstat/cgrstat/bpf"
 	"github.com/cgrstat/cgrstat/pkg/cgroup"
 	"github.com/cgrstat/cgrstat/pkg/format"
+	"github.com/cgrstat/cgrstat/pkg/loader"
+	"github.com/cgrstat/cgrstat/pkg/readout"
 	"github.com/cgrstat/cgrstat/pkg/reclaim"
 )
 
@@ -43,9 +46,43 @@ func (b *bench) whole(s *session, t *tree) (Whole, error) {
 		}
 		w.WalkNS = append(w.WalkNS, ns)
 	}
+	for i := 0; i < readOneReps; i++ {
+		ns, err := b.readOneCLI(t.leaves[0])
+		if err != nil {
+			return w, err
+		}
+		w.ReadOneNS = append(w.ReadOneNS, ns)
+	}
+	chunks, err := mapMemory(loader.PinDir(b.pinPath).Map(bpf.CgrstatMapTreeChunks))
+	if err != nil {
+		return w, err
+	}
+	w.WalkMemlock = chunks.Memlock
 	rss, err := peakRSS(b.readAllArgs(t)...)
 	w.MaxRSSKiB = rss
 	return w, err
+}
+
+// readOneReps is how often `cgrstat read CGROUP` is timed.
+const readOneReps = 11
+
+// readOneCLI runs `cgrstat read CGROUP` of c and checks that it printed
+// c's line.
+func (b *bench) readOneCLI(c cgroup.Cgroup) (int64, error) {
+	cmd := exec.Command(b.cfg.CLI, "--pin-path", b.pinPath, "read", c.Path)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	start := time.Now()
+	err := cmd.Run()
+	ns := since(start)
+	if err != nil {
+		return 0, fmt.Errorf("%s read %s: %w: %s", filepath.Base(b.cfg.CLI), c.Rel, err, bytes.TrimSpace(stderr.Bytes()))
+	}
+	// The table shortens a long path in its middle: its end is there.
+	if !bytes.Contains(stdout.Bytes(), []byte("/"+filepath.Base(c.Rel)+" ")) {
+		return 0, fmt.Errorf("read %s printed %q", c.Rel, stdout.Bytes())
+	}
+	return ns, nil
 }
 
 func (b *bench) readAllArgs(t *tree) []string {
@@ -78,7 +115,7 @@ func (b *bench) readAllCLI(t *tree) (int64, error) {
 
 func readAllInProcess(s *session, t *tree) (int64, error) {
 	start := time.Now()
-	stats, err := reclaim.Read(s.p, []cgroup.Cgroup{t.top}, true)
+	stats, err := s.p.Snapshot(readout.Query{Cgroups: []cgroup.Cgroup{t.top}, All: true})
 	if err == nil {
 		err = format.JSON(io.Discard, stats)
 	}
@@ -86,7 +123,7 @@ func readAllInProcess(s *session, t *tree) (int64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("reading the tree in-process: %w", err)
 	}
-	return ns, checkAll(stats, t)
+	return ns, checkAll(stats.Stats(), t)
 }
 
 // checkAll wants one line per cgroup of the tree, the top's with reclaims.

@@ -238,12 +238,31 @@ struct memcg_figures {
 	__u32 pad;
 };
 
-/* A cgroup as the tree iterator found it: read --all's view of the tree. */
+/*
+ * A cgroup as the tree iterator found it: read --all's view of the tree.
+ * In a tree_chunk it is followed by the cgroup's name, NUL-terminated and
+ * padded to 8 bytes: most names are short, and a fixed NAME_MAX + 1 bytes
+ * per cgroup made the walk's output four times what it says.
+ */
 struct tree_node {
 	__u64 id;
 	__u64 parent_id;
 	struct memcg_figures fig;
-	char name[256]; /* NAME_MAX + 1 */
+};
+
+#define TREE_NAME_MAX 256 /* NAME_MAX + 1 */
+#define TREE_NODE_MAX (sizeof(struct tree_node) + TREE_NAME_MAX)
+/*
+ * A chunk's value fits one 4 KiB allocation with the hash element's header
+ * (48 bytes), its key and bpf_mem_alloc's link (8 bytes each).
+ */
+#define TREE_CHUNK_DATA 3992
+
+/* Consecutive tree_nodes with their names, as one walk wrote them. */
+struct tree_chunk {
+	__u32 used;  /* bytes of data written */
+	__u32 nodes; /* tree_nodes in data */
+	__u8 data[TREE_CHUNK_DATA];
 };
 
 /* One JSON document written by the loader: what was loaded and why. */
@@ -287,16 +306,32 @@ struct {
 } sessions SEC(".maps");
 
 /*
- * The cgroups of the last tree walk, in visiting order. Sized by the loader
- * like stats. Readers take a lock (flock on the pinned maps directory)
- * around walk and read, since every walk writes from slot 0.
+ * The cgroups of the last tree walk, in visiting order, in chunks 0, 1, ...
+ * Not sized by --max-cgroups (the cgroups tracked for reclaim) and not
+ * preallocated: a walk allocates the chunks it fills, about 100 bytes per
+ * cgroup with a short name, and they stay for the next walk to overwrite.
+ * TREE_CHUNKS holds 65,535 cgroups (the kernel's most memory cgroups) with
+ * names of NAME_MAX bytes, 32 MiB; a walk that finds no room counts on, so
+ * the reader can tell it is short. Readers take a lock around walk and read
+ * (the walk lock, pkg/readout), since every walk writes from chunk 0.
  */
+#define TREE_CHUNKS 8192
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, TREE_CHUNKS);
+	__type(key, __u32);
+	__type(value, struct tree_chunk);
+} tree_chunks SEC(".maps");
+
+/* An empty chunk, that a walk copies to make a new one. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 10240);
+	__uint(max_entries, 1);
 	__type(key, __u32);
-	__type(value, struct tree_node);
-} tree_nodes SEC(".maps");
+	__type(value, struct tree_chunk);
+} tree_empty SEC(".maps");
 
 /*
  * Kernels before 6.8 pass mark_victim the victim's pid only: the SIGKILL
@@ -1269,40 +1304,103 @@ static __always_inline void read_figures(struct cgroup *cgrp, struct memcg_figur
 }
 
 /*
+ * The chunk a walk writes its next tree_node into: chunk number idx, made
+ * (or emptied, when an earlier walk left it) if fresh is set.
+ */
+static __always_inline struct tree_chunk *tree_chunk(__u32 idx, bool fresh)
+{
+	struct tree_chunk *c = bpf_map_lookup_elem(&tree_chunks, &idx);
+	__u32 zero = 0;
+	void *empty;
+
+	if (!fresh)
+		return c;
+	if (c) {
+		c->used = 0;
+		c->nodes = 0;
+		return c;
+	}
+	empty = bpf_map_lookup_elem(&tree_empty, &zero);
+	if (!empty || bpf_map_update_elem(&tree_chunks, &idx, empty, BPF_NOEXIST))
+		return NULL;
+	return bpf_map_lookup_elem(&tree_chunks, &idx);
+}
+
+/*
+ * Writes cgrp's tree_node and name at node; returns the name's length with
+ * its NUL. Not inlined, so that its argument's type is in the object's BTF
+ * (bpf2go reads it there) though no map holds it.
+ */
+static __noinline long fill_node(struct tree_node *node, struct cgroup *cgrp)
+{
+	long n;
+
+	if (!node || !cgrp)
+		return 1;
+	node->id = cgroup_id(cgrp);
+	node->parent_id = parent_id(cgrp);
+	read_figures(cgrp, &node->fig);
+	n = bpf_probe_read_kernel_str((void *)(node + 1), TREE_NAME_MAX, cgrp->kn->name);
+	if (n < 1 || n > TREE_NAME_MAX) {
+		*(char *)(node + 1) = 0;
+		n = 1;
+	}
+	return n;
+}
+
+/*
  * Walking a subtree (DESCENDANTS_PRE) for read --all: each cgroup goes into
- * the next slot of tree_nodes, and the final call prints the session and
- * how many cgroups it visited. Nothing else is printed, so the walk of any
- * number of cgroups fits one read of the iterator's bounded buffer.
+ * the chunks of tree_chunks, one after the other, and the final call prints
+ * the session, how many cgroups it visited and how many chunks it wrote.
+ * Nothing else is printed, so the walk of any number of cgroups fits one
+ * read of the iterator's bounded buffer. The session's value is the cgroups
+ * visited (low 32 bits) and the chunk being written (high 32 bits).
  */
 SEC("iter/cgroup")
 int tree(struct bpf_iter__cgroup *ctx)
 {
-	__u64 session = ctx->meta->session_id, one = 1, *visited;
+	__u64 session = ctx->meta->session_id, start = 0, *state;
 	struct cgroup *cgrp = ctx->cgroup;
-	struct tree_node *node;
-	__u32 slot = 0;
+	struct tree_chunk *c;
+	__u32 idx, off;
+	long n;
 
-	visited = bpf_map_lookup_elem(&sessions, &session);
+	state = bpf_map_lookup_elem(&sessions, &session);
 	if (!cgrp) {
-		if (!visited)
+		if (!state)
 			return 0;
-		BPF_SEQ_PRINTF(ctx->meta->seq, "session: %llu, visited: %llu\n", session, *visited);
+		BPF_SEQ_PRINTF(ctx->meta->seq, "session: %llu, visited: %llu, chunks: %llu\n", session,
+			       *state & 0xffffffff, (*state >> 32) + 1);
 		bpf_map_delete_elem(&sessions, &session);
 		return 0;
 	}
-	/* Counted even past the last slot, so the reader can tell it is short. */
-	if (visited) {
-		slot = *visited;
-		*visited += 1;
+	if (!state) {
+		bpf_map_update_elem(&sessions, &session, &start, BPF_NOEXIST);
+		state = bpf_map_lookup_elem(&sessions, &session);
+		if (!state)
+			return 0;
+		c = tree_chunk(0, true);
 	} else {
-		bpf_map_update_elem(&sessions, &session, &one, BPF_NOEXIST);
+		c = tree_chunk(*state >> 32, false);
 	}
-	node = bpf_map_lookup_elem(&tree_nodes, &slot);
-	if (!node)
+	/* Counted even when there is no room, so the reader can tell it is short. */
+	*state += 1;
+	if (!c)
 		return 0;
-	node->id = cgroup_id(cgrp);
-	node->parent_id = parent_id(cgrp);
-	read_figures(cgrp, &node->fig);
-	bpf_probe_read_kernel_str(node->name, sizeof(node->name), cgrp->kn->name);
+	off = c->used;
+	if (off > TREE_CHUNK_DATA - TREE_NODE_MAX) {
+		idx = (*state >> 32) + 1;
+		c = tree_chunk(idx, true);
+		if (!c)
+			return 0;
+		*state = (*state & 0xffffffff) | ((__u64)idx << 32);
+		off = 0;
+	}
+	off &= ~7; /* always so; tells the verifier the node is aligned */
+	if (off > TREE_CHUNK_DATA - TREE_NODE_MAX)
+		return 0;
+	n = fill_node((void *)c->data + off, cgrp);
+	c->used = off + sizeof(struct tree_node) + ((n + 7) & ~7);
+	c->nodes++;
 	return 0;
 }

@@ -106,12 +106,18 @@ type CgrstatReclaimStart struct {
 	OverHighReclaimNs uint64
 }
 
+type CgrstatTreeChunk struct {
+	_     structs.HostLayout
+	Used  uint32
+	Nodes uint32
+	Data  [3992]uint8
+}
+
 type CgrstatTreeNode struct {
 	_        structs.HostLayout
 	Id       uint64
 	ParentId uint64
 	Fig      CgrstatMemcgFigures
-	Name     [256]int8
 }
 
 // Names of all BPF objects in the ELF.
@@ -126,7 +132,8 @@ const (
 	CgrstatMapSeq              = "seq"
 	CgrstatMapSessions         = "sessions"
 	CgrstatMapStats            = "stats"
-	CgrstatMapTreeNodes        = "tree_nodes"
+	CgrstatMapTreeChunks       = "tree_chunks"
+	CgrstatMapTreeEmpty        = "tree_empty"
 	CgrstatProgDirectEnd       = "direct_end"
 	CgrstatProgDirectStart     = "direct_start"
 	CgrstatProgDump            = "dump"
@@ -221,7 +228,8 @@ type CgrstatMapSpecs struct {
 	Seq           *ebpf.MapSpec `ebpf:"seq"`
 	Sessions      *ebpf.MapSpec `ebpf:"sessions"`
 	Stats         *ebpf.MapSpec `ebpf:"stats"`
-	TreeNodes     *ebpf.MapSpec `ebpf:"tree_nodes"`
+	TreeChunks    *ebpf.MapSpec `ebpf:"tree_chunks"`
+	TreeEmpty     *ebpf.MapSpec `ebpf:"tree_empty"`
 }
 
 // CgrstatVariableSpecs contains global variables before they are loaded into the kernel.
@@ -262,7 +270,8 @@ type CgrstatMaps struct {
 	Seq           *ebpf.Map `ebpf:"seq"`
 	Sessions      *ebpf.Map `ebpf:"sessions"`
 	Stats         *ebpf.Map `ebpf:"stats"`
-	TreeNodes     *ebpf.Map `ebpf:"tree_nodes"`
+	TreeChunks    *ebpf.Map `ebpf:"tree_chunks"`
+	TreeEmpty     *ebpf.Map `ebpf:"tree_empty"`
 }
 
 func (m *CgrstatMaps) Close() error {
@@ -275,7 +284,8 @@ func (m *CgrstatMaps) Close() error {
 		m.Seq,
 		m.Sessions,
 		m.Stats,
-		m.TreeNodes,
+		m.TreeChunks,
+		m.TreeEmpty,
 	)
 }
 

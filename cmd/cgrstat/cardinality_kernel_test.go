@@ -11,7 +11,7 @@ import (
 
 	"github.com/cgrstat/cgrstat/pkg/cgroup"
 	"github.com/cgrstat/cgrstat/pkg/loader"
-	"github.com/cgrstat/cgrstat/pkg/monitor"
+	"github.com/cgrstat/cgrstat/pkg/readout"
 )
 
 // TestKernelServeCardinality: with 2,000 cgroups, the default depth,
@@ -26,20 +26,20 @@ func TestKernelServeCardinality(t *testing.T) {
 	// them as well: the most a kernel can hold.
 	l.run("load", fmt.Sprintf("--max-cgroups=%d", loader.MaxCgroupsLimit))
 	t.Cleanup(func() { cli(t, "unload", "--pin-path", l.pinPath) })
-	base := monitor.Depth(top.Rel)
+	base := readout.Depth(top.Rel)
 
 	// The default: the whole hierarchy down to depth 3. Other cgroups of
 	// the machine are exported too; of ours, exactly those down to depth 3.
 	got := exportedOnce(t, l, "--web.listen-address=127.0.0.1:0")
 	for p := range got {
-		if monitor.Depth(p) > monitor.DefaultDepth {
-			t.Errorf("default exports %s, deeper than %d", p, monitor.DefaultDepth)
+		if readout.Depth(p) > readout.DefaultDepth {
+			t.Errorf("default exports %s, deeper than %d", p, readout.DefaultDepth)
 		}
 	}
-	assertSet(t, "default", ours(got, top.Rel), filterPaths(paths, func(p string) bool { return monitor.Depth(p) <= monitor.DefaultDepth }))
+	assertSet(t, "default", ours(got, top.Rel), filterPaths(paths, func(p string) bool { return readout.Depth(p) <= readout.DefaultDepth }))
 
 	got = exportedOnce(t, l, top.Rel, fmt.Sprintf("--depth=%d", base+1), "--web.listen-address=127.0.0.1:0")
-	assertSet(t, "--depth top+1", got, filterPaths(paths, func(p string) bool { return monitor.Depth(p) <= base+1 }))
+	assertSet(t, "--depth top+1", got, filterPaths(paths, func(p string) bool { return readout.Depth(p) <= base+1 }))
 
 	re := regexp.MustCompile(`/g0[0-4]/`)
 	got = exportedOnce(t, l, top.Rel, "--depth=-1", "--match="+re.String(), "--web.listen-address=127.0.0.1:0")

@@ -4,11 +4,14 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io/fs"
 	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -18,6 +21,7 @@ import (
 	"github.com/cgrstat/cgrstat/internal/testenv"
 	"github.com/cgrstat/cgrstat/pkg/cgroup"
 	"github.com/cgrstat/cgrstat/pkg/loader"
+	"github.com/cgrstat/cgrstat/pkg/readout"
 )
 
 // Fault injection: each command is killed with SIGKILL at random points,
@@ -69,6 +73,10 @@ func runProc(t *testing.T, args ...string) result {
 	return result{out.String(), errOut.String(), code}
 }
 
+// killed lists the pids of the cgrstat processes each test killed, by
+// test name (see assertNoLeftovers).
+var killed sync.Map // string -> *[]int
+
 // killAfter starts cgrstat, kills it with SIGKILL after delay and reports
 // whether it was still running then.
 func killAfter(t *testing.T, delay time.Duration, args ...string) bool {
@@ -77,6 +85,8 @@ func killAfter(t *testing.T, delay time.Duration, args ...string) bool {
 	if err := c.Start(); err != nil {
 		t.Fatal(err)
 	}
+	pids, _ := killed.LoadOrStore(t.Name(), new([]int))
+	*pids.(*[]int) = append(*pids.(*[]int), c.Process.Pid)
 	done := make(chan error, 1)
 	go func() { done <- c.Wait() }()
 	select {
@@ -185,6 +195,36 @@ func assertNoCgroupsBelow(t *testing.T, c cgroup.Cgroup) {
 	}
 }
 
+// assertNoLeftovers fails if, after a recovery, cgrstat left anything in
+// /run/cgrstat: the pin path's lock file while nothing is loaded there (a
+// lock file exists only for a load, see loader.Lock), or an intent note
+// (cgroup.Intend), whole or half-written, of a process this test killed:
+// the recovery must have dealt with it and dropped it.
+func assertNoLeftovers(t *testing.T, pinPath string) {
+	t.Helper()
+	if _, err := loader.ReadRecord(pinPath); err != nil {
+		if _, err := os.Stat(readout.LockFile(pinPath)); err == nil {
+			t.Fatalf("nothing is loaded at %s, but its lock file %s is left", pinPath, readout.LockFile(pinPath))
+		}
+	}
+	pids, ok := killed.Load(t.Name())
+	if !ok {
+		return
+	}
+	entries, err := os.ReadDir(cgroup.IntentDir)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		for _, pid := range *pids.(*[]int) {
+			if strings.HasPrefix(e.Name(), strconv.Itoa(pid)+"-") {
+				b, _ := os.ReadFile(filepath.Join(cgroup.IntentDir, e.Name()))
+				t.Fatalf("intent note %s of killed cgrstat %d left after the recovery: %q", e.Name(), pid, b)
+			}
+		}
+	}
+}
+
 // assertNoPinPath fails if anything is left at the pin path.
 func (l *lab) assertNoPinPath(ids []ebpf.ProgramID) {
 	l.t.Helper()
@@ -249,6 +289,7 @@ func TestKernelKillLoadUnload(t *testing.T) {
 			t.Fatalf("unload after a killed load: exit %d: %s", r.code, r.stderr)
 		}
 		l.assertNoPinPath(ids)
+		assertNoLeftovers(t, l.pinPath)
 	}
 	for unload.more() {
 		if r := runProc(t, l.args("load", "--flush", "walk")...); r.code != 0 {
@@ -260,6 +301,7 @@ func TestKernelKillLoadUnload(t *testing.T) {
 			t.Fatalf("unload after a killed unload: exit %d: %s", r.code, r.stderr)
 		}
 		l.assertNoPinPath(ids)
+		assertNoLeftovers(t, l.pinPath)
 	}
 	load.enough(t, "load")
 	unload.enough(t, "unload")
@@ -293,9 +335,11 @@ func TestKernelKillPin(t *testing.T) {
 		if _, err := loader.ReadRecord(l.pinPath); err != nil {
 			t.Fatalf("the load is damaged: %v", err)
 		}
+		assertNoLeftovers(t, l.pinPath)
 	}
 	l.run("unload")
 	l.assertNoPinPath(ids)
+	assertNoLeftovers(t, l.pinPath)
 	pin.enough(t, fmt.Sprintf("pin of %d cgroups", n))
 }
 
@@ -336,9 +380,11 @@ func TestKernelKillHierarchyCreate(t *testing.T) {
 		if got := settings(t, l.h, box); got != before {
 			t.Fatalf("parent settings changed: %s, were %s", got, before)
 		}
+		assertNoLeftovers(t, l.pinPath)
 	}
 	l.run("unload")
 	l.assertNoPinPath(ids)
+	assertNoLeftovers(t, l.pinPath)
 	create.enough(t, fmt.Sprintf("hierarchy create --pin of %d cgroups", n+1))
 }
 
@@ -367,6 +413,7 @@ func TestKernelKillStress(t *testing.T) {
 		if got := settings(t, l.h, target); got != before {
 			t.Fatalf("settings of %s changed: %s, were %s", target.Rel, got, before)
 		}
+		assertNoLeftovers(t, l.pinPath)
 	}
 	stress.enough(t, "stress")
 }
@@ -392,6 +439,7 @@ func TestKernelKillCheck(t *testing.T) {
 		if got := settings(t, l.h, box); got != before {
 			t.Fatalf("parent settings changed: %s, were %s", got, before)
 		}
+		assertNoLeftovers(t, l.pinPath)
 	}
 	check.enough(t, "check")
 }
@@ -422,4 +470,5 @@ func TestKernelInterrupt(t *testing.T) {
 	}
 	l.run("unload")
 	l.assertNoPinPath(ids)
+	assertNoLeftovers(t, l.pinPath)
 }

@@ -8,8 +8,8 @@ import (
 
 	"github.com/cgrstat/cgrstat/pkg/cgtree"
 	"github.com/cgrstat/cgrstat/pkg/escape"
-	"github.com/cgrstat/cgrstat/pkg/loader"
 	"github.com/cgrstat/cgrstat/pkg/pin"
+	"github.com/cgrstat/cgrstat/pkg/readout"
 )
 
 func newHierarchyCmd(g *globals) *cobra.Command {
@@ -125,7 +125,7 @@ func plural(n int, what string) string {
 
 // placeTree resolves the tree and opens the load, which is required with
 // needLoad and optional otherwise (nil when nothing is loaded).
-func (g *globals) placeTree(tf *treeFlags, needLoad bool) (cgtree.Tree, *loader.Pinned, error) {
+func (g *globals) placeTree(tf *treeFlags, needLoad bool) (cgtree.Tree, *readout.Handle, error) {
 	h, err := g.hierarchy()
 	if err != nil {
 		return cgtree.Tree{}, nil, err

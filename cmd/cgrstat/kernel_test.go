@@ -18,6 +18,7 @@ import (
 	"github.com/cgrstat/cgrstat/pkg/check"
 	"github.com/cgrstat/cgrstat/pkg/format"
 	"github.com/cgrstat/cgrstat/pkg/loader"
+	"github.com/cgrstat/cgrstat/pkg/readout"
 	"github.com/cgrstat/cgrstat/pkg/reclaim"
 	"github.com/cgrstat/cgrstat/pkg/spec"
 )
@@ -234,12 +235,12 @@ func TestKernelManualWorkflow(t *testing.T) {
 	assertInvariants(t, s, byTreeRel(got.Cgroups, l.parent().Rel), parentStat)
 	assertReadViews(t, l, topRel, got.Cgroups)
 
-	var st loader.Status
+	var st readout.Status
 	if err := json.Unmarshal([]byte(l.run("status", "--json")), &st); err != nil {
 		t.Fatal(err)
 	}
-	if !st.Loaded || len(st.StatFiles) != 8 || st.Usage.Lost != (loader.Lost{}) {
-		t.Errorf("status: loaded %v, %d stat files, lost %+v; want true, 8, none", st.Loaded, len(st.StatFiles), st.Usage.Lost)
+	if !st.Loaded || len(st.StatFiles) != 8 || st.Health.Lost != (readout.Lost{}) {
+		t.Errorf("status: loaded %v, %d stat files, lost %+v; want true, 8, none", st.Loaded, len(st.StatFiles), st.Health.Lost)
 	}
 
 	l.run("hierarchy", "destroy", "-f", path, parent)
@@ -341,7 +342,7 @@ func TestKernelBadInput(t *testing.T) {
 	wantUsage(t, "no stat files", "read", "--pin-path", l.pinPath)
 	wantUsage(t, "with flush mode walk, not fentry", "check", "--flush", "fentry", "--pin-path", l.pinPath)
 	offBPFFS := t.TempDir() + "/pins"
-	t.Cleanup(func() { os.Remove(loader.LockFile(offBPFFS)) })
+	t.Cleanup(func() { os.Remove(readout.LockFile(offBPFFS)) })
 	wantUsage(t, "not on a bpf filesystem", "load", "--pin-path", offBPFFS)
 	path, top := l.writeSpec("children: [{name: a}]\n")
 	wantUsage(t, "does not exist", "stress", "-f", path, "--pin-path", l.pinPath)
@@ -416,7 +417,7 @@ func TestKernelFullMap(t *testing.T) {
 	}
 	r := cli(t, args...)
 	var small struct {
-		Lost    *loader.Lost
+		Lost    *readout.Lost
 		Cgroups []reclaim.Stat
 	}
 	if err := json.Unmarshal([]byte(r.stdout), &small); err != nil || r.code != 0 || len(small.Cgroups) != 10 {
@@ -445,18 +446,18 @@ func TestKernelFullMap(t *testing.T) {
 		t.Errorf("top counts %d of %d", top.Count, want)
 	}
 	// Reads do not count the same loss again.
-	var before loader.Status
+	var before readout.Status
 	for i := 0; i < 4; i++ {
 		l.run("read", topRel)
-		var st loader.Status
+		var st readout.Status
 		if err := json.Unmarshal([]byte(l.run("status", "--json")), &st); err != nil {
 			t.Fatal(err)
 		}
-		if i > 0 && (st.Usage.Lost.WaitedDeltas != before.Usage.Lost.WaitedDeltas || st.Usage.Lost.RemovedDeltas != before.Usage.Lost.RemovedDeltas) {
-			t.Errorf("read %d: lost %+v, before it %+v", i, st.Usage.Lost, before.Usage.Lost)
+		if i > 0 && (st.Health.Lost.WaitedDeltas != before.Health.Lost.WaitedDeltas || st.Health.Lost.RemovedDeltas != before.Health.Lost.RemovedDeltas) {
+			t.Errorf("read %d: lost %+v, before it %+v", i, st.Health.Lost, before.Health.Lost)
 		}
-		if st.Usage.Stats.Entries > 4 {
-			t.Errorf("%d entries in a map of 4", st.Usage.Stats.Entries)
+		if st.Health.Stats.Entries > 4 {
+			t.Errorf("%d entries in a map of 4", st.Health.Stats.Entries)
 		}
 		before = st
 	}
@@ -480,10 +481,10 @@ func TestKernelMaxCgroupsBounds(t *testing.T) {
 	}
 }
 
-// TestKernelStaleStatFile: a pinned cgroup is removed; read without
+// TestKernelStaleStatFileNotes: a pinned cgroup is removed; read without
 // arguments reads the others and says which it skipped, and status lists
 // it as stale.
-func TestKernelStaleStatFile(t *testing.T) {
+func TestKernelStaleStatFileNotes(t *testing.T) {
 	l := newLab(t)
 	top := testenv.Cgroups(t, l.h, "gone")
 	l.run("load")
@@ -499,7 +500,7 @@ func TestKernelStaleStatFile(t *testing.T) {
 		!strings.Contains(r.stderr, "skipped "+gone.Rel+": the cgroup was removed") {
 		t.Errorf("read: exit %d, stdout %q, stderr %q; want %s read and %s skipped with a note", r.code, r.stdout, r.stderr, top.Rel, gone.Rel)
 	}
-	var st loader.Status
+	var st readout.Status
 	if err := json.Unmarshal([]byte(l.run("status", "--json")), &st); err != nil {
 		t.Fatal(err)
 	}

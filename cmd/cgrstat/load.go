@@ -5,12 +5,12 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/cilium/ebpf"
 	"github.com/spf13/cobra"
 
 	"github.com/cgrstat/cgrstat/pkg/escape"
 	"github.com/cgrstat/cgrstat/pkg/format"
 	"github.com/cgrstat/cgrstat/pkg/loader"
+	"github.com/cgrstat/cgrstat/pkg/readout"
 )
 
 func newLoadCmd(g *globals) *cobra.Command {
@@ -54,8 +54,7 @@ func printLoaded(w io.Writer, pinPath string, rec *loader.Record) {
 		fmt.Fprintf(w, "  %s not used: %s\n", r.Mode, r.Reason)
 	}
 	fmt.Fprintf(w, "  throttle after memory.high: %s\n", format.ThrottleState(rec))
-	cpus, _ := ebpf.PossibleCPU()
-	m := loader.MemoryOf(loader.StatBytes, loader.TreeNodeBytes, rec.MaxCgroups, 0, cpus)
+	m := readout.MemoryFor(rec.MaxCgroups)
 	fmt.Fprintf(w, "  maps: %s preallocated, plus %s per cgroup that reclaims (at most %s), whatever the number of CPUs\n",
 		format.Bytes(m.Preallocated), format.Bytes(m.PerCgroup), format.Bytes(m.AtMost))
 	if rec.Flush == loader.Walk {

@@ -11,7 +11,7 @@ import (
 
 	"github.com/cgrstat/cgrstat/pkg/identity"
 	"github.com/cgrstat/cgrstat/pkg/loader"
-	"github.com/cgrstat/cgrstat/pkg/monitor"
+	"github.com/cgrstat/cgrstat/pkg/readout"
 )
 
 // monitorFlags are what serve and watch share: which load, which cgroups.
@@ -23,12 +23,12 @@ type monitorFlags struct {
 
 func (f *monitorFlags) register(cmd *cobra.Command) {
 	f.load.register(cmd)
-	cmd.Flags().IntVar(&f.depth, "depth", monitor.DefaultDepth,
+	cmd.Flags().IntVar(&f.depth, "depth", readout.DefaultDepth,
 		"deepest cgroup shown, in path components below the root (/system.slice/x.service is 2); -1 for every depth")
 	registerMatch(cmd, &f.match)
 }
 
-func (f *monitorFlags) filter() (monitor.Filter, error) {
+func (f *monitorFlags) filter() (readout.Filter, error) {
 	return matchFilter(f.depth, f.match)
 }
 
@@ -40,8 +40,8 @@ func registerMatch(cmd *cobra.Command, match *string) {
 
 // matchFilter is the filter of --depth and --match: a selector when
 // --match is KEY=VALUE with a known key, else a regular expression.
-func matchFilter(depth int, match string) (monitor.Filter, error) {
-	flt := monitor.Filter{Depth: depth}
+func matchFilter(depth int, match string) (readout.Filter, error) {
+	flt := readout.Filter{Depth: depth}
 	if depth < -1 {
 		return flt, usage(fmt.Errorf("--depth %d: want -1 (every depth) or a depth from 0", depth))
 	}
@@ -66,14 +66,15 @@ func matchFilter(depth int, match string) (monitor.Filter, error) {
 // session is a source over the subtree to monitor, and the load it found
 // or made at the start.
 type session struct {
-	src    *monitor.Source
+	src    *readout.Source
 	rec    *loader.Record
 	loaded bool
 }
 
 // openSession loads the collectors unless they are loaded, and reads the
-// subtree below args[0] (the root without arguments).
-func (f *monitorFlags) openSession(ctx context.Context, g *globals, args []string) (*session, error) {
+// subtree below args[0] (the root without arguments), the cgroups filter
+// keeps.
+func (f *monitorFlags) openSession(ctx context.Context, g *globals, args []string, filter readout.Filter) (*session, error) {
 	mode, err := f.load.check()
 	if err != nil {
 		return nil, err
@@ -88,19 +89,19 @@ func (f *monitorFlags) openSession(ctx context.Context, g *globals, args []strin
 	// Exclusive only while loading: serve and watch run for long, and hold
 	// the lock shared per read (Source.Read), so that other commands run
 	// between reads.
-	unlock, err := loader.Lock(ctx, g.pinPath, true)
+	unlock, err := readout.Lock(ctx, g.pinPath, true)
 	if err != nil {
 		return nil, err
 	}
-	p, loaded, err := loader.Ensure(f.load.options(g, h, mode))
+	p, loaded, err := readout.Ensure(f.load.options(g, h, mode))
 	unlock()
 	if err != nil {
 		return nil, err
 	}
 	// No handle is kept: the source opens the load for each read, so that
-	// an unload meanwhile frees it (see monitor.Source).
+	// an unload meanwhile frees it (see readout.Source).
 	p.Close()
-	return &session{src: monitor.NewSource(g.pinPath, cgs[0]), rec: p.Record, loaded: loaded}, nil
+	return &session{src: readout.NewSource(g.pinPath, cgs[0], filter), rec: p.Record, loaded: loaded}, nil
 }
 
 // close unloads the collectors if this session loaded them, and only then:
@@ -110,7 +111,7 @@ func (s *session) close() error {
 		return nil
 	}
 	pinPath := s.src.PinPath()
-	unlock, err := loader.Lock(context.Background(), pinPath, true)
+	unlock, err := readout.Lock(context.Background(), pinPath, true)
 	if err != nil {
 		return err
 	}

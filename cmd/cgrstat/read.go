@@ -4,14 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"slices"
 
 	"github.com/spf13/cobra"
 
 	"github.com/cgrstat/cgrstat/pkg/escape"
 	"github.com/cgrstat/cgrstat/pkg/format"
-	"github.com/cgrstat/cgrstat/pkg/loader"
-	"github.com/cgrstat/cgrstat/pkg/reclaim"
+	"github.com/cgrstat/cgrstat/pkg/readout"
 )
 
 func newReadCmd(g *globals) *cobra.Command {
@@ -54,9 +52,9 @@ A pod or container is named by its pod UID and container ID in the table
 				return err
 			}
 			defer p.Close()
-			var notes reclaim.Notes
+			var stale []string
 			if len(args) == 0 {
-				if args, notes.Stale, err = defaultReadArgs(p, all); err != nil {
+				if args, stale, err = defaultReadArgs(p, all); err != nil {
 					return err
 				}
 			}
@@ -64,24 +62,19 @@ A pod or container is named by its pod UID and container ID in the table
 			if err != nil {
 				return err
 			}
-			stats, err := reclaim.Read(p, cgs, all)
+			snap, err := p.Snapshot(readout.Query{Cgroups: cgs, All: all, Filter: &filter})
 			if err != nil {
 				return err
 			}
-			if match != "" {
-				stats = slices.DeleteFunc(stats, func(s reclaim.Stat) bool { return !filter.Keep(&s) })
-			}
-			if notes.Lost, err = lostNote(p); err != nil {
-				return err
-			}
-			warn(cmd.ErrOrStderr(), p, notes)
+			snap.Health.Stale = stale
+			warn(cmd.ErrOrStderr(), p, &snap.Health)
 			switch {
 			case asJSON:
-				return format.ReadJSON(cmd.OutOrStdout(), stats, notes)
+				return format.JSON(cmd.OutOrStdout(), snap)
 			case hist:
-				return histograms(cmd.OutOrStdout(), stats)
+				return histograms(cmd.OutOrStdout(), snap.Rows)
 			}
-			return format.Table(cmd.OutOrStdout(), stats)
+			return format.Table(cmd.OutOrStdout(), snap.Rows)
 		},
 	}
 	cmd.Flags().BoolVar(&all, "all", false, "every cgroup below the root, or below each CGROUP")
@@ -93,12 +86,12 @@ A pod or container is named by its pod UID and container ID in the table
 }
 
 // histograms draws one histogram per cgroup, a blank line between them.
-func histograms(w io.Writer, stats []reclaim.Stat) error {
-	for i, s := range stats {
+func histograms(w io.Writer, rows []readout.Row) error {
+	for i := range rows {
 		if i > 0 {
 			fmt.Fprintln(w)
 		}
-		if err := format.Hist(w, s); err != nil {
+		if err := format.Hist(w, rows[i].Stat); err != nil {
 			return err
 		}
 	}
@@ -107,11 +100,11 @@ func histograms(w io.Writer, stats []reclaim.Stat) error {
 
 // defaultReadArgs is what read covers without CGROUP arguments: the
 // cgroups with stat files, but for those removed since, returned apart.
-func defaultReadArgs(p *loader.Pinned, all bool) (args, stale []string, err error) {
+func defaultReadArgs(p *readout.Handle, all bool) (args, stale []string, err error) {
 	if all {
 		return []string{"/"}, nil, nil
 	}
-	rels, err := p.Dir.Pinned()
+	rels, err := p.Dir.StatFileCgroups()
 	if err != nil {
 		return nil, nil, err
 	}
@@ -131,25 +124,16 @@ func defaultReadArgs(p *loader.Pinned, all bool) (args, stale []string, err erro
 	return args, stale, nil
 }
 
-// lostNote is the lost counters when anything was lost or waited, else nil.
-func lostNote(p *loader.Pinned) (*loader.Lost, error) {
-	l, err := p.LostCounts()
-	if err != nil || l == (loader.Lost{}) {
-		return nil, err
-	}
-	return &l, nil
-}
-
 // warn says on stderr what the numbers do not cover.
-func warn(w io.Writer, p *loader.Pinned, n reclaim.Notes) {
+func warn(w io.Writer, p *readout.Handle, n *readout.Health) {
 	for _, rel := range n.Stale {
 		rel := escape.String(rel)
 		fmt.Fprintf(w, "cgrstat: note: skipped %s: the cgroup was removed (stale stat file; cgrstat unpin %s)\n", rel, rel)
 	}
-	if l := n.Lost; l != nil && (l.Events > 0 || l.RemovedDeltas > 0) {
+	if l := n.Lost; l.Events > 0 || l.RemovedDeltas > 0 {
 		fmt.Fprintf(w, "cgrstat: warning: the map of %d cgroups was full: %d reclaims and %d removed cgroups' deltas were not recorded; the numbers are lower bounds (cgrstat status; unload and load with a larger --max-cgroups)\n",
 			p.Record.MaxCgroups, l.Events, l.RemovedDeltas)
-	} else if l != nil {
+	} else if l != (readout.Lost{}) {
 		fmt.Fprintf(w, "cgrstat: warning: stat files may lag: %d deltas waited for room in the map, %d updates were not marked in rstat (cgrstat status)\n",
 			l.WaitedDeltas, l.RstatMarks)
 	}

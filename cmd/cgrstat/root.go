@@ -12,6 +12,7 @@ import (
 
 	"github.com/cgrstat/cgrstat/pkg/cgroup"
 	"github.com/cgrstat/cgrstat/pkg/loader"
+	"github.com/cgrstat/cgrstat/pkg/readout"
 )
 
 // defaultPinPath is where loads are pinned unless --pin-path says otherwise.
@@ -22,6 +23,9 @@ type globals struct {
 	pinPath    string
 	cgroupRoot string
 }
+
+// buildCommands are the commands that only some builds have (man.go).
+var buildCommands []func() *cobra.Command
 
 func newRootCmd() *cobra.Command {
 	g := &globals{}
@@ -53,7 +57,10 @@ Typical use:
 		newHierarchyCmd(g), locking(sh, making(newStressCmd(g))), locking(ex, making(newCheckCmd(g))),
 		// serve and watch run for long: they lock the pin path themselves,
 		// around a load, each read and the unload (see session).
-		newServeCmd(g), newWatchCmd(g), newManCmd(), newStressChildCmd())
+		newServeCmd(g), newWatchCmd(g), newStressChildCmd())
+	for _, c := range buildCommands {
+		root.AddCommand(c())
+	}
 	return root
 }
 
@@ -193,7 +200,7 @@ func lockPinPath(cmd *cobra.Command) (func(), error) {
 	if err != nil {
 		return nil, err
 	}
-	return loader.Lock(cmd.Context(), pinPath, mode == lockExclusive)
+	return readout.Lock(cmd.Context(), pinPath, mode == lockExclusive)
 }
 
 // rootless are the commands that touch neither BPF nor cgroups.
@@ -272,48 +279,6 @@ func needRoot(cmd *cobra.Command, _ []string) error {
 		return usage(errors.New("needs root: cgrstat loads BPF programs and manages cgroups (CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN)"))
 	}
 	return nil
-}
-
-// hierarchy finds the memory cgroup hierarchy.
-func (g *globals) hierarchy() (*cgroup.Hierarchy, error) {
-	h, err := cgroup.Detect(g.cgroupRoot)
-	return h, usage(err)
-}
-
-// open opens the pinned load.
-func (g *globals) open() (*loader.Pinned, error) {
-	p, err := loader.Open(g.pinPath)
-	if errors.Is(err, loader.ErrNotLoaded) {
-		return nil, fmt.Errorf("%w at %s (run: %s)", err, g.pinPath, g.command("load"))
-	}
-	return p, err
-}
-
-// openIfLoaded opens the load, or returns nil when nothing is loaded.
-func (g *globals) openIfLoaded() (*loader.Pinned, error) {
-	p, err := g.open()
-	if errors.Is(err, loader.ErrNotLoaded) {
-		return nil, nil
-	}
-	return p, err
-}
-
-// cgroups finds the memory hierarchy and resolves CGROUP arguments, all or
-// nothing.
-func (g *globals) cgroups(args []string) (*cgroup.Hierarchy, []cgroup.Cgroup, error) {
-	h, err := g.hierarchy()
-	if err != nil {
-		return nil, nil, err
-	}
-	var cgs []cgroup.Cgroup
-	for _, a := range args {
-		c, err := h.Resolve(a)
-		if err != nil {
-			return nil, nil, usage(err)
-		}
-		cgs = append(cgs, c)
-	}
-	return h, cgs, nil
 }
 
 // command spells a cgrstat command line with the --pin-path this one was given.

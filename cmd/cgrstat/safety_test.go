@@ -14,6 +14,7 @@ import (
 
 	"github.com/cgrstat/cgrstat/pkg/cgroup"
 	"github.com/cgrstat/cgrstat/pkg/loader"
+	"github.com/cgrstat/cgrstat/pkg/readout"
 )
 
 // notALoad makes dir a directory that is not a cgrstat load but looks like
@@ -67,7 +68,7 @@ func TestKernelNotALoadIsLeftAlone(t *testing.T) {
 			t.Cleanup(func() { os.RemoveAll(dir) }) // what this test made, on its own unique path
 		}
 		witnesses := notALoad(t, dir, onBPFFS)
-		t.Cleanup(func() { os.Remove(loader.LockFile(dir)) })
+		t.Cleanup(func() { os.Remove(readout.LockFile(dir)) })
 		for _, args := range [][]string{
 			{"unpin", "--all"}, {"unpin", "important"}, {"unload"}, {"pin", "/"}, {"read", "/"}, {"status"}, {"load"},
 			{"hierarchy", "destroy", "--parent", "/"},
@@ -92,7 +93,7 @@ func TestKernelBadPinPaths(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, p := range []string{file, l.pinPath + ".dotted"} {
-		t.Cleanup(func() { os.Remove(loader.LockFile(p)) })
+		t.Cleanup(func() { os.Remove(readout.LockFile(p)) })
 	}
 	wantUsage(t, "is not a directory", "load", "--pin-path", file)
 	wantUsage(t, "is not a directory", "unload", "--pin-path", file)
@@ -159,7 +160,7 @@ func TestKernelConcurrentPinUnload(t *testing.T) {
 		wg.Wait()
 		// A whole load, or nothing.
 		if _, err := loader.ReadRecord(l.pinPath); err == nil {
-			p, err := loader.Open(l.pinPath)
+			p, err := readout.Open(l.pinPath)
 			if err != nil {
 				t.Fatalf("round %d: the load is not whole: %v", round, err)
 			}

@@ -79,7 +79,7 @@ the exporter-toolkit web configuration file (--web.config.file).`,
 			if err != nil {
 				return err
 			}
-			s, err := mf.openSession(cmd.Context(), g, args)
+			s, err := mf.openSession(cmd.Context(), g, args, filter)
 			if err != nil {
 				closeAll(listeners)
 				return err
@@ -91,7 +91,7 @@ the exporter-toolkit web configuration file (--web.config.file).`,
 			} else {
 				logger.Info("using the collectors already loaded; leaving them loaded on exit", "pin_path", g.pinPath)
 			}
-			handler, err := exporter.Handler(exporter.New(s.src, filter), logger)
+			handler, err := exporter.Handler(exporter.New(s.src), logger)
 			if err == nil {
 				err = serve(cmd.Context(), handler, listeners, listen, webConfig, logger)
 			} else {

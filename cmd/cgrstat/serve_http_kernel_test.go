@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/cgrstat/cgrstat/pkg/loader"
+	"github.com/cgrstat/cgrstat/pkg/readout"
 )
 
 // TestKernelServeMethods: only GET scrapes. POST answers 405, and HEAD
@@ -42,7 +43,7 @@ func TestKernelServeMethods(t *testing.T) {
 		t.Errorf("POST: %s, Allow %q, body %q; want 405, GET, HEAD, no metrics", resp.Status, resp.Header.Get("Allow"), body[:min(len(body), 200)])
 	}
 
-	unlock, err := loader.Lock(context.Background(), l.pinPath, true)
+	unlock, err := readout.Lock(context.Background(), l.pinPath, true)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/cgrstat/cgrstat/internal/testenv"
 	"github.com/cgrstat/cgrstat/pkg/cgroup"
 	"github.com/cgrstat/cgrstat/pkg/loader"
+	"github.com/cgrstat/cgrstat/pkg/readout"
 	"github.com/cgrstat/cgrstat/pkg/reclaim"
 )
 
@@ -102,7 +103,7 @@ func TestSoak(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.second, err = loader.Open(second.PinPath); err != nil {
+	if s.second, err = readout.Open(second.PinPath); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(s.second.Close)
@@ -112,7 +113,7 @@ func TestSoak(t *testing.T) {
 		t.Fatalf("serve did not load the collectors itself:\n%s", srv.stderr)
 	}
 	s.pinPath = l.pinPath
-	if s.served, err = loader.Open(l.pinPath); err != nil {
+	if s.served, err = readout.Open(l.pinPath); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(s.served.Close)
@@ -159,7 +160,7 @@ type soak struct {
 	top, jobs         cgroup.Cgroup
 	workers           []cgroup.Cgroup
 	pinPath, addr     string
-	served, second    *loader.Pinned
+	served, second    *readout.Handle
 	removed           []atomic.Int64 // when lifecycle i's rmdir returned (UnixNano), 0 before
 	done, jobsRun     atomic.Int64
 	sums              []reclaim.Stat // per worker: what its removed children recorded (second load)
@@ -224,7 +225,7 @@ func (s *soak) work(k int) {
 			}
 			s.jobsRun.Add(1)
 		}
-		st, err := reclaim.Flush(s.second, c)
+		st, err := s.second.ReadOne(c)
 		if err != nil {
 			t.Errorf("reading %s before its removal: %v", c.Rel, err)
 			return
@@ -447,11 +448,11 @@ func (s *soak) final() {
 
 	// Entries now, against what the kernel holds before and after.
 	live0, dying0 := memcgs(t, s.h)
-	servedEntries, err := reclaim.Snapshot(s.served)
+	servedEntries, err := s.served.CopyStats()
 	if err != nil {
 		t.Fatal(err)
 	}
-	secondEntries, err := reclaim.Snapshot(s.second)
+	secondEntries, err := s.second.CopyStats()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -469,7 +470,7 @@ func (s *soak) final() {
 			"%d (live + dying memcgs: %d + %d), %d of them removed soak cgroups", e.entries, max(live0, live1), dying, e.left)
 	}
 
-	lost := func(p *loader.Pinned) loader.Lost {
+	lost := func(p *readout.Handle) readout.Lost {
 		l, err := p.LostCounts()
 		if err != nil {
 			t.Fatal(err)
@@ -477,7 +478,7 @@ func (s *soak) final() {
 		return l
 	}
 	ls, l2 := lost(s.served), lost(s.second)
-	lostRow := func(l loader.Lost) string {
+	lostRow := func(l readout.Lost) string {
 		return fmt.Sprintf("%d/%d/%d/%d", l.Events, l.RemovedDeltas, l.WaitedDeltas, l.RstatMarks)
 	}
 	row(s.lostSeen == 0 && !ls.Any() && ls.WaitedDeltas == 0 && !l2.Any() && l2.WaitedDeltas == 0,
@@ -500,7 +501,7 @@ func (s *soak) final() {
 		if i >= 2 {
 			want = s.sums[i-2]
 		}
-		got, err := reclaim.Flush(s.second, c)
+		got, err := s.second.ReadOne(c)
 		if err != nil {
 			t.Fatal(err)
 		}

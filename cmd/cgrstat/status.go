@@ -4,7 +4,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/cgrstat/cgrstat/pkg/format"
-	"github.com/cgrstat/cgrstat/pkg/loader"
+	"github.com/cgrstat/cgrstat/pkg/readout"
 )
 
 func newStatusCmd(g *globals) *cobra.Command {
@@ -14,7 +14,7 @@ func newStatusCmd(g *globals) *cobra.Command {
 		Short: "Show whether cgrstat is loaded, how it flushes, map fill, lost updates and stat files",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			st, err := loader.ReadStatus(g.pinPath)
+			st, err := readout.ReadStatus(g.pinPath)
 			if err != nil {
 				return err
 			}

@@ -10,7 +10,6 @@ import (
 
 	"github.com/cgrstat/cgrstat/pkg/escape"
 	"github.com/cgrstat/cgrstat/pkg/format"
-	"github.com/cgrstat/cgrstat/pkg/reclaim"
 	"github.com/cgrstat/cgrstat/pkg/spec"
 	"github.com/cgrstat/cgrstat/pkg/stress"
 )
@@ -85,7 +84,7 @@ The kernel answering EAGAIN or EBUSY is not an error: the reclaim ran.`,
 				return err
 			} else if p != nil {
 				defer p.Close()
-				opts.Collector = reclaim.Collector{P: p}
+				opts.Flusher = p
 			}
 			if !asJSON && isTerminal(os.Stderr) {
 				opts.Progress = func(done, total int) {

@@ -12,6 +12,7 @@ import (
 	"github.com/cgrstat/cgrstat/internal/testenv"
 	"github.com/cgrstat/cgrstat/pkg/cgroup"
 	"github.com/cgrstat/cgrstat/pkg/loader"
+	"github.com/cgrstat/cgrstat/pkg/readout"
 )
 
 // The tests here are issue 17's "never harm what you did not make": each
@@ -172,25 +173,25 @@ func TestKernelLockFilesOnlyForLoads(t *testing.T) {
 	} {
 		r := cli(t, c...)
 		pinPath := c[len(c)-1]
-		if _, err := os.Lstat(loader.LockFile(pinPath)); err == nil {
-			os.Remove(loader.LockFile(pinPath))
-			t.Errorf("cgrstat %s (exit %d) left its lock file %s", strings.Join(c, " "), r.code, loader.LockFile(pinPath))
+		if _, err := os.Lstat(readout.LockFile(pinPath)); err == nil {
+			os.Remove(readout.LockFile(pinPath))
+			t.Errorf("cgrstat %s (exit %d) left its lock file %s", strings.Join(c, " "), r.code, readout.LockFile(pinPath))
 		}
 		if r.code == 0 && c[0] == "load" {
 			cli(t, "unload", "--pin-path", pinPath)
 		}
 	}
 	l.run("load", "--flush", "walk")
-	if _, err := os.Lstat(loader.LockFile(l.pinPath)); err != nil {
+	if _, err := os.Lstat(readout.LockFile(l.pinPath)); err != nil {
 		t.Errorf("no lock file while %s holds a load: %v", l.pinPath, err)
 	}
 	l.run("status")
-	if _, err := os.Lstat(loader.LockFile(l.pinPath)); err != nil {
+	if _, err := os.Lstat(readout.LockFile(l.pinPath)); err != nil {
 		t.Errorf("status removed the lock file of a load: %v", err)
 	}
 	l.run("unload")
-	if _, err := os.Lstat(loader.LockFile(l.pinPath)); err == nil {
-		t.Errorf("unload left the lock file %s", loader.LockFile(l.pinPath))
+	if _, err := os.Lstat(readout.LockFile(l.pinPath)); err == nil {
+		t.Errorf("unload left the lock file %s", readout.LockFile(l.pinPath))
 	}
 }
 

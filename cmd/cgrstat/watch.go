@@ -14,7 +14,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/cgrstat/cgrstat/pkg/loader"
-	"github.com/cgrstat/cgrstat/pkg/monitor"
+	"github.com/cgrstat/cgrstat/pkg/readout"
 	"github.com/cgrstat/cgrstat/pkg/watch"
 )
 
@@ -63,11 +63,11 @@ then says that nothing is loaded, and reads the next load at --pin-path.`,
 			if err != nil {
 				return err
 			}
-			s, err := mf.openSession(cmd.Context(), g, args)
+			s, err := mf.openSession(cmd.Context(), g, args, filter)
 			if err != nil {
 				return err
 			}
-			w := &watcher{src: s.src, filter: filter, count: count,
+			w := &watcher{src: s.src, count: count,
 				view: watch.View{Sort: key, Tree: !flat, Interval: interval}}
 			if f, ok := cmd.OutOrStdout().(*os.File); ok && term.IsTerminal(int(f.Fd())) {
 				err = w.interactive(cmd.Context(), f)
@@ -92,13 +92,12 @@ then says that nothing is loaded, and reads the next load at --pin-path.`,
 
 // watcher is one run of watch: the previous snapshot and the view.
 type watcher struct {
-	src    *monitor.Source
-	filter monitor.Filter
-	view   watch.View
-	count  int
-	prev   *monitor.Snapshot
-	cur    *monitor.Snapshot
-	rows   []watch.Row
+	src   *readout.Source
+	view  watch.View
+	count int
+	prev  *readout.Snapshot
+	cur   *readout.Snapshot
+	rows  []watch.Row
 	// gone says, while nothing is loaded at the pin path (someone ran
 	// unload), what watch shows instead of a frame; "" while a load is read.
 	gone string
@@ -120,7 +119,7 @@ func (w *watcher) step() error {
 	w.gone = ""
 	w.prev, w.cur = w.cur, snap
 	if w.prev != nil {
-		w.rows = watch.Rates(w.prev, w.cur, w.filter)
+		w.rows = watch.Rates(w.prev, w.cur)
 	}
 	return nil
 }

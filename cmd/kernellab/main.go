@@ -45,6 +45,7 @@ type options struct {
 	run      string
 	count    int
 	emulated string
+	native   string
 	timeout  time.Duration
 	mem      int
 	pkgs     string
@@ -76,6 +77,7 @@ func parseFlags() options {
 	flag.BoolVar(&o.verbose, "v", false, "stream each guest's console, each line prefixed with its guest")
 	flag.StringVar(&o.run, "run", "", "run only tests matching this regexp (go test -run); default "+kernelTests)
 	flag.StringVar(&o.emulated, "emulated", subsetKernel, "tests that guests of an emulated architecture (arm64 under TCG) run: "+subsetKernel+" (every test of BPF and kernel behaviour, leaving out Go-side logic the native guests prove) or "+subsetAll)
+	flag.StringVar(&o.native, "native", nativeNewest, "which guests of this machine's architecture run every test: "+nativeNewest+" (per cgroup version the one with the newest kernel; the others run the kernel subset, as -emulated) or "+nativeAll)
 	flag.IntVar(&o.count, "count", 1, "run each test this many times (go test -count), e.g. to hunt a race; raise -timeout with it")
 	flag.DurationVar(&o.timeout, "timeout", kernellab.DefaultTimeout, "time limit for each guest, boot included (three times that for an emulated architecture)")
 	flag.IntVar(&o.mem, "mem", kernellab.DefaultMemoryMiB, "guest memory in MiB")
@@ -103,6 +105,9 @@ func run() error {
 	}
 	var err error
 	if o.emulated, err = parseSubset(o.emulated); err != nil {
+		return err
+	}
+	if o.native, err = parseNative(o.native); err != nil {
 		return err
 	}
 	if o.count < 1 {

@@ -237,22 +237,25 @@ func supportTable(res results) (string, error) {
 			testsCell(r.cg), cell(r.cg[2]), cell(r.cg[1]), modesCell(r.cg))
 	}
 	if len(res.KernelSubsetSkips) > 0 {
-		fmt.Fprintf(&b, "\nTests: *all* is every `TestKernel*` test; *kernel subset* (the emulated guests) is every test but these %d of Go-side logic, which the native guests run: %s.\n",
+		fmt.Fprintf(&b, "\nTests: *all* is every `TestKernel*` test; *kernel subset* is every test but these %d of Go-side logic, which the guests marked *all* run: %s.\n",
 			len(res.KernelSubsetSkips), "`"+strings.Join(res.KernelSubsetSkips, "`, `")+"`")
 	}
 	b.WriteString("\n")
 	return b.String(), nil
 }
 
-// testsCell names the subset a kernel's guests ran.
+// testsCell names the subset a kernel's guests ran, per cgroup version
+// where they differ.
 func testsCell(cg map[int]guestResult) string {
-	for _, v := range []int{2, 1} {
-		switch cg[v].Tests {
-		case subsetKernel:
-			return "kernel subset"
-		case subsetAll:
-			return "all"
-		}
+	name := map[string]string{subsetKernel: "kernel subset", subsetAll: "all"}
+	v2, v1 := name[cg[2].Tests], name[cg[1].Tests]
+	switch {
+	case v2 != "" && v1 != "" && v2 != v1:
+		return "v2: " + v2 + ", v1: " + v1
+	case v2 != "":
+		return v2
+	case v1 != "":
+		return v1
 	}
 	return "-"
 }

@@ -3,10 +3,14 @@ package main
 import (
 	"context"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
+	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -32,7 +36,7 @@ func TestSupportTable(t *testing.T) {
 	for _, want := range []string{
 		"| 6.1.0-50-cloud-amd64 | bookworm | amd64 | all | yes (60 tests) | yes (60 tests) | v2: fentry, kprobe, walk; v1: fentry, walk |",
 		"| 6.12.117+deb13-cloud-arm64 | trixie | arm64 | kernel subset | **FAILS** (2 of 60 tests) | no: CONFIG_MEMCG_V1 is not set | walk |",
-		"*kernel subset* (the emulated guests) is every test but these 2 of Go-side logic, which the native guests run: `TestKernelKillPin`, `TestKernelWatchTmux`.",
+		"*kernel subset* is every test but these 2 of Go-side logic, which the guests marked *all* run: `TestKernelKillPin`, `TestKernelWatchTmux`.",
 		"2026-11-25 (commit abc123)",
 	} {
 		if !strings.Contains(got, want) {
@@ -118,32 +122,62 @@ func TestCrashedBeforeInit(t *testing.T) {
 	}
 }
 
-// TestSubsets: this machine's architecture runs every test; an emulated one
-// the kernel subset, which leaves out only the named Go-side tests and none
-// of the tests of BPF and kernel behaviour.
+// TestSubsets: for each cgroup version the native guest with the newest
+// kernel runs every test, the other native guests and the emulated ones
+// the kernel subset, which leaves out only the named Go-side tests and
+// none of the tests of BPF and kernel behaviour.
 func TestSubsets(t *testing.T) {
-	o := options{emulated: subsetKernel}
 	other := "arm64"
 	if kernellab.HostArch() == "arm64" {
 		other = "amd64"
 	}
-	if got := subsetFor(o, kernellab.HostArch()); got != subsetAll || skipPattern(got) != "" {
-		t.Errorf("native guests run %q (skip %q), want all", got, skipPattern(got))
+	mk := func(arch string, cg int, release, skip string) *guest {
+		return &guest{arch: arch, cgroup: cg, kernel: kernellab.Kernel{Release: release}, skip: skip}
 	}
-	skip := regexp.MustCompile(skipPattern(subsetFor(o, other)))
+	native := kernellab.HostArch()
+	guests := []*guest{
+		mk(native, 2, "6.1.0-50-cloud-amd64", ""), mk(native, 1, "6.1.0-50-cloud-amd64", ""),
+		mk(native, 2, "6.12.117+deb13-cloud-amd64", ""), mk(native, 1, "6.12.117+deb13-cloud-amd64", "no v1"),
+		mk(native, 2, "7.2.13+deb14-cloud-amd64", ""), mk(native, 1, "7.2.13+deb14-cloud-amd64", "no v1"),
+		mk(other, 2, "7.3.4+deb13-cloud-arm64", ""),
+	}
+	assignSubsets(options{emulated: subsetKernel, native: nativeNewest}, guests)
+	var got []string
+	for _, g := range guests {
+		if g.skip == "" {
+			got = append(got, g.subset)
+		}
+	}
+	want := []string{subsetKernel, subsetAll, subsetKernel, subsetAll, subsetKernel}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("subsets %v, want %v (6.1 v2, 6.1 v1, 6.12 v2, 7.2 v2, arm64 7.3 v2)", got, want)
+	}
+	assignSubsets(options{emulated: subsetAll, native: nativeAll}, guests)
+	for _, g := range guests {
+		if g.skip == "" && g.subset != subsetAll {
+			t.Errorf("-native all -emulated all: %s runs %q", g.kernel.Release, g.subset)
+		}
+	}
+	if skipPattern(subsetAll) != "" {
+		t.Errorf("all skips %q", skipPattern(subsetAll))
+	}
+	skip := regexp.MustCompile(skipPattern(subsetKernel))
 	for _, name := range []string{"TestKernelKillPin", "TestKernelServeCardinality", "TestKernelWatchTmux"} {
 		if !skip.MatchString(name) {
 			t.Errorf("the kernel subset runs %s", name)
 		}
 	}
 	for _, name := range []string{"TestKernelFlushModes", "TestKernelChurn", "TestKernelConcurrentStatReads", "TestKernelCausesAndForced",
-		"TestKernelReclaimMatchesMemoryStat", "TestKernelLoadWalk", "TestKernelKillPinAgain", "TestKernelCheckDefaultSpec"} {
+		"TestKernelReclaimMatchesMemoryStat", "TestKernelLoadWalk", "TestKernelKillPinAgain", "TestKernelStaleStatFile"} {
 		if skip.MatchString(name) {
 			t.Errorf("the kernel subset leaves out %s", name)
 		}
 	}
-	if got := subsetFor(options{emulated: subsetAll}, other); got != subsetAll {
-		t.Errorf("-emulated all: emulated guests run %q", got)
+	if !releaseLess("6.12.117+deb13-cloud-amd64", "7.2.13+deb14-cloud-amd64") || releaseLess("6.12.1", "6.1.0-50") {
+		t.Error("releaseLess orders releases wrong")
+	}
+	if _, err := parseNative("some"); err == nil {
+		t.Error("-native some was accepted")
 	}
 	if _, err := parseSubset("some"); err == nil {
 		t.Error("-emulated some was accepted")
@@ -182,5 +216,88 @@ func TestLogDirPerRun(t *testing.T) {
 	}
 	if d, err := logDir(cache, filepath.Join(cache, "given")); err != nil || d != filepath.Join(cache, "given") {
 		t.Errorf("-logs given: %q, %v", d, err)
+	}
+}
+
+// TestSchedule: the longest guests start first: emulated, then native ones
+// running every test, each newest kernel first.
+func TestSchedule(t *testing.T) {
+	other := "arm64"
+	if kernellab.HostArch() == "arm64" {
+		other = "amd64"
+	}
+	native := kernellab.HostArch()
+	g := func(arch, subset, release string) *guest {
+		return &guest{arch: arch, subset: subset, kernel: kernellab.Kernel{Release: release}}
+	}
+	want := []*guest{
+		g(other, subsetKernel, "7.3.4"), g(other, subsetKernel, "6.12.117"),
+		g(native, subsetAll, "7.2.13"), g(native, subsetAll, "6.1.0-50"),
+		g(native, subsetKernel, "6.12.117"), g(native, subsetKernel, "6.1.0-50"),
+	}
+	got := []*guest{want[5], want[2], want[1], want[4], want[3], want[0]}
+	sort.SliceStable(got, func(i, j int) bool { return slower(got[i], got[j]) })
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("position %d: %s %s %s, want %s %s %s", i, got[i].arch, got[i].subset, got[i].kernel.Release,
+				want[i].arch, want[i].subset, want[i].kernel.Release)
+		}
+	}
+}
+
+// TestGoSideTestsExistOnce: go test -skip matches names in every package,
+// so each test the kernel subset leaves out must be defined exactly once
+// (a same-named BPF test elsewhere would be left out with it), and a name
+// that no test has any more skips nothing.
+func TestGoSideTestsExistOnce(t *testing.T) {
+	defs := map[string]int{}
+	err := filepath.WalkDir("../..", func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || !strings.HasSuffix(path, "_test.go") {
+			return err
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		for _, m := range regexp.MustCompile(`(?m)^func (TestKernel\w*)\(`).FindAllSubmatch(b, -1) {
+			defs[string(m[1])]++
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range goSideTests {
+		if defs[name] != 1 {
+			t.Errorf("%s is defined %d times, want once", name, defs[name])
+		}
+	}
+}
+
+func TestRunJobs(t *testing.T) {
+	var mu sync.Mutex
+	running, most := 0, 0
+	var jobs []func() error
+	for i := 0; i < 6; i++ {
+		jobs = append(jobs, func() error {
+			mu.Lock()
+			running++
+			most = max(most, running)
+			mu.Unlock()
+			time.Sleep(10 * time.Millisecond)
+			mu.Lock()
+			running--
+			mu.Unlock()
+			if i == 4 {
+				return fmt.Errorf("job %d", i)
+			}
+			return nil
+		})
+	}
+	if err := runJobs(jobs, 2); err == nil || err.Error() != "job 4" {
+		t.Errorf("runJobs = %v, want job 4's error", err)
+	}
+	if most != 2 {
+		t.Errorf("%d jobs ran at once, want 2", most)
 	}
 }

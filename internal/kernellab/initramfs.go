@@ -54,6 +54,10 @@ type InitramfsConfig struct {
 	// Skip is passed as -test.skip to every test binary when not empty:
 	// the tests it matches do not run.
 	Skip string
+	// SubsetSkip is passed as -test.skip instead when the kernel command
+	// line asks for the subset (SubsetArg): one initramfs serves guests
+	// of one architecture that run every test and guests that run a subset.
+	SubsetSkip string
 	// Count is passed as -test.count: each test runs that many times
 	// (once when zero).
 	Count int
@@ -275,11 +279,12 @@ func initScript(cfg InitramfsConfig) ([]byte, error) {
 	}
 	var buf bytes.Buffer
 	err := initTemplate.Execute(&buf, map[string]any{
-		"Tests": cfg.Tests,
-		"Args":  args,
-		"Env":   cfg.Env,
-		"CLI":   GuestCLI,
-		"Env0":  "CGRSTAT_REQUIRE_KERNEL=1",
+		"Tests":      cfg.Tests,
+		"Args":       args,
+		"Env":        cfg.Env,
+		"CLI":        GuestCLI,
+		"Env0":       "CGRSTAT_REQUIRE_KERNEL=1",
+		"SubsetSkip": cfg.SubsetSkip,
 	})
 	return buf.Bytes(), err
 }
@@ -314,13 +319,17 @@ mount -t devtmpfs devtmpfs /dev || fatal "mount devtmpfs"
 mount -t tmpfs tmpfs /tmp || fatal "mount tmpfs"
 
 # The host's choices, from the kernel command line (GuestCmdline).
-cgroup=2 scratch=
+cgroup=2 scratch= subset=
 for arg in $(cat /proc/cmdline); do
 	case "$arg" in
 	cgrstat_lab.cgroup=*) cgroup=${arg#*=} ;;
 	cgrstat_lab.scratch=*) scratch=${arg#*=} ;;
+	cgrstat_lab.subset=1) subset=1 ;;
 	esac
 done
+# The subset's -test.skip (InitramfsConfig.SubsetSkip), when asked for.
+subsetskip=
+[ -n "$subset" ] && subsetskip={{q .SubsetSkip}}
 
 # Modules the kernel does not have built in (virtio on 6.1, virtio_blk),
 # in dependency order (BuildModules).
@@ -377,7 +386,7 @@ pass=0 fail=0 skip=0 status=0
 {{range .Tests}}
 cd {{if .Dir}}{{q .Dir}}{{else}}/{{end}}
 echo "CGRSTAT-LAB-BEGIN name={{.Name}}"
-( /tests/{{.Name}} {{qs $.Args}}; echo $? > /tmp/rc ) 2>&1 | tee /tmp/out
+( /tests/{{.Name}} {{qs $.Args}} ${subsetskip:+"-test.skip=$subsetskip"}; echo $? > /tmp/rc ) 2>&1 | tee /tmp/out
 rc=$(cat /tmp/rc 2>/dev/null || echo 255)
 p=$(grep -c -- '--- PASS' /tmp/out)
 f=$(grep -c -- '--- FAIL' /tmp/out)
@@ -392,6 +401,10 @@ echo "CGRSTAT-LAB-RESULT pass=$pass fail=$fail skip=$skip exit=$status"
 sync
 poweroff -f
 `))
+
+// SubsetArg on the kernel command line makes the guest skip the tests of
+// InitramfsConfig.SubsetSkip.
+const SubsetArg = "cgrstat_lab.subset=1"
 
 // GuestCmdline is what the kernel command line tells the init script: the
 // cgroup version to mount the memory controller on, and whether /dev/vda

@@ -11,10 +11,14 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"sync"
 	"testing"
+
+	"github.com/cilium/ebpf"
 
 	"github.com/cgrstat/cgrstat/pkg/cgroup"
 	"github.com/cgrstat/cgrstat/pkg/loader"
+	"github.com/cgrstat/cgrstat/pkg/readout"
 )
 
 // RequireKernelEnv is the variable the kernel lab sets in its guests.
@@ -89,7 +93,7 @@ func CleanupPinPath(t testing.TB, pinPath string) {
 			t.Errorf("removing %s: %v", pinPath, err)
 		}
 		// The lock file of the test's own pin path: no cgrstat waits on it now.
-		os.Remove(loader.LockFile(pinPath))
+		os.Remove(readout.LockFile(pinPath))
 	})
 }
 
@@ -102,7 +106,7 @@ func LoadOptions(t testing.TB, h *cgroup.Hierarchy, flush loader.Mode, maxCgroup
 
 // Load loads cgrstat at a pin path of the test's own and opens it; both
 // go at cleanup.
-func Load(t testing.TB, flush loader.Mode, maxCgroups uint32) (*loader.Pinned, *cgroup.Hierarchy) {
+func Load(t testing.TB, flush loader.Mode, maxCgroups uint32) (*readout.Handle, *cgroup.Hierarchy) {
 	t.Helper()
 	h := Hierarchy(t)
 	opts := LoadOptions(t, h, flush, maxCgroups)
@@ -111,7 +115,7 @@ func Load(t testing.TB, flush loader.Mode, maxCgroups uint32) (*loader.Pinned, *
 		t.Fatalf("Load: %v", err)
 	}
 	t.Logf("flush mode %s", rec.Flush)
-	p, err := loader.Open(opts.PinPath)
+	p, err := readout.Open(opts.PinPath)
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
@@ -147,4 +151,123 @@ func children(top cgroup.Cgroup, rels []string) []cgroup.Cgroup {
 		out = append(out, top.Child(r))
 	}
 	return out
+}
+
+// Map opens the map name of the load h for a test that looks inside it
+// (readout keeps its own handles unexported); it closes at cleanup.
+func Map(t testing.TB, h *readout.Handle, name string) *ebpf.Map {
+	t.Helper()
+	m, err := ebpf.LoadPinnedMap(h.Dir.Map(name), nil)
+	if err != nil {
+		t.Fatalf("opening pinned map %s: %v", name, err)
+	}
+	t.Cleanup(func() { m.Close() })
+	return m
+}
+
+// Program opens the program name of the load h (see Map).
+func Program(t testing.TB, h *readout.Handle, name string) *ebpf.Program {
+	t.Helper()
+	p, err := ebpf.LoadPinnedProgram(h.Dir.Program(name), nil)
+	if err != nil {
+		t.Fatalf("opening pinned program %s: %v", name, err)
+	}
+	t.Cleanup(func() { p.Close() })
+	return p
+}
+
+// Loads shared by the tests of one test binary (see Shared), by flush mode
+// and map size, unloaded by Main once the tests are done.
+var shared struct {
+	sync.Mutex
+	main  bool
+	loads map[string]*sharedLoad
+}
+
+type sharedLoad struct {
+	path string
+	p    *readout.Handle
+	err  error
+}
+
+// Main runs the package's tests (call it from TestMain, as
+// os.Exit(testenv.Main(m))) and then unloads the loads they shared.
+func Main(m *testing.M) int {
+	shared.Lock()
+	shared.main = true
+	shared.Unlock()
+	code := m.Run()
+	shared.Lock()
+	defer shared.Unlock()
+	for _, s := range shared.loads {
+		if s.p != nil {
+			s.p.Close() // Unload waits until no one holds the programs
+		}
+		if _, err := loader.ReadRecord(s.path); err == nil {
+			if _, err := loader.Unload(s.path); err != nil {
+				fmt.Fprintf(os.Stderr, "unloading the shared load at %s: %v\n", s.path, err)
+				code = max(code, 1)
+			}
+		}
+		os.RemoveAll(s.path) // this process's own pin path
+		os.Remove(readout.LockFile(s.path))
+	}
+	return code
+}
+
+// Shared is a load at a pin path of this test binary's own, made by the
+// first test that asks for it and shared by every test of the binary that
+// asks for the same flush mode and map size; Main unloads it. Each test
+// starts with no stat files pinned there, and the ones it pins go when it
+// ends. Loading costs 10-20 s of verification in the kernel lab's emulated
+// guests: tests share a load unless what they test is the load itself (its
+// map filling up, its first totals, load and unload). Sharing tests build
+// their own cgroups, read only those, and count what the load lost from
+// what it had lost when they began.
+func Shared(t testing.TB, flush loader.Mode, maxCgroups uint32) (*readout.Handle, *cgroup.Hierarchy) {
+	t.Helper()
+	h := Hierarchy(t)
+	shared.Lock()
+	defer shared.Unlock()
+	if !shared.main {
+		t.Fatal("testenv.Shared needs the package's TestMain to run its tests through testenv.Main, which unloads")
+	}
+	key := fmt.Sprintf("%s-%d", flush, maxCgroups)
+	s := shared.loads[key]
+	if s == nil {
+		s = &sharedLoad{path: fmt.Sprintf("/sys/fs/bpf/cgrstat-test-%d-shared-%s", os.Getpid(), key)}
+		if shared.loads == nil {
+			shared.loads = map[string]*sharedLoad{}
+		}
+		shared.loads[key] = s
+		s.p, s.err = loadShared(s.path, h, flush, maxCgroups)
+		if s.err == nil {
+			t.Logf("shared load at %s: flush mode %s", s.path, s.p.Record.Flush)
+		}
+	}
+	if s.err != nil {
+		t.Fatalf("the shared load (%s): %v", key, s.err)
+	}
+	unpinAll := func() error { return s.p.Dir.RemoveStatFiles() }
+	if err := unpinAll(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := unpinAll(); err != nil {
+			t.Errorf("removing the stat files of the shared load: %v", err)
+		}
+	})
+	return s.p, h
+}
+
+func loadShared(path string, h *cgroup.Hierarchy, flush loader.Mode, maxCgroups uint32) (*readout.Handle, error) {
+	if _, err := os.Stat(path); err == nil {
+		return nil, fmt.Errorf("pin path %s exists already", path)
+	}
+	opts := loader.Options{PinPath: path, Flush: flush, MaxCgroups: maxCgroups,
+		CgroupVersion: h.Version, MemcgV1Hierarchy: h.V1ID, CgroupRoot: h.Mount}
+	if _, err := loader.Load(opts); err != nil {
+		return nil, err
+	}
+	return readout.Open(path)
 }

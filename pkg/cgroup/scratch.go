@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -24,7 +25,11 @@ const (
 	scratchXattr  = "trusted.cgrstat"
 )
 
-var scratchRE = regexp.MustCompile(`^cgrstat-stress-([0-9]+)-([0-9]+)-([0-9]+)$`)
+// Compiled on first use, as are selfStart and the regexps of pkg/spec:
+// not at the start of every command (a read of one cgroup is a few ms).
+var scratchRE = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`^cgrstat-stress-([0-9]+)-([0-9]+)-([0-9]+)$`)
+})
 
 // ErrNotScratch says that a cgroup is not a scratch cgroup of cgrstat.
 var ErrNotScratch = errors.New("not a scratch cgroup of cgrstat")
@@ -32,7 +37,7 @@ var ErrNotScratch = errors.New("not a scratch cgroup of cgrstat")
 // selfStart is this process's start time in clock ticks since boot; with the
 // pid it names a process uniquely until the next boot, which ends every
 // cgroup anyway.
-var selfStart = func() uint64 { s, _ := startTime(os.Getpid()); return s }()
+var selfStart = sync.OnceValue(func() uint64 { s, _ := startTime(os.Getpid()); return s })
 
 // startTime reads field 22 of /proc/<pid>/stat.
 func startTime(pid int) (uint64, error) {
@@ -63,7 +68,7 @@ func alive(pid int, start uint64) bool {
 type Owner string
 
 // Self is this process as an Owner.
-func Self() Owner { return Owner(fmt.Sprintf("%d-%d", os.Getpid(), selfStart)) }
+func Self() Owner { return Owner(fmt.Sprintf("%d-%d", os.Getpid(), selfStart())) }
 
 // Kept owns what cgrstat made to keep (hierarchy create's trees): no process
 // owns it, so no process's death makes it a leftover, but its mark still
@@ -111,7 +116,7 @@ func (c Cgroup) MadeBy() (Owner, bool) {
 
 // NewScratch creates a scratch cgroup below parent, the n-th of this process.
 func NewScratch(parent Cgroup, n int) (Cgroup, error) {
-	c := parent.Child(fmt.Sprintf("%s%d-%d-%d", scratchPrefix, os.Getpid(), selfStart, n))
+	c := parent.Child(fmt.Sprintf("%s%d-%d-%d", scratchPrefix, os.Getpid(), selfStart(), n))
 	if err := c.Mkdir(); err != nil {
 		return Cgroup{}, err
 	}
@@ -126,11 +131,11 @@ func scratchClaim(c Cgroup) string { return "scratch " + c.Path[strings.LastInde
 
 // IsScratchName reports whether name looks like a scratch cgroup's; only
 // RemoveStaleScratch decides whether one is a leftover.
-func IsScratchName(name string) bool { return scratchRE.MatchString(name) }
+func IsScratchName(name string) bool { return scratchRE().MatchString(name) }
 
 // staleScratch checks that c is a scratch cgroup whose creator is dead.
 func staleScratch(c Cgroup, name string) error {
-	m := scratchRE.FindStringSubmatch(name)
+	m := scratchRE().FindStringSubmatch(name)
 	if m == nil {
 		return ErrNotScratch
 	}

@@ -2,8 +2,8 @@ package cgtree
 
 import (
 	"github.com/cgrstat/cgrstat/pkg/cgroup"
-	"github.com/cgrstat/cgrstat/pkg/loader"
 	"github.com/cgrstat/cgrstat/pkg/pin"
+	"github.com/cgrstat/cgrstat/pkg/readout"
 )
 
 // Teardown removes a tree with everything a load keeps about it: its stat
@@ -12,7 +12,7 @@ import (
 // and deletes its entry when the kernel releases it. p is nil when nothing
 // is loaded. It returns what Destroy removed and left; only the stat files
 // of removed cgroups go.
-func Teardown(t Tree, p *loader.Pinned, kill bool) (Removal, error) {
+func Teardown(t Tree, p *readout.Handle, kill bool) (Removal, error) {
 	r, err := Destroy(t, kill)
 	if err != nil {
 		return r, err

@@ -11,6 +11,7 @@ import (
 	"github.com/cgrstat/cgrstat/pkg/cgtree"
 	"github.com/cgrstat/cgrstat/pkg/loader"
 	"github.com/cgrstat/cgrstat/pkg/pin"
+	"github.com/cgrstat/cgrstat/pkg/readout"
 	"github.com/cgrstat/cgrstat/pkg/reclaim"
 	"github.com/cgrstat/cgrstat/pkg/stress"
 )
@@ -48,7 +49,7 @@ var (
 	// ErrTreeExists: check builds its own tree and will not use one that is there.
 	ErrTreeExists = errors.New("the tree already exists")
 	// ErrOtherMode: the pin path holds a load in another flush mode than asked for.
-	ErrOtherMode = loader.ErrOtherMode
+	ErrOtherMode = readout.ErrOtherMode
 )
 
 // Run runs the workflow and cleans up what it created unless opts.Keep.
@@ -67,7 +68,7 @@ func Run(ctx context.Context, opts Options) (rep *Report, err error) {
 		opts.Load.Owner = string(cgroup.Self())
 		t.Owner = cgroup.Self()
 	}
-	p, loaded, err := loader.Ensure(opts.Load)
+	p, loaded, err := readout.Ensure(opts.Load)
 	if err != nil {
 		return nil, err
 	}
@@ -81,7 +82,7 @@ func Run(ctx context.Context, opts Options) (rep *Report, err error) {
 		return nil, err
 	}
 	rep = &Report{Flush: p.Record.Flush, Cgroup: t.H.Version, Kept: opts.Keep}
-	opts.Stress.Collector = reclaim.Collector{P: p}
+	opts.Stress.Flusher = p
 	if rep.Stress, err = stress.Run(ctx, t.H, stress.TreeJobs(t, 0, 0), opts.Stress); err != nil {
 		return rep, err
 	}
@@ -127,10 +128,10 @@ func recoverCrashed(t cgtree.Tree, pinPath string) error {
 }
 
 func teardownWith(pinPath string, isLoaded bool, t cgtree.Tree) error {
-	var p *loader.Pinned
+	var p *readout.Handle
 	if isLoaded {
 		var err error
-		if p, err = loader.Open(pinPath); err != nil {
+		if p, err = readout.Open(pinPath); err != nil {
 			return err
 		}
 		defer p.Close()
@@ -146,7 +147,7 @@ func leftErr(r cgtree.Removal, err error) error {
 	return err
 }
 
-func finish(p *loader.Pinned, t cgtree.Tree, loaded, keep bool) error {
+func finish(p *readout.Handle, t cgtree.Tree, loaded, keep bool) error {
 	if keep {
 		p.Close()
 		return nil
@@ -161,7 +162,7 @@ func finish(p *loader.Pinned, t cgtree.Tree, loaded, keep bool) error {
 }
 
 // collect reads every node's stat file, the top's first, then the parent.
-func (r *Report) collect(p *loader.Pinned, t cgtree.Tree) error {
+func (r *Report) collect(p *readout.Handle, t cgtree.Tree) error {
 	for _, c := range t.Cgroups() {
 		st, err := reclaim.ReadFile(pin.StatFile(p.Path, c.Rel))
 		if err != nil {
@@ -178,7 +179,7 @@ func (r *Report) collect(p *loader.Pinned, t cgtree.Tree) error {
 		r.Nodes[i].Leaf = leaves[r.Nodes[i].Rel]
 	}
 	var err error
-	r.Parent, err = reclaim.Flush(p, t.Parent)
+	r.Parent, err = p.ReadOne(t.Parent)
 	return err
 }
 

@@ -15,7 +15,7 @@ import (
 func reclaims(ns ...uint64) reclaim.Stat {
 	var s reclaim.Stat
 	for i, v := range ns {
-		s.Record([]reclaim.Cause{reclaim.Max, reclaim.Proactive, reclaim.High}[i%3], v, 10, false) // max, proactive, high, ...
+		s.Observe([]reclaim.Cause{reclaim.Max, reclaim.Proactive, reclaim.High}[i%3], v, 10, false) // max, proactive, high, ...
 	}
 	return s
 }
@@ -24,7 +24,7 @@ func reclaims(ns ...uint64) reclaim.Stat {
 func recorded(c reclaim.Cause, forced bool, ns ...uint64) reclaim.Stat {
 	var s reclaim.Stat
 	for _, v := range ns {
-		s.Record(c, v, 10, forced)
+		s.Observe(c, v, 10, forced)
 	}
 	return s
 }

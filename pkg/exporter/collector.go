@@ -7,8 +7,9 @@ package exporter
 import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+	"sync"
 
-	"github.com/cgrstat/cgrstat/pkg/monitor"
+	"github.com/cgrstat/cgrstat/pkg/readout"
 )
 
 // hierarchical is said in every per-cgroup HELP: Prometheus users sum
@@ -131,18 +132,28 @@ var (
 // Concurrent scrapes are safe: each reads its own snapshot, one at a time
 // (the Source serializes them).
 type Collector struct {
-	src    Reader
-	filter monitor.Filter
+	src Reader
+	// spare is the rows of the last scrape, for the next one to read into
+	// (when src is a RowsReader): nil while a scrape holds them.
+	mu    sync.Mutex
+	spare []readout.Row
 }
 
-// Reader reads snapshots: a *monitor.Source.
+// RowsReader reads snapshots into room for their rows, overwriting it
+// (readout.Source.ReadInto).
+type RowsReader interface {
+	ReadInto(rows []readout.Row) (*readout.Snapshot, error)
+}
+
+// Reader reads snapshots: a *readout.Source, whose filter (--depth,
+// --match) chose the rows while it read them.
 type Reader interface {
-	Read() (*monitor.Snapshot, error)
+	Read() (*readout.Snapshot, error)
 }
 
-// New returns a collector of the cgroups of src that pass filter.
-func New(src Reader, filter monitor.Filter) *Collector {
-	return &Collector{src: src, filter: filter}
+// New returns a collector of the cgroups src reads.
+func New(src Reader) *Collector {
+	return &Collector{src: src}
 }
 
 // Describe sends every descriptor the collector may emit.
@@ -186,22 +197,36 @@ func (w written) Write(out *dto.Metric) error {
 
 // Gather reads one snapshot and returns its metric families.
 func (c *Collector) Gather() ([]*dto.MetricFamily, error) {
-	snap, err := c.src.Read()
+	var snap *readout.Snapshot
+	var err error
+	if rr, ok := c.src.(RowsReader); ok {
+		// One set of rows serves scrape after scrape; a concurrent scrape
+		// finds none spare and reads into new ones. Nothing built below
+		// points into the rows.
+		c.mu.Lock()
+		rows := c.spare
+		c.spare = nil
+		c.mu.Unlock()
+		snap, err = rr.ReadInto(rows)
+		if err == nil {
+			defer func() {
+				c.mu.Lock()
+				c.spare = snap.Rows
+				c.mu.Unlock()
+			}()
+		}
+	} else {
+		snap, err = c.src.Read()
+	}
 	if err != nil {
 		return nil, err
 	}
 	s := newScrape()
-	n := 0
-	for i := range snap.Cgroups {
-		cg := &snap.Cgroups[i]
-		if !c.filter.Keep(cg) {
-			continue
-		}
-		n++
-		s.cgroup(cg)
+	for i := range snap.Rows {
+		s.cgroup(&snap.Rows[i].Stat)
 	}
-	s.gauge(cgroups, float64(len(snap.Cgroups)))
-	s.gauge(exported, float64(n))
+	s.gauge(cgroups, float64(snap.Cgroups))
+	s.gauge(exported, float64(len(snap.Rows)))
 	s.gauge(scrapeSeconds, snap.Took.Seconds())
 	s.health(&snap.Health)
 	return s.families(), nil

@@ -15,35 +15,36 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 
-	"github.com/cgrstat/cgrstat/pkg/monitor"
+	"github.com/cgrstat/cgrstat/pkg/readout"
 	"github.com/cgrstat/cgrstat/pkg/reclaim"
 )
 
 // fixed is a Reader of one snapshot.
-type fixed struct{ snap *monitor.Snapshot }
+type fixed struct{ snap *readout.Snapshot }
 
-func (f fixed) Read() (*monitor.Snapshot, error) { return f.snap, nil }
+func (f fixed) Read() (*readout.Snapshot, error) { return f.snap, nil }
 
 // synthetic is a tree of n cgroups, ten children per node; the first
 // active ones have reclaimed.
-func synthetic(n int) *monitor.Snapshot { return syntheticActive(n, n) }
+func synthetic(n int) *readout.Snapshot { return syntheticActive(n, n) }
 
-func syntheticActive(n, active int) *monitor.Snapshot {
-	snap := &monitor.Snapshot{At: time.Now(), Health: monitor.Health{Flush: "walk"}}
+func syntheticActive(n, active int) *readout.Snapshot {
+	snap := &readout.Snapshot{At: time.Now(), Health: readout.Health{Flush: "walk"}}
 	paths := []string{"/top"}
 	for i := 1; i < n; i++ {
 		paths = append(paths, fmt.Sprintf("%s/c%d", paths[(i-1)/10], (i-1)%10))
 	}
 	for i, p := range paths {
 		if i >= active {
-			snap.Cgroups = append(snap.Cgroups, monitor.Cgroup{ID: uint64(i + 1), Path: p})
+			snap.Rows = append(snap.Rows, readout.Row{Stat: reclaim.Stat{ID: uint64(i + 1), Path: p}})
 			continue
 		}
-		c := monitor.Cgroup{ID: uint64(i + 1), Path: p, DelayNS: 1e6, Count: 10, Reclaimed: 100, MaxNS: 5e5}
+		c := reclaim.Stat{ID: uint64(i + 1), Path: p, DelayNS: 1e6, Count: 10, Reclaimed: 100, MaxNS: 5e5}
 		c.LimitHist[reclaim.BucketOf(1e5)] = 10
 		c.Causes[reclaim.Max] = reclaim.Counters{DelayNS: 1e6, Count: 10, Reclaimed: 100}
-		snap.Cgroups = append(snap.Cgroups, c)
+		snap.Rows = append(snap.Rows, readout.Row{Stat: c})
 	}
+	snap.Cgroups = len(snap.Rows)
 	return snap
 }
 
@@ -61,7 +62,7 @@ func scrapeOnce(t testing.TB, c *Collector) string {
 }
 
 func TestCollectSeriesPerCgroup(t *testing.T) {
-	body := scrapeOnce(t, New(fixed{synthetic(11)}, monitor.Filter{Depth: -1}))
+	body := scrapeOnce(t, New(fixed{synthetic(11)}))
 	n := len(regexp.MustCompile(`cgroup="/top/c3"[,}]`).FindAllString(body, -1))
 	if n != 3+1+3+17 { // memcg totals; max; count, time and pages of limit; its histogram
 		t.Errorf("%d series for a cgroup with limit reclaim, want 24", n)
@@ -82,8 +83,8 @@ func TestCollectSeriesPerCgroup(t *testing.T) {
 
 func TestIdleCgroupHasItsCountOnly(t *testing.T) {
 	snap := synthetic(2)
-	snap.Cgroups[1] = monitor.Cgroup{ID: 2, Path: "/top/idle"}
-	body := scrapeOnce(t, New(fixed{snap}, monitor.Filter{Depth: -1}))
+	snap.Rows[1] = readout.Row{Stat: reclaim.Stat{ID: 2, Path: "/top/idle"}}
+	body := scrapeOnce(t, New(fixed{snap}))
 	got := regexp.MustCompile(`(?m)^.*cgroup="/top/idle"[,}].*$`).FindAllString(body, -1)
 	want := []string{`cgrstat_memcg_reclaims_total{cgroup="/top/idle"} 0`}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
@@ -96,8 +97,8 @@ func TestIdleCgroupHasItsCountOnly(t *testing.T) {
 // finds the same series as the direct path.
 func TestRegistryAgrees(t *testing.T) {
 	snap := syntheticActive(111, 30)
-	snap.Cgroups[5].Forced = reclaim.Counters{DelayNS: 7, Count: 1}
-	c := New(fixed{snap}, monitor.Filter{Depth: -1})
+	snap.Rows[5].Forced = reclaim.Counters{DelayNS: 7, Count: 1}
+	c := New(fixed{snap})
 	reg := prometheus.NewPedanticRegistry()
 	reg.MustRegister(c)
 	viaRegistry, err := reg.Gather()
@@ -127,7 +128,7 @@ func sortedText(t *testing.T, mfs []*dto.MetricFamily) string {
 
 // BenchmarkScrape10k: 10,000 cgroups, 100 of which have reclaimed.
 func BenchmarkScrape10k(b *testing.B) {
-	c := New(fixed{syntheticActive(10000, 100)}, monitor.Filter{Depth: -1})
+	c := New(fixed{syntheticActive(10000, 100)})
 	for b.Loop() {
 		scrapeOnce(b, c)
 	}
@@ -145,9 +146,9 @@ func TestCgroupInfo(t *testing.T) {
 	snap := synthetic(1)
 	for i, p := range []string{"/kubepods.slice", "/kubepods.slice/kubepods-burstable.slice", pod,
 		pod + "/cri-containerd-" + cid + ".scope", "/system.slice/nginx.service", "/plain"} {
-		snap.Cgroups = append(snap.Cgroups, monitor.Cgroup{ID: uint64(i + 10), Path: p})
+		snap.Rows = append(snap.Rows, readout.Row{Stat: reclaim.Stat{ID: uint64(i + 10), Path: p}})
 	}
-	c := New(fixed{snap}, monitor.Filter{Depth: -1})
+	c := New(fixed{snap})
 	body := scrapeOnce(t, c)
 	got := regexp.MustCompile(`(?m)^cgrstat_cgroup_info\{.*$`).FindAllString(body, -1)
 	want := []string{
@@ -177,10 +178,10 @@ func TestCgroupInfo(t *testing.T) {
 // v1's failcnt instead of v2's events.
 func TestCollectKernelFigures(t *testing.T) {
 	snap := synthetic(3)
-	snap.Cgroups[1].Events = reclaim.Events{Read: true, High: 329, OOMKill: 1}
-	snap.Cgroups[1].Pressure = reclaim.Pressure{Read: true, SomeNS: 5_400_000_000, FullNS: 2_000_000_000}
-	snap.Cgroups[2].Events = reclaim.Events{Read: true, V1: true, Failcnt: 7, OOMKill: 2, High: 9}
-	body := scrapeOnce(t, New(fixed{snap}, monitor.Filter{Depth: -1}))
+	snap.Rows[1].Events = reclaim.Events{Read: true, High: 329, OOMKill: 1}
+	snap.Rows[1].Pressure = reclaim.Pressure{Read: true, SomeNS: 5_400_000_000, FullNS: 2_000_000_000}
+	snap.Rows[2].Events = reclaim.Events{Read: true, V1: true, Failcnt: 7, OOMKill: 2, High: 9}
+	body := scrapeOnce(t, New(fixed{snap}))
 	for _, want := range []string{
 		`cgrstat_memory_events_high_total{cgroup="/top/c0"} 329`,
 		`cgrstat_memory_events_oom_kill_total{cgroup="/top/c0"} 1`,
@@ -200,6 +201,54 @@ func TestCollectKernelFigures(t *testing.T) {
 	} {
 		if strings.Contains(body, absent) {
 			t.Errorf("scrape has %s", absent)
+		}
+	}
+}
+
+// reusing is a RowsReader that writes its snapshots into the rows it is
+// given, as readout.Source does, each time with other paths.
+type reusing struct {
+	n     int
+	given [][]readout.Row
+}
+
+func (r *reusing) Read() (*readout.Snapshot, error) { return r.ReadInto(nil) }
+
+func (r *reusing) ReadInto(rows []readout.Row) (*readout.Snapshot, error) {
+	r.given = append(r.given, rows)
+	r.n++
+	snap := synthetic(3)
+	rows = rows[:0]
+	for _, row := range snap.Rows {
+		row.Path = fmt.Sprintf("%s/scrape%d", row.Path, r.n)
+		rows = append(rows, row)
+	}
+	snap.Rows = rows
+	return snap, nil
+}
+
+// TestRowsReused: a scrape reads into the rows of the one before, and what
+// it gathered does not change when the next scrape overwrites them.
+func TestRowsReused(t *testing.T) {
+	src := &reusing{}
+	c := New(src)
+	first, err := c.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Gather(); err != nil {
+		t.Fatal(err)
+	}
+	if len(src.given) != 2 || src.given[0] != nil || cap(src.given[1]) < 3 {
+		t.Fatalf("rows given to the reads: %d reads, the second with room for %d rows; want the first scrape's", len(src.given), cap(src.given[1]))
+	}
+	for _, mf := range first {
+		for _, m := range mf.Metric {
+			for _, l := range m.Label {
+				if l.GetName() == "cgroup" && !strings.HasSuffix(l.GetValue(), "/scrape1") {
+					t.Fatalf("the first scrape's %s has cgroup %q after the second scrape", mf.GetName(), l.GetValue())
+				}
+			}
 		}
 	}
 }

@@ -4,8 +4,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/cgrstat/cgrstat/pkg/identity"
-	"github.com/cgrstat/cgrstat/pkg/loader"
-	"github.com/cgrstat/cgrstat/pkg/monitor"
+	"github.com/cgrstat/cgrstat/pkg/readout"
 	"github.com/cgrstat/cgrstat/pkg/reclaim"
 )
 
@@ -74,7 +73,7 @@ var (
 )
 
 func init() {
-	for i, c := range monitor.Causes {
+	for i, c := range reclaim.AllCauses {
 		causeNames[i] = c.String()
 		causeLabel[i] = &dto.LabelPair{Name: &causeName, Value: &causeNames[i]}
 	}
@@ -92,8 +91,10 @@ func init() {
 // scrape of 10,000 cgroups as cheap as read --all (BENCHMARKS.md). The
 // price: increase() over a series that has just appeared misses its first
 // value, such as a cgroup's first direct reclaim.
-func (s *scrape) cgroup(cg *monitor.Cgroup) {
-	path := &dto.LabelPair{Name: &cgroupName, Value: &cg.Path}
+func (s *scrape) cgroup(cg *reclaim.Stat) {
+	// A copy of the path: the row is overwritten by the next scrape.
+	p := cg.Path
+	path := &dto.LabelPair{Name: &cgroupName, Value: &p}
 	only := []*dto.LabelPair{path}
 	s.counterWith(memcgReclaims, float64(cg.Count), only)
 	if cg.Count > 0 {
@@ -101,7 +102,7 @@ func (s *scrape) cgroup(cg *monitor.Cgroup) {
 		s.counterWith(memcgPages, float64(cg.Reclaimed), only)
 		s.gaugeWith(maxSeconds, seconds(cg.MaxNS), only)
 	}
-	for i, cause := range monitor.Causes {
+	for i, cause := range reclaim.AllCauses {
 		c := cg.Causes[cause]
 		if c.Count == 0 {
 			continue
@@ -136,7 +137,7 @@ func (s *scrape) cgroup(cg *monitor.Cgroup) {
 
 // kernel adds the kernel's own figures of the cgroup, each from its first
 // non-zero value, like cgrstat's own series.
-func (s *scrape) kernel(cg *monitor.Cgroup, only []*dto.LabelPair) {
+func (s *scrape) kernel(cg *reclaim.Stat, only []*dto.LabelPair) {
 	for _, c := range []struct {
 		f  *family
 		ok bool
@@ -181,7 +182,7 @@ func histogram(h *reclaim.Hist, sumNS uint64) *dto.Histogram {
 
 func seconds(ns uint64) float64 { return float64(ns) / 1e9 }
 
-func (s *scrape) health(h *monitor.Health) {
+func (s *scrape) health(h *readout.Health) {
 	s.gauge(flushMode, 1, string(h.Flush))
 	measured := 0.0
 	if h.Throttle {
@@ -190,7 +191,7 @@ func (s *scrape) health(h *monitor.Health) {
 	s.gauge(throttleMeasured, measured)
 	for _, m := range []struct {
 		name string
-		fill loader.Fill
+		fill readout.Fill
 	}{{"stats", h.Stats}} {
 		s.gauge(mapEntries, float64(m.fill.Entries), m.name)
 		s.gauge(mapCapacity, float64(m.fill.MaxEntries), m.name)

@@ -47,9 +47,9 @@ func CheckText(w io.Writer, rep *check.Report) error {
 func checkRow(name string, s *reclaim.Stat, invs []check.Invariant) []string {
 	p99, longest := "-", "-"
 	if s.Count > 0 {
-		p99, longest = Compact(s.Quantiles()[2]), Compact(s.MaxNS)
+		p99, longest = Latency(s.Quantiles()[2]), Latency(s.MaxNS)
 	}
-	return []string{name, strconv.FormatUint(s.Count, 10), Duration(s.DelayNS), Pages(s.Reclaimed), p99, longest, verdict(invs)}
+	return []string{name, strconv.FormatUint(s.Count, 10), Latency(s.DelayNS), Pages(s.Reclaimed), p99, longest, verdict(invs)}
 }
 
 // verdict says how many of a cgroup's invariants hold.

@@ -9,25 +9,33 @@ import (
 	"io"
 	"strconv"
 	"strings"
-	"time"
 	"unicode/utf8"
 
 	"github.com/cgrstat/cgrstat/pkg/escape"
-	"github.com/cgrstat/cgrstat/pkg/reclaim"
+	"github.com/cgrstat/cgrstat/pkg/readout"
 )
+
+// notes is what read --json says beside the numbers, from the snapshot's
+// health: the lost counters when anything was lost or waited, and the
+// stat files skipped.
+type notes struct {
+	Lost  *readout.Lost `json:"lost,omitempty"`
+	Stale []string      `json:"stale_stat_files,omitempty"`
+}
 
 // JSON writes {"cgroups":[...]} with one cgroup per line: readable, and
 // several times faster than indenting thousands of objects. An empty list
 // is [] rather than null, so that scripts can index it without a check.
-func JSON(w io.Writer, stats []reclaim.Stat) error {
-	return ReadJSON(w, stats, reclaim.Notes{})
-}
-
-// ReadJSON is JSON with the notes as more top-level fields.
-func ReadJSON(w io.Writer, stats []reclaim.Stat, notes reclaim.Notes) error {
+// What the health has to say (see notes) comes first, as more top-level
+// fields.
+func JSON(w io.Writer, snap *readout.Snapshot) error {
 	bw := bufio.NewWriter(w)
-	if notes.Lost != nil || len(notes.Stale) > 0 {
-		b, err := json.Marshal(notes)
+	n := notes{Stale: snap.Health.Stale}
+	if l := snap.Health.Lost; l != (readout.Lost{}) {
+		n.Lost = &l
+	}
+	if n.Lost != nil || len(n.Stale) > 0 {
+		b, err := json.Marshal(n)
 		if err != nil {
 			return err
 		}
@@ -38,12 +46,12 @@ func ReadJSON(w io.Writer, stats []reclaim.Stat, notes reclaim.Notes) error {
 	}
 	bw.WriteString(`"cgroups":[`)
 	var line []byte
-	for i := range stats {
+	for i := range snap.Rows {
 		if i > 0 {
 			bw.WriteByte(',')
 		}
 		bw.WriteString("\n  ")
-		line = stats[i].AppendJSON(line[:0])
+		line = snap.Rows[i].AppendJSON(line[:0])
 		bw.Write(line)
 	}
 	bw.WriteString("\n]}\n")
@@ -103,21 +111,32 @@ func (t *table) write(w io.Writer) error {
 	return bw.Flush()
 }
 
-// Duration prints nanoseconds in the largest unit that keeps them readable:
-// 0, 850ns, 12.3µs, 4.56ms, 1.23s.
-func Duration(ns uint64) string {
-	// The bounds are where rounding would print 1000.0µs or 1000.00ms.
-	switch {
-	case ns == 0:
-		return "0"
-	case ns < 1_000:
+// Latency prints nanoseconds in two or three significant digits, at most
+// five columns below 100,000 s: 0, 850ns, 1.2µs, 12µs, 850µs, 4.6ms,
+// 1.2s, 3600s. Quantiles are estimates within a quarter octave anyway;
+// more digits would be noise. It is cgrstat's one way to print a time:
+// read's table and histograms, check's table, stress's and watch's.
+func Latency(ns uint64) string {
+	if ns < 1000 {
+		if ns == 0 {
+			return "0"
+		}
 		return fmt.Sprintf("%dns", ns)
-	case ns < 999_950:
-		return fmt.Sprintf("%.1fµs", float64(ns)/1e3)
-	case ns < 999_995_000:
-		return fmt.Sprintf("%.2fms", float64(ns)/1e6)
 	}
-	return fmt.Sprintf("%.2fs", time.Duration(ns).Seconds())
+	v := float64(ns)
+	for _, u := range []struct {
+		div  float64
+		name string
+	}{{1e3, "µs"}, {1e6, "ms"}, {1e9, "s"}} {
+		x := v / u.div
+		switch {
+		case x < 9.95:
+			return fmt.Sprintf("%.1f%s", x, u.name)
+		case x < 999.5 || u.name == "s":
+			return fmt.Sprintf("%.0f%s", x, u.name)
+		}
+	}
+	panic("not reached")
 }
 
 // Pages prints a page count with its unit.

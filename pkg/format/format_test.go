@@ -12,6 +12,7 @@ import (
 
 	"github.com/cgrstat/cgrstat/pkg/check"
 	"github.com/cgrstat/cgrstat/pkg/loader"
+	"github.com/cgrstat/cgrstat/pkg/readout"
 	"github.com/cgrstat/cgrstat/pkg/reclaim"
 )
 
@@ -64,7 +65,7 @@ func TestJSON(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var buf bytes.Buffer
-			if err := JSON(&buf, tt.stats); err != nil {
+			if err := JSON(&buf, snapshotOf(tt.stats)); err != nil {
 				t.Fatal(err)
 			}
 			// The seed's fields keep their values; the others are
@@ -92,37 +93,6 @@ func TestJSON(t *testing.T) {
 	}
 }
 
-func TestDuration(t *testing.T) {
-	tests := []struct {
-		ns   uint64
-		want string
-	}{
-		{0, "0"},
-		{1, "1ns"},
-		{999, "999ns"},
-		{1000, "1.0µs"},
-		{1049, "1.0µs"},
-		{12_345, "12.3µs"},
-		{999_900, "999.9µs"},
-		{1_000_000, "1.00ms"},
-		{1_500_000, "1.50ms"},
-		{4_561_000, "4.56ms"},
-		{999_990_000, "999.99ms"},
-		{1_000_000_000, "1.00s"},
-		{2_000_000_000, "2.00s"},
-		{1_234_567_890, "1.23s"},
-		{3600_000_000_000, "3600.00s"},
-		// Just below a unit, rounding must not print 1000 of the smaller one.
-		{999_999, "1.00ms"},
-		{999_999_999, "1.00s"},
-	}
-	for _, tt := range tests {
-		if got := Duration(tt.ns); got != tt.want {
-			t.Errorf("Duration(%d) = %q, want %q", tt.ns, got, tt.want)
-		}
-	}
-}
-
 func TestPages(t *testing.T) {
 	for n, want := range map[uint64]string{0: "0 pages", 1: "1 page", 2: "2 pages", 1 << 40: "1099511627776 pages"} {
 		if got := Pages(n); got != want {
@@ -131,8 +101,8 @@ func TestPages(t *testing.T) {
 	}
 }
 
-func loadedStatus(flush loader.Mode) *loader.Status {
-	return &loader.Status{
+func loadedStatus(flush loader.Mode) *readout.Status {
+	return &readout.Status{
 		Loaded:  true,
 		PinPath: "/sys/fs/bpf/cgrstat",
 		Kernel:  "6.18.44",
@@ -144,10 +114,10 @@ func loadedStatus(flush loader.Mode) *loader.Status {
 			Kernel: "6.18.44", LoadedAt: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC),
 			ProgramIDs: []ebpf.ProgramID{17, 18},
 		},
-		Usage: &loader.Usage{
-			Stats:                loader.Fill{Entries: 3, MaxEntries: 10240},
-			Memory:               loader.MemoryOf(loader.StatBytes, loader.TreeNodeBytes, 10240, 3, 2),
-			Lost:                 loader.Lost{Events: 1, WaitedDeltas: 3, RstatMarks: 4, RemovedDeltas: 2},
+		Health: &readout.Health{
+			Stats:                readout.Fill{Entries: 3, MaxEntries: 10240},
+			Memory:               readout.MemoryOf(readout.StatBytes, readout.TreeChunkBytes, 10240, 3, 2),
+			Lost:                 readout.Lost{Events: 1, WaitedDeltas: 3, RstatMarks: 4, RemovedDeltas: 2},
 			WalkHoldsCgroupMutex: flush == loader.Walk,
 		},
 		StatFiles: []string{"/test", "/test/child1"},
@@ -158,13 +128,13 @@ func loadedStatus(flush loader.Mode) *loader.Status {
 func TestStatusText(t *testing.T) {
 	tests := []struct {
 		name    string
-		st      *loader.Status
+		st      *readout.Status
 		want    []string
 		notWant []string
 	}{
 		{
 			name:    "not loaded",
-			st:      &loader.Status{PinPath: "/sys/fs/bpf/x", Kernel: "6.1.0"},
+			st:      &readout.Status{PinPath: "/sys/fs/bpf/x", Kernel: "6.1.0"},
 			want:    []string{"kernel:      6.1.0\n", "loaded:      no (pin path /sys/fs/bpf/x)\n"},
 			notWant: []string{"flush mode", "maps:"},
 		},
@@ -178,7 +148,7 @@ func TestStatusText(t *testing.T) {
 				"  not fentry: fentry refused by the kernel (EPERM; kernel lockdown?)\n",
 				"holding the kernel's cgroup_mutex",
 				"cgroups:     v1 at /sys/fs/cgroup/memory\n",
-				"maps:        3 of 10240 cgroups tracked; 3.4 MiB in use (3.4 MiB preallocated + 4.0 KiB per tracked cgroup), at most 43.4 MiB\n",
+				"maps:        3 of 10240 cgroups tracked; 155.7 KiB in use (143.7 KiB preallocated + 4.0 KiB per tracked cgroup), at most 40.1 MiB\n",
 				"lost:        events 1, rstat marks 4, removed deltas 2 (and 3 deltas waited for room)\n",
 				"the map was full",
 				"stat files:  2\n  /test\n  /test/child1 (stale: the cgroup was removed; cgrstat unpin /test/child1)\n",
@@ -214,7 +184,7 @@ func TestStatusText(t *testing.T) {
 func TestStatusJSON(t *testing.T) {
 	t.Run("not loaded", func(t *testing.T) {
 		var buf bytes.Buffer
-		if err := StatusJSON(&buf, &loader.Status{PinPath: "/sys/fs/bpf/x", Kernel: "6.1.0"}); err != nil {
+		if err := StatusJSON(&buf, &readout.Status{PinPath: "/sys/fs/bpf/x", Kernel: "6.1.0"}); err != nil {
 			t.Fatal(err)
 		}
 		want := `{"loaded":false,"pin_path":"/sys/fs/bpf/x","kernel":"6.1.0","stat_files":[],"stale_stat_files":[]}`
@@ -232,7 +202,7 @@ func TestStatusJSON(t *testing.T) {
 			t.Fatalf("not an object: %s", buf.Bytes())
 		}
 		wantMaps := `{"stats":{"entries":3,"max_entries":10240},"walk_holds_cgroup_mutex":true,
-			"memory":{"preallocated_bytes":3583744,"per_cgroup_bytes":4096,"used_bytes":3596032,"at_most_bytes":45526784},
+			"memory":{"preallocated_bytes":147104,"per_cgroup_bytes":4096,"used_bytes":159392,"at_most_bytes":42090144},
 			"lost":{"events":1,"waited_deltas":3,"rstat_marks":4,"removed_deltas":2}}`
 		if !reflect.DeepEqual(got["maps"], decode(t, []byte(wantMaps))) {
 			t.Errorf("maps = %v, want %s", got["maps"], wantMaps)
@@ -272,11 +242,11 @@ func TestCheckText(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := `tree under /process_api/abc
-CGROUP    RECLAIMS    DELAY  RECLAIMED    P99    MAX   INVARIANTS
-(parent)         9  12.00ms  288 pages  2.0ms  2.0ms
-test             3   3.00ms   96 pages  1.0ms  1.0ms  PASS 2 of 2
-  child1         3   3.00ms   96 pages  1.0ms  1.0ms  PASS 1 of 1
-  child2         0        0    0 pages      -      -  FAIL 0 of 1
+CGROUP    RECLAIMS  DELAY  RECLAIMED    P99    MAX   INVARIANTS
+(parent)         9   12ms  288 pages  2.0ms  2.0ms
+test             3  3.0ms   96 pages  1.0ms  1.0ms  PASS 2 of 2
+  child1         3  3.0ms   96 pages  1.0ms  1.0ms  PASS 1 of 1
+  child2         0      0    0 pages      -      -  FAIL 0 of 1
 FAIL test/child2: ` + check.LeafReclaimed + ` (delay 0 ns, count 0, limit.count 0, forced.count 0)
 FAIL: 3 of 4 invariants hold (flush mode walk, cgroup v1)
 `
@@ -292,7 +262,7 @@ func TestNamesAreEscaped(t *testing.T) {
 	const name, quoted = "/x/a\x1b[2J\x1b[31mb", `/x/a\x1b[2J\x1b[31mb`
 	var s reclaim.Stat
 	s.Path = name
-	s.Record(reclaim.Max, 5000, 1, false)
+	s.Observe(reclaim.Max, 5000, 1, false)
 	child := s
 	child.Path = name + "/c\u009b1m"
 	st := loadedStatus(loader.Walk)
@@ -300,7 +270,7 @@ func TestNamesAreEscaped(t *testing.T) {
 	rep := &check.Report{Parent: s, Nodes: []check.Node{{Rel: name, Stat: s}},
 		Invariants: []check.Invariant{{Cgroup: name, Name: "sum", Detail: "detail " + name}}}
 	for what, write := range map[string]func(w *bytes.Buffer) error{
-		"table":  func(w *bytes.Buffer) error { return Table(w, []reclaim.Stat{s, child}) },
+		"table":  func(w *bytes.Buffer) error { return Table(w, snapshotOf([]reclaim.Stat{s, child}).Rows) },
 		"hist":   func(w *bytes.Buffer) error { return Hist(w, s) },
 		"status": func(w *bytes.Buffer) error { return StatusText(w, st) },
 		"check":  func(w *bytes.Buffer) error { return CheckText(w, rep) },

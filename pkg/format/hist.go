@@ -24,7 +24,7 @@ func Hist(w io.Writer, s reclaim.Stat) error {
 	fmt.Fprintf(w, "%s: memory-cgroup reclaim %s", escape.String(s.Path), counters(s.Memcg()))
 	if s.Count > 0 {
 		q := s.Quantiles()
-		fmt.Fprintf(w, "; p50 %s, p90 %s, p99 %s, max %s", Compact(q[0]), Compact(q[1]), Compact(q[2]), Compact(s.MaxNS))
+		fmt.Fprintf(w, "; p50 %s, p90 %s, p99 %s, max %s", Latency(q[0]), Latency(q[1]), Latency(q[2]), Latency(s.MaxNS))
 	}
 	fmt.Fprintln(w)
 	h := s.Hist()
@@ -41,7 +41,7 @@ func Hist(w io.Writer, s reclaim.Stat) error {
 	fmt.Fprintf(w, "%-10s %s\n", "forced:", counters(s.Forced))
 	throttle := "unavailable (the kernel refused fentry/fexit)"
 	if s.Throttle.Measured {
-		throttle = fmt.Sprintf("%s in %d sleeps", Compact(s.Throttle.DelayNS), s.Throttle.Count)
+		throttle = fmt.Sprintf("%s in %d sleeps", Latency(s.Throttle.DelayNS), s.Throttle.Count)
 	}
 	_, err := fmt.Fprintf(w, "%-10s %s\n", "throttle:", throttle)
 	return err
@@ -115,9 +115,9 @@ func barLines(h *reclaim.Hist) ([]bar, uint64) {
 func bucketRange(i int) (lo, hi string) {
 	l, h := reclaim.BucketBounds(i)
 	if i == reclaim.NrBuckets-1 {
-		return Compact(l), "..."
+		return Latency(l), "..."
 	}
-	return Compact(l), Compact(h)
+	return Latency(l), Latency(h)
 }
 
 // quantiles are a cause's p50 and p99, capped by the maximum of all.
@@ -125,7 +125,7 @@ func quantiles(h *reclaim.Hist, maxNS uint64) string {
 	if h == nil || h.Total() == 0 {
 		return ""
 	}
-	return fmt.Sprintf("; p50 %s, p99 %s", Compact(min(h.Quantile(0.5), maxNS)), Compact(min(h.Quantile(0.99), maxNS)))
+	return fmt.Sprintf("; p50 %s, p99 %s", Latency(min(h.Quantile(0.5), maxNS)), Latency(min(h.Quantile(0.99), maxNS)))
 }
 
 func counters(c reclaim.Counters) string {
@@ -133,5 +133,5 @@ func counters(c reclaim.Counters) string {
 	if c.Count == 1 {
 		noun = "reclaim"
 	}
-	return fmt.Sprintf("%s in %d %s, %s", Compact(c.DelayNS), c.Count, noun, Pages(c.Reclaimed))
+	return fmt.Sprintf("%s in %d %s, %s", Latency(c.DelayNS), c.Count, noun, Pages(c.Reclaimed))
 }

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"unicode/utf8"
 
+	"github.com/cgrstat/cgrstat/pkg/readout"
 	"github.com/cgrstat/cgrstat/pkg/reclaim"
 )
 
@@ -20,7 +21,23 @@ func stat(path string, ns ...uint64) reclaim.Stat {
 		if i%3 == 2 {
 			c = reclaim.Proactive
 		}
-		s.Record(c, v, 32, false)
+		s.Observe(c, v, 32, false)
+	}
+	return s
+}
+
+// snapshotOf is a snapshot of stats, each row's parent the closest
+// earlier row above it, as a read would give them.
+func snapshotOf(stats []reclaim.Stat) *readout.Snapshot {
+	s := &readout.Snapshot{Rows: make([]readout.Row, len(stats)), Cgroups: len(stats)}
+	for i := range stats {
+		s.Rows[i] = readout.Row{Stat: stats[i], Parent: -1, Depth: readout.Depth(stats[i].Path)}
+		for j := i - 1; j >= 0; j-- {
+			if dir := strings.TrimSuffix(stats[j].Path, "/") + "/"; stats[i].Path != stats[j].Path && strings.HasPrefix(stats[i].Path, dir) {
+				s.Rows[i].Parent = j
+				break
+			}
+		}
 	}
 	return s
 }
@@ -28,7 +45,7 @@ func stat(path string, ns ...uint64) reclaim.Stat {
 func render(t *testing.T, stats ...reclaim.Stat) []string {
 	t.Helper()
 	var buf bytes.Buffer
-	if err := Table(&buf, stats); err != nil {
+	if err := Table(&buf, snapshotOf(stats).Rows); err != nil {
 		t.Fatal(err)
 	}
 	return strings.Split(strings.TrimSuffix(buf.String(), "\n"), "\n")
@@ -122,14 +139,14 @@ func TestTreeNames(t *testing.T) {
 		stats = append(stats, reclaim.Stat{Path: p})
 	}
 	want := []string{"/", "  a", "    b", "      c", "    bb", "  x/y", "    z/w", "  a"}
-	got := treeNames(stats)
+	got := treeNames(snapshotOf(stats).Rows)
 	if strings.Join(got, "|") != strings.Join(want, "|") {
 		t.Errorf("treeNames = %q, want %q", got, want)
 	}
 	// Without the root, unrelated paths stay whole; a prefix that is not a
 	// parent (/ab after /a) is not nested.
 	stats = []reclaim.Stat{{Path: "/a"}, {Path: "/ab"}, {Path: "/a"}, {Path: "/a"}}
-	if got := treeNames(stats); strings.Join(got, "|") != "/a|/ab|/a|/a" {
+	if got := treeNames(snapshotOf(stats).Rows); strings.Join(got, "|") != "/a|/ab|/a|/a" {
 		t.Errorf("treeNames = %q", got)
 	}
 }
@@ -158,7 +175,7 @@ func TestElide(t *testing.T) {
 	}
 }
 
-func TestCompact(t *testing.T) {
+func TestLatency(t *testing.T) {
 	tests := []struct {
 		ns   uint64
 		want string
@@ -169,11 +186,11 @@ func TestCompact(t *testing.T) {
 		{999_500_000, "1.0s"}, {1_234_567_890, "1.2s"}, {3600e9, "3600s"}, {99_999e9, "99999s"},
 	}
 	for _, tt := range tests {
-		if got := Compact(tt.ns); got != tt.want {
-			t.Errorf("Compact(%d) = %q, want %q", tt.ns, got, tt.want)
+		if got := Latency(tt.ns); got != tt.want {
+			t.Errorf("Latency(%d) = %q, want %q", tt.ns, got, tt.want)
 		}
-		if got := Compact(tt.ns); utf8.RuneCountInString(got) > 6 {
-			t.Errorf("Compact(%d) = %q, wider than 6", tt.ns, got)
+		if got := Latency(tt.ns); utf8.RuneCountInString(got) > 6 {
+			t.Errorf("Latency(%d) = %q, wider than 6", tt.ns, got)
 		}
 	}
 }
@@ -185,7 +202,7 @@ func tenThousand() []reclaim.Stat {
 	for i := range stats {
 		stats[i].Path = fmt.Sprintf("/bench/%d/%d", i/100, i)
 		for n := uint64(0); n < 200; n++ {
-			stats[i].Record(reclaim.Cause(n%2), 1000<<(n%20)+n*7919, 8, n%3 == 0)
+			stats[i].Observe(reclaim.Cause(n%2), 1000<<(n%20)+n*7919, 8, n%3 == 0)
 		}
 	}
 	return stats
@@ -193,9 +210,9 @@ func tenThousand() []reclaim.Stat {
 
 // BenchmarkJSON10k is read --all --json's formatting of 10,000 cgroups.
 func BenchmarkJSON10k(b *testing.B) {
-	stats := tenThousand()
+	snap := snapshotOf(tenThousand())
 	for b.Loop() {
-		if err := JSON(io.Discard, stats); err != nil {
+		if err := JSON(io.Discard, snap); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -203,9 +220,9 @@ func BenchmarkJSON10k(b *testing.B) {
 
 // BenchmarkTable10k is read --all's table of 10,000 cgroups.
 func BenchmarkTable10k(b *testing.B) {
-	stats := tenThousand()
+	rows := snapshotOf(tenThousand()).Rows
 	for b.Loop() {
-		if err := Table(io.Discard, stats); err != nil {
+		if err := Table(io.Discard, rows); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -7,10 +7,11 @@ import (
 
 	"github.com/cgrstat/cgrstat/pkg/escape"
 	"github.com/cgrstat/cgrstat/pkg/loader"
+	"github.com/cgrstat/cgrstat/pkg/readout"
 )
 
 // StatusJSON writes the status as one JSON object.
-func StatusJSON(w io.Writer, st *loader.Status) error {
+func StatusJSON(w io.Writer, st *readout.Status) error {
 	if st.StatFiles == nil || st.Stale == nil { // [] rather than null, for scripts
 		cp := *st
 		if cp.StatFiles == nil {
@@ -40,13 +41,13 @@ func Bytes(n uint64) string {
 }
 
 // StatusText writes the status for people.
-func StatusText(w io.Writer, st *loader.Status) error {
+func StatusText(w io.Writer, st *readout.Status) error {
 	fmt.Fprintf(w, "kernel:      %s\n", st.Kernel)
 	if !st.Loaded {
 		_, err := fmt.Fprintf(w, "loaded:      no (pin path %s)\n", escape.String(st.PinPath))
 		return err
 	}
-	r, u := st.Record, st.Usage
+	r, u := st.Record, st.Health
 	fmt.Fprintf(w, "loaded:      yes, at %s since %s\n", escape.String(st.PinPath), r.LoadedAt.Format("2006-01-02 15:04:05 MST"))
 	if r.Version != "" {
 		fmt.Fprintf(w, "loaded by:   cgrstat %s\n", r.Version)

@@ -21,7 +21,7 @@ func StressTable(w io.Writer, results []stress.Result) error {
 	t := newTable("CGROUP", "SIZE", "ROUNDS", "RECLAIM REQUESTS", "FELL SHORT", "TIME")
 	for _, r := range results {
 		t.append(r.Cgroup, spec.Size(r.Size).String(), strconv.Itoa(r.Rounds),
-			strconv.Itoa(r.Report.Triggers), strconv.Itoa(r.Report.Refused), Duration(uint64(r.Time)))
+			strconv.Itoa(r.Report.Triggers), strconv.Itoa(r.Report.Refused), Latency(uint64(r.Time)))
 	}
 	return t.write(w)
 }

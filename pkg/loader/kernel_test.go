@@ -12,11 +12,12 @@ import (
 
 	"github.com/cilium/ebpf"
 
+	"github.com/cgrstat/cgrstat/bpf"
 	"github.com/cgrstat/cgrstat/internal/testenv"
 	"github.com/cgrstat/cgrstat/pkg/cgroup"
 	"github.com/cgrstat/cgrstat/pkg/loader"
 	"github.com/cgrstat/cgrstat/pkg/pin"
-	"github.com/cgrstat/cgrstat/pkg/reclaim"
+	"github.com/cgrstat/cgrstat/pkg/readout"
 )
 
 func setup(t *testing.T, flush loader.Mode) (loader.Options, *cgroup.Hierarchy) {
@@ -169,7 +170,7 @@ func TestKernelForeignPinPath(t *testing.T) {
 			check("ReadRecord", err)
 			_, err = loader.Load(opts)
 			check("Load", err)
-			_, err = loader.Open(opts.PinPath)
+			_, err = readout.Open(opts.PinPath)
 			check("Open", err)
 			_, err = loader.Unload(opts.PinPath)
 			check("Unload", err)
@@ -189,7 +190,7 @@ func TestKernelNotLoaded(t *testing.T) {
 	opts, _ := setup(t, loader.Auto)
 	for what, err := range map[string]error{
 		"ReadRecord": second(loader.ReadRecord(opts.PinPath)),
-		"Open":       second(loader.Open(opts.PinPath)),
+		"Open":       second(readout.Open(opts.PinPath)),
 		"Unload":     second(loader.Unload(opts.PinPath)),
 	} {
 		if !errors.Is(err, loader.ErrNotLoaded) {
@@ -218,7 +219,7 @@ func TestKernelUnload(t *testing.T) {
 		p.Close()
 	}
 	// A stat file too: unload removes it with the rest.
-	p, err := loader.Open(opts.PinPath)
+	p, err := readout.Open(opts.PinPath)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -230,10 +231,24 @@ func TestKernelUnload(t *testing.T) {
 	// Unload waits for the programs to be freed, so this process must not
 	// hold them any more.
 	p.Close()
+	// The note of a load or unload here killed while the record was
+	// pinned: the record makes it redundant, and Unload drops it (it stayed
+	// in /run/cgrstat forever after TestKernelKillLoadUnload's recoveries).
+	oldIntents := cgroup.IntentDir
+	cgroup.IntentDir = t.TempDir()
+	t.Cleanup(func() { cgroup.IntentDir = oldIntents })
+	abs, _ := filepath.Abs(opts.PinPath)
+	note := filepath.Join(cgroup.IntentDir, "4194303-1.pinpath") // no such pid (PID_MAX_LIMIT)
+	if err := os.WriteFile(note, []byte(abs+"\n"+abs), 0o600); err != nil {
+		t.Fatal(err)
+	}
 
 	got, err := loader.Unload(opts.PinPath)
 	if err != nil {
 		t.Fatalf("Unload: %v", err)
+	}
+	if _, err := os.Lstat(note); err == nil {
+		t.Errorf("Unload of a load left a killed process's note on its pin path")
 	}
 	if !reflect.DeepEqual(got.ProgramIDs, rec.ProgramIDs) {
 		t.Errorf("Unload returned programs %v, want %v", got.ProgramIDs, rec.ProgramIDs)
@@ -262,7 +277,7 @@ func TestKernelLoadWalk(t *testing.T) {
 	if rec.Flush != loader.Walk || len(rec.Refused) != 0 || !strings.HasPrefix(rec.RstatKfuncs, "none") {
 		t.Errorf("record %+v, want walk mode with no refusals and no rstat kfuncs", rec)
 	}
-	p, err := loader.Open(opts.PinPath)
+	p, err := readout.Open(opts.PinPath)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -275,7 +290,7 @@ func TestKernelLoadWalk(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		st, err := reclaim.Flush(p, c)
+		st, err := p.ReadOne(c)
 		if err != nil {
 			t.Fatalf("reading %s: %v", c.Rel, err)
 		}
@@ -292,16 +307,17 @@ func TestKernelStatusUsage(t *testing.T) {
 	if rec.MaxCgroups != loader.DefaultMaxCgroups {
 		t.Errorf("record MaxCgroups %d, want the default %d", rec.MaxCgroups, loader.DefaultMaxCgroups)
 	}
-	p, err := loader.Open(opts.PinPath)
+	p, err := readout.Open(opts.PinPath)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer p.Close()
 	// A flush of a fresh cgroup that never reclaimed adds no entry.
-	if _, err := reclaim.Flush(p, testenv.Cgroups(t, h)); err != nil {
+	if _, err := p.ReadOne(testenv.Cgroups(t, h)); err != nil {
 		t.Fatal(err)
 	}
-	u, err := p.Usage()
+	snap, err := p.Snapshot(readout.Query{Fill: true})
+	u := &snap.Health
 	if err != nil {
 		t.Fatalf("Usage: %v", err)
 	}
@@ -310,19 +326,19 @@ func TestKernelStatusUsage(t *testing.T) {
 	}
 	// Memory does not depend on CPUs: preallocated parts plus one entry per cgroup.
 	m := u.Memory
-	if m.PerCgroup < uint64(loader.StatBytes) || m.Used != m.Preallocated+uint64(u.Stats.Entries)*m.PerCgroup ||
+	if m.PerCgroup < uint64(readout.StatBytes) || m.Used != m.Preallocated+uint64(u.Stats.Entries)*m.PerCgroup ||
 		m.AtMost != m.Preallocated+uint64(loader.DefaultMaxCgroups)*m.PerCgroup {
-		t.Errorf("memory %+v does not add up for %d entries of %d bytes", m, u.Stats.Entries, loader.StatBytes)
+		t.Errorf("memory %+v does not add up for %d entries of %d bytes", m, u.Stats.Entries, readout.StatBytes)
 	}
-	if u.Lost != (loader.Lost{}) {
+	if u.Lost != (readout.Lost{}) {
 		t.Errorf("lost %+v right after load, want none", u.Lost)
 	}
 	// Fill counts what is in the map.
-	keys, err := countKeys(p.Stats)
+	keys, err := countKeys(testenv.Map(t, p, bpf.CgrstatMapStats))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if u2, err := p.Usage(); err != nil || absDiff(u2.Stats.Entries, keys) > 2 {
+	if u2, err := p.Snapshot(readout.Query{Fill: true}); err != nil || absDiff(u2.Health.Stats.Entries, keys) > 2 {
 		t.Errorf("totals fill %+v (%v), but the map has about %d keys", u2, err, keys)
 	}
 }

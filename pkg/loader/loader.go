@@ -12,7 +12,6 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
-	"github.com/cilium/ebpf/rlimit"
 	"golang.org/x/sys/unix"
 
 	"github.com/cgrstat/cgrstat/bpf"
@@ -170,9 +169,9 @@ func prepare(dir PinDir) error {
 	if _, err := os.Stat("/sys/kernel/btf/vmlinux"); err != nil {
 		return ErrNoBTF
 	}
-	if err := rlimit.RemoveMemlock(); err != nil {
-		return fmt.Errorf("raising the memlock limit: %w", err)
-	}
+	// No RLIMIT_MEMLOCK to raise: from 5.11 on, BPF memory is charged to
+	// the memory cgroup. (cilium/ebpf's rlimit package probes for that
+	// with a BPF map at init, in every command of this binary.)
 	return ensureBPFFS(dir)
 }
 
@@ -189,9 +188,9 @@ func configuredSpec(opts Options) (*ebpf.CollectionSpec, error) {
 	if max == 0 {
 		max = DefaultMaxCgroups
 	}
-	for _, m := range []*ebpf.MapSpec{specs.Stats, specs.TreeNodes} {
-		m.MaxEntries = max
-	}
+	// The tree walk's chunks are not sized by it: a read covers any tree
+	// the kernel can hold, whatever the cgroups tracked for reclaim.
+	specs.Stats.MaxEntries = max
 	if err := specs.MemcgV1Hierarchy.Set(opts.MemcgV1Hierarchy); err != nil {
 		return nil, fmt.Errorf("setting memcg_v1_hierarchy: %w", err)
 	}

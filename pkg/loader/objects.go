@@ -14,7 +14,10 @@ import (
 
 // collectors are the programs and maps every flush mode loads. Programs of
 // the other modes stay out of LoadAndAssign, so a kernel that refuses one
-// (fentry under lockdown) never sees it.
+// (fentry under lockdown) never sees it, and the verifier spends no time on
+// them: the stat-file program of the other modes (dump or dump_walk) was
+// 20-34% of a load's verified instructions, and in the kernel lab's
+// emulated arm64 guests every load costs 10-20 s of verification.
 type collectors struct {
 	VmscanStart *ebpf.Program `ebpf:"vmscan_start"`
 	VmscanEnd   *ebpf.Program `ebpf:"vmscan_end"`
@@ -22,22 +25,30 @@ type collectors struct {
 	DirectEnd   *ebpf.Program `ebpf:"direct_end"`
 	OnRmdir     *ebpf.Program `ebpf:"on_rmdir"`
 	OnRelease   *ebpf.Program `ebpf:"on_release"`
-	Dump        *ebpf.Program `ebpf:"dump"`
-	DumpWalk    *ebpf.Program `ebpf:"dump_walk"`
 	Tree        *ebpf.Program `ebpf:"tree"`
 	bpf.CgrstatMaps
+	// The writable globals (throttle_measured): the stat-file program,
+	// loaded apart with the mode, must read the collectors' copy.
+	Bss *ebpf.Map `ebpf:".bss"`
 	// Set once the throttle programs are attached: stat files print
 	// the throttle, not "unavailable".
 	ThrottleMeasured *ebpf.Variable `ebpf:"throttle_measured"`
 }
 
-// The program that rstat calls, one struct per mode that has one.
+// The mode's own programs: the stat file's program (dump, sleepable, for
+// the modes that call the rstat flush kfunc; dump_walk for walk mode) and
+// the program rstat calls, for the modes that have one.
 type (
 	fentryFlusher struct {
 		Flush *ebpf.Program `ebpf:"flush_fentry"`
+		Dump  *ebpf.Program `ebpf:"dump"`
 	}
 	kprobeFlusher struct {
 		Flush *ebpf.Program `ebpf:"flush_kprobe"`
+		Dump  *ebpf.Program `ebpf:"dump"`
+	}
+	walker struct {
+		Dump *ebpf.Program `ebpf:"dump_walk"`
 	}
 )
 
@@ -60,12 +71,13 @@ type throttle struct {
 	Exit  *ebpf.Program `ebpf:"over_high_exit"`
 }
 
-// objects of one mode: the collectors, the flusher's one program that
-// mode uses (nil for walk), the OOM-kill collector's programs by name,
-// and the throttle's (nil where the kernel refused them, throttleRefused
-// says why).
+// objects of one mode: the collectors, the mode's stat-file program, the
+// flusher's one program that mode uses (nil for walk), the OOM-kill
+// collector's programs by name, and the throttle's (nil where the kernel
+// refused them, throttleRefused says why).
 type objects struct {
 	collectors
+	dump            *ebpf.Program
 	flush           *ebpf.Program
 	oom             map[string]*ebpf.Program
 	throttle        *throttle
@@ -98,21 +110,29 @@ func loadObjects(spec *ebpf.CollectionSpec, m Mode) (*objects, error) {
 		return nil, fmt.Errorf("loading collectors: %w", err)
 	}
 	// The flusher shares the collectors' maps, not copies of them.
-	opts := &ebpf.CollectionOptions{MapReplacements: o.maps()}
+	// So does the stat-file program the .bss (throttle_measured, which
+	// attachThrottle sets through the collectors' copy).
+	replace := o.maps()
+	replace[".bss"] = o.Bss
+	opts := &ebpf.CollectionOptions{MapReplacements: replace}
 	var err error
 	switch m {
 	case Fentry:
 		var f fentryFlusher
 		err = spec.LoadAndAssign(&f, opts)
-		o.flush = f.Flush
+		o.flush, o.dump = f.Flush, f.Dump
 	case Kprobe:
 		var f kprobeFlusher
 		err = spec.LoadAndAssign(&f, opts)
-		o.flush = f.Flush
+		o.flush, o.dump = f.Flush, f.Dump
+	default:
+		var w walker
+		err = spec.LoadAndAssign(&w, opts)
+		o.dump = w.Dump
 	}
 	if err != nil {
 		o.close()
-		return nil, fmt.Errorf("loading the %s flush: %w", m, err)
+		return nil, fmt.Errorf("loading the %s flush and stat-file programs: %w", m, err)
 	}
 	if o.oom, err = loadOOM(spec, opts); err != nil {
 		o.close()
@@ -193,24 +213,22 @@ func (o *objects) maps() map[string]*ebpf.Map {
 	return map[string]*ebpf.Map{
 		bpf.CgrstatMapInfo: m.Info, bpf.CgrstatMapLost: m.Lost, bpf.CgrstatMapStats: m.Stats,
 		bpf.CgrstatMapReclaimStarts: m.ReclaimStarts, bpf.CgrstatMapSessions: m.Sessions,
-		bpf.CgrstatMapSeq: m.Seq, bpf.CgrstatMapTreeNodes: m.TreeNodes, bpf.CgrstatMapPrintCopies: m.PrintCopies,
+		bpf.CgrstatMapSeq: m.Seq, bpf.CgrstatMapTreeChunks: m.TreeChunks,
+		bpf.CgrstatMapTreeEmpty: m.TreeEmpty, bpf.CgrstatMapPrintCopies: m.PrintCopies,
 		bpf.CgrstatMapOomVictims: m.OomVictims,
 	}
 }
 
 // programs names the programs that readers open from the pin path.
 func (o *objects) programs() map[string]*ebpf.Program {
-	dump := o.Dump
-	if o.mode == Walk {
-		dump = o.DumpWalk // pinned as "dump" all the same: readers need not know the mode
-	}
-	return map[string]*ebpf.Program{bpf.CgrstatProgDump: dump, bpf.CgrstatProgTree: o.Tree}
+	// dump_walk is pinned as "dump" all the same: readers need not know the mode.
+	return map[string]*ebpf.Program{bpf.CgrstatProgDump: o.dump, bpf.CgrstatProgTree: o.Tree}
 }
 
 // all lists every program of the mode, the flusher last.
 func (o *objects) all() []*ebpf.Program {
 	out := []*ebpf.Program{o.VmscanStart, o.VmscanEnd, o.DirectStart, o.DirectEnd, o.OnRmdir, o.OnRelease,
-		o.Dump, o.DumpWalk, o.Tree}
+		o.dump, o.Tree}
 	for _, p := range o.oom {
 		out = append(out, p)
 	}
@@ -227,6 +245,9 @@ func (o *objects) close() {
 		}
 	}
 	o.CgrstatMaps.Close()
+	if o.Bss != nil {
+		o.Bss.Close()
+	}
 }
 
 func loadMode(spec *ebpf.CollectionSpec, m Mode) (*loaded, error) {
@@ -328,8 +349,7 @@ func (l *loaded) attachThrottle() {
 	}
 }
 
-// programIDs are the programs the load keeps: attached or pinned (walk
-// mode's sleepable dump is loaded, never kept).
+// programIDs are the programs the load keeps: attached or pinned.
 func (l *loaded) programIDs() []ebpf.ProgramID {
 	var ids []ebpf.ProgramID
 	kept := []*ebpf.Program{l.VmscanStart, l.VmscanEnd, l.DirectStart, l.DirectEnd, l.OnRmdir, l.OnRelease, l.flush}

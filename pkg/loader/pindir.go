@@ -70,9 +70,9 @@ func (d PinDir) objectDirs() []string {
 	}
 }
 
-// Pinned returns the cgroups (paths relative to the root) that have a stat
-// file, parents before children.
-func (d PinDir) Pinned() ([]string, error) {
+// StatFileCgroups returns the cgroups (paths relative to the root) that
+// have a stat file, parents before children.
+func (d PinDir) StatFileCgroups() ([]string, error) {
 	top := d.StatFiles()
 	var rels []string
 	err := filepath.WalkDir(top, func(path string, d fs.DirEntry, err error) error {

@@ -12,11 +12,13 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/cgrstat/cgrstat/bpf"
 	"github.com/cgrstat/cgrstat/internal/cgroupiter"
 	"github.com/cgrstat/cgrstat/internal/testenv"
 	"github.com/cgrstat/cgrstat/pkg/cgroup"
 	"github.com/cgrstat/cgrstat/pkg/loader"
 	"github.com/cgrstat/cgrstat/pkg/pin"
+	"github.com/cgrstat/cgrstat/pkg/readout"
 	"github.com/cgrstat/cgrstat/pkg/reclaim"
 )
 
@@ -62,7 +64,7 @@ func parseOne(t *testing.T, out string, id uint64) reclaim.Stat {
 }
 
 func TestKernelCgroupIterErrors(t *testing.T) {
-	p, h := testenv.Load(t, loader.Auto, 512)
+	p, h := testenv.Shared(t, loader.Auto, 512)
 	c := testenv.Cgroups(t, h)
 	dir, err := os.Open(c.Path)
 	if err != nil {
@@ -95,7 +97,7 @@ func TestKernelCgroupIterErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			prog := p.Dump
+			prog := testenv.Program(t, p, bpf.CgrstatProgDump)
 			if tt.nilP {
 				prog = nil
 			}
@@ -115,14 +117,14 @@ func TestKernelCgroupIterErrors(t *testing.T) {
 }
 
 func TestKernelCgroupIterSelfOnly(t *testing.T) {
-	p, h := testenv.Load(t, loader.Auto, 512)
+	p, h := testenv.Shared(t, loader.Auto, 512)
 	c := testenv.Cgroups(t, h, "child")
 	for _, c := range []cgroup.Cgroup{c, c.Child("child"), h.DefaultParent()} {
 		dir, err := os.Open(c.Path)
 		if err != nil {
 			t.Fatal(err)
 		}
-		it, err := cgroupiter.New(p.Dump, int(dir.Fd()), cgroupiter.SelfOnly)
+		it, err := cgroupiter.New(testenv.Program(t, p, bpf.CgrstatProgDump), int(dir.Fd()), cgroupiter.SelfOnly)
 		dir.Close() // the link holds its own reference
 		if err != nil {
 			t.Fatalf("CgroupIter(%s): %v", c.Rel, err)
@@ -135,18 +137,19 @@ func TestKernelCgroupIterSelfOnly(t *testing.T) {
 	}
 }
 
-// TestKernelOpenPrintsTheCgroup checks that the order pin.Open uses for the
+// TestKernelOpenPrintsTheCgroup checks that the order a stat file uses for the
 // load's flush mode ends on the cgroup itself, also when it has
 // descendants (walk mode visits them first).
 func TestKernelOpenPrintsTheCgroup(t *testing.T) {
-	p, h := testenv.Load(t, loader.Auto, 512)
+	p, h := testenv.Shared(t, loader.Auto, 512)
 	top := testenv.Cgroups(t, h, "a", "a/a1", "a/a2", "b")
-	if got := pin.OrderFor(p.Record.Flush); p.Record.Flush == loader.Walk && got != cgroupiter.DescendantsPost ||
+	dump := testenv.Program(t, p, bpf.CgrstatProgDump)
+	if got := readout.OrderFor(p.Record.Flush); p.Record.Flush == loader.Walk && got != cgroupiter.DescendantsPost ||
 		p.Record.Flush != loader.Walk && got != cgroupiter.SelfOnly {
 		t.Errorf("OrderFor(%s) = %d", p.Record.Flush, got)
 	}
 	for _, c := range []cgroup.Cgroup{top, top.Child("a"), top.Child("a/a2"), top.Child("b")} {
-		it, err := pin.Open(p, c)
+		it, err := cgroupiter.Open(dump, c, readout.OrderFor(p.Record.Flush))
 		if err != nil {
 			t.Fatalf("Open(%s): %v", c.Rel, err)
 		}
@@ -154,7 +157,7 @@ func TestKernelOpenPrintsTheCgroup(t *testing.T) {
 		it.Close()
 	}
 	missing := top.Child("missing")
-	if it, err := pin.Open(p, missing); err == nil {
+	if it, err := cgroupiter.Open(dump, missing, readout.OrderFor(p.Record.Flush)); err == nil {
 		it.Close()
 		t.Error("Open of a missing cgroup succeeded")
 	} else if !strings.Contains(err.Error(), missing.Rel) {
@@ -163,7 +166,7 @@ func TestKernelOpenPrintsTheCgroup(t *testing.T) {
 }
 
 func TestKernelPinUnpinList(t *testing.T) {
-	p, h := testenv.Load(t, loader.Auto, 512)
+	p, h := testenv.Shared(t, loader.Auto, 512)
 	// A dotted cgroup name needs the mode-0 directories of pin.go.
 	top := testenv.Cgroups(t, h, "a", "a/b.c", "z")
 	cgs := []cgroup.Cgroup{top, top.Child("a"), top.Child("a/b.c"), top.Child("z")}
@@ -263,7 +266,7 @@ func TestKernelPinUnpinList(t *testing.T) {
 }
 
 func TestKernelUnpinAll(t *testing.T) {
-	p, h := testenv.Load(t, loader.Auto, 512)
+	p, h := testenv.Shared(t, loader.Auto, 512)
 	top := testenv.Cgroups(t, h, "a")
 	for _, c := range []cgroup.Cgroup{top, top.Child("a")} {
 		if _, err := pin.Pin(p, c); err != nil {
@@ -302,7 +305,7 @@ func TestStatFile(t *testing.T) {
 // reclaim.ParseStat returns ErrStale for it. A live cgroup's file still
 // ends after its stat: a second read() of one open file prints nothing.
 func TestKernelStaleStatFile(t *testing.T) {
-	p, h := testenv.Load(t, loader.Auto, 512)
+	p, h := testenv.Shared(t, loader.Auto, 512)
 	top := testenv.Cgroups(t, h, "live")
 	gone := top.Child("gone")
 	if err := gone.Mkdir(); err != nil {

@@ -12,60 +12,28 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
 
-	"github.com/cgrstat/cgrstat/internal/cgroupiter"
 	"github.com/cgrstat/cgrstat/pkg/cgroup"
 	"github.com/cgrstat/cgrstat/pkg/loader"
+	"github.com/cgrstat/cgrstat/pkg/readout"
 )
 
 // FileName is the name of every stat file.
 const FileName = loader.StatFileName
-
-// OrderFor is the iterator order a stat file needs: in walk mode the
-// iterator itself flushes the subtree, children first.
-func OrderFor(m loader.Mode) cgroupiter.Order {
-	if m == loader.Walk {
-		return cgroupiter.DescendantsPost
-	}
-	return cgroupiter.SelfOnly
-}
-
-// dirMode is 0 because bpffs refuses names with a dot ("vmscan.stat") in a
-// directory with any permission bit set. Root, the only user of the pin
-// path, passes through mode-0 directories all the same.
-const dirMode = 0
 
 // StatFile is where the stat file of the cgroup at rel lives.
 func StatFile(pinPath, rel string) string {
 	return loader.PinDir(pinPath).StatFile(rel)
 }
 
-// Open creates an unpinned iterator link of the dump program for c;
-// reading it flushes and prints c's line. The caller closes it.
-func Open(p *loader.Pinned, c cgroup.Cgroup) (*link.Iter, error) {
-	return cgroupiter.Open(p.Dump, c, OrderFor(p.Record.Flush))
-}
-
 // Pin pins a stat file for c and returns its path. An existing stat file
 // for the same path is replaced, since it may belong to a cgroup that was
 // removed and created again.
-func Pin(p *loader.Pinned, c cgroup.Cgroup) (string, error) {
-	it, err := Open(p, c)
-	if err != nil {
+func Pin(h *readout.Handle, c cgroup.Cgroup) (string, error) {
+	path := StatFile(h.Path, c.Rel)
+	if err := h.PinStatFile(c, path); err != nil {
 		return "", err
-	}
-	defer it.Close()
-	path := StatFile(p.Path, c.Rel)
-	if err := os.MkdirAll(filepath.Dir(path), dirMode); err != nil {
-		return "", fmt.Errorf("creating %s: %w", filepath.Dir(path), err)
-	}
-	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return "", fmt.Errorf("replacing %s: %w", path, err)
-	}
-	if err := it.Pin(path); err != nil {
-		return "", fmt.Errorf("pinning %s: %w", path, err)
 	}
 	return path, nil
 }
@@ -105,11 +73,11 @@ func UnpinAll(pinPath string) error {
 }
 
 // List returns the cgroups (paths relative to the root) that have a stat file.
-func List(pinPath string) ([]string, error) { return loader.PinDir(pinPath).Pinned() }
+func List(pinPath string) ([]string, error) { return loader.PinDir(pinPath).StatFileCgroups() }
 
 // All pins a stat file for every cgroup in cgs, all or nothing: on error,
 // or when ctx ends, it removes the ones it made.
-func All(ctx context.Context, p *loader.Pinned, cgs []cgroup.Cgroup) ([]string, error) {
+func All(ctx context.Context, p *readout.Handle, cgs []cgroup.Cgroup) ([]string, error) {
 	var paths []string
 	for _, c := range cgs {
 		path, err := Pin(p, c)

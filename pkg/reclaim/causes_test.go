@@ -9,6 +9,7 @@ import (
 	"github.com/cgrstat/cgrstat/internal/testenv"
 	"github.com/cgrstat/cgrstat/pkg/cgroup"
 	"github.com/cgrstat/cgrstat/pkg/loader"
+	"github.com/cgrstat/cgrstat/pkg/readout"
 	"github.com/cgrstat/cgrstat/pkg/reclaim"
 )
 
@@ -23,7 +24,7 @@ func TestKernelCausesAndForced(t *testing.T) {
 }
 
 func causesAndForced(t *testing.T, mode loader.Mode) {
-	p, h := testenv.Load(t, mode, 0)
+	p, h := sharedLoad(t, mode)
 	if h.Version == 2 {
 		causesV2(t, p, h)
 		return
@@ -45,7 +46,7 @@ func causesAndForced(t *testing.T, mode loader.Mode) {
 		}
 	}
 	read := func() map[string]reclaim.Stat {
-		all, err := reclaim.Subtree(p, top)
+		all, err := p.Subtree(top)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -91,18 +92,40 @@ func causesAndForced(t *testing.T, mode loader.Mode) {
 		t.Errorf("max delay: w %d, top %d (total delay %d)", ws.MaxNS, ts.MaxNS, ts.DelayNS)
 	}
 	t.Logf("w: %d proactive, %d limit reclaims, max %d ns; x forced %d", proactive, limit, ws.MaxNS, xs.Forced.Count)
+	for _, c := range []cgroup.Cgroup{w, x, top} {
+		assertOneAgrees(t, p, c, s[c.Rel])
+	}
 	assertNothingLostBut(t, p)
+}
+
+// assertOneAgrees: read of c alone (read CGROUP) gives the row read --all
+// gave, the kernel's figures (issue 20's events and pressure) too. No task
+// runs in c meanwhile: nothing moves between the two reads.
+func assertOneAgrees(t *testing.T, p *readout.Handle, c cgroup.Cgroup, all reclaim.Stat) {
+	t.Helper()
+	one, err := p.Snapshot(readout.Query{Cgroups: []cgroup.Cgroup{c}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(one.Rows) != 1 {
+		t.Fatalf("read of %s alone: %d rows", c.Rel, len(one.Rows))
+	}
+	got := one.Rows[0].Stat
+	if got.Collected() != all.Collected() || got.Events != all.Events || got.Pressure.Read != all.Pressure.Read ||
+		max(got.Pressure.SomeNS, all.Pressure.SomeNS)-min(got.Pressure.SomeNS, all.Pressure.SomeNS) > 2e9 {
+		t.Errorf("read of %s alone: %+v %+v, read --all: %+v %+v", c.Rel, got.Events, got.Pressure, all.Events, all.Pressure)
+	}
+	if !got.Events.Read {
+		t.Errorf("read of %s alone has no kernel events", c.Rel)
+	}
 }
 
 // assertNothingLostBut allows lost rstat marks where the kernel cannot
 // mark a target that is not an ancestor of the stalled task's cgroup
 // (6.1, which lacks bpf_cgroup_from_id; cgroup v1 on 6.16+).
-func assertNothingLostBut(t *testing.T, p *loader.Pinned) {
+func assertNothingLostBut(t *testing.T, p *readout.Handle) {
 	t.Helper()
-	l, err := p.LostCounts()
-	if err != nil {
-		t.Fatal(err)
-	}
+	l := lostSince(t, p)
 	if l.RstatMarks > 0 {
 		t.Logf("%d rstat marks lost (targets outside the stalled task's ancestors cannot be marked on this kernel)", l.RstatMarks)
 		l.RstatMarks = 0
@@ -119,13 +142,13 @@ func assertNothingLostBut(t *testing.T, p *loader.Pinned) {
 // proactive reclaim is asked for from inside, as cgrstat stress does. Who
 // caused it: a task in p/leaf goes over p's memory.high, so the kernel
 // reclaims with p as the target; the leaf stalls, p forced it.
-func causesV2(t *testing.T, p *loader.Pinned, h *cgroup.Hierarchy) {
+func causesV2(t *testing.T, p *readout.Handle, h *cgroup.Hierarchy) {
 	top := testenv.Cgroups(t, h, "x", "p", "p/leaf", "park")
 	enableMemory(t, h, top, top.Child("p"))
 	x, pc, leaf := top.Child("x"), top.Child("p"), top.Child("p").Child("leaf")
 	hp := startHelper(t, h, top.Child("park"))
 	read := func() map[string]reclaim.Stat {
-		all, err := reclaim.Subtree(p, top)
+		all, err := p.Subtree(top)
 		if err != nil {
 			t.Fatal(err)
 		}

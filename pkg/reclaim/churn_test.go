@@ -20,6 +20,7 @@ import (
 	"github.com/cgrstat/cgrstat/internal/testenv"
 	"github.com/cgrstat/cgrstat/pkg/cgroup"
 	"github.com/cgrstat/cgrstat/pkg/loader"
+	"github.com/cgrstat/cgrstat/pkg/readout"
 	"github.com/cgrstat/cgrstat/pkg/reclaim"
 	"github.com/cgrstat/cgrstat/pkg/stress"
 )
@@ -32,7 +33,7 @@ func TestMain(m *testing.M) {
 		helperMain()
 		return
 	}
-	os.Exit(m.Run())
+	os.Exit(testenv.Main(m)) // which unloads the shared loads (sharedLoad)
 }
 
 // helperMain reads commands on stdin, one a line, and answers each with
@@ -236,29 +237,56 @@ func (hp *helper) reclaimIn(c cgroup.Cgroup, i int) error {
 	return hp.do("reclaim", scratch, c.Path)
 }
 
-// twoLoads loads walk mode and the best mode the kernel allows (fentry in
-// the kernel lab, walk again on a host that refuses fentry), at pin paths of
-// the test's own.
-func twoLoads(t *testing.T, h *cgroup.Hierarchy, maxCgroups uint32) []*loader.Pinned {
+// twoLoads are walk mode and the best mode the kernel allows (fentry in
+// the kernel lab, walk again on a host that refuses fentry): the loads
+// every test of the package shares (see sharedLoad).
+func twoLoads(t *testing.T) []*readout.Handle {
 	t.Helper()
-	var out []*loader.Pinned
+	var out []*readout.Handle
 	for i, mode := range []loader.Mode{loader.Walk, loader.Auto} {
-		opts := testenv.LoadOptions(t, h, mode, maxCgroups)
-		opts.PinPath += strconv.Itoa(i)
-		testenv.CleanupPinPath(t, opts.PinPath)
-		rec, err := loader.Load(opts)
-		if err != nil {
-			t.Fatalf("Load %s: %v", mode, err)
-		}
-		p, err := loader.Open(opts.PinPath)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(p.Close)
-		t.Logf("load %d: flush mode %s", i, rec.Flush)
+		p, _ := sharedLoad(t, mode)
+		t.Logf("load %d: flush mode %s", i, p.Record.Flush)
 		out = append(out, p)
 	}
 	return out
+}
+
+// lostBefore is what each shared load had lost when the running test took
+// it (by pin path): a test answers for what is lost while it runs.
+var lostBefore sync.Map
+
+// sharedLoad is the package's load of mode (testenv.Shared, unloaded after
+// the last test by TestMain). Each load costs 10-20 s of verification in
+// the kernel lab's emulated arm64 guests, and these tests made fifteen.
+// None needs a load of its own: each builds, reclaims in and reads its own
+// cgroups, and what it checks of the load as a whole, the lost counters,
+// it checks from where they stood when it began (lostSince).
+func sharedLoad(t *testing.T, mode loader.Mode) (*readout.Handle, *cgroup.Hierarchy) {
+	t.Helper()
+	p, h := testenv.Shared(t, mode, 0)
+	l, err := p.LostCounts()
+	if err != nil {
+		t.Fatal(err)
+	}
+	lostBefore.Store(p.Path, l)
+	return p, h
+}
+
+// lostSince is what p lost since the running test took it.
+func lostSince(t *testing.T, p *readout.Handle) readout.Lost {
+	t.Helper()
+	l, err := p.LostCounts()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, ok := lostBefore.Load(p.Path); ok {
+		before := b.(readout.Lost)
+		l.Events -= before.Events
+		l.WaitedDeltas -= before.WaitedDeltas
+		l.RstatMarks -= before.RstatMarks
+		l.RemovedDeltas -= before.RemovedDeltas
+	}
+	return l
 }
 
 // churnSize is how many cgroups the churn soak creates, reclaims in and
@@ -275,7 +303,7 @@ func churnSize() int {
 // ancestors, in every flush mode, with its map entry gone.
 func TestKernelChurn(t *testing.T) {
 	h := testenv.Hierarchy(t)
-	loads := twoLoads(t, h, 0)
+	loads := twoLoads(t)
 	top := testenv.Cgroups(t, h, "a", "a/b", "park")
 	b := top.Child("a").Child("b")
 	enableMemory(t, h, top, top.Child("a"), b)
@@ -323,7 +351,7 @@ func TestKernelChurn(t *testing.T) {
 		prev = made
 		if i%3 == 0 { // some cgroups are read before they go
 			for _, p := range loads {
-				if _, err := reclaim.Flush(p, made[0]); err != nil {
+				if _, err := p.ReadOne(made[0]); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -433,7 +461,7 @@ func removeAll(t *testing.T, cgs []cgroup.Cgroup) {
 
 // readWhileChurning reads the top's stat and subtree until stop; the
 // top's count never goes down.
-func readWhileChurning(p *loader.Pinned, top cgroup.Cgroup, stop chan struct{}, reads *atomic.Int64, errs chan<- error) {
+func readWhileChurning(p *readout.Handle, top cgroup.Cgroup, stop chan struct{}, reads *atomic.Int64, errs chan<- error) {
 	var last uint64
 	for {
 		select {
@@ -441,9 +469,9 @@ func readWhileChurning(p *loader.Pinned, top cgroup.Cgroup, stop chan struct{}, 
 			return
 		default:
 		}
-		st, err := reclaim.Flush(p, top)
+		st, err := p.ReadOne(top)
 		if err == nil {
-			_, err = reclaim.Subtree(p, top)
+			_, err = p.Subtree(top)
 		}
 		if err == nil && st.Count < last {
 			err = fmt.Errorf("%s went down from %d to %d", top.Rel, last, st.Count)
@@ -460,18 +488,18 @@ func readWhileChurning(p *loader.Pinned, top cgroup.Cgroup, stop chan struct{}, 
 
 // ancestors reads top, top/a and top/a/b through the stat file, and checks
 // that read --all's consistent copy says the same.
-func ancestors(t *testing.T, p *loader.Pinned, top cgroup.Cgroup) []reclaim.Stat {
+func ancestors(t *testing.T, p *readout.Handle, top cgroup.Cgroup) []reclaim.Stat {
 	t.Helper()
 	cgs := []cgroup.Cgroup{top, top.Child("a"), top.Child("a").Child("b")}
 	var out []reclaim.Stat
 	for _, c := range cgs {
-		st, err := reclaim.Flush(p, c)
+		st, err := p.ReadOne(c)
 		if err != nil {
 			t.Fatal(err)
 		}
 		out = append(out, st)
 	}
-	all, err := reclaim.Subtree(p, top)
+	all, err := p.Subtree(top)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -487,9 +515,9 @@ func ancestors(t *testing.T, p *loader.Pinned, top cgroup.Cgroup) []reclaim.Stat
 
 // assertForgotten: a removed cgroup keeps an entry only while the kernel
 // holds it (until cgroup_release).
-func assertForgotten(t *testing.T, p *loader.Pinned, ids []uint64, dying int) {
+func assertForgotten(t *testing.T, p *readout.Handle, ids []uint64, dying int) {
 	t.Helper()
-	entries, err := reclaim.Snapshot(p)
+	entries, err := p.CopyStats()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -505,13 +533,9 @@ func assertForgotten(t *testing.T, p *loader.Pinned, ids []uint64, dying int) {
 	t.Logf("%s: %d entries after the churn, %d of them for removed cgroups (%d dying memcgs)", p.Path, len(entries), left, dying)
 }
 
-func assertNothingLost(t *testing.T, what string, p *loader.Pinned) {
+func assertNothingLost(t *testing.T, what string, p *readout.Handle) {
 	t.Helper()
-	l, err := p.LostCounts()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if l.Any() {
+	if l := lostSince(t, p); l.Any() {
 		t.Errorf("%s: lost %+v, want nothing", what, l)
 	}
 }
@@ -521,7 +545,7 @@ func assertNothingLost(t *testing.T, what string, p *loader.Pinned) {
 // exactly the sum of its children, field by field and bucket by bucket.
 func TestKernelConsistentSubtree(t *testing.T) {
 	h := testenv.Hierarchy(t)
-	loads := twoLoads(t, h, 0)
+	loads := twoLoads(t)
 	top := testenv.Cgroups(t, h, "a", "a/x", "a/y", "b", "b/z", "park")
 	leaves := []cgroup.Cgroup{top.Child("a").Child("x"), top.Child("a").Child("y"), top.Child("b").Child("z")}
 	enableMemory(t, h, top, top.Child("a"), top.Child("b"))
@@ -557,7 +581,7 @@ func TestKernelConsistentSubtree(t *testing.T) {
 				default:
 				}
 				for _, c := range append(leaves, top) {
-					reclaim.Flush(p, c)
+					p.ReadOne(c)
 				}
 			}
 		}()
@@ -575,7 +599,7 @@ func TestKernelConsistentSubtree(t *testing.T) {
 					return
 				default:
 				}
-				all, err := reclaim.Subtree(p, top)
+				all, err := p.Subtree(top)
 				if err != nil {
 					t.Error(err)
 					return
@@ -591,7 +615,7 @@ func TestKernelConsistentSubtree(t *testing.T) {
 	wg.Wait()
 	close(stop)
 	readers.Wait()
-	final, err := reclaim.Subtree(loads[0], top)
+	final, err := loads[0].Subtree(top)
 	if err != nil {
 		t.Fatal(err)
 	}

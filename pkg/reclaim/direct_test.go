@@ -34,7 +34,7 @@ func TestKernelDirectReclaim(t *testing.T) {
 		t.Skip("runs in the lab's amd64 guests only: arm64 guests are emulated (TCG), and this test was not sized for them")
 	}
 	h := testenv.Hierarchy(t)
-	loads := twoLoads(t, h, 0)
+	loads := twoLoads(t)
 	top := testenv.Cgroups(t, h, "d", "park")
 	enableMemory(t, h, top)
 	d := top.Child("d")
@@ -63,11 +63,11 @@ func TestKernelDirectReclaim(t *testing.T) {
 
 	var first uint64
 	for i, p := range loads {
-		ds, err := reclaim.Flush(p, d)
+		ds, err := p.ReadOne(d)
 		if err != nil {
 			t.Fatal(err)
 		}
-		ts, err := reclaim.Flush(p, top)
+		ts, err := p.ReadOne(top)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -89,7 +89,7 @@ func TestKernelDirectReclaim(t *testing.T) {
 					i, s.Path, s.Count, s.DelayNS, s.Reclaimed, s.MaxNS, s.Forced.Count)
 			}
 		}
-		all, err := reclaim.Subtree(p, top)
+		all, err := p.Subtree(top)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -63,6 +63,9 @@ func (h *Hist) Total() uint64 {
 	return n
 }
 
+// empty reports whether h counts nothing (one comparison, not a sum).
+func (h *Hist) empty() bool { return *h == Hist{} }
+
 // Add adds o to h bucket-wise.
 func (h *Hist) Add(o *Hist) {
 	for i := range h {

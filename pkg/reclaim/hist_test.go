@@ -220,7 +220,7 @@ func TestQuantilesOnePass(t *testing.T) {
 	for round := 0; round < 200; round++ {
 		var s Stat
 		for n := r.IntN(50); n > 0; n-- {
-			s.Record(Cause(r.IntN(2)), r.Uint64()>>r.UintN(64), 1, false)
+			s.Observe(Cause(r.IntN(2)), r.Uint64()>>r.UintN(64), 1, false)
 		}
 		got := s.Quantiles()
 		for i, q := range Levels {
@@ -254,12 +254,12 @@ func TestQuantileMonotonic(t *testing.T) {
 
 func TestStatQuantileCappedByMax(t *testing.T) {
 	var s Stat
-	s.Record(Max, 1100, 1, false)
+	s.Observe(Max, 1100, 1, false)
 	if got := s.Quantile(0.99); got != 1100 {
 		t.Errorf("p99 of one 1100 ns reclaim = %d, want the max 1100", got)
 	}
 	s = Stat{}
-	s.Record(Proactive, 90e9, 1, false)
+	s.Observe(Proactive, 90e9, 1, false)
 	if got := s.Quantile(0.5); got != 1<<36 {
 		t.Errorf("p50 of one 90 s reclaim = %d, want 2^36 (the open bucket's bound, under the max)", got)
 	}
@@ -267,9 +267,9 @@ func TestStatQuantileCappedByMax(t *testing.T) {
 
 func TestRecord(t *testing.T) {
 	var s Stat
-	s.Record(Max, 3_000_000, 64, true)
-	s.Record(Proactive, 1000, 32, false)
-	s.Record(Direct, 5_000_000, 400, true) // not memory-cgroup reclaim: never forced
+	s.Observe(Max, 3_000_000, 64, true)
+	s.Observe(Proactive, 1000, 32, false)
+	s.Observe(Direct, 5_000_000, 400, true) // not memory-cgroup reclaim: never forced
 	want := Stat{DelayNS: 3_001_000, Count: 2, Reclaimed: 96, MaxNS: 3_000_000,
 		Causes: [NrCauses]Counters{{3_000_000, 1, 64}, {}, {1000, 1, 32}, {5_000_000, 1, 400}},
 		Forced: Counters{3_000_000, 1, 64}}
@@ -289,10 +289,10 @@ func TestRecord(t *testing.T) {
 
 func sample() Stat {
 	s := Stat{ID: 7, Path: "/pods/a"}
-	s.Record(Max, 100, 32, true)
-	s.Record(Proactive, 1000, 32, false)
-	s.Record(High, 3_000_000, 32, false)
-	s.Record(Direct, 5_000_000, 400, false)
+	s.Observe(Max, 100, 32, true)
+	s.Observe(Proactive, 1000, 32, false)
+	s.Observe(High, 3_000_000, 32, false)
+	s.Observe(Direct, 5_000_000, 400, false)
 	s.OOMKills = 1
 	s.Throttle = Throttle{Measured: true, DelayNS: 20_000_000, Count: 1}
 	return s
@@ -367,7 +367,7 @@ func BenchmarkQuantiles10k(b *testing.B) {
 	for i := range stats {
 		for n := 0; n < 200; n++ {
 			ns := uint64(math.Exp(math.Log(1000) + r.Float64()*math.Log(1e6)))
-			stats[i].Record(Cause(n%2), ns, 1, false)
+			stats[i].Observe(Cause(n%2), ns, 1, false)
 		}
 	}
 	b.ResetTimer()
@@ -389,7 +389,7 @@ func TestStatJSONRoundTrip(t *testing.T) {
 	for round := 0; round < 300; round++ {
 		s := Stat{ID: r.Uint64(), Path: paths[round%len(paths)]}
 		for n := r.IntN(40); n > 0; n-- {
-			s.Record(Cause(r.IntN(int(NrCauses))), r.Uint64()>>r.UintN(64), r.Uint64()>>40, r.IntN(2) == 0)
+			s.Observe(Cause(r.IntN(int(NrCauses))), r.Uint64()>>r.UintN(64), r.Uint64()>>40, r.IntN(2) == 0)
 		}
 		b := s.AppendJSON(nil)
 		if !json.Valid(b) {

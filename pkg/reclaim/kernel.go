@@ -34,8 +34,8 @@ const (
 	figPSI
 )
 
-// figures sets s's Events and Pressure from what the tree walk read.
-func (s *Stat) figures(f *bpf.CgrstatMemcgFigures, v1 bool) {
+// SetFigures sets s's Events and Pressure from what the tree walk read.
+func (s *Stat) SetFigures(f *bpf.CgrstatMemcgFigures, v1 bool) {
 	if f.Flags&figMemcg != 0 {
 		s.Events = Events{Read: true, V1: v1, High: f.High, Max: f.Max, OOM: f.Oom, OOMKill: f.OomKill, Failcnt: f.Failcnt}
 	}

@@ -35,7 +35,7 @@ func TestKernelMaxAndHigh(t *testing.T) {
 		// (TestKernelCausesAndForced checks that on v1).
 		t.Skip("memory.high is cgroup v2's: on v1 every charge-time reclaim is max")
 	}
-	loads := twoLoads(t, h, 0)
+	loads := twoLoads(t)
 	top := testenv.Cgroups(t, h, "hi", "mx", "park")
 	enableMemory(t, h, top)
 	hi, mx := top.Child("hi"), top.Child("mx")
@@ -76,7 +76,7 @@ func TestKernelMaxAndHigh(t *testing.T) {
 	after := map[string]map[string]uint64{hi.Rel: memoryEvents(t, hi), mx.Rel: memoryEvents(t, mx)}
 
 	for i, p := range loads {
-		all, err := reclaim.Subtree(p, top)
+		all, err := p.Subtree(top)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -129,8 +129,9 @@ func TestKernelMaxAndHigh(t *testing.T) {
 			if c.cause == reclaim.High && us == 0 {
 				t.Errorf("%s: memory.pressure some total 0 after high reclaim", c.st.Path)
 			}
+			assertOneAgrees(t, p, c.cg, c.st)
 			// The stat file says the same (print_stat's max and high lines).
-			f, err := reclaim.Flush(p, c.cg)
+			f, err := p.ReadOne(c.cg)
 			if err != nil {
 				t.Fatal(err)
 			}

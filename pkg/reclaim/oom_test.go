@@ -14,8 +14,7 @@ import (
 	"github.com/cgrstat/cgrstat/internal/testenv"
 	"github.com/cgrstat/cgrstat/pkg/cgroup"
 	"github.com/cgrstat/cgrstat/pkg/exporter"
-	"github.com/cgrstat/cgrstat/pkg/loader"
-	"github.com/cgrstat/cgrstat/pkg/monitor"
+	"github.com/cgrstat/cgrstat/pkg/readout"
 	"github.com/cgrstat/cgrstat/pkg/reclaim"
 )
 
@@ -30,7 +29,7 @@ func TestKernelOOMKill(t *testing.T) {
 	if _, err := exec.LookPath("sort"); err != nil {
 		testenv.Skip(t, "no sort(1) to allocate with: %v", err)
 	}
-	loads := twoLoads(t, h, 0)
+	loads := twoLoads(t)
 	top := testenv.Cgroups(t, h, "leaf")
 	enableMemory(t, h, top)
 	leaf := top.Child("leaf")
@@ -55,7 +54,7 @@ func TestKernelOOMKill(t *testing.T) {
 		t.Errorf("%s: oom_kill grew by %d, want 1 (the hog)", eventsFile, kernel)
 	}
 	for i, p := range loads {
-		all, err := reclaim.Subtree(p, top)
+		all, err := p.Subtree(top)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -71,7 +70,7 @@ func TestKernelOOMKill(t *testing.T) {
 		if h.Version == 1 && ls.Events.Failcnt == 0 {
 			t.Errorf("load %d: %s: failcnt 0 after the hog hit the limit", i, ls.Path)
 		}
-		f, err := reclaim.Flush(p, leaf)
+		f, err := p.ReadOne(leaf)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -111,9 +110,9 @@ func oomKillsOf(t *testing.T, c cgroup.Cgroup, file string) uint64 {
 }
 
 // scrapeOnce is what Prometheus would get from serve for top's subtree.
-func scrapeOnce(t *testing.T, p *loader.Pinned, top cgroup.Cgroup) string {
+func scrapeOnce(t *testing.T, p *readout.Handle, top cgroup.Cgroup) string {
 	t.Helper()
-	h, err := exporter.Handler(exporter.New(monitor.NewSource(p.Path, top), monitor.Filter{Depth: -1}), slog.New(slog.DiscardHandler))
+	h, err := exporter.Handler(exporter.New(readout.NewSource(p.Path, top, readout.Filter{Depth: -1})), slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -27,7 +27,7 @@ import (
 // disabled) finished its output from the sums of the next reader on its CPU.
 func TestKernelConcurrentStatReads(t *testing.T) {
 	h := testenv.Hierarchy(t)
-	loads := twoLoads(t, h, 0)
+	loads := twoLoads(t)
 	top := testenv.Cgroups(t, h, "a", "b", "park")
 	enableMemory(t, h, top)
 

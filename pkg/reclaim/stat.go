@@ -67,6 +67,9 @@ const (
 
 var causeNames = [NrCauses]string{"max", "high", "proactive", "direct"}
 
+// AllCauses are every cause, in the order of Stat.Causes.
+var AllCauses = [NrCauses]Cause{Max, High, Proactive, Direct}
+
 func (c Cause) String() string {
 	if c < 0 || c >= NrCauses {
 		return fmt.Sprintf("cause(%d)", int(c))
@@ -141,10 +144,10 @@ func (s *Stat) Dists() [2]Dist {
 	return [2]Dist{{"limit", s.Limit(), &s.LimitHist}, {"proactive", s.Causes[Proactive], &s.ProactiveHist}}
 }
 
-// Record adds one reclaim of cause c that took ns and reclaimed pages, as
+// Observe adds one reclaim of cause c that took ns and reclaimed pages, as
 // the BPF side does; for memory-cgroup reclaim, forced says that its
 // target is this cgroup too. Tests build their stats with it.
-func (s *Stat) Record(c Cause, ns, pages uint64, forced bool) {
+func (s *Stat) Observe(c Cause, ns, pages uint64, forced bool) {
 	one := Counters{ns, 1, pages}
 	s.Causes[c] = s.Causes[c].Add(one)
 	h := s.histOf(c)
@@ -290,8 +293,14 @@ func (s Stat) MarshalJSON() ([]byte, error) {
 // itself: going through encoding/json, which re-validates what a
 // MarshalJSON returns, took 70 µs per cgroup with 60 buckets.
 func (s *Stat) AppendJSON(b []byte) []byte {
-	h := s.Hist()
-	q := s.quantiles(&h)
+	// Most cgroups of a big tree never reclaimed: their histograms are
+	// neither summed nor searched.
+	var h Hist
+	var q [len(Levels)]uint64
+	if !(s.LimitHist.empty() && s.ProactiveHist.empty()) {
+		h = s.Hist()
+		q = s.quantiles(&h)
+	}
 	b = strconv.AppendUint(append(b, `{"id":`...), s.ID, 10)
 	path, _ := json.Marshal(s.Path) // a string always encodes
 	b = append(append(b, `,"path":`...), path...)
@@ -353,6 +362,9 @@ func appendCounters(b []byte, c Counters, h *Hist) []byte {
 
 // appendBuckets appends h's non-empty buckets as a JSON list of Bucket.
 func appendBuckets(b []byte, h *Hist) []byte {
+	if h.empty() {
+		return append(b, "[]"...)
+	}
 	b = append(b, '[')
 	first := true
 	for i, c := range h {

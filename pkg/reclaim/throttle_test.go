@@ -34,9 +34,9 @@ func anon(n int) error {
 // kernel lets fentry/fexit attach. Where it does not (this development
 // host), every reader says so instead of printing 0.
 func TestKernelThrottle(t *testing.T) {
-	p, h := testenv.Load(t, loader.Auto, 0)
+	p, h := sharedLoad(t, loader.Auto)
 	top := testenv.Cgroups(t, h, "th", "park")
-	st, err := reclaim.Flush(p, top)
+	st, err := p.ReadOne(top)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,7 +50,7 @@ func TestKernelThrottle(t *testing.T) {
 		if p.Record.ThrottleRefused == "" || st.Throttle.Measured || !strings.Contains(string(b), `"throttle":"unavailable"`) {
 			t.Errorf("unmeasured throttle: refused %q, stat file %+v, JSON %s; want a reason, unavailable", p.Record.ThrottleRefused, st.Throttle, b)
 		}
-		all, err := reclaim.Subtree(p, top)
+		all, err := p.Subtree(top)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -87,11 +87,11 @@ func TestKernelThrottle(t *testing.T) {
 	if err := hp.do("join", top.Child("park").Path); err != nil {
 		t.Fatal(err)
 	}
-	leaf, err := reclaim.Flush(p, th)
+	leaf, err := p.ReadOne(th)
 	if err != nil {
 		t.Fatal(err)
 	}
-	all, err := reclaim.Subtree(p, top)
+	all, err := p.Subtree(top)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"unicode/utf8"
 
 	"gopkg.in/yaml.v3"
@@ -57,14 +58,14 @@ func decodeDocument(data []byte, src string) (*yaml.Node, error) {
 	return top, nil
 }
 
-var yamlLineRE = regexp.MustCompile(`^yaml: line ([0-9]+): (.*)$`)
+var yamlLineRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^yaml: line ([0-9]+): (.*)$`) })
 
 // syntaxError rewrites a yaml.v3 error into source:line form. yaml.v3 omits
 // the line when it is the first one, and for byte-level problems (control
 // characters, bad UTF-8) it has none, so we locate those ourselves.
 func syntaxError(data []byte, src string, err error) error {
 	msg := strings.Join(strings.Fields(err.Error()), " ")
-	if m := yamlLineRE.FindStringSubmatch(msg); m != nil {
+	if m := yamlLineRE().FindStringSubmatch(msg); m != nil {
 		line, _ := strconv.Atoi(m[1])
 		return &Error{Source: src, Line: line, Msg: "invalid YAML: " + m[2]}
 	}

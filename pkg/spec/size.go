@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // Size is a number of bytes. Unlimited stands for the cgroup keyword "max".
@@ -37,7 +38,9 @@ var printUnits = []struct {
 	mult Size
 }{{"TiB", TiB}, {"GiB", GiB}, {"MiB", MiB}, {"KiB", KiB}}
 
-var sizeRE = regexp.MustCompile(`^([0-9]+)(\.[0-9]+)?(?: ?(B|KiB|MiB|GiB|TiB|K|M|G|T))?$`)
+var sizeRE = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`^([0-9]+)(\.[0-9]+)?(?: ?(B|KiB|MiB|GiB|TiB|K|M|G|T))?$`)
+})
 
 // maxSizeLen bounds the input so that the exact big.Rat arithmetic below
 // cannot be made slow by a megabyte of digits; no valid size needs more.
@@ -59,7 +62,7 @@ func ParseSize(s string) (Size, error) {
 	if strings.HasPrefix(s, "-") {
 		return 0, fmt.Errorf("invalid size %q: negative", s)
 	}
-	m := sizeRE.FindStringSubmatch(s)
+	m := sizeRE().FindStringSubmatch(s)
 	if m == nil {
 		return 0, fmt.Errorf("invalid size %q: %s", s, sizeSyntax)
 	}

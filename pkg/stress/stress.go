@@ -51,16 +51,17 @@ type Options struct {
 	Progress func(done, total int)
 	// Exe is the cgrstat binary that runs the children (default: this one).
 	Exe string
-	// Collector is the load that measures the reclaim, nil if none. On v1 a
+	// Flusher is the load that measures the reclaim, nil if none. On v1 a
 	// scratch cgroup's totals reach its target only through a flush before
 	// the scratch cgroup goes (an iterator never visits a removed cgroup).
-	Collector Collector
+	Flusher Flusher
 }
 
-// Collector flushes and forgets the cgroups stress makes.
-type Collector interface {
+// Flusher flushes a subtree of the load: a *readout.Handle. A removed
+// cgroup's entry needs no care: the BPF side hands its reclaim to its
+// parent at rmdir and deletes the entry when the kernel releases it.
+type Flusher interface {
 	Flush(c cgroup.Cgroup) error
-	Forget(ids []uint64) error
 }
 
 // ChildCommand is the hidden subcommand that runs one child.
@@ -178,7 +179,7 @@ func runJob(ctx context.Context, h *cgroup.Hierarchy, n int, j Job, opts Options
 		if where, err = cgroup.NewScratch(j.Cgroup, n); err != nil {
 			return Result{Cgroup: j.Cgroup.Rel}, err
 		}
-		defer func() { err = errors.Join(err, retire(where, j.Cgroup, opts.Collector)) }()
+		defer func() { err = errors.Join(err, retire(where, j.Cgroup, opts.Flusher)) }()
 	}
 	oomBefore := oomKills(where, h.Version)
 	res, err = runChild(ctx, h, where, j, opts)
@@ -189,23 +190,15 @@ func runJob(ctx context.Context, h *cgroup.Hierarchy, n int, j Job, opts Options
 	return res, err
 }
 
-// retire hands the scratch cgroup's totals to its parent, removes it, and
-// drops its map entries.
-func retire(scratch, parent cgroup.Cgroup, col Collector) error {
-	id, _ := cgroup.ID(scratch)
-	if col != nil {
-		if err := col.Flush(parent); err != nil {
+// retire hands the scratch cgroup's totals to its parent and removes it.
+func retire(scratch, parent cgroup.Cgroup, fl Flusher) error {
+	if fl != nil {
+		if err := fl.Flush(parent); err != nil {
 			_ = scratch.RemoveWait(5 * time.Second)
 			return err
 		}
 	}
-	if err := scratch.RemoveWait(5 * time.Second); err != nil {
-		return err
-	}
-	if col != nil && id != 0 {
-		return col.Forget([]uint64{id})
-	}
-	return nil
+	return scratch.RemoveWait(5 * time.Second)
 }
 
 // Recover removes the scratch cgroups that an interrupted stress left below

@@ -10,7 +10,7 @@ import (
 
 	"github.com/cgrstat/cgrstat/pkg/escape"
 	"github.com/cgrstat/cgrstat/pkg/format"
-	"github.com/cgrstat/cgrstat/pkg/monitor"
+	"github.com/cgrstat/cgrstat/pkg/readout"
 )
 
 // View is how a frame is laid out.
@@ -37,7 +37,7 @@ const (
 
 // Write lays out one frame of rows, ordered and cut to the view, each line
 // ending in eol.
-func Write(w io.Writer, v View, cur *monitor.Snapshot, rows []Row, eol string) error {
+func Write(w io.Writer, v View, cur *readout.Snapshot, rows []Row, eol string) error {
 	if v.Tree {
 		rows = Tree(rows, v.Sort)
 	} else {
@@ -52,7 +52,7 @@ func Write(w io.Writer, v View, cur *monitor.Snapshot, rows []Row, eol string) e
 		b.WriteString(eol)
 	}
 	line(fmt.Sprintf("cgrstat watch  %s  every %s  flush %s  %d cgroups, %d shown  read %s  sort %s %s",
-		cur.At.Format("15:04:05"), v.Interval, cur.Health.Flush, len(cur.Cgroups), len(rows),
+		cur.At.Format("15:04:05"), v.Interval, cur.Health.Flush, cur.Cgroups, len(rows),
 		cur.Took.Round(time.Millisecond/10), v.Sort, v.Keys))
 	line(fmt.Sprintf("%11s %11s %11s %10s %10s %10s %4s  %s", "STALL ms/s", "RECLAIMS/s", "PAGES/s", "P99", "PSI ms/s", "THROT ms/s", "OOM", "CGROUP"))
 	n := len(rows)
@@ -83,11 +83,11 @@ func Write(w io.Writer, v View, cur *monitor.Snapshot, rows []Row, eol string) e
 	return err
 }
 
-// latency prints seconds as read's table does (format.Compact); "-" when
+// latency prints seconds as read's table does (format.Latency); "-" when
 // the interval had no reclaim.
 func latency(s float64) string {
 	if s == 0 {
 		return "-"
 	}
-	return format.Compact(uint64(math.Round(s * 1e9)))
+	return format.Latency(uint64(math.Round(s * 1e9)))
 }

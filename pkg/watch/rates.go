@@ -4,7 +4,8 @@
 package watch
 
 import (
-	"github.com/cgrstat/cgrstat/pkg/monitor"
+	"github.com/cgrstat/cgrstat/pkg/readout"
+	"github.com/cgrstat/cgrstat/pkg/reclaim"
 )
 
 // Row is one cgroup's activity over the last interval.
@@ -30,26 +31,23 @@ type Row struct {
 	Throttle float64
 }
 
-// Rates computes each cgroup's rates between prev and cur, for the cgroups
-// of cur that pass filter. A cgroup absent from prev (new, or recreated with
-// a new id) counts from zero: its totals started with it.
-func Rates(prev, cur *monitor.Snapshot, filter monitor.Filter) []Row {
+// Rates computes each cgroup's rates between prev and cur, one row per row
+// of cur (which the read filtered), with the same parents. A cgroup absent
+// from prev (new, or recreated with a new id) counts from zero: its totals
+// started with it.
+func Rates(prev, cur *readout.Snapshot) []Row {
 	secs := cur.At.Sub(prev.At).Seconds()
 	if secs <= 0 {
 		secs = 1
 	}
-	before := make(map[uint64]*monitor.Cgroup, len(prev.Cgroups))
-	for i := range prev.Cgroups {
-		before[prev.Cgroups[i].ID] = &prev.Cgroups[i]
+	before := make(map[uint64]*reclaim.Stat, len(prev.Rows))
+	for i := range prev.Rows {
+		before[prev.Rows[i].ID] = &prev.Rows[i].Stat
 	}
-	rows := make([]Row, 0, len(cur.Cgroups))
-	index := map[string]int{}
-	var zero monitor.Cgroup
-	for i := range cur.Cgroups {
-		c := &cur.Cgroups[i]
-		if !filter.Keep(c) {
-			continue
-		}
+	rows := make([]Row, 0, len(cur.Rows))
+	var zero reclaim.Stat
+	for i := range cur.Rows {
+		c := &cur.Rows[i].Stat
 		p, ok := before[c.ID]
 		if !ok || wentBack(p, c) {
 			p = &zero
@@ -58,7 +56,6 @@ func Rates(prev, cur *monitor.Snapshot, filter monitor.Filter) []Row {
 		for b := range h {
 			h[b] -= before[b]
 		}
-		index[c.Path] = len(rows)
 		psi := -1.0
 		if c.Pressure.Read {
 			// A cgroup new since prev counts from its own start, as its reclaim does.
@@ -72,7 +69,7 @@ func Rates(prev, cur *monitor.Snapshot, filter monitor.Filter) []Row {
 		if c.Throttle.Measured {
 			throttle = float64(c.Throttle.DelayNS-min(p.Throttle.DelayNS, c.Throttle.DelayNS)) / 1e9 / secs
 		}
-		rows = append(rows, Row{Path: c.Path, Throttle: throttle, Depth: monitor.Depth(c.Path), Parent: parentIndex(index, c.Path),
+		rows = append(rows, Row{Path: c.Path, Throttle: throttle, Depth: cur.Rows[i].Depth, Parent: cur.Rows[i].Parent,
 			Reclaims: float64(c.Count-p.Count) / secs, Stall: float64(c.DelayNS-p.DelayNS) / 1e9 / secs,
 			Pages: float64(c.Reclaimed-p.Reclaimed) / secs, P99: float64(h.Quantile(0.99)) / 1e9,
 			PSI: psi, OOMKills: c.OOMKills - min(p.OOMKills, c.OOMKills)})
@@ -82,7 +79,7 @@ func Rates(prev, cur *monitor.Snapshot, filter monitor.Filter) []Row {
 
 // wentBack says a counter decreased: the maps were reloaded, or the id was
 // reused. The cgroup then counts from zero.
-func wentBack(prev, cur *monitor.Cgroup) bool {
+func wentBack(prev, cur *reclaim.Stat) bool {
 	if cur.Count < prev.Count || cur.DelayNS < prev.DelayNS || cur.Reclaimed < prev.Reclaimed {
 		return true
 	}
@@ -93,27 +90,4 @@ func wentBack(prev, cur *monitor.Cgroup) bool {
 		}
 	}
 	return false
-}
-
-// parentIndex finds the closest shown ancestor: with --match, a parent may
-// be filtered out while its child is shown.
-func parentIndex(index map[string]int, path string) int {
-	for p := parentPath(path); p != ""; p = parentPath(p) {
-		if i, ok := index[p]; ok {
-			return i
-		}
-	}
-	return -1
-}
-
-func parentPath(p string) string {
-	if p == "/" || p == "" {
-		return ""
-	}
-	for i := len(p) - 1; i > 0; i-- {
-		if p[i] == '/' {
-			return p[:i]
-		}
-	}
-	return "/"
 }

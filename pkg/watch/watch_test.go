@@ -6,32 +6,49 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/cgrstat/cgrstat/pkg/monitor"
+	"github.com/cgrstat/cgrstat/pkg/readout"
 	"github.com/cgrstat/cgrstat/pkg/reclaim"
 )
 
-func stat(id uint64, path string, delayNS, count, pages uint64) monitor.Cgroup {
-	s := monitor.Cgroup{ID: id, Path: path, DelayNS: delayNS, Count: count, Reclaimed: pages}
+func stat(id uint64, path string, delayNS, count, pages uint64) reclaim.Stat {
+	s := reclaim.Stat{ID: id, Path: path, DelayNS: delayNS, Count: count, Reclaimed: pages}
 	s.LimitHist[reclaim.BucketOf(delayNS/max(count, 1))] = count
 	return s
 }
 
-func snapshots() (prev, cur *monitor.Snapshot) {
+// snapshot is a read of stats at at, each row's parent the closest
+// earlier row above it, as the read gives them.
+func snapshot(at time.Time, stats ...reclaim.Stat) *readout.Snapshot {
+	s := &readout.Snapshot{At: at, Cgroups: len(stats)}
+	for i := range stats {
+		r := readout.Row{Stat: stats[i], Parent: -1, Depth: readout.Depth(stats[i].Path)}
+		for j := i - 1; j >= 0; j-- {
+			if p := stats[j].Path; p != r.Path && strings.HasPrefix(r.Path, strings.TrimSuffix(p, "/")+"/") {
+				r.Parent = j
+				break
+			}
+		}
+		s.Rows = append(s.Rows, r)
+	}
+	return s
+}
+
+func snapshots() (prev, cur *readout.Snapshot) {
 	t0 := time.Unix(1000, 0)
-	prev = &monitor.Snapshot{At: t0, Cgroups: []monitor.Cgroup{
+	prev = snapshot(t0,
 		stat(1, "/", 0, 0, 0), stat(2, "/a", 0, 0, 0), stat(3, "/a/x", 0, 0, 0), stat(4, "/b", 0, 0, 0),
 		stat(9, "/gone", 5e9, 5, 5),
-	}}
-	cur = &monitor.Snapshot{At: t0.Add(2 * time.Second), Cgroups: []monitor.Cgroup{
+	)
+	cur = snapshot(t0.Add(2*time.Second),
 		stat(1, "/", 30e6, 30, 3000), stat(2, "/a", 10e6, 10, 1000), stat(3, "/a/x", 10e6, 10, 1000),
 		stat(4, "/b", 20e6, 20, 2000), stat(5, "/b/new", 20e6, 20, 2000),
-	}}
+	)
 	return prev, cur
 }
 
 func TestRates(t *testing.T) {
 	prev, cur := snapshots()
-	rows := Rates(prev, cur, monitor.Filter{Depth: -1})
+	rows := Rates(prev, cur)
 	if len(rows) != 5 {
 		t.Fatalf("%d rows, want 5 (the gone cgroup is not shown)", len(rows))
 	}
@@ -47,15 +64,12 @@ func TestRates(t *testing.T) {
 	if p := rows[0].P99 * 1e9; p < float64(lo) || p >= float64(hi) {
 		t.Errorf("p99 %g ns, want in [%d, %d)", p, lo, hi)
 	}
-	if got := Rates(prev, cur, monitor.Filter{Depth: 1}); len(got) != 3 {
-		t.Errorf("--depth 1: %d rows, want /, /a, /b", len(got))
-	}
 }
 
 func TestRatesCounterWentBack(t *testing.T) {
 	prev, cur := snapshots()
-	prev.Cgroups[3] = stat(4, "/b", 99e9, 99, 99) // more than now: reloaded
-	rows := Rates(prev, cur, monitor.Filter{Depth: -1})
+	prev.Rows[3].Stat = stat(4, "/b", 99e9, 99, 99) // more than now: reloaded
+	rows := Rates(prev, cur)
 	if rows[3].Reclaims != 10 {
 		t.Errorf("after a reload /b counts from zero: %+v", rows[3])
 	}
@@ -63,7 +77,7 @@ func TestRatesCounterWentBack(t *testing.T) {
 
 func TestTreeAndFlat(t *testing.T) {
 	prev, cur := snapshots()
-	rows := Rates(prev, cur, monitor.Filter{Depth: -1})
+	rows := Rates(prev, cur)
 	var names []string
 	for _, r := range Tree(rows, ByStall) {
 		names = append(names, strings.Repeat(".", r.Level)+r.Name)
@@ -83,7 +97,7 @@ func TestTreeAndFlat(t *testing.T) {
 
 func TestWriteFitsTheView(t *testing.T) {
 	prev, cur := snapshots()
-	rows := Rates(prev, cur, monitor.Filter{Depth: -1})
+	rows := Rates(prev, cur)
 	var b strings.Builder
 	if err := Write(&b, View{Sort: ByStall, Tree: true, Interval: time.Second, Width: 40, Height: 4}, cur, rows, TextEOL); err != nil {
 		t.Fatal(err)
@@ -128,7 +142,7 @@ func TestWriteNarrowFlat(t *testing.T) {
 		rows = append(rows, Row{Path: "/process_api/18f43c0f2d606e7a9741858f2d2c9320/test/" + leaf, Parent: -1, Stall: 0.01, Reclaims: 1})
 	}
 	var b strings.Builder
-	cur := &monitor.Snapshot{At: time.Unix(1000, 0)}
+	cur := &readout.Snapshot{At: time.Unix(1000, 0)}
 	if err := Write(&b, View{Sort: ByPath, Interval: time.Second, Width: 87}, cur, rows, TextEOL); err != nil {
 		t.Fatal(err)
 	}
@@ -170,7 +184,7 @@ func TestWriteEscapesNames(t *testing.T) {
 		{Path: "/top", Parent: -1, Stall: 0.01},
 		{Path: "/top/a\x1b[2J\x1b[31mb", Parent: 0, Stall: 0.01},
 	}
-	cur := &monitor.Snapshot{At: time.Unix(1000, 0)}
+	cur := &readout.Snapshot{At: time.Unix(1000, 0)}
 	for _, tree := range []bool{true, false} {
 		var b strings.Builder
 		if err := Write(&b, View{Sort: ByPath, Tree: tree, Interval: time.Second, Width: 120}, cur, rows, RawEOL); err != nil {
@@ -188,9 +202,8 @@ func TestWriteEscapesNames(t *testing.T) {
 func TestShortNames(t *testing.T) {
 	pod := "/kubepods/burstable/pod0b3c9a5e-8f2d-4c1e-9a7b-2d4e6f8a1c3b"
 	ctr := pod + "/crio-3f9c2a1b6d8e4f70a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718"
-	snap := &monitor.Snapshot{At: time.Unix(1000, 0), Cgroups: []monitor.Cgroup{
-		stat(1, "/kubepods", 0, 0, 0), stat(2, pod, 0, 0, 0), stat(3, ctr, 0, 0, 0)}}
-	rows := Rates(snap, snap, monitor.Filter{Depth: -1})
+	snap := snapshot(time.Unix(1000, 0), stat(1, "/kubepods", 0, 0, 0), stat(2, pod, 0, 0, 0), stat(3, ctr, 0, 0, 0))
+	rows := Rates(snap, snap)
 	var names []string
 	for _, r := range Tree(rows, ByPath) {
 		names = append(names, strings.Repeat(".", r.Level)+r.Name)
@@ -212,10 +225,10 @@ func TestShortNames(t *testing.T) {
 // as columns and sort.
 func TestRatesPressureAndOOM(t *testing.T) {
 	prev, cur := snapshots()
-	prev.Cgroups[1].Pressure = reclaim.Pressure{Read: true, SomeNS: 1e9}
-	cur.Cgroups[1].Pressure = reclaim.Pressure{Read: true, SomeNS: 1.5e9} // /a: 0.5 s in 2 s
-	prev.Cgroups[3].OOMKills, cur.Cgroups[3].OOMKills = 1, 3              // /b: 2 kills
-	rows := Rates(prev, cur, monitor.Filter{Depth: -1})
+	prev.Rows[1].Pressure = reclaim.Pressure{Read: true, SomeNS: 1e9}
+	cur.Rows[1].Pressure = reclaim.Pressure{Read: true, SomeNS: 1.5e9} // /a: 0.5 s in 2 s
+	prev.Rows[3].OOMKills, cur.Rows[3].OOMKills = 1, 3                 // /b: 2 kills
+	rows := Rates(prev, cur)
 	if a, b := rows[1], rows[3]; a.PSI != 0.25 || b.PSI != -1 || b.OOMKills != 2 || a.OOMKills != 0 {
 		t.Errorf("/a: PSI %g, OOM %d; /b: PSI %g, OOM %d; want 0.25, 0, -1, 2", a.PSI, a.OOMKills, b.PSI, b.OOMKills)
 	}
@@ -240,13 +253,13 @@ func TestRatesPressureAndOOM(t *testing.T) {
 // sort key.
 func TestRatesThrottle(t *testing.T) {
 	prev, cur := snapshots()
-	for _, s := range []*monitor.Snapshot{prev, cur} {
-		for i := range s.Cgroups {
-			s.Cgroups[i].Throttle.Measured = s.Cgroups[i].Path != "/b"
+	for _, s := range []*readout.Snapshot{prev, cur} {
+		for i := range s.Rows {
+			s.Rows[i].Throttle.Measured = s.Rows[i].Path != "/b"
 		}
 	}
-	prev.Cgroups[1].Throttle.DelayNS, cur.Cgroups[1].Throttle.DelayNS = 1e9, 1.2e9 // /a: 0.2 s in 2 s
-	rows := Rates(prev, cur, monitor.Filter{Depth: -1})
+	prev.Rows[1].Throttle.DelayNS, cur.Rows[1].Throttle.DelayNS = 1e9, 1.2e9 // /a: 0.2 s in 2 s
+	rows := Rates(prev, cur)
 	if a, b := rows[1], rows[3]; a.Throttle != 0.1 || b.Throttle != -1 {
 		t.Errorf("/a throttle %g, /b %g; want 0.1, -1", a.Throttle, b.Throttle)
 	}

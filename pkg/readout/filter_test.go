@@ -1,4 +1,4 @@
-package monitor
+package readout
 
 import (
 	"regexp"
@@ -59,7 +59,7 @@ func TestFilter(t *testing.T) {
 	)
 	for _, c := range cases {
 		for i, p := range paths {
-			if got := c.f.Keep(&Cgroup{Path: p}); got != c.want[i] {
+			if got := c.f.keep(p, Depth(p)); got != c.want[i] {
 				t.Errorf("%+v keeps %s: %v, want %v", c.f, p, got, c.want[i])
 			}
 		}

@@ -1,4 +1,4 @@
-package monitor
+package readout
 
 import (
 	"regexp"
@@ -25,15 +25,19 @@ type Filter struct {
 	Select identity.Selector
 }
 
-// Keep reports whether c passes the filter.
-func (f Filter) Keep(c *Cgroup) bool {
-	if f.Depth >= 0 && Depth(c.Path) > f.Depth {
+// keep reports whether the cgroup at path, depth components below the
+// root, passes the filter; a nil filter keeps every cgroup.
+func (f *Filter) keep(path string, depth int) bool {
+	if f == nil {
+		return true
+	}
+	if f.Depth >= 0 && depth > f.Depth {
 		return false
 	}
 	if f.Select != nil {
-		if id, ok := identity.Parse(c.Path); !f.Select.Match(id, ok) {
+		if id, ok := identity.Parse(path); !f.Select.Match(id, ok) {
 			return false
 		}
 	}
-	return f.Match == nil || f.Match.MatchString(c.Path)
+	return f.Match == nil || f.Match.MatchString(path)
 }

@@ -1,6 +1,6 @@
-// Package reclaim reads the reclaim statistics of cgroups: one cgroup
-// through its iterator (which flushes first), or whole subtrees from one
-// consistent copy of the stats map.
+// Package reclaim is the model of one cgroup's reclaim statistics (Stat):
+// what the BPF side's counters mean, how a stat file prints them and how
+// JSON carries them. Reading them from a load is package readout's.
 package reclaim
 
 import (
@@ -10,13 +10,7 @@ import (
 	"os"
 	"strings"
 
-	"github.com/cilium/ebpf"
-
 	"github.com/cgrstat/cgrstat/bpf"
-	"github.com/cgrstat/cgrstat/internal/cgroupiter"
-	"github.com/cgrstat/cgrstat/pkg/cgroup"
-	"github.com/cgrstat/cgrstat/pkg/loader"
-	"github.com/cgrstat/cgrstat/pkg/pin"
 )
 
 // FromCounters is the Stat of a cgroup whose hierarchical counters, as the
@@ -150,17 +144,6 @@ func parseHist(s string, h *[106]uint64) error {
 	return nil
 }
 
-// Flush flushes c's subtree and returns c's stat, read through a fresh iterator.
-func Flush(p *loader.Pinned, c cgroup.Cgroup) (Stat, error) {
-	b, err := cgroupiter.ReadOnce(p.Dump, c, pin.OrderFor(p.Record.Flush))
-	if err != nil {
-		return Stat{}, err
-	}
-	s, err := ParseStat(string(b))
-	s.Path = c.Rel
-	return s, err
-}
-
 // ReadFile reads and parses a pinned stat file, as cat would.
 func ReadFile(path string) (Stat, error) {
 	b, err := os.ReadFile(path)
@@ -168,91 +151,6 @@ func ReadFile(path string) (Stat, error) {
 		return Stat{}, fmt.Errorf("reading stat file: %w", err)
 	}
 	return ParseStat(string(b))
-}
-
-// Read returns the freshly flushed stats of each cgroup in cgs, and with all
-// of every cgroup below them too, parents before children.
-func Read(p *loader.Pinned, cgs []cgroup.Cgroup, all bool) ([]Stat, error) {
-	var out []Stat
-	for _, c := range cgs {
-		if !all {
-			s, err := Flush(p, c)
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, s)
-			continue
-		}
-		below, err := Subtree(p, c)
-		if err != nil {
-			return nil, err
-		}
-		if out == nil { // one tree, as serve reads: no copy of ~2 KiB per cgroup
-			out = below
-			continue
-		}
-		out = append(out, below...)
-	}
-	return out, nil
-}
-
-// Subtree returns the stats of c and every cgroup below it from one
-// consistent copy of the map (see bpf/cgrstat.c): a cgroup's value is its
-// total plus the pending of every cgroup of its subtree, so that no flush
-// is needed and every parent is exactly its own reclaim plus its children's.
-func Subtree(p *loader.Pinned, c cgroup.Cgroup) ([]Stat, error) {
-	members, err := Members(p, c)
-	if err != nil {
-		return nil, err
-	}
-	entries, err := Snapshot(p)
-	if err != nil {
-		return nil, err
-	}
-	out := hierarchical(members, entries, p.Record.CgroupVersion == 1)
-	for i := range out {
-		out[i].Throttle.Measured = p.Record.Throttle
-	}
-	return out, nil
-}
-
-// hierarchical computes each member's value; members come parents first.
-// Most cgroups of a big tree have no entry: they cost no counter arithmetic.
-func hierarchical(members []Member, entries map[uint64]*bpf.CgrstatCgstat, v1 bool) []Stat {
-	index := make(map[uint64]int, len(members))
-	for i, m := range members {
-		index[m.ID] = i
-	}
-	// pending[i]: the pending counters of i's subtree, nil where there are none.
-	pending := make([]*bpf.CgrstatCounters, len(members))
-	add := func(i int, c *bpf.CgrstatCounters) {
-		if pending[i] == nil {
-			pending[i] = &bpf.CgrstatCounters{}
-		}
-		Add(pending[i], c)
-	}
-	// Children after parents: summing backwards folds each subtree into its top.
-	for i := len(members) - 1; i >= 0; i-- {
-		if e := entries[members[i].ID]; e != nil && e.Pending != (bpf.CgrstatCounters{}) {
-			add(i, &e.Pending)
-		}
-		if j, ok := index[members[i].Parent]; ok && i > 0 && pending[i] != nil {
-			add(j, pending[i])
-		}
-	}
-	out := make([]Stat, len(members))
-	for i, m := range members {
-		var v bpf.CgrstatCounters
-		if e := entries[m.ID]; e != nil {
-			v = e.Total
-		}
-		if pending[i] != nil {
-			Add(&v, pending[i])
-		}
-		out[i] = FromCounters(m.ID, m.Path, &v)
-		out[i].figures(&m.Figures, v1)
-	}
-	return out
 }
 
 // Add adds b to a field by field, as the BPF flush does (maxima are maxima).
@@ -272,101 +170,4 @@ func Add(a, b *bpf.CgrstatCounters) {
 		a.ProactiveHist[i] += b.ProactiveHist[i]
 	}
 	a.MaxDelayNs = max(a.MaxDelayNs, b.MaxDelayNs)
-}
-
-// snapshotTries bounds the retries of Snapshot. A flush step takes
-// microseconds and a copy of the map milliseconds, so a retry is rare even
-// with flushes running; 100 in a row mean something flushes without pause.
-const snapshotTries = 100
-
-// ErrMoving: flushes ran during every try to copy the map.
-var ErrMoving = errors.New("the stats kept moving: no consistent copy of the map")
-
-// Snapshot copies every entry of the stats map while no flush step ran:
-// it reads the finished flush steps, the map, then the begun ones, and
-// tries again unless they are equal.
-func Snapshot(p *loader.Pinned) (map[uint64]*bpf.CgrstatCgstat, error) {
-	var keys []uint64
-	var vals []bpf.CgrstatCgstat
-	for try := 0; try < snapshotTries; try++ {
-		before, err := readSeq(p.Seq)
-		if err != nil {
-			return nil, err
-		}
-		var n int
-		keys, vals, n, err = readAll(p.Stats, keys, vals)
-		if err != nil {
-			return nil, err
-		}
-		after, err := readSeq(p.Seq)
-		if err != nil {
-			return nil, err
-		}
-		if after.Begun != before.Done {
-			continue
-		}
-		out := make(map[uint64]*bpf.CgrstatCgstat, n)
-		for i := 0; i < n; i++ {
-			out[keys[i]] = &vals[i]
-		}
-		return out, nil
-	}
-	return nil, ErrMoving
-}
-
-func readSeq(m *ebpf.Map) (bpf.CgrstatFlushSeq, error) {
-	var s bpf.CgrstatFlushSeq
-	if err := m.Lookup(uint32(0), &s); err != nil {
-		return s, fmt.Errorf("reading the flush sequence: %w", err)
-	}
-	return s, nil
-}
-
-// batchSize is large enough that a hash bucket always fits.
-const batchSize = 256
-
-// readAll reads the whole map in batches into keys and vals, grown as
-// needed (entries are 3.7 KB: a read sized for max_entries would allocate
-// tens of MB for a map that holds a few cgroups).
-func readAll(m *ebpf.Map, keys []uint64, vals []bpf.CgrstatCgstat) ([]uint64, []bpf.CgrstatCgstat, int, error) {
-	var cursor ebpf.MapBatchCursor
-	got := 0
-	for {
-		// Room for a whole batch: a batch needs room for a whole hash bucket.
-		if len(keys) < got+batchSize {
-			keys = append(keys, make([]uint64, got+batchSize-len(keys))...)
-			vals = append(vals, make([]bpf.CgrstatCgstat, got+batchSize-len(vals))...)
-		}
-		n, err := m.BatchLookup(&cursor, keys[got:got+batchSize], vals[got:got+batchSize], nil)
-		got += n
-		if errors.Is(err, ebpf.ErrKeyNotExist) {
-			return keys, vals, got, nil
-		}
-		if err != nil {
-			return keys, vals, 0, fmt.Errorf("reading the stats map: %w", err)
-		}
-	}
-}
-
-// Collector flushes through a load; stress uses it for the scratch
-// cgroups it makes and removes.
-type Collector struct{ P *loader.Pinned }
-
-// Flush flushes c's subtree.
-func (c Collector) Flush(cg cgroup.Cgroup) error {
-	_, err := Flush(c.P, cg)
-	return err
-}
-
-// Forget has nothing to do: the BPF side hands a removed cgroup's reclaim
-// to its parent at rmdir and deletes its entry when the kernel releases it.
-func (c Collector) Forget([]uint64) error { return nil }
-
-// Notes is what a read has to say beside the numbers.
-type Notes struct {
-	// Lost is set when the BPF side could not record everything: the
-	// numbers are then lower bounds.
-	Lost *loader.Lost `json:"lost,omitempty"`
-	// Stale are cgroups whose stat files were skipped: they were removed.
-	Stale []string `json:"stale_stat_files,omitempty"`
 }

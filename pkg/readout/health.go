@@ -1,4 +1,4 @@
-package loader
+package readout
 
 import (
 	"encoding/binary"
@@ -8,6 +8,7 @@ import (
 	"github.com/cilium/ebpf"
 
 	"github.com/cgrstat/cgrstat/bpf"
+	"github.com/cgrstat/cgrstat/pkg/loader"
 )
 
 // Fill is how full the per-cgroup map is.
@@ -46,26 +47,15 @@ type Memory struct {
 	AtMost       uint64 `json:"at_most_bytes"` // Preallocated + max entries x PerCgroup
 }
 
-// Usage is the live state of the maps of a load.
-type Usage struct {
-	Stats  Fill   `json:"stats"`
-	Memory Memory `json:"memory"`
-	Lost   Lost   `json:"lost"`
-	// WalkHoldsCgroupMutex: in walk mode every read walks its subtree with
-	// the kernel's cgroup_mutex held, which blocks mkdir, rmdir and task
-	// moves on the whole host meanwhile.
-	WalkHoldsCgroupMutex bool `json:"walk_holds_cgroup_mutex"`
-}
-
 // Status is what a pin path holds: whether it is loaded, with what, how
 // full the maps are, and which cgroups have stat files.
 type Status struct {
-	Loaded    bool     `json:"loaded"`
-	PinPath   string   `json:"pin_path"`
-	Kernel    string   `json:"kernel"`
-	Record    *Record  `json:"load,omitempty"`
-	Usage     *Usage   `json:"maps,omitempty"`
-	StatFiles []string `json:"stat_files"`
+	Loaded    bool           `json:"loaded"`
+	PinPath   string         `json:"pin_path"`
+	Kernel    string         `json:"kernel"`
+	Record    *loader.Record `json:"load,omitempty"`
+	Health    *Health        `json:"maps,omitempty"`
+	StatFiles []string       `json:"stat_files"`
 	// Stale are stat files whose cgroup was removed.
 	Stale []string `json:"stale_stat_files"`
 }
@@ -73,9 +63,9 @@ type Status struct {
 // ReadStatus reports on the pin path; a pin path with no load is a Status
 // with Loaded false, not an error.
 func ReadStatus(pinPath string) (*Status, error) {
-	st := &Status{PinPath: pinPath, Kernel: KernelRelease(), StatFiles: []string{}, Stale: []string{}}
+	st := &Status{PinPath: pinPath, Kernel: loader.KernelRelease(), StatFiles: []string{}, Stale: []string{}}
 	p, err := Open(pinPath)
-	if errors.Is(err, ErrNotLoaded) {
+	if errors.Is(err, loader.ErrNotLoaded) {
 		return st, nil
 	}
 	if err != nil {
@@ -83,10 +73,12 @@ func ReadStatus(pinPath string) (*Status, error) {
 	}
 	defer p.Close()
 	st.Loaded, st.Record = true, p.Record
-	if st.Usage, err = p.Usage(); err != nil {
+	snap, err := p.Snapshot(Query{Fill: true})
+	if err != nil {
 		return nil, err
 	}
-	files, err := p.Dir.Pinned()
+	st.Health = &snap.Health
+	files, err := p.Dir.StatFileCgroups()
 	if err != nil {
 		return nil, err
 	}
@@ -99,26 +91,37 @@ func ReadStatus(pinPath string) (*Status, error) {
 	return st, nil
 }
 
-// Usage reads map fill, memory and the lost counters.
-func (p *Pinned) Usage() (*Usage, error) {
-	u := Usage{WalkHoldsCgroupMutex: p.Record.Flush == Walk}
+// health reads the lost counters, and the map's fill: entries when a copy
+// counted them, else by walking its keys if fill asks for it.
+func (h *Handle) health(entries int, fill bool) (Health, error) {
+	hl := Health{Flush: h.Record.Flush, WalkHoldsCgroupMutex: h.Record.Flush == loader.Walk,
+		Throttle: h.Record.Throttle, ThrottleRefused: h.Record.ThrottleRefused}
 	var err error
-	if u.Stats, err = fill(p.Stats); err != nil {
-		return nil, err
+	switch {
+	case entries >= 0:
+		hl.Stats = Fill{Entries: entries, MaxEntries: h.stats.MaxEntries()}
+	case fill:
+		if hl.Stats, err = countEntries(h.stats); err != nil {
+			return hl, err
+		}
 	}
-	cpus, err := ebpf.PossibleCPU()
-	if err != nil {
-		return nil, err
+	if entries >= 0 || fill {
+		hl.Memory = h.memory(hl.Stats.Entries)
 	}
-	u.Memory = MemoryOf(p.Stats.ValueSize(), p.Nodes.ValueSize(), p.Stats.MaxEntries(), u.Stats.Entries, cpus)
-	if u.Lost, err = p.LostCounts(); err != nil {
-		return nil, err
+	if hl.Lost, err = h.LostCounts(); err != nil {
+		return hl, err
 	}
-	return &u, nil
+	return hl, nil
+}
+
+// memory is what the maps take with entries in the stats map.
+func (h *Handle) memory(entries int) Memory {
+	cpus, _ := ebpf.PossibleCPU()
+	return MemoryOf(h.stats.ValueSize(), h.chunks.ValueSize(), h.stats.MaxEntries(), entries, cpus)
 }
 
 // LostCounts reads the lost counters.
-func (p *Pinned) LostCounts() (Lost, error) {
+func (h *Handle) LostCounts() (Lost, error) {
 	var l Lost
 	counters := map[bpf.CgrstatLostCounter]*uint64{
 		bpf.CgrstatLostCounterLOST_EVENT:   &l.Events,
@@ -128,7 +131,7 @@ func (p *Pinned) LostCounts() (Lost, error) {
 	}
 	for key, c := range counters {
 		var err error
-		if *c, err = sumPerCPU(p.Lost, key); err != nil {
+		if *c, err = sumPerCPU(h.lost, key); err != nil {
 			return Lost{}, err
 		}
 	}
@@ -148,8 +151,8 @@ const (
 
 // Value sizes of the stats and tree maps, for MemoryOf without a load.
 var (
-	StatBytes     = uint32(binary.Size(bpf.CgrstatCgstat{}))
-	TreeNodeBytes = uint32(binary.Size(bpf.CgrstatTreeNode{}))
+	StatBytes      = uint32(binary.Size(bpf.CgrstatCgstat{}))
+	TreeChunkBytes = uint32(binary.Size(bpf.CgrstatTreeChunk{}))
 
 	printCopyBytes = uint64(htabElemHeader + 8 + binary.Size(bpf.CgrstatCounters{}))
 	// per CPU: the lost counters, and the print copies' spare element
@@ -157,14 +160,22 @@ var (
 )
 
 // MemoryOf computes what the maps take: stats entries are allocated one by
-// one (BPF_F_NO_PREALLOC) from the kernel's size classes; the tree map, the
-// sessions, the stat-file readers' print copies and the small maps are
-// preallocated at load. Per CPU there are only the lost counters and a
-// spare print copy.
-func MemoryOf(statBytes, nodeBytes, maxEntries uint32, entries, cpus int) Memory {
+// one (BPF_F_NO_PREALLOC) from the kernel's size classes; the sessions, the
+// stat-file readers' print copies, an empty tree chunk and the small maps
+// are preallocated at load. Per CPU there are only the lost counters and a
+// spare print copy. Not counted: the tree walk's chunks (one 4 KiB
+// allocation per about 45 cgroups walked, kept for the next walk).
+func MemoryOf(statBytes, chunkBytes, maxEntries uint32, entries, cpus int) Memory {
 	per := sizeClass(uint64(htabElemHeader + 8 + roundUp8(statBytes) + memAllocHeader))
-	pre := uint64(maxEntries)*uint64(roundUp8(nodeBytes)) + sessionsSlots*sessionBytes + printCopies*printCopyBytes + infoBytes + uint64(cpus)*perCPUBytes
+	pre := uint64(roundUp8(chunkBytes)) + sessionsSlots*sessionBytes + printCopies*printCopyBytes + infoBytes + uint64(cpus)*perCPUBytes
 	return Memory{Preallocated: pre, PerCgroup: per, Used: pre + uint64(entries)*per, AtMost: pre + uint64(maxEntries)*per}
+}
+
+// MemoryFor is what the maps of a load of up to maxCgroups take before
+// any cgroup reclaims, on this machine's CPUs.
+func MemoryFor(maxCgroups uint32) Memory {
+	cpus, _ := ebpf.PossibleCPU()
+	return MemoryOf(StatBytes, TreeChunkBytes, maxCgroups, 0, cpus)
 }
 
 func roundUp8(n uint32) uint32 { return (n + 7) &^ 7 }
@@ -179,8 +190,8 @@ func sizeClass(n uint64) uint64 {
 	return (n + 4095) &^ 4095
 }
 
-// fill walks the keys only: values are large.
-func fill(m *ebpf.Map) (Fill, error) {
+// countEntries walks the keys only: values are large.
+func countEntries(m *ebpf.Map) (Fill, error) {
 	f := Fill{MaxEntries: m.MaxEntries()}
 	var prev any // nil asks for the first key
 	for {

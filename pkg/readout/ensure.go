@@ -1,8 +1,10 @@
-package loader
+package readout
 
 import (
 	"errors"
 	"fmt"
+
+	"github.com/cgrstat/cgrstat/pkg/loader"
 )
 
 // ErrOtherMode: the pin path holds a load in another flush mode than asked for.
@@ -11,25 +13,25 @@ var ErrOtherMode = errors.New("loaded in another flush mode")
 // Ensure opens the load at opts.PinPath, loading first if nothing is loaded
 // there. loaded says whether it did, so that the caller unloads only what it
 // loaded. A load in another flush mode than a specific opts.Flush is refused.
-func Ensure(opts Options) (p *Pinned, loaded bool, err error) {
-	rec, err := Load(opts)
+func Ensure(opts loader.Options) (h *Handle, loaded bool, err error) {
+	rec, err := loader.Load(opts)
 	loaded = err == nil
 	// Other options than the load's: the mode is said below; a size asked
 	// for (MaxCgroups) is refused as Load refuses it.
-	var differs *DiffersError
+	var differs *loader.DiffersError
 	if errors.As(err, &differs) && (opts.MaxCgroups == 0 || opts.MaxCgroups == differs.Loaded.MaxCgroups) {
-		rec, err = differs.Loaded, ErrLoaded
+		rec, err = differs.Loaded, loader.ErrLoaded
 	}
-	if err != nil && !errors.Is(err, ErrLoaded) {
+	if err != nil && !errors.Is(err, loader.ErrLoaded) {
 		return nil, false, err
 	}
-	if !loaded && opts.Flush != Auto && opts.Flush != "" && rec.Flush != opts.Flush {
+	if !loaded && opts.Flush != loader.Auto && opts.Flush != "" && rec.Flush != opts.Flush {
 		return nil, false, fmt.Errorf("%w: at %s with flush mode %s, not %s: unload first, or use another --pin-path",
 			ErrOtherMode, opts.PinPath, rec.Flush, opts.Flush)
 	}
-	p, err = Open(opts.PinPath)
+	h, err = Open(opts.PinPath)
 	if err != nil && loaded {
-		_, _ = Unload(opts.PinPath)
+		_, _ = loader.Unload(opts.PinPath)
 	}
-	return p, loaded, err
+	return h, loaded, err
 }

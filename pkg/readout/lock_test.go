@@ -1,4 +1,4 @@
-package loader
+package readout
 
 import (
 	"context"
@@ -57,5 +57,49 @@ func TestLockExcludesWhileFilesComeAndGo(t *testing.T) {
 	t.Logf("%d rounds", rounds.Load())
 	if _, err := os.Lstat(LockFile(pinPath)); err == nil {
 		t.Errorf("lock file %s left for a pin path that holds no load", LockFile(pinPath))
+	}
+}
+
+// TestWalkLockExcludesAndLeavesNothing: walks are one at a time, through
+// a lock file of the same kind as the pin path's, which the last walk
+// removes; it never excludes the pin path's own lock.
+func TestWalkLockExcludesAndLeavesNothing(t *testing.T) {
+	old := LockDir
+	LockDir = t.TempDir()
+	t.Cleanup(func() { LockDir = old })
+	pinPath := filepath.Join(t.TempDir(), "loaded")
+	shared, err := Lock(context.Background(), pinPath, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var walking, walks atomic.Int64
+	var wg sync.WaitGroup
+	for g := 0; g < 4; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 50; i++ {
+				unlock, err := lockWalk(pinPath)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if walking.Add(1) != 1 {
+					t.Error("two walks at once")
+				}
+				time.Sleep(50 * time.Microsecond)
+				walking.Add(-1)
+				walks.Add(1)
+				unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	shared()
+	if walks.Load() != 200 {
+		t.Errorf("%d walks, want 200", walks.Load())
+	}
+	if left, _ := os.ReadDir(LockDir); len(left) != 0 {
+		t.Errorf("lock files left: %v", left)
 	}
 }

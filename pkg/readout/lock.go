@@ -1,4 +1,4 @@
-package loader
+package readout
 
 import (
 	"context"
@@ -8,10 +8,21 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/cgrstat/cgrstat/pkg/loader"
 )
+
+// A pin path has two locks, both lock files in LockDir taken the one way
+// (lockFile), here:
+//   - Lock: the pin path's lock, exclusive for commands that change what is
+//     pinned there, shared for those that only read. A file outside the
+//     pin path, since the pin path does not exist before a load.
+//   - lockWalk: tree walks, which all write the tree map from slot 0, one
+//     at a time; readers that hold Lock shared walk in turn.
 
 // LockDir holds one lock file per pin path: outside bpffs, which holds no
 // regular files. A lock file exists while its pin path holds a load or is
@@ -34,13 +45,31 @@ var LockDir = "/run/cgrstat"
 // need be. Every holder that Lock returns to therefore holds the file that
 // the name leads to, and two of them conflict as flock says.
 func Lock(ctx context.Context, pinPath string, exclusive bool) (unlock func(), err error) {
-	if err := os.MkdirAll(LockDir, 0o700); err != nil {
-		return nil, fmt.Errorf("creating lock directory: %w", err)
-	}
-	path := LockFile(pinPath)
 	how := unix.LOCK_SH
 	if exclusive {
 		how = unix.LOCK_EX
+	}
+	// A lock file is left only for a load (or a load in progress, whose
+	// loader holds the lock exclusively meanwhile).
+	noLoad := func() bool {
+		_, err := loader.PinDir(pinPath).Record()
+		return err != nil
+	}
+	return lockFile(ctx, LockFile(pinPath), how, noLoad)
+}
+
+// lockWalk serializes tree walks at pinPath (see above). Its file exists
+// only while a walk runs or waits: each holder removes it when it can.
+func lockWalk(pinPath string) (unlock func(), err error) {
+	return lockFile(context.Background(), walkLockFile(pinPath), unix.LOCK_EX, func() bool { return true })
+}
+
+// lockFile takes the lock how on the file at path (see Lock for why that
+// is safe while files are removed); unlocking removes the file when remove
+// says so and no one else holds it.
+func lockFile(ctx context.Context, path string, how int, remove func() bool) (unlock func(), err error) {
+	if err := os.MkdirAll(LockDir, 0o700); err != nil {
+		return nil, fmt.Errorf("creating lock directory: %w", err)
 	}
 	for {
 		fd, err := unix.Open(path, unix.O_RDWR|unix.O_CREAT|unix.O_CLOEXEC, 0o600)
@@ -52,14 +81,24 @@ func Lock(ctx context.Context, pinPath string, exclusive bool) (unlock func(), e
 			return nil, fmt.Errorf("locking %s: %w", path, err)
 		}
 		if named(fd, path) {
-			return func() { release(fd, pinPath, path) }, nil
+			return func() { release(fd, path, remove) }, nil
 		}
 		unix.Close(fd) // unlinked while we waited: lock the file there now
 	}
 }
 
-// flock takes the lock how on fd, waiting until ctx ends.
+// flock takes the lock how on fd, waiting until ctx ends. A context that
+// never ends waits in the kernel: a contended walk lock is then taken as
+// soon as it is free, not at the next poll.
 func flock(ctx context.Context, fd, how int) error {
+	if ctx.Done() == nil {
+		for {
+			err := unix.Flock(fd, how)
+			if !errors.Is(err, unix.EINTR) {
+				return err
+			}
+		}
+	}
 	for {
 		err := unix.Flock(fd, how|unix.LOCK_NB)
 		if err == nil {
@@ -82,19 +121,15 @@ func named(fd int, path string) bool {
 	return unix.Fstat(fd, &open) == nil && unix.Stat(path, &now) == nil && open.Dev == now.Dev && open.Ino == now.Ino
 }
 
-// release drops the lock, first removing the lock file if the pin path
-// holds no load: a lock file is left only for a load (or a load in
-// progress, whose loader holds the lock exclusively meanwhile). Only an
-// exclusive holder unlinks (see Lock): a shared holder tries to convert
-// without waiting, which fails while anyone else holds the lock; the last
-// holder to release then succeeds. (A failed conversion drops the lock, which
-// release is about to do anyway.) A killed command leaves its lock file
-// until the next command on that pin path releases it.
-func release(fd int, pinPath, path string) {
-	if unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB) == nil {
-		if _, err := PinDir(pinPath).Record(); err != nil {
-			_ = unix.Unlink(path)
-		}
+// release drops the lock, first removing the lock file if remove says so.
+// Only an exclusive holder unlinks (see Lock): a shared holder tries to
+// convert without waiting, which fails while anyone else holds the lock;
+// the last holder to release then succeeds. (A failed conversion drops the
+// lock, which release is about to do anyway.) A killed command leaves its
+// lock file until the next command on that pin path releases it.
+func release(fd int, path string, remove func() bool) {
+	if unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB) == nil && remove() {
+		_ = unix.Unlink(path)
 	}
 	unix.Close(fd)
 }
@@ -112,4 +147,9 @@ func LockFile(pinPath string) string {
 		base = base[:64]
 	}
 	return filepath.Join(LockDir, base+"-"+hex.EncodeToString(sum[:8])+".lock")
+}
+
+// walkLockFile names the walk lock of pinPath, beside its lock file.
+func walkLockFile(pinPath string) string {
+	return strings.TrimSuffix(LockFile(pinPath), ".lock") + ".walk.lock"
 }

@@ -1,0 +1,194 @@
+package readout
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/cilium/ebpf"
+
+	"github.com/cgrstat/cgrstat/bpf"
+	"github.com/cgrstat/cgrstat/internal/cgroupiter"
+	"github.com/cgrstat/cgrstat/pkg/cgroup"
+	"github.com/cgrstat/cgrstat/pkg/reclaim"
+)
+
+// ReadOne flushes c's subtree and returns c's stat, read through a fresh
+// iterator, as cat of its stat file would.
+func (h *Handle) ReadOne(c cgroup.Cgroup) (reclaim.Stat, error) {
+	b, err := cgroupiter.ReadOnce(h.dump, c, OrderFor(h.Record.Flush))
+	if err != nil {
+		return reclaim.Stat{}, err
+	}
+	s, err := reclaim.ParseStat(string(b))
+	s.Path = c.Rel
+	return s, err
+}
+
+// copyRows makes one consistent copy of the stats map and appends to s
+// the rows of every walked tree that f keeps; it returns the map's entries.
+func (h *Handle) copyRows(s *Snapshot, trees [][]Member, f *Filter) (entries int, err error) {
+	if len(trees) == 0 {
+		return -1, nil
+	}
+	copied, err := h.CopyStats()
+	if err != nil {
+		return 0, err
+	}
+	from := len(s.Rows)
+	for _, members := range trees {
+		s.Cgroups += len(members)
+		s.Rows = hierarchical(s.Rows, members, copied, h.Record.CgroupVersion == 1, f)
+	}
+	// A stat file says whether the throttle is measured; the map copy
+	// does not, the load's record does.
+	for i := from; i < len(s.Rows); i++ {
+		s.Rows[i].Throttle.Measured = h.Record.Throttle
+	}
+	return len(copied), nil
+}
+
+// hierarchical appends to rows the members that f keeps, each with its
+// value: a cgroup's value is its total plus the pending of every cgroup of
+// its subtree (see bpf/cgrstat.c), so that no flush is needed and every
+// parent is exactly its own reclaim plus its children's. Members come
+// parents first. Most cgroups of a big tree have no entry: they cost no
+// counter arithmetic, and those the filter drops no Stat either.
+func hierarchical(rows []Row, members []Member, entries map[uint64]*bpf.CgrstatCgstat, v1 bool, f *Filter) []Row {
+	// pending[i]: the pending counters of i's subtree, nil where there are none.
+	pending := make([]*bpf.CgrstatCounters, len(members))
+	add := func(i int, c *bpf.CgrstatCounters) {
+		if pending[i] == nil {
+			pending[i] = &bpf.CgrstatCounters{}
+		}
+		reclaim.Add(pending[i], c)
+	}
+	// Children after parents: summing backwards folds each subtree into its top.
+	for i := len(members) - 1; i >= 0; i-- {
+		if e := entries[members[i].ID]; e != nil && e.Pending != (bpf.CgrstatCounters{}) {
+			add(i, &e.Pending)
+		}
+		if up := members[i].Up; up >= 0 && pending[i] != nil {
+			add(up, pending[i])
+		}
+	}
+	// Room for every member at once: a row is 2.7 KB, and growing the
+	// slice copied and faulted in 10,000 rows several times.
+	rows = slices.Grow(rows, len(members))
+	// The top's parent is the closest earlier row above it: with several
+	// CGROUP arguments, a tree below another's top reads as below it.
+	outer := -1
+	for j := len(rows) - 1; j >= 0 && len(members) > 0; j-- {
+		if below(members[0].Path, rows[j].Path) {
+			outer = j
+			break
+		}
+	}
+	// shown[i]: the row of member i, or of its closest ancestor kept; outer for none.
+	shown := make([]int, len(members))
+	for i := range members {
+		m := &members[i]
+		parent := outer
+		if m.Up >= 0 {
+			parent = shown[m.Up]
+		}
+		shown[i] = parent
+		if !f.keep(m.Path, m.Depth) {
+			continue
+		}
+		var v bpf.CgrstatCounters
+		if e := entries[m.ID]; e != nil {
+			v = e.Total
+		}
+		if pending[i] != nil {
+			reclaim.Add(&v, pending[i])
+		}
+		shown[i] = len(rows)
+		rows = append(rows, Row{Parent: parent, Depth: m.Depth})
+		r := &rows[len(rows)-1]
+		r.Stat = reclaim.FromCounters(m.ID, m.Path, &v)
+		r.SetFigures(&m.Figures, v1)
+	}
+	return rows
+}
+
+// copyTries bounds the retries of CopyStats. A flush step takes
+// microseconds and a copy of the map milliseconds, so a retry is rare even
+// with flushes running; 100 in a row mean something flushes without pause.
+const copyTries = 100
+
+// ErrMoving: flushes ran during every try to copy the map.
+var ErrMoving = errors.New("the stats kept moving: no consistent copy of the map")
+
+// CopyStats copies every entry of the stats map while no flush step ran
+// (the consistent copy): it reads the finished flush steps, the map, then
+// the begun ones, and tries again unless they are equal.
+func (h *Handle) CopyStats() (map[uint64]*bpf.CgrstatCgstat, error) {
+	var keys []uint64
+	var vals []bpf.CgrstatCgstat
+	for try := 0; try < copyTries; try++ {
+		before, err := readSeq(h.seq)
+		if err != nil {
+			return nil, err
+		}
+		var n int
+		keys, vals, n, err = readAll(h.stats, keys, vals)
+		if err != nil {
+			return nil, err
+		}
+		after, err := readSeq(h.seq)
+		if err != nil {
+			return nil, err
+		}
+		if after.Begun != before.Done {
+			continue
+		}
+		out := make(map[uint64]*bpf.CgrstatCgstat, n)
+		for i := 0; i < n; i++ {
+			out[keys[i]] = &vals[i]
+		}
+		return out, nil
+	}
+	return nil, ErrMoving
+}
+
+func readSeq(m *ebpf.Map) (bpf.CgrstatFlushSeq, error) {
+	var s bpf.CgrstatFlushSeq
+	if err := m.Lookup(uint32(0), &s); err != nil {
+		return s, fmt.Errorf("reading the flush sequence: %w", err)
+	}
+	return s, nil
+}
+
+// batchSize is large enough that a hash bucket always fits.
+const batchSize = 256
+
+// readAll reads the whole map in batches into keys and vals, grown as
+// needed (entries are 3.7 KB: a read sized for max_entries would allocate
+// tens of MB for a map that holds a few cgroups).
+func readAll(m *ebpf.Map, keys []uint64, vals []bpf.CgrstatCgstat) ([]uint64, []bpf.CgrstatCgstat, int, error) {
+	var cursor ebpf.MapBatchCursor
+	got := 0
+	for {
+		// Room for a whole batch: a batch needs room for a whole hash bucket.
+		if len(keys) < got+batchSize {
+			keys = append(keys, make([]uint64, got+batchSize-len(keys))...)
+			vals = append(vals, make([]bpf.CgrstatCgstat, got+batchSize-len(vals))...)
+		}
+		n, err := m.BatchLookup(&cursor, keys[got:got+batchSize], vals[got:got+batchSize], nil)
+		got += n
+		if errors.Is(err, ebpf.ErrKeyNotExist) {
+			return keys, vals, got, nil
+		}
+		if err != nil {
+			return keys, vals, 0, fmt.Errorf("reading the stats map: %w", err)
+		}
+	}
+}
+
+// Flush flushes c's subtree: stress flushes a scratch cgroup's parent
+// before removing it (see stress.Flusher).
+func (h *Handle) Flush(c cgroup.Cgroup) error {
+	_, err := h.ReadOne(c)
+	return err
+}

@@ -1,0 +1,205 @@
+package readout
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"slices"
+	"strings"
+	"unsafe"
+
+	"github.com/cilium/ebpf"
+
+	"github.com/cgrstat/cgrstat/bpf"
+	"github.com/cgrstat/cgrstat/internal/cgroupiter"
+	"github.com/cgrstat/cgrstat/pkg/cgroup"
+)
+
+// Member is one cgroup of a subtree.
+type Member struct {
+	ID     uint64
+	Path   string // relative to the hierarchy's root
+	Parent uint64
+	// Up is the index of the parent's member in the same walk, -1 for the
+	// top; Depth is the path's components below the hierarchy's root.
+	Up, Depth int
+	// Figures are the kernel's own counters of the cgroup, read in the walk.
+	Figures bpf.CgrstatMemcgFigures
+}
+
+// Members lists c and every cgroup below it, parents before children and
+// siblings by name. One walk in the kernel (the tree iterator) replaces a
+// readdir and a stat per cgroup, which cost more than reading the stats.
+func (h *Handle) Members(c cgroup.Cgroup) ([]Member, error) {
+	return h.walk(c, cgroupiter.DescendantsPre)
+}
+
+// walkSelf is c's member alone: its id, parent and the kernel's figures,
+// from a walk that visits c only.
+func (h *Handle) walkSelf(c cgroup.Cgroup) (Member, error) {
+	m, err := h.walk(c, cgroupiter.SelfOnly)
+	if err != nil {
+		return Member{}, err
+	}
+	return m[0], nil
+}
+
+// walk runs the tree iterator over c in order and names what it visited.
+func (h *Handle) walk(c cgroup.Cgroup, order cgroupiter.Order) ([]Member, error) {
+	unlock, err := lockWalk(h.Path)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	visited, chunks, err := h.walkTree(c, order)
+	if err != nil {
+		return nil, err
+	}
+	nodes, err := readChunks(h.chunks, chunks)
+	if err != nil {
+		return nil, err
+	}
+	if len(nodes) != visited {
+		return nil, fmt.Errorf("cgroup %s: the tree walk visited %d cgroups but had room for %d (%d chunks)",
+			c.Rel, visited, len(nodes), chunks)
+	}
+	return paths(nodes, c.Rel), nil
+}
+
+// walkTree runs the tree iterator over c and returns the number of cgroups
+// it visited and of chunks it wrote.
+func (h *Handle) walkTree(c cgroup.Cgroup, order cgroupiter.Order) (visited, chunks int, err error) {
+	out, err := cgroupiter.ReadOnce(h.tree, c, order)
+	if err != nil {
+		return 0, 0, err
+	}
+	var session uint64
+	if _, err := fmt.Sscanf(string(out), "session: %d, visited: %d, chunks: %d", &session, &visited, &chunks); err != nil || visited == 0 {
+		return 0, 0, fmt.Errorf("walking cgroup %s: unexpected output %q", c.Rel, out)
+	}
+	return visited, chunks, nil
+}
+
+// node is a cgroup as the tree walk wrote it.
+type node struct {
+	ID, Parent uint64
+	Fig        bpf.CgrstatMemcgFigures
+	Name       string
+}
+
+// readChunks reads and decodes chunks 0 to n-1 of the tree map. Chunks
+// past n are an earlier, larger walk's.
+func readChunks(m *ebpf.Map, n int) ([]node, error) {
+	buf := make([]byte, m.ValueSize())
+	var nodes []node
+	for i := 0; i < n; i++ {
+		if err := m.Lookup(uint32(i), buf); err != nil {
+			return nil, fmt.Errorf("reading the tree map (chunk %d of %d): %w", i, n, err)
+		}
+		var err error
+		if nodes, err = decodeChunk(nodes, buf); err != nil {
+			return nil, fmt.Errorf("reading the tree map (chunk %d of %d): %w", i, n, err)
+		}
+	}
+	return nodes, nil
+}
+
+var (
+	chunkHeader = int(unsafe.Offsetof(bpf.CgrstatTreeChunk{}.Data))
+	nodeBytes   = int(unsafe.Sizeof(bpf.CgrstatTreeNode{}))
+)
+
+// decodeChunk appends the nodes of one struct tree_chunk: each a struct
+// tree_node, then the name, NUL-terminated and padded to 8 bytes.
+func decodeChunk(nodes []node, chunk []byte) ([]node, error) {
+	le := binary.NativeEndian
+	used, count := int(le.Uint32(chunk)), int(le.Uint32(chunk[4:]))
+	data := chunk[chunkHeader:]
+	if used > len(data) {
+		return nil, fmt.Errorf("%d bytes used of %d", used, len(data))
+	}
+	data = data[:used]
+	for k := 0; k < count; k++ {
+		if len(data) < nodeBytes {
+			return nil, fmt.Errorf("node %d of %d is cut short", k, count)
+		}
+		u := func(i int) uint64 { return le.Uint64(data[8*i:]) }
+		n := node{ID: u(0), Parent: u(1), Fig: bpf.CgrstatMemcgFigures{
+			High: u(2), Max: u(3), Oom: u(4), OomKill: u(5), Failcnt: u(6), PsiSomeNs: u(7), PsiFullNs: u(8),
+			Flags: le.Uint32(data[72:]),
+		}}
+		name := data[nodeBytes:]
+		end := bytes.IndexByte(name, 0)
+		if end < 0 {
+			return nil, fmt.Errorf("node %d of %d: the name has no end", k, count)
+		}
+		n.Name = string(name[:end])
+		nodes = append(nodes, n)
+		data = data[min(len(data), nodeBytes+(end+8)&^7):]
+	}
+	return nodes, nil
+}
+
+// paths orders the nodes depth-first, siblings by name, and names them
+// below topPath. The walk visits parents before children (pre-order), so
+// nodes[0] is the top and a child's parent comes before it.
+func paths(nodes []node, topPath string) []Member {
+	if len(nodes) == 0 {
+		return nil
+	}
+	index := make(map[uint64]int32, len(nodes))
+	for i := range nodes {
+		index[nodes[i].ID] = int32(i)
+	}
+	// The children of node i are kids[first[i]:first[i+1]] (every node but
+	// the top is a child of one before it).
+	first := make([]int32, len(nodes)+1)
+	parent := make([]int32, len(nodes))
+	for i := 1; i < len(nodes); i++ {
+		parent[i] = index[nodes[i].Parent]
+		first[parent[i]+1]++
+	}
+	for i := 1; i <= len(nodes); i++ {
+		first[i] += first[i-1]
+	}
+	kids := make([]int32, len(nodes))
+	next := slices.Clone(first)
+	for i := 1; i < len(nodes); i++ {
+		kids[next[parent[i]]] = int32(i)
+		next[parent[i]]++
+	}
+	// The tree is built here, once: rows carry their parent and depth, and
+	// no reader rebuilds them from the paths.
+	out := make([]Member, 0, len(nodes))
+	row := make([]int, len(nodes)) // node i's index in out
+	stack := []int32{0}
+	for len(stack) > 0 {
+		i := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		n := &nodes[i]
+		m := Member{ID: n.ID, Path: topPath, Parent: n.Parent, Up: -1, Depth: Depth(topPath), Figures: n.Fig}
+		if i > 0 {
+			up := row[parent[i]]
+			m.Path, m.Up, m.Depth = join(out[up].Path, n.Name), up, out[up].Depth+1
+		}
+		row[i] = len(out)
+		out = append(out, m)
+		ks := kids[first[i]:first[i+1]]
+		// Pushed in reverse name order: the first by name pops first.
+		slices.SortFunc(ks, func(a, b int32) int { return strings.Compare(nodes[b].Name, nodes[a].Name) })
+		stack = append(stack, ks...)
+	}
+	return out
+}
+
+// join is path.Join for a cgroup's path and a child's name, which has no
+// slash and is neither . nor ..: without path.Join's cleaning.
+func join(dir, name string) string {
+	switch {
+	case dir == "":
+		return name
+	case strings.HasSuffix(dir, "/"):
+		return dir + name
+	}
+	return dir + "/" + name
+}
