@@ -31,6 +31,8 @@ type config struct {
 	// WalkScale, when set, measures only the walk-mode read of a tree of
 	// that many cgroups (issue 10's CPU scaling), nothing else.
 	WalkScale int `json:"walk_scale,omitempty"`
+	// CollectorsOnly measures the collectors and nothing else.
+	CollectorsOnly bool `json:"collectors_only,omitempty"`
 	// Scrapes is how many times serve is scraped before its memory is read.
 	Scrapes int `json:"scrapes"`
 	// Big, when set, is a tree of that many cgroups whose whole-tree read
@@ -99,6 +101,9 @@ func (b *bench) run(ctx context.Context, r *Result) (err error) {
 			return fmt.Errorf("%s mode, collectors: %w", m, err)
 		}
 		r.Collectors = append(r.Collectors, c)
+	}
+	if b.cfg.CollectorsOnly {
+		return nil
 	}
 	for _, n := range b.cfg.Sizes {
 		if err := b.size(ctx, r, n); err != nil {

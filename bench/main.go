@@ -40,6 +40,8 @@ type options struct {
 	// walkScale cgroups, each guest booted once per vCPU count.
 	walkScale int
 	walkCPUs  []int
+	// collectorsOnly: the collector comparison alone (host or guests).
+	collectorsOnly bool
 	// big is the tree that only the whole-tree read measures, on the host;
 	// readsOnly leaves out the collectors, the stat-file reads and the maps.
 	big       int
@@ -65,6 +67,7 @@ func parseFlags() (options, error) {
 	var walkCPUs string
 	flag.IntVar(&o.walkScale, "walk-scale", 0, "measure only the walk-mode read of a tree of this many cgroups (every cgroup with history, 1% new), per vCPU count")
 	flag.StringVar(&walkCPUs, "walk-cpus", "2,8", "guest vCPU counts for -walk-scale")
+	flag.BoolVar(&o.collectorsOnly, "collectors-only", false, "measure only the collectors' cost per reclaim event")
 	flag.IntVar(&o.big, "big", 30000, "on the host, also time read --all of a tree of this many cgroups, loaded with default flags (0: not)")
 	flag.BoolVar(&o.readsOnly, "reads", false, "measure the reads only: whole-tree reads, read of one cgroup, serve (no collectors, stat-file reads or map sizes)")
 	flag.Parse()
@@ -105,7 +108,7 @@ func parseSizes(s string) ([]int, error) {
 
 func (o options) config(cli string) config {
 	return config{Sizes: o.sizes, Reps: o.reps, Events: o.events, CLI: cli, Verbose: o.verbose, Scrapes: o.scrapes, WalkScale: o.walkScale,
-		ReadsOnly: o.readsOnly}
+		ReadsOnly: o.readsOnly, CollectorsOnly: o.collectorsOnly}
 }
 
 func main() {

@@ -59,17 +59,22 @@ type Pair struct {
 func (p Pair) PerEvent() float64 { return p.Begin.PerRun() + p.End.PerRun() }
 
 // Collectors compares cgrstat's collectors with the seed-style baseline and
-// with empty programs, all attached to the same events at once.
+// with empty programs, each attached alone to the same workload in turn.
 type Collectors struct {
 	Mode     loader.Mode `json:"mode"`
 	Cgrstat  Pair        `json:"cgrstat"`
 	Baseline Pair        `json:"baseline"`
 	Floor    Pair        `json:"floor"`
-	// Orders: the same per attach order; the pairs above are their sums.
-	Orders []Order `json:"orders"`
+	// Plain is cgrstat's collectors as its load attached them, nothing
+	// else on the tracepoints: a plain bpf_stats measurement to check the
+	// bench's own attaching against (PlainVsAlone, within 20%).
+	Plain Pair `json:"cgrstat_as_loaded"`
+	// Turns: each set's measurements; the pairs above are their sums.
+	Turns []Turn `json:"turns"`
 	// Ratios of PerEvent.
-	VsBaseline float64 `json:"cgrstat_vs_baseline"`
-	VsFloor    float64 `json:"cgrstat_vs_floor"`
+	VsBaseline   float64 `json:"cgrstat_vs_baseline"`
+	VsFloor      float64 `json:"cgrstat_vs_floor"`
+	PlainVsAlone float64 `json:"as_loaded_vs_alone"`
 }
 
 // Read is the cost of reading the top's stat file in one mode at one size.

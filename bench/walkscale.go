@@ -123,7 +123,7 @@ func history(stats *ebpf.Map, nodes []cgroup.Cgroup) ([]uint64, error) {
 			return nil, err
 		}
 		var s bpf.CgrstatCgstat
-		s.Total.MaxLimitHist[20] = 1
+		s.Total.LimitHist[20] = 1
 		s.Total.MaxLimitDelayNs = 5000
 		if err := stats.Update(id, &s, ebpf.UpdateAny); err != nil {
 			return nil, fmt.Errorf("writing history of %s: %w", c.Rel, err)
@@ -148,7 +148,7 @@ func timedReads(stats *ebpf.Map, statFile string, ids []uint64, k int) ([]int64,
 			if err := stats.Lookup(ids[j], &s); err != nil {
 				return nil, err
 			}
-			s.Pending.MaxLimitHist[21]++
+			s.Pending.LimitHist[21]++
 			s.Adds++
 			if err := stats.Update(ids[j], &s, ebpf.UpdateExist); err != nil {
 				return nil, err

@@ -6,7 +6,7 @@
  *
  * State: one entry per cgroup in one hash map (stats, BPF_F_NO_PREALLOC, so
  * memory grows with the cgroups that reclaimed, not with --max-cgroups x
- * CPUs: about 4 KiB per cgroup, two struct counters). A cgroup's first event
+ * CPUs: one 4 KiB allocation per cgroup, two struct counters of 1.8 KB). A cgroup's first event
  * makes the entries of its ancestors that lack one, so that an entry's
  * parent has an entry and the flush need not allocate. An entry holds
  *  - pending: what this cgroup's tasks recorded and what flushed children
@@ -34,6 +34,13 @@
  *    first, as rstat would) under cgroup_mutex (held by the cgroup iterator)
  *    and calls the routine once per cgroup. Used where the hook cannot be
  *    attached.
+ *
+ * The throttle after memory.high (a sleep, not reclaim, so no tracepoint
+ * brackets it) is timed by fentry/fexit on mem_cgroup_handle_over_high,
+ * less the reclaims the same task did inside the call, and added to the
+ * task's memory cgroup's pending like a reclaim. Those two programs load
+ * apart: where the kernel refuses them the rest works, and stat files
+ * print the throttle as unavailable (throttle_measured).
  *
  * Removed cgroups, in every mode: tp_btf/cgroup_rmdir (under cgroup_mutex,
  * after the cgroup went offline: it has no tasks and no live children)
@@ -112,6 +119,12 @@ const volatile __u32 memcg_v1_hierarchy; /* 0 when memory is on cgroup v2 */
  * minus this. Set by the loader from the page size.
  */
 const volatile __u64 charge_slack_pages = 512;
+/*
+ * Set by the loader once the throttle programs are attached (fentry/fexit,
+ * which some kernels refuse): until then stat files say the throttle is
+ * unavailable rather than print a 0 that was never measured.
+ */
+volatile __u32 throttle_measured;
 
 struct cause_counters {
 	__u64 delay_ns;
@@ -120,23 +133,47 @@ struct cause_counters {
 };
 
 /*
+ * The throttle after memory.high: time this cgroup's tasks spent in
+ * mem_cgroup_handle_over_high outside reclaim (the penalty sleep, and the
+ * few microseconds of the call's own work), and how many of those calls
+ * spent THROTTLE_SLEPT_NS or more there: the sleep is only taken when the
+ * penalty exceeds HZ/100 (10 ms), so such a call slept. fentry/fexit only.
+ */
+struct throttle_counters {
+	__u64 delay_ns;
+	__u64 count;
+};
+
+#define THROTTLE_SLEPT_NS 1000000
+
+/*
  * Everything but max_delay_ns is a plain sum, drained and passed up as an
- * array of NR_SUMS u64 (keep them first). Memory-cgroup reclaim (max, high
- * and proactive) has no count field: its count is its histogram's sum.
+ * array of NR_SUMS u64 (keep them first). Memory-cgroup reclaim's counts
+ * are histogram sums: proactive's is its histogram's; max and high share
+ * limit_hist (one histogram for both keeps an entry, two of these and the
+ * hash element's header, within a 4 KiB allocation: with a histogram each,
+ * 5.3 KB went to the 8 KiB size class), so high keeps its count and max's
+ * is limit_hist's sum minus it. high_limit_count comes before limit_hist
+ * and a collector adds to it after the bucket: every copy (the flush's
+ * drain, a stat file's copy, a reader's map copy all go up the struct)
+ * that has an event's high count has its bucket, so max's count is never
+ * negative; at worst a high event caught half-added reads as max until
+ * the next read.
  */
 struct counters {
 	__u64 max_limit_delay_ns; /* CAUSE_MAX */
 	__u64 max_limit_reclaimed;
 	__u64 high_limit_delay_ns; /* CAUSE_HIGH */
 	__u64 high_limit_reclaimed;
+	__u64 high_limit_count;
 	__u64 proactive_delay_ns;
 	__u64 proactive_reclaimed;
 	struct cause_counters direct;
 	/* reclaim whose target (the memcg whose limit was enforced) is this cgroup */
 	struct cause_counters forced;
+	struct throttle_counters throttle;
 	__u64 oom_kills; /* tasks of this cgroup the OOM killer chose (mark_victim) */
-	__u64 max_limit_hist[NR_BUCKETS];
-	__u64 high_limit_hist[NR_BUCKETS];
+	__u64 limit_hist[NR_BUCKETS]; /* CAUSE_MAX and CAUSE_HIGH */
 	__u64 proactive_hist[NR_BUCKETS];
 	__u64 max_delay_ns; /* memory-cgroup reclaim; the maximum, not a sum */
 };
@@ -155,18 +192,31 @@ struct cgstat {
 	struct counters total;
 };
 
+/*
+ * A hash element allocated at update is bpf_mem_alloc's 8-byte header, the
+ * 48-byte struct htab_elem (6.1 to 7.x), the 8-byte key and the value, in
+ * a kmalloc size class: past 4,032 bytes of value each cgroup costs 8 KiB.
+ */
+_Static_assert(sizeof(struct cgstat) <= 4096 - 8 - 48 - 8, "a stats entry must fit a 4 KiB allocation");
+
 /* Flush steps begun and finished, for readers of the whole map. */
 struct flush_seq {
 	__u64 begun;
 	__u64 done;
 };
 
-/* What the begin tracepoint saw, for the end tracepoint. */
+/*
+ * What the begin tracepoint saw, for the end tracepoint; and, while the
+ * task is in mem_cgroup_handle_over_high (fentry to fexit), when that call
+ * began and how long the reclaims inside it took so far.
+ */
 struct reclaim_start {
 	__u64 start_ns;
 	__u64 target_id;
 	__u32 cause;
 	__u32 pad;
+	__u64 over_high_ns; /* 0 outside the call */
+	__u64 over_high_reclaim_ns;
 };
 
 enum figures_flags {
@@ -523,9 +573,16 @@ static __always_inline void begin(__u32 cause, __u64 target_id)
 	struct task_struct *task = bpf_get_current_task_btf();
 	struct reclaim_start *st;
 
+	/*
+	 * NULL when the map is out of memory, or on 6.1 when this CPU's
+	 * task-storage busy count is held (an interrupted or preempted
+	 * task-storage user): the event is lost, and said so.
+	 */
 	st = bpf_task_storage_get(&reclaim_starts, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
-	if (!st)
+	if (!st) {
+		count_lost(LOST_EVENT);
 		return;
+	}
 	st->cause = cause;
 	st->target_id = target_id;
 	st->start_ns = bpf_ktime_get_ns();
@@ -542,20 +599,46 @@ static __always_inline void begin(__u32 cause, __u64 target_id)
  * so they land in the limit written. So: near max, or no memory.high
  * below max (always so on v1, which has no memory.high), is max; else
  * high. Only a cgroup with both limits, reclaiming for high within one
- * charge of max, is counted under max. Two bpf_probe_read_kernel, no
- * stack walk, the same on every kernel: usage, and high with max, which
- * are neighbours in every layout (from 6.1 usage has a cache line of its
- * own, far from them). Measured on the development host (bpf_stats, ~2,000
- * v1 max reclaims per run, three runs each): three reads made the begin
+ * charge of max, is counted under max. No stack walk, the same on every
+ * kernel.
+ */
+static __always_inline __u32 cause_of(__u64 usage, __u64 high, __u64 max)
+{
+	if (high >= max || usage + charge_slack_pages > max)
+		return CAUSE_MAX;
+	return CAUSE_HIGH;
+}
+
+/*
+ * Before 6.2 (no bpf_rdonly_cast): the scan_control, reached by pointer
+ * arithmetic, is read with bpf_probe_read_kernel (BPF_CORE_READ), eight
+ * reads in all: usage, and high with max, which are neighbours in every
+ * layout (from 6.1 usage has a cache line of its own, far from them).
+ * Measured on the development host (bpf_stats, ~2,000 v1 max reclaims per
+ * run, three runs each): the three page-counter reads made the begin
  * program 642-669 ns against 460-536 without.
  */
-static __always_inline __u32 limit_cause(struct mem_cgroup *target)
+static __always_inline __u32 begin_probed(struct task_struct *task, __u64 *target_id)
 {
-	void *pc = (void *)target + bpf_core_field_offset(struct mem_cgroup, memory);
-	__u32 high = bpf_core_field_offset(struct page_counter, high);
-	__u32 max = bpf_core_field_offset(struct page_counter, max);
-	__u64 usage = 0, limits[2] = {};
+	struct mem_cgroup *target;
+	struct scan_control *sc;
+	__u64 rs, usage = 0, limits[2] = {};
+	void *pc;
+	__u32 high, max;
 
+	rs = (__u64)BPF_CORE_READ(task, reclaim_state);
+	if (!rs)
+		return CAUSE_MAX;
+	sc = (struct scan_control *)(rs - bpf_core_field_offset(struct scan_control, reclaim_state));
+	target = BPF_CORE_READ(sc, target_mem_cgroup);
+	*target_id = BPF_CORE_READ(target, css.cgroup, kn, id);
+	if (BPF_CORE_READ_BITFIELD_PROBED(sc, proactive))
+		return CAUSE_PROACTIVE;
+	if (!target)
+		return CAUSE_MAX;
+	pc = (void *)target + bpf_core_field_offset(struct mem_cgroup, memory);
+	high = bpf_core_field_offset(struct page_counter, high);
+	max = bpf_core_field_offset(struct page_counter, max);
 	bpf_probe_read_kernel(&usage, sizeof(usage), pc + bpf_core_field_offset(struct page_counter, usage));
 	if (max == high + 8) {
 		bpf_probe_read_kernel(limits, sizeof(limits), pc + high);
@@ -563,9 +646,32 @@ static __always_inline __u32 limit_cause(struct mem_cgroup *target)
 		bpf_probe_read_kernel(&limits[0], 8, pc + high);
 		bpf_probe_read_kernel(&limits[1], 8, pc + max);
 	}
-	if (limits[0] >= limits[1] || usage + charge_slack_pages > limits[1])
+	return cause_of(usage, limits[0], limits[1]);
+}
+
+/*
+ * From 6.2: bpf_rdonly_cast gives the verifier the scan_control's type, and
+ * everything is a direct load (a plain load with an exception-table entry)
+ * instead of a helper call each.
+ */
+static __always_inline __u32 begin_direct(struct task_struct *task, __u64 *target_id)
+{
+	struct mem_cgroup *target;
+	struct scan_control *sc;
+	__u64 rs;
+
+	rs = (__u64)task->reclaim_state;
+	if (!rs)
 		return CAUSE_MAX;
-	return CAUSE_HIGH;
+	sc = bpf_rdonly_cast((void *)(rs - bpf_core_field_offset(struct scan_control, reclaim_state)),
+			     bpf_core_type_id_kernel(struct scan_control));
+	target = sc->target_mem_cgroup;
+	if (!target)
+		return BPF_CORE_READ_BITFIELD(sc, proactive) ? CAUSE_PROACTIVE : CAUSE_MAX;
+	*target_id = target->css.cgroup->kn->id;
+	if (BPF_CORE_READ_BITFIELD(sc, proactive))
+		return CAUSE_PROACTIVE;
+	return cause_of(target->memory.usage.counter, target->memory.high, target->memory.max);
 }
 
 /*
@@ -579,21 +685,13 @@ SEC("tp_btf/mm_vmscan_memcg_reclaim_begin")
 int BPF_PROG(vmscan_start)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
-	struct mem_cgroup *target;
-	struct scan_control *sc;
-	__u64 rs, target_id = 0;
-	__u32 cause = CAUSE_MAX;
+	__u64 target_id = 0;
+	__u32 cause;
 
-	rs = (__u64)BPF_CORE_READ(task, reclaim_state);
-	if (rs) {
-		sc = (struct scan_control *)(rs - bpf_core_field_offset(struct scan_control, reclaim_state));
-		target = BPF_CORE_READ(sc, target_mem_cgroup);
-		if (BPF_CORE_READ_BITFIELD_PROBED(sc, proactive))
-			cause = CAUSE_PROACTIVE;
-		else if (target)
-			cause = limit_cause(target);
-		target_id = BPF_CORE_READ(target, css.cgroup, kn, id);
-	}
+	if (bpf_ksym_exists(bpf_rdonly_cast))
+		cause = begin_direct(task, &target_id);
+	else
+		cause = begin_probed(task, &target_id);
 	begin(cause, target_id);
 	return 0;
 }
@@ -870,6 +968,8 @@ static __always_inline void end(void *ctx, unsigned long nr_reclaimed, bool dire
 	now = bpf_ktime_get_ns();
 	dur = now - st->start_ns;
 	st->start_ns = 0;
+	if (st->over_high_ns)
+		st->over_high_reclaim_ns += dur; /* not throttle: see over_high_exit */
 	cause = st->cause;
 	target_id = st->target_id;
 	memcg = task_memcg(task);
@@ -893,11 +993,13 @@ static __always_inline void end(void *ctx, unsigned long nr_reclaimed, bool dire
 	if (cause == CAUSE_MAX) {
 		__sync_fetch_and_add(&s->pending.max_limit_delay_ns, dur);
 		__sync_fetch_and_add(&s->pending.max_limit_reclaimed, nr_reclaimed);
-		__sync_fetch_and_add(&s->pending.max_limit_hist[b], 1);
+		__sync_fetch_and_add(&s->pending.limit_hist[b], 1);
 	} else if (cause == CAUSE_HIGH) {
 		__sync_fetch_and_add(&s->pending.high_limit_delay_ns, dur);
 		__sync_fetch_and_add(&s->pending.high_limit_reclaimed, nr_reclaimed);
-		__sync_fetch_and_add(&s->pending.high_limit_hist[b], 1);
+		__sync_fetch_and_add(&s->pending.limit_hist[b], 1);
+		/* After the bucket: see struct counters. */
+		__sync_fetch_and_add(&s->pending.high_limit_count, 1);
 	} else if (cause == CAUSE_PROACTIVE) {
 		__sync_fetch_and_add(&s->pending.proactive_delay_ns, dur);
 		__sync_fetch_and_add(&s->pending.proactive_reclaimed, nr_reclaimed);
@@ -1044,6 +1146,74 @@ int BPF_PROG(oom_signal, int sig, void *info, struct task_struct *task)
 	return 0;
 }
 
+/*
+ * The throttle after memory.high. A task that charged past memory.high
+ * runs mem_cgroup_handle_over_high on its way back to user space (and,
+ * from 6.6, from a charge far over high): reclaim_high, then, if usage
+ * stays over high, a penalty sleep (calculate_high_delay, then
+ * schedule_timeout_killable between psi_memstall_enter and _leave). No
+ * tracepoint brackets the sleep, so the call is timed with fentry/fexit
+ * and the reclaims inside it (the task's own memcg reclaim begin/end,
+ * which end() adds up meanwhile) are taken off: what remains is the
+ * throttle. Counted in the task's memory cgroup. The call runs on every
+ * return to user space with work pending; without pages over high it
+ * returns at once, and so does this, after one load.
+ */
+SEC("fentry/mem_cgroup_handle_over_high")
+int BPF_PROG(over_high_enter)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct reclaim_start *st;
+
+	if (!task->memcg_nr_pages_over_high)
+		return 0;
+	st = bpf_task_storage_get(&reclaim_starts, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!st) {
+		count_lost(LOST_EVENT);
+		return 0;
+	}
+	st->over_high_reclaim_ns = 0;
+	st->over_high_ns = bpf_ktime_get_ns();
+	return 0;
+}
+
+SEC("fexit/mem_cgroup_handle_over_high")
+int BPF_PROG(over_high_exit)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct reclaim_start *st;
+	struct cgroup *memcg;
+	struct cgstat *s;
+	__u64 dur, cgid;
+
+	st = bpf_task_storage_get(&reclaim_starts, task, 0, 0);
+	if (!st || !st->over_high_ns)
+		return 0;
+	dur = bpf_ktime_get_ns() - st->over_high_ns;
+	st->over_high_ns = 0;
+	dur = dur > st->over_high_reclaim_ns ? dur - st->over_high_reclaim_ns : 0;
+	memcg = task_memcg(task);
+	cgid = cgroup_id(memcg);
+	s = stat_with_ancestors(memcg, cgid);
+	if (!s) {
+		count_lost(LOST_EVENT);
+		return 0;
+	}
+	__sync_fetch_and_add(&s->pending.throttle.delay_ns, dur);
+	if (dur >= THROTTLE_SLEPT_NS)
+		__sync_fetch_and_add(&s->pending.throttle.count, 1);
+	__sync_fetch_and_add(&s->adds, 1);
+	if (flush_mode == FLUSH_RSTAT) {
+		int cpu = bpf_get_smp_processor_id();
+
+		preempt_off();
+		if (!rstat_mark(task, memcg, cgid, cpu, memcg_v1_hierarchy))
+			count_lost(LOST_RSTAT);
+		preempt_on();
+	}
+	return 0;
+}
+
 SEC("tp_btf/mm_vmscan_memcg_reclaim_end")
 int BPF_PROG(vmscan_end, unsigned long nr_reclaimed)
 {
@@ -1143,16 +1313,13 @@ static __always_inline void print_cause(struct seq_file *seq, const char *name, 
 	BPF_SEQ_PRINTF(seq, "%s: delay_ns %llu, count %llu, reclaimed %llu\n", name, delay, count, reclaimed);
 }
 
-/* Only the buckets with a count of h + h2 (h2 may be NULL): "hist_limit: 12:3 13:40\n". */
-static __always_inline void print_hist(struct seq_file *seq, const char *name, const __u64 *h, const __u64 *h2)
+/* Only the buckets with a count: "hist_limit: 12:3 13:40\n". */
+static __always_inline void print_hist(struct seq_file *seq, const char *name, const __u64 *h)
 {
-	__u64 n;
-
 	BPF_SEQ_PRINTF(seq, "%s:", name);
 	for (int i = 0; i < NR_BUCKETS; i++) {
-		n = h[i] + (h2 ? h2[i] : 0);
-		if (n)
-			BPF_SEQ_PRINTF(seq, " %d:%llu", i, n);
+		if (h[i])
+			BPF_SEQ_PRINTF(seq, " %d:%llu", i, h[i]);
 	}
 	BPF_SEQ_PRINTF(seq, "\n");
 }
@@ -1162,7 +1329,8 @@ static __always_inline void print_hist(struct seq_file *seq, const char *name, c
  * reclaim: max, high and proactive), then one line per cause, the maximum
  * and the histograms, all from one copy of the counters that is this
  * read's own (print_copies). limit and hist_limit, max plus high, are what
- * the file said before max and high were told apart.
+ * the file said before max and high were told apart; max and high share
+ * that histogram (struct counters).
  */
 static __noinline void print_stat(struct seq_file *seq, __u64 cgid, __u64 session)
 {
@@ -1192,26 +1360,29 @@ static __noinline void print_stat(struct seq_file *seq, __u64 cgid, __u64 sessio
 		c = sc;
 	}
 
-	__u64 max_count = hist_sum(c->max_limit_hist), high_count = hist_sum(c->high_limit_hist);
+	__u64 limit_count = hist_sum(c->limit_hist), high_count = c->high_limit_count;
+	__u64 max_count = limit_count > high_count ? limit_count - high_count : 0;
 	__u64 proactive_count = hist_sum(c->proactive_hist);
 	__u64 limit_delay = c->max_limit_delay_ns + c->high_limit_delay_ns;
 	__u64 limit_reclaimed = c->max_limit_reclaimed + c->high_limit_reclaimed;
 
 	BPF_SEQ_PRINTF(seq, "cg_id: %llu, total_vmscan_delay: %llu, vmscan_count: %llu, nr_reclaimed: %llu\n",
-		       cgid, limit_delay + c->proactive_delay_ns, max_count + high_count + proactive_count,
+		       cgid, limit_delay + c->proactive_delay_ns, limit_count + proactive_count,
 		       limit_reclaimed + c->proactive_reclaimed);
-	print_cause(seq, "limit", limit_delay, max_count + high_count, limit_reclaimed);
+	print_cause(seq, "limit", limit_delay, limit_count, limit_reclaimed);
 	print_cause(seq, "max", c->max_limit_delay_ns, max_count, c->max_limit_reclaimed);
-	print_cause(seq, "high", c->high_limit_delay_ns, high_count, c->high_limit_reclaimed);
+	print_cause(seq, "high", c->high_limit_delay_ns, limit_count - max_count, c->high_limit_reclaimed);
 	print_cause(seq, "proactive", c->proactive_delay_ns, proactive_count, c->proactive_reclaimed);
 	print_cause(seq, "direct", c->direct.delay_ns, c->direct.count, c->direct.reclaimed);
 	print_cause(seq, "forced", c->forced.delay_ns, c->forced.count, c->forced.reclaimed);
+	if (throttle_measured)
+		BPF_SEQ_PRINTF(seq, "throttle: delay_ns %llu, count %llu\n", c->throttle.delay_ns, c->throttle.count);
+	else
+		BPF_SEQ_PRINTF(seq, "throttle: unavailable\n");
 	BPF_SEQ_PRINTF(seq, "oom_kills: %llu\n", c->oom_kills);
 	BPF_SEQ_PRINTF(seq, "max_delay_ns: %llu\n", c->max_delay_ns);
-	print_hist(seq, "hist_limit", c->max_limit_hist, c->high_limit_hist);
-	print_hist(seq, "hist_max", c->max_limit_hist, NULL);
-	print_hist(seq, "hist_high", c->high_limit_hist, NULL);
-	print_hist(seq, "hist_proactive", c->proactive_hist, NULL);
+	print_hist(seq, "hist_limit", c->limit_hist);
+	print_hist(seq, "hist_proactive", c->proactive_hist);
 	bpf_map_delete_elem(&print_copies, &session);
 }
 

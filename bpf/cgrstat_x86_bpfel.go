@@ -34,15 +34,20 @@ type CgrstatCounters struct {
 	MaxLimitReclaimed  uint64
 	HighLimitDelayNs   uint64
 	HighLimitReclaimed uint64
+	HighLimitCount     uint64
 	ProactiveDelayNs   uint64
 	ProactiveReclaimed uint64
 	Direct             CgrstatCauseCounters
 	Forced             CgrstatCauseCounters
-	OomKills           uint64
-	MaxLimitHist       [106]uint64
-	HighLimitHist      [106]uint64
-	ProactiveHist      [106]uint64
-	MaxDelayNs         uint64
+	Throttle           struct {
+		_       structs.HostLayout
+		DelayNs uint64
+		Count   uint64
+	}
+	OomKills      uint64
+	LimitHist     [106]uint64
+	ProactiveHist [106]uint64
+	MaxDelayNs    uint64
 }
 
 type CgrstatFlushHow uint32
@@ -92,11 +97,13 @@ type CgrstatOomVictim struct {
 }
 
 type CgrstatReclaimStart struct {
-	_        structs.HostLayout
-	StartNs  uint64
-	TargetId uint64
-	Cause    uint32
-	Pad      uint32
+	_                 structs.HostLayout
+	StartNs           uint64
+	TargetId          uint64
+	Cause             uint32
+	Pad               uint32
+	OverHighNs        uint64
+	OverHighReclaimNs uint64
 }
 
 type CgrstatTraceEvent struct {
@@ -174,12 +181,15 @@ const (
 	CgrstatProgOomSignal       = "oom_signal"
 	CgrstatProgOomVictim       = "oom_victim"
 	CgrstatProgOomVictimPid    = "oom_victim_pid"
+	CgrstatProgOverHighEnter   = "over_high_enter"
+	CgrstatProgOverHighExit    = "over_high_exit"
 	CgrstatProgTree            = "tree"
 	CgrstatProgVmscanEnd       = "vmscan_end"
 	CgrstatProgVmscanStart     = "vmscan_start"
 	CgrstatVarChargeSlackPages = "charge_slack_pages"
 	CgrstatVarFlushMode        = "flush_mode"
 	CgrstatVarMemcgV1Hierarchy = "memcg_v1_hierarchy"
+	CgrstatVarThrottleMeasured = "throttle_measured"
 )
 
 // LoadCgrstat returns the embedded CollectionSpec for Cgrstat.
@@ -224,20 +234,22 @@ type CgrstatSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type CgrstatProgramSpecs struct {
-	DirectEnd    *ebpf.ProgramSpec `ebpf:"direct_end"`
-	DirectStart  *ebpf.ProgramSpec `ebpf:"direct_start"`
-	Dump         *ebpf.ProgramSpec `ebpf:"dump"`
-	DumpWalk     *ebpf.ProgramSpec `ebpf:"dump_walk"`
-	FlushFentry  *ebpf.ProgramSpec `ebpf:"flush_fentry"`
-	FlushKprobe  *ebpf.ProgramSpec `ebpf:"flush_kprobe"`
-	OnRelease    *ebpf.ProgramSpec `ebpf:"on_release"`
-	OnRmdir      *ebpf.ProgramSpec `ebpf:"on_rmdir"`
-	OomSignal    *ebpf.ProgramSpec `ebpf:"oom_signal"`
-	OomVictim    *ebpf.ProgramSpec `ebpf:"oom_victim"`
-	OomVictimPid *ebpf.ProgramSpec `ebpf:"oom_victim_pid"`
-	Tree         *ebpf.ProgramSpec `ebpf:"tree"`
-	VmscanEnd    *ebpf.ProgramSpec `ebpf:"vmscan_end"`
-	VmscanStart  *ebpf.ProgramSpec `ebpf:"vmscan_start"`
+	DirectEnd     *ebpf.ProgramSpec `ebpf:"direct_end"`
+	DirectStart   *ebpf.ProgramSpec `ebpf:"direct_start"`
+	Dump          *ebpf.ProgramSpec `ebpf:"dump"`
+	DumpWalk      *ebpf.ProgramSpec `ebpf:"dump_walk"`
+	FlushFentry   *ebpf.ProgramSpec `ebpf:"flush_fentry"`
+	FlushKprobe   *ebpf.ProgramSpec `ebpf:"flush_kprobe"`
+	OnRelease     *ebpf.ProgramSpec `ebpf:"on_release"`
+	OnRmdir       *ebpf.ProgramSpec `ebpf:"on_rmdir"`
+	OomSignal     *ebpf.ProgramSpec `ebpf:"oom_signal"`
+	OomVictim     *ebpf.ProgramSpec `ebpf:"oom_victim"`
+	OomVictimPid  *ebpf.ProgramSpec `ebpf:"oom_victim_pid"`
+	OverHighEnter *ebpf.ProgramSpec `ebpf:"over_high_enter"`
+	OverHighExit  *ebpf.ProgramSpec `ebpf:"over_high_exit"`
+	Tree          *ebpf.ProgramSpec `ebpf:"tree"`
+	VmscanEnd     *ebpf.ProgramSpec `ebpf:"vmscan_end"`
+	VmscanStart   *ebpf.ProgramSpec `ebpf:"vmscan_start"`
 }
 
 // CgrstatMapSpecs contains maps before they are loaded into the kernel.
@@ -266,6 +278,7 @@ type CgrstatVariableSpecs struct {
 	ChargeSlackPages *ebpf.VariableSpec `ebpf:"charge_slack_pages"`
 	FlushMode        *ebpf.VariableSpec `ebpf:"flush_mode"`
 	MemcgV1Hierarchy *ebpf.VariableSpec `ebpf:"memcg_v1_hierarchy"`
+	ThrottleMeasured *ebpf.VariableSpec `ebpf:"throttle_measured"`
 }
 
 // CgrstatObjects contains all objects after they have been loaded into the kernel.
@@ -328,26 +341,29 @@ type CgrstatVariables struct {
 	ChargeSlackPages *ebpf.Variable `ebpf:"charge_slack_pages"`
 	FlushMode        *ebpf.Variable `ebpf:"flush_mode"`
 	MemcgV1Hierarchy *ebpf.Variable `ebpf:"memcg_v1_hierarchy"`
+	ThrottleMeasured *ebpf.Variable `ebpf:"throttle_measured"`
 }
 
 // CgrstatPrograms contains all programs after they have been loaded into the kernel.
 //
 // It can be passed to LoadCgrstatObjects or ebpf.CollectionSpec.LoadAndAssign.
 type CgrstatPrograms struct {
-	DirectEnd    *ebpf.Program `ebpf:"direct_end"`
-	DirectStart  *ebpf.Program `ebpf:"direct_start"`
-	Dump         *ebpf.Program `ebpf:"dump"`
-	DumpWalk     *ebpf.Program `ebpf:"dump_walk"`
-	FlushFentry  *ebpf.Program `ebpf:"flush_fentry"`
-	FlushKprobe  *ebpf.Program `ebpf:"flush_kprobe"`
-	OnRelease    *ebpf.Program `ebpf:"on_release"`
-	OnRmdir      *ebpf.Program `ebpf:"on_rmdir"`
-	OomSignal    *ebpf.Program `ebpf:"oom_signal"`
-	OomVictim    *ebpf.Program `ebpf:"oom_victim"`
-	OomVictimPid *ebpf.Program `ebpf:"oom_victim_pid"`
-	Tree         *ebpf.Program `ebpf:"tree"`
-	VmscanEnd    *ebpf.Program `ebpf:"vmscan_end"`
-	VmscanStart  *ebpf.Program `ebpf:"vmscan_start"`
+	DirectEnd     *ebpf.Program `ebpf:"direct_end"`
+	DirectStart   *ebpf.Program `ebpf:"direct_start"`
+	Dump          *ebpf.Program `ebpf:"dump"`
+	DumpWalk      *ebpf.Program `ebpf:"dump_walk"`
+	FlushFentry   *ebpf.Program `ebpf:"flush_fentry"`
+	FlushKprobe   *ebpf.Program `ebpf:"flush_kprobe"`
+	OnRelease     *ebpf.Program `ebpf:"on_release"`
+	OnRmdir       *ebpf.Program `ebpf:"on_rmdir"`
+	OomSignal     *ebpf.Program `ebpf:"oom_signal"`
+	OomVictim     *ebpf.Program `ebpf:"oom_victim"`
+	OomVictimPid  *ebpf.Program `ebpf:"oom_victim_pid"`
+	OverHighEnter *ebpf.Program `ebpf:"over_high_enter"`
+	OverHighExit  *ebpf.Program `ebpf:"over_high_exit"`
+	Tree          *ebpf.Program `ebpf:"tree"`
+	VmscanEnd     *ebpf.Program `ebpf:"vmscan_end"`
+	VmscanStart   *ebpf.Program `ebpf:"vmscan_start"`
 }
 
 func (p *CgrstatPrograms) Close() error {
@@ -363,6 +379,8 @@ func (p *CgrstatPrograms) Close() error {
 		p.OomSignal,
 		p.OomVictim,
 		p.OomVictimPid,
+		p.OverHighEnter,
+		p.OverHighExit,
 		p.Tree,
 		p.VmscanEnd,
 		p.VmscanStart,

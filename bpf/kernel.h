@@ -82,6 +82,7 @@ struct task_struct {
 	int pid;
 	struct css_set *cgroups;
 	struct reclaim_state *reclaim_state;
+	unsigned int memcg_nr_pages_over_high;
 };
 
 struct seq_file;

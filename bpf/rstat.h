@@ -23,6 +23,8 @@ extern struct cgroup *bpf_task_get_cgroup1(struct task_struct *task, int hierarc
 extern void bpf_cgroup_release(struct cgroup *cgrp) __ksym __weak;
 extern void bpf_preempt_disable(void) __ksym __weak;
 extern void bpf_preempt_enable(void) __ksym __weak;
+/* From 6.2: a pointer the verifier reads as the given BTF type. */
+extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym __weak;
 
 /*
  * Tells rstat that (memcg, cpu) has news. Returns false when the kernel

@@ -110,7 +110,7 @@ func TestKernelContainer(t *testing.T) {
 	// Its exemplars, named though serve sees neither the host's pids nor
 	// has CAP_DAC_READ_SEARCH (from the cgroups of its last scrape): the
 	// busybox applets that stalled.
-	ex := fmt.Sprintf(`cgrstat_reclaim_duration_seconds_bucket{cause="max", cgroup=%q}`, cg)
+	ex := fmt.Sprintf(`cgrstat_reclaim_duration_seconds_bucket{cause="limit", cgroup=%q}`, cg)
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(500 * time.Millisecond) {
 		got := prom.exemplars(t, ex, time.Now().Add(-5*time.Minute))
 		if len(got) > 0 && got[0].Exemplars[0].Labels["comm"] == "busybox" {

@@ -53,6 +53,7 @@ func printLoaded(w io.Writer, pinPath string, rec *loader.Record) {
 	for _, r := range rec.Refused {
 		fmt.Fprintf(w, "  %s not used: %s\n", r.Mode, r.Reason)
 	}
+	fmt.Fprintf(w, "  throttle after memory.high: %s\n", format.ThrottleState(rec))
 	m := readout.MemoryFor(rec.MaxCgroups)
 	fmt.Fprintf(w, "  maps: %s preallocated, plus %s per cgroup that reclaims (at most %s), whatever the number of CPUs\n",
 		format.Bytes(m.Preallocated), format.Bytes(m.PerCgroup), format.Bytes(m.AtMost))

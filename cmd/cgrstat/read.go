@@ -31,8 +31,11 @@ back to user space) and PROACTIVE (memory.reclaim) split DELAY by cause;
 DIRECT is global direct reclaim, not in DELAY; FORCED is the memory-cgroup reclaim that
 the limits of the cgroup's subtree made tasks stall in, wherever they ran.
 --json also gives oom_kills: the tasks of the cgroup or below that the OOM
-killer chose since the collectors were loaded (cgroup v1 too), and
-causes.limit, max + high, for scripts written before they were told apart.
+killer chose since the collectors were loaded (cgroup v1 too), throttle:
+the time its tasks slept as a penalty for staying above memory.high after
+reclaim, and how many sleeps ("unavailable" where the kernel refuses the
+fentry/fexit that measure it), and causes.limit, max + high, for scripts
+written before they were told apart.
 --hist draws each cgroup's latency distribution instead.
 
 A pod or container is named by its pod UID and container ID in the table

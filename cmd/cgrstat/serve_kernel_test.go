@@ -102,6 +102,11 @@ func expectedSeries(stats []reclaim.Stat) map[string]float64 {
 				want[series("cgrstat_reclaimed_pages_total", s.Path, "cause", c.String())] = float64(s.Causes[c].Reclaimed)
 			}
 		}
+		// Absent, not 0, where the kernel does not let it be measured.
+		if s.Throttle.Measured && s.Throttle.DelayNS > 0 {
+			want[series("cgrstat_throttle_seconds_total", s.Path)] = sec(s.Throttle.DelayNS)
+			want[series("cgrstat_throttles_total", s.Path)] = float64(s.Throttle.Count)
+		}
 		if s.Forced.Count > 0 {
 			want[series("cgrstat_forced_reclaim_seconds_total", s.Path)] = sec(s.Forced.DelayNS)
 			want[series("cgrstat_forced_reclaims_total", s.Path)] = float64(s.Forced.Count)
@@ -111,13 +116,12 @@ func expectedSeries(stats []reclaim.Stat) map[string]float64 {
 			want[series("cgrstat_memcg_reclaimed_pages_total", s.Path)] = float64(s.Reclaimed)
 			want[series("cgrstat_reclaim_max_seconds", s.Path)] = sec(s.MaxNS)
 		}
-		for c := reclaim.Max; c <= reclaim.Proactive; c++ {
-			if s.Causes[c].Count == 0 {
+		for _, d := range s.Dists() {
+			if d.Counters.Count == 0 {
 				continue
 			}
-			h := s.CauseHist(c)
-			cause := c.String()
-			want[series("cgrstat_reclaim_duration_seconds_sum", s.Path, "cause", cause)] = sec(s.Causes[c].DelayNS)
+			h, cause := d.Hist, d.Name
+			want[series("cgrstat_reclaim_duration_seconds_sum", s.Path, "cause", cause)] = sec(d.Counters.DelayNS)
 			want[series("cgrstat_reclaim_duration_seconds_count", s.Path, "cause", cause)] = float64(h.Total())
 			want[series("cgrstat_reclaim_duration_seconds_bucket", s.Path, "cause", cause, "le", "+Inf")] = float64(h.Total())
 			for e := 10; e <= 36; e += 2 {
@@ -376,7 +380,8 @@ func assertHelp(t *testing.T, addr string) {
 		t.Errorf("only %d per-cgroup families in the scrape", perCgroup)
 	}
 	for _, health := range []string{`cgrstat_flush_mode_info{mode=`, `cgrstat_map_entries{map="stats"}`,
-		`cgrstat_map_capacity_entries{map="stats"}`, `cgrstat_lost_updates_total{kind="events"} 0`, "cgrstat_scrape_duration_seconds "} {
+		`cgrstat_map_capacity_entries{map="stats"}`, `cgrstat_lost_updates_total{kind="events"} 0`, "cgrstat_scrape_duration_seconds ",
+		"cgrstat_throttle_measured "} {
 		if !strings.Contains(body, health) {
 			t.Errorf("scrape lacks %s", health)
 		}

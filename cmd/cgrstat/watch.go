@@ -35,8 +35,10 @@ second and pages reclaimed per second, busiest first, as a tree (default) or
 flat, cut to the terminal. Each number is the cgroup's hierarchical total.
 PSI ms/s is the kernel's memory pressure of the cgroup (memory.pressure some:
 milliseconds per second in which at least one of its tasks stalled on memory,
-reclaim or not; cgroup v2, moves every 2 s) and OOM the tasks the OOM killer
-chose in it during the interval.
+reclaim or not; cgroup v2, moves every 2 s), THROT ms/s the time its tasks
+slept as a penalty for staying above memory.high after reclaim (n/a where
+the kernel refuses the fentry/fexit that measure it), and OOM the tasks the
+OOM killer chose in it during the interval.
 
 Keys: q or Ctrl-C quits, s cycles the sort key, t toggles tree and flat,
 e shows (and hides) below the frame the latest reclaims under CGROUP that

@@ -97,14 +97,15 @@ func stall(s *reclaim.Stat) []field {
 	f := []field{
 		{"total_vmscan_delay", s.DelayNS}, {"vmscan_count", s.Count}, {"nr_reclaimed", s.Reclaimed},
 		{"max_delay_ns", s.MaxNS}, {"oom_kills", s.OOMKills},
+		{"throttle.delay_ns", s.Throttle.DelayNS}, {"throttle.count", s.Throttle.Count},
 	}
 	for c := reclaim.Cause(0); c < reclaim.NrCauses; c++ {
 		f = append(f, counters(c.String(), s.Causes[c])...)
-		if h := s.CauseHist(c); h != nil {
-			for i, n := range h {
-				lo, hi := reclaim.BucketBounds(i)
-				f = append(f, field{fmt.Sprintf("%s bucket [%d,%d) ns", c, lo, hi), n})
-			}
+	}
+	for _, d := range s.Dists() {
+		for i, n := range d.Hist {
+			lo, hi := reclaim.BucketBounds(i)
+			f = append(f, field{fmt.Sprintf("%s bucket [%d,%d) ns", d.Name, lo, hi), n})
 		}
 	}
 	return f
@@ -145,9 +146,9 @@ func details(bad []string) string {
 // consistent checks one cgroup's figures against each other.
 func consistent(rel string, s *reclaim.Stat) Invariant {
 	var bad []string
-	for c := reclaim.Cause(0); c < reclaim.NrCauses; c++ {
-		if h := s.CauseHist(c); h != nil && h.Total() != s.Causes[c].Count {
-			bad = append(bad, fmt.Sprintf("%s buckets add up to %d, %s.count %d", c, h.Total(), c, s.Causes[c].Count))
+	for _, d := range s.Dists() {
+		if d.Hist.Total() != d.Counters.Count {
+			bad = append(bad, fmt.Sprintf("%s buckets add up to %d, %s.count %d", d.Name, d.Hist.Total(), d.Name, d.Counters.Count))
 		}
 	}
 	memcg := s.Limit().Add(s.Causes[reclaim.Proactive])

@@ -170,10 +170,10 @@ func TestVerifyNonLeafChanged(t *testing.T) {
 			// Bucket-wise: the same count in other buckets is not the sum.
 			name: "a reclaim moved to the next bucket",
 			change: func(s *reclaim.Stat) {
-				s.MaxHist[b20us]--
-				s.MaxHist[b20us+1]++
+				s.LimitHist[b20us]--
+				s.LimitHist[b20us+1]++
 			},
-			detail: fmt.Sprintf("max bucket [%d,%d) ns ", lo20, hi20),
+			detail: fmt.Sprintf("limit bucket [%d,%d) ns ", lo20, hi20),
 		},
 		{
 			name: "a whole reclaim more, consistently",
@@ -235,8 +235,8 @@ func TestVerifyNonLeafChanged(t *testing.T) {
 func roomyParent(top reclaim.Stat) reclaim.Stat {
 	room := reclaim.Stat{DelayNS: 1e12, Count: 1e6, Reclaimed: 1e6, MaxNS: 1<<64 - 1,
 		Forced: reclaim.Counters{DelayNS: 1e12, Count: 1e6, Reclaimed: 1e6}}
-	for i := range room.MaxHist {
-		room.MaxHist[i] = 1e6
+	for i := range room.LimitHist {
+		room.LimitHist[i] = 1e6
 		room.ProactiveHist[i] = 1e6
 	}
 	for c := range room.Causes {
@@ -290,11 +290,11 @@ func TestVerifyLeafInconsistent(t *testing.T) {
 		detail string
 	}{
 		{"a bucket lost", func(s *reclaim.Stat) { s.ProactiveHist[reclaim.BucketOf(2_000)]-- }, "proactive buckets add up to 0, proactive.count 1"},
-		{"a bucket too many", func(s *reclaim.Stat) { s.MaxHist[0]++ }, "max buckets add up to 2, max.count 1"},
+		{"a bucket too many", func(s *reclaim.Stat) { s.LimitHist[0]++ }, "limit buckets add up to 3, limit.count 2"},
 		{"a reclaim moved from limit to proactive", func(s *reclaim.Stat) {
-			s.MaxHist[reclaim.BucketOf(300_000)]--
+			s.LimitHist[reclaim.BucketOf(300_000)]--
 			s.ProactiveHist[reclaim.BucketOf(300_000)]++
-		}, "max buckets add up to 0, max.count 1; proactive buckets add up to 2, proactive.count 1"},
+		}, "limit buckets add up to 1, limit.count 2; proactive buckets add up to 2, proactive.count 1"},
 		{"direct in the seed's delay", func(s *reclaim.Stat) { s.DelayNS += 7 },
 			"max + high + proactive.delay_ns 304100 vs total_vmscan_delay 304107"},
 		{"a cause's pages lost", func(s *reclaim.Stat) { s.Causes[reclaim.Max].Reclaimed-- },
@@ -391,7 +391,7 @@ func TestVerifyTopAboveParent(t *testing.T) {
 		{"vmscan_count", func(s *reclaim.Stat) { s.Count-- }},
 		{"nr_reclaimed", func(s *reclaim.Stat) { s.Reclaimed-- }},
 		{"max_delay_ns", func(s *reclaim.Stat) { s.MaxNS-- }},
-		{fmt.Sprintf("max bucket [%d,%d) ns", lo, hi), func(s *reclaim.Stat) { s.MaxHist[b]-- }},
+		{fmt.Sprintf("limit bucket [%d,%d) ns", lo, hi), func(s *reclaim.Stat) { s.LimitHist[b]-- }},
 		{"proactive.count", func(s *reclaim.Stat) { s.Causes[reclaim.Proactive].Count-- }},
 		{"direct.delay_ns", func(s *reclaim.Stat) { s.Causes[reclaim.Direct].DelayNS-- }},
 		{"forced.count", func(s *reclaim.Stat) { s.Forced.Count-- }},

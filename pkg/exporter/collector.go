@@ -66,7 +66,7 @@ var (
 		"Memory-cgroup reclaims whose target is this cgroup or below it; from the first such reclaim on."+hierarchical,
 		counterType, "cgroup")
 	duration = newFamily("reclaim_duration_seconds",
-		"Latency of memory-cgroup reclaims, by cause (max, high, proactive; direct reclaim has no distribution); from the cause's first reclaim in the cgroup on."+hierarchical,
+		"Latency of memory-cgroup reclaims: cause limit (max and high, which share one distribution) and proactive; direct reclaim has none; from the first such reclaim in the cgroup on."+hierarchical,
 		histogramType, "cause", "cgroup")
 	oomKills = newFamily("oom_kills_total",
 		"Tasks the OOM killer chose in this cgroup or below it, counted from BPF (oom:mark_victim), so on cgroup v1 too; from the first on."+hierarchical,
@@ -92,6 +92,15 @@ var (
 	failcnt = newFamily("memory_failcnt_total",
 		"memory.failcnt (cgroup v1): charges that hit memory.limit_in_bytes; from the first on.",
 		counterType, "cgroup")
+	throttleSeconds = newFamily("throttle_seconds_total",
+		"Time the cgroup's tasks spent in the kernel's over-high handler outside reclaim: the penalty sleep for staying above memory.high after reclaiming. Only where the kernel lets fentry attach (cgrstat_throttle_measured 1); from the first such time on."+hierarchical,
+		counterType, "cgroup")
+	throttles = newFamily("throttles_total",
+		"Times the cgroup's tasks were put to sleep for staying above memory.high (over-high handler calls with 1 ms or more outside reclaim); where measured, from the first on."+hierarchical,
+		counterType, "cgroup")
+	throttleMeasured = newFamily("throttle_measured",
+		"1 when the throttle after memory.high is measured (fentry/fexit on mem_cgroup_handle_over_high attached), 0 where the kernel refused: then cgrstat_throttle_* series are absent, not zero.",
+		gaugeType)
 	maxSeconds = newFamily("reclaim_max_seconds",
 		"Longest memory-cgroup reclaim since the collectors were loaded; from the cgroup's first such reclaim on."+hierarchical,
 		gaugeType, "cgroup")

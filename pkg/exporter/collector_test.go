@@ -40,7 +40,7 @@ func syntheticActive(n, active int) *readout.Snapshot {
 			continue
 		}
 		c := reclaim.Stat{ID: uint64(i + 1), Path: p, DelayNS: 1e6, Count: 10, Reclaimed: 100, MaxNS: 5e5}
-		c.MaxHist[reclaim.BucketOf(1e5)] = 10
+		c.LimitHist[reclaim.BucketOf(1e5)] = 10
 		c.Causes[reclaim.Max] = reclaim.Counters{DelayNS: 1e6, Count: 10, Reclaimed: 100}
 		snap.Rows = append(snap.Rows, readout.Row{Stat: c})
 	}
@@ -69,9 +69,9 @@ func TestCollectSeriesPerCgroup(t *testing.T) {
 	}
 	for _, want := range []string{
 		`cgrstat_reclaim_seconds_total{cause="max",cgroup="/top/c3"} 0.001`,
-		`cgrstat_reclaim_duration_seconds_bucket{cause="max",cgroup="/top/c3",le="0.000262144"} 10`,
-		`cgrstat_reclaim_duration_seconds_bucket{cause="max",cgroup="/top/c3",le="6.5536e-05"} 0`,
-		`cgrstat_reclaim_duration_seconds_count{cause="max",cgroup="/top/c3"} 10`,
+		`cgrstat_reclaim_duration_seconds_bucket{cause="limit",cgroup="/top/c3",le="0.000262144"} 10`,
+		`cgrstat_reclaim_duration_seconds_bucket{cause="limit",cgroup="/top/c3",le="6.5536e-05"} 0`,
+		`cgrstat_reclaim_duration_seconds_count{cause="limit",cgroup="/top/c3"} 10`,
 		`cgrstat_memcg_reclaim_seconds_total{cgroup="/top/c3"} 0.001`,
 		`cgrstat_exported_cgroups 11`,
 	} {

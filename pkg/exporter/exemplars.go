@@ -88,8 +88,9 @@ func NewExemplars(limit int, top string, resolve Resolver) *Exemplars {
 		recent: map[exemplarKey]exemplarRecord{}, names: map[uint64]string{}}
 }
 
-// histCauses are the causes with a latency distribution (see duration).
-const histCauses = reclaim.Proactive + 1
+// histCauses are the latency distributions (reclaim.Stat.Dists: limit, for
+// max and high, and proactive), which the exemplars are kept by.
+const histCauses = len(distNames)
 
 // Add records e as the most recent reclaim of its bucket in its cgroup and
 // every ancestor up to the served subtree's top. Direct reclaim has no
@@ -143,13 +144,14 @@ func (x *Exemplars) place(e events.Event, last bool) {
 	}
 }
 
-// histCause is the cause of an event's name, -1 for one without a
-// distribution.
-func histCause(name string) reclaim.Cause {
-	for c := range histCauses {
-		if c.String() == name {
-			return c
-		}
+// histCause is the distribution (index in reclaim.Stat.Dists) of an
+// event's cause by name, -1 for one without a distribution (direct).
+func histCause(name string) int {
+	switch name {
+	case reclaim.Max.String(), reclaim.High.String():
+		return 0 // limit
+	case reclaim.Proactive.String():
+		return 1
 	}
 	return -1
 }

@@ -52,9 +52,9 @@ func tree() *readout.Snapshot {
 	for i, p := range []string{"/top", "/top/a", "/top/a/b", "/top/c"} {
 		c := reclaim.Stat{ID: uint64(i + 1), Path: p, Count: 3}
 		c.Causes[reclaim.Max] = reclaim.Counters{DelayNS: 6e6, Count: 3}
-		c.MaxHist[reclaim.BucketOf(2e6)] = 3
+		c.LimitHist[reclaim.BucketOf(2e6)] = 3
 		c.Causes[reclaim.High] = reclaim.Counters{DelayNS: 1e3, Count: 1}
-		c.HighHist[reclaim.BucketOf(1e3)] = 1
+		c.LimitHist[reclaim.BucketOf(1e3)] = 1
 		snap.Rows = append(snap.Rows, readout.Row{Stat: c})
 	}
 	return snap
@@ -71,7 +71,7 @@ func treeNames(id uint64, _ int) (string, error) {
 
 // exemplarLabels are an exemplar's labels and its time (seconds), as one
 // string; "none" when there is none.
-func exemplarLabels(got map[string]*cgroupExemplars, path string, cause reclaim.Cause, bucket int) string {
+func exemplarLabels(got map[string]*cgroupExemplars, path string, cause int, bucket int) string {
 	ex := got[path]
 	if ex == nil || ex[cause] == nil || ex[cause][bucket] == nil {
 		return "none"
@@ -102,31 +102,33 @@ func TestExemplarStore(t *testing.T) {
 	x.Add(events.Event{Time: at(2000), PID: 7, Comm: "after", Cgroup: 98, Target: 98, Cause: "max", Duration: 100e9})
 	x.Add(events.Event{Time: at(40), PID: 8, Comm: "unknown", Cgroup: 600, Target: 600, Cause: "max", Duration: 2e6})
 	x.Add(events.Event{Time: at(50), PID: 9, Comm: "outside", Cgroup: 97, Target: 97, Cause: "max", Duration: 2e6})
-	if x.Len() != 3+1+2+2 {
-		t.Errorf("%d records, want 8 (/top/a/b's up to /top, /top/c's, /top/gone's and /top/new's and their /top's; none of /other)", x.Len())
+	if x.Len() != 3+1+1+1+1 {
+		t.Errorf("%d records, want 7 (/top/a/b's up to /top, /top/c's, /top/gone's and /top/new's, and /top's of the +Inf bucket; none of /other)", x.Len())
 	}
 	if x.Unplaced() != 0 || len(x.pending) != 1 {
 		t.Errorf("%d events unplaced, %d waiting; want cgroup 600's waiting for the scrape", x.Unplaced(), len(x.pending))
 	}
 	got := x.forScrape(tree())
 	j, inf := promBucket(2e6), len(bounds)
+	const limit, proactive = 0, 1 // reclaim.Stat.Dists: max and high share limit
 	for _, c := range []struct {
 		path   string
-		cause  reclaim.Cause
+		cause  int
 		bucket int
 		want   string
 	}{
-		{"/top/a/b", reclaim.Max, j, "comm=new,pid=2,target=/top/a 20"},
-		{"/top/a", reclaim.Max, j, "comm=new,pid=2 20"}, // its own limit: no target label
-		{"/top", reclaim.Max, j, "comm=new,pid=2,target=/top/a 20"},
-		{"/top/c", reclaim.Max, j, "comm=sibling,pid=4 12"},
-		{"/top", reclaim.High, j, "comm=gone,pid=6,target_id=500 25"}, // its cgroup is gone
-		{"/top", reclaim.Max, inf, "comm=after,pid=7,target=/top/new 2000"},
-		{"/top/a", reclaim.High, j, "none"},
-		{"/top/c", reclaim.Max, inf, "none"},
+		{"/top/a/b", limit, j, "comm=new,pid=2,target=/top/a 20"},
+		{"/top/a", limit, j, "comm=new,pid=2 20"}, // its own limit: no target label
+		// high's event is newer than max's in the shared distribution;
+		// its cgroup is gone
+		{"/top", limit, j, "comm=gone,pid=6,target_id=500 25"},
+		{"/top/c", limit, j, "comm=sibling,pid=4 12"},
+		{"/top", limit, inf, "comm=after,pid=7,target=/top/new 2000"},
+		{"/top/a", proactive, j, "none"},
+		{"/top/c", limit, inf, "none"},
 	} {
 		if g := exemplarLabels(got, c.path, c.cause, c.bucket); g != c.want {
-			t.Errorf("%s %s bucket %d: %s, want %s", c.path, c.cause, c.bucket, g, c.want)
+			t.Errorf("%s %s bucket %d: %s, want %s", c.path, distNames[c.cause], c.bucket, g, c.want)
 		}
 	}
 	n := 0
@@ -139,13 +141,13 @@ func TestExemplarStore(t *testing.T) {
 			}
 		}
 	}
-	if len(got) != 4 || n != 6 {
-		t.Errorf("%d exemplars in %d cgroups, want 6 in 4", n, len(got))
+	if len(got) != 4 || n != 5 {
+		t.Errorf("%d exemplars in %d cgroups, want 5 in 4", n, len(got))
 	}
 	// Gone: /top/gone (older than the read); kept: /top/new (newer), and
-	// the six shown.
-	if x.Len() != 7 {
-		t.Errorf("%d records after the scrape, want 7", x.Len())
+	// the five shown.
+	if x.Len() != 6 {
+		t.Errorf("%d records after the scrape, want 6", x.Len())
 	}
 	if NewExemplars(10, "/top", treeNames).forScrape(tree()) != nil {
 		t.Error("an empty store returns exemplars")
@@ -166,7 +168,7 @@ func TestExemplarIndex(t *testing.T) {
 		t.Fatalf("%d records, %d unplaced; want both events waiting for a scrape", x.Len(), x.Unplaced())
 	}
 	got := x.forScrape(tree())
-	if g := exemplarLabels(got, "/top", reclaim.Max, promBucket(2e6)); g != "comm=a,pid=1,target=/top/a 2000" {
+	if g := exemplarLabels(got, "/top", 0, promBucket(2e6)); g != "comm=a,pid=1,target=/top/a 2000" {
 		t.Errorf("/top: %s, want the event named from the scrape's cgroups", g)
 	}
 	if x.Unplaced() != 1 {
@@ -291,10 +293,10 @@ func TestOpenMetricsNegotiation(t *testing.T) {
 		t.Error("OpenMetrics without # EOF")
 	}
 	for _, want := range []string{
-		`cgrstat_reclaim_duration_seconds_bucket{cause="max",cgroup="/top/a/b",le="0.004194304"} 3 # {comm="dd",pid="42"} 0.002 1500.25`,
-		`cgrstat_reclaim_duration_seconds_bucket{cause="max",cgroup="/top/a",le="0.004194304"} 3 # {comm="dd",pid="42",target="/top/a/b"} 0.002 1500.25`,
-		`cgrstat_reclaim_duration_seconds_bucket{cause="max",cgroup="/top",le="+Inf"} 3 # {comm="sort",pid="43"} 100.0 1501.0`,
-		`cgrstat_reclaim_duration_seconds_bucket{cause="max",cgroup="/top/a/b",le="+Inf"} 3 # {comm="sort",pid="43",target="/top"} 100.0 1501.0`,
+		`cgrstat_reclaim_duration_seconds_bucket{cause="limit",cgroup="/top/a/b",le="0.004194304"} 4 # {comm="dd",pid="42"} 0.002 1500.25`,
+		`cgrstat_reclaim_duration_seconds_bucket{cause="limit",cgroup="/top/a",le="0.004194304"} 4 # {comm="dd",pid="42",target="/top/a/b"} 0.002 1500.25`,
+		`cgrstat_reclaim_duration_seconds_bucket{cause="limit",cgroup="/top",le="+Inf"} 4 # {comm="sort",pid="43"} 100.0 1501.0`,
+		`cgrstat_reclaim_duration_seconds_bucket{cause="limit",cgroup="/top/a/b",le="+Inf"} 4 # {comm="sort",pid="43",target="/top"} 100.0 1501.0`,
 	} {
 		if !strings.Contains(body, want+"\n") {
 			t.Errorf("OpenMetrics lacks\n%s", want)
@@ -303,8 +305,8 @@ func TestOpenMetricsNegotiation(t *testing.T) {
 	if n := len(regexp.MustCompile(`(?m)^[^#]* # \{`).FindAllString(body, -1)); n != 6 {
 		t.Errorf("%d exemplars, want 6 (two events, each on /top, /top/a, /top/a/b):\n%s", n, body)
 	}
-	if n := strings.Count(body, `cgroup="/top/c",le="+Inf"`); n != 2 {
-		t.Errorf("/top/c has %d +Inf buckets, want one per cause (2)", n)
+	if n := strings.Count(body, `cgroup="/top/c",le="+Inf"`); n != 1 {
+		t.Errorf("/top/c has %d +Inf buckets, want one (limit: max and high share it)", n)
 	}
 }
 

@@ -70,13 +70,18 @@ var (
 	cgroupName = "cgroup"
 	causeName  = "cause"
 	causeNames [reclaim.NrCauses]string
-	causeLabel [reclaim.NrCauses]*dto.LabelPair // shared by every cgroup's series
+	causeLabel [reclaim.NrCauses]*dto.LabelPair  // shared by every cgroup's series
+	distNames  = [2]string{"limit", "proactive"} // reclaim.Stat.Dists
+	distLabel  [2]*dto.LabelPair
 )
 
 func init() {
 	for i, c := range reclaim.AllCauses {
 		causeNames[i] = c.String()
 		causeLabel[i] = &dto.LabelPair{Name: &causeName, Value: &causeNames[i]}
+	}
+	for i := range distNames {
+		distLabel[i] = &dto.LabelPair{Name: &causeName, Value: &distNames[i]}
 	}
 }
 
@@ -109,12 +114,17 @@ func (s *scrape) cgroup(cg *reclaim.Stat) {
 		s.counterWith(reclaims, float64(c.Count), both)
 		s.counterWith(reclaimSeconds, seconds(c.DelayNS), both)
 		s.counterWith(reclaimedPages, float64(c.Reclaimed), both)
-		if h := cg.CauseHist(cause); h != nil {
-			hist := histogram(h, c.DelayNS)
+	}
+	for i, d := range cg.Dists() {
+		if d.Name != distNames[i] {
+			panic("exporter: reclaim.Stat.Dists changed: " + d.Name)
+		}
+		if d.Counters.Count > 0 {
+			hist := histogram(d.Hist, d.Counters.DelayNS)
 			if ex := s.exemplars[cg.Path]; ex != nil {
-				withExemplars(hist, ex[cause])
+				withExemplars(hist, ex[i])
 			}
-			s.add(duration, &dto.Metric{Label: both, Histogram: hist})
+			s.add(duration, &dto.Metric{Label: []*dto.LabelPair{distLabel[i], path}, Histogram: hist})
 		}
 	}
 	if cg.Forced.Count > 0 {
@@ -123,6 +133,10 @@ func (s *scrape) cgroup(cg *reclaim.Stat) {
 	}
 	if cg.OOMKills > 0 {
 		s.counterWith(oomKills, float64(cg.OOMKills), only)
+	}
+	if cg.Throttle.Measured && cg.Throttle.DelayNS > 0 {
+		s.counterWith(throttleSeconds, seconds(cg.Throttle.DelayNS), only)
+		s.counterWith(throttles, float64(cg.Throttle.Count), only)
 	}
 	s.kernel(cg, only)
 	s.info(cg.Path)
@@ -194,6 +208,11 @@ func seconds(ns uint64) float64 { return float64(ns) / 1e9 }
 
 func (s *scrape) health(h *readout.Health) {
 	s.gauge(flushMode, 1, string(h.Flush))
+	measured := 0.0
+	if h.Throttle {
+		measured = 1
+	}
+	s.gauge(throttleMeasured, measured)
 	for _, m := range []struct {
 		name string
 		fill readout.Fill

@@ -18,7 +18,8 @@ const barWidth = 52
 // bar per bucket from the first non-empty bucket to the last, with its
 // range and count, then the causes, with their own quantiles where they
 // have a distribution: proactive reclaim stalls the agent that writes
-// memory.reclaim, limit reclaim the workload, so their tails differ.
+// memory.reclaim, limit reclaim the workload, so their tails differ. Max
+// and high share limit's distribution (reclaim.Stat.LimitHist).
 func Hist(w io.Writer, s reclaim.Stat) error {
 	fmt.Fprintf(w, "%s: memory-cgroup reclaim %s", escape.String(s.Path), counters(s.Memcg()))
 	if s.Count > 0 {
@@ -28,10 +29,21 @@ func Hist(w io.Writer, s reclaim.Stat) error {
 	fmt.Fprintln(w)
 	h := s.Hist()
 	bars(w, &h)
+	d := s.Dists()
+	fmt.Fprintf(w, "%-10s %s%s\n", "limit:", counters(d[0].Counters), quantiles(d[0].Hist, s.MaxNS))
 	for c := reclaim.Cause(0); c < reclaim.NrCauses; c++ {
-		fmt.Fprintf(w, "%-10s %s%s\n", c.String()+":", counters(s.Causes[c]), quantiles(s.CauseHist(c), s.MaxNS))
+		var h *reclaim.Hist
+		if c == reclaim.Proactive {
+			h = d[1].Hist
+		}
+		fmt.Fprintf(w, "%-10s %s%s\n", c.String()+":", counters(s.Causes[c]), quantiles(h, s.MaxNS))
 	}
-	_, err := fmt.Fprintf(w, "%-10s %s\n", "forced:", counters(s.Forced))
+	fmt.Fprintf(w, "%-10s %s\n", "forced:", counters(s.Forced))
+	throttle := "unavailable (the kernel refused fentry/fexit)"
+	if s.Throttle.Measured {
+		throttle = fmt.Sprintf("%s in %d sleeps", Latency(s.Throttle.DelayNS), s.Throttle.Count)
+	}
+	_, err := fmt.Fprintf(w, "%-10s %s\n", "throttle:", throttle)
 	return err
 }
 

@@ -25,14 +25,21 @@ func TestHist(t *testing.T) {
 [2.0µs, 2.6µs) 2 |@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@                  |
 [2.6µs, 4.2ms) 0 |                                                    | 43 buckets
 [4.2ms, 5.2ms) 1 |@@@@@@@@@@@@@@@@@                                   |
-max:       5.0ms in 6 reclaims, 192 pages; p50 1.5µs, p99 5.0ms
+limit:     5.0ms in 6 reclaims, 192 pages; p50 1.5µs, p99 5.0ms
+max:       5.0ms in 6 reclaims, 192 pages
 high:      0 in 0 reclaims, 0 pages
 proactive: 3.4µs in 2 reclaims, 64 pages; p50 1.5µs, p99 2.5µs
 direct:    3.0ms in 2 reclaims, 64 pages
 forced:    1.1µs in 1 reclaim, 32 pages
+throttle:  unavailable (the kernel refused fentry/fexit)
 `
 	if got := buf.String(); got != want {
 		t.Errorf("Hist wrote\n%s\nwant\n%s", got, want)
+	}
+	buf.Reset()
+	s.Throttle = reclaim.Throttle{Measured: true, DelayNS: 24_000_000, Count: 2}
+	if err := Hist(&buf, s); err != nil || !strings.HasSuffix(buf.String(), "\nthrottle:  24ms in 2 sleeps\n") {
+		t.Errorf("Hist with a throttle wrote\n%s", buf.String())
 	}
 }
 
@@ -63,7 +70,7 @@ func TestHistEmpty(t *testing.T) {
 	if err := Hist(&buf, reclaim.Stat{Path: "/idle"}); err != nil {
 		t.Fatal(err)
 	}
-	if out := buf.String(); strings.Contains(out, "|") || !strings.HasPrefix(out, "/idle: memory-cgroup reclaim 0 in 0 reclaims, 0 pages\nmax:") {
+	if out := buf.String(); strings.Contains(out, "|") || !strings.HasPrefix(out, "/idle: memory-cgroup reclaim 0 in 0 reclaims, 0 pages\nlimit:") {
 		t.Errorf("empty:\n%s", out)
 	}
 }

@@ -23,6 +23,8 @@ const minName = 16
 // global direct reclaim, outside
 // DELAY; FORCED is the memory-cgroup reclaim that this subtree's limits
 // (or memory.reclaim) made tasks stall in, wherever those tasks were.
+// The throttle after memory.high is in the JSON, read --hist, watch and
+// serve: a column here would leave the names too little of MaxWidth.
 //
 // P90 is in the JSON and read --hist, not here: the two limits' columns
 // took its room in MaxWidth.

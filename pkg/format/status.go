@@ -6,6 +6,7 @@ import (
 	"io"
 
 	"github.com/cgrstat/cgrstat/pkg/escape"
+	"github.com/cgrstat/cgrstat/pkg/loader"
 	"github.com/cgrstat/cgrstat/pkg/readout"
 )
 
@@ -60,6 +61,7 @@ func StatusText(w io.Writer, st *readout.Status) error {
 		fmt.Fprintln(w, "  where there is new data), holding the kernel's cgroup_mutex: mkdir, rmdir and task moves wait")
 	}
 	fmt.Fprintf(w, "rstat:       %s\n", r.RstatKfuncs)
+	fmt.Fprintf(w, "throttle:    %s\n", ThrottleState(r))
 	fmt.Fprintf(w, "cgroups:     v%d at %s\n", r.CgroupVersion, escape.String(r.CgroupRoot))
 	m := u.Memory
 	fmt.Fprintf(w, "maps:        %d of %d cgroups tracked; %s in use (%s preallocated + %s per tracked cgroup), at most %s\n",
@@ -82,4 +84,13 @@ func StatusText(w io.Writer, st *readout.Status) error {
 		}
 	}
 	return nil
+}
+
+// ThrottleState says whether a load measures the throttle after
+// memory.high, and why not where it does not.
+func ThrottleState(r *loader.Record) string {
+	if r.Throttle {
+		return "measured (fentry/fexit on mem_cgroup_handle_over_high)"
+	}
+	return "unavailable: " + r.ThrottleRefused
 }

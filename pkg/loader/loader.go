@@ -154,6 +154,7 @@ func Load(opts Options) (*Record, error) {
 			continue
 		}
 		rec := newRecord(opts, m, refused, l.programIDs())
+		rec.Throttle, rec.ThrottleRefused = l.throttle != nil, l.throttleRefused
 		err = l.pin(dir, rec)
 		l.close()
 		return rec, err

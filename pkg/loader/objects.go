@@ -1,10 +1,13 @@
 package loader
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
 
 	"github.com/cgrstat/cgrstat/bpf"
 )
@@ -24,6 +27,12 @@ type collectors struct {
 	OnRelease   *ebpf.Program `ebpf:"on_release"`
 	Tree        *ebpf.Program `ebpf:"tree"`
 	bpf.CgrstatMaps
+	// The writable globals (throttle_measured): the stat-file program,
+	// loaded apart with the mode, must read the collectors' copy.
+	Bss *ebpf.Map `ebpf:".bss"`
+	// Set once the throttle programs are attached: stat files print
+	// the throttle, not "unavailable".
+	ThrottleMeasured *ebpf.Variable `ebpf:"throttle_measured"`
 }
 
 // The mode's own programs: the stat file's program (dump, sleepable, for
@@ -55,15 +64,25 @@ type (
 	}
 )
 
+// throttle times mem_cgroup_handle_over_high (fentry/fexit): loaded
+// apart, since kernels that refuse fentry must still load the rest.
+type throttle struct {
+	Enter *ebpf.Program `ebpf:"over_high_enter"`
+	Exit  *ebpf.Program `ebpf:"over_high_exit"`
+}
+
 // objects of one mode: the collectors, the mode's stat-file program, the
-// flusher's one program that mode uses (nil for walk), and the OOM-kill
-// collector's programs by name.
+// flusher's one program that mode uses (nil for walk), the OOM-kill
+// collector's programs by name, and the throttle's (nil where the kernel
+// refused them, throttleRefused says why).
 type objects struct {
 	collectors
-	dump  *ebpf.Program
-	flush *ebpf.Program
-	oom   map[string]*ebpf.Program
-	mode  Mode
+	dump            *ebpf.Program
+	flush           *ebpf.Program
+	oom             map[string]*ebpf.Program
+	throttle        *throttle
+	throttleRefused string
+	mode            Mode
 }
 
 // loaded is one mode's objects and links, not yet pinned.
@@ -91,7 +110,11 @@ func loadObjects(spec *ebpf.CollectionSpec, m Mode) (*objects, error) {
 		return nil, fmt.Errorf("loading collectors: %w", err)
 	}
 	// The flusher shares the collectors' maps, not copies of them.
-	opts := &ebpf.CollectionOptions{MapReplacements: o.maps()}
+	// So does the stat-file program the .bss (throttle_measured, which
+	// attachThrottle sets through the collectors' copy).
+	replace := o.maps()
+	replace[".bss"] = o.Bss
+	opts := &ebpf.CollectionOptions{MapReplacements: replace}
 	var err error
 	switch m {
 	case Fentry:
@@ -115,7 +138,52 @@ func loadObjects(spec *ebpf.CollectionSpec, m Mode) (*objects, error) {
 		o.close()
 		return nil, err
 	}
+	if target, why := overHighFunc(); target == "" {
+		o.throttleRefused = why
+	} else {
+		for _, name := range []string{bpf.CgrstatProgOverHighEnter, bpf.CgrstatProgOverHighExit} {
+			spec.Programs[name].AttachTo = target
+		}
+		var t throttle
+		if err := spec.LoadAndAssign(&t, opts); err != nil {
+			o.throttleRefused = throttleRefusal(err)
+		} else {
+			o.throttle = &t
+		}
+	}
 	return o, nil
+}
+
+// overHighFunc names the function that holds the over-high handler's work
+// on this kernel: mem_cgroup_handle_over_high up to 6.x; since it became
+// an inline wrapper that tests memcg_nr_pages_over_high (seen on 7.2),
+// __mem_cgroup_handle_over_high. Else it says why there is none.
+func overHighFunc() (name, why string) {
+	kernel, err := btf.LoadKernelSpec()
+	if err != nil {
+		return "", "reading the kernel's BTF: " + err.Error()
+	}
+	for _, name := range []string{"mem_cgroup_handle_over_high", "__mem_cgroup_handle_over_high"} {
+		var fn *btf.Func
+		if kernel.TypeByName(name, &fn) == nil {
+			return name, ""
+		}
+	}
+	return "", "the kernel has no mem_cgroup_handle_over_high to attach fentry/fexit to"
+}
+
+// throttleRefusal says in one line why the throttle cannot be measured.
+func throttleRefusal(err error) string {
+	var ve *ebpf.VerifierError
+	switch {
+	case errors.Is(err, unix.EPERM):
+		return "fentry/fexit refused by the kernel (EPERM; kernel lockdown?)"
+	case errors.Is(err, ebpf.ErrNotSupported):
+		return "the kernel cannot attach fentry/fexit to mem_cgroup_handle_over_high (not supported)"
+	case errors.As(err, &ve):
+		return "fentry/fexit on mem_cgroup_handle_over_high rejected by the verifier: " + lastLine(ve.Log)
+	}
+	return "fentry/fexit on mem_cgroup_handle_over_high: " + err.Error()
 }
 
 // loadOOM loads the OOM-kill collector in the form this kernel's
@@ -165,6 +233,9 @@ func (o *objects) all() []*ebpf.Program {
 	for _, p := range o.oom {
 		out = append(out, p)
 	}
+	if o.throttle != nil {
+		out = append(out, o.throttle.Enter, o.throttle.Exit)
+	}
 	return append(out, o.flush)
 }
 
@@ -175,6 +246,9 @@ func (o *objects) close() {
 		}
 	}
 	o.CgrstatMaps.Close()
+	if o.Bss != nil {
+		o.Bss.Close()
+	}
 }
 
 func loadMode(spec *ebpf.CollectionSpec, m Mode) (*loaded, error) {
@@ -233,7 +307,47 @@ func (l *loaded) attach(m Mode) error {
 		}
 		l.links[a.name] = lk
 	}
+	l.attachThrottle()
 	return nil
+}
+
+// attachThrottle attaches the throttle's programs where they loaded, and
+// only then lets stat files print it. A kernel that loads them but will
+// not attach them (the function is missing or inlined) goes without:
+// the throttle is the one figure a load may lack.
+func (l *loaded) attachThrottle() {
+	if l.throttle == nil {
+		return
+	}
+	var links []link.Link
+	for _, a := range []attachment{
+		{bpf.CgrstatProgOverHighEnter, l.throttle.Enter, tracing},
+		{bpf.CgrstatProgOverHighExit, l.throttle.Exit, tracing},
+	} {
+		lk, err := a.do(a.prog)
+		if err != nil {
+			for _, lk := range links {
+				lk.Close()
+			}
+			l.throttleRefused = "attaching " + a.name + ": " + err.Error()
+			l.throttle.Enter.Close()
+			l.throttle.Exit.Close()
+			l.throttle = nil
+			return
+		}
+		links = append(links, lk)
+		l.links[a.name] = lk
+	}
+	if err := l.ThrottleMeasured.Set(uint32(1)); err != nil {
+		l.throttleRefused = "setting throttle_measured: " + err.Error()
+		for _, name := range []string{bpf.CgrstatProgOverHighEnter, bpf.CgrstatProgOverHighExit} {
+			l.links[name].Close()
+			delete(l.links, name)
+		}
+		l.throttle.Enter.Close()
+		l.throttle.Exit.Close()
+		l.throttle = nil
+	}
 }
 
 // programIDs are the programs the load keeps: attached or pinned.
@@ -242,6 +356,9 @@ func (l *loaded) programIDs() []ebpf.ProgramID {
 	kept := []*ebpf.Program{l.VmscanStart, l.VmscanEnd, l.DirectStart, l.DirectEnd, l.OnRmdir, l.OnRelease, l.flush}
 	for _, p := range l.oom {
 		kept = append(kept, p)
+	}
+	if l.throttle != nil {
+		kept = append(kept, l.throttle.Enter, l.throttle.Exit)
 	}
 	for _, p := range l.programs() {
 		kept = append(kept, p)

@@ -350,7 +350,8 @@ var loadPins = func() map[string]bool {
 	for _, name := range []string{bpf.CgrstatProgVmscanStart, bpf.CgrstatProgVmscanEnd, bpf.CgrstatProgDirectStart,
 		bpf.CgrstatProgDirectEnd, bpf.CgrstatProgOnRmdir, bpf.CgrstatProgOnRelease,
 		bpf.CgrstatProgFlushFentry, bpf.CgrstatProgFlushKprobe,
-		bpf.CgrstatProgOomVictim, bpf.CgrstatProgOomVictimPid, bpf.CgrstatProgOomSignal} {
+		bpf.CgrstatProgOomVictim, bpf.CgrstatProgOomVictimPid, bpf.CgrstatProgOomSignal,
+		bpf.CgrstatProgOverHighEnter, bpf.CgrstatProgOverHighExit} {
 		names[name] = true
 	}
 	return names

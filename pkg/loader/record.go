@@ -11,7 +11,7 @@ import (
 
 // Layout is the version of what Load pins. A pin path with another layout
 // was made by another cgrstat version and must be unloaded by it (or removed).
-const Layout = 4
+const Layout = 4 // 4: max and high share limit_hist (struct counters); compact tree walk (tree_chunks)
 
 // Record says what was loaded and why; it lives in the pinned info map so
 // that every later command (pin, read, status, unload) sees the same facts.
@@ -26,6 +26,11 @@ type Record struct {
 	CgroupRoot    string    `json:"cgroup_root"`
 	Kernel        string    `json:"kernel"`
 	LoadedAt      time.Time `json:"loaded_at"`
+	// Throttle says whether the throttle after memory.high is measured
+	// (fentry/fexit on mem_cgroup_handle_over_high attached); where not,
+	// ThrottleRefused says why, and readers say "unavailable".
+	Throttle        bool   `json:"throttle"`
+	ThrottleRefused string `json:"throttle_refused,omitempty"`
 	// ProgramIDs lets unload confirm that the kernel freed every program.
 	ProgramIDs []ebpf.ProgramID `json:"program_ids"`
 	// Owner names the process (pid-start time) that will unload this load

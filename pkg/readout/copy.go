@@ -35,9 +35,15 @@ func (h *Handle) copyRows(s *Snapshot, trees [][]Member, f *Filter) (entries int
 	if err != nil {
 		return 0, err
 	}
+	from := len(s.Rows)
 	for _, members := range trees {
 		s.Cgroups += len(members)
 		s.Rows = hierarchical(s.Rows, members, copied, h.Record.CgroupVersion == 1, f)
+	}
+	// A stat file says whether the throttle is measured; the map copy
+	// does not, the load's record does.
+	for i := from; i < len(s.Rows); i++ {
+		s.Rows[i].Throttle.Measured = h.Record.Throttle
 	}
 	return len(copied), nil
 }
@@ -158,7 +164,7 @@ func readSeq(m *ebpf.Map) (bpf.CgrstatFlushSeq, error) {
 const batchSize = 256
 
 // readAll reads the whole map in batches into keys and vals, grown as
-// needed (entries are 3.6 KB: a read sized for max_entries would allocate
+// needed (entries are 3.7 KB: a read sized for max_entries would allocate
 // tens of MB for a map that holds a few cgroups).
 func readAll(m *ebpf.Map, keys []uint64, vals []bpf.CgrstatCgstat) ([]uint64, []bpf.CgrstatCgstat, int, error) {
 	var cursor ebpf.MapBatchCursor

@@ -19,7 +19,7 @@ func TestHierarchicalFilters(t *testing.T) {
 	}
 	pending := func(delay uint64) *bpf.CgrstatCgstat {
 		var e bpf.CgrstatCgstat
-		e.Pending.MaxLimitDelayNs, e.Pending.MaxLimitHist[10] = delay, 1
+		e.Pending.MaxLimitDelayNs, e.Pending.LimitHist[10] = delay, 1
 		return &e
 	}
 	entries := map[uint64]*bpf.CgrstatCgstat{3: pending(100), 4: pending(7)}

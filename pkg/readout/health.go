@@ -94,7 +94,8 @@ func ReadStatus(pinPath string) (*Status, error) {
 // health reads the lost counters, and the map's fill: entries when a copy
 // counted them, else by walking its keys if fill asks for it.
 func (h *Handle) health(entries int, fill bool) (Health, error) {
-	hl := Health{Flush: h.Record.Flush, WalkHoldsCgroupMutex: h.Record.Flush == loader.Walk}
+	hl := Health{Flush: h.Record.Flush, WalkHoldsCgroupMutex: h.Record.Flush == loader.Walk,
+		Throttle: h.Record.Throttle, ThrottleRefused: h.Record.ThrottleRefused}
 	var err error
 	switch {
 	case entries >= 0:
@@ -140,11 +141,8 @@ func (h *Handle) LostCounts() (Lost, error) {
 // Sizes of the kernel's hash-map bookkeeping, for MemoryOf.
 const (
 	htabElemHeader = 48 // struct htab_elem before the key
-	// per CPU: the lost counters, and the print copies' spare element
-	perCPUBytes = 4*8 + printCopyBytes
 	// print_copies: PRINT_COPIES preallocated elements of struct counters
 	printCopies    = 64
-	printCopyBytes = htabElemHeader + 8 + 1784
 	memAllocHeader = 8 // bpf_mem_alloc's free-list link
 	sessionsSlots  = 256
 	sessionBytes   = htabElemHeader + 8 + 8
@@ -155,6 +153,10 @@ const (
 var (
 	StatBytes      = uint32(binary.Size(bpf.CgrstatCgstat{}))
 	TreeChunkBytes = uint32(binary.Size(bpf.CgrstatTreeChunk{}))
+
+	printCopyBytes = uint64(htabElemHeader + 8 + binary.Size(bpf.CgrstatCounters{}))
+	// per CPU: the lost counters, and the print copies' spare element
+	perCPUBytes = 4*8 + printCopyBytes
 )
 
 // MemoryOf computes what the maps take: stats entries are allocated one by

@@ -54,6 +54,10 @@ type Health struct {
 	WalkHoldsCgroupMutex bool `json:"walk_holds_cgroup_mutex"`
 	// Stale are cgroups whose stat files were skipped: they were removed.
 	Stale []string `json:"-"`
+	// Throttle says whether the throttle after memory.high is measured;
+	// ThrottleRefused why not (loader.Record, which status prints).
+	Throttle        bool   `json:"-"`
+	ThrottleRefused string `json:"-"`
 }
 
 // Query is what a snapshot reads.

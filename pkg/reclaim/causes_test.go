@@ -78,9 +78,9 @@ func causesAndForced(t *testing.T, mode loader.Mode) {
 	}
 	s := read()
 	ws, xs, ts := s[w.Rel], s[x.Rel], s[top.Rel]
-	limit := ws.MaxHist.Total()
-	if limit == 0 || ws.ProactiveHist.Total() != proactive || ws.HighHist.Total() != 0 {
-		t.Errorf("after lowering x's limit from w: w has max %d, high %d, proactive %d; want max > 0, no high, proactive %d", limit, ws.HighHist.Total(), ws.ProactiveHist.Total(), proactive)
+	limit := ws.Causes[reclaim.Max].Count
+	if limit == 0 || ws.ProactiveHist.Total() != proactive || ws.Causes[reclaim.High].Count != 0 {
+		t.Errorf("after lowering x's limit from w: w has max %d, high %d, proactive %d; want max > 0, no high, proactive %d", limit, ws.Causes[reclaim.High].Count, ws.ProactiveHist.Total(), proactive)
 	}
 	if xs.Count != 0 || xs.Forced.Count != limit+proactive {
 		t.Errorf("x stalled %d times and forced %d, want 0 and %d", xs.Count, xs.Forced.Count, limit+proactive)
@@ -164,9 +164,9 @@ func causesV2(t *testing.T, p *readout.Handle, h *cgroup.Hierarchy) {
 	s := read()
 	xs := s[x.Rel]
 	proactive := xs.ProactiveHist.Total()
-	if proactive == 0 || xs.MaxHist.Total()+xs.HighHist.Total() != 0 || xs.Forced.Count != proactive {
+	if proactive == 0 || xs.LimitHist.Total() != 0 || xs.Forced.Count != proactive {
 		t.Errorf("x after memory.reclaim from inside: proactive %d, limit %d, forced %d; want proactive > 0, no limit, forced = proactive",
-			proactive, xs.MaxHist.Total()+xs.HighHist.Total(), xs.Forced.Count)
+			proactive, xs.LimitHist.Total(), xs.Forced.Count)
 	}
 
 	if err := hp.do("join", leaf.Path); err != nil {
@@ -194,10 +194,10 @@ func causesV2(t *testing.T, p *readout.Handle, h *cgroup.Hierarchy) {
 	}
 	s = read()
 	ls, ps, ts := s[leaf.Rel], s[pc.Rel], s[top.Rel]
-	limit := ls.HighHist.Total()
-	if limit == 0 || ls.MaxHist.Total() != 0 || ls.ProactiveHist.Total() != 0 || ls.Forced.Count != 0 {
+	limit := ls.Causes[reclaim.High].Count
+	if limit == 0 || ls.Causes[reclaim.Max].Count != 0 || ls.ProactiveHist.Total() != 0 || ls.Forced.Count != 0 {
 		t.Errorf("leaf over p's memory.high: high %d, max %d, proactive %d, forced %d; want high > 0, no max, no proactive, nothing forced",
-			limit, ls.MaxHist.Total(), ls.ProactiveHist.Total(), ls.Forced.Count)
+			limit, ls.Causes[reclaim.Max].Count, ls.ProactiveHist.Total(), ls.Forced.Count)
 	}
 	if ps.Count != limit || ps.Forced.Count != limit {
 		t.Errorf("p: %d reclaims, %d forced; want %d and %d (its limit, its leaf's stalls)", ps.Count, ps.Forced.Count, limit, limit)

@@ -42,6 +42,7 @@ func TestMain(m *testing.M) {
 // it; "join CGROUP" only joins; "fill FILE BYTES" writes a file that stays;
 // "press FILE" presses the whole machine's memory (see press);
 // "fillsync FILE BYTES" writes one syncing every MiB and reads it back;
+// "anon BYTES" touches that much anonymous memory, then frees it;
 // "write FILE VALUE" writes a cgroup file, taking EAGAIN and EBUSY (a
 // reclaim that fell short) as done. One long-lived process moves from
 // cgroup to cgroup, which costs far less than a process per cgroup.
@@ -64,6 +65,9 @@ func helperMain() {
 		case len(f) == 3 && f[0] == "fillsync":
 			n, _ := strconv.Atoi(f[2])
 			err = fillSync(f[1], n)
+		case len(f) == 2 && f[0] == "anon":
+			n, _ := strconv.Atoi(f[1])
+			err = anon(n)
 		case len(f) == 2 && f[0] == "press":
 			err = press(f[1])
 		case len(f) == 3 && f[0] == "write":

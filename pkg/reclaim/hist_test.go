@@ -273,7 +273,7 @@ func TestRecord(t *testing.T) {
 	want := Stat{DelayNS: 3_001_000, Count: 2, Reclaimed: 96, MaxNS: 3_000_000,
 		Causes: [NrCauses]Counters{{3_000_000, 1, 64}, {}, {1000, 1, 32}, {5_000_000, 1, 400}},
 		Forced: Counters{3_000_000, 1, 64}}
-	want.MaxHist[BucketOf(3_000_000)] = 1
+	want.LimitHist[BucketOf(3_000_000)] = 1
 	want.ProactiveHist[0] = 1
 	if s != want {
 		t.Errorf("Record:\n%+v\nwant\n%+v", s, want)
@@ -281,8 +281,9 @@ func TestRecord(t *testing.T) {
 	if h := s.Hist(); h.Total() != 2 || h[0] != 1 || h[BucketOf(3_000_000)] != 1 {
 		t.Errorf("Hist = %v", h)
 	}
-	if s.CauseHist(Direct) != nil || s.CauseHist(Max) != &s.MaxHist || s.CauseHist(High) != &s.HighHist || s.CauseHist(Proactive) != &s.ProactiveHist {
-		t.Error("CauseHist")
+	if d := s.Dists(); d[0].Name != "limit" || d[0].Hist != &s.LimitHist || d[0].Counters != s.Limit() ||
+		d[1].Name != "proactive" || d[1].Hist != &s.ProactiveHist || d[1].Counters != s.Causes[Proactive] {
+		t.Errorf("Dists = %+v", d)
 	}
 }
 
@@ -293,6 +294,7 @@ func sample() Stat {
 	s.Observe(High, 3_000_000, 32, false)
 	s.Observe(Direct, 5_000_000, 400, false)
 	s.OOMKills = 1
+	s.Throttle = Throttle{Measured: true, DelayNS: 20_000_000, Count: 1}
 	return s
 }
 
@@ -306,11 +308,11 @@ func TestStatJSON(t *testing.T) {
 		`"buckets":[{"lo_ns":0,"hi_ns":1024,"count":2},{"lo_ns":2621440,"hi_ns":3145728,"count":1}],` +
 		`"causes":{"limit":{"delay_ns":3000100,"count":2,"reclaimed_pages":64,` +
 		`"buckets":[{"lo_ns":0,"hi_ns":1024,"count":1},{"lo_ns":2621440,"hi_ns":3145728,"count":1}]},` +
-		`"max":{"delay_ns":100,"count":1,"reclaimed_pages":32,"buckets":[{"lo_ns":0,"hi_ns":1024,"count":1}]},` +
-		`"high":{"delay_ns":3000000,"count":1,"reclaimed_pages":32,"buckets":[{"lo_ns":2621440,"hi_ns":3145728,"count":1}]},` +
+		`"max":{"delay_ns":100,"count":1,"reclaimed_pages":32},` +
+		`"high":{"delay_ns":3000000,"count":1,"reclaimed_pages":32},` +
 		`"proactive":{"delay_ns":1000,"count":1,"reclaimed_pages":32,"buckets":[{"lo_ns":0,"hi_ns":1024,"count":1}]},` +
 		`"direct":{"delay_ns":5000000,"count":1,"reclaimed_pages":400}},` +
-		`"forced":{"delay_ns":100,"count":1,"reclaimed_pages":32},"oom_kills":1}`
+		`"forced":{"delay_ns":100,"count":1,"reclaimed_pages":32},"oom_kills":1,"throttle":{"delay_ns":20000000,"count":1}}`
 	if string(b) != want {
 		t.Errorf("JSON\n%s\nwant\n%s", b, want)
 	}
@@ -319,14 +321,14 @@ func TestStatJSON(t *testing.T) {
 		t.Errorf("round trip: %+v, %v; want %+v", back, err, sample())
 	}
 	// Empty: buckets are [], not null.
-	if b, _ := json.Marshal(Stat{}); strings.Count(string(b), `"buckets":[]`) != 5 {
+	if b, _ := json.Marshal(Stat{}); strings.Count(string(b), `"buckets":[]`) != 3 {
 		t.Errorf("empty stat: %s", b)
 	}
 }
 
 func TestStatJSONForeignBucket(t *testing.T) {
 	for _, bk := range []string{`{"lo_ns":1000,"hi_ns":1024,"count":1}`, `{"lo_ns":1024,"hi_ns":2048,"count":1}`} {
-		for _, cause := range []string{"max", "high", "proactive"} {
+		for _, cause := range []string{"limit", "proactive"} {
 			var s Stat
 			err := json.Unmarshal([]byte(`{"id":1,"causes":{"`+cause+`":{"buckets":[`+bk+`]}}}`), &s)
 			if err == nil || !strings.Contains(err.Error(), "cgroup 1: "+cause+": bucket") {
@@ -340,8 +342,12 @@ func TestStatAdd(t *testing.T) {
 	a, b := sample(), sample()
 	b.MaxNS = 9e9
 	a.Add(&b)
+	var sum Stat
+	if sum.Add(&b); !sum.Throttle.Measured || sum.Throttle.DelayNS != b.Throttle.DelayNS {
+		t.Errorf("a sum of measured throttles: %+v", sum.Throttle)
+	}
 	h := a.Hist()
-	if a.Count != 6 || h.Total() != 6 || a.MaxHist.Total() != 2 || a.HighHist.Total() != 2 || a.MaxNS != 9e9 || a.Causes[Direct].Count != 2 ||
+	if a.Count != 6 || h.Total() != 6 || a.LimitHist.Total() != 4 || a.MaxNS != 9e9 || a.Causes[Direct].Count != 2 ||
 		a.Forced.DelayNS != 200 || a.ID != 7 {
 		t.Errorf("sum = %+v", a)
 	}
@@ -411,17 +417,19 @@ func TestStatJSONKernelFigures(t *testing.T) {
 		want string
 	}{
 		{Stat{Events: Events{Read: true, High: 329, Max: 1, OOM: 2, OOMKill: 3}, Pressure: Pressure{Read: true, SomeNS: 5, FullNS: 4}},
-			`"oom_kills":0,"events":{"high":329,"max":1,"oom":2,"oom_kill":3},"pressure":{"some_ns":5,"full_ns":4}}`},
+			`"oom_kills":0,"throttle":"unavailable","events":{"high":329,"max":1,"oom":2,"oom_kill":3},"pressure":{"some_ns":5,"full_ns":4}}`},
 		{Stat{Events: Events{Read: true, V1: true, Failcnt: 7, OOMKill: 1}},
-			`"oom_kills":0,"events":{"failcnt":7,"oom_kill":1}}`},
-		{Stat{}, `"oom_kills":0}`},
+			`"oom_kills":0,"throttle":"unavailable","events":{"failcnt":7,"oom_kill":1}}`},
+		{Stat{}, `"oom_kills":0,"throttle":"unavailable"}`},
+		{Stat{Throttle: Throttle{Measured: true}}, `"oom_kills":0,"throttle":{"delay_ns":0,"count":0}}`},
+		{Stat{Throttle: Throttle{Measured: true, DelayNS: 12_000_000, Count: 1}}, `"oom_kills":0,"throttle":{"delay_ns":12000000,"count":1}}`},
 	} {
 		b, err := json.Marshal(tt.s)
 		if err != nil || !strings.HasSuffix(string(b), tt.want) {
 			t.Errorf("JSON %s, want it to end %s", b, tt.want)
 		}
 		var back Stat
-		if err := json.Unmarshal(b, &back); err != nil || back.Events != tt.s.Events || back.Pressure != tt.s.Pressure {
+		if err := json.Unmarshal(b, &back); err != nil || back.Events != tt.s.Events || back.Pressure != tt.s.Pressure || back.Throttle != tt.s.Throttle {
 			t.Errorf("round trip of %s: %+v %+v, %v", b, back.Events, back.Pressure, err)
 		}
 	}

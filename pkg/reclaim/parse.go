@@ -18,10 +18,15 @@ import (
 // histograms' sums there, so they are here.
 func FromCounters(id uint64, path string, c *bpf.CgrstatCounters) Stat {
 	s := Stat{ID: id, Path: path, MaxNS: c.MaxDelayNs,
-		MaxHist: c.MaxLimitHist, HighHist: c.HighLimitHist, ProactiveHist: c.ProactiveHist,
-		Forced: Counters{c.Forced.DelayNs, c.Forced.Count, c.Forced.Reclaimed}, OOMKills: c.OomKills}
-	s.Causes[Max] = Counters{c.MaxLimitDelayNs, s.MaxHist.Total(), c.MaxLimitReclaimed}
-	s.Causes[High] = Counters{c.HighLimitDelayNs, s.HighHist.Total(), c.HighLimitReclaimed}
+		LimitHist: c.LimitHist, ProactiveHist: c.ProactiveHist,
+		Forced: Counters{c.Forced.DelayNs, c.Forced.Count, c.Forced.Reclaimed}, OOMKills: c.OomKills,
+		Throttle: Throttle{DelayNS: c.Throttle.DelayNs, Count: c.Throttle.Count}}
+	// Max's count is the shared histogram's total less high's, as the
+	// stat file prints it (bpf/cgrstat.c, struct counters).
+	limit := s.LimitHist.Total()
+	high := min(c.HighLimitCount, limit)
+	s.Causes[Max] = Counters{c.MaxLimitDelayNs, limit - high, c.MaxLimitReclaimed}
+	s.Causes[High] = Counters{c.HighLimitDelayNs, high, c.HighLimitReclaimed}
 	s.Causes[Proactive] = Counters{c.ProactiveDelayNs, s.ProactiveHist.Total(), c.ProactiveReclaimed}
 	s.Causes[Direct] = Counters{c.Direct.DelayNs, c.Direct.Count, c.Direct.Reclaimed}
 	m := s.Limit().Add(s.Causes[Proactive])
@@ -51,9 +56,11 @@ const staleLine = "stale: "
 
 // ParseStat parses a whole stat file: the seed's line, then one line per
 // cause ("max: delay_ns 1, count 2, reclaimed 3"), "max_delay_ns: N",
-// and the histograms' non-empty buckets ("hist_max: 5:2 9:1"). limit and
-// hist_limit, max plus high, are checked against them. Lines it does not
-// know are skipped, for a later cgrstat's sake.
+// and the histograms' non-empty buckets ("hist_limit: 5:2 9:1"; max and
+// high share hist_limit), and "throttle: delay_ns N, count N" or
+// "throttle: unavailable" (Throttle.Measured). limit, max plus high, is
+// checked against them.
+// Lines it does not know are skipped, for a later cgrstat's sake.
 func ParseStat(text string) (Stat, error) {
 	if strings.HasPrefix(text, staleLine) {
 		return Stat{}, ErrStale
@@ -69,18 +76,17 @@ func ParseStat(text string) (Stat, error) {
 	var counters bpf.CgrstatCounters
 	c, more := &counters, false
 	var limit bpf.CgrstatCauseCounters
-	var limitHist [106]uint64
-	var maxCount, highCount, proactiveCount uint64
+	var maxCount, proactiveCount uint64
+	throttle := false
 	causes := map[string][]*uint64{
 		"limit":     {&limit.DelayNs, &limit.Count, &limit.Reclaimed},
 		"max":       {&c.MaxLimitDelayNs, &maxCount, &c.MaxLimitReclaimed},
-		"high":      {&c.HighLimitDelayNs, &highCount, &c.HighLimitReclaimed},
+		"high":      {&c.HighLimitDelayNs, &c.HighLimitCount, &c.HighLimitReclaimed},
 		"proactive": {&c.ProactiveDelayNs, &proactiveCount, &c.ProactiveReclaimed},
 		"direct":    {&c.Direct.DelayNs, &c.Direct.Count, &c.Direct.Reclaimed},
 		"forced":    {&c.Forced.DelayNs, &c.Forced.Count, &c.Forced.Reclaimed},
 	}
-	hists := map[string]*[106]uint64{"hist_limit": &limitHist, "hist_max": &c.MaxLimitHist,
-		"hist_high": &c.HighLimitHist, "hist_proactive": &c.ProactiveHist}
+	hists := map[string]*[106]uint64{"hist_limit": &c.LimitHist, "hist_proactive": &c.ProactiveHist}
 	for sc.Scan() {
 		line := sc.Text()
 		name, rest, ok := strings.Cut(line, ":")
@@ -96,6 +102,11 @@ func ParseStat(text string) (Stat, error) {
 			_, err = fmt.Sscanf(rest, " %d", &c.MaxDelayNs)
 		case name == "oom_kills":
 			_, err = fmt.Sscanf(rest, " %d", &c.OomKills)
+		case name == "throttle":
+			throttle = strings.TrimSpace(rest) != "unavailable"
+			if throttle {
+				_, err = fmt.Sscanf(rest, " delay_ns %d, count %d", &c.Throttle.DelayNs, &c.Throttle.Count)
+			}
 		}
 		if err != nil {
 			return Stat{}, fmt.Errorf("malformed stat line %q", line)
@@ -107,15 +118,16 @@ func ParseStat(text string) (Stat, error) {
 	}
 	// One read prints one copy of the counters: its lines agree.
 	full := FromCounters(s.ID, s.Path, c)
+	full.Throttle.Measured = throttle
 	if full.Memcg() != s.Memcg() {
 		return Stat{}, fmt.Errorf("stat file of cgroup %d: the first line says %+v, the causes %+v", s.ID, s.Memcg(), full.Memcg())
 	}
-	if l := (Counters{limit.DelayNs, limit.Count, limit.Reclaimed}); l != full.Limit() || limitHist != full.LimitHist() {
+	if l := (Counters{limit.DelayNs, limit.Count, limit.Reclaimed}); l != full.Limit() {
 		return Stat{}, fmt.Errorf("stat file of cgroup %d: limit says %+v, max and high %+v", s.ID, l, full.Limit())
 	}
-	if maxCount != full.Causes[Max].Count || highCount != full.Causes[High].Count || proactiveCount != full.Causes[Proactive].Count {
-		return Stat{}, fmt.Errorf("stat file of cgroup %d: the causes count %d max, %d high and %d proactive reclaims, the histograms %d, %d and %d",
-			s.ID, maxCount, highCount, proactiveCount, full.Causes[Max].Count, full.Causes[High].Count, full.Causes[Proactive].Count)
+	if maxCount+c.HighLimitCount != full.LimitHist.Total() || proactiveCount != full.Causes[Proactive].Count {
+		return Stat{}, fmt.Errorf("stat file of cgroup %d: the causes count %d max, %d high and %d proactive reclaims, the histograms %d limit and %d proactive",
+			s.ID, maxCount, c.HighLimitCount, proactiveCount, full.LimitHist.Total(), full.Causes[Proactive].Count)
 	}
 	return full, nil
 }
@@ -145,17 +157,16 @@ func ReadFile(path string) (Stat, error) {
 func Add(a, b *bpf.CgrstatCounters) {
 	for _, f := range [][2]*uint64{
 		{&a.MaxLimitDelayNs, &b.MaxLimitDelayNs}, {&a.MaxLimitReclaimed, &b.MaxLimitReclaimed},
-		{&a.HighLimitDelayNs, &b.HighLimitDelayNs}, {&a.HighLimitReclaimed, &b.HighLimitReclaimed},
+		{&a.HighLimitDelayNs, &b.HighLimitDelayNs}, {&a.HighLimitReclaimed, &b.HighLimitReclaimed}, {&a.HighLimitCount, &b.HighLimitCount},
 		{&a.ProactiveDelayNs, &b.ProactiveDelayNs}, {&a.ProactiveReclaimed, &b.ProactiveReclaimed},
 		{&a.Direct.DelayNs, &b.Direct.DelayNs}, {&a.Direct.Count, &b.Direct.Count}, {&a.Direct.Reclaimed, &b.Direct.Reclaimed},
 		{&a.Forced.DelayNs, &b.Forced.DelayNs}, {&a.Forced.Count, &b.Forced.Count}, {&a.Forced.Reclaimed, &b.Forced.Reclaimed},
-		{&a.OomKills, &b.OomKills},
+		{&a.OomKills, &b.OomKills}, {&a.Throttle.DelayNs, &b.Throttle.DelayNs}, {&a.Throttle.Count, &b.Throttle.Count},
 	} {
 		*f[0] += *f[1]
 	}
-	for i := range a.MaxLimitHist {
-		a.MaxLimitHist[i] += b.MaxLimitHist[i]
-		a.HighLimitHist[i] += b.HighLimitHist[i]
+	for i := range a.LimitHist {
+		a.LimitHist[i] += b.LimitHist[i]
 		a.ProactiveHist[i] += b.ProactiveHist[i]
 	}
 	a.MaxDelayNs = max(a.MaxDelayNs, b.MaxDelayNs)

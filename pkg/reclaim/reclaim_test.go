@@ -84,8 +84,6 @@ func TestParseStatOneCopy(t *testing.T) {
 		"forced: delay_ns 10, count 1, reclaimed 2\n" +
 		"max_delay_ns: 12\n" +
 		"hist_limit: 0:1\n" +
-		"hist_max: 0:1\n" +
-		"hist_high: \n" +
 		"hist_proactive: 0:1 1:1\n"
 	s, err := ParseStat(good)
 	if err != nil || s.Count != 3 || s.Causes[Proactive].Count != 2 {
@@ -94,7 +92,8 @@ func TestParseStatOneCopy(t *testing.T) {
 	for _, tt := range []struct{ name, from, to, want string }{
 		{"first line against the causes", "vmscan_count: 3", "vmscan_count: 134", "the first line says"},
 		{"a cause against its histogram", "proactive: delay_ns 20, count 2", "proactive: delay_ns 20, count 7", "the histograms"},
-		{"a histogram against its cause", "hist_max: 0:1", "hist_max: 0:1 5:1", "the first line says"},
+		{"a histogram against its cause", "hist_limit: 0:1", "hist_limit: 0:1 5:1", "the first line says"},
+		{"high against max's share of the histogram", "high: delay_ns 0, count 0", "high: delay_ns 0, count 1", "the histograms"},
 		{"limit against max and high", "limit: delay_ns 10, count 1", "limit: delay_ns 10, count 4", "limit says"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {

@@ -22,10 +22,11 @@ type Stat struct {
 
 	MaxNS  uint64             // longest memory-cgroup reclaim of the subtree
 	Causes [NrCauses]Counters // every reclaim the subtree's tasks stalled in, by cause
-	// MaxHist, HighHist and ProactiveHist are memory-cgroup reclaims by
-	// latency, by cause; Hist() is their sum. Direct reclaim has no
-	// distribution: the BPF side keeps three per cgroup, to bound its memory.
-	MaxHist, HighHist, ProactiveHist Hist
+	// LimitHist (Max and High together) and ProactiveHist are
+	// memory-cgroup reclaims by latency; Hist() is their sum. Max and
+	// High share one, and direct reclaim has none: the BPF side keeps two
+	// per cgroup so that a cgroup's entry fits one 4 KiB allocation.
+	LimitHist, ProactiveHist Hist
 	// Forced is the memory-cgroup reclaim whose target (the cgroup whose
 	// limit was enforced) lies in the subtree, whichever task stalled in
 	// it: "/pods/a stalls because /pods hits memory.max" is /pods' Forced.
@@ -33,6 +34,9 @@ type Stat struct {
 	// OOMKills are the subtree's tasks that the OOM killer chose, counted
 	// from BPF (oom:mark_victim), so on cgroup v1 too.
 	OOMKills uint64
+	// Throttle is the penalty the kernel imposed after memory.high on the
+	// subtree's tasks, where it can be measured (Throttle.Measured).
+	Throttle Throttle
 
 	// Events and Pressure are the kernel's own figures, read beside the
 	// reclaim in the tree walk (read --all, serve, watch); not sums of
@@ -73,6 +77,17 @@ func (c Cause) String() string {
 	return causeNames[c]
 }
 
+// Throttle is the time tasks spent in the kernel's over-high handler
+// (mem_cgroup_handle_over_high) outside reclaim: the penalty sleep a
+// cgroup gets for staying above memory.high after reclaim. Measured only
+// where the kernel lets fentry/fexit attach; Measured false means
+// unavailable, not zero.
+type Throttle struct {
+	Measured bool
+	DelayNS  uint64 // time outside reclaim in the handler
+	Count    uint64 // calls that slept: 1 ms or more outside reclaim
+}
+
 // Counters are the totals of one kind of reclaim.
 type Counters struct {
 	DelayNS   uint64 `json:"delay_ns"`        // time stalled
@@ -96,33 +111,37 @@ func (s *Stat) Limit() Counters {
 	return s.Causes[Max].Add(s.Causes[High])
 }
 
-// LimitHist is the distribution of Limit's latencies.
-func (s *Stat) LimitHist() Hist {
-	h := s.MaxHist
-	h.Add(&s.HighHist)
-	return h
-}
-
 // Hist is the distribution of memory-cgroup reclaim latency: max, high
 // and proactive together. Its total is Count.
 func (s *Stat) Hist() Hist {
-	h := s.LimitHist()
+	h := s.LimitHist
 	h.Add(&s.ProactiveHist)
 	return h
 }
 
-// CauseHist is the distribution of a cause's latencies, nil for one
-// without (Direct).
-func (s *Stat) CauseHist(c Cause) *Hist {
+// histOf is the distribution a cause's latencies are counted in: Max and
+// High share LimitHist; Direct has none (nil).
+func (s *Stat) histOf(c Cause) *Hist {
 	switch c {
-	case Max:
-		return &s.MaxHist
-	case High:
-		return &s.HighHist
+	case Max, High:
+		return &s.LimitHist
 	case Proactive:
 		return &s.ProactiveHist
 	}
 	return nil
+}
+
+// Dist is a latency distribution the BPF side keeps, with the counters
+// of the reclaims it counts: its total is Counters.Count.
+type Dist struct {
+	Name     string // "limit" (max and high) or "proactive"
+	Counters Counters
+	Hist     *Hist
+}
+
+// Dists are s's latency distributions: limit (max and high) and proactive.
+func (s *Stat) Dists() [2]Dist {
+	return [2]Dist{{"limit", s.Limit(), &s.LimitHist}, {"proactive", s.Causes[Proactive], &s.ProactiveHist}}
 }
 
 // Observe adds one reclaim of cause c that took ns and reclaimed pages, as
@@ -131,7 +150,7 @@ func (s *Stat) CauseHist(c Cause) *Hist {
 func (s *Stat) Observe(c Cause, ns, pages uint64, forced bool) {
 	one := Counters{ns, 1, pages}
 	s.Causes[c] = s.Causes[c].Add(one)
-	h := s.CauseHist(c)
+	h := s.histOf(c)
 	if h == nil {
 		return
 	}
@@ -155,11 +174,15 @@ func (s *Stat) Add(o *Stat) {
 	for c := range s.Causes {
 		s.Causes[c] = s.Causes[c].Add(o.Causes[c])
 	}
-	s.MaxHist.Add(&o.MaxHist)
-	s.HighHist.Add(&o.HighHist)
+	s.LimitHist.Add(&o.LimitHist)
 	s.ProactiveHist.Add(&o.ProactiveHist)
 	s.Forced = s.Forced.Add(o.Forced)
 	s.OOMKills += o.OOMKills
+	s.Throttle.DelayNS += o.Throttle.DelayNS
+	s.Throttle.Count += o.Throttle.Count
+	// One load measures every cgroup or none: a sum of measured
+	// cgroups is measured.
+	s.Throttle.Measured = s.Throttle.Measured || o.Throttle.Measured
 }
 
 // Collected is s without the kernel's own figures (Events, Pressure):
@@ -224,27 +247,28 @@ func (h *Hist) Buckets() []Bucket {
 // documents it; AppendJSON writes it). Its first five fields are the
 // seed's, unchanged.
 type statJSON struct {
-	ID        uint64        `json:"id"`
-	Path      string        `json:"path"`
-	DelayNS   uint64        `json:"total_vmscan_delay_ns"`
-	Count     uint64        `json:"vmscan_count"`
-	Reclaimed uint64        `json:"nr_reclaimed"`
-	MaxNS     uint64        `json:"max_delay_ns"`
-	P50NS     uint64        `json:"p50_delay_ns"`
-	P90NS     uint64        `json:"p90_delay_ns"`
-	P99NS     uint64        `json:"p99_delay_ns"`
-	Buckets   []Bucket      `json:"buckets"`
-	Causes    causeJSON     `json:"causes"`
-	Forced    Counters      `json:"forced"`
-	OOMKills  uint64        `json:"oom_kills"`
-	Events    *eventsJSON   `json:"events"`
-	Pressure  *pressureJSON `json:"pressure"`
+	ID        uint64          `json:"id"`
+	Path      string          `json:"path"`
+	DelayNS   uint64          `json:"total_vmscan_delay_ns"`
+	Count     uint64          `json:"vmscan_count"`
+	Reclaimed uint64          `json:"nr_reclaimed"`
+	MaxNS     uint64          `json:"max_delay_ns"`
+	P50NS     uint64          `json:"p50_delay_ns"`
+	P90NS     uint64          `json:"p90_delay_ns"`
+	P99NS     uint64          `json:"p99_delay_ns"`
+	Buckets   []Bucket        `json:"buckets"`
+	Causes    causeJSON       `json:"causes"`
+	Forced    Counters        `json:"forced"`
+	OOMKills  uint64          `json:"oom_kills"`
+	Throttle  json.RawMessage `json:"throttle"`
+	Events    *eventsJSON     `json:"events"`
+	Pressure  *pressureJSON   `json:"pressure"`
 }
 
 type causeJSON struct {
-	Limit     histCounters `json:"limit"` // Max + High, not read back
-	Max       histCounters `json:"max"`
-	High      histCounters `json:"high"`
+	Limit     histCounters `json:"limit"` // Max + High: only its buckets are read back
+	Max       Counters     `json:"max"`
+	High      Counters     `json:"high"`
 	Proactive histCounters `json:"proactive"`
 	Direct    Counters     `json:"direct"`
 }
@@ -257,10 +281,10 @@ type histCounters struct {
 
 // MarshalJSON writes the seed's fields, then the maximum, the quantiles,
 // the non-empty buckets with their bounds, the causes (limit, which is max
-// plus high, max, high and proactive with their own buckets) and the
-// forced reclaim. Only
-// non-empty buckets: all 106 for 10,000 cgroups would be megabytes of
-// zeros, and each bucket carries its bounds anyway.
+// plus high, with the buckets max and high share, max, high, and proactive
+// with its buckets) and the forced reclaim. Only non-empty buckets: all
+// 106 for 10,000 cgroups would be megabytes of zeros, and each bucket
+// carries its bounds anyway.
 func (s Stat) MarshalJSON() ([]byte, error) {
 	return s.AppendJSON(nil), nil
 }
@@ -271,10 +295,10 @@ func (s Stat) MarshalJSON() ([]byte, error) {
 func (s *Stat) AppendJSON(b []byte) []byte {
 	// Most cgroups of a big tree never reclaimed: their histograms are
 	// neither summed nor searched.
-	var h, limit Hist
+	var h Hist
 	var q [len(Levels)]uint64
-	if !(s.MaxHist.empty() && s.HighHist.empty() && s.ProactiveHist.empty()) {
-		h, limit = s.Hist(), s.LimitHist()
+	if !(s.LimitHist.empty() && s.ProactiveHist.empty()) {
+		h = s.Hist()
 		q = s.quantiles(&h)
 	}
 	b = strconv.AppendUint(append(b, `{"id":`...), s.ID, 10)
@@ -297,11 +321,11 @@ func (s *Stat) AppendJSON(b []byte) []byte {
 	}
 	b = appendBuckets(appendKey(b, "buckets"), &h)
 	b = append(b, `,"causes":{"limit":`...)
-	b = appendCounters(b, s.Limit(), &limit)
+	b = appendCounters(b, s.Limit(), &s.LimitHist)
 	b = append(b, `,"max":`...)
-	b = appendCounters(b, s.Causes[Max], &s.MaxHist)
+	b = appendCounters(b, s.Causes[Max], nil)
 	b = append(b, `,"high":`...)
-	b = appendCounters(b, s.Causes[High], &s.HighHist)
+	b = appendCounters(b, s.Causes[High], nil)
 	b = append(b, `,"proactive":`...)
 	b = appendCounters(b, s.Causes[Proactive], &s.ProactiveHist)
 	b = append(b, `,"direct":`...)
@@ -309,6 +333,14 @@ func (s *Stat) AppendJSON(b []byte) []byte {
 	b = append(b, `},"forced":`...)
 	b = appendCounters(b, s.Forced, nil)
 	b = strconv.AppendUint(appendKey(b, "oom_kills"), s.OOMKills, 10)
+	b = appendKey(b, "throttle")
+	if s.Throttle.Measured {
+		b = strconv.AppendUint(append(b, `{"delay_ns":`...), s.Throttle.DelayNS, 10)
+		b = strconv.AppendUint(append(b, `,"count":`...), s.Throttle.Count, 10)
+		b = append(b, '}')
+	} else {
+		b = append(b, `"unavailable"`...)
+	}
 	return append(s.appendKernel(b), '}')
 }
 
@@ -367,12 +399,20 @@ func (s *Stat) UnmarshalJSON(b []byte) error {
 	if j.Pressure != nil {
 		s.Pressure = Pressure{Read: true, SomeNS: j.Pressure.SomeNS, FullNS: j.Pressure.FullNS}
 	}
-	s.Causes = [NrCauses]Counters{j.Causes.Max.Counters, j.Causes.High.Counters, j.Causes.Proactive.Counters, j.Causes.Direct}
-	if err := s.MaxHist.fill(j.Causes.Max.Buckets); err != nil {
-		return fmt.Errorf("cgroup %d: max: %w", j.ID, err)
+	// "unavailable" (or absent) where the kernel refused to measure it.
+	var t struct {
+		DelayNS uint64 `json:"delay_ns"`
+		Count   uint64 `json:"count"`
 	}
-	if err := s.HighHist.fill(j.Causes.High.Buckets); err != nil {
-		return fmt.Errorf("cgroup %d: high: %w", j.ID, err)
+	if len(j.Throttle) > 0 && j.Throttle[0] == '{' {
+		if err := json.Unmarshal(j.Throttle, &t); err != nil {
+			return fmt.Errorf("cgroup %d: throttle: %w", j.ID, err)
+		}
+		s.Throttle = Throttle{Measured: true, DelayNS: t.DelayNS, Count: t.Count}
+	}
+	s.Causes = [NrCauses]Counters{j.Causes.Max, j.Causes.High, j.Causes.Proactive.Counters, j.Causes.Direct}
+	if err := s.LimitHist.fill(j.Causes.Limit.Buckets); err != nil {
+		return fmt.Errorf("cgroup %d: limit: %w", j.ID, err)
 	}
 	if err := s.ProactiveHist.fill(j.Causes.Proactive.Buckets); err != nil {
 		return fmt.Errorf("cgroup %d: proactive: %w", j.ID, err)

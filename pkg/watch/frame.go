@@ -54,7 +54,7 @@ func Write(w io.Writer, v View, cur *readout.Snapshot, rows []Row, eol string) e
 	line(fmt.Sprintf("cgrstat watch  %s  every %s  flush %s  %d cgroups, %d shown  read %s  sort %s %s",
 		cur.At.Format("15:04:05"), v.Interval, cur.Health.Flush, cur.Cgroups, len(rows),
 		cur.Took.Round(time.Millisecond/10), v.Sort, v.Keys))
-	line(fmt.Sprintf("%11s %11s %11s %10s %10s %4s  %s", "STALL ms/s", "RECLAIMS/s", "PAGES/s", "P99", "PSI ms/s", "OOM", "CGROUP"))
+	line(fmt.Sprintf("%11s %11s %11s %10s %10s %10s %4s  %s", "STALL ms/s", "RECLAIMS/s", "PAGES/s", "P99", "PSI ms/s", "THROT ms/s", "OOM", "CGROUP"))
 	n := len(rows)
 	if v.Height > 0 && n > v.Height-header {
 		n = max(v.Height-header, 0)
@@ -64,7 +64,12 @@ func Write(w io.Writer, v View, cur *readout.Snapshot, rows []Row, eol string) e
 		if r.PSI >= 0 {
 			psi = fmt.Sprintf("%.1f", r.PSI*1e3)
 		}
-		numbers := fmt.Sprintf("%11.3f %11.1f %11.1f %10s %10s %4d  ", r.Stall*1e3, r.Reclaims, r.Pages, latency(r.P99), psi, r.OOMKills)
+		// "n/a": the kernel refused to let the throttle be measured; not 0.
+		throttle := "n/a"
+		if r.Throttle >= 0 {
+			throttle = fmt.Sprintf("%.1f", r.Throttle*1e3)
+		}
+		numbers := fmt.Sprintf("%11.3f %11.1f %11.1f %10s %10s %10s %4d  ", r.Stall*1e3, r.Reclaims, r.Pages, latency(r.P99), psi, throttle, r.OOMKills)
 		// The name is escaped (it comes from whoever named the cgroup) and,
 		// where the terminal is too narrow, loses its middle as in read's
 		// table: the ends tell cgroups apart, a common prefix does not.

@@ -20,11 +20,12 @@ const (
 	ByP99      Key = "p99"
 	ByPSI      Key = "psi"
 	ByOOM      Key = "oom"
+	ByThrottle Key = "throttle"
 	ByPath     Key = "path"
 )
 
 // Keys lists the sort keys in the order the s key cycles through them.
-var Keys = []Key{ByStall, ByReclaims, ByPages, ByP99, ByPSI, ByOOM, ByPath}
+var Keys = []Key{ByStall, ByReclaims, ByPages, ByP99, ByPSI, ByOOM, ByThrottle, ByPath}
 
 // ParseKey checks a --sort value.
 func ParseKey(s string) (Key, error) {
@@ -71,6 +72,8 @@ func (k Key) less(a, b *Row) bool {
 		x, y = a.PSI, b.PSI
 	case ByOOM:
 		x, y = float64(a.OOMKills), float64(b.OOMKills)
+	case ByThrottle:
+		x, y = a.Throttle, b.Throttle
 	}
 	if x != y {
 		return x > y

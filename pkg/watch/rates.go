@@ -25,6 +25,10 @@ type Row struct {
 	// every 2 s.
 	PSI      float64
 	OOMKills uint64 // tasks the OOM killer chose in the interval
+	// Throttle is the time the cgroup's tasks were throttled after
+	// memory.high per second of wall time, -1 where the kernel does not
+	// let it be measured (reclaim.Throttle).
+	Throttle float64
 }
 
 // Rates computes each cgroup's rates between prev and cur, one row per row
@@ -61,7 +65,11 @@ func Rates(prev, cur *readout.Snapshot) []Row {
 			}
 			psi = float64(c.Pressure.SomeNS-was) / 1e9 / secs
 		}
-		rows = append(rows, Row{Path: c.Path, Depth: cur.Rows[i].Depth, Parent: cur.Rows[i].Parent,
+		throttle := -1.0
+		if c.Throttle.Measured {
+			throttle = float64(c.Throttle.DelayNS-min(p.Throttle.DelayNS, c.Throttle.DelayNS)) / 1e9 / secs
+		}
+		rows = append(rows, Row{Path: c.Path, Throttle: throttle, Depth: cur.Rows[i].Depth, Parent: cur.Rows[i].Parent,
 			Reclaims: float64(c.Count-p.Count) / secs, Stall: float64(c.DelayNS-p.DelayNS) / 1e9 / secs,
 			Pages: float64(c.Reclaimed-p.Reclaimed) / secs, P99: float64(h.Quantile(0.99)) / 1e9,
 			PSI: psi, OOMKills: c.OOMKills - min(p.OOMKills, c.OOMKills)})

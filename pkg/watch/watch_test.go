@@ -12,7 +12,7 @@ import (
 
 func stat(id uint64, path string, delayNS, count, pages uint64) reclaim.Stat {
 	s := reclaim.Stat{ID: id, Path: path, DelayNS: delayNS, Count: count, Reclaimed: pages}
-	s.MaxHist[reclaim.BucketOf(delayNS/max(count, 1))] = count
+	s.LimitHist[reclaim.BucketOf(delayNS/max(count, 1))] = count
 	return s
 }
 
@@ -134,7 +134,8 @@ func TestParseKey(t *testing.T) {
 // frame cut every path to its first 12 bytes ("/process_api"), so no row
 // could be told from another. Names lose their middle instead, as in
 // read's table, and each row keeps its own end. The PSI and OOM columns
-// since then take 16 more, so the same squeeze is now at 76 columns.
+// since then take 16 more and the throttle's 11, so the same squeeze is
+// now at 87 columns.
 func TestWriteNarrowFlat(t *testing.T) {
 	var rows []Row
 	for _, leaf := range []string{"child1_1", "child1_2", "child2_1"} {
@@ -142,13 +143,13 @@ func TestWriteNarrowFlat(t *testing.T) {
 	}
 	var b strings.Builder
 	cur := &readout.Snapshot{At: time.Unix(1000, 0)}
-	if err := Write(&b, View{Sort: ByPath, Interval: time.Second, Width: 76}, cur, rows, TextEOL); err != nil {
+	if err := Write(&b, View{Sort: ByPath, Interval: time.Second, Width: 87}, cur, rows, TextEOL); err != nil {
 		t.Fatal(err)
 	}
 	lines := strings.Split(strings.TrimSuffix(b.String(), "\n"), "\n")
 	seen := map[string]bool{}
 	for i, l := range lines[header:] {
-		if n := utf8.RuneCountInString(l); n > 76 {
+		if n := utf8.RuneCountInString(l); n > 87 {
 			t.Errorf("row %d is %d columns wide: %q", i, n, l)
 		}
 		f := strings.Fields(l)
@@ -236,13 +237,41 @@ func TestRatesPressureAndOOM(t *testing.T) {
 		t.Fatal(err)
 	}
 	lines := strings.Split(out.String(), "\n")
-	if !strings.Contains(lines[1], "PSI ms/s") || !strings.Contains(lines[1], "OOM") {
+	if !strings.Contains(lines[1], "PSI ms/s") || !strings.Contains(lines[1], "OOM") || !strings.Contains(lines[1], "THROT ms/s") {
 		t.Errorf("header %q lacks PSI and OOM", lines[1])
 	}
-	if f := strings.Fields(lines[2]); len(f) < 7 || f[len(f)-1] != "b" && f[len(f)-1] != "/b" || f[5] != "2" {
-		t.Errorf("sorted by oom, the first row is /b with 2 kills: %q", lines[2])
+	if f := strings.Fields(lines[2]); len(f) < 7 || f[len(f)-1] != "b" && f[len(f)-1] != "/b" || f[6] != "2" || f[5] != "n/a" {
+		t.Errorf("sorted by oom, the first row is /b with 2 kills and no throttle measured: %q", lines[2])
 	}
 	if f := strings.Fields(out.String()); !strings.Contains(out.String(), " 250.0 ") {
 		t.Errorf("/a's PSI 250.0 ms/s missing:\n%s (%d fields)", out.String(), len(f))
+	}
+}
+
+// TestRatesThrottle: the throttle is its time per second where measured,
+// -1 (shown n/a, never 0) where the kernel refused to measure it, and a
+// sort key.
+func TestRatesThrottle(t *testing.T) {
+	prev, cur := snapshots()
+	for _, s := range []*readout.Snapshot{prev, cur} {
+		for i := range s.Rows {
+			s.Rows[i].Throttle.Measured = s.Rows[i].Path != "/b"
+		}
+	}
+	prev.Rows[1].Throttle.DelayNS, cur.Rows[1].Throttle.DelayNS = 1e9, 1.2e9 // /a: 0.2 s in 2 s
+	rows := Rates(prev, cur)
+	if a, b := rows[1], rows[3]; a.Throttle != 0.1 || b.Throttle != -1 {
+		t.Errorf("/a throttle %g, /b %g; want 0.1, -1", a.Throttle, b.Throttle)
+	}
+	var out strings.Builder
+	if err := Write(&out, View{Sort: ByThrottle}, cur, rows, TextEOL); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(out.String(), "\n")
+	if f := strings.Fields(lines[2]); len(f) < 8 || f[len(f)-1] != "a" && f[len(f)-1] != "/a" || f[5] != "100.0" {
+		t.Errorf("sorted by throttle, the first row is /a at 100.0 ms/s: %q", lines[2])
+	}
+	if !strings.Contains(out.String(), " n/a ") {
+		t.Errorf("/b's unmeasured throttle is not n/a:\n%s", out.String())
 	}
 }
