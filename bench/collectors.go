@@ -4,9 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/cgrstat/cgrstat/bpf"
+	"github.com/cgrstat/cgrstat/pkg/events"
 	"github.com/cgrstat/cgrstat/pkg/loader"
+	"github.com/cgrstat/cgrstat/pkg/readout"
 	"github.com/cgrstat/cgrstat/pkg/stress"
 )
 
@@ -60,6 +63,9 @@ func (b *bench) collectors(ctx context.Context, m loader.Mode) (c Collectors, er
 	if c.Plain, err = b.measure(ctx, t, own, want); err != nil {
 		return c, err
 	}
+	if c.Traced, err = b.measureTraced(ctx, t, own, s.pinPath, want); err != nil {
+		return c, err
+	}
 	if _, err := s.takeCollectors(); err != nil {
 		return c, err
 	}
@@ -92,6 +98,7 @@ func (b *bench) collectors(ctx context.Context, m loader.Mode) (c Collectors, er
 	c.VsBaseline = c.Cgrstat.PerEvent() / c.Baseline.PerEvent()
 	c.VsFloor = c.Cgrstat.PerEvent() / c.Floor.PerEvent()
 	c.PlainVsAlone = c.Plain.PerEvent() / c.Cgrstat.PerEvent()
+	c.TracedVsBaseline = c.Traced.PerEvent() / c.Baseline.PerEvent()
 	b.logf("%s: cgrstat %.0f ns (%d events; as loaded %.0f ns, %d), baseline %.0f ns, floor %.0f ns per event",
 		m, c.Cgrstat.PerEvent(), c.Cgrstat.End.Runs, c.Plain.PerEvent(), c.Plain.End.Runs, c.Baseline.PerEvent(), c.Floor.PerEvent())
 	return c, nil
@@ -116,9 +123,34 @@ func (b *bench) measure(ctx context.Context, t *tree, set *collectorSet, want ui
 	return now.sub(before), nil
 }
 
+// TraceMin is cgrstat trace's default threshold (its --min).
+const TraceMin = 10 * time.Millisecond
+
+// measureTraced is measure while one reader of the load's event stream
+// subscribes at TraceMin and drains what comes, as cgrstat trace does.
+func (b *bench) measureTraced(ctx context.Context, t *tree, set *collectorSet, pinPath string, want uint64) (Pair, error) {
+	r, err := readout.OpenEvents(pinPath, events.Options{Min: TraceMin})
+	if err != nil {
+		return Pair{}, fmt.Errorf("subscribing to the event stream: %w", err)
+	}
+	drained := make(chan struct{})
+	go func() {
+		defer close(drained)
+		for {
+			if _, err := r.Read(); err != nil {
+				return // closed (below), or broken: the ring then only drops
+			}
+		}
+	}()
+	p, err := b.measure(ctx, t, set, want)
+	err = errors.Join(err, r.Close())
+	<-drained
+	return p, err
+}
+
 // check fails loudly when the measurement cannot mean anything.
 func (c Collectors) check() error {
-	for name, p := range map[string]Pair{"cgrstat": c.Cgrstat, "baseline": c.Baseline, "floor": c.Floor, "cgrstat as loaded": c.Plain} {
+	for name, p := range map[string]Pair{"cgrstat": c.Cgrstat, "baseline": c.Baseline, "floor": c.Floor, "cgrstat as loaded": c.Plain, "cgrstat traced": c.Traced} {
 		if p.Begin.Runs == 0 || p.End.Runs == 0 {
 			return fmt.Errorf("%s collectors saw no reclaim event (begin %d, end %d runs): does stress reclaim?",
 				name, p.Begin.Runs, p.End.Runs)

@@ -31,10 +31,11 @@ func printCollectors(w io.Writer, tw *tabwriter.Writer, r *Result) {
 		return
 	}
 	fmt.Fprintln(w, "\ncollectors, ns per reclaim event (begin+end), each set attached alone")
-	fmt.Fprintln(tw, "mode\tevents\tcgrstat\tas loaded\tbaseline\tfloor\tvs baseline\tvs floor\t")
+	fmt.Fprintln(tw, "mode\tevents\tcgrstat\tas loaded\ttraced (10ms)\tbaseline\tfloor\tvs baseline\ttraced vs baseline\tvs floor\t")
 	for _, c := range r.Collectors {
-		fmt.Fprintf(tw, "%s\t%d\t%.0f\t%.0f (%.2fx)\t%.0f\t%.0f\t%.2fx\t%.2fx\t\n", c.Mode, c.Cgrstat.End.Runs,
-			c.Cgrstat.PerEvent(), c.Plain.PerEvent(), c.PlainVsAlone, c.Baseline.PerEvent(), c.Floor.PerEvent(), c.VsBaseline, c.VsFloor)
+		fmt.Fprintf(tw, "%s\t%d\t%.0f\t%.0f (%.2fx)\t%.0f\t%.0f\t%.0f\t%.2fx\t%.2fx\t%.2fx\t\n", c.Mode, c.Cgrstat.End.Runs,
+			c.Cgrstat.PerEvent(), c.Plain.PerEvent(), c.PlainVsAlone, c.Traced.PerEvent(), c.Baseline.PerEvent(), c.Floor.PerEvent(),
+			c.VsBaseline, c.TracedVsBaseline, c.VsFloor)
 	}
 }
 

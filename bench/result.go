@@ -69,12 +69,18 @@ type Collectors struct {
 	// else on the tracepoints: a plain bpf_stats measurement to check the
 	// bench's own attaching against (PlainVsAlone, within 20%).
 	Plain Pair `json:"cgrstat_as_loaded"`
+	// Traced is the same while a reader of the event stream subscribes at
+	// trace's default threshold (TraceMin): what a running cgrstat trace
+	// costs the collectors.
+	Traced Pair `json:"cgrstat_traced"`
 	// Turns: each set's measurements; the pairs above are their sums.
 	Turns []Turn `json:"turns"`
 	// Ratios of PerEvent.
 	VsBaseline   float64 `json:"cgrstat_vs_baseline"`
 	VsFloor      float64 `json:"cgrstat_vs_floor"`
 	PlainVsAlone float64 `json:"as_loaded_vs_alone"`
+	// TracedVsBaseline is Traced against the baseline attached alone.
+	TracedVsBaseline float64 `json:"traced_vs_baseline"`
 }
 
 // Read is the cost of reading the top's stat file in one mode at one size.
