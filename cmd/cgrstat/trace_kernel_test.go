@@ -110,8 +110,10 @@ func (p *traceProc) summary(t *testing.T) (printed, rate, full int) {
 	return n(m[1]), n(m[3]), n(m[4])
 }
 
-// limitedLeaf makes a test cgroup with a leaf whose memory limit is 8 MiB
-// (memory.max, or v1's memory.limit_in_bytes).
+// limitedLeaf makes a test cgroup with a leaf whose memory limit is 16 MiB
+// (memory.max, or v1's memory.limit_in_bytes): at 8 MiB the re-executed
+// test binary writing there was OOM-killed on 6.12 amd64, its own memory
+// and the dirty pages leaving no room.
 func limitedLeaf(t *testing.T, h *cgroup.Hierarchy) (top, leaf cgroup.Cgroup) {
 	t.Helper()
 	top = testenv.Cgroups(t, h, "leaf")
@@ -132,7 +134,7 @@ func setLimit(t *testing.T, h *cgroup.Hierarchy, c cgroup.Cgroup) {
 	if h.Version == 2 {
 		limit = "memory.max"
 	}
-	if err := c.Write(limit, strconv.Itoa(8<<20)); err != nil {
+	if err := c.Write(limit, strconv.Itoa(16<<20)); err != nil {
 		t.Fatal(err)
 	}
 }

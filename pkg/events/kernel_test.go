@@ -75,8 +75,9 @@ func fill(file, size string) error {
 	return errors.Join(f.Sync(), f.Close())
 }
 
-// limitedLeaf makes the test's cgroup with a leaf whose limit is 8 MiB
-// (memory.max, or v1's memory.limit_in_bytes).
+// limitedLeaf makes the test's cgroup with a leaf whose limit is 16 MiB
+// (memory.max, or v1's memory.limit_in_bytes): at 8 MiB the writer, this
+// test binary re-executed, was OOM-killed on 6.12 amd64.
 func limitedLeaf(t *testing.T, h *cgroup.Hierarchy) (top, leaf cgroup.Cgroup) {
 	t.Helper()
 	top = testenv.Cgroups(t, h, "leaf")
@@ -90,7 +91,7 @@ func limitedLeaf(t *testing.T, h *cgroup.Hierarchy) (top, leaf cgroup.Cgroup) {
 	if h.Version == 1 {
 		limit = "memory.limit_in_bytes"
 	}
-	if err := leaf.Write(limit, strconv.Itoa(8<<20)); err != nil {
+	if err := leaf.Write(limit, strconv.Itoa(16<<20)); err != nil {
 		t.Fatal(err)
 	}
 	return top, leaf
