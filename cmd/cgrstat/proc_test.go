@@ -1,6 +1,7 @@
 package main
 
 import (
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -40,9 +41,15 @@ func startCLI(t *testing.T, args ...string) *cliProc {
 // startCLIWith starts a program that runs cgrstat (setpriv, for one).
 func startCLIWith(t *testing.T, exe string, args ...string) *cliProc {
 	t.Helper()
+	return startCLIOut(t, nil, exe, args...)
+}
+
+// startCLIOut is startCLIWith with the program's stdout going to stdout.
+func startCLIOut(t *testing.T, stdout io.Writer, exe string, args ...string) *cliProc {
+	t.Helper()
 	p := &cliProc{cmd: exec.Command(exe, args...), stderr: &syncbuf.Buffer{}, done: make(chan struct{})}
 	p.cmd.Env = append(os.Environ(), asCgrstatEnv+"=1")
-	p.cmd.Stderr = p.stderr
+	p.cmd.Stdout, p.cmd.Stderr = stdout, p.stderr
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

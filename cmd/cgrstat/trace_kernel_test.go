@@ -49,21 +49,8 @@ const startWithin = 2 * time.Minute
 
 func startTrace(t *testing.T, args ...string) *traceProc {
 	t.Helper()
-	p := &traceProc{cliProc: &cliProc{stderr: &syncbuf.Buffer{}, done: make(chan struct{})}, stdout: &syncbuf.Buffer{}}
-	p.cmd = exec.Command(cliExe(t), append([]string{"trace"}, args...)...)
-	p.cmd.Env = append(os.Environ(), asCgrstatEnv+"=1")
-	p.cmd.Stdout, p.cmd.Stderr = p.stdout, p.stderr
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { p.err = p.cmd.Wait(); close(p.done) }()
-	t.Cleanup(func() {
-		select {
-		case <-p.done:
-		default:
-			p.stop(t)
-		}
-	})
+	out := &syncbuf.Buffer{}
+	p := &traceProc{cliProc: startCLIOut(t, out, cliExe(t), append([]string{"trace"}, args...)...), stdout: out}
 	// A trace that loads the collectors first waits for the verifier: up
 	// to 30 s in the kernel lab's emulated arm64 guests (7.3 took longer
 	// than the 30 s this allowed before).
