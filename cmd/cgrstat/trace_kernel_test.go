@@ -184,19 +184,30 @@ func causesSum(s reclaim.Stat) [3]uint64 {
 // TestKernelTraceStorm: a storm of reclaims against --rate 1 prints at most
 // the burst (1) and 1 a second (slow emulated guests take seconds for the
 // storm), and the summary on exit counts the rest as dropped by the rate
-// limit; --count ends trace by itself, exit 0.
+// limit; a trace using that trace's load ends with exit 1 and says why
+// when the load goes (an unload had left it waiting for ever, silent);
+// --count ends trace by itself, exit 0.
 func TestKernelTraceStorm(t *testing.T) {
 	l := newLab(t)
 	requireReclaimableTmp(t)
 	top, leaf := testenv.LimitedLeaf(t, l.h)
 	pin := []string{"--pin-path", l.pinPath}
 	limited := startTrace(t, append([]string{"--min", "0", "--json", "--rate", "1", leaf.Path}, pin...)...)
+	bystander := startTrace(t, append([]string{"--min", "10s", leaf.Path}, pin...)...)
 	start := time.Now()
 	testenv.WriteIn(t, leaf, 48<<20)
 	elapsed := time.Since(start)
 	limited.settle()
 	if code := limited.stop(t); code != 0 {
 		t.Errorf("trace: exit %d after SIGTERM:\n%s", code, limited.stderr)
+	}
+	select { // limited unloaded what it loaded on exit
+	case <-bystander.done:
+		if code := bystander.cmd.ProcessState.ExitCode(); code != 1 || !strings.Contains(bystander.stderr.String(), "unloaded") {
+			t.Errorf("trace after an unload of its load: exit %d, want 1 and why:\n%s", code, bystander.stderr)
+		}
+	case <-time.After(10 * time.Second):
+		t.Errorf("trace still runs 10s after its load was unloaded:\n%s", bystander.stderr)
 	}
 	printed, rate, full := limited.summary(t)
 	most := 1 + int(elapsed.Seconds()+1)

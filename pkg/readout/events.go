@@ -41,7 +41,10 @@ type EventReader struct {
 	ring  *ebpf.Map
 	rd    *ringbuf.Reader
 	dir   loader.PinDir
+	rec   *loader.Record // the load subscribed to
 	stack bool
+	// checked is when Read last made sure that the load is still rec's.
+	checked time.Time
 	// deadline is SetDeadline's: Read itself polls (see pollInterval).
 	deadline time.Time
 
@@ -58,10 +61,11 @@ func OpenEvents(pinPath string, opts events.Options) (*EventReader, error) {
 		return nil, err
 	}
 	dir := loader.PinDir(pinPath)
-	if _, err := dir.Record(); err != nil {
+	rec, err := dir.Record()
+	if err != nil {
 		return nil, err
 	}
-	r := &EventReader{dir: dir, stack: opts.Stack}
+	r := &EventReader{dir: dir, rec: rec, stack: opts.Stack, checked: time.Now()}
 	if err := r.openMaps(); err != nil {
 		return nil, err
 	}
@@ -83,7 +87,23 @@ func OpenEvents(pinPath string, opts events.Options) (*EventReader, error) {
 		r.closeMaps()
 		return nil, err
 	}
+	if !r.current() { // unloaded, perhaps loaded again, while subscribing: the maps may be either load's
+		r.Close()
+		return nil, errors.New("events: the load changed while subscribing")
+	}
 	return r, nil
+}
+
+// loadCheck is how often a Read waiting for events makes sure that the
+// load is still there: an unloaded load sends nothing, and its reader
+// would otherwise wait for ever.
+const loadCheck = time.Second
+
+// current says whether the load at the pin path is still the one r
+// subscribed to.
+func (r *EventReader) current() bool {
+	now, err := r.dir.Record()
+	return err == nil && now.Same(r.rec)
 }
 
 // slotValue is the slot a reader with opts asks for, not yet active.
@@ -269,8 +289,8 @@ const pollInterval = 100 * time.Millisecond
 // without an event (the zero time: wait for ever). Not while a Read runs.
 func (r *EventReader) SetDeadline(t time.Time) { r.deadline = t }
 
-// Read waits for the next event. After Close it returns events.ErrClosed, after
-// Stop events.ErrStopped.
+// Read waits for the next event. After Close it returns events.ErrClosed,
+// after Stop events.ErrStopped, once the load is gone events.ErrUnloaded.
 func (r *EventReader) Read() (events.Event, error) {
 	for {
 		next := time.Now().Add(pollInterval)
@@ -282,6 +302,12 @@ func (r *EventReader) Read() (events.Event, error) {
 		if errors.Is(err, os.ErrDeadlineExceeded) {
 			if !r.deadline.IsZero() && !time.Now().Before(r.deadline) {
 				return events.Event{}, err
+			}
+			if time.Since(r.checked) >= loadCheck {
+				r.checked = time.Now()
+				if !r.current() {
+					return events.Event{}, events.ErrUnloaded
+				}
 			}
 			continue
 		}
