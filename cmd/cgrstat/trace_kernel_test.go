@@ -194,6 +194,20 @@ func TestKernelTraceStorm(t *testing.T) {
 	pin := []string{"--pin-path", l.pinPath}
 	limited := startTrace(t, append([]string{"--min", "0", "--json", "--rate", "1", leaf.Path}, pin...)...)
 	bystander := startTrace(t, append([]string{"--min", "10s", leaf.Path}, pin...)...)
+	var st struct {
+		Subscribers []struct {
+			PID     int    `json:"pid"`
+			Command string `json:"command"`
+			MinNS   uint64 `json:"min_ns"`
+			Cgroups int    `json:"cgroups"`
+		} `json:"subscribers"`
+	}
+	if err := json.Unmarshal([]byte(l.run("status", "--json")), &st); err != nil {
+		t.Fatal(err)
+	}
+	if s := st.Subscribers; len(s) != 2 || s[1].PID != bystander.cmd.Process.Pid || s[1].MinNS != 10e9 || s[1].Cgroups != 1 || s[1].Command == "" {
+		t.Errorf("status --json: subscribers %+v, want two traces, the second pid %d, 10s, 1 cgroup", s, bystander.cmd.Process.Pid)
+	}
 	start := time.Now()
 	testenv.WriteIn(t, leaf, 48<<20)
 	elapsed := time.Since(start)

@@ -370,3 +370,60 @@ func (r *EventReader) Close() error {
 	})
 	return r.closeErr
 }
+
+// Subscriber is a reader of the event stream, as status shows it: an
+// active slot.
+type Subscriber struct {
+	Slot uint32 `json:"slot"`
+	PID  uint32 `json:"pid"`
+	// Command is the process's name (/proc/PID/comm), "" once it is gone.
+	Command string `json:"command"`
+	// Gone: the process ended without closing its slot (SIGKILL); the
+	// next subscriber takes the slot back, until then the collectors
+	// still write its events to a ring buffer nobody reads.
+	Gone bool `json:"gone"`
+	// MinNS is its threshold; Cgroups how many subtrees it asked for (0:
+	// every cgroup).
+	MinNS   uint64 `json:"min_ns"`
+	Cgroups int    `json:"cgroups"`
+	Stack   bool   `json:"stack"`
+	// Events are those it was sent and those dropped for its rate limit
+	// or because its ring buffer was full.
+	Events events.Counts `json:"events"`
+}
+
+// Subscribers lists the readers of the event stream of the load at
+// pinPath: none for a load older than the stream.
+func Subscribers(pinPath string) ([]Subscriber, error) {
+	m, err := ebpf.LoadPinnedMap(loader.PinDir(pinPath).Map(bpf.CgrstatMapTraceSlots), &ebpf.LoadPinOptions{ReadOnly: true})
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("opening pinned map %s: %w", bpf.CgrstatMapTraceSlots, err)
+	}
+	defer m.Close()
+	var out []Subscriber
+	for k := uint32(0); k < m.MaxEntries(); k++ {
+		var s bpf.CgrstatTraceSlot
+		if err := m.Lookup(k, &s); err != nil {
+			return nil, fmt.Errorf("reading event slot %d: %w", k, err)
+		}
+		if s.Active == 0 {
+			continue
+		}
+		sub := Subscriber{Slot: k, PID: s.OwnerPid, Gone: ownerDead(s), MinNS: s.MinNs, Stack: s.Flags&flagStack != 0,
+			Events: events.Counts{Sent: s.Sent, RateLimit: s.Dropped[dropRate], RingFull: s.Dropped[dropFull]}}
+		for _, id := range s.Cgroups {
+			if id != 0 {
+				sub.Cgroups++
+			}
+		}
+		if !sub.Gone {
+			comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", s.OwnerPid))
+			sub.Command = strings.TrimSuffix(string(comm), "\n")
+		}
+		out = append(out, sub)
+	}
+	return out, nil
+}
