@@ -210,9 +210,9 @@ func (t *tracer) interrupted(ctx context.Context) error {
 
 func (t *tracer) print(ev events.Event) error {
 	e := format.Event{Event: ev}
-	e.CgroupPath, _ = t.paths.Path(ev.Cgroup)
+	e.CgroupPath, _ = t.paths.Path(ev.Cgroup, ev.PID)
 	if ev.Target != 0 {
-		e.TargetPath, _ = t.paths.Path(ev.Target)
+		e.TargetPath, _ = t.paths.Path(ev.Target, ev.PID)
 	}
 	if t.syms != nil {
 		e.Stack = make([]string, 0, len(ev.Stack))
