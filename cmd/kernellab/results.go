@@ -29,6 +29,9 @@ type results struct {
 	// KernelSubsetSkips are the tests the kernel subset leaves out, when a
 	// guest ran it.
 	KernelSubsetSkips []string `json:"kernel_subset_skips,omitempty"`
+	// HostCgroup is the cgroup version on which this machine's make
+	// hosttest, not a guest, ran the Go-side tests (-hosttest), 0 if none.
+	HostCgroup int `json:"host_cgroup,omitempty"`
 }
 
 type guestResult struct {
@@ -89,6 +92,7 @@ func writeResults(o options, commit string, guests []*guest, wall time.Duration)
 	res := results{
 		Date: time.Now().UTC().Truncate(time.Second), Commit: commit, Partial: partial(o),
 		CPUs: runtime.NumCPU(), Parallel: o.parallel, WallSeconds: wall.Seconds(),
+		HostCgroup: o.hostCgroup,
 	}
 	for _, g := range guests {
 		res.Guests = append(res.Guests, toResult(g))
@@ -237,8 +241,12 @@ func supportTable(res results) (string, error) {
 			testsCell(r.cg), cell(r.cg[2]), cell(r.cg[1]), modesCell(r.cg))
 	}
 	if len(res.KernelSubsetSkips) > 0 {
-		fmt.Fprintf(&b, "\nTests: *all* is every `TestKernel*` test; *kernel subset* is every test but these %d of Go-side logic, which the guests marked *all* run: %s.\n",
-			len(res.KernelSubsetSkips), "`"+strings.Join(res.KernelSubsetSkips, "`, `")+"`")
+		where := "the guests marked *all* run"
+		if res.HostCgroup != 0 {
+			where = fmt.Sprintf("%s and, on cgroup v%d, `make hosttest` on the machine that ran the lab", where, res.HostCgroup)
+		}
+		fmt.Fprintf(&b, "\nTests: *all* is every `TestKernel*` test; *kernel subset* is every test but these %d of Go-side logic, which %s: %s.\n",
+			len(res.KernelSubsetSkips), where, "`"+strings.Join(res.KernelSubsetSkips, "`, `")+"`")
 	}
 	b.WriteString("\n")
 	return b.String(), nil

@@ -152,7 +152,20 @@ func TestSubsets(t *testing.T) {
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("subsets %v, want %v (6.1 v2, 6.1 v1, 6.12 v2, 7.2 v2, arm64 7.3 v2)", got, want)
 	}
-	assignSubsets(options{emulated: subsetAll, native: nativeAll}, guests)
+	// -hosttest on a v1 machine: make hosttest proves the Go-side tests on
+	// v1, so 6.1 v1 runs the kernel subset; 7.2 v2 still runs every test.
+	assignSubsets(options{emulated: subsetKernel, native: nativeNewest, hostCgroup: 1}, guests)
+	got = nil
+	for _, g := range guests {
+		if g.skip == "" {
+			got = append(got, g.subset)
+		}
+	}
+	want = []string{subsetKernel, subsetKernel, subsetKernel, subsetAll, subsetKernel}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("with the host on v1: subsets %v, want %v (6.1 v2, 6.1 v1, 6.12 v2, 7.2 v2, arm64 7.3 v2)", got, want)
+	}
+	assignSubsets(options{emulated: subsetAll, native: nativeAll, hostCgroup: 1}, guests)
 	for _, g := range guests {
 		if g.skip == "" && g.subset != subsetAll {
 			t.Errorf("-native all -emulated all: %s runs %q", g.kernel.Release, g.subset)
