@@ -239,15 +239,13 @@ func causesSum(s reclaim.Stat) [3]uint64 {
 // storm), and the summary on exit counts the rest as dropped by the rate
 // limit; --count ends trace by itself, exit 0.
 func TestKernelTraceStorm(t *testing.T) {
-	l := newLab(t)
+	// Both traces use the shared load: a trace that loads the collectors
+	// itself unloads them when it ends (TestKernelTrace tests that), so the
+	// second would load again.
+	l := sharedLab(t)
 	requireReclaimableTmp(t)
 	top, leaf := limitedLeaf(t, l.h)
 	pin := []string{"--pin-path", l.pinPath}
-	// One load for both traces: a trace that loads the collectors itself
-	// unloads them when it ends (TestKernelTrace tests that), and each load
-	// cost 25-35 s of the 7.3 arm64 guest's verifier (2026-12-03).
-	l.run("load")
-	t.Cleanup(func() { cli(t, "unload", "--pin-path", l.pinPath) })
 	limited := startTrace(t, append([]string{"--min", "0", "--json", "--rate", "1", leaf.Path}, pin...)...)
 	start := time.Now()
 	writeInLeaf(t, leaf, 48<<20)
