@@ -63,6 +63,14 @@ var goSideTests = []string{
 	// issue 21: serve's exemplars with every event slot taken and across a
 	// reload (the event stream itself is pkg/events' kernel tests)
 	"TestKernelServeExemplarStream",
+	// the README's workflow, command by command: load twice, hierarchy
+	// create --pin, stress, cat, read's views, status, destroy, unload.
+	// What it proves of the BPF runs in the kernel subset: the load, tree,
+	// stress and invariants in every flush mode (TestKernelFlushModes), the
+	// stat file's first line (pkg/pin), programs gone after unload
+	// (pkg/loader's TestKernelUnload); 22-37 s of each arm64 guest
+	// (2026-12-03), most of it one load
+	"TestKernelManualWorkflow",
 }
 
 // parseSubset checks -emulated.
