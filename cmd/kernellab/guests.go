@@ -23,7 +23,7 @@ type guest struct {
 	suite   string // "" for a -kernel image
 	arch    string
 	cgroup  int
-	subset  string // subsetAll or subsetKernel
+	subset  string // subsetAll, subsetKernel or subsetAllButHost
 	kernel  kernellab.Kernel
 	initrd  string // the architecture's guest
 	modules string // the kernel's modules archive, if it needs any
@@ -186,8 +186,8 @@ func slower(a, b *guest) bool {
 	if ea != eb {
 		return ea
 	}
-	if a.subset != b.subset {
-		return a.subset == subsetAll
+	if ka, kb := a.subset == subsetKernel, b.subset == subsetKernel; ka != kb {
+		return kb
 	}
 	return releaseLess(b.kernel.Release, a.kernel.Release)
 }
@@ -205,8 +205,8 @@ func runGuest(ctx context.Context, o options, g *guest) {
 		KVM:       o.kvm && g.arch == kernellab.HostArch(),
 		Append:    kernellab.GuestCmdline(g.cgroup, g.disk != ""),
 	}
-	if g.subset == subsetKernel {
-		cfg.Append += " " + kernellab.SubsetArg
+	if g.subset != subsetAll {
+		cfg.Append += " " + kernellab.SubsetArg(g.subset)
 	}
 	if g.modules != "" {
 		cfg.More = []string{g.modules}

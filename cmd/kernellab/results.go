@@ -32,6 +32,9 @@ type results struct {
 	// HostCgroup is the cgroup version on which this machine's make
 	// hosttest, not a guest, ran the Go-side tests (-hosttest), 0 if none.
 	HostCgroup int `json:"host_cgroup,omitempty"`
+	// HostOnlySkips are the tests the guests that ran all-but-host left
+	// to make hosttest.
+	HostOnlySkips []string `json:"host_only_skips,omitempty"`
 }
 
 type guestResult struct {
@@ -42,8 +45,9 @@ type guestResult struct {
 	// Status is "pass", "fail" or "skip" (the configuration does not exist
 	// on this kernel; Reason says why).
 	Status string `json:"status"`
-	// Tests is the subset the guest ran: "all" or "kernel" (every
-	// TestKernel* test but KernelSubsetSkips).
+	// Tests is the subset the guest ran: "all", "kernel" (every
+	// TestKernel* test but KernelSubsetSkips) or "all-but-host" (every
+	// test but HostOnlySkips).
 	Tests      string   `json:"tests,omitempty"`
 	Reason     string   `json:"reason,omitempty"`
 	Pass       int      `json:"pass"`
@@ -98,6 +102,9 @@ func writeResults(o options, commit string, guests []*guest, wall time.Duration)
 		res.Guests = append(res.Guests, toResult(g))
 		if g.subset == subsetKernel && g.skip == "" {
 			res.KernelSubsetSkips = goSideTests
+		}
+		if g.subset == subsetAllButHost && g.skip == "" {
+			res.HostOnlySkips = hostOnlyTests
 		}
 	}
 	b, err := json.MarshalIndent(res, "", "  ")
@@ -243,10 +250,14 @@ func supportTable(res results) (string, error) {
 	if len(res.KernelSubsetSkips) > 0 {
 		where := "the guests marked *all* run"
 		if res.HostCgroup != 0 {
-			where = fmt.Sprintf("%s and, on cgroup v%d, `make hosttest` on the machine that ran the lab", where, res.HostCgroup)
+			where = fmt.Sprintf("the guests marked *all* or *all but host-only* run and, on cgroup v%d, `make hosttest` on the machine that ran the lab", res.HostCgroup)
 		}
 		fmt.Fprintf(&b, "\nTests: *all* is every `TestKernel*` test; *kernel subset* is every test but these %d of Go-side logic, which %s: %s.\n",
 			len(res.KernelSubsetSkips), where, "`"+strings.Join(res.KernelSubsetSkips, "`, `")+"`")
+	}
+	if len(res.HostOnlySkips) > 0 {
+		fmt.Fprintf(&b, "\n*All but host-only* is every test but these %d, which depend neither on the kernel nor on the cgroup version and which `make hosttest` ran on the machine that ran the lab: %s.\n",
+			len(res.HostOnlySkips), "`"+strings.Join(res.HostOnlySkips, "`, `")+"`")
 	}
 	b.WriteString("\n")
 	return b.String(), nil
@@ -255,7 +266,7 @@ func supportTable(res results) (string, error) {
 // testsCell names the subset a kernel's guests ran, per cgroup version
 // where they differ.
 func testsCell(cg map[int]guestResult) string {
-	name := map[string]string{subsetKernel: "kernel subset", subsetAll: "all"}
+	name := map[string]string{subsetKernel: "kernel subset", subsetAll: "all", subsetAllButHost: "all but host-only"}
 	v2, v1 := name[cg[2].Tests], name[cg[1].Tests]
 	switch {
 	case v2 != "" && v1 != "" && v2 != v1:

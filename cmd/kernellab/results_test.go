@@ -43,6 +43,21 @@ func TestSupportTable(t *testing.T) {
 			t.Errorf("table lacks %q:\n%s", want, got)
 		}
 	}
+	// With -hosttest (make test) on a v1 machine.
+	res.Guests[0].Tests, res.Guests[1].Tests = subsetAllButHost, subsetKernel
+	res.HostCgroup, res.HostOnlySkips = 1, []string{"TestKernelServeMethods"}
+	if got, err = supportTable(res); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"| 6.1.0-50-cloud-amd64 | bookworm | amd64 | v2: all but host-only, v1: kernel subset |",
+		"which the guests marked *all* or *all but host-only* run and, on cgroup v1, `make hosttest` on the machine that ran the lab: `TestKernelKillPin`",
+		"*All but host-only* is every test but these 1, which depend neither on the kernel nor on the cgroup version and which `make hosttest` ran on the machine that ran the lab: `TestKernelServeMethods`.",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("table lacks %q:\n%s", want, got)
+		}
+	}
 	res.Partial = "-run=Smoke"
 	if _, err := supportTable(res); err == nil || !strings.Contains(err.Error(), "-run=Smoke") {
 		t.Errorf("a table from a partial run: %v", err)
@@ -161,9 +176,23 @@ func TestSubsets(t *testing.T) {
 			got = append(got, g.subset)
 		}
 	}
-	want = []string{subsetKernel, subsetKernel, subsetKernel, subsetAll, subsetKernel}
+	want = []string{subsetKernel, subsetKernel, subsetKernel, subsetAllButHost, subsetKernel}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("with the host on v1: subsets %v, want %v (6.1 v2, 6.1 v1, 6.12 v2, 7.2 v2, arm64 7.3 v2)", got, want)
+	}
+	// What only the host proves is Go-side: no guest of the kernel subset
+	// runs it either, and it is all that all-but-host leaves out.
+	goSide := regexp.MustCompile(skipPattern(subsetKernel))
+	hostOnly := regexp.MustCompile(skipPattern(subsetAllButHost))
+	for _, name := range hostOnlyTests {
+		if !goSide.MatchString(name) {
+			t.Errorf("%s is host-only but not among the Go-side tests", name)
+		}
+	}
+	for _, name := range []string{"TestKernelKillCheck", "TestKernelIdentity", "TestKernelFlushModes", "TestKernelKillLoadUnloadAgain"} {
+		if hostOnly.MatchString(name) {
+			t.Errorf("all-but-host leaves out %s", name)
+		}
 	}
 	assignSubsets(options{emulated: subsetAll, native: nativeAll, hostCgroup: 1}, guests)
 	for _, g := range guests {
