@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cgrstat/cgrstat/internal/testenv"
 	"github.com/cgrstat/cgrstat/pkg/reclaim"
 )
 
@@ -97,7 +98,7 @@ func TestKernelDashboardQueries(t *testing.T) {
 	if err := container.Write(limit, strconv.Itoa(8<<20)); err != nil {
 		t.Fatal(err)
 	}
-	pid, comm := writeInLeaf(t, container, 48<<20)
+	pid, comm := testenv.WriteIn(t, container, 48<<20)
 	checkExemplars(t, prom, leafA, from, pid, comm)
 
 	vars := map[string]string{

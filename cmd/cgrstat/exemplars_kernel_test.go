@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cgrstat/cgrstat/internal/testenv"
 	"github.com/cgrstat/cgrstat/pkg/events"
 	"github.com/cgrstat/cgrstat/pkg/readout"
 )
@@ -63,8 +64,8 @@ func TestKernelServeExemplarStream(t *testing.T) {
 	// A writer in a leaf of its own limit: unlike stress's v1 scratch
 	// cgroups and children, the leaf outlives it, and the events reach
 	// serve within 100 ms (the stream wakes readers only when it fills).
-	_, leaf := limitedLeaf(t, l.h)
-	pid, comm := writeInLeaf(t, leaf, 48<<20)
+	_, leaf := testenv.LimitedLeaf(t, l.h)
+	pid, comm := testenv.WriteIn(t, leaf, 48<<20)
 	exemplar := regexp.MustCompile(`(?m)^cgrstat_reclaim_duration_seconds_bucket\{cause="[a-z]+",cgroup="` + regexp.QuoteMeta(leaf.Rel) +
 		`",le="[^"]+"\} \d+ # \{comm="` + regexp.QuoteMeta(comm) + `",pid="` + strconv.Itoa(pid) + `"\}`)
 	var body string

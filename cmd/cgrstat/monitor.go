@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"regexp"
-	"slices"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -119,7 +118,7 @@ func (s *session) close() error {
 		return err
 	}
 	defer unlock()
-	if rec, err := loader.ReadRecord(pinPath); err != nil || !rec.LoadedAt.Equal(s.rec.LoadedAt) || !slices.Equal(rec.ProgramIDs, s.rec.ProgramIDs) {
+	if rec, err := loader.ReadRecord(pinPath); err != nil || !rec.Same(s.rec) {
 		return nil // unloaded by someone else, perhaps loaded again: not this run's
 	}
 	if _, err := loader.Unload(pinPath); err != nil {

@@ -37,6 +37,7 @@ const (
 )
 
 func init() {
+	testenv.WriterMain()
 	if len(os.Args) != 5 || (os.Args[1] != fillCommand && os.Args[1] != reclaimCommand && os.Args[1] != jobCommand) {
 		return
 	}
@@ -66,32 +67,13 @@ func joinCgroup(dir string) error {
 	return os.WriteFile(filepath.Join(dir, "cgroup.procs"), []byte("0"), 0)
 }
 
-// fill writes size bytes to file and syncs them: clean page cache charged
-// to this cgroup, which stays charged after the writer exits.
+// fill is testenv.Fill with the size as its command line gives it.
 func fill(file, size string) error {
 	n, err := strconv.ParseInt(size, 10, 64)
 	if err != nil {
 		return err
 	}
-	f, err := os.Create(file)
-	if err != nil {
-		return err
-	}
-	buf := make([]byte, 1<<20)
-	for i := range buf {
-		buf[i] = byte(i*7 + 1)
-	}
-	for left := n; left > 0; left -= int64(len(buf)) {
-		if _, err := f.Write(buf[:min(left, int64(len(buf)))]); err != nil {
-			f.Close()
-			return err
-		}
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
+	return testenv.Fill(file, n)
 }
 
 // reclaimFromInside asks the kernel to reclaim size bytes from c:

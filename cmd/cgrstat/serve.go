@@ -150,7 +150,7 @@ func feedExemplars(ctx context.Context, c *exporter.Collector, s *session, min t
 		}
 		opts.Cgroups = []uint64{id}
 	}
-	x := exporter.NewExemplars(exporter.DefaultExemplarLimit, s.top.Rel, s.h.PathOf)
+	x := exporter.NewExemplars(exporter.DefaultExemplarLimit, s.top.Rel, s.h.TaskPaths().Path)
 	c.WithExemplars(x)
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})

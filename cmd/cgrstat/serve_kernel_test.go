@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/cgrstat/cgrstat/internal/syncbuf"
+	"github.com/cgrstat/cgrstat/internal/testenv"
 	"github.com/cgrstat/cgrstat/pkg/reclaim"
 )
 
@@ -457,8 +458,8 @@ func TestKernelServeUnitCapabilities(t *testing.T) {
 		waitFor(t, "serve to read the event stream", func() bool {
 			return strings.Contains(srv.stderr.String(), "exemplars: reading the event stream")
 		})
-		_, leaf := limitedLeaf(t, l.h)
-		pid, comm := writeInLeaf(t, leaf, 48<<20)
+		_, leaf := testenv.LimitedLeaf(t, l.h)
+		pid, comm := testenv.WriteIn(t, leaf, 48<<20)
 		ours := regexp.MustCompile(`(?m)^cgrstat_reclaim_duration_seconds_bucket\{cause="[a-z]+",cgroup="/` + regexp.QuoteMeta(first[1]) +
 			`",le="[^"]+"\} \d+ # \{comm="` + regexp.QuoteMeta(comm) + `",pid="` + strconv.Itoa(pid) + `",target="[^"]*/leaf"`)
 		var om string

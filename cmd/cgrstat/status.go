@@ -11,7 +11,7 @@ func newStatusCmd(g *globals) *cobra.Command {
 	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "status",
-		Short: "Show whether cgrstat is loaded, how it flushes, map fill, lost updates and stat files",
+		Short: "Show whether cgrstat is loaded, how it flushes, map fill, lost updates, stat files and who reads the event stream",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			st, err := readout.ReadStatus(g.pinPath)

@@ -138,6 +138,9 @@ func (f *traceFlags) run(ctx context.Context, g *globals, args []string, out, er
 	fmt.Fprintf(errOut, "cgrstat trace: tracing reclaims of %s and longer in %s; %s\n", f.min, where, escape.String(loaded))
 	t := &tracer{flags: f, r: r, paths: h.Paths(), syms: syms, out: out}
 	err = t.stream(ctx)
+	if errors.Is(err, events.ErrUnloaded) {
+		err = fmt.Errorf("trace: %w (pin path %s)", err, escape.String(g.pinPath))
+	}
 	cerr := r.Close()
 	c, _ := r.Counts()
 	fmt.Fprintf(errOut, "cgrstat trace: %d events, %d dropped (rate limit %d, ring buffer full %d)\n",
@@ -207,9 +210,9 @@ func (t *tracer) interrupted(ctx context.Context) error {
 
 func (t *tracer) print(ev events.Event) error {
 	e := format.Event{Event: ev}
-	e.CgroupPath, _ = t.paths.Path(ev.Cgroup)
+	e.CgroupPath, _ = t.paths.Path(ev.Cgroup, ev.PID)
 	if ev.Target != 0 {
-		e.TargetPath, _ = t.paths.Path(ev.Target)
+		e.TargetPath, _ = t.paths.Path(ev.Target, ev.PID)
 	}
 	if t.syms != nil {
 		e.Stack = make([]string, 0, len(ev.Stack))

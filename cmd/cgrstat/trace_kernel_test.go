@@ -4,19 +4,14 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/cgrstat/cgrstat/internal/syncbuf"
 	"github.com/cgrstat/cgrstat/internal/testenv"
-	"github.com/cgrstat/cgrstat/pkg/cgroup"
 	"github.com/cgrstat/cgrstat/pkg/reclaim"
 )
 
@@ -97,54 +92,6 @@ func (p *traceProc) summary(t *testing.T) (printed, rate, full int) {
 	return n(m[1]), n(m[3]), n(m[4])
 }
 
-// limitedLeaf makes a test cgroup with a leaf whose memory limit is 16 MiB
-// (memory.max, or v1's memory.limit_in_bytes): at 8 MiB the re-executed
-// test binary writing there was OOM-killed on 6.12 amd64, its own memory
-// and the dirty pages leaving no room.
-func limitedLeaf(t *testing.T, h *cgroup.Hierarchy) (top, leaf cgroup.Cgroup) {
-	t.Helper()
-	top = testenv.Cgroups(t, h, "leaf")
-	leaf = top.Child("leaf")
-	if h.Version == 2 {
-		if _, err := h.EnableMemory(top); err != nil {
-			t.Fatal(err)
-		}
-	}
-	setLimit(t, h, leaf)
-	return top, leaf
-}
-
-// setLimit sets c's memory limit to 8 MiB.
-func setLimit(t *testing.T, h *cgroup.Hierarchy, c cgroup.Cgroup) {
-	t.Helper()
-	limit := "memory.limit_in_bytes"
-	if h.Version == 2 {
-		limit = "memory.max"
-	}
-	if err := c.Write(limit, strconv.Itoa(16<<20)); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// writeInLeaf runs the test binary in leaf writing size bytes of page
-// cache (on TMPDIR: the lab's ext4 disk) and returns its pid and the
-// command name the kernel gives it.
-func writeInLeaf(t *testing.T, leaf cgroup.Cgroup, size int) (pid int, comm string) {
-	t.Helper()
-	file := filepath.Join(os.TempDir(), testenv.Name(t)+"-"+strconv.Itoa(size))
-	t.Cleanup(func() { os.Remove(file) }) // before the cgroup goes: its pages are charged there
-	cmd := exec.Command(cliExe(t), fillCommand, leaf.Path, file, strconv.Itoa(size))
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("writer in %s: %v: %s", leaf.Rel, err, out)
-	}
-	comm = filepath.Base(cliExe(t))
-	if len(comm) > 15 {
-		comm = comm[:15] // TASK_COMM_LEN
-	}
-	return cmd.Process.Pid, comm
-}
-
 // settle waits until trace has printed nothing new for a while: the
 // events of a finished workload are out.
 func (p *traceProc) settle() {
@@ -167,7 +114,7 @@ func (p *traceProc) settle() {
 func TestKernelTrace(t *testing.T) {
 	l := newLab(t)
 	requireReclaimableTmp(t)
-	top, leaf := limitedLeaf(t, l.h)
+	top, leaf := testenv.LimitedLeaf(t, l.h)
 	pin := []string{"--pin-path", l.pinPath}
 	sub := startTrace(t, append([]string{"--min", "0", "--json", "--rate", "0", top.Path}, pin...)...)
 	if !strings.Contains(sub.stderr.String(), "loaded the collectors") {
@@ -178,7 +125,7 @@ func TestKernelTrace(t *testing.T) {
 		t.Errorf("the second trace did not use the first's load:\n%s", every.stderr)
 	}
 	before := readOne(t, l, leaf.Path)
-	pid, comm := writeInLeaf(t, leaf, 48<<20)
+	pid, comm := testenv.WriteIn(t, leaf, 48<<20)
 	sub.settle()
 	every.settle()
 	after := readOne(t, l, leaf.Path)
@@ -237,22 +184,47 @@ func causesSum(s reclaim.Stat) [3]uint64 {
 // TestKernelTraceStorm: a storm of reclaims against --rate 1 prints at most
 // the burst (1) and 1 a second (slow emulated guests take seconds for the
 // storm), and the summary on exit counts the rest as dropped by the rate
-// limit; --count ends trace by itself, exit 0.
+// limit; a trace using that trace's load ends with exit 1 and says why
+// when the load goes (an unload had left it waiting for ever, silent);
+// --count ends trace by itself, exit 0.
 func TestKernelTraceStorm(t *testing.T) {
 	// Both traces use the shared load: a trace that loads the collectors
 	// itself unloads them when it ends (TestKernelTrace tests that), so the
 	// second would load again.
 	l := sharedLab(t)
 	requireReclaimableTmp(t)
-	top, leaf := limitedLeaf(t, l.h)
+	top, leaf := testenv.LimitedLeaf(t, l.h)
 	pin := []string{"--pin-path", l.pinPath}
 	limited := startTrace(t, append([]string{"--min", "0", "--json", "--rate", "1", leaf.Path}, pin...)...)
+	bystander := startTrace(t, append([]string{"--min", "10s", leaf.Path}, pin...)...)
+	var st struct {
+		Subscribers []struct {
+			PID     int    `json:"pid"`
+			Command string `json:"command"`
+			MinNS   uint64 `json:"min_ns"`
+			Cgroups int    `json:"cgroups"`
+		} `json:"subscribers"`
+	}
+	if err := json.Unmarshal([]byte(l.run("status", "--json")), &st); err != nil {
+		t.Fatal(err)
+	}
+	if s := st.Subscribers; len(s) != 2 || s[1].PID != bystander.cmd.Process.Pid || s[1].MinNS != 10e9 || s[1].Cgroups != 1 || s[1].Command == "" {
+		t.Errorf("status --json: subscribers %+v, want two traces, the second pid %d, 10s, 1 cgroup", s, bystander.cmd.Process.Pid)
+	}
 	start := time.Now()
-	writeInLeaf(t, leaf, 48<<20)
+	testenv.WriteIn(t, leaf, 48<<20)
 	elapsed := time.Since(start)
 	limited.settle()
 	if code := limited.stop(t); code != 0 {
 		t.Errorf("trace: exit %d after SIGTERM:\n%s", code, limited.stderr)
+	}
+	select { // limited unloaded what it loaded on exit
+	case <-bystander.done:
+		if code := bystander.cmd.ProcessState.ExitCode(); code != 1 || !strings.Contains(bystander.stderr.String(), "unloaded") {
+			t.Errorf("trace after an unload of its load: exit %d, want 1 and why:\n%s", code, bystander.stderr)
+		}
+	case <-time.After(10 * time.Second):
+		t.Errorf("trace still runs 10s after its load was unloaded:\n%s", bystander.stderr)
 	}
 	printed, rate, full := limited.summary(t)
 	most := 1 + int(elapsed.Seconds()+1)
@@ -275,9 +247,9 @@ func TestKernelTraceStorm(t *testing.T) {
 			t.Errorf("removing test cgroup: %v", err)
 		}
 	})
-	setLimit(t, l.h, second)
+	testenv.SetLimit(t, l.h, second)
 	counted := startTrace(t, append([]string{"--min", "0", "--count", "3", second.Path}, pin...)...)
-	writeInLeaf(t, second, 48<<20)
+	testenv.WriteIn(t, second, 48<<20)
 	select {
 	case <-counted.done:
 	case <-time.After(30 * time.Second):

@@ -92,9 +92,9 @@ func (e *recentEvents) read(r *readout.EventReader, done chan struct{}) {
 			return
 		}
 		fe := format.Event{Event: ev}
-		fe.CgroupPath, _ = paths.Path(ev.Cgroup)
+		fe.CgroupPath, _ = paths.Path(ev.Cgroup, ev.PID)
 		if ev.Target != 0 {
-			fe.TargetPath, _ = paths.Path(ev.Target)
+			fe.TargetPath, _ = paths.Path(ev.Target, ev.PID)
 		}
 		e.mu.Lock()
 		e.last = append(e.last, fe)

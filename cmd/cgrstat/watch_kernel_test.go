@@ -12,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/cgrstat/cgrstat/internal/testenv"
 )
 
 // hotColdSpec has two stressed leaves under hot and an idle one under cold.
@@ -92,14 +94,14 @@ func TestKernelWatchSlowReclaims(t *testing.T) {
 	tmux := needTool(t, "tmux")
 	l := newLab(t)
 	requireReclaimableTmp(t)
-	top, leaf := limitedLeaf(t, l.h)
+	top, leaf := testenv.LimitedLeaf(t, l.h)
 	tm := &tmuxServer{t: t, bin: tmux, socket: fmt.Sprintf("cgrstat-test-%d", os.Getpid())}
 	t.Cleanup(tm.kill)
 	win := tm.watch(top.Rel, l.pinPath, "--slow=0")
 	win.waitFor("a frame", func(f string) bool { return strings.Contains(f, "STALL ms/s") })
 	tm.run("send-keys", "-t", win.name, "e")
 	win.waitFor("the slow reclaims' panel", func(f string) bool { return strings.Contains(f, "slow reclaims (0s and longer)") })
-	pid, _ := writeInLeaf(t, leaf, 48<<20)
+	pid, _ := testenv.WriteIn(t, leaf, 48<<20)
 	mine := fmt.Sprintf("pid %d ", pid)
 	frame := win.waitFor("a reclaim of the writer", func(f string) bool {
 		return strings.Contains(f, mine) && strings.Contains(f, "cgroup "+leaf.Rel)

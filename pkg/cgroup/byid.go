@@ -17,25 +17,9 @@ import (
 // directory's inode number (what ID returns and BPF's cgroup ids are).
 const kernfsHandle = 0xfe
 
-// PathOf returns the path, relative to the hierarchy's root as Cgroup.Rel,
-// of the cgroup whose id is id, while it exists: an event names its cgroups
-// by id, and they may be gone a moment later. pid, if not 0, is a task in
-// that cgroup or below it (the task an event is about): its
-// /proc/PID/cgroup names the cgroup, and its ancestors, without any
-// capability, checked by their ids. Otherwise, or if the task has moved or
-// exited, the kernel opens the cgroup by its file handle, which needs
-// CAP_DAC_READ_SEARCH (which cgrstat's systemd unit and container do not
-// grant).
-func (h *Hierarchy) PathOf(id uint64, pid int) (string, error) {
-	if pid > 0 {
-		if p, ok := h.fromTask(id, pid); ok {
-			return p, nil
-		}
-	}
-	return h.byHandle(id)
-}
-
-// fromTask looks for id in the memory cgroup of task pid and its ancestors.
+// fromTask looks for id in the memory cgroup of task pid and its
+// ancestors: /proc/PID/cgroup names the cgroup without any capability,
+// checked by the ids of the directories.
 func (h *Hierarchy) fromTask(id uint64, pid int) (string, bool) {
 	lines, err := readSelfCgroup("/proc/" + strconv.Itoa(pid) + "/cgroup")
 	if err != nil {
@@ -60,7 +44,9 @@ func (h *Hierarchy) fromTask(id uint64, pid int) (string, bool) {
 	}
 }
 
-// byHandle opens the cgroup by its kernfs file handle and reads its path.
+// byHandle opens the cgroup by its kernfs file handle and reads its path:
+// needs CAP_DAC_READ_SEARCH (which cgrstat's systemd unit and container
+// do not grant).
 func (h *Hierarchy) byHandle(id uint64) (string, error) {
 	mnt, err := unix.Open(h.Mount, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {

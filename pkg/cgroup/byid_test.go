@@ -5,17 +5,16 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/cgrstat/cgrstat/internal/testenv"
 	"github.com/cgrstat/cgrstat/pkg/cgroup"
 )
 
-// TestKernelPathOf: a cgroup's id resolves to its path while it exists,
+// TestKernelPaths: a cgroup's id resolves to its path while it exists,
 // by its file handle and, without that, from a task in it or below it
-// (the cgroup and its ancestors); a removed cgroup's id to an error.
-func TestKernelPathOf(t *testing.T) {
+// (the cgroup and its ancestors); a removed cgroup's id to none.
+func TestKernelPaths(t *testing.T) {
 	h := testenv.Hierarchy(t)
 	top := testenv.Cgroups(t, h, "a", "a/b")
 	leaf, mid := top.Child("a/b"), top.Child("a")
@@ -28,8 +27,8 @@ func TestKernelPathOf(t *testing.T) {
 		ids[c.Rel] = id
 	}
 	for rel, id := range ids {
-		if p, err := h.PathOf(id, 0); err != nil || p != rel {
-			t.Errorf("PathOf(%d) by handle = %q, %v; want %s", id, p, err, rel)
+		if p, ok := h.TaskPaths().Path(id, 0); !ok || p != rel {
+			t.Errorf("Path(%d) by handle = %q, %v; want %s", id, p, ok, rel)
 		}
 	}
 
@@ -55,8 +54,8 @@ func TestKernelPathOf(t *testing.T) {
 	if p, ok := cgroup.FromTask(h, 1<<62, sleep.Process.Pid); ok {
 		t.Errorf("an unknown id from the task = %q", p)
 	}
-	if p, err := h.PathOf(1<<62, sleep.Process.Pid); err == nil || !strings.Contains(err.Error(), "open_by_handle_at") {
-		t.Errorf("PathOf(unknown id) = %q, %v; want the handle's error", p, err)
+	if p, ok := h.TaskPaths().Path(1<<62, sleep.Process.Pid); ok {
+		t.Errorf("Path(unknown id) = %q", p)
 	}
 
 	sleep.Process.Kill()
@@ -67,7 +66,7 @@ func TestKernelPathOf(t *testing.T) {
 	if err := leaf.Mkdir(); err != nil { // testenv's cleanup removes it again
 		t.Fatal(err)
 	}
-	if p, err := h.PathOf(ids[leaf.Rel], 0); err == nil {
-		t.Errorf("PathOf(%d) of a removed cgroup = %q, want an error", ids[leaf.Rel], p)
+	if p, ok := h.TaskPaths().Path(ids[leaf.Rel], 0); ok {
+		t.Errorf("Path(%d) of a removed cgroup = %q", ids[leaf.Rel], p)
 	}
 }

@@ -45,6 +45,10 @@ var (
 	// ErrStopped is what Read returns after Stop, once the events that
 	// were in the ring buffer are read.
 	ErrStopped = errors.New("event reader stopped")
+	// ErrUnloaded is what Read returns once the load it subscribed to is
+	// gone (cgrstat unload, perhaps a load again since): no more events
+	// can come from it.
+	ErrUnloaded = errors.New("the collectors were unloaded: no more reclaims can be seen")
 )
 
 // Options say which events a reader gets.

@@ -6,7 +6,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"syscall"
 	"testing"
 	"time"
@@ -22,17 +21,14 @@ import (
 	"github.com/cgrstat/cgrstat/pkg/reclaim"
 )
 
-// The test binary is the process that writes page cache inside a leaf,
-// so that the test process never leaves its own cgroup:
+// The test binary is also a process these tests start: testenv.WriteIn's
+// writer (see testenv.WriterMain), and
 //
-//	__events-fill CGROUP FILE SIZE   join CGROUP, write SIZE bytes to FILE, synced
-//	__events-hold PINPATH            open a reader of every reclaim, print its slot, wait
-const (
-	fillCommand = "__events-fill"
-	holdCommand = "__events-hold"
-)
+//	__events-hold PINPATH   open a reader of every reclaim, print its slot, wait
+const holdCommand = "__events-hold"
 
 func init() {
+	testenv.WriterMain()
 	if len(os.Args) == 3 && os.Args[1] == holdCommand {
 		r, err := readout.OpenEvents(os.Args[2], events.Options{})
 		if err != nil {
@@ -42,73 +38,6 @@ func init() {
 		fmt.Println(r.Slot())
 		time.Sleep(time.Hour)
 	}
-	if len(os.Args) != 5 || os.Args[1] != fillCommand {
-		return
-	}
-	err := os.WriteFile(filepath.Join(os.Args[2], "cgroup.procs"), []byte("0"), 0)
-	if err == nil {
-		err = fill(os.Args[3], os.Args[4])
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	os.Exit(0)
-}
-
-func fill(file, size string) error {
-	n, err := strconv.ParseInt(size, 10, 64)
-	if err != nil {
-		return err
-	}
-	f, err := os.Create(file)
-	if err != nil {
-		return err
-	}
-	buf := make([]byte, 1<<20)
-	for left := n; left > 0; left -= int64(len(buf)) {
-		if _, err := f.Write(buf[:min(left, int64(len(buf)))]); err != nil {
-			f.Close()
-			return err
-		}
-	}
-	return errors.Join(f.Sync(), f.Close())
-}
-
-// limitedLeaf makes the test's cgroup with a leaf whose limit is 16 MiB
-// (memory.max, or v1's memory.limit_in_bytes): at 8 MiB the writer, this
-// test binary re-executed, was OOM-killed on 6.12 amd64.
-func limitedLeaf(t *testing.T, h *cgroup.Hierarchy) (top, leaf cgroup.Cgroup) {
-	t.Helper()
-	top = testenv.Cgroups(t, h, "leaf")
-	leaf = top.Child("leaf")
-	if h.Version == 2 {
-		if _, err := h.EnableMemory(top); err != nil {
-			t.Fatal(err)
-		}
-	}
-	limit := "memory.max"
-	if h.Version == 1 {
-		limit = "memory.limit_in_bytes"
-	}
-	if err := leaf.Write(limit, strconv.Itoa(16<<20)); err != nil {
-		t.Fatal(err)
-	}
-	return top, leaf
-}
-
-// writeIn runs a writer of size bytes of page cache in leaf and returns its pid.
-// The file is on TMPDIR (the lab's ext4 disk: tmpfs pages cannot be reclaimed without swap).
-func writeIn(t *testing.T, leaf cgroup.Cgroup, size int) int {
-	t.Helper()
-	file := filepath.Join(os.TempDir(), testenv.Name(t)+"-"+strconv.Itoa(size))
-	t.Cleanup(func() { os.Remove(file) })
-	cmd := exec.Command(os.Args[0], fillCommand, leaf.Path, file, strconv.Itoa(size))
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("writer in %s: %v: %s", leaf.Rel, err, out)
-	}
-	return cmd.Process.Pid
 }
 
 // drain reads r until it has been quiet for a while.
@@ -147,7 +76,7 @@ func open(t *testing.T, pinPath string, opts events.Options) *readout.EventReade
 // drain, so no reclaim straddles the window).
 func TestKernelEventsOfAWriter(t *testing.T) {
 	p, h := testenv.Shared(t, loader.Auto, 512)
-	top, leaf := limitedLeaf(t, h)
+	top, leaf := testenv.LimitedLeaf(t, h)
 	leafID, err := cgroup.ID(leaf)
 	if err != nil {
 		t.Fatal(err)
@@ -160,7 +89,7 @@ func TestKernelEventsOfAWriter(t *testing.T) {
 		open(t, p.Path, events.Options{Cgroups: []uint64{leafID}, RateLimit: -1}),
 		open(t, p.Path, events.Options{Cgroups: []uint64{mustID(t, top)}, RateLimit: -1, Stack: true}),
 	}
-	pid := writeIn(t, leaf, 48<<20)
+	pid, _ := testenv.WriteIn(t, leaf, 48<<20)
 	after, err := p.Subtree(leaf)
 	if err != nil {
 		t.Fatal(err)
@@ -234,12 +163,12 @@ func total(s reclaim.Stat) [3]uint64 {
 // limit; a reader without a limit on the same storm sees them all.
 func TestKernelEventsRateLimit(t *testing.T) {
 	p, h := testenv.Shared(t, loader.Auto, 512)
-	_, leaf := limitedLeaf(t, h)
+	_, leaf := testenv.LimitedLeaf(t, h)
 	leafID := mustID(t, leaf)
 	limited := open(t, p.Path, events.Options{Cgroups: []uint64{leafID}, RateLimit: 1, Burst: 2})
 	all := open(t, p.Path, events.Options{Cgroups: []uint64{leafID}, RateLimit: -1})
 	start := time.Now()
-	writeIn(t, leaf, 48<<20)
+	testenv.WriteIn(t, leaf, 48<<20)
 	elapsed := time.Since(start)
 	got, want := drain(t, limited), drain(t, all)
 	lc, err := limited.Counts()
@@ -271,7 +200,7 @@ func TestKernelEventsRateLimit(t *testing.T) {
 // the writer's reclaims; each with a slot of its own.
 func TestKernelEventsThreshold(t *testing.T) {
 	p, h := testenv.Shared(t, loader.Auto, 512)
-	_, leaf := limitedLeaf(t, h)
+	_, leaf := testenv.LimitedLeaf(t, h)
 	leafID := mustID(t, leaf)
 	slow := open(t, p.Path, events.Options{Min: time.Hour, Cgroups: []uint64{leafID}})
 	other := open(t, p.Path, events.Options{Cgroups: []uint64{leafID + 1000000}, RateLimit: -1})
@@ -279,7 +208,7 @@ func TestKernelEventsThreshold(t *testing.T) {
 	if slow.Slot() == other.Slot() || other.Slot() == every.Slot() || slow.Slot() == every.Slot() {
 		t.Fatalf("two readers share a slot: %d, %d, %d", slow.Slot(), other.Slot(), every.Slot())
 	}
-	pid := writeIn(t, leaf, 24<<20)
+	pid, _ := testenv.WriteIn(t, leaf, 24<<20)
 	if evs := drain(t, slow); len(evs) != 0 {
 		t.Errorf("a reader of reclaims above an hour got %d: %+v", len(evs), evs[0])
 	}

@@ -117,6 +117,9 @@ var (
 	lostUpdates = newFamily("lost_updates_total",
 		"Updates the collectors or the flush could not record, by kind (a full map loses them). Non-zero means the totals are low.",
 		counterType, "kind")
+	exemplarsUnplaced = newFamily("exemplar_events_unplaced_total",
+		"Slow reclaims from the event stream that serve could not keep as exemplars: their cgroup was removed before serve could name it (short-lived jobs). Present when serve keeps exemplars; since serve started.",
+		counterType)
 	cgroups = newFamily("cgroups",
 		"Cgroups in the served subtree at this scrape, exported or not (see --depth, --match).", gaugeType)
 	exported      = newFamily("exported_cgroups", "Cgroups exported at this scrape.", gaugeType)
@@ -238,5 +241,8 @@ func (c *Collector) Gather() ([]*dto.MetricFamily, error) {
 	s.gauge(exported, float64(len(snap.Rows)))
 	s.gauge(scrapeSeconds, snap.Took.Seconds())
 	s.health(&snap.Health)
+	if c.exemplars != nil {
+		s.counter(exemplarsUnplaced, float64(c.exemplars.Unplaced()))
+	}
 	return s.families(), nil
 }

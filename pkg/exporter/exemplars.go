@@ -20,9 +20,9 @@ import (
 )
 
 // Resolver names a cgroup by its id: its path as readout.Row.Path has
-// it (cgroup.Hierarchy.PathOf). pid is the event's task, in the cgroup or
-// below it, if that helps.
-type Resolver func(id uint64, pid int) (string, error)
+// it (cgroup.Paths.Path); false if it cannot. pid is the event's task, in
+// the cgroup or below it, if that helps.
+type Resolver func(id uint64, pid int) (string, bool)
 
 // Exemplars keeps, for each cgroup, cause and exported latency bucket, the
 // most recent reclaim of the cgroup's subtree in that bucket: what a
@@ -163,8 +163,8 @@ func (x *Exemplars) name(id uint64, pid int) string {
 	if p, ok := x.names[id]; ok {
 		return p
 	}
-	p, err := x.resolve(id, pid)
-	if err != nil {
+	p, ok := x.resolve(id, pid)
+	if !ok {
 		x.indexing = true
 		i, ok := slices.BinarySearchFunc(x.index, id, func(c idPath, id uint64) int { return cmp.Compare(c.id, id) })
 		if !ok {

@@ -62,11 +62,9 @@ func tree() *readout.Snapshot {
 
 // treeNames resolves tree's ids, 98 and 99, cgroups below /top that the
 // snapshot does not hold, and 97, a cgroup outside /top.
-func treeNames(id uint64, _ int) (string, error) {
-	if p, ok := map[uint64]string{1: "/top", 2: "/top/a", 3: "/top/a/b", 4: "/top/c", 97: "/other", 98: "/top/new", 99: "/top/gone"}[id]; ok {
-		return p, nil
-	}
-	return "", fmt.Errorf("cgroup id %d: no such cgroup", id)
+func treeNames(id uint64, _ int) (string, bool) {
+	p, ok := map[uint64]string{1: "/top", 2: "/top/a", 3: "/top/a/b", 4: "/top/c", 97: "/other", 98: "/top/new", 99: "/top/gone"}[id]
+	return p, ok
 }
 
 // exemplarLabels are an exemplar's labels and its time (seconds), as one
@@ -158,7 +156,7 @@ func TestExemplarStore(t *testing.T) {
 // container without the host's pids), the cgroups of the last scrape are
 // named from it.
 func TestExemplarIndex(t *testing.T) {
-	x := NewExemplars(100, "/top", func(id uint64, _ int) (string, error) { return "", fmt.Errorf("cgroup id %d: no", id) })
+	x := NewExemplars(100, "/top", func(uint64, int) (string, bool) { return "", false })
 	e := events.Event{Time: time.Unix(2000, 0), PID: 1, Comm: "a", Cgroup: 3, Target: 2, Cause: "max", Duration: 2e6}
 	x.Add(e)
 	gone := e
@@ -179,7 +177,7 @@ func TestExemplarIndex(t *testing.T) {
 // TestExemplarLimit: a full store drops its older half and keeps taking
 // events.
 func TestExemplarLimit(t *testing.T) {
-	x := NewExemplars(100, "/", func(id uint64, _ int) (string, error) { return fmt.Sprintf("/c%d", id), nil })
+	x := NewExemplars(100, "/", func(id uint64, _ int) (string, bool) { return fmt.Sprintf("/c%d", id), true })
 	for i := range 1000 {
 		x.Add(events.Event{Time: time.Unix(int64(i), 0), Cgroup: uint64(i), Cause: "max", Duration: 2e6})
 		if x.Len() > 100 {
@@ -253,10 +251,10 @@ func scrapeAccept(t *testing.T, c *Collector, accept string) (contentType, body 
 
 // ownLines are the lines of cgrstat's own families, without the Go
 // runtime's and the process' (which change between two scrapes).
-func ownLines(body string) string {
+func ownLines(body, except string) string {
 	var own []string
 	for _, l := range strings.SplitAfter(body, "\n") {
-		if strings.Contains(l, "cgrstat_") {
+		if strings.Contains(l, "cgrstat_") && (except == "" || !strings.Contains(l, except)) {
 			own = append(own, l)
 		}
 	}
@@ -266,7 +264,8 @@ func ownLines(body string) string {
 // TestOpenMetricsNegotiation: Prometheus' Accept gets OpenMetrics with an
 // exemplar on the bucket of each event (+Inf included); a scraper that
 // does not ask for OpenMetrics gets the text format, byte for byte what
-// it gets without exemplars.
+// it gets without exemplars but for serve's count of the events it could
+// not place (cgrstat_exemplar_events_unplaced_total, 0 here).
 func TestOpenMetricsNegotiation(t *testing.T) {
 	x := NewExemplars(10, "/top", treeNames)
 	x.Add(events.Event{Time: time.Unix(1500, 250e6), PID: 42, Comm: "dd", Cgroup: 3, Target: 3, Cause: "max", Duration: 2e6})
@@ -280,7 +279,11 @@ func TestOpenMetricsNegotiation(t *testing.T) {
 		if !strings.HasPrefix(ct, "text/plain; version=0.0.4") {
 			t.Errorf("Accept %q: Content-Type %s, want the text format", accept, ct)
 		}
-		if body, plain = ownLines(body), ownLines(plain); body != plain {
+		unplaced := "cgrstat_exemplar_events_unplaced_total 0\n"
+		if !strings.Contains(body, unplaced) || strings.Contains(plain, "unplaced") {
+			t.Errorf("Accept %q: want %q with exemplars only", accept, unplaced)
+		}
+		if body, plain = ownLines(body, "cgrstat_exemplar_events_unplaced_total"), ownLines(plain, ""); body != plain {
 			t.Errorf("Accept %q: the text format changed with exemplars:\n%s\n---\n%s", accept, body, plain)
 		}
 	}
@@ -319,7 +322,7 @@ func BenchmarkScrape10kExemplars(b *testing.B) {
 	for _, c := range snap.Rows {
 		names[c.ID] = c.Path
 	}
-	x := NewExemplars(DefaultExemplarLimit, "/top", func(id uint64, _ int) (string, error) { return names[id], nil })
+	x := NewExemplars(DefaultExemplarLimit, "/top", func(id uint64, _ int) (string, bool) { p, ok := names[id]; return p, ok })
 	for i := range 100 {
 		for j := range promBuckets {
 			x.Add(events.Event{Time: snap.At.Add(-time.Second), PID: i + 1, Comm: "worker", Cgroup: uint64(i + 1),
@@ -346,7 +349,7 @@ func BenchmarkScrape10kExemplars(b *testing.B) {
 // BenchmarkExemplarAdd: one event of a cgroup five levels below the top,
 // its name known, as serve takes at most ExemplarRate a second.
 func BenchmarkExemplarAdd(b *testing.B) {
-	x := NewExemplars(DefaultExemplarLimit, "/", func(uint64, int) (string, error) { return "/kubepods/burstable/pod0b3c/3f9c/x", nil })
+	x := NewExemplars(DefaultExemplarLimit, "/", func(uint64, int) (string, bool) { return "/kubepods/burstable/pod0b3c/3f9c/x", true })
 	e := events.Event{Time: time.Unix(1, 0), PID: 1, Comm: "java", Cgroup: 7, Target: 7, Cause: "max", Duration: 2e6}
 	for b.Loop() {
 		e.Time = e.Time.Add(time.Millisecond)

@@ -2,13 +2,10 @@ package exporter
 
 import (
 	"context"
-	"errors"
 	"log/slog"
-	"slices"
 	"time"
 
 	"github.com/cgrstat/cgrstat/pkg/events"
-	"github.com/cgrstat/cgrstat/pkg/loader"
 	"github.com/cgrstat/cgrstat/pkg/readout"
 )
 
@@ -19,9 +16,8 @@ import (
 // collectors the rate limit's compare for the rest.
 const ExemplarRate = 100
 
-// feedCheck is how often Feed looks whether the load it reads is still
-// the one at the pin path.
-const feedCheck = 2 * time.Second
+// feedRetry is how often Feed tries again to subscribe when it could not.
+const feedRetry = 2 * time.Second
 
 // Feed keeps x fed from the event stream of the load at pinPath until ctx
 // ends, subscribed with opts (threshold, subtree, rate). The stream
@@ -32,10 +28,10 @@ const feedCheck = 2 * time.Second
 // can. It returns when ctx ends, its subscription closed.
 func Feed(ctx context.Context, x *Exemplars, pinPath string, opts events.Options, logger *slog.Logger) {
 	var said string // the last failure logged
-	tick := time.NewTicker(feedCheck)
+	tick := time.NewTicker(feedRetry)
 	defer tick.Stop()
 	for {
-		rec, r, err := subscribe(pinPath, opts)
+		r, err := readout.OpenEvents(pinPath, opts)
 		if err != nil {
 			if err.Error() != said {
 				logger.Warn("serving without exemplars until the event stream can be read", "err", err)
@@ -45,33 +41,29 @@ func Feed(ctx context.Context, x *Exemplars, pinPath string, opts events.Options
 			logger.Info("exemplars: reading the event stream", "slot", r.Slot(), "min", opts.Min)
 			said = ""
 			done := make(chan struct{})
+			var rerr error // the Read that ended the stream: read once done is closed
 			go func() {
 				defer close(done)
 				for {
 					e, err := r.Read()
 					if err != nil {
-						return // closed below (or broken: subscribed again at the next check)
+						rerr = err // closed below, or unloaded (events.ErrUnloaded) or broken: subscribed again
+						return
 					}
 					x.Add(e)
 				}
 			}()
-			for same := true; same; {
-				select {
-				case <-ctx.Done():
-					r.Close()
-					<-done
-					logDrops(r, logger)
-					return
-				case <-done:
-					same = false
-				case <-tick.C:
-					same = sameLoad(pinPath, rec)
-				}
+			select {
+			case <-ctx.Done():
+				r.Close()
+				<-done
+				logDrops(r, logger)
+				return
+			case <-done:
 			}
 			r.Close()
-			<-done
 			logDrops(r, logger)
-			continue
+			logger.Info("exemplars: the event stream ended; subscribing again", "err", rerr)
 		}
 		select {
 		case <-ctx.Done():
@@ -86,28 +78,4 @@ func logDrops(r *readout.EventReader, logger *slog.Logger) {
 	if c, err := r.Counts(); err == nil && c.Dropped() > 0 {
 		logger.Info("exemplars: events the stream dropped", "sent", c.Sent, "rate_limit", c.RateLimit, "ring_full", c.RingFull)
 	}
-}
-
-// subscribe opens a reader of the load at pinPath and returns the load's
-// record with it, to tell when the load changes.
-func subscribe(pinPath string, opts events.Options) (*loader.Record, *readout.EventReader, error) {
-	rec, err := loader.ReadRecord(pinPath)
-	if err != nil {
-		return nil, nil, err
-	}
-	r, err := readout.OpenEvents(pinPath, opts)
-	if err != nil {
-		return nil, nil, err
-	}
-	if !sameLoad(pinPath, rec) { // reloaded in between: the reader may be on either
-		r.Close()
-		return nil, nil, errors.New("the load changed while subscribing")
-	}
-	return rec, r, nil
-}
-
-// sameLoad says whether the load at pinPath is still rec's.
-func sameLoad(pinPath string, rec *loader.Record) bool {
-	now, err := loader.ReadRecord(pinPath)
-	return err == nil && now.LoadedAt.Equal(rec.LoadedAt) && slices.Equal(now.ProgramIDs, rec.ProgramIDs)
 }

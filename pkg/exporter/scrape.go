@@ -90,10 +90,11 @@ func init() {
 // first reclaim. Every other series (time and pages, the counts by cause,
 // the latency histograms, the maximum, forced reclaim) appears with the
 // first reclaim of its kind: a host has thousands of cgroups that never
-// reclaim, and one series for each instead of up to 49 is what keeps a
-// scrape of 10,000 cgroups as cheap as read --all (BENCHMARKS.md). The
-// price: increase() over a series that has just appeared misses its first
-// value, such as a cgroup's first direct reclaim.
+// reclaim, and one series for each instead of dozens (histogram buckets
+// included) is what keeps a scrape of 10,000 cgroups as cheap as read
+// --all (BENCHMARKS.md). The price: increase() over a series that has
+// just appeared misses its first value, such as a cgroup's first direct
+// reclaim.
 func (s *scrape) cgroup(cg *reclaim.Stat) {
 	// A copy of the path: the row is overwritten by the next scrape.
 	p := cg.Path

@@ -11,6 +11,7 @@ import (
 	"github.com/cilium/ebpf"
 
 	"github.com/cgrstat/cgrstat/pkg/check"
+	"github.com/cgrstat/cgrstat/pkg/events"
 	"github.com/cgrstat/cgrstat/pkg/loader"
 	"github.com/cgrstat/cgrstat/pkg/readout"
 	"github.com/cgrstat/cgrstat/pkg/reclaim"
@@ -122,6 +123,10 @@ func loadedStatus(flush loader.Mode) *readout.Status {
 		},
 		StatFiles: []string{"/test", "/test/child1"},
 		Stale:     []string{"/test/child1"},
+		Subscribers: []readout.Subscriber{
+			{Slot: 0, PID: 4242, Command: "cgrstat", MinNS: 10e6, Events: events.Counts{Sent: 7, RateLimit: 2}},
+			{Slot: 3, PID: 99, Gone: true, Cgroups: 2},
+		},
 	}
 }
 
@@ -152,6 +157,9 @@ func TestStatusText(t *testing.T) {
 				"lost:        events 1, rstat marks 4, removed deltas 2 (and 3 deltas waited for room)\n",
 				"the map was full",
 				"stat files:  2\n  /test\n  /test/child1 (stale: the cgroup was removed; cgrstat unpin /test/child1)\n",
+				"subscribers: 2 of the event stream\n",
+				"  slot 0: pid 4242 (cgrstat); reclaims of 10ms and longer in every cgroup; 7 sent, 2 dropped (rate limit 2, ring buffer full 0)\n",
+				"  slot 3: pid 99, gone (killed without closing: the next subscriber takes the slot back); reclaims of 0 and longer in the subtrees of 2 cgroups; 0 sent, 0 dropped (rate limit 0, ring buffer full 0)\n",
 			},
 		},
 		{
@@ -187,7 +195,7 @@ func TestStatusJSON(t *testing.T) {
 		if err := StatusJSON(&buf, &readout.Status{PinPath: "/sys/fs/bpf/x", Kernel: "6.1.0"}); err != nil {
 			t.Fatal(err)
 		}
-		want := `{"loaded":false,"pin_path":"/sys/fs/bpf/x","kernel":"6.1.0","stat_files":[],"stale_stat_files":[]}`
+		want := `{"loaded":false,"pin_path":"/sys/fs/bpf/x","kernel":"6.1.0","stat_files":[],"stale_stat_files":[],"subscribers":[]}`
 		if got := decode(t, buf.Bytes()); !reflect.DeepEqual(got, decode(t, []byte(want))) {
 			t.Errorf("StatusJSON wrote\n%s\nwant\n%s", buf.Bytes(), want)
 		}
@@ -206,6 +214,11 @@ func TestStatusJSON(t *testing.T) {
 			"lost":{"events":1,"waited_deltas":3,"rstat_marks":4,"removed_deltas":2}}`
 		if !reflect.DeepEqual(got["maps"], decode(t, []byte(wantMaps))) {
 			t.Errorf("maps = %v, want %s", got["maps"], wantMaps)
+		}
+		wantSub := `{"slot":0,"pid":4242,"command":"cgrstat","gone":false,"min_ns":10000000,"cgroups":0,"stack":false,
+			"events":{"sent":7,"rate_limit":2,"ring_full":0}}`
+		if subs, _ := got["subscribers"].([]any); len(subs) != 2 || !reflect.DeepEqual(subs[0], decode(t, []byte(wantSub))) {
+			t.Errorf("subscribers = %v, want 2, the first %s", got["subscribers"], wantSub)
 		}
 		if !reflect.DeepEqual(got["stat_files"], []any{"/test", "/test/child1"}) {
 			t.Errorf("stat_files = %v", got["stat_files"])
@@ -267,6 +280,7 @@ func TestNamesAreEscaped(t *testing.T) {
 	child.Path = name + "/c\u009b1m"
 	st := loadedStatus(loader.Walk)
 	st.StatFiles, st.Stale = []string{name, child.Path}, []string{name}
+	st.Subscribers[0].Command = name
 	rep := &check.Report{Parent: s, Nodes: []check.Node{{Rel: name, Stat: s}},
 		Invariants: []check.Invariant{{Cgroup: name, Name: "sum", Detail: "detail " + name}}}
 	for what, write := range map[string]func(w *bytes.Buffer) error{

@@ -12,13 +12,16 @@ import (
 
 // StatusJSON writes the status as one JSON object.
 func StatusJSON(w io.Writer, st *readout.Status) error {
-	if st.StatFiles == nil || st.Stale == nil { // [] rather than null, for scripts
+	if st.StatFiles == nil || st.Stale == nil || st.Subscribers == nil { // [] rather than null, for scripts
 		cp := *st
 		if cp.StatFiles == nil {
 			cp.StatFiles = []string{}
 		}
 		if cp.Stale == nil {
 			cp.Stale = []string{}
+		}
+		if cp.Subscribers == nil {
+			cp.Subscribers = []readout.Subscriber{}
 		}
 		st = &cp
 	}
@@ -82,6 +85,19 @@ func StatusText(w io.Writer, st *readout.Status) error {
 		} else {
 			fmt.Fprintf(w, "  %s\n", e)
 		}
+	}
+	fmt.Fprintf(w, "subscribers: %d of the event stream\n", len(st.Subscribers))
+	for _, s := range st.Subscribers {
+		who := fmt.Sprintf("pid %d (%s)", s.PID, escape.String(s.Command))
+		if s.Gone {
+			who = fmt.Sprintf("pid %d, gone (killed without closing: the next subscriber takes the slot back)", s.PID)
+		}
+		where := "every cgroup"
+		if s.Cgroups > 0 {
+			where = fmt.Sprintf("the subtrees of %d cgroups", s.Cgroups)
+		}
+		fmt.Fprintf(w, "  slot %d: %s; reclaims of %s and longer in %s; %d sent, %d dropped (rate limit %d, ring buffer full %d)\n",
+			s.Slot, who, Latency(s.MinNS), where, s.Events.Sent, s.Events.Dropped(), s.Events.RateLimit, s.Events.RingFull)
 	}
 	return nil
 }

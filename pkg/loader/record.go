@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -42,6 +43,12 @@ type Record struct {
 	// existed. Unload removes the directories from the pin path up to it,
 	// each only if empty, and no other: a directory the user made stays.
 	PinPathMade string `json:"pin_path_made,omitempty"`
+}
+
+// Same says whether r and o record the same load: a pin path unloaded and
+// loaded again holds another (its time and programs differ).
+func (r *Record) Same(o *Record) bool {
+	return r != nil && o != nil && r.LoadedAt.Equal(o.LoadedAt) && slices.Equal(r.ProgramIDs, o.ProgramIDs)
 }
 
 // Refusal is a flush mode that auto tried and the kernel refused.

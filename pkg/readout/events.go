@@ -41,7 +41,10 @@ type EventReader struct {
 	ring  *ebpf.Map
 	rd    *ringbuf.Reader
 	dir   loader.PinDir
+	rec   *loader.Record // the load subscribed to
 	stack bool
+	// checked is when Read last made sure that the load is still rec's.
+	checked time.Time
 	// deadline is SetDeadline's: Read itself polls (see pollInterval).
 	deadline time.Time
 
@@ -58,10 +61,11 @@ func OpenEvents(pinPath string, opts events.Options) (*EventReader, error) {
 		return nil, err
 	}
 	dir := loader.PinDir(pinPath)
-	if _, err := dir.Record(); err != nil {
+	rec, err := dir.Record()
+	if err != nil {
 		return nil, err
 	}
-	r := &EventReader{dir: dir, stack: opts.Stack}
+	r := &EventReader{dir: dir, rec: rec, stack: opts.Stack, checked: time.Now()}
 	if err := r.openMaps(); err != nil {
 		return nil, err
 	}
@@ -83,7 +87,23 @@ func OpenEvents(pinPath string, opts events.Options) (*EventReader, error) {
 		r.closeMaps()
 		return nil, err
 	}
+	if !r.current() { // unloaded, perhaps loaded again, while subscribing: the maps may be either load's
+		r.Close()
+		return nil, errors.New("events: the load changed while subscribing")
+	}
 	return r, nil
+}
+
+// loadCheck is how often a Read waiting for events makes sure that the
+// load is still there: an unloaded load sends nothing, and its reader
+// would otherwise wait for ever.
+const loadCheck = time.Second
+
+// current says whether the load at the pin path is still the one r
+// subscribed to.
+func (r *EventReader) current() bool {
+	now, err := r.dir.Record()
+	return err == nil && now.Same(r.rec)
 }
 
 // slotValue is the slot a reader with opts asks for, not yet active.
@@ -269,8 +289,8 @@ const pollInterval = 100 * time.Millisecond
 // without an event (the zero time: wait for ever). Not while a Read runs.
 func (r *EventReader) SetDeadline(t time.Time) { r.deadline = t }
 
-// Read waits for the next event. After Close it returns events.ErrClosed, after
-// Stop events.ErrStopped.
+// Read waits for the next event. After Close it returns events.ErrClosed,
+// after Stop events.ErrStopped, once the load is gone events.ErrUnloaded.
 func (r *EventReader) Read() (events.Event, error) {
 	for {
 		next := time.Now().Add(pollInterval)
@@ -282,6 +302,12 @@ func (r *EventReader) Read() (events.Event, error) {
 		if errors.Is(err, os.ErrDeadlineExceeded) {
 			if !r.deadline.IsZero() && !time.Now().Before(r.deadline) {
 				return events.Event{}, err
+			}
+			if time.Since(r.checked) >= loadCheck {
+				r.checked = time.Now()
+				if !r.current() {
+					return events.Event{}, events.ErrUnloaded
+				}
 			}
 			continue
 		}
@@ -343,4 +369,61 @@ func (r *EventReader) Close() error {
 		r.closeErr = err
 	})
 	return r.closeErr
+}
+
+// Subscriber is a reader of the event stream, as status shows it: an
+// active slot.
+type Subscriber struct {
+	Slot uint32 `json:"slot"`
+	PID  uint32 `json:"pid"`
+	// Command is the process's name (/proc/PID/comm), "" once it is gone.
+	Command string `json:"command"`
+	// Gone: the process ended without closing its slot (SIGKILL); the
+	// next subscriber takes the slot back, until then the collectors
+	// still write its events to a ring buffer nobody reads.
+	Gone bool `json:"gone"`
+	// MinNS is its threshold; Cgroups how many subtrees it asked for (0:
+	// every cgroup).
+	MinNS   uint64 `json:"min_ns"`
+	Cgroups int    `json:"cgroups"`
+	Stack   bool   `json:"stack"`
+	// Events are those it was sent and those dropped for its rate limit
+	// or because its ring buffer was full.
+	Events events.Counts `json:"events"`
+}
+
+// Subscribers lists the readers of the event stream of the load at
+// pinPath: none for a load older than the stream.
+func Subscribers(pinPath string) ([]Subscriber, error) {
+	m, err := ebpf.LoadPinnedMap(loader.PinDir(pinPath).Map(bpf.CgrstatMapTraceSlots), &ebpf.LoadPinOptions{ReadOnly: true})
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("opening pinned map %s: %w", bpf.CgrstatMapTraceSlots, err)
+	}
+	defer m.Close()
+	var out []Subscriber
+	for k := uint32(0); k < m.MaxEntries(); k++ {
+		var s bpf.CgrstatTraceSlot
+		if err := m.Lookup(k, &s); err != nil {
+			return nil, fmt.Errorf("reading event slot %d: %w", k, err)
+		}
+		if s.Active == 0 {
+			continue
+		}
+		sub := Subscriber{Slot: k, PID: s.OwnerPid, Gone: ownerDead(s), MinNS: s.MinNs, Stack: s.Flags&flagStack != 0,
+			Events: events.Counts{Sent: s.Sent, RateLimit: s.Dropped[dropRate], RingFull: s.Dropped[dropFull]}}
+		for _, id := range s.Cgroups {
+			if id != 0 {
+				sub.Cgroups++
+			}
+		}
+		if !sub.Gone {
+			comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", s.OwnerPid))
+			sub.Command = strings.TrimSuffix(string(comm), "\n")
+		}
+		out = append(out, sub)
+	}
+	return out, nil
 }

@@ -58,6 +58,9 @@ type Status struct {
 	StatFiles []string       `json:"stat_files"`
 	// Stale are stat files whose cgroup was removed.
 	Stale []string `json:"stale_stat_files"`
+	// Subscribers are the readers of the event stream (trace, watch's
+	// slow reclaims, serve's exemplars).
+	Subscribers []Subscriber `json:"subscribers"`
 }
 
 // ReadStatus reports on the pin path; a pin path with no load is a Status
@@ -88,6 +91,11 @@ func ReadStatus(pinPath string) (*Status, error) {
 			st.Stale = append(st.Stale, rel)
 		}
 	}
+	subs, err := Subscribers(pinPath)
+	if err != nil {
+		return nil, err
+	}
+	st.Subscribers = subs
 	return st, nil
 }
 

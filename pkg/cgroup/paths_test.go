@@ -19,7 +19,7 @@ func TestPaths(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got, ok := p.Path(id); !ok || got != rel {
+		if got, ok := p.Path(id, 0); !ok || got != rel {
 			t.Errorf("Path(id of %s) = %q, %v", rel, got, ok)
 		}
 	}
@@ -31,10 +31,10 @@ func TestPaths(t *testing.T) {
 		t.Fatal(err)
 	}
 	p.walked = p.walked.Add(-rewalkAfter) // as if a second had passed
-	if got, ok := p.Path(id); !ok || got != "/c" {
+	if got, ok := p.Path(id, 0); !ok || got != "/c" {
 		t.Errorf("a cgroup made after the walk: Path = %q, %v", got, ok)
 	}
-	if _, ok := p.Path(1 << 62); ok {
+	if _, ok := p.Path(1<<62, 0); ok {
 		t.Error("an unknown id has a path")
 	}
 }

@@ -1,0 +1,131 @@
+package testenv
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"testing"
+
+	"github.com/cgrstat/cgrstat/pkg/cgroup"
+)
+
+// The kernel tests that need reclaim from a known process run the test
+// binary itself as that process, in a leaf of the test's own cgroup, so
+// that the test process never leaves the cgroup it was started in:
+//
+//	__testenv-write CGROUP FILE SIZE   join CGROUP, write SIZE bytes of page cache to FILE
+const writerCommand = "__testenv-write"
+
+// LeafLimit is the memory limit of LimitedLeaf's leaf. At 8 MiB the writer
+// (the test binary, its own memory a few MiB) was OOM-killed on 6.12.
+const LeafLimit = 16 << 20
+
+// WriterMain runs the writer when this process is one that WriteIn
+// started, and does not return then. A package whose tests call WriteIn
+// calls it from an init function, before the tests parse their flags.
+func WriterMain() {
+	if len(os.Args) != 5 || os.Args[1] != writerCommand {
+		return
+	}
+	size, err := strconv.ParseInt(os.Args[4], 10, 64)
+	if err == nil {
+		err = os.WriteFile(filepath.Join(os.Args[2], "cgroup.procs"), []byte("0"), 0)
+	}
+	if err == nil {
+		err = Fill(os.Args[3], size)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	os.Exit(0)
+}
+
+// fillSync is how much Fill writes between syncs. Dirty pages cannot be
+// reclaimed until written back: a writer that let 48 MiB go dirty in a
+// 16 MiB leaf was OOM-killed on 6.12 (CI, its flusher behind under QEMU),
+// so it never lets more than this much be dirty.
+const fillSync = 2 << 20
+
+// Fill writes size bytes to file, synced as it goes: clean page cache
+// charged to the caller's cgroup, which stays charged after it exits.
+func Fill(file string, size int64) error {
+	f, err := os.Create(file)
+	if err != nil {
+		return err
+	}
+	buf := make([]byte, 1<<20)
+	for i := range buf {
+		buf[i] = byte(i*7 + 1)
+	}
+	var dirty int64
+	for left := size; left > 0; left -= int64(len(buf)) {
+		n, err := f.Write(buf[:min(left, int64(len(buf)))])
+		if err != nil {
+			f.Close()
+			return err
+		}
+		if dirty += int64(n); dirty >= fillSync {
+			if err := f.Sync(); err != nil {
+				f.Close()
+				return err
+			}
+			dirty = 0
+		}
+	}
+	return errors.Join(f.Sync(), f.Close())
+}
+
+// LimitedLeaf makes the test's cgroup with a leaf "leaf" below it whose
+// memory limit is LeafLimit (memory.max, or v1's memory.limit_in_bytes);
+// on v2 the test's cgroup gives its children the memory controller. Both
+// are removed at cleanup.
+func LimitedLeaf(t testing.TB, h *cgroup.Hierarchy) (top, leaf cgroup.Cgroup) {
+	t.Helper()
+	top = Cgroups(t, h, "leaf")
+	leaf = top.Child("leaf")
+	if h.Version == 2 {
+		if _, err := h.EnableMemory(top); err != nil {
+			t.Fatal(err)
+		}
+	}
+	SetLimit(t, h, leaf)
+	return top, leaf
+}
+
+// SetLimit sets c's memory limit to LeafLimit.
+func SetLimit(t testing.TB, h *cgroup.Hierarchy, c cgroup.Cgroup) {
+	t.Helper()
+	if err := h.SetLimits(c, cgroup.Limits{Max: LeafLimit}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// WriteIn runs the test binary in leaf writing size bytes of page cache to
+// a file on TMPDIR (the lab's ext4 disk: without swap, tmpfs pages cannot
+// be reclaimed), waits for it, and returns its pid and the command name
+// the kernel gives it. The file goes at cleanup, before the cgroup does:
+// its pages are charged there.
+func WriteIn(t testing.TB, leaf cgroup.Cgroup, size int) (pid int, comm string) {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(os.TempDir(), Name(t)+"-"+strconv.Itoa(size))
+	t.Cleanup(func() { os.Remove(file) })
+	cmd := exec.Command(exe, writerCommand, leaf.Path, file, strconv.Itoa(size))
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("writer in %s: %v: %s", leaf.Rel, err, out)
+	}
+	comm = filepath.Base(exe)
+	if len(comm) > 15 {
+		comm = comm[:15] // TASK_COMM_LEN
+	}
+	return cmd.Process.Pid, comm
+}
