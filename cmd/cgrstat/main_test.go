@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/cgrstat/cgrstat/internal/testenv"
 	"github.com/cgrstat/cgrstat/pkg/cgroup"
 	"github.com/cgrstat/cgrstat/pkg/stress"
 )
@@ -27,7 +28,7 @@ func TestMain(m *testing.M) {
 	if os.Getenv(asCgrstatEnv) == "1" {
 		main()
 	}
-	os.Exit(m.Run())
+	os.Exit(testenv.Main(m)) // which unloads the shared load (sharedLab)
 }
 
 const asCgrstatEnv = "CGRSTAT_TEST_AS_CGRSTAT"

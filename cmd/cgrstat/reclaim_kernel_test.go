@@ -138,11 +138,9 @@ func refused(err error) error {
 //     a memcg reclaim event; if /proc/vmstat shows any during the test,
 //     cgrstat may fall short of the kernel's count, never exceed it.
 func TestKernelReclaimMatchesMemoryStat(t *testing.T) {
-	l := newLab(t)
+	l := sharedLab(t)
 	requireReclaimableTmp(t)
 	path, top := l.writeSpec("children: [{name: a}, {name: b}]\n")
-	l.run("load")
-	t.Cleanup(func() { cli(t, "unload", "--pin-path", l.pinPath) })
 	parent := "--parent=" + l.parent().Rel
 	l.run("hierarchy", "create", "-f", path, parent, "--pin")
 	t.Cleanup(func() { cli(t, "hierarchy", "destroy", "-f", path, parent, "--kill", "--pin-path", l.pinPath) })

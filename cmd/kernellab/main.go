@@ -46,16 +46,20 @@ type options struct {
 	count    int
 	emulated string
 	native   string
-	timeout  time.Duration
-	mem      int
-	pkgs     string
-	refresh  bool
-	kvm      bool
-	cli      bool
-	parallel int
-	results  string
-	logs     string
-	table    string
+	hosttest bool
+	// hostCgroup is the cgroup version whose Go-side tests this machine's
+	// make hosttest proves (-hosttest), 0 for none.
+	hostCgroup int
+	timeout    time.Duration
+	mem        int
+	pkgs       string
+	refresh    bool
+	kvm        bool
+	cli        bool
+	parallel   int
+	results    string
+	logs       string
+	table      string
 }
 
 // defaultParallel is how many guests run at once: one per two host cores,
@@ -78,6 +82,7 @@ func parseFlags() options {
 	flag.StringVar(&o.run, "run", "", "run only tests matching this regexp (go test -run); default "+kernelTests)
 	flag.StringVar(&o.emulated, "emulated", subsetKernel, "tests that guests of an emulated architecture (arm64 under TCG) run: "+subsetKernel+" (every test of BPF and kernel behaviour, leaving out Go-side logic the native guests prove) or "+subsetAll)
 	flag.StringVar(&o.native, "native", nativeNewest, "which guests of this machine's architecture run every test: "+nativeNewest+" (per cgroup version the one with the newest kernel; the others run the kernel subset, as -emulated) or "+nativeAll)
+	flag.BoolVar(&o.hosttest, "hosttest", false, "this machine runs the TestKernel* tests too (make hosttest, as make test does): the native guests of its memory controller's cgroup version leave the Go-side tests to it and run the kernel subset")
 	flag.IntVar(&o.count, "count", 1, "run each test this many times (go test -count), e.g. to hunt a race; raise -timeout with it")
 	flag.DurationVar(&o.timeout, "timeout", kernellab.DefaultTimeout, "time limit for each guest, boot included (three times that for an emulated architecture)")
 	flag.IntVar(&o.mem, "mem", kernellab.DefaultMemoryMiB, "guest memory in MiB")
@@ -119,6 +124,11 @@ func run() error {
 	versions, err := parseCgroups(o.cgroups)
 	if err != nil {
 		return err
+	}
+	if o.hosttest {
+		var why string
+		o.hostCgroup, why = hostCgroup()
+		fmt.Printf("kernellab: -hosttest: %s\n", why)
 	}
 	if o.cache == "" {
 		if o.cache, err = kernellab.DefaultCacheDir(); err != nil {

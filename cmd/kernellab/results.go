@@ -29,6 +29,12 @@ type results struct {
 	// KernelSubsetSkips are the tests the kernel subset leaves out, when a
 	// guest ran it.
 	KernelSubsetSkips []string `json:"kernel_subset_skips,omitempty"`
+	// HostCgroup is the cgroup version on which this machine's make
+	// hosttest, not a guest, ran the Go-side tests (-hosttest), 0 if none.
+	HostCgroup int `json:"host_cgroup,omitempty"`
+	// HostOnlySkips are the tests the guests that ran all-but-host left
+	// to make hosttest.
+	HostOnlySkips []string `json:"host_only_skips,omitempty"`
 }
 
 type guestResult struct {
@@ -39,8 +45,9 @@ type guestResult struct {
 	// Status is "pass", "fail" or "skip" (the configuration does not exist
 	// on this kernel; Reason says why).
 	Status string `json:"status"`
-	// Tests is the subset the guest ran: "all" or "kernel" (every
-	// TestKernel* test but KernelSubsetSkips).
+	// Tests is the subset the guest ran: "all", "kernel" (every
+	// TestKernel* test but KernelSubsetSkips) or "all-but-host" (every
+	// test but HostOnlySkips).
 	Tests      string   `json:"tests,omitempty"`
 	Reason     string   `json:"reason,omitempty"`
 	Pass       int      `json:"pass"`
@@ -89,11 +96,15 @@ func writeResults(o options, commit string, guests []*guest, wall time.Duration)
 	res := results{
 		Date: time.Now().UTC().Truncate(time.Second), Commit: commit, Partial: partial(o),
 		CPUs: runtime.NumCPU(), Parallel: o.parallel, WallSeconds: wall.Seconds(),
+		HostCgroup: o.hostCgroup,
 	}
 	for _, g := range guests {
 		res.Guests = append(res.Guests, toResult(g))
 		if g.subset == subsetKernel && g.skip == "" {
 			res.KernelSubsetSkips = goSideTests
+		}
+		if g.subset == subsetAllButHost && g.skip == "" {
+			res.HostOnlySkips = hostOnlyTests
 		}
 	}
 	b, err := json.MarshalIndent(res, "", "  ")
@@ -237,8 +248,16 @@ func supportTable(res results) (string, error) {
 			testsCell(r.cg), cell(r.cg[2]), cell(r.cg[1]), modesCell(r.cg))
 	}
 	if len(res.KernelSubsetSkips) > 0 {
-		fmt.Fprintf(&b, "\nTests: *all* is every `TestKernel*` test; *kernel subset* is every test but these %d of Go-side logic, which the guests marked *all* run: %s.\n",
-			len(res.KernelSubsetSkips), "`"+strings.Join(res.KernelSubsetSkips, "`, `")+"`")
+		where := "the guests marked *all* run"
+		if res.HostCgroup != 0 {
+			where = fmt.Sprintf("the guests marked *all* or *all but host-only* run and, on cgroup v%d, `make hosttest` on the machine that ran the lab", res.HostCgroup)
+		}
+		fmt.Fprintf(&b, "\nTests: *all* is every `TestKernel*` test; *kernel subset* is every test but these %d of Go-side logic, which %s: %s.\n",
+			len(res.KernelSubsetSkips), where, "`"+strings.Join(res.KernelSubsetSkips, "`, `")+"`")
+	}
+	if len(res.HostOnlySkips) > 0 {
+		fmt.Fprintf(&b, "\n*All but host-only* is every test but these %d, which depend neither on the kernel nor on the cgroup version and which `make hosttest` ran on the machine that ran the lab: %s.\n",
+			len(res.HostOnlySkips), "`"+strings.Join(res.HostOnlySkips, "`, `")+"`")
 	}
 	b.WriteString("\n")
 	return b.String(), nil
@@ -247,7 +266,7 @@ func supportTable(res results) (string, error) {
 // testsCell names the subset a kernel's guests ran, per cgroup version
 // where they differ.
 func testsCell(cg map[int]guestResult) string {
-	name := map[string]string{subsetKernel: "kernel subset", subsetAll: "all"}
+	name := map[string]string{subsetKernel: "kernel subset", subsetAll: "all", subsetAllButHost: "all but host-only"}
 	v2, v1 := name[cg[2].Tests], name[cg[1].Tests]
 	switch {
 	case v2 != "" && v1 != "" && v2 != v1:

@@ -43,6 +43,21 @@ func TestSupportTable(t *testing.T) {
 			t.Errorf("table lacks %q:\n%s", want, got)
 		}
 	}
+	// With -hosttest (make test) on a v1 machine.
+	res.Guests[0].Tests, res.Guests[1].Tests = subsetAllButHost, subsetKernel
+	res.HostCgroup, res.HostOnlySkips = 1, []string{"TestKernelServeMethods"}
+	if got, err = supportTable(res); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"| 6.1.0-50-cloud-amd64 | bookworm | amd64 | v2: all but host-only, v1: kernel subset |",
+		"which the guests marked *all* or *all but host-only* run and, on cgroup v1, `make hosttest` on the machine that ran the lab: `TestKernelKillPin`",
+		"*All but host-only* is every test but these 1, which depend neither on the kernel nor on the cgroup version and which `make hosttest` ran on the machine that ran the lab: `TestKernelServeMethods`.",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("table lacks %q:\n%s", want, got)
+		}
+	}
 	res.Partial = "-run=Smoke"
 	if _, err := supportTable(res); err == nil || !strings.Contains(err.Error(), "-run=Smoke") {
 		t.Errorf("a table from a partial run: %v", err)
@@ -152,7 +167,34 @@ func TestSubsets(t *testing.T) {
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("subsets %v, want %v (6.1 v2, 6.1 v1, 6.12 v2, 7.2 v2, arm64 7.3 v2)", got, want)
 	}
-	assignSubsets(options{emulated: subsetAll, native: nativeAll}, guests)
+	// -hosttest on a v1 machine: make hosttest proves the Go-side tests on
+	// v1, so 6.1 v1 runs the kernel subset; 7.2 v2 still runs every test.
+	assignSubsets(options{emulated: subsetKernel, native: nativeNewest, hostCgroup: 1}, guests)
+	got = nil
+	for _, g := range guests {
+		if g.skip == "" {
+			got = append(got, g.subset)
+		}
+	}
+	want = []string{subsetKernel, subsetKernel, subsetKernel, subsetAllButHost, subsetKernel}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("with the host on v1: subsets %v, want %v (6.1 v2, 6.1 v1, 6.12 v2, 7.2 v2, arm64 7.3 v2)", got, want)
+	}
+	// What only the host proves is Go-side: no guest of the kernel subset
+	// runs it either, and it is all that all-but-host leaves out.
+	goSide := regexp.MustCompile(skipPattern(subsetKernel))
+	hostOnly := regexp.MustCompile(skipPattern(subsetAllButHost))
+	for _, name := range hostOnlyTests {
+		if !goSide.MatchString(name) {
+			t.Errorf("%s is host-only but not among the Go-side tests", name)
+		}
+	}
+	for _, name := range []string{"TestKernelKillCheck", "TestKernelIdentity", "TestKernelFlushModes", "TestKernelKillLoadUnloadAgain"} {
+		if hostOnly.MatchString(name) {
+			t.Errorf("all-but-host leaves out %s", name)
+		}
+	}
+	assignSubsets(options{emulated: subsetAll, native: nativeAll, hostCgroup: 1}, guests)
 	for _, g := range guests {
 		if g.skip == "" && g.subset != subsetAll {
 			t.Errorf("-native all -emulated all: %s runs %q", g.kernel.Release, g.subset)
@@ -219,8 +261,9 @@ func TestLogDirPerRun(t *testing.T) {
 	}
 }
 
-// TestSchedule: the longest guests start first: emulated, then native ones
-// running every test, each newest kernel first.
+// TestSchedule: the longest guests start first: native ones running every
+// test, then emulated, then the native kernel subset, each newest kernel
+// first.
 func TestSchedule(t *testing.T) {
 	other := "arm64"
 	if kernellab.HostArch() == "arm64" {
@@ -231,8 +274,8 @@ func TestSchedule(t *testing.T) {
 		return &guest{arch: arch, subset: subset, kernel: kernellab.Kernel{Release: release}}
 	}
 	want := []*guest{
+		g(native, subsetAllButHost, "7.2.13"), g(native, subsetAll, "6.1.0-50"),
 		g(other, subsetKernel, "7.3.4"), g(other, subsetKernel, "6.12.117"),
-		g(native, subsetAll, "7.2.13"), g(native, subsetAll, "6.1.0-50"),
 		g(native, subsetKernel, "6.12.117"), g(native, subsetKernel, "6.1.0-50"),
 	}
 	got := []*guest{want[5], want[2], want[1], want[4], want[3], want[0]}

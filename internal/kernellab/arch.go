@@ -15,6 +15,15 @@ type Arch struct {
 	QEMU string
 	// Machine selects the board: arm64 has no default one.
 	Machine []string
+	// TCGCPU is the CPU QEMU emulates: every feature QEMU has ("max"), so
+	// the guest kernel runs the code paths real current hardware does. On
+	// arm64 pointer authentication uses QEMU's implementation-defined hash
+	// instead of the architected QARMA5 (pauth-impdef=on): the kernel signs
+	// and checks return addresses in every function (Debian's
+	// CONFIG_ARM64_PTR_AUTH_KERNEL), QARMA5 is costly to emulate, and which
+	// algorithm the CPU implements is the CPU's business (the kernel and
+	// the BPF JIT issue the same PACIASP/AUTIASP either way).
+	TCGCPU string
 	// Console is the serial port the kernel writes to.
 	Console string
 	// ELF is the machine of the architecture's executables, which the
@@ -23,8 +32,8 @@ type Arch struct {
 }
 
 var arches = []Arch{
-	{Name: "amd64", QEMU: "qemu-system-x86_64", Console: "ttyS0", ELF: elf.EM_X86_64},
-	{Name: "arm64", QEMU: "qemu-system-aarch64", Machine: []string{"-M", "virt"}, Console: "ttyAMA0", ELF: elf.EM_AARCH64},
+	{Name: "amd64", QEMU: "qemu-system-x86_64", TCGCPU: "max", Console: "ttyS0", ELF: elf.EM_X86_64},
+	{Name: "arm64", QEMU: "qemu-system-aarch64", Machine: []string{"-M", "virt"}, TCGCPU: "max,pauth-impdef=on", Console: "ttyAMA0", ELF: elf.EM_AARCH64},
 }
 
 // HostArch is the architecture this program runs on.

@@ -87,7 +87,7 @@ func (c *Config) qemuArgs(initrd string) []string {
 	if c.KVM {
 		args = append(args, "-accel", "kvm", "-cpu", "host")
 	} else {
-		args = append(args, "-accel", "tcg", "-cpu", "max")
+		args = append(args, "-accel", "tcg", "-cpu", arch.TCGCPU)
 	}
 	cmdline := "console=" + arch.Console + " quiet panic=-1 printk.time=1"
 	if c.Append != "" {

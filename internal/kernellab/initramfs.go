@@ -54,10 +54,11 @@ type InitramfsConfig struct {
 	// Skip is passed as -test.skip to every test binary when not empty:
 	// the tests it matches do not run.
 	Skip string
-	// SubsetSkip is passed as -test.skip instead when the kernel command
-	// line asks for the subset (SubsetArg): one initramfs serves guests
-	// of one architecture that run every test and guests that run a subset.
-	SubsetSkip string
+	// SubsetSkips are the -test.skip patterns of the subsets a guest may
+	// run, by name, passed instead of Skip when the kernel command line
+	// asks for that subset (SubsetArg): one initramfs serves guests of one
+	// architecture that run every test and guests that run a subset.
+	SubsetSkips map[string]string
 	// Count is passed as -test.count: each test runs that many times
 	// (once when zero).
 	Count int
@@ -279,12 +280,12 @@ func initScript(cfg InitramfsConfig) ([]byte, error) {
 	}
 	var buf bytes.Buffer
 	err := initTemplate.Execute(&buf, map[string]any{
-		"Tests":      cfg.Tests,
-		"Args":       args,
-		"Env":        cfg.Env,
-		"CLI":        GuestCLI,
-		"Env0":       "CGRSTAT_REQUIRE_KERNEL=1",
-		"SubsetSkip": cfg.SubsetSkip,
+		"Tests":       cfg.Tests,
+		"Args":        args,
+		"Env":         cfg.Env,
+		"CLI":         GuestCLI,
+		"Env0":        "CGRSTAT_REQUIRE_KERNEL=1",
+		"SubsetSkips": cfg.SubsetSkips,
 	})
 	return buf.Bytes(), err
 }
@@ -324,12 +325,14 @@ for arg in $(cat /proc/cmdline); do
 	case "$arg" in
 	cgrstat_lab.cgroup=*) cgroup=${arg#*=} ;;
 	cgrstat_lab.scratch=*) scratch=${arg#*=} ;;
-	cgrstat_lab.subset=1) subset=1 ;;
+	cgrstat_lab.subset=*) subset=${arg#*=} ;;
 	esac
 done
-# The subset's -test.skip (InitramfsConfig.SubsetSkip), when asked for.
+# The subset's -test.skip (InitramfsConfig.SubsetSkips), when asked for.
 subsetskip=
-[ -n "$subset" ] && subsetskip={{q .SubsetSkip}}
+case "$subset" in
+{{range $name, $skip := .SubsetSkips}}{{q $name}}) subsetskip={{q $skip}} ;;
+{{end}}esac
 
 # Modules the kernel does not have built in (virtio on 6.1, virtio_blk),
 # in dependency order (BuildModules).
@@ -403,8 +406,8 @@ poweroff -f
 `))
 
 // SubsetArg on the kernel command line makes the guest skip the tests of
-// InitramfsConfig.SubsetSkip.
-const SubsetArg = "cgrstat_lab.subset=1"
+// the subset InitramfsConfig.SubsetSkips names name.
+func SubsetArg(name string) string { return "cgrstat_lab.subset=" + name }
 
 // GuestCmdline is what the kernel command line tells the init script: the
 // cgroup version to mount the memory controller on, and whether /dev/vda

@@ -550,3 +550,34 @@ func readArchive(t *testing.T, p string) map[string]cpioEntry {
 	}
 	return files
 }
+
+// TestSubsetSkip: the init script picks the -test.skip of the subset the
+// kernel command line names (SubsetArg), none for a guest that names none
+// or one the initramfs does not know.
+func TestSubsetSkip(t *testing.T) {
+	sh, err := exec.LookPath("sh")
+	if err != nil {
+		t.Skip("no sh")
+	}
+	script, err := initScript(InitramfsConfig{Arch: HostArch(), Run: "^TestKernel",
+		SubsetSkips: map[string]string{"kernel": "^(TestKernelA|TestKernelB)$", "all-but-host": "^(TestKernelA)$"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(script)
+	start, end := strings.Index(s, "\nsubsetskip=\n"), strings.Index(s, "\nesac\n")
+	if start < 0 || end < start {
+		t.Fatalf("no subset selection in the init script:\n%s", s)
+	}
+	pick := s[start : end+len("\nesac\n")]
+	for cmdline, want := range map[string]string{
+		SubsetArg("kernel"): "^(TestKernelA|TestKernelB)$", SubsetArg("all-but-host"): "^(TestKernelA)$",
+		"": "", SubsetArg("other"): "",
+	} {
+		arg := strings.TrimPrefix(cmdline, "cgrstat_lab.subset=")
+		out, err := exec.Command(sh, "-c", "subset="+shellQuote(arg)+pick+`printf %s "$subsetskip"`).CombinedOutput()
+		if err != nil || string(out) != want {
+			t.Errorf("%q: subsetskip %q (%v), want %q", cmdline, out, err, want)
+		}
+	}
+}

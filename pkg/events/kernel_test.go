@@ -75,7 +75,7 @@ func open(t *testing.T, pinPath string, opts events.Options) *readout.EventReade
 // gained (the workload is quiet before the readers open and after they
 // drain, so no reclaim straddles the window).
 func TestKernelEventsOfAWriter(t *testing.T) {
-	p, h := testenv.Load(t, loader.Auto, 512)
+	p, h := testenv.Shared(t, loader.Auto, 512)
 	top, leaf := testenv.LimitedLeaf(t, h)
 	leafID, err := cgroup.ID(leaf)
 	if err != nil {
@@ -162,7 +162,7 @@ func total(s reclaim.Stat) [3]uint64 {
 // guests take seconds for it) and counts the rest as dropped by the rate
 // limit; a reader without a limit on the same storm sees them all.
 func TestKernelEventsRateLimit(t *testing.T) {
-	p, h := testenv.Load(t, loader.Auto, 512)
+	p, h := testenv.Shared(t, loader.Auto, 512)
 	_, leaf := testenv.LimitedLeaf(t, h)
 	leafID := mustID(t, leaf)
 	limited := open(t, p.Path, events.Options{Cgroups: []uint64{leafID}, RateLimit: 1, Burst: 2})
@@ -199,7 +199,7 @@ func TestKernelEventsRateLimit(t *testing.T) {
 // nothing, a reader of another subtree nothing, a reader of every cgroup
 // the writer's reclaims; each with a slot of its own.
 func TestKernelEventsThreshold(t *testing.T) {
-	p, h := testenv.Load(t, loader.Auto, 512)
+	p, h := testenv.Shared(t, loader.Auto, 512)
 	_, leaf := testenv.LimitedLeaf(t, h)
 	leafID := mustID(t, leaf)
 	slow := open(t, p.Path, events.Options{Min: time.Hour, Cgroups: []uint64{leafID}})
@@ -231,7 +231,7 @@ func TestKernelEventsThreshold(t *testing.T) {
 // one more reader, and once all are closed the gate is shut (0): the
 // collectors are back to one compare per reclaim.
 func TestKernelEventsSlots(t *testing.T) {
-	p, _ := testenv.Load(t, loader.Auto, 512)
+	p, _ := testenv.Shared(t, loader.Auto, 512)
 	holder := exec.Command(os.Args[0], holdCommand, p.Path)
 	holder.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	out, err := holder.StdoutPipe()
