@@ -38,7 +38,7 @@ func TestHierarchicalFilters(t *testing.T) {
 		{"match skips a parent", &Filter{Depth: -1, Match: regexp.MustCompile(`^/t$|x`)}, []want{{"/t", 107, -1}, {"/t/a/x", 100, 0}}},
 		{"match skips the top", &Filter{Depth: -1, Match: regexp.MustCompile(`/t/`)}, []want{{"/t/a", 100, -1}, {"/t/a/x", 100, 0}, {"/t/b", 7, -1}}},
 	} {
-		rows := hierarchical(nil, members, entries, false, tt.f)
+		rows := hierarchical(nil, members, entries, nil, false, tt.f)
 		if len(rows) != len(tt.want) {
 			t.Errorf("%s: %d rows, want %d", tt.name, len(rows), len(tt.want))
 			continue
@@ -56,13 +56,13 @@ func TestHierarchicalFilters(t *testing.T) {
 func TestHierarchicalBelowAnEarlierTree(t *testing.T) {
 	first := []Member{{ID: 1, Path: "/t", Up: -1, Depth: 1}, {ID: 2, Path: "/t/a", Parent: 1, Up: 0, Depth: 2}}
 	second := []Member{{ID: 2, Path: "/t/a", Parent: 1, Up: -1, Depth: 2}}
-	rows := hierarchical(nil, first, nil, false, nil)
-	rows = hierarchical(rows, second, nil, false, nil)
+	rows := hierarchical(nil, first, nil, nil, false, nil)
+	rows = hierarchical(rows, second, nil, nil, false, nil)
 	if len(rows) != 3 || rows[2].Parent != 0 {
 		t.Errorf("rows %+v: want the second tree's top below /t (row 0)", rows)
 	}
-	other := hierarchical(nil, []Member{{ID: 5, Path: "/u", Up: -1, Depth: 1}}, nil, false, nil)
-	if other = hierarchical(other, first, nil, false, nil); other[1].Parent != -1 {
+	other := hierarchical(nil, []Member{{ID: 5, Path: "/u", Up: -1, Depth: 1}}, nil, nil, false, nil)
+	if other = hierarchical(other, first, nil, nil, false, nil); other[1].Parent != -1 {
 		t.Errorf("rows %+v: /t is not below /u", other)
 	}
 }
