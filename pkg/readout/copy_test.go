@@ -66,3 +66,36 @@ func TestHierarchicalBelowAnEarlierTree(t *testing.T) {
 		t.Errorf("rows %+v: /t is not below /u", other)
 	}
 }
+
+// TestHierarchicalThrottle: a cgroup's throttle is its throttles entry's
+// total plus the pending of its subtree's entries, bucket by bucket, as
+// for the stats map; a cgroup of the tree without any has none (nil
+// histogram, zero count), and so does every row without a throttles map.
+func TestHierarchicalThrottle(t *testing.T) {
+	members := []Member{
+		{ID: 1, Path: "/t", Up: -1, Depth: 1},
+		{ID: 2, Path: "/t/a", Parent: 1, Up: 0, Depth: 2},
+		{ID: 3, Path: "/t/a/x", Parent: 2, Up: 1, Depth: 3},
+		{ID: 4, Path: "/t/b", Parent: 1, Up: 0, Depth: 2},
+	}
+	var x, a bpf.CgrstatThrottleStat
+	x.Pending.DelayNs, x.Pending.Hist[50] = 30e6, 1 // not flushed yet
+	x.Total.DelayNs, x.Total.Hist[60] = 300e6, 2    // flushed: also in a's and /t's totals
+	a.Total = x.Total
+	top := a
+	rows := hierarchical(nil, members, nil, map[uint64]*bpf.CgrstatThrottleStat{1: &top, 2: &a, 3: &x}, false, nil)
+	for i, want := range []struct {
+		delay, count, b50, b60 uint64
+	}{{330e6, 3, 1, 2}, {330e6, 3, 1, 2}, {330e6, 3, 1, 2}, {0, 0, 0, 0}} {
+		th := rows[i].Throttle
+		if th.DelayNS != want.delay || th.Count != want.count || (th.Hist == nil) != (want.count == 0) ||
+			th.Hist != nil && (th.Hist[50] != want.b50 || th.Hist[60] != want.b60) {
+			t.Errorf("%s: throttle %+v, want %+v", rows[i].Path, th, want)
+		}
+	}
+	for _, r := range hierarchical(nil, members, nil, nil, false, nil) {
+		if r.Throttle.Hist != nil || r.Throttle.Count != 0 {
+			t.Errorf("%s: throttle %+v without a throttles map", r.Path, r.Throttle)
+		}
+	}
+}
