@@ -1315,7 +1315,7 @@ int BPF_PROG(over_high_exit)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
 	struct reclaim_start *st;
-	struct throttle_stat *t = NULL;
+	struct throttle_stat *t;
 	struct cgroup *memcg;
 	struct cgstat *s;
 	__u64 dur, cgid;
@@ -1333,8 +1333,11 @@ int BPF_PROG(over_high_exit)
 	memcg = task_memcg(task);
 	cgid = cgroup_id(memcg);
 	s = stat_with_ancestors(memcg, cgid);
-	if (s)
-		t = throttle_with_ancestors(memcg, cgid);
+	if (!s) {
+		count_lost(LOST_EVENT);
+		return 0;
+	}
+	t = throttle_with_ancestors(memcg, cgid);
 	if (!t) {
 		count_lost(LOST_EVENT);
 		return 0;
