@@ -57,24 +57,21 @@ func (h *Handle) copyRows(s *Snapshot, trees [][]Member, f *Filter) (entries int
 // throttle's entries (throttles, few: only cgroups with memory.high
 // throttle) are summed the same way.
 func hierarchical(rows []Row, members []Member, entries map[uint64]*bpf.CgrstatCgstat, throttles map[uint64]*bpf.CgrstatThrottleStat, v1 bool, f *Filter) []Row {
-	// pending[i]: the pending counters of i's subtree, nil where there are none.
-	pending := make([]*bpf.CgrstatCounters, len(members))
-	add := func(i int, c *bpf.CgrstatCounters) {
-		if pending[i] == nil {
-			pending[i] = &bpf.CgrstatCounters{}
+	pending := subtreePending(members, func(id uint64) *bpf.CgrstatCounters {
+		if e := entries[id]; e != nil {
+			return &e.Pending
 		}
-		reclaim.Add(pending[i], c)
+		return nil
+	}, reclaim.Add)
+	var throttled []*bpf.CgrstatThrottleCounters
+	if len(throttles) > 0 {
+		throttled = subtreePending(members, func(id uint64) *bpf.CgrstatThrottleCounters {
+			if t := throttles[id]; t != nil {
+				return &t.Pending
+			}
+			return nil
+		}, reclaim.AddThrottle)
 	}
-	// Children after parents: summing backwards folds each subtree into its top.
-	for i := len(members) - 1; i >= 0; i-- {
-		if e := entries[members[i].ID]; e != nil && e.Pending != (bpf.CgrstatCounters{}) {
-			add(i, &e.Pending)
-		}
-		if up := members[i].Up; up >= 0 && pending[i] != nil {
-			add(up, pending[i])
-		}
-	}
-	throttled := throttlePending(members, throttles)
 	// Room for every member at once: a row is 2.7 KB, and growing the
 	// slice copied and faulted in 10,000 rows several times.
 	rows = slices.Grow(rows, len(members))
@@ -125,29 +122,28 @@ func hierarchical(rows []Row, members []Member, entries map[uint64]*bpf.CgrstatC
 	return rows
 }
 
-// throttlePending is hierarchical's pending for the throttle: for each
-// member, the throttle pending of its subtree (nil where none); nil
-// without any throttle entry.
-func throttlePending(members []Member, throttles map[uint64]*bpf.CgrstatThrottleStat) []*bpf.CgrstatThrottleCounters {
-	if len(throttles) == 0 {
-		return nil
-	}
-	pending := make([]*bpf.CgrstatThrottleCounters, len(members))
-	add := func(i int, c *bpf.CgrstatThrottleCounters) {
-		if pending[i] == nil {
-			pending[i] = &bpf.CgrstatThrottleCounters{}
+// subtreePending is, for each member, the sum of the pending counters
+// (pendingOf its id, nil without an entry) of its subtree, added with add;
+// nil where they are all zero. Children come after parents: summing
+// backwards folds each subtree into its top.
+func subtreePending[C comparable](members []Member, pendingOf func(id uint64) *C, add func(a, b *C)) []*C {
+	var zero C
+	out := make([]*C, len(members))
+	addTo := func(i int, c *C) {
+		if out[i] == nil {
+			out[i] = new(C)
 		}
-		reclaim.AddThrottle(pending[i], c)
+		add(out[i], c)
 	}
 	for i := len(members) - 1; i >= 0; i-- {
-		if t := throttles[members[i].ID]; t != nil && t.Pending != (bpf.CgrstatThrottleCounters{}) {
-			add(i, &t.Pending)
+		if c := pendingOf(members[i].ID); c != nil && *c != zero {
+			addTo(i, c)
 		}
-		if up := members[i].Up; up >= 0 && pending[i] != nil {
-			add(up, pending[i])
+		if up := members[i].Up; up >= 0 && out[i] != nil {
+			addTo(up, out[i])
 		}
 	}
-	return pending
+	return out
 }
 
 // copyTries bounds the retries of CopyStats. A flush step takes

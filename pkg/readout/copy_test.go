@@ -7,16 +7,19 @@ import (
 	"github.com/cgrstat/cgrstat/bpf"
 )
 
+// tree4 is /t with /t/a (and /t/a/x) and /t/b, as a walk lists it.
+var tree4 = []Member{
+	{ID: 1, Path: "/t", Up: -1, Depth: 1},
+	{ID: 2, Path: "/t/a", Parent: 1, Up: 0, Depth: 2},
+	{ID: 3, Path: "/t/a/x", Parent: 2, Up: 1, Depth: 3},
+	{ID: 4, Path: "/t/b", Parent: 1, Up: 0, Depth: 2},
+}
+
 // TestHierarchicalFilters: a filter keeps rows while they are computed, a
 // row dropped still passes its pending up, and a kept row's parent is its
 // closest kept ancestor.
 func TestHierarchicalFilters(t *testing.T) {
-	members := []Member{
-		{ID: 1, Path: "/t", Up: -1, Depth: 1},
-		{ID: 2, Path: "/t/a", Parent: 1, Up: 0, Depth: 2},
-		{ID: 3, Path: "/t/a/x", Parent: 2, Up: 1, Depth: 3},
-		{ID: 4, Path: "/t/b", Parent: 1, Up: 0, Depth: 2},
-	}
+	members := tree4
 	pending := func(delay uint64) *bpf.CgrstatCgstat {
 		var e bpf.CgrstatCgstat
 		e.Pending.MaxLimitDelayNs, e.Pending.LimitHist[10] = delay, 1
@@ -72,12 +75,7 @@ func TestHierarchicalBelowAnEarlierTree(t *testing.T) {
 // for the stats map; a cgroup of the tree without any has none (nil
 // histogram, zero count), and so does every row without a throttles map.
 func TestHierarchicalThrottle(t *testing.T) {
-	members := []Member{
-		{ID: 1, Path: "/t", Up: -1, Depth: 1},
-		{ID: 2, Path: "/t/a", Parent: 1, Up: 0, Depth: 2},
-		{ID: 3, Path: "/t/a/x", Parent: 2, Up: 1, Depth: 3},
-		{ID: 4, Path: "/t/b", Parent: 1, Up: 0, Depth: 2},
-	}
+	members := tree4
 	var x, a bpf.CgrstatThrottleStat
 	x.Pending.DelayNs, x.Pending.Hist[50] = 30e6, 1 // not flushed yet
 	x.Total.DelayNs, x.Total.Hist[60] = 300e6, 2    // flushed: also in a's and /t's totals
