@@ -640,8 +640,11 @@ static __noinline bool flush_step(struct cgstat *s, __u64 cgid, __u64 pid)
 		if (ps)
 			atomic_max(&ps->pending.max_delay_ns, v);
 	}
-	/* After adds is taken: a throttle's adds after this set both again. */
-	v = __sync_lock_test_and_set(&s->throttle_adds, 0);
+	/*
+	 * After adds is taken: a throttle's adds after this set both again.
+	 * A load first: most cgroups never throttle.
+	 */
+	v = s->throttle_adds ? __sync_lock_test_and_set(&s->throttle_adds, 0) : 0;
 	throttled = v && flush_throttle(s, cgid, pid, v);
 	if (ps) {
 		if (throttled)
