@@ -109,9 +109,9 @@ func stall(s *reclaim.Stat) []field {
 			f = append(f, field{fmt.Sprintf("%s bucket [%d,%d) ns", d.Name, lo, hi), n})
 		}
 	}
-	th := s.Throttle.Hist
-	if th == nil {
-		th = &reclaim.Hist{}
+	var th reclaim.Hist
+	if s.Throttle.Hist != nil {
+		th = *s.Throttle.Hist
 	}
 	for i, n := range th {
 		lo, hi := reclaim.BucketBounds(i)

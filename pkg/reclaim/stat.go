@@ -110,16 +110,20 @@ func ThrottleFrom(c *bpf.CgrstatThrottleCounters, measured bool) Throttle {
 	return t
 }
 
+// noHist stands for a nil Throttle.Hist: no sleep in any bucket.
+var noHist Hist
+
+// hist is t.Hist, never nil.
+func (t *Throttle) hist() *Hist {
+	if t.Hist == nil {
+		return &noHist
+	}
+	return t.Hist
+}
+
 // Equal says whether t and o hold the same figures (Hist by value).
 func (t Throttle) Equal(o Throttle) bool {
-	h, oh := t.Hist, o.Hist
-	if h == nil {
-		h = &Hist{}
-	}
-	if oh == nil {
-		oh = &Hist{}
-	}
-	return t.Measured == o.Measured && t.DelayNS == o.DelayNS && t.Count == o.Count && *h == *oh
+	return t.Measured == o.Measured && t.DelayNS == o.DelayNS && t.Count == o.Count && *t.hist() == *o.hist()
 }
 
 // Add returns t + o. One load measures every cgroup or none: a sum of
@@ -409,11 +413,7 @@ func (s *Stat) AppendJSON(b []byte) []byte {
 	if s.Throttle.Measured {
 		b = strconv.AppendUint(append(b, `{"delay_ns":`...), s.Throttle.DelayNS, 10)
 		b = strconv.AppendUint(append(b, `,"count":`...), s.Throttle.Count, 10)
-		h := s.Throttle.Hist
-		if h == nil {
-			h = &Hist{}
-		}
-		b = append(appendBuckets(appendKey(b, "buckets"), h), '}')
+		b = append(appendBuckets(appendKey(b, "buckets"), s.Throttle.hist()), '}')
 	} else {
 		b = append(b, `"unavailable"`...)
 	}
