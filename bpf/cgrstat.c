@@ -37,10 +37,15 @@
  *
  * The throttle after memory.high (a sleep, not reclaim, so no tracepoint
  * brackets it) is timed by fentry/fexit on mem_cgroup_handle_over_high,
- * less the reclaims the same task did inside the call, and added to the
- * task's memory cgroup's pending like a reclaim. Those two programs load
- * apart: where the kernel refuses them the rest works, and stat files
- * print the throttle as unavailable (throttle_measured).
+ * less the reclaims the same task did inside the call. Only cgroups with
+ * memory.high throttle, so its counters and histogram live in a map of
+ * their own (throttles, same key, same pending/total scheme), made for a
+ * cgroup and its ancestors at its first throttle: stats entries do not
+ * grow. A throttle marks the cgroup's cgstat (throttle_adds, then adds),
+ * and the one flush step drains both entries between the same flush_seq
+ * marks, so the consistent read below covers both maps. Those two programs
+ * load apart: where the kernel refuses them the rest works, and stat
+ * files print the throttle as unavailable (throttle_measured).
  *
  * Removed cgroups, in every mode: tp_btf/cgroup_rmdir (under cgroup_mutex,
  * after the cgroup went offline: it has no tasks and no live children)
@@ -66,7 +71,8 @@
  * ran while the map was read. flush_seq counts begun and finished flush
  * steps: the reader reads done, the map, then begun, and retries unless
  * they are equal. Collectors' adds need no such care: each pending is read
- * once and counted in every ancestor from that one copy.
+ * once and counted in every ancestor from that one copy. A reader copies
+ * throttles (then stats) between the same two reads of flush_seq.
  *
  * Counts that must agree are derived, not stored twice: memory-cgroup
  * reclaim's count is the sum of its histogram, so "buckets sum to count"
@@ -133,15 +139,30 @@ struct cause_counters {
 };
 
 /*
- * The throttle after memory.high: time this cgroup's tasks spent in
- * mem_cgroup_handle_over_high outside reclaim (the penalty sleep, and the
- * few microseconds of the call's own work), and how many of those calls
- * spent THROTTLE_SLEPT_NS or more there: the sleep is only taken when the
- * penalty exceeds HZ/100 (10 ms), so such a call slept. fentry/fexit only.
+ * The throttle after memory.high, in a map of its own (throttles), since
+ * only cgroups with memory.high ever throttle and a histogram in every
+ * stats entry would grow them all: the calls to mem_cgroup_handle_over_high
+ * that spent THROTTLE_SLEPT_NS or more outside reclaim (the sleep is only
+ * taken when the penalty exceeds HZ/100, 10 ms, so such a call slept),
+ * their time there and their histogram. The count is the histogram's sum
+ * (derived, not stored: see above). fentry/fexit only.
  */
 struct throttle_counters {
 	__u64 delay_ns;
-	__u64 count;
+	__u64 hist[NR_BUCKETS];
+};
+
+/*
+ * A cgroup's throttle entry, made for the throttled task's memory cgroup
+ * and its ancestors at its first throttle: pending and total as in cgstat,
+ * drained by the same flush step (flush_throttle, from flush_step when
+ * cgstat's throttle_adds says there is something), read by the same
+ * consistent-read protocol (the reader copies both maps between the two
+ * flush_seq reads).
+ */
+struct throttle_stat {
+	struct throttle_counters pending;
+	struct throttle_counters total;
 };
 
 #define THROTTLE_SLEPT_NS 1000000
@@ -171,7 +192,6 @@ struct counters {
 	struct cause_counters direct;
 	/* reclaim whose target (the memcg whose limit was enforced) is this cgroup */
 	struct cause_counters forced;
-	struct throttle_counters throttle;
 	__u64 oom_kills; /* tasks of this cgroup the OOM killer chose (mark_victim) */
 	__u64 limit_hist[NR_BUCKETS]; /* CAUSE_MAX and CAUSE_HIGH */
 	__u64 proactive_hist[NR_BUCKETS];
@@ -188,6 +208,8 @@ struct cgstat {
 	 */
 	__u64 adds;
 	__u64 stuck; /* pending waits for an entry for the parent */
+	/* Non-zero while the cgroup's throttles entry has pending the flush has not taken. */
+	__u64 throttle_adds;
 	struct counters pending;
 	struct counters total;
 };
@@ -278,6 +300,19 @@ struct {
 	__type(key, __u64);
 	__type(value, struct cgstat);
 } stats SEC(".maps");
+
+/*
+ * The throttle's entries (struct throttle_stat), by cgroup id: only
+ * throttled cgroups and their ancestors have one. Max entries set by the
+ * loader, as stats'.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 10240);
+	__type(key, __u64);
+	__type(value, struct throttle_stat);
+} throttles SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
@@ -371,6 +406,17 @@ struct {
 	__type(key, __u64);
 	__type(value, struct counters);
 } print_copies SEC(".maps");
+
+/*
+ * The throttle's copies for stat-file reads, as print_copies: a read that
+ * holds one of those has room for one of these.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, PRINT_COPIES);
+	__type(key, __u64);
+	__type(value, struct throttle_counters);
+} throttle_copies SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -491,6 +537,63 @@ static __always_inline void seq_add(int done)
 		__sync_fetch_and_add(&s->begun, 1);
 }
 
+/* cgstat.throttle_adds: something added; waiting for the parent's entry (counted once). */
+#define THROTTLE_ADDED 1
+#define THROTTLE_STUCK 2
+
+static __always_inline struct throttle_stat *throttle_of(__u64 cgid, bool create)
+{
+	static const struct throttle_stat zero;
+	struct throttle_stat *t = bpf_map_lookup_elem(&throttles, &cgid);
+
+	if (t || !create)
+		return t;
+	bpf_map_update_elem(&throttles, &cgid, &zero, BPF_NOEXIST);
+	return bpf_map_lookup_elem(&throttles, &cgid);
+}
+
+/*
+ * flush_step's part for the throttle's map (cgroup cgid, its cgstat s,
+ * whose throttle_adds was how): the same drain into the total and the
+ * parent's pending, between the same flush_seq marks. The collector made
+ * the parent's entry; where it could not, the delta waits in pending as
+ * flush_step's do (counted once in LOST_PARENT), and s is left marked
+ * for a later flush. Returns whether the parent's pending got something.
+ */
+static __noinline bool flush_throttle(struct cgstat *s, __u64 cgid, __u64 pid, __u64 how)
+{
+	struct throttle_stat *t = throttle_of(cgid, false), *pt = NULL;
+	__u64 *from, *to, *up = NULL, v;
+	bool sent = false;
+
+	if (!s || !t)
+		return false;
+	if (pid) {
+		pt = throttle_of(pid, true);
+		if (!pt) {
+			if (how != THROTTLE_STUCK)
+				count_lost(LOST_PARENT);
+			__sync_lock_test_and_set(&s->throttle_adds, THROTTLE_STUCK);
+			__sync_fetch_and_add(&s->adds, 1);
+			return false;
+		}
+		up = (__u64 *)&pt->pending;
+	}
+	from = (__u64 *)&t->pending;
+	to = (__u64 *)&t->total;
+	for (int i = 0; i < sizeof(struct throttle_counters) / sizeof(__u64); i++) {
+		if (!from[i])
+			continue;
+		v = __sync_lock_test_and_set(&from[i], 0);
+		__sync_fetch_and_add(&to[i], v);
+		if (up) {
+			__sync_fetch_and_add(&up[i], v);
+			sent = true;
+		}
+	}
+	return sent;
+}
+
 /*
  * The one flush routine of every mode: move what pending holds into the
  * total and the parent's pending. The parent's entry is made first. When
@@ -500,10 +603,11 @@ static __always_inline void seq_add(int done)
  * cgroup still show it (print_stat adds pending) and read --all counts it
  * at every ancestor. Returns false then.
  */
-static __noinline bool flush_step(struct cgstat *s, __u64 pid)
+static __noinline bool flush_step(struct cgstat *s, __u64 cgid, __u64 pid)
 {
 	struct cgstat *ps = NULL;
 	__u64 *from, *to, *up, v;
+	bool throttled;
 
 	if (!s || !s->adds)
 		return true;
@@ -536,8 +640,17 @@ static __noinline bool flush_step(struct cgstat *s, __u64 pid)
 		if (ps)
 			atomic_max(&ps->pending.max_delay_ns, v);
 	}
-	if (ps)
+	/*
+	 * After adds is taken: a throttle's adds after this set both again.
+	 * A load first: most cgroups never throttle.
+	 */
+	v = s->throttle_adds ? __sync_lock_test_and_set(&s->throttle_adds, 0) : 0;
+	throttled = v && flush_throttle(s, cgid, pid, v);
+	if (ps) {
+		if (throttled)
+			__sync_lock_test_and_set(&ps->throttle_adds, THROTTLE_ADDED);
 		__sync_fetch_and_add(&ps->adds, 1);
+	}
 	seq_add(1);
 	return true;
 }
@@ -1155,9 +1268,10 @@ int BPF_PROG(oom_signal, int sig, void *info, struct task_struct *task)
  * tracepoint brackets the sleep, so the call is timed with fentry/fexit
  * and the reclaims inside it (the task's own memcg reclaim begin/end,
  * which end() adds up meanwhile) are taken off: what remains is the
- * throttle. Counted in the task's memory cgroup. The call runs on every
- * return to user space with work pending; without pages over high it
- * returns at once, and so does this, after one load.
+ * throttle. A call that slept (THROTTLE_SLEPT_NS) is counted in the task's
+ * memory cgroup's throttles entry, with its time and in its histogram.
+ * The call runs on every return to user space with work pending; without
+ * pages over high it returns at once, and so does this, after one load.
  */
 SEC("fentry/mem_cgroup_handle_over_high")
 int BPF_PROG(over_high_enter)
@@ -1177,14 +1291,38 @@ int BPF_PROG(over_high_enter)
 	return 0;
 }
 
+/*
+ * The throttles entry of a throttled cgroup, made with its ancestors' the
+ * first time, as stat_with_ancestors makes stats entries: so that the
+ * flush need not allocate.
+ */
+static __always_inline struct throttle_stat *throttle_with_ancestors(struct cgroup *memcg, __u64 cgid)
+{
+	struct cgroup_subsys_state *css = memcg->self.parent;
+	struct throttle_stat *t = throttle_of(cgid, false);
+	__u64 id;
+
+	if (t)
+		return t;
+	for (int i = 0; i < 32 && css; i++) {
+		id = cgroup_id(css->cgroup);
+		if (throttle_of(id, false) || !throttle_of(id, true))
+			break;
+		css = css->parent;
+	}
+	return throttle_of(cgid, true);
+}
+
 SEC("fexit/mem_cgroup_handle_over_high")
 int BPF_PROG(over_high_exit)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
 	struct reclaim_start *st;
+	struct throttle_stat *t;
 	struct cgroup *memcg;
 	struct cgstat *s;
 	__u64 dur, cgid;
+	__u32 b;
 
 	st = bpf_task_storage_get(&reclaim_starts, task, 0, 0);
 	if (!st || !st->over_high_ns)
@@ -1192,6 +1330,9 @@ int BPF_PROG(over_high_exit)
 	dur = bpf_ktime_get_ns() - st->over_high_ns;
 	st->over_high_ns = 0;
 	dur = dur > st->over_high_reclaim_ns ? dur - st->over_high_reclaim_ns : 0;
+	/* Reclaim only, or no penalty worth a sleep: no throttle. */
+	if (dur < THROTTLE_SLEPT_NS)
+		return 0;
 	memcg = task_memcg(task);
 	cgid = cgroup_id(memcg);
 	s = stat_with_ancestors(memcg, cgid);
@@ -1199,9 +1340,18 @@ int BPF_PROG(over_high_exit)
 		count_lost(LOST_EVENT);
 		return 0;
 	}
-	__sync_fetch_and_add(&s->pending.throttle.delay_ns, dur);
-	if (dur >= THROTTLE_SLEPT_NS)
-		__sync_fetch_and_add(&s->pending.throttle.count, 1);
+	t = throttle_with_ancestors(memcg, cgid);
+	if (!t) {
+		count_lost(LOST_EVENT);
+		return 0;
+	}
+	b = bucket_of(dur);
+	if (b >= NR_BUCKETS)
+		b = NR_BUCKETS - 1;
+	__sync_fetch_and_add(&t->pending.delay_ns, dur);
+	__sync_fetch_and_add(&t->pending.hist[b], 1);
+	/* Then the marks, as end() does: a flush that sees them takes the above. */
+	__sync_lock_test_and_set(&s->throttle_adds, THROTTLE_ADDED);
 	__sync_fetch_and_add(&s->adds, 1);
 	if (flush_mode == FLUSH_RSTAT) {
 		int cpu = bpf_get_smp_processor_id();
@@ -1235,7 +1385,9 @@ int BPF_PROG(direct_end, unsigned long nr_reclaimed)
 SEC("fentry/bpf_rstat_flush")
 int BPF_PROG(flush_fentry, struct cgroup *cgrp, struct cgroup *parent, int cpu)
 {
-	flush_step(stat_of(cgroup_id(cgrp), false), parent ? cgroup_id(parent) : 0);
+	__u64 cgid = cgroup_id(cgrp);
+
+	flush_step(stat_of(cgid, false), cgid, parent ? cgroup_id(parent) : 0);
 	return 0;
 }
 
@@ -1244,7 +1396,7 @@ int BPF_KPROBE(flush_kprobe, struct cgroup *cgrp, struct cgroup *parent, int cpu
 {
 	__u64 cgid = BPF_CORE_READ(cgrp, kn, id);
 
-	flush_step(stat_of(cgid, false), parent ? BPF_CORE_READ(parent, kn, id) : 0);
+	flush_step(stat_of(cgid, false), cgid, parent ? BPF_CORE_READ(parent, kn, id) : 0);
 	return 0;
 }
 
@@ -1268,10 +1420,12 @@ static __always_inline void forget(struct cgroup *cgrp, bool released)
 	s = stat_of(cgid, false);
 	if (!s)
 		return;
-	if (!flush_step(s, parent_id(cgrp)) && released)
+	if (!flush_step(s, cgid, parent_id(cgrp)) && released)
 		count_lost(LOST_REMOVED);
-	if (released)
+	if (released) {
 		bpf_map_delete_elem(&stats, &cgid);
+		bpf_map_delete_elem(&throttles, &cgid);
+	}
 }
 
 /* Runs under cgroup_mutex, after the cgroup went offline: no tasks, no live children. */
@@ -1325,6 +1479,44 @@ static __always_inline void print_hist(struct seq_file *seq, const char *name, c
 }
 
 /*
+ * The throttle's lines, from a copy of the cgroup's throttles entry (total
+ * plus pending) that is this read's own: "throttle: delay_ns N, count N"
+ * (the count is the histogram's sum) and "hist_throttle: b:n ...", or
+ * "throttle: unavailable" where the kernel refused the throttle's
+ * programs. A cgroup that never throttled has no entry: zeros.
+ */
+static __noinline void print_throttle(struct seq_file *seq, __u64 cgid, __u64 session)
+{
+	static const struct throttle_counters none;
+	struct throttle_stat *t;
+	struct throttle_counters *c;
+	__u64 *sum, *total, *pending;
+
+	if (!throttle_measured) {
+		BPF_SEQ_PRINTF(seq, "throttle: unavailable\n");
+		return;
+	}
+	/* Room: each read that gets here holds one of print_copies, of the same size. */
+	bpf_map_update_elem(&throttle_copies, &session, &none, BPF_NOEXIST);
+	c = bpf_map_lookup_elem(&throttle_copies, &session);
+	if (!c) {
+		BPF_SEQ_PRINTF(seq, "throttle: busy, read again\n");
+		return;
+	}
+	t = throttle_of(cgid, false);
+	if (t) {
+		sum = (__u64 *)c;
+		total = (__u64 *)&t->total;
+		pending = (__u64 *)&t->pending;
+		for (int i = 0; i < sizeof(*c) / sizeof(__u64); i++)
+			sum[i] = total[i] + pending[i];
+	}
+	BPF_SEQ_PRINTF(seq, "throttle: delay_ns %llu, count %llu\n", c->delay_ns, hist_sum(c->hist));
+	print_hist(seq, "hist_throttle", c->hist);
+	bpf_map_delete_elem(&throttle_copies, &session);
+}
+
+/*
  * The seed's line first, byte for byte (its fields are memory-cgroup
  * reclaim: max, high and proactive), then one line per cause, the maximum
  * and the histograms, all from one copy of the counters that is this
@@ -1375,10 +1567,7 @@ static __noinline void print_stat(struct seq_file *seq, __u64 cgid, __u64 sessio
 	print_cause(seq, "proactive", c->proactive_delay_ns, proactive_count, c->proactive_reclaimed);
 	print_cause(seq, "direct", c->direct.delay_ns, c->direct.count, c->direct.reclaimed);
 	print_cause(seq, "forced", c->forced.delay_ns, c->forced.count, c->forced.reclaimed);
-	if (throttle_measured)
-		BPF_SEQ_PRINTF(seq, "throttle: delay_ns %llu, count %llu\n", c->throttle.delay_ns, c->throttle.count);
-	else
-		BPF_SEQ_PRINTF(seq, "throttle: unavailable\n");
+	print_throttle(seq, cgid, session);
 	BPF_SEQ_PRINTF(seq, "oom_kills: %llu\n", c->oom_kills);
 	BPF_SEQ_PRINTF(seq, "max_delay_ns: %llu\n", c->max_delay_ns);
 	print_hist(seq, "hist_limit", c->limit_hist);
@@ -1427,7 +1616,7 @@ static __always_inline int dump_visit(struct bpf_iter__cgroup *ctx, bool walk)
 		struct cgstat *s = stat_of(cgid, false);
 
 		if (s && s->adds)
-			flush_step(s, parent_id(cgrp));
+			flush_step(s, cgid, parent_id(cgrp));
 	} else {
 		rstat_flush(cgrp);
 	}

@@ -21,11 +21,12 @@ type CgrstatCauseCounters struct {
 }
 
 type CgrstatCgstat struct {
-	_       structs.HostLayout
-	Adds    uint64
-	Stuck   uint64
-	Pending CgrstatCounters
-	Total   CgrstatCounters
+	_            structs.HostLayout
+	Adds         uint64
+	Stuck        uint64
+	ThrottleAdds uint64
+	Pending      CgrstatCounters
+	Total        CgrstatCounters
 }
 
 type CgrstatCounters struct {
@@ -39,15 +40,10 @@ type CgrstatCounters struct {
 	ProactiveReclaimed uint64
 	Direct             CgrstatCauseCounters
 	Forced             CgrstatCauseCounters
-	Throttle           struct {
-		_       structs.HostLayout
-		DelayNs uint64
-		Count   uint64
-	}
-	OomKills      uint64
-	LimitHist     [106]uint64
-	ProactiveHist [106]uint64
-	MaxDelayNs    uint64
+	OomKills           uint64
+	LimitHist          [106]uint64
+	ProactiveHist      [106]uint64
+	MaxDelayNs         uint64
 }
 
 type CgrstatFlushHow uint32
@@ -104,6 +100,18 @@ type CgrstatReclaimStart struct {
 	Pad               uint32
 	OverHighNs        uint64
 	OverHighReclaimNs uint64
+}
+
+type CgrstatThrottleCounters struct {
+	_       structs.HostLayout
+	DelayNs uint64
+	Hist    [106]uint64
+}
+
+type CgrstatThrottleStat struct {
+	_       structs.HostLayout
+	Pending CgrstatThrottleCounters
+	Total   CgrstatThrottleCounters
 }
 
 type CgrstatTraceEvent struct {
@@ -165,6 +173,8 @@ const (
 	CgrstatMapSeq              = "seq"
 	CgrstatMapSessions         = "sessions"
 	CgrstatMapStats            = "stats"
+	CgrstatMapThrottleCopies   = "throttle_copies"
+	CgrstatMapThrottles        = "throttles"
 	CgrstatMapTraceGate        = "trace_gate"
 	CgrstatMapTraceRings       = "trace_rings"
 	CgrstatMapTraceSlots       = "trace_slots"
@@ -256,19 +266,21 @@ type CgrstatProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type CgrstatMapSpecs struct {
-	Info          *ebpf.MapSpec `ebpf:"info"`
-	Lost          *ebpf.MapSpec `ebpf:"lost"`
-	OomVictims    *ebpf.MapSpec `ebpf:"oom_victims"`
-	PrintCopies   *ebpf.MapSpec `ebpf:"print_copies"`
-	ReclaimStarts *ebpf.MapSpec `ebpf:"reclaim_starts"`
-	Seq           *ebpf.MapSpec `ebpf:"seq"`
-	Sessions      *ebpf.MapSpec `ebpf:"sessions"`
-	Stats         *ebpf.MapSpec `ebpf:"stats"`
-	TraceGate     *ebpf.MapSpec `ebpf:"trace_gate"`
-	TraceRings    *ebpf.MapSpec `ebpf:"trace_rings"`
-	TraceSlots    *ebpf.MapSpec `ebpf:"trace_slots"`
-	TreeChunks    *ebpf.MapSpec `ebpf:"tree_chunks"`
-	TreeEmpty     *ebpf.MapSpec `ebpf:"tree_empty"`
+	Info           *ebpf.MapSpec `ebpf:"info"`
+	Lost           *ebpf.MapSpec `ebpf:"lost"`
+	OomVictims     *ebpf.MapSpec `ebpf:"oom_victims"`
+	PrintCopies    *ebpf.MapSpec `ebpf:"print_copies"`
+	ReclaimStarts  *ebpf.MapSpec `ebpf:"reclaim_starts"`
+	Seq            *ebpf.MapSpec `ebpf:"seq"`
+	Sessions       *ebpf.MapSpec `ebpf:"sessions"`
+	Stats          *ebpf.MapSpec `ebpf:"stats"`
+	ThrottleCopies *ebpf.MapSpec `ebpf:"throttle_copies"`
+	Throttles      *ebpf.MapSpec `ebpf:"throttles"`
+	TraceGate      *ebpf.MapSpec `ebpf:"trace_gate"`
+	TraceRings     *ebpf.MapSpec `ebpf:"trace_rings"`
+	TraceSlots     *ebpf.MapSpec `ebpf:"trace_slots"`
+	TreeChunks     *ebpf.MapSpec `ebpf:"tree_chunks"`
+	TreeEmpty      *ebpf.MapSpec `ebpf:"tree_empty"`
 }
 
 // CgrstatVariableSpecs contains global variables before they are loaded into the kernel.
@@ -301,19 +313,21 @@ func (o *CgrstatObjects) Close() error {
 //
 // It can be passed to LoadCgrstatObjects or ebpf.CollectionSpec.LoadAndAssign.
 type CgrstatMaps struct {
-	Info          *ebpf.Map `ebpf:"info"`
-	Lost          *ebpf.Map `ebpf:"lost"`
-	OomVictims    *ebpf.Map `ebpf:"oom_victims"`
-	PrintCopies   *ebpf.Map `ebpf:"print_copies"`
-	ReclaimStarts *ebpf.Map `ebpf:"reclaim_starts"`
-	Seq           *ebpf.Map `ebpf:"seq"`
-	Sessions      *ebpf.Map `ebpf:"sessions"`
-	Stats         *ebpf.Map `ebpf:"stats"`
-	TraceGate     *ebpf.Map `ebpf:"trace_gate"`
-	TraceRings    *ebpf.Map `ebpf:"trace_rings"`
-	TraceSlots    *ebpf.Map `ebpf:"trace_slots"`
-	TreeChunks    *ebpf.Map `ebpf:"tree_chunks"`
-	TreeEmpty     *ebpf.Map `ebpf:"tree_empty"`
+	Info           *ebpf.Map `ebpf:"info"`
+	Lost           *ebpf.Map `ebpf:"lost"`
+	OomVictims     *ebpf.Map `ebpf:"oom_victims"`
+	PrintCopies    *ebpf.Map `ebpf:"print_copies"`
+	ReclaimStarts  *ebpf.Map `ebpf:"reclaim_starts"`
+	Seq            *ebpf.Map `ebpf:"seq"`
+	Sessions       *ebpf.Map `ebpf:"sessions"`
+	Stats          *ebpf.Map `ebpf:"stats"`
+	ThrottleCopies *ebpf.Map `ebpf:"throttle_copies"`
+	Throttles      *ebpf.Map `ebpf:"throttles"`
+	TraceGate      *ebpf.Map `ebpf:"trace_gate"`
+	TraceRings     *ebpf.Map `ebpf:"trace_rings"`
+	TraceSlots     *ebpf.Map `ebpf:"trace_slots"`
+	TreeChunks     *ebpf.Map `ebpf:"tree_chunks"`
+	TreeEmpty      *ebpf.Map `ebpf:"tree_empty"`
 }
 
 func (m *CgrstatMaps) Close() error {
@@ -326,6 +340,8 @@ func (m *CgrstatMaps) Close() error {
 		m.Seq,
 		m.Sessions,
 		m.Stats,
+		m.ThrottleCopies,
+		m.Throttles,
 		m.TraceGate,
 		m.TraceRings,
 		m.TraceSlots,

@@ -4,4 +4,4 @@
 // `make generate` rebuilds them (clang-19, libbpf-dev).
 package bpf
 
-//go:generate go tool bpf2go -target amd64,arm64 -type counters -type cause_counters -type cgstat -type flush_seq -type lost_counter -type tree_node -type tree_chunk -type memcg_figures -type trace_slot -type trace_event Cgrstat cgrstat.c -- -mcpu=v3 -O2 -g -Wall -Werror -I/usr/include/x86_64-linux-gnu
+//go:generate go tool bpf2go -target amd64,arm64 -type counters -type cause_counters -type cgstat -type throttle_stat -type throttle_counters -type flush_seq -type lost_counter -type tree_node -type tree_chunk -type memcg_figures -type trace_slot -type trace_event Cgrstat cgrstat.c -- -mcpu=v3 -O2 -g -Wall -Werror -I/usr/include/x86_64-linux-gnu

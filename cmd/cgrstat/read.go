@@ -23,20 +23,22 @@ Without CGROUP, the cgroups that have stat files are read (those whose cgroup
 was removed are skipped, with a note); with --all, every cgroup below the root
 (or below each CGROUP) is, from one consistent copy of the maps.
 
-The table's RECLAIMS, DELAY, PAGES, quantiles and MAX are memory-cgroup
-reclaim (P90 is in --json and --hist); MEM.MAX (reclaim at charge time against
+The table's RECLAIMS, DELAY, PAGES, P99 and MAX are memory-cgroup reclaim
+(P50 and P90 are in --json and --hist); MEM.MAX (reclaim at charge time against
 memory.max, on cgroup v1 the limit: the task waits for it before it gets its
 memory), MEM.HIGH (reclaim after a charge went over memory.high, on the way
 back to user space) and PROACTIVE (memory.reclaim) split DELAY by cause;
-DIRECT is global direct reclaim, not in DELAY; FORCED is the memory-cgroup reclaim that
+DIRECT is global direct reclaim, not in DELAY; THROT is how long the kernel
+made the cgroup's tasks sleep as a penalty for staying above memory.high
+after reclaim, not in DELAY either (n/a where the kernel refuses the
+fentry/fexit that measure it); FORCED is the memory-cgroup reclaim that
 the limits of the cgroup's subtree made tasks stall in, wherever they ran.
 --json also gives oom_kills: the tasks of the cgroup or below that the OOM
 killer chose since the collectors were loaded (cgroup v1 too), throttle:
-the time its tasks slept as a penalty for staying above memory.high after
-reclaim, and how many sleeps ("unavailable" where the kernel refuses the
-fentry/fexit that measure it), and causes.limit, max + high, for scripts
-written before they were told apart.
---hist draws each cgroup's latency distribution instead.
+those penalty sleeps' time, count and buckets by length ("unavailable"
+where not measured), and causes.limit, max + high, for scripts written
+before they were told apart.
+--hist draws each cgroup's latency distribution instead, and its throttle's.
 
 A pod or container is named by its pod UID and container ID in the table
 ("pod 0b3c9a5e · containerd 3f9c2a1b"), and --json adds what its path tells

@@ -44,9 +44,14 @@ whether serve loaded the collectors.
 
 Reclaim is split by cause: max (a charge hit memory.max, or the v1 limit),
 high (reclaim after going over memory.high), proactive (memory.reclaim) and
-direct (the machine ran short). Beside it: OOM kills counted from BPF
-(cgroup v1 too), and the kernel's own memory.events and memory.pressure
-totals (cgrstat_memory_events_*_total, cgrstat_pressure_memory_*_seconds_total,
+direct (the machine ran short). Beside it: the throttle after memory.high,
+how long the kernel made the cgroup's tasks sleep as a penalty for staying
+above memory.high after reclaim (cgrstat_throttle_seconds_total,
+cgrstat_throttles_total and the histogram cgrstat_throttle_duration_seconds;
+absent where the kernel refuses the fentry/fexit that measure it,
+cgrstat_throttle_measured 0); OOM kills counted from BPF (cgroup v1 too);
+and the kernel's own memory.events and memory.pressure totals
+(cgrstat_memory_events_*_total, cgrstat_pressure_memory_*_seconds_total,
 named as cadvisor's), read in the same walk.
 
 By default cgroups down to --depth 3 are exported: every systemd unit and

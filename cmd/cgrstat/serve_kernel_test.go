@@ -94,6 +94,21 @@ func series(name, cgroup string, more ...string) string {
 func expectedSeries(stats []reclaim.Stat) map[string]float64 {
 	want := map[string]float64{}
 	sec := func(ns uint64) float64 { return float64(ns) / 1e9 }
+	// A histogram's series: sum, count, +Inf and one bucket per exported bound.
+	hist := func(name, path string, h *reclaim.Hist, sumNS uint64, labels ...string) {
+		want[series(name+"_sum", path, labels...)] = sec(sumNS)
+		want[series(name+"_count", path, labels...)] = float64(h.Total())
+		want[series(name+"_bucket", path, append(labels, "le", "+Inf")...)] = float64(h.Total())
+		for e := 10; e <= 36; e += 2 {
+			var n uint64
+			for i, k := range h {
+				if _, hi := reclaim.BucketBounds(i); hi <= 1<<e {
+					n += k
+				}
+			}
+			want[series(name+"_bucket", path, append(labels, "le", leLabel(float64(uint64(1)<<e)/1e9))...)] = float64(n)
+		}
+	}
 	for _, s := range stats {
 		want[series("cgrstat_memcg_reclaims_total", s.Path)] = float64(s.Count)
 		for c := reclaim.Cause(0); c < reclaim.NrCauses; c++ {
@@ -104,9 +119,10 @@ func expectedSeries(stats []reclaim.Stat) map[string]float64 {
 			}
 		}
 		// Absent, not 0, where the kernel does not let it be measured.
-		if s.Throttle.Measured && s.Throttle.DelayNS > 0 {
+		if s.Throttle.Measured && s.Throttle.Count > 0 {
 			want[series("cgrstat_throttle_seconds_total", s.Path)] = sec(s.Throttle.DelayNS)
 			want[series("cgrstat_throttles_total", s.Path)] = float64(s.Throttle.Count)
+			hist("cgrstat_throttle_duration_seconds", s.Path, s.Throttle.Hist, s.Throttle.DelayNS)
 		}
 		if s.Forced.Count > 0 {
 			want[series("cgrstat_forced_reclaim_seconds_total", s.Path)] = sec(s.Forced.DelayNS)
@@ -121,19 +137,7 @@ func expectedSeries(stats []reclaim.Stat) map[string]float64 {
 			if d.Counters.Count == 0 {
 				continue
 			}
-			h, cause := d.Hist, d.Name
-			want[series("cgrstat_reclaim_duration_seconds_sum", s.Path, "cause", cause)] = sec(d.Counters.DelayNS)
-			want[series("cgrstat_reclaim_duration_seconds_count", s.Path, "cause", cause)] = float64(h.Total())
-			want[series("cgrstat_reclaim_duration_seconds_bucket", s.Path, "cause", cause, "le", "+Inf")] = float64(h.Total())
-			for e := 10; e <= 36; e += 2 {
-				var n uint64
-				for i, k := range h {
-					if _, hi := reclaim.BucketBounds(i); hi <= 1<<e {
-						n += k
-					}
-				}
-				want[series("cgrstat_reclaim_duration_seconds_bucket", s.Path, "cause", cause, "le", leLabel(float64(uint64(1)<<e)/1e9))] = float64(n)
-			}
+			hist("cgrstat_reclaim_duration_seconds", s.Path, d.Hist, d.Counters.DelayNS, "cause", d.Name)
 		}
 	}
 	return want

@@ -92,7 +92,8 @@ type field struct {
 }
 
 // stall lists what the tasks of a subtree stalled in: the seed's
-// counters, the maximum, every bucket and every cause.
+// counters, the maximum, every bucket and every cause, and the throttle
+// after memory.high with its buckets.
 func stall(s *reclaim.Stat) []field {
 	f := []field{
 		{"total_vmscan_delay", s.DelayNS}, {"vmscan_count", s.Count}, {"nr_reclaimed", s.Reclaimed},
@@ -107,6 +108,14 @@ func stall(s *reclaim.Stat) []field {
 			lo, hi := reclaim.BucketBounds(i)
 			f = append(f, field{fmt.Sprintf("%s bucket [%d,%d) ns", d.Name, lo, hi), n})
 		}
+	}
+	var th reclaim.Hist
+	if s.Throttle.Hist != nil {
+		th = *s.Throttle.Hist
+	}
+	for i, n := range th {
+		lo, hi := reclaim.BucketBounds(i)
+		f = append(f, field{fmt.Sprintf("throttle bucket [%d,%d) ns", lo, hi), n})
 	}
 	return f
 }
@@ -150,6 +159,13 @@ func consistent(rel string, s *reclaim.Stat) Invariant {
 		if d.Hist.Total() != d.Counters.Count {
 			bad = append(bad, fmt.Sprintf("%s buckets add up to %d, %s.count %d", d.Name, d.Hist.Total(), d.Name, d.Counters.Count))
 		}
+	}
+	var throttled uint64
+	if s.Throttle.Hist != nil {
+		throttled = s.Throttle.Hist.Total()
+	}
+	if throttled != s.Throttle.Count {
+		bad = append(bad, fmt.Sprintf("throttle buckets add up to %d, throttle.count %d", throttled, s.Throttle.Count))
 	}
 	memcg := s.Limit().Add(s.Causes[reclaim.Proactive])
 	seed := stall(s)[:3] // the seed's three

@@ -189,6 +189,7 @@ func TestVerifyNonLeafChanged(t *testing.T) {
 			detail: "max.delay_ns ",
 		},
 		{name: "direct count +1", change: func(s *reclaim.Stat) { s.Causes[reclaim.Direct].Count++ }, detail: "direct.count "},
+		{name: "a throttle sleep more, consistently", change: func(s *reclaim.Stat) { s.ObserveThrottle(300e6) }, detail: "throttle.delay_ns "},
 		{name: "forced below its children's", change: func(s *reclaim.Stat) { s.Forced.Reclaimed-- }, detail: "forced.reclaimed_pages ", forced: true},
 		// Its own limit forced reclaim too: allowed at the node, but its
 		// parent's forced is then less than its children's.
@@ -301,6 +302,7 @@ func TestVerifyLeafInconsistent(t *testing.T) {
 			"max + high + proactive.reclaimed_pages 29 vs nr_reclaimed 30"},
 		{"max below the top bucket", func(s *reclaim.Stat) { s.MaxNS = 2_100 }, "max_delay_ns 2100 outside the highest non-empty bucket"},
 		{"max above the top bucket", func(s *reclaim.Stat) { s.MaxNS = 1e9 }, "max_delay_ns 1000000000 outside the highest non-empty bucket"},
+		{"a throttle sleep without its bucket", func(s *reclaim.Stat) { s.Throttle.Count++ }, "throttle buckets add up to 0, throttle.count 1"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -93,8 +93,11 @@ var (
 		"memory.failcnt (cgroup v1): charges that hit memory.limit_in_bytes; from the first on.",
 		counterType, "cgroup")
 	throttleSeconds = newFamily("throttle_seconds_total",
-		"Time the cgroup's tasks spent in the kernel's over-high handler outside reclaim: the penalty sleep for staying above memory.high after reclaiming. Only where the kernel lets fentry attach (cgrstat_throttle_measured 1); from the first such time on."+hierarchical,
+		"Time the cgroup's tasks slept as the kernel's penalty for staying above memory.high after reclaiming (over-high handler calls with 1 ms or more outside reclaim). Only where the kernel lets fentry attach (cgrstat_throttle_measured 1); from the first such sleep on."+hierarchical,
 		counterType, "cgroup")
+	throttleDuration = newFamily("throttle_duration_seconds",
+		"Length of those penalty sleeps after memory.high, in the buckets of cgrstat_reclaim_duration_seconds; where measured, from the cgroup's first sleep on."+hierarchical,
+		histogramType, "cgroup")
 	throttles = newFamily("throttles_total",
 		"Times the cgroup's tasks were put to sleep for staying above memory.high (over-high handler calls with 1 ms or more outside reclaim); where measured, from the first on."+hierarchical,
 		counterType, "cgroup")

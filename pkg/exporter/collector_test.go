@@ -252,3 +252,41 @@ func TestRowsReused(t *testing.T) {
 		}
 	}
 }
+
+// TestThrottleSeries: a cgroup that slept after memory.high has the
+// throttle's time, count and histogram; one that did not has none of
+// them, nor one whose load does not measure the throttle.
+func TestThrottleSeries(t *testing.T) {
+	snap := syntheticActive(3, 0)
+	snap.Health.Throttle = true
+	for i := range snap.Rows {
+		snap.Rows[i].Throttle.Measured = true
+	}
+	snap.Rows[1].ObserveThrottle(300_000_000)
+	snap.Rows[1].ObserveThrottle(2_000_000)
+	body := scrapeOnce(t, New(fixed{snap}))
+	for _, want := range []string{
+		`cgrstat_throttle_seconds_total{cgroup="/top/c0"} 0.302`,
+		`cgrstat_throttles_total{cgroup="/top/c0"} 2`,
+		`cgrstat_throttle_duration_seconds_bucket{cgroup="/top/c0",le="0.004194304"} 1`,
+		`cgrstat_throttle_duration_seconds_bucket{cgroup="/top/c0",le="0.268435456"} 1`,
+		`cgrstat_throttle_duration_seconds_bucket{cgroup="/top/c0",le="1.073741824"} 2`,
+		`cgrstat_throttle_duration_seconds_count{cgroup="/top/c0"} 2`,
+		`cgrstat_throttle_duration_seconds_sum{cgroup="/top/c0"} 0.302`,
+		`cgrstat_throttle_measured 1`,
+	} {
+		if !strings.Contains(body, want+"\n") {
+			t.Errorf("scrape lacks %s", want)
+		}
+	}
+	if n := strings.Count(body, "cgrstat_throttle_duration_seconds_count{"); n != 1 {
+		t.Errorf("%d throttle histograms, want the one of /top/c0:\n%s", n, body)
+	}
+	snap.Health.Throttle = false
+	for i := range snap.Rows {
+		snap.Rows[i].Throttle.Measured = false
+	}
+	if body := scrapeOnce(t, New(fixed{snap})); strings.Contains(body, "cgrstat_throttle_duration_seconds_count{") || !strings.Contains(body, "cgrstat_throttle_measured 0\n") {
+		t.Errorf("unmeasured throttle exported:\n%s", body)
+	}
+}

@@ -135,9 +135,10 @@ func (s *scrape) cgroup(cg *reclaim.Stat) {
 	if cg.OOMKills > 0 {
 		s.counterWith(oomKills, float64(cg.OOMKills), only)
 	}
-	if cg.Throttle.Measured && cg.Throttle.DelayNS > 0 {
-		s.counterWith(throttleSeconds, seconds(cg.Throttle.DelayNS), only)
-		s.counterWith(throttles, float64(cg.Throttle.Count), only)
+	if th := &cg.Throttle; th.Measured && th.Count > 0 && th.Hist != nil {
+		s.counterWith(throttleSeconds, seconds(th.DelayNS), only)
+		s.counterWith(throttles, float64(th.Count), only)
+		s.add(throttleDuration, &dto.Metric{Label: only, Histogram: histogram(th.Hist, th.DelayNS)})
 	}
 	s.kernel(cg, only)
 	s.info(cg.Path)

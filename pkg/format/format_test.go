@@ -153,7 +153,7 @@ func TestStatusText(t *testing.T) {
 				"  not fentry: fentry refused by the kernel (EPERM; kernel lockdown?)\n",
 				"holding the kernel's cgroup_mutex",
 				"cgroups:     v1 at /sys/fs/cgroup/memory\n",
-				"maps:        3 of 10240 cgroups tracked; 155.7 KiB in use (143.7 KiB preallocated + 4.0 KiB per tracked cgroup), at most 40.1 MiB\n",
+				"maps:        3 of 10240 cgroups tracked; 213.4 KiB in use (201.4 KiB preallocated + 4.0 KiB per tracked cgroup), at most 40.2 MiB\n",
 				"lost:        events 1, rstat marks 4, removed deltas 2 (and 3 deltas waited for room)\n",
 				"the map was full",
 				"stat files:  2\n  /test\n  /test/child1 (stale: the cgroup was removed; cgrstat unpin /test/child1)\n",
@@ -210,7 +210,7 @@ func TestStatusJSON(t *testing.T) {
 			t.Fatalf("not an object: %s", buf.Bytes())
 		}
 		wantMaps := `{"stats":{"entries":3,"max_entries":10240},"walk_holds_cgroup_mutex":true,
-			"memory":{"preallocated_bytes":147104,"per_cgroup_bytes":4096,"used_bytes":159392,"at_most_bytes":42090144},
+			"memory":{"preallocated_bytes":206240,"per_cgroup_bytes":4096,"used_bytes":218528,"at_most_bytes":42149280},
 			"lost":{"events":1,"waited_deltas":3,"rstat_marks":4,"removed_deltas":2}}`
 		if !reflect.DeepEqual(got["maps"], decode(t, []byte(wantMaps))) {
 			t.Errorf("maps = %v, want %s", got["maps"], wantMaps)

@@ -19,7 +19,9 @@ const barWidth = 52
 // range and count, then the causes, with their own quantiles where they
 // have a distribution: proactive reclaim stalls the agent that writes
 // memory.reclaim, limit reclaim the workload, so their tails differ. Max
-// and high share limit's distribution (reclaim.Stat.LimitHist).
+// and high share limit's distribution (reclaim.Stat.LimitHist). Last the
+// throttle after memory.high, with its own bars: those are sleeps, not
+// reclaims.
 func Hist(w io.Writer, s reclaim.Stat) error {
 	fmt.Fprintf(w, "%s: memory-cgroup reclaim %s", escape.String(s.Path), counters(s.Memcg()))
 	if s.Count > 0 {
@@ -41,9 +43,13 @@ func Hist(w io.Writer, s reclaim.Stat) error {
 	fmt.Fprintf(w, "%-10s %s\n", "forced:", counters(s.Forced))
 	throttle := "unavailable (the kernel refused fentry/fexit)"
 	if s.Throttle.Measured {
-		throttle = fmt.Sprintf("%s in %d sleeps", Latency(s.Throttle.DelayNS), s.Throttle.Count)
+		// No maximum is kept for the throttle: the quantiles are the buckets'.
+		throttle = fmt.Sprintf("%s in %d sleeps%s", Latency(s.Throttle.DelayNS), s.Throttle.Count, quantiles(s.Throttle.Hist, ^uint64(0)))
 	}
 	_, err := fmt.Fprintf(w, "%-10s %s\n", "throttle:", throttle)
+	if s.Throttle.Hist != nil {
+		bars(w, s.Throttle.Hist)
+	}
 	return err
 }
 

@@ -37,9 +37,21 @@ throttle:  unavailable (the kernel refused fentry/fexit)
 		t.Errorf("Hist wrote\n%s\nwant\n%s", got, want)
 	}
 	buf.Reset()
-	s.Throttle = reclaim.Throttle{Measured: true, DelayNS: 24_000_000, Count: 2}
-	if err := Hist(&buf, s); err != nil || !strings.HasSuffix(buf.String(), "\nthrottle:  24ms in 2 sleeps\n") {
-		t.Errorf("Hist with a throttle wrote\n%s", buf.String())
+	s.Throttle = reclaim.Throttle{Measured: true}
+	if err := Hist(&buf, s); err != nil || !strings.HasSuffix(buf.String(), "\nthrottle:  0 in 0 sleeps\n") {
+		t.Errorf("Hist with no throttle measured wrote\n%s", buf.String())
+	}
+	buf.Reset()
+	s.ObserveThrottle(12_000_000)
+	s.ObserveThrottle(300_000_000)
+	s.ObserveThrottle(310_000_000)
+	want = `throttle:  622ms in 3 sleeps; p50 285ms, p99 335ms
+[10ms, 13ms)   1 |@@@@@@@@@@@@@@@@@@@@@@@@@@                          |
+[13ms, 268ms)  0 |                                                    | 18 buckets
+[268ms, 336ms) 2 |@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@|
+`
+	if err := Hist(&buf, s); err != nil || !strings.HasSuffix(buf.String(), "\n"+want) {
+		t.Errorf("Hist with a throttle wrote\n%s\nwant it to end\n%s", buf.String(), want)
 	}
 }
 

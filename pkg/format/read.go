@@ -20,16 +20,17 @@ const minName = 16
 // readHeader is the table's header. RECLAIMS, DELAY, PAGES and the
 // quantiles are memory-cgroup reclaim, the seed's counters; MEM.MAX (v1:
 // the limit), MEM.HIGH and PROACTIVE split DELAY by cause; DIRECT is
-// global direct reclaim, outside
-// DELAY; FORCED is the memory-cgroup reclaim that this subtree's limits
-// (or memory.reclaim) made tasks stall in, wherever those tasks were.
-// The throttle after memory.high is in the JSON, read --hist, watch and
-// serve: a column here would leave the names too little of MaxWidth.
+// global direct reclaim, outside DELAY; THROT (as watch calls it) is the
+// penalty sleep after memory.high, not reclaim either ("n/a" where the
+// kernel refuses to let it be measured); FORCED is the memory-cgroup
+// reclaim that this subtree's limits (or memory.reclaim) made tasks stall
+// in, wherever those tasks were.
 //
-// P90 is in the JSON and read --hist, not here: the two limits' columns
-// took its room in MaxWidth.
-var readHeader = []string{"CGROUP", "RECLAIMS", "DELAY", "PAGES", "P50", "P99", "MAX",
-	"MEM.MAX", "MEM.HIGH", "PROACTIVE", "DIRECT", "FORCED"}
+// P50 and P90 are in the JSON and read --hist, not here: the two limits'
+// columns took P90's room in MaxWidth, THROT P50's (for a stall the
+// tail, P99 and MAX, tells how badly).
+var readHeader = []string{"CGROUP", "RECLAIMS", "DELAY", "PAGES", "P99", "MAX",
+	"MEM.MAX", "MEM.HIGH", "PROACTIVE", "DIRECT", "THROT", "FORCED"}
 
 // Table writes one row per cgroup: how badly (count, total delay, pages,
 // quantiles, max) and why (delay by cause, and forced on the subtree), in
@@ -52,16 +53,20 @@ func Table(w io.Writer, rows []readout.Row) error {
 }
 
 func row(s *reclaim.Stat) []string {
-	dist := []string{"-", "-", "-"} // p50, p99, max
+	dist := []string{"-", "-"} // p99, max
 	if s.Count > 0 {
 		q := s.Quantiles()
-		dist = []string{Latency(q[0]), Latency(q[2]), Latency(s.MaxNS)}
+		dist = []string{Latency(q[2]), Latency(s.MaxNS)}
 	}
 	out := []string{"", strconv.FormatUint(s.Count, 10), Latency(s.DelayNS), strconv.FormatUint(s.Reclaimed, 10)}
 	out = append(out, dist...)
+	throttle := "n/a"
+	if s.Throttle.Measured {
+		throttle = Latency(s.Throttle.DelayNS)
+	}
 	return append(out, Latency(s.Causes[reclaim.Max].DelayNS), Latency(s.Causes[reclaim.High].DelayNS),
 		Latency(s.Causes[reclaim.Proactive].DelayNS),
-		Latency(s.Causes[reclaim.Direct].DelayNS), Latency(s.Forced.DelayNS))
+		Latency(s.Causes[reclaim.Direct].DelayNS), throttle, Latency(s.Forced.DelayNS))
 }
 
 // treeNames names each cgroup for the table: a cgroup below an earlier

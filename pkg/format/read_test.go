@@ -55,7 +55,12 @@ func TestTable(t *testing.T) {
 	pods := stat("/pods", 20_000, 30_000, 800_000_000)
 	pods.Causes[reclaim.Direct] = reclaim.Counters{DelayNS: 12_300_000, Count: 4, Reclaimed: 100}
 	pods.Forced = reclaim.Counters{DelayNS: 800_020_000, Count: 2, Reclaimed: 64}
-	lines := render(t, pods, stat("/pods/a", 20_000, 30_000, 800_000_000), stat("/idle"))
+	// The throttle where measured (a load measures every cgroup or none:
+	// /idle stands for a load that does not).
+	a := stat("/pods/a", 20_000, 30_000, 800_000_000)
+	a.ObserveThrottle(1_850_000_000)
+	pods.ObserveThrottle(1_850_000_000)
+	lines := render(t, pods, a, stat("/idle"))
 	if len(lines) != 4 {
 		t.Fatalf("want a header and 3 rows:\n%s", strings.Join(lines, "\n"))
 	}
@@ -63,11 +68,11 @@ func TestTable(t *testing.T) {
 		line int
 		want []string
 	}{
-		{0, []string{"CGROUP", "RECLAIMS", "DELAY", "PAGES", "P50", "P99", "MAX", "MEM.MAX", "MEM.HIGH", "PROACTIVE", "DIRECT", "FORCED"}},
-		// count, total, pages, p50 p99 max (capped by it), max, high, proactive, direct, forced
-		{1, []string{"/pods", "3", "800ms", "96", "31µs", "800ms", "800ms", "50µs", "0", "800ms", "12ms", "800ms"}},
-		{2, []string{"a", "3", "800ms", "96", "31µs", "800ms", "800ms", "50µs", "0", "800ms", "0", "0"}},
-		{3, []string{"/idle", "0", "0", "0", "-", "-", "-", "0", "0", "0", "0", "0"}},
+		{0, []string{"CGROUP", "RECLAIMS", "DELAY", "PAGES", "P99", "MAX", "MEM.MAX", "MEM.HIGH", "PROACTIVE", "DIRECT", "THROT", "FORCED"}},
+		// count, total, pages, p99 max (capped by it), max, high, proactive, direct, throttle, forced
+		{1, []string{"/pods", "3", "800ms", "96", "800ms", "800ms", "50µs", "0", "800ms", "12ms", "1.9s", "800ms"}},
+		{2, []string{"a", "3", "800ms", "96", "800ms", "800ms", "50µs", "0", "800ms", "0", "1.9s", "0"}},
+		{3, []string{"/idle", "0", "0", "0", "-", "-", "0", "0", "0", "0", "n/a", "0"}},
 	}
 	for _, tt := range tests {
 		if got := strings.Fields(lines[tt.line]); strings.Join(got, " ") != strings.Join(tt.want, " ") {
@@ -103,6 +108,7 @@ func TestTableWidth(t *testing.T) {
 		s.Causes[reclaim.Proactive].DelayNS = 19_999 * 1e9
 		s.Causes[reclaim.Direct].DelayNS = 5_000 * 1e9
 		s.Forced.DelayNS = 99_999 * 1e9
+		s.ObserveThrottle(99_999 * 1e9)
 		return s
 	}
 	root := "/kubepods.slice"

@@ -191,6 +191,9 @@ func configuredSpec(opts Options) (*ebpf.CollectionSpec, error) {
 	// The tree walk's chunks are not sized by it: a read covers any tree
 	// the kernel can hold, whatever the cgroups tracked for reclaim.
 	specs.Stats.MaxEntries = max
+	// The throttle's entries, of throttled cgroups and their ancestors, a
+	// subset of stats'.
+	specs.Throttles.MaxEntries = max
 	if err := specs.MemcgV1Hierarchy.Set(opts.MemcgV1Hierarchy); err != nil {
 		return nil, fmt.Errorf("setting memcg_v1_hierarchy: %w", err)
 	}

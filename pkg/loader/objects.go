@@ -215,8 +215,8 @@ func (o *objects) maps() map[string]*ebpf.Map {
 		bpf.CgrstatMapReclaimStarts: m.ReclaimStarts, bpf.CgrstatMapSessions: m.Sessions,
 		bpf.CgrstatMapSeq: m.Seq, bpf.CgrstatMapTreeChunks: m.TreeChunks,
 		bpf.CgrstatMapTreeEmpty: m.TreeEmpty, bpf.CgrstatMapPrintCopies: m.PrintCopies,
-		bpf.CgrstatMapOomVictims: m.OomVictims,
-		bpf.CgrstatMapTraceGate:  m.TraceGate, bpf.CgrstatMapTraceSlots: m.TraceSlots, bpf.CgrstatMapTraceRings: m.TraceRings,
+		bpf.CgrstatMapOomVictims: m.OomVictims, bpf.CgrstatMapThrottles: m.Throttles, bpf.CgrstatMapThrottleCopies: m.ThrottleCopies,
+		bpf.CgrstatMapTraceGate: m.TraceGate, bpf.CgrstatMapTraceSlots: m.TraceSlots, bpf.CgrstatMapTraceRings: m.TraceRings,
 	}
 }
 

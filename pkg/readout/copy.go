@@ -31,14 +31,14 @@ func (h *Handle) copyRows(s *Snapshot, trees [][]Member, f *Filter) (entries int
 	if len(trees) == 0 {
 		return -1, nil
 	}
-	copied, err := h.CopyStats()
+	copied, throttles, err := h.copyMaps()
 	if err != nil {
 		return 0, err
 	}
 	from := len(s.Rows)
 	for _, members := range trees {
 		s.Cgroups += len(members)
-		s.Rows = hierarchical(s.Rows, members, copied, h.Record.CgroupVersion == 1, f)
+		s.Rows = hierarchical(s.Rows, members, copied, throttles, h.Record.CgroupVersion == 1, f)
 	}
 	// A stat file says whether the throttle is measured; the map copy
 	// does not, the load's record does.
@@ -53,24 +53,24 @@ func (h *Handle) copyRows(s *Snapshot, trees [][]Member, f *Filter) (entries int
 // its subtree (see bpf/cgrstat.c), so that no flush is needed and every
 // parent is exactly its own reclaim plus its children's. Members come
 // parents first. Most cgroups of a big tree have no entry: they cost no
-// counter arithmetic, and those the filter drops no Stat either.
-func hierarchical(rows []Row, members []Member, entries map[uint64]*bpf.CgrstatCgstat, v1 bool, f *Filter) []Row {
-	// pending[i]: the pending counters of i's subtree, nil where there are none.
-	pending := make([]*bpf.CgrstatCounters, len(members))
-	add := func(i int, c *bpf.CgrstatCounters) {
-		if pending[i] == nil {
-			pending[i] = &bpf.CgrstatCounters{}
+// counter arithmetic, and those the filter drops no Stat either. The
+// throttle's entries (throttles, few: only cgroups with memory.high
+// throttle) are summed the same way.
+func hierarchical(rows []Row, members []Member, entries map[uint64]*bpf.CgrstatCgstat, throttles map[uint64]*bpf.CgrstatThrottleStat, v1 bool, f *Filter) []Row {
+	pending := subtreePending(members, func(id uint64) *bpf.CgrstatCounters {
+		if e := entries[id]; e != nil {
+			return &e.Pending
 		}
-		reclaim.Add(pending[i], c)
-	}
-	// Children after parents: summing backwards folds each subtree into its top.
-	for i := len(members) - 1; i >= 0; i-- {
-		if e := entries[members[i].ID]; e != nil && e.Pending != (bpf.CgrstatCounters{}) {
-			add(i, &e.Pending)
-		}
-		if up := members[i].Up; up >= 0 && pending[i] != nil {
-			add(up, pending[i])
-		}
+		return nil
+	}, reclaim.Add)
+	var throttled []*bpf.CgrstatThrottleCounters
+	if len(throttles) > 0 {
+		throttled = subtreePending(members, func(id uint64) *bpf.CgrstatThrottleCounters {
+			if t := throttles[id]; t != nil {
+				return &t.Pending
+			}
+			return nil
+		}, reclaim.AddThrottle)
 	}
 	// Room for every member at once: a row is 2.7 KB, and growing the
 	// slice copied and faulted in 10,000 rows several times.
@@ -108,8 +108,42 @@ func hierarchical(rows []Row, members []Member, entries map[uint64]*bpf.CgrstatC
 		r := &rows[len(rows)-1]
 		r.Stat = reclaim.FromCounters(m.ID, m.Path, &v)
 		r.SetFigures(&m.Figures, v1)
+		if t := throttles[m.ID]; t != nil || throttled != nil && throttled[i] != nil {
+			var tv bpf.CgrstatThrottleCounters
+			if t != nil {
+				tv = t.Total
+			}
+			if throttled != nil && throttled[i] != nil {
+				reclaim.AddThrottle(&tv, throttled[i])
+			}
+			r.Throttle = reclaim.ThrottleFrom(&tv, false)
+		}
 	}
 	return rows
+}
+
+// subtreePending is, for each member, the sum of the pending counters
+// (pendingOf its id, nil without an entry) of its subtree, added with add;
+// nil where they are all zero. Children come after parents: summing
+// backwards folds each subtree into its top.
+func subtreePending[C comparable](members []Member, pendingOf func(id uint64) *C, add func(a, b *C)) []*C {
+	var zero C
+	out := make([]*C, len(members))
+	addTo := func(i int, c *C) {
+		if out[i] == nil {
+			out[i] = new(C)
+		}
+		add(out[i], c)
+	}
+	for i := len(members) - 1; i >= 0; i-- {
+		if c := pendingOf(members[i].ID); c != nil && *c != zero {
+			addTo(i, c)
+		}
+		if up := members[i].Up; up >= 0 && out[i] != nil {
+			addTo(up, out[i])
+		}
+	}
+	return out
 }
 
 // copyTries bounds the retries of CopyStats. A flush step takes
@@ -124,21 +158,33 @@ var ErrMoving = errors.New("the stats kept moving: no consistent copy of the map
 // (the consistent copy): it reads the finished flush steps, the map, then
 // the begun ones, and tries again unless they are equal.
 func (h *Handle) CopyStats() (map[uint64]*bpf.CgrstatCgstat, error) {
-	var keys []uint64
+	stats, _, err := h.copyMaps()
+	return stats, err
+}
+
+// copyMaps is CopyStats with the throttle's map, copied in the same
+// window: one flush step drains both (bpf/cgrstat.c).
+func (h *Handle) copyMaps() (map[uint64]*bpf.CgrstatCgstat, map[uint64]*bpf.CgrstatThrottleStat, error) {
+	var keys, tkeys []uint64
 	var vals []bpf.CgrstatCgstat
+	var tvals []bpf.CgrstatThrottleStat
 	for try := 0; try < copyTries; try++ {
 		before, err := readSeq(h.seq)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		var n int
+		var n, tn int
 		keys, vals, n, err = readAll(h.stats, keys, vals)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
+		}
+		tkeys, tvals, tn, err = readAll(h.throttles, tkeys, tvals)
+		if err != nil {
+			return nil, nil, err
 		}
 		after, err := readSeq(h.seq)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if after.Begun != before.Done {
 			continue
@@ -147,9 +193,16 @@ func (h *Handle) CopyStats() (map[uint64]*bpf.CgrstatCgstat, error) {
 		for i := 0; i < n; i++ {
 			out[keys[i]] = &vals[i]
 		}
-		return out, nil
+		var throttles map[uint64]*bpf.CgrstatThrottleStat
+		if tn > 0 {
+			throttles = make(map[uint64]*bpf.CgrstatThrottleStat, tn)
+			for i := 0; i < tn; i++ {
+				throttles[tkeys[i]] = &tvals[i]
+			}
+		}
+		return out, throttles, nil
 	}
-	return nil, ErrMoving
+	return nil, nil, ErrMoving
 }
 
 func readSeq(m *ebpf.Map) (bpf.CgrstatFlushSeq, error) {
@@ -166,14 +219,14 @@ const batchSize = 256
 // readAll reads the whole map in batches into keys and vals, grown as
 // needed (entries are 3.7 KB: a read sized for max_entries would allocate
 // tens of MB for a map that holds a few cgroups).
-func readAll(m *ebpf.Map, keys []uint64, vals []bpf.CgrstatCgstat) ([]uint64, []bpf.CgrstatCgstat, int, error) {
+func readAll[V any](m *ebpf.Map, keys []uint64, vals []V) ([]uint64, []V, int, error) {
 	var cursor ebpf.MapBatchCursor
 	got := 0
 	for {
 		// Room for a whole batch: a batch needs room for a whole hash bucket.
 		if len(keys) < got+batchSize {
 			keys = append(keys, make([]uint64, got+batchSize-len(keys))...)
-			vals = append(vals, make([]bpf.CgrstatCgstat, got+batchSize-len(vals))...)
+			vals = append(vals, make([]V, got+batchSize-len(vals))...)
 		}
 		n, err := m.BatchLookup(&cursor, keys[got:got+batchSize], vals[got:got+batchSize], nil)
 		got += n
@@ -181,7 +234,7 @@ func readAll(m *ebpf.Map, keys []uint64, vals []bpf.CgrstatCgstat) ([]uint64, []
 			return keys, vals, got, nil
 		}
 		if err != nil {
-			return keys, vals, 0, fmt.Errorf("reading the stats map: %w", err)
+			return keys, vals, 0, fmt.Errorf("reading the %s map: %w", mapName(m), err)
 		}
 	}
 }
@@ -191,4 +244,12 @@ func readAll(m *ebpf.Map, keys []uint64, vals []bpf.CgrstatCgstat) ([]uint64, []
 func (h *Handle) Flush(c cgroup.Cgroup) error {
 	_, err := h.ReadOne(c)
 	return err
+}
+
+// mapName is m's name as the kernel knows it, for an error.
+func mapName(m *ebpf.Map) string {
+	if info, err := m.Info(); err == nil {
+		return info.Name
+	}
+	return "stats"
 }

@@ -23,6 +23,7 @@ type Handle struct {
 
 	dump, tree               *ebpf.Program
 	stats, seq, chunks, lost *ebpf.Map
+	throttles                *ebpf.Map
 }
 
 // Open opens the load pinned at pinPath. With nothing loaded there the
@@ -41,7 +42,7 @@ func Open(pinPath string) (*Handle, error) {
 		}
 	}
 	maps := map[string]**ebpf.Map{bpf.CgrstatMapStats: &h.stats, bpf.CgrstatMapSeq: &h.seq,
-		bpf.CgrstatMapLost: &h.lost, bpf.CgrstatMapTreeChunks: &h.chunks}
+		bpf.CgrstatMapLost: &h.lost, bpf.CgrstatMapTreeChunks: &h.chunks, bpf.CgrstatMapThrottles: &h.throttles}
 	for name, m := range maps {
 		if *m, err = ebpf.LoadPinnedMap(dir.Map(name), nil); err != nil {
 			h.Close()
@@ -58,7 +59,7 @@ func (h *Handle) Close() {
 			prog.Close()
 		}
 	}
-	for _, m := range []*ebpf.Map{h.stats, h.seq, h.lost, h.chunks} {
+	for _, m := range []*ebpf.Map{h.stats, h.seq, h.lost, h.chunks, h.throttles} {
 		if m != nil {
 			m.Close()
 		}

@@ -163,8 +163,10 @@ var (
 	TreeChunkBytes = uint32(binary.Size(bpf.CgrstatTreeChunk{}))
 
 	printCopyBytes = uint64(htabElemHeader + 8 + binary.Size(bpf.CgrstatCounters{}))
-	// per CPU: the lost counters, and the print copies' spare element
-	perCPUBytes = 4*8 + printCopyBytes
+	// throttle_copies: as many, of the throttle's counters
+	throttleCopyBytes = uint64(htabElemHeader + 8 + binary.Size(bpf.CgrstatThrottleCounters{}))
+	// per CPU: the lost counters, and the print copies' spare elements
+	perCPUBytes = 4*8 + printCopyBytes + throttleCopyBytes
 )
 
 // MemoryOf computes what the maps take: stats entries are allocated one by
@@ -172,10 +174,12 @@ var (
 // stat-file readers' print copies, an empty tree chunk and the small maps
 // are preallocated at load. Per CPU there are only the lost counters and a
 // spare print copy. Not counted: the tree walk's chunks (one 4 KiB
-// allocation per about 45 cgroups walked, kept for the next walk).
+// allocation per about 45 cgroups walked, kept for the next walk), and
+// the throttle's entries (throttles: one 2 KiB allocation per cgroup that
+// throttled after memory.high, and per ancestor of one).
 func MemoryOf(statBytes, chunkBytes, maxEntries uint32, entries, cpus int) Memory {
 	per := sizeClass(uint64(htabElemHeader + 8 + roundUp8(statBytes) + memAllocHeader))
-	pre := uint64(roundUp8(chunkBytes)) + sessionsSlots*sessionBytes + printCopies*printCopyBytes + infoBytes + uint64(cpus)*perCPUBytes
+	pre := uint64(roundUp8(chunkBytes)) + sessionsSlots*sessionBytes + printCopies*(printCopyBytes+throttleCopyBytes) + infoBytes + uint64(cpus)*perCPUBytes
 	return Memory{Preallocated: pre, PerCgroup: per, Used: pre + uint64(entries)*per, AtMost: pre + uint64(maxEntries)*per}
 }
 

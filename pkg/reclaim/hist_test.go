@@ -2,6 +2,7 @@ package reclaim
 
 import (
 	"encoding/json"
+	"github.com/cgrstat/cgrstat/bpf"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -294,7 +295,7 @@ func sample() Stat {
 	s.Observe(High, 3_000_000, 32, false)
 	s.Observe(Direct, 5_000_000, 400, false)
 	s.OOMKills = 1
-	s.Throttle = Throttle{Measured: true, DelayNS: 20_000_000, Count: 1}
+	s.ObserveThrottle(20_000_000)
 	return s
 }
 
@@ -312,16 +313,17 @@ func TestStatJSON(t *testing.T) {
 		`"high":{"delay_ns":3000000,"count":1,"reclaimed_pages":32},` +
 		`"proactive":{"delay_ns":1000,"count":1,"reclaimed_pages":32,"buckets":[{"lo_ns":0,"hi_ns":1024,"count":1}]},` +
 		`"direct":{"delay_ns":5000000,"count":1,"reclaimed_pages":400}},` +
-		`"forced":{"delay_ns":100,"count":1,"reclaimed_pages":32},"oom_kills":1,"throttle":{"delay_ns":20000000,"count":1}}`
+		`"forced":{"delay_ns":100,"count":1,"reclaimed_pages":32},"oom_kills":1,` +
+		`"throttle":{"delay_ns":20000000,"count":1,"buckets":[{"lo_ns":16777216,"hi_ns":20971520,"count":1}]}}`
 	if string(b) != want {
 		t.Errorf("JSON\n%s\nwant\n%s", b, want)
 	}
 	var back Stat
-	if err := json.Unmarshal(b, &back); err != nil || back != sample() {
+	if err := json.Unmarshal(b, &back); err != nil || !back.Equal(sample()) {
 		t.Errorf("round trip: %+v, %v; want %+v", back, err, sample())
 	}
 	// Empty: buckets are [], not null.
-	if b, _ := json.Marshal(Stat{}); strings.Count(string(b), `"buckets":[]`) != 3 {
+	if b, _ := json.Marshal(Stat{Throttle: Throttle{Measured: true}}); strings.Count(string(b), `"buckets":[]`) != 4 {
 		t.Errorf("empty stat: %s", b)
 	}
 }
@@ -345,6 +347,10 @@ func TestStatAdd(t *testing.T) {
 	var sum Stat
 	if sum.Add(&b); !sum.Throttle.Measured || sum.Throttle.DelayNS != b.Throttle.DelayNS {
 		t.Errorf("a sum of measured throttles: %+v", sum.Throttle)
+	}
+	// The throttle's histogram is summed, b's left as it was (copies share it).
+	if a.Throttle.Count != 2 || a.Throttle.Hist.Total() != 2 || b.Throttle.Hist.Total() != 1 || sum.Throttle.Hist == b.Throttle.Hist {
+		t.Errorf("throttle sum %+v of %+v", a.Throttle, b.Throttle)
 	}
 	h := a.Hist()
 	if a.Count != 6 || h.Total() != 6 || a.LimitHist.Total() != 4 || a.MaxNS != 9e9 || a.Causes[Direct].Count != 2 ||
@@ -421,15 +427,16 @@ func TestStatJSONKernelFigures(t *testing.T) {
 		{Stat{Events: Events{Read: true, V1: true, Failcnt: 7, OOMKill: 1}},
 			`"oom_kills":0,"throttle":"unavailable","events":{"failcnt":7,"oom_kill":1}}`},
 		{Stat{}, `"oom_kills":0,"throttle":"unavailable"}`},
-		{Stat{Throttle: Throttle{Measured: true}}, `"oom_kills":0,"throttle":{"delay_ns":0,"count":0}}`},
-		{Stat{Throttle: Throttle{Measured: true, DelayNS: 12_000_000, Count: 1}}, `"oom_kills":0,"throttle":{"delay_ns":12000000,"count":1}}`},
+		{Stat{Throttle: Throttle{Measured: true}}, `"oom_kills":0,"throttle":{"delay_ns":0,"count":0,"buckets":[]}}`},
+		{Stat{Throttle: ThrottleFrom(&bpf.CgrstatThrottleCounters{DelayNs: 12_000_000, Hist: [106]uint64{54: 1}}, true)},
+			`"oom_kills":0,"throttle":{"delay_ns":12000000,"count":1,"buckets":[{"lo_ns":10485760,"hi_ns":12582912,"count":1}]}}`},
 	} {
 		b, err := json.Marshal(tt.s)
 		if err != nil || !strings.HasSuffix(string(b), tt.want) {
 			t.Errorf("JSON %s, want it to end %s", b, tt.want)
 		}
 		var back Stat
-		if err := json.Unmarshal(b, &back); err != nil || back.Events != tt.s.Events || back.Pressure != tt.s.Pressure || back.Throttle != tt.s.Throttle {
+		if err := json.Unmarshal(b, &back); err != nil || back.Events != tt.s.Events || back.Pressure != tt.s.Pressure || !back.Throttle.Equal(tt.s.Throttle) {
 			t.Errorf("round trip of %s: %+v %+v, %v", b, back.Events, back.Pressure, err)
 		}
 	}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/cgrstat/cgrstat/internal/testenv"
 	"github.com/cgrstat/cgrstat/pkg/cgroup"
+	"github.com/cgrstat/cgrstat/pkg/readout"
 	"github.com/cgrstat/cgrstat/pkg/reclaim"
 )
 
@@ -138,6 +139,9 @@ func TestKernelMaxAndHigh(t *testing.T) {
 			if f.Causes != c.st.Causes || f.LimitHist != c.st.LimitHist {
 				t.Errorf("load %d: %s: stat file causes %+v, read --all %+v", i, c.st.Path, f.Causes, c.st.Causes)
 			}
+			if !f.Throttle.Equal(c.st.Throttle) {
+				t.Errorf("load %d: %s: stat file throttle %+v, read --all %+v", i, c.st.Path, f.Throttle, c.st.Throttle)
+			}
 		}
 		var sum reclaim.Stat
 		sum.Add(&hs)
@@ -145,9 +149,38 @@ func TestKernelMaxAndHigh(t *testing.T) {
 		if ts.Causes != sum.Causes || ts.LimitHist != sum.LimitHist || ts.Forced != sum.Forced {
 			t.Errorf("load %d: %s: causes %+v, forced %+v; its children's sum %+v, %+v", i, ts.Path, ts.Causes, ts.Forced, sum.Causes, sum.Forced)
 		}
+		// The throttle after memory.high, where measured: in the high
+		// leaf only (a page-cache writer's usage mostly goes back under
+		// high, so it may be 0), its count its histogram's sum, the top
+		// its children's sum bucket by bucket.
+		for _, st := range []reclaim.Stat{hs, ms, ts} {
+			throttleAgrees(t, p, st)
+		}
+		t.Logf("load %d: %s: throttle %d sleeps, %d ns", i, hs.Path, hs.Throttle.Count, hs.Throttle.DelayNS)
+		if ms.Throttle.Count != 0 || !ts.Throttle.Equal(sum.Throttle) {
+			t.Errorf("load %d: throttle: %s %+v, %s %+v, %s %+v; want none in the max leaf, the top the sum of its children",
+				i, hs.Path, hs.Throttle, ms.Path, ms.Throttle, ts.Path, ts.Throttle)
+		}
 	}
 	for _, p := range loads {
 		assertNothingLostBut(t, p)
+	}
+}
+
+// throttleAgrees checks st's throttle where the load measures it (every
+// lab kernel): its count is its histogram's sum, each sleep at least 1 ms.
+func throttleAgrees(t *testing.T, p *readout.Handle, st reclaim.Stat) {
+	t.Helper()
+	th := st.Throttle
+	if th.Measured != p.Record.Throttle || testenv.Required() && !th.Measured {
+		t.Errorf("%s: throttle measured %v, the load says %v (%s)", st.Path, th.Measured, p.Record.Throttle, p.Record.ThrottleRefused)
+	}
+	var n uint64
+	if th.Hist != nil {
+		n = th.Hist.Total()
+	}
+	if n != th.Count || (th.Count == 0) != (th.Hist == nil) || th.DelayNS < th.Count*1e6 {
+		t.Errorf("%s: throttle %d sleeps, %d ns, its histogram %d: want the histogram's sum, 1 ms a sleep at least", st.Path, th.Count, th.DelayNS, n)
 	}
 }
 

@@ -19,8 +19,7 @@ import (
 func FromCounters(id uint64, path string, c *bpf.CgrstatCounters) Stat {
 	s := Stat{ID: id, Path: path, MaxNS: c.MaxDelayNs,
 		LimitHist: c.LimitHist, ProactiveHist: c.ProactiveHist,
-		Forced: Counters{c.Forced.DelayNs, c.Forced.Count, c.Forced.Reclaimed}, OOMKills: c.OomKills,
-		Throttle: Throttle{DelayNS: c.Throttle.DelayNs, Count: c.Throttle.Count}}
+		Forced: Counters{c.Forced.DelayNs, c.Forced.Count, c.Forced.Reclaimed}, OOMKills: c.OomKills}
 	// Max's count is the shared histogram's total less high's, as the
 	// stat file prints it (bpf/cgrstat.c, struct counters).
 	limit := s.LimitHist.Total()
@@ -57,9 +56,10 @@ const staleLine = "stale: "
 // ParseStat parses a whole stat file: the seed's line, then one line per
 // cause ("max: delay_ns 1, count 2, reclaimed 3"), "max_delay_ns: N",
 // and the histograms' non-empty buckets ("hist_limit: 5:2 9:1"; max and
-// high share hist_limit), and "throttle: delay_ns N, count N" or
-// "throttle: unavailable" (Throttle.Measured). limit, max plus high, is
-// checked against them.
+// high share hist_limit), and "throttle: delay_ns N, count N" with
+// "hist_throttle: ..." or "throttle: unavailable" (Throttle.Measured).
+// limit, max plus high, is checked against them, and the throttle's count
+// against its histogram.
 // Lines it does not know are skipped, for a later cgrstat's sake.
 func ParseStat(text string) (Stat, error) {
 	if strings.HasPrefix(text, staleLine) {
@@ -78,6 +78,8 @@ func ParseStat(text string) (Stat, error) {
 	var limit bpf.CgrstatCauseCounters
 	var maxCount, proactiveCount uint64
 	throttle := false
+	var th bpf.CgrstatThrottleCounters
+	var throttleCount uint64
 	causes := map[string][]*uint64{
 		"limit":     {&limit.DelayNs, &limit.Count, &limit.Reclaimed},
 		"max":       {&c.MaxLimitDelayNs, &maxCount, &c.MaxLimitReclaimed},
@@ -86,7 +88,7 @@ func ParseStat(text string) (Stat, error) {
 		"direct":    {&c.Direct.DelayNs, &c.Direct.Count, &c.Direct.Reclaimed},
 		"forced":    {&c.Forced.DelayNs, &c.Forced.Count, &c.Forced.Reclaimed},
 	}
-	hists := map[string]*[106]uint64{"hist_limit": &c.LimitHist, "hist_proactive": &c.ProactiveHist}
+	hists := map[string]*[106]uint64{"hist_limit": &c.LimitHist, "hist_proactive": &c.ProactiveHist, "hist_throttle": &th.Hist}
 	for sc.Scan() {
 		line := sc.Text()
 		name, rest, ok := strings.Cut(line, ":")
@@ -105,7 +107,7 @@ func ParseStat(text string) (Stat, error) {
 		case name == "throttle":
 			throttle = strings.TrimSpace(rest) != "unavailable"
 			if throttle {
-				_, err = fmt.Sscanf(rest, " delay_ns %d, count %d", &c.Throttle.DelayNs, &c.Throttle.Count)
+				_, err = fmt.Sscanf(rest, " delay_ns %d, count %d", &th.DelayNs, &throttleCount)
 			}
 		}
 		if err != nil {
@@ -118,7 +120,10 @@ func ParseStat(text string) (Stat, error) {
 	}
 	// One read prints one copy of the counters: its lines agree.
 	full := FromCounters(s.ID, s.Path, c)
-	full.Throttle.Measured = throttle
+	full.Throttle = ThrottleFrom(&th, throttle)
+	if full.Throttle.Count != throttleCount {
+		return Stat{}, fmt.Errorf("stat file of cgroup %d: the throttle counts %d sleeps, its histogram %d", s.ID, throttleCount, full.Throttle.Count)
+	}
 	if full.Memcg() != s.Memcg() {
 		return Stat{}, fmt.Errorf("stat file of cgroup %d: the first line says %+v, the causes %+v", s.ID, s.Memcg(), full.Memcg())
 	}
@@ -161,7 +166,7 @@ func Add(a, b *bpf.CgrstatCounters) {
 		{&a.ProactiveDelayNs, &b.ProactiveDelayNs}, {&a.ProactiveReclaimed, &b.ProactiveReclaimed},
 		{&a.Direct.DelayNs, &b.Direct.DelayNs}, {&a.Direct.Count, &b.Direct.Count}, {&a.Direct.Reclaimed, &b.Direct.Reclaimed},
 		{&a.Forced.DelayNs, &b.Forced.DelayNs}, {&a.Forced.Count, &b.Forced.Count}, {&a.Forced.Reclaimed, &b.Forced.Reclaimed},
-		{&a.OomKills, &b.OomKills}, {&a.Throttle.DelayNs, &b.Throttle.DelayNs}, {&a.Throttle.Count, &b.Throttle.Count},
+		{&a.OomKills, &b.OomKills},
 	} {
 		*f[0] += *f[1]
 	}

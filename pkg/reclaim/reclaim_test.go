@@ -82,6 +82,8 @@ func TestParseStatOneCopy(t *testing.T) {
 		"proactive: delay_ns 20, count 2, reclaimed 3\n" +
 		"direct: delay_ns 0, count 0, reclaimed 0\n" +
 		"forced: delay_ns 10, count 1, reclaimed 2\n" +
+		"throttle: delay_ns 300000000, count 2\n" +
+		"hist_throttle: 60:1 62:1\n" +
 		"max_delay_ns: 12\n" +
 		"hist_limit: 0:1\n" +
 		"hist_proactive: 0:1 1:1\n"
@@ -89,12 +91,16 @@ func TestParseStatOneCopy(t *testing.T) {
 	if err != nil || s.Count != 3 || s.Causes[Proactive].Count != 2 {
 		t.Fatalf("ParseStat(good) = %+v, %v", s, err)
 	}
+	if th := s.Throttle; !th.Measured || th.Count != 2 || th.DelayNS != 3e8 || th.Hist == nil || th.Hist[60] != 1 || th.Hist[62] != 1 {
+		t.Errorf("ParseStat(good) throttle %+v", th)
+	}
 	for _, tt := range []struct{ name, from, to, want string }{
 		{"first line against the causes", "vmscan_count: 3", "vmscan_count: 134", "the first line says"},
 		{"a cause against its histogram", "proactive: delay_ns 20, count 2", "proactive: delay_ns 20, count 7", "the histograms"},
 		{"a histogram against its cause", "hist_limit: 0:1", "hist_limit: 0:1 5:1", "the first line says"},
 		{"high against max's share of the histogram", "high: delay_ns 0, count 0", "high: delay_ns 0, count 1", "the histograms"},
 		{"limit against max and high", "limit: delay_ns 10, count 1", "limit: delay_ns 10, count 4", "limit says"},
+		{"the throttle against its histogram", "hist_throttle: 60:1 62:1", "hist_throttle: 60:1", "the throttle counts 2 sleeps, its histogram 1"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			bad := strings.Replace(good, tt.from, tt.to, 1)

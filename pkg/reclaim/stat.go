@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strconv"
 
+	"github.com/cgrstat/cgrstat/bpf"
 	"github.com/cgrstat/cgrstat/pkg/identity"
 )
 
@@ -77,15 +78,76 @@ func (c Cause) String() string {
 	return causeNames[c]
 }
 
-// Throttle is the time tasks spent in the kernel's over-high handler
-// (mem_cgroup_handle_over_high) outside reclaim: the penalty sleep a
-// cgroup gets for staying above memory.high after reclaim. Measured only
-// where the kernel lets fentry/fexit attach; Measured false means
-// unavailable, not zero.
+// Throttle is the penalty sleep a cgroup's tasks get for staying above
+// memory.high after reclaim: the calls of the kernel's over-high handler
+// (mem_cgroup_handle_over_high) that spent 1 ms or more outside reclaim,
+// their time there and their distribution. Measured only where the
+// kernel lets fentry/fexit attach; Measured false means unavailable, not
+// zero.
 type Throttle struct {
 	Measured bool
-	DelayNS  uint64 // time outside reclaim in the handler
-	Count    uint64 // calls that slept: 1 ms or more outside reclaim
+	DelayNS  uint64 // time of those calls outside reclaim
+	Count    uint64 // those calls (sleeps): Hist's total
+	// Hist is the sleeps by length, in the reclaim latency's buckets; nil
+	// without any (most cgroups: only those with memory.high throttle).
+	// Shared between copies of a Stat: never changed in place.
+	Hist *Hist
+}
+
+// ThrottleFrom is the Throttle of a cgroup whose hierarchical throttle
+// counters, as the BPF side keeps them, are c (nil: none). Its count is
+// its histogram's sum there, so it is here.
+func ThrottleFrom(c *bpf.CgrstatThrottleCounters, measured bool) Throttle {
+	t := Throttle{Measured: measured}
+	if c == nil {
+		return t
+	}
+	h := Hist(c.Hist)
+	t.DelayNS, t.Count = c.DelayNs, h.Total()
+	if t.Count > 0 {
+		t.Hist = &h
+	}
+	return t
+}
+
+// noHist stands for a nil Throttle.Hist: no sleep in any bucket.
+var noHist Hist
+
+// hist is t.Hist, never nil.
+func (t *Throttle) hist() *Hist {
+	if t.Hist == nil {
+		return &noHist
+	}
+	return t.Hist
+}
+
+// Equal says whether t and o hold the same figures (Hist by value).
+func (t Throttle) Equal(o Throttle) bool {
+	return t.Measured == o.Measured && t.DelayNS == o.DelayNS && t.Count == o.Count && *t.hist() == *o.hist()
+}
+
+// Add returns t + o. One load measures every cgroup or none: a sum of
+// measured cgroups is measured.
+func (t Throttle) Add(o Throttle) Throttle {
+	t.Measured = t.Measured || o.Measured
+	t.DelayNS += o.DelayNS
+	t.Count += o.Count
+	if o.Hist != nil {
+		h := *o.Hist // a new one: t.Hist may be another Stat's
+		if t.Hist != nil {
+			h.Add(t.Hist)
+		}
+		t.Hist = &h
+	}
+	return t
+}
+
+// AddThrottle adds b to a bucket by bucket, as the BPF flush does.
+func AddThrottle(a, b *bpf.CgrstatThrottleCounters) {
+	a.DelayNs += b.DelayNs
+	for i := range a.Hist {
+		a.Hist[i] += b.Hist[i]
+	}
 }
 
 // Counters are the totals of one kind of reclaim.
@@ -164,6 +226,14 @@ func (s *Stat) Observe(c Cause, ns, pages uint64, forced bool) {
 	}
 }
 
+// ObserveThrottle adds one throttle (a sleep that took ns outside
+// reclaim) to s, as the BPF side does. Tests build their stats with it.
+func (s *Stat) ObserveThrottle(ns uint64) {
+	var h Hist
+	h[BucketOf(ns)]++
+	s.Throttle = s.Throttle.Add(Throttle{Measured: true, DelayNS: ns, Count: 1, Hist: &h})
+}
+
 // Add adds o's counters and buckets to s and keeps the larger maximum, as
 // the flush does from a child to its parent. ID and Path stay s's.
 func (s *Stat) Add(o *Stat) {
@@ -178,11 +248,7 @@ func (s *Stat) Add(o *Stat) {
 	s.ProactiveHist.Add(&o.ProactiveHist)
 	s.Forced = s.Forced.Add(o.Forced)
 	s.OOMKills += o.OOMKills
-	s.Throttle.DelayNS += o.Throttle.DelayNS
-	s.Throttle.Count += o.Throttle.Count
-	// One load measures every cgroup or none: a sum of measured
-	// cgroups is measured.
-	s.Throttle.Measured = s.Throttle.Measured || o.Throttle.Measured
+	s.Throttle = s.Throttle.Add(o.Throttle)
 }
 
 // Collected is s without the kernel's own figures (Events, Pressure):
@@ -192,6 +258,16 @@ func (s *Stat) Add(o *Stat) {
 func (s Stat) Collected() Stat {
 	s.Events, s.Pressure = Events{}, Pressure{}
 	return s
+}
+
+// Equal says whether s and o hold the same figures: == but for the
+// throttle's histogram, compared by value.
+func (s Stat) Equal(o Stat) bool {
+	if !s.Throttle.Equal(o.Throttle) {
+		return false
+	}
+	s.Throttle, o.Throttle = Throttle{}, Throttle{}
+	return s == o
 }
 
 // Quantile estimates the q-quantile of memory-cgroup reclaim latency in
@@ -337,7 +413,7 @@ func (s *Stat) AppendJSON(b []byte) []byte {
 	if s.Throttle.Measured {
 		b = strconv.AppendUint(append(b, `{"delay_ns":`...), s.Throttle.DelayNS, 10)
 		b = strconv.AppendUint(append(b, `,"count":`...), s.Throttle.Count, 10)
-		b = append(b, '}')
+		b = append(appendBuckets(appendKey(b, "buckets"), s.Throttle.hist()), '}')
 	} else {
 		b = append(b, `"unavailable"`...)
 	}
@@ -401,14 +477,21 @@ func (s *Stat) UnmarshalJSON(b []byte) error {
 	}
 	// "unavailable" (or absent) where the kernel refused to measure it.
 	var t struct {
-		DelayNS uint64 `json:"delay_ns"`
-		Count   uint64 `json:"count"`
+		DelayNS uint64   `json:"delay_ns"`
+		Count   uint64   `json:"count"`
+		Buckets []Bucket `json:"buckets"`
 	}
 	if len(j.Throttle) > 0 && j.Throttle[0] == '{' {
 		if err := json.Unmarshal(j.Throttle, &t); err != nil {
 			return fmt.Errorf("cgroup %d: throttle: %w", j.ID, err)
 		}
 		s.Throttle = Throttle{Measured: true, DelayNS: t.DelayNS, Count: t.Count}
+		if len(t.Buckets) > 0 {
+			s.Throttle.Hist = &Hist{}
+			if err := s.Throttle.Hist.fill(t.Buckets); err != nil {
+				return fmt.Errorf("cgroup %d: throttle: %w", j.ID, err)
+			}
+		}
 	}
 	s.Causes = [NrCauses]Counters{j.Causes.Max, j.Causes.High, j.Causes.Proactive.Counters, j.Causes.Direct}
 	if err := s.LimitHist.fill(j.Causes.Limit.Buckets); err != nil {

@@ -106,10 +106,26 @@ func TestKernelThrottle(t *testing.T) {
 	}
 	// The stat file and the map's copy agree; the parent holds the leaf's
 	// (the helper parks in a sibling that allocates nothing).
-	if w := byPath[th.Rel].Throttle; w != leaf.Throttle {
+	if w := byPath[th.Rel].Throttle; !w.Equal(leaf.Throttle) {
 		t.Errorf("%s: read --all says %+v, the stat file %+v", th.Rel, w, leaf.Throttle)
 	}
-	if w := byPath[top.Rel].Throttle; w.DelayNS < leaf.Throttle.DelayNS || w.Count < leaf.Throttle.Count || !w.Measured {
-		t.Errorf("%s: throttle %+v, below its child's %+v", top.Rel, w, leaf.Throttle)
+	// Its histogram: one sleep per count, each between its bucket's
+	// bounds; the top's is the sum of its children's (the park has none).
+	throttleAgrees(t, p, leaf)
+	var lo, hi uint64
+	if leaf.Throttle.Hist != nil {
+		for _, b := range leaf.Throttle.Hist.Buckets() {
+			lo, hi = lo+b.LoNS*b.Count, hi+b.HiNS*b.Count
+		}
+	}
+	if leaf.Throttle.DelayNS < lo || leaf.Throttle.DelayNS >= hi {
+		t.Errorf("%s: throttle %d ns, its buckets' bounds sum to [%d, %d)", th.Rel, leaf.Throttle.DelayNS, lo, hi)
+	}
+	var sum reclaim.Stat
+	sum.Add(&leaf)
+	park := byPath[top.Child("park").Rel]
+	sum.Add(&park)
+	if w := byPath[top.Rel].Throttle; !w.Equal(sum.Throttle) || !w.Measured {
+		t.Errorf("%s: throttle %+v, its children's sum %+v", top.Rel, w, sum.Throttle)
 	}
 }
