@@ -612,8 +612,9 @@ static __always_inline __u32 cause_of(__u64 usage, __u64 high, __u64 max)
 /*
  * Before 6.2 (no bpf_rdonly_cast): the scan_control, reached by pointer
  * arithmetic, is read with bpf_probe_read_kernel (BPF_CORE_READ), eight
- * reads in all: usage, and high with max, which are neighbours in every
- * layout (from 6.1 usage has a cache line of its own, far from them).
+ * reads at most: high with max, which are neighbours in every layout, and
+ * usage only where memory.high is below max (from 6.1 usage has a cache
+ * line of its own, far from them).
  * Measured on the development host (bpf_stats, ~2,000 v1 max reclaims per
  * run, three runs each): the three page-counter reads made the begin
  * program 642-669 ns against 460-536 without.
@@ -639,13 +640,15 @@ static __always_inline __u32 begin_probed(struct task_struct *task, __u64 *targe
 	pc = (void *)target + bpf_core_field_offset(struct mem_cgroup, memory);
 	high = bpf_core_field_offset(struct page_counter, high);
 	max = bpf_core_field_offset(struct page_counter, max);
-	bpf_probe_read_kernel(&usage, sizeof(usage), pc + bpf_core_field_offset(struct page_counter, usage));
 	if (max == high + 8) {
 		bpf_probe_read_kernel(limits, sizeof(limits), pc + high);
 	} else {
 		bpf_probe_read_kernel(&limits[0], 8, pc + high);
 		bpf_probe_read_kernel(&limits[1], 8, pc + max);
 	}
+	if (limits[0] >= limits[1])
+		return CAUSE_MAX; /* as begin_direct: usage only where memory.high is below max */
+	bpf_probe_read_kernel(&usage, sizeof(usage), pc + bpf_core_field_offset(struct page_counter, usage));
 	return cause_of(usage, limits[0], limits[1]);
 }
 
@@ -658,7 +661,7 @@ static __always_inline __u32 begin_direct(struct task_struct *task, __u64 *targe
 {
 	struct mem_cgroup *target;
 	struct scan_control *sc;
-	__u64 rs;
+	__u64 rs, high, max;
 
 	rs = (__u64)task->reclaim_state;
 	if (!rs)
@@ -671,7 +674,12 @@ static __always_inline __u32 begin_direct(struct task_struct *task, __u64 *targe
 	*target_id = target->css.cgroup->kn->id;
 	if (BPF_CORE_READ_BITFIELD(sc, proactive))
 		return CAUSE_PROACTIVE;
-	return cause_of(target->memory.usage.counter, target->memory.high, target->memory.max);
+	high = target->memory.high;
+	max = target->memory.max;
+	/* Usage, on a cache line of its own, only where memory.high is below max (never on v1). */
+	if (high >= max)
+		return CAUSE_MAX;
+	return cause_of(target->memory.usage.counter, high, max);
 }
 
 /*
@@ -752,9 +760,11 @@ static __always_inline void add_forced(struct cgstat *t, __u64 dur, __u64 nr)
  * threshold, its cgroup subtrees and its rate limit, decided here. With no
  * subscriber the cost per event is one load and compare: trace_gate holds
  * the lowest threshold of the active slots plus one, 0 when none is
- * active. Slots are claimed and released by user space (pkg/events), which
- * keeps trace_gate; a slot names its owner (pid and start time) so that a
- * killed subscriber's slot is reclaimed by the next one.
+ * active (TRACE_GATE), and a bit per active slot (TRACE_ACTIVE), so that
+ * an event past the gate visits only the slots in use. Slots are claimed
+ * and released by user space (pkg/readout), which keeps trace_gate; a
+ * slot names its owner (pid and start time) so that a killed subscriber's
+ * slot is reclaimed by the next one.
  */
 #define TRACE_SLOTS 8
 #define TRACE_CGROUPS 4
@@ -814,9 +824,16 @@ struct trace_event {
 	__u64 stack[TRACE_STACK_DEPTH]; /* only with TRACE_STACK: the ring holds the event without it otherwise */
 };
 
+enum trace_gate_key {
+	TRACE_GATE = 0,	  /* the lowest threshold of the active slots plus one; 0: none */
+	TRACE_ACTIVE = 1, /* bit k: slot k is active */
+	TRACE_GATE_KEYS,
+};
+
+/* Both values share one cache line: an event past the gate loads nothing more. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
+	__uint(max_entries, TRACE_GATE_KEYS);
 	__type(key, __u32);
 	__type(value, __u64);
 } trace_gate SEC(".maps");
@@ -929,12 +946,17 @@ static __noinline void trace_one(void *ctx, struct trace_event *ev, struct cgrou
 static __always_inline void trace_reclaim(void *ctx, struct cgroup *memcg, __u64 dur, __u64 now, __u32 cause,
 					  __u64 target_id, __u64 nr_reclaimed)
 {
-	__u32 zero = 0;
-	__u64 *gate = bpf_map_lookup_elem(&trace_gate, &zero), pid_tgid;
+	__u32 key = TRACE_GATE;
+	__u64 *gate = bpf_map_lookup_elem(&trace_gate, &key), *active, slots, pid_tgid;
 	struct trace_event ev;
 
 	if (!gate || !*gate || dur < *gate - 1)
 		return;
+	key = TRACE_ACTIVE;
+	active = bpf_map_lookup_elem(&trace_gate, &key);
+	if (!active)
+		return;
+	slots = *active;
 	ev.end_ns = now;
 	ev.duration_ns = dur;
 	ev.cgroup_id = cgroup_id(memcg);
@@ -949,7 +971,8 @@ static __always_inline void trace_reclaim(void *ctx, struct cgroup *memcg, __u64
 	ev.pad = 0;
 	bpf_get_current_comm(ev.comm, sizeof(ev.comm));
 	for (__u32 k = 0; k < TRACE_SLOTS; k++)
-		trace_one(ctx, &ev, memcg, k);
+		if (slots & (1ULL << k))
+			trace_one(ctx, &ev, memcg, k);
 }
 
 static __always_inline void end(void *ctx, unsigned long nr_reclaimed, bool direct)
