@@ -163,14 +163,21 @@ struct throttle_counters {
 struct counters {
 	__u64 max_limit_delay_ns; /* CAUSE_MAX */
 	__u64 max_limit_reclaimed;
+	/*
+	 * Reclaim whose target (the memcg whose limit was enforced) is this
+	 * cgroup. Here, so that the commonest event, a max reclaim of the
+	 * task's own cgroup, finds adds, its cause and forced in the value's
+	 * first 56 bytes, one cache line (64 bytes of allocator header, hash
+	 * element and key come before the value: see below), and misses one
+	 * line fewer after its reclaim evicted them.
+	 */
+	struct cause_counters forced;
 	__u64 high_limit_delay_ns; /* CAUSE_HIGH */
 	__u64 high_limit_reclaimed;
 	__u64 high_limit_count;
 	__u64 proactive_delay_ns;
 	__u64 proactive_reclaimed;
 	struct cause_counters direct;
-	/* reclaim whose target (the memcg whose limit was enforced) is this cgroup */
-	struct cause_counters forced;
 	struct throttle_counters throttle;
 	__u64 oom_kills; /* tasks of this cgroup the OOM killer chose (mark_victim) */
 	__u64 limit_hist[NR_BUCKETS]; /* CAUSE_MAX and CAUSE_HIGH */

@@ -32,13 +32,13 @@ type CgrstatCounters struct {
 	_                  structs.HostLayout
 	MaxLimitDelayNs    uint64
 	MaxLimitReclaimed  uint64
+	Forced             CgrstatCauseCounters
 	HighLimitDelayNs   uint64
 	HighLimitReclaimed uint64
 	HighLimitCount     uint64
 	ProactiveDelayNs   uint64
 	ProactiveReclaimed uint64
 	Direct             CgrstatCauseCounters
-	Forced             CgrstatCauseCounters
 	Throttle           struct {
 		_       structs.HostLayout
 		DelayNs uint64
