@@ -67,7 +67,7 @@ type Collectors struct {
 	Floor    Pair        `json:"floor"`
 	// Plain is each set (cgrstat, baseline, floor) measured as the issue
 	// measured it by hand: attached alone, its statistics from the attach
-	// over plainRuns runs of the plain workload, nothing left out, in each
+	// over plainEvents events of the plain workload, nothing left out, in each
 	// turn. Each figure above must agree with it within 20% (VsPlain).
 	Plain   map[string]Pair    `json:"plain"`
 	VsPlain map[string]float64 `json:"vs_plain"`
