@@ -224,6 +224,13 @@ struct reclaim_start {
 	__u32 pad;
 	__u64 over_high_ns; /* 0 outside the call */
 	__u64 over_high_reclaim_ns;
+	/*
+	 * From 6.2 (begin_direct): the target's struct cgroup, not yet its id
+	 * (target_id 0). end compares it with the task's cgroup, whose id it
+	 * has anyway, and follows it to the id only when they differ: begin
+	 * saves the loads of the target's kernfs node and id.
+	 */
+	__u64 target_cgrp;
 };
 
 enum figures_flags {
@@ -575,7 +582,7 @@ static __always_inline __u32 bucket_of(__u64 ns)
 	return 1 + (e - 10) * 4 + ((ns >> (e - 2)) & 3);
 }
 
-static __always_inline void begin(__u32 cause, __u64 target_id)
+static __always_inline void begin(__u32 cause, __u64 target_id, __u64 target_cgrp)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
 	struct reclaim_start *st;
@@ -592,6 +599,7 @@ static __always_inline void begin(__u32 cause, __u64 target_id)
 	}
 	st->cause = cause;
 	st->target_id = target_id;
+	st->target_cgrp = target_cgrp;
 	st->start_ns = bpf_ktime_get_ns();
 }
 
@@ -664,7 +672,7 @@ static __always_inline __u32 begin_probed(struct task_struct *task, __u64 *targe
  * everything is a direct load (a plain load with an exception-table entry)
  * instead of a helper call each.
  */
-static __always_inline __u32 begin_direct(struct task_struct *task, __u64 *target_id)
+static __always_inline __u32 begin_direct(struct task_struct *task, __u64 *target_cgrp)
 {
 	struct mem_cgroup *target;
 	struct scan_control *sc;
@@ -678,7 +686,7 @@ static __always_inline __u32 begin_direct(struct task_struct *task, __u64 *targe
 	target = sc->target_mem_cgroup;
 	if (!target)
 		return BPF_CORE_READ_BITFIELD(sc, proactive) ? CAUSE_PROACTIVE : CAUSE_MAX;
-	*target_id = target->css.cgroup->kn->id;
+	*target_cgrp = (__u64)target->css.cgroup;
 	if (BPF_CORE_READ_BITFIELD(sc, proactive))
 		return CAUSE_PROACTIVE;
 	high = target->memory.high;
@@ -700,21 +708,21 @@ SEC("tp_btf/mm_vmscan_memcg_reclaim_begin")
 int BPF_PROG(vmscan_start)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
-	__u64 target_id = 0;
+	__u64 target_id = 0, target_cgrp = 0;
 	__u32 cause;
 
 	if (bpf_ksym_exists(bpf_rdonly_cast))
-		cause = begin_direct(task, &target_id);
+		cause = begin_direct(task, &target_cgrp);
 	else
 		cause = begin_probed(task, &target_id);
-	begin(cause, target_id);
+	begin(cause, target_id, target_cgrp);
 	return 0;
 }
 
 SEC("tp_btf/mm_vmscan_direct_reclaim_begin")
 int BPF_PROG(direct_start)
 {
-	begin(CAUSE_DIRECT, 0);
+	begin(CAUSE_DIRECT, 0, 0);
 	return 0;
 }
 
@@ -982,6 +990,17 @@ static __always_inline void trace_reclaim(void *ctx, struct cgroup *memcg, __u64
 			trace_one(ctx, &ev, memcg, k);
 }
 
+/* The id of the target begin_direct saw: most often the task's own cgroup. */
+static __always_inline __u64 target_id_of(__u64 target_cgrp, struct cgroup *memcg, __u64 cgid)
+{
+	struct cgroup *target;
+
+	if (target_cgrp == (__u64)memcg)
+		return cgid;
+	target = bpf_rdonly_cast((void *)target_cgrp, bpf_core_type_id_kernel(struct cgroup));
+	return target->kn->id;
+}
+
 static __always_inline void end(void *ctx, unsigned long nr_reclaimed, bool direct)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
@@ -1004,6 +1023,8 @@ static __always_inline void end(void *ctx, unsigned long nr_reclaimed, bool dire
 	target_id = st->target_id;
 	memcg = task_memcg(task);
 	cgid = cgroup_id(memcg);
+	if (bpf_ksym_exists(bpf_rdonly_cast) && st->target_cgrp)
+		target_id = target_id_of(st->target_cgrp, memcg, cgid);
 
 	s = stat_with_ancestors(memcg, cgid);
 	if (!s) {

@@ -104,6 +104,7 @@ type CgrstatReclaimStart struct {
 	Pad               uint32
 	OverHighNs        uint64
 	OverHighReclaimNs uint64
+	TargetCgrp        uint64
 }
 
 type CgrstatTraceEvent struct {
