@@ -17,9 +17,10 @@ import (
 
 // The plain workload, the one the plain bpf_stats measurement
 // used: one task in a leaf reads a 64 MiB file from disk into the leaf's
-// page cache, then drops the leaf's limit to 8 MiB, and the kernel
-// reclaims the rest in its write, about 100 events back to back. Between
-// two events there is only reclaim.
+// page cache, then drops the leaf's limit to 8 MiB (v2: asks
+// memory.reclaim for the difference), and the kernel reclaims in that
+// write, about 40 events back to back. Between two events there is only
+// reclaim.
 const (
 	plainFileSize = 64 << 20
 	plainLimit    = 8 << 20
@@ -100,11 +101,19 @@ func dropCache(name string) error {
 	return unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_DONTNEED)
 }
 
-// lowerLimit sets c's limit to plainLimit. EBUSY (v1) or EAGAIN: the
-// kernel reclaimed less than asked, but it ran.
+// lowerLimit makes the kernel reclaim c down to about plainLimit: on v1 by
+// lowering its limit (EBUSY: it reclaimed less than asked, but it ran);
+// on v2 through memory.reclaim (EAGAIN likewise), since a memory.max below
+// what cannot be reclaimed (the child's own memory, with no swap) would
+// OOM-kill the child.
 func lowerLimit(c cgroup.Cgroup, version int) error {
-	h := cgroup.Hierarchy{Version: version}
-	err := h.SetLimits(c, cgroup.Limits{Max: plainLimit})
+	var err error
+	if version == 1 {
+		h := cgroup.Hierarchy{Version: version}
+		err = h.SetLimits(c, cgroup.Limits{Max: plainLimit})
+	} else {
+		err = c.Write("memory.reclaim", strconv.Itoa(plainFileSize-plainLimit))
+	}
 	if errors.Is(err, unix.EBUSY) || errors.Is(err, unix.EAGAIN) {
 		return nil
 	}
