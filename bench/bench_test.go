@@ -120,3 +120,26 @@ func TestKernelBenchUnloadRemovesLockFile(t *testing.T) {
 		t.Errorf("after the bench's unload, %s: %v (want it gone)", lock, err)
 	}
 }
+
+// TestPrintCollectorsPlainCheck: the collectors' table shows each set's
+// figure beside its plain measurement, and marks a ratio outside 20%.
+func TestPrintCollectorsPlainCheck(t *testing.T) {
+	pair := func(ns uint64) Pair { return Pair{Begin: Cost{100, 100 * ns}, End: Cost{100, 100 * ns}} }
+	c := Collectors{Mode: loader.Walk, Cgrstat: pair(300), Baseline: pair(400), Floor: pair(50),
+		Plain:     map[string]Pair{"cgrstat": pair(200), "baseline": pair(380), "floor": pair(50)},
+		VsPlain:   map[string]float64{"cgrstat": 1.5, "baseline": 400.0 / 380, "floor": 1},
+		Contended: map[string]Pair{"cgrstat": pair(900), "baseline": pair(1200), "floor": pair(100)}}
+	var out strings.Builder
+	printResult(&out, &Result{Machine: "host", Collectors: []Collectors{c}})
+	lines := map[string]string{}
+	for _, l := range strings.Split(out.String(), "\n") {
+		if f := strings.Fields(l); len(f) > 2 && f[0] == "walk" {
+			lines[f[1]] = strings.Join(f, " ")
+		}
+	}
+	for set, want := range map[string]string{"cgrstat": "600 400 1.50x (over 20%) 1800 3.00x", "baseline": "800 760 1.05x 2400 3.00x", "floor": "100 100 1.00x 200 2.00x"} {
+		if !strings.Contains(lines[set], want) {
+			t.Errorf("%s line %q, want it to hold %q\n%s", set, lines[set], want, out.String())
+		}
+	}
+}

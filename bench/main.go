@@ -115,6 +115,9 @@ func main() {
 	if os.Getenv(launchEnv) != "" {
 		os.Exit(launchMain())
 	}
+	if os.Getenv(readEnv) != "" {
+		os.Exit(readMain())
+	}
 	if os.Getenv(guestEnv) != "" {
 		os.Exit(guestMain())
 	}

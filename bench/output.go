@@ -30,12 +30,29 @@ func printCollectors(w io.Writer, tw *tabwriter.Writer, r *Result) {
 	if len(r.Collectors) == 0 {
 		return
 	}
-	fmt.Fprintln(w, "\ncollectors, ns per reclaim event (begin+end), each set attached alone")
-	fmt.Fprintln(tw, "mode\tevents\tcgrstat\tas loaded\ttraced (10ms)\tbaseline\tfloor\tvs baseline\ttraced vs baseline\tvs floor\t")
+	fmt.Fprintln(w, "\ncollectors, ns per reclaim event (begin+end), each set attached alone, plain workload")
+	fmt.Fprintln(tw, "mode\tevents\tcgrstat\ttraced (10ms)\tbaseline\tfloor\tvs baseline\ttraced vs baseline\tvs floor\t")
 	for _, c := range r.Collectors {
-		fmt.Fprintf(tw, "%s\t%d\t%.0f\t%.0f (%.2fx)\t%.0f\t%.0f\t%.0f\t%.2fx\t%.2fx\t%.2fx\t\n", c.Mode, c.Cgrstat.End.Runs,
-			c.Cgrstat.PerEvent(), c.Plain.PerEvent(), c.PlainVsAlone, c.Traced.PerEvent(), c.Baseline.PerEvent(), c.Floor.PerEvent(),
+		fmt.Fprintf(tw, "%s\t%d\t%.0f\t%.0f\t%.0f\t%.0f\t%.2fx\t%.2fx\t%.2fx\t\n", c.Mode, c.Cgrstat.End.Runs,
+			c.Cgrstat.PerEvent(), c.Traced.PerEvent(), c.Baseline.PerEvent(), c.Floor.PerEvent(),
 			c.VsBaseline, c.TracedVsBaseline, c.VsFloor)
+	}
+	tw.Flush()
+	fmt.Fprintf(w, "\neach figure against a plain bpf_stats measurement (attached alone, %d events from the attach in each turn), and contended (stress workload)\n", plainEvents)
+	fmt.Fprintln(tw, "mode\tset\tfigure\tplain\tfigure/plain\tcontended\tcontended/figure\t")
+	for _, c := range r.Collectors {
+		for _, set := range []struct {
+			name string
+			p    Pair
+		}{{"cgrstat", c.Cgrstat}, {"baseline", c.Baseline}, {"floor", c.Floor}} {
+			ratio := c.VsPlain[set.name]
+			check := ""
+			if ratio < 0.8 || ratio > 1.2 {
+				check = " (over 20%)"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%.0f\t%.0f\t%.2fx%s\t%.0f\t%.2fx\t\n", c.Mode, set.name, set.p.PerEvent(), c.Plain[set.name].PerEvent(),
+				ratio, check, c.Contended[set.name].PerEvent(), c.Contended[set.name].PerEvent()/set.p.PerEvent())
+		}
 	}
 }
 

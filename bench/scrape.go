@@ -46,24 +46,19 @@ func (b *bench) scrape(s *session, t *tree) (Scrape, error) {
 		return sc, err
 	}
 	defer srv.kill()
-	for i := 0; i < wholeReps(t.n); i++ {
-		start := time.Now()
-		body, err := get(srv.url)
-		sc.ScrapeNS = append(sc.ScrapeNS, since(start))
-		if err != nil {
-			return sc, err
-		}
-		if err := exportsAll(body, t.n); err != nil {
-			return sc, err
-		}
-		sc.BodyBytes = len(body)
-		ns, err := readAllInProcess(s, t)
-		if err != nil {
-			return sc, err
-		}
-		sc.InProcessNS = append(sc.InProcessNS, ns)
-	}
 	var body string
+	scrape := timed{sample: &sc.ScrapeNS,
+		run: func() (err error) {
+			body, err = get(srv.url)
+			return err
+		},
+		check: func() error {
+			sc.BodyBytes = len(body)
+			return exportsAll(body, t.n)
+		}}
+	if err := timeTurns(wholeReps(t.n), scrape, timedInProcess(&sc.InProcessNS, s, t)); err != nil {
+		return sc, err
+	}
 	for sc.Scrapes = 0; sc.Scrapes < b.cfg.Scrapes; sc.Scrapes++ {
 		if body, err = get(srv.url); err != nil {
 			return sc, err

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/cgrstat/cgrstat/bpf"
@@ -28,30 +29,22 @@ func wholeReps(n int) int {
 }
 
 // whole times `cgrstat read --all --json` of the tree (the binary, as a
-// subprocess), the same in-process, and reading every memory.stat.
+// subprocess), the same in-process, and reading every memory.stat, in
+// turns; then `cgrstat read` of one leaf.
 func (b *bench) whole(s *session, t *tree) (Whole, error) {
 	w := Whole{Mode: s.mode, N: t.n}
-	for i := 0; i < wholeReps(t.n); i++ {
-		ns, err := b.readAllCLI(t)
-		if err != nil {
-			return w, err
-		}
-		w.CLINS = append(w.CLINS, ns)
-		if ns, err = readAllInProcess(s, t); err != nil {
-			return w, err
-		}
-		w.InProcessNS = append(w.InProcessNS, ns)
-		if ns, err = walkMemoryStat(t); err != nil {
-			return w, err
-		}
-		w.WalkNS = append(w.WalkNS, ns)
+	err := timeTurns(wholeReps(t.n),
+		b.timedCLI(&w.CLINS, b.readAllArgs(t), func(out []byte) error { return checkReadAll(out, t) }),
+		timedInProcess(&w.InProcessNS, s, t),
+		timedWalk(&w.WalkNS, t))
+	if err != nil {
+		return w, err
 	}
-	for i := 0; i < readOneReps; i++ {
-		ns, err := b.readOneCLI(t.leaves[0])
-		if err != nil {
-			return w, err
-		}
-		w.ReadOneNS = append(w.ReadOneNS, ns)
+	leaf := t.leaves[0]
+	readOne := []string{b.cfg.CLI, "--pin-path", b.pinPath, "read", leaf.Path}
+	err = timeTurns(readOneReps, b.timedCLI(&w.ReadOneNS, readOne, func(out []byte) error { return checkReadOne(out, leaf) }))
+	if err != nil {
+		return w, err
 	}
 	chunks, err := mapMemory(loader.PinDir(b.pinPath).Map(bpf.CgrstatMapTreeChunks))
 	if err != nil {
@@ -66,64 +59,94 @@ func (b *bench) whole(s *session, t *tree) (Whole, error) {
 // readOneReps is how often `cgrstat read CGROUP` is timed.
 const readOneReps = 11
 
-// readOneCLI runs `cgrstat read CGROUP` of c and checks that it printed
-// c's line.
-func (b *bench) readOneCLI(c cgroup.Cgroup) (int64, error) {
-	cmd := exec.Command(b.cfg.CLI, "--pin-path", b.pinPath, "read", c.Path)
+// timed is one thing whose time goes into sample: run is timed; check,
+// of what run left, is not.
+type timed struct {
+	sample *[]int64
+	run    func() error
+	check  func() error
+}
+
+// timeTurns runs each of ts once per rep, in turn, so that a slow spell
+// of the machine falls on all of them.
+func timeTurns(reps int, ts ...timed) error {
+	for i := 0; i < reps; i++ {
+		for _, t := range ts {
+			start := time.Now()
+			err := t.run()
+			ns := since(start)
+			if err == nil {
+				err = t.check()
+			}
+			if err != nil {
+				return err
+			}
+			*t.sample = append(*t.sample, ns)
+		}
+	}
+	return nil
+}
+
+// timedCLI runs the real binary; check gets what it printed.
+func (b *bench) timedCLI(sample *[]int64, args []string, check func(stdout []byte) error) timed {
 	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	start := time.Now()
-	err := cmd.Run()
-	ns := since(start)
-	if err != nil {
-		return 0, fmt.Errorf("%s read %s: %w: %s", filepath.Base(b.cfg.CLI), c.Rel, err, bytes.TrimSpace(stderr.Bytes()))
+	return timed{sample: sample,
+		run: func() error {
+			stdout.Reset()
+			stderr.Reset()
+			cmd := exec.Command(args[0], args[1:]...)
+			cmd.Stdout, cmd.Stderr = &stdout, &stderr
+			if err := cmd.Run(); err != nil {
+				return fmt.Errorf("%s %s: %w: %s", filepath.Base(args[0]), strings.Join(args[3:], " "), err, bytes.TrimSpace(stderr.Bytes()))
+			}
+			return nil
+		},
+		check: func() error { return check(stdout.Bytes()) }}
+}
+
+// checkReadOne wants c's line. The table shortens a long path in its
+// middle: its end is there.
+func checkReadOne(stdout []byte, c cgroup.Cgroup) error {
+	if !bytes.Contains(stdout, []byte("/"+filepath.Base(c.Rel)+" ")) {
+		return fmt.Errorf("read %s printed %q", c.Rel, stdout)
 	}
-	// The table shortens a long path in its middle: its end is there.
-	if !bytes.Contains(stdout.Bytes(), []byte("/"+filepath.Base(c.Rel)+" ")) {
-		return 0, fmt.Errorf("read %s printed %q", c.Rel, stdout.Bytes())
-	}
-	return ns, nil
+	return nil
 }
 
 func (b *bench) readAllArgs(t *tree) []string {
 	return []string{b.cfg.CLI, "--pin-path", b.pinPath, "read", "--all", "--json", t.top.Path}
 }
 
-// readAllCLI runs the real binary and checks that it printed every cgroup.
-func (b *bench) readAllCLI(t *tree) (int64, error) {
-	args := b.readAllArgs(t)
-	cmd := exec.Command(args[0], args[1:]...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	start := time.Now()
-	err := cmd.Run()
-	ns := since(start)
-	if err != nil {
-		return 0, fmt.Errorf("%s read --all: %w: %s", filepath.Base(b.cfg.CLI), err, bytes.TrimSpace(stderr.Bytes()))
-	}
+// checkReadAll wants every cgroup of the tree in read --all's JSON.
+func checkReadAll(stdout []byte, t *tree) error {
 	var out struct {
 		Cgroups []reclaim.Stat `json:"cgroups"`
 	}
-	if err := json.Unmarshal(stdout.Bytes(), &out); err != nil {
-		return 0, fmt.Errorf("decoding read --all output: %w", err)
+	if err := json.Unmarshal(stdout, &out); err != nil {
+		return fmt.Errorf("decoding read --all output: %w", err)
 	}
 	if err := checkAll(out.Cgroups, t); err != nil {
-		return 0, fmt.Errorf("read --all: %w", err)
+		return fmt.Errorf("read --all: %w", err)
 	}
-	return ns, nil
+	return nil
 }
 
-func readAllInProcess(s *session, t *tree) (int64, error) {
-	start := time.Now()
-	stats, err := s.p.Snapshot(readout.Query{Cgroups: []cgroup.Cgroup{t.top}, All: true})
-	if err == nil {
-		err = format.JSON(io.Discard, stats)
-	}
-	ns := since(start)
-	if err != nil {
-		return 0, fmt.Errorf("reading the tree in-process: %w", err)
-	}
-	return ns, checkAll(stats.Stats(), t)
+// timedInProcess is the same read in-process, as JSON.
+func timedInProcess(sample *[]int64, s *session, t *tree) timed {
+	var stats *readout.Snapshot
+	return timed{sample: sample,
+		run: func() error {
+			var err error
+			stats, err = s.p.Snapshot(readout.Query{Cgroups: []cgroup.Cgroup{t.top}, All: true})
+			if err == nil {
+				err = format.JSON(io.Discard, stats)
+			}
+			if err != nil {
+				return fmt.Errorf("reading the tree in-process: %w", err)
+			}
+			return nil
+		},
+		check: func() error { return checkAll(stats.Stats(), t) }}
 }
 
 // checkAll wants one line per cgroup of the tree, the top's with reclaims.
@@ -137,22 +160,27 @@ func checkAll(stats []reclaim.Stat, t *tree) error {
 	return nil
 }
 
-// walkMemoryStat reads memory.stat of every cgroup of the tree, as a tool
+// timedWalk reads memory.stat of every cgroup of the tree, as a tool
 // without cgrstat would.
-func walkMemoryStat(t *tree) (int64, error) {
+func timedWalk(sample *[]int64, t *tree) timed {
 	n := 0
-	start := time.Now()
-	err := cgroup.Walk(t.top, func(c cgroup.Cgroup) error {
-		n++
-		_, err := os.ReadFile(filepath.Join(c.Path, "memory.stat"))
-		return err
-	})
-	ns := since(start)
-	if err != nil {
-		return 0, fmt.Errorf("walking memory.stat: %w", err)
-	}
-	if n != t.n {
-		return 0, fmt.Errorf("memory.stat walk visited %d cgroups, the tree has %d", n, t.n)
-	}
-	return ns, nil
+	return timed{sample: sample,
+		run: func() error {
+			n = 0
+			err := cgroup.Walk(t.top, func(c cgroup.Cgroup) error {
+				n++
+				_, err := os.ReadFile(filepath.Join(c.Path, "memory.stat"))
+				return err
+			})
+			if err != nil {
+				return fmt.Errorf("walking memory.stat: %w", err)
+			}
+			return nil
+		},
+		check: func() error {
+			if n != t.n {
+				return fmt.Errorf("memory.stat walk visited %d cgroups, the tree has %d", n, t.n)
+			}
+			return nil
+		}}
 }

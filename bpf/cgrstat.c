@@ -184,14 +184,21 @@ struct throttle_stat {
 struct counters {
 	__u64 max_limit_delay_ns; /* CAUSE_MAX */
 	__u64 max_limit_reclaimed;
+	/*
+	 * Reclaim whose target (the memcg whose limit was enforced) is this
+	 * cgroup. Here, so that the commonest event, a max reclaim of the
+	 * task's own cgroup, finds adds, its cause and forced in the value's
+	 * first 56 bytes, one cache line (64 bytes of allocator header, hash
+	 * element and key come before the value: see below), and misses one
+	 * line fewer after its reclaim evicted them.
+	 */
+	struct cause_counters forced;
 	__u64 high_limit_delay_ns; /* CAUSE_HIGH */
 	__u64 high_limit_reclaimed;
 	__u64 high_limit_count;
 	__u64 proactive_delay_ns;
 	__u64 proactive_reclaimed;
 	struct cause_counters direct;
-	/* reclaim whose target (the memcg whose limit was enforced) is this cgroup */
-	struct cause_counters forced;
 	__u64 oom_kills; /* tasks of this cgroup the OOM killer chose (mark_victim) */
 	__u64 limit_hist[NR_BUCKETS]; /* CAUSE_MAX and CAUSE_HIGH */
 	__u64 proactive_hist[NR_BUCKETS];
@@ -239,6 +246,13 @@ struct reclaim_start {
 	__u32 pad;
 	__u64 over_high_ns; /* 0 outside the call */
 	__u64 over_high_reclaim_ns;
+	/*
+	 * From 6.2 (begin_direct): the target's struct cgroup, not yet its id
+	 * (target_id 0). end compares it with the task's cgroup, whose id it
+	 * has anyway, and follows it to the id only when they differ: begin
+	 * saves the loads of the target's kernfs node and id.
+	 */
+	__u64 target_cgrp;
 };
 
 enum figures_flags {
@@ -681,7 +695,7 @@ static __always_inline __u32 bucket_of(__u64 ns)
 	return 1 + (e - 10) * 4 + ((ns >> (e - 2)) & 3);
 }
 
-static __always_inline void begin(__u32 cause, __u64 target_id)
+static __always_inline void begin(__u32 cause, __u64 target_id, __u64 target_cgrp)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
 	struct reclaim_start *st;
@@ -698,6 +712,7 @@ static __always_inline void begin(__u32 cause, __u64 target_id)
 	}
 	st->cause = cause;
 	st->target_id = target_id;
+	st->target_cgrp = target_cgrp;
 	st->start_ns = bpf_ktime_get_ns();
 }
 
@@ -725,8 +740,9 @@ static __always_inline __u32 cause_of(__u64 usage, __u64 high, __u64 max)
 /*
  * Before 6.2 (no bpf_rdonly_cast): the scan_control, reached by pointer
  * arithmetic, is read with bpf_probe_read_kernel (BPF_CORE_READ), eight
- * reads in all: usage, and high with max, which are neighbours in every
- * layout (from 6.1 usage has a cache line of its own, far from them).
+ * reads at most: high with max, which are neighbours in every layout, and
+ * usage only where memory.high is below max (from 6.1 usage has a cache
+ * line of its own, far from them).
  * Measured on the development host (bpf_stats, ~2,000 v1 max reclaims per
  * run, three runs each): the three page-counter reads made the begin
  * program 642-669 ns against 460-536 without.
@@ -752,13 +768,15 @@ static __always_inline __u32 begin_probed(struct task_struct *task, __u64 *targe
 	pc = (void *)target + bpf_core_field_offset(struct mem_cgroup, memory);
 	high = bpf_core_field_offset(struct page_counter, high);
 	max = bpf_core_field_offset(struct page_counter, max);
-	bpf_probe_read_kernel(&usage, sizeof(usage), pc + bpf_core_field_offset(struct page_counter, usage));
 	if (max == high + 8) {
 		bpf_probe_read_kernel(limits, sizeof(limits), pc + high);
 	} else {
 		bpf_probe_read_kernel(&limits[0], 8, pc + high);
 		bpf_probe_read_kernel(&limits[1], 8, pc + max);
 	}
+	if (limits[0] >= limits[1])
+		return CAUSE_MAX; /* as begin_direct: usage only where memory.high is below max */
+	bpf_probe_read_kernel(&usage, sizeof(usage), pc + bpf_core_field_offset(struct page_counter, usage));
 	return cause_of(usage, limits[0], limits[1]);
 }
 
@@ -767,11 +785,11 @@ static __always_inline __u32 begin_probed(struct task_struct *task, __u64 *targe
  * everything is a direct load (a plain load with an exception-table entry)
  * instead of a helper call each.
  */
-static __always_inline __u32 begin_direct(struct task_struct *task, __u64 *target_id)
+static __always_inline __u32 begin_direct(struct task_struct *task, __u64 *target_cgrp)
 {
 	struct mem_cgroup *target;
 	struct scan_control *sc;
-	__u64 rs;
+	__u64 rs, high, max;
 
 	rs = (__u64)task->reclaim_state;
 	if (!rs)
@@ -781,10 +799,15 @@ static __always_inline __u32 begin_direct(struct task_struct *task, __u64 *targe
 	target = sc->target_mem_cgroup;
 	if (!target)
 		return BPF_CORE_READ_BITFIELD(sc, proactive) ? CAUSE_PROACTIVE : CAUSE_MAX;
-	*target_id = target->css.cgroup->kn->id;
+	*target_cgrp = (__u64)target->css.cgroup;
 	if (BPF_CORE_READ_BITFIELD(sc, proactive))
 		return CAUSE_PROACTIVE;
-	return cause_of(target->memory.usage.counter, target->memory.high, target->memory.max);
+	high = target->memory.high;
+	max = target->memory.max;
+	/* Usage, on a cache line of its own, only where memory.high is below max (never on v1). */
+	if (high >= max)
+		return CAUSE_MAX;
+	return cause_of(target->memory.usage.counter, high, max);
 }
 
 /*
@@ -798,21 +821,21 @@ SEC("tp_btf/mm_vmscan_memcg_reclaim_begin")
 int BPF_PROG(vmscan_start)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
-	__u64 target_id = 0;
+	__u64 target_id = 0, target_cgrp = 0;
 	__u32 cause;
 
 	if (bpf_ksym_exists(bpf_rdonly_cast))
-		cause = begin_direct(task, &target_id);
+		cause = begin_direct(task, &target_cgrp);
 	else
 		cause = begin_probed(task, &target_id);
-	begin(cause, target_id);
+	begin(cause, target_id, target_cgrp);
 	return 0;
 }
 
 SEC("tp_btf/mm_vmscan_direct_reclaim_begin")
 int BPF_PROG(direct_start)
 {
-	begin(CAUSE_DIRECT, 0);
+	begin(CAUSE_DIRECT, 0, 0);
 	return 0;
 }
 
@@ -865,9 +888,11 @@ static __always_inline void add_forced(struct cgstat *t, __u64 dur, __u64 nr)
  * threshold, its cgroup subtrees and its rate limit, decided here. With no
  * subscriber the cost per event is one load and compare: trace_gate holds
  * the lowest threshold of the active slots plus one, 0 when none is
- * active. Slots are claimed and released by user space (pkg/events), which
- * keeps trace_gate; a slot names its owner (pid and start time) so that a
- * killed subscriber's slot is reclaimed by the next one.
+ * active (TRACE_GATE), and a bit per active slot (TRACE_ACTIVE), so that
+ * an event past the gate visits only the slots in use. Slots are claimed
+ * and released by user space (pkg/readout), which keeps trace_gate; a
+ * slot names its owner (pid and start time) so that a killed subscriber's
+ * slot is reclaimed by the next one.
  */
 #define TRACE_SLOTS 8
 #define TRACE_CGROUPS 4
@@ -927,9 +952,16 @@ struct trace_event {
 	__u64 stack[TRACE_STACK_DEPTH]; /* only with TRACE_STACK: the ring holds the event without it otherwise */
 };
 
+enum trace_gate_key {
+	TRACE_GATE = 0,	  /* the lowest threshold of the active slots plus one; 0: none */
+	TRACE_ACTIVE = 1, /* bit k: slot k is active */
+	TRACE_GATE_KEYS,
+};
+
+/* Both values share one cache line: an event past the gate loads nothing more. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
+	__uint(max_entries, TRACE_GATE_KEYS);
 	__type(key, __u32);
 	__type(value, __u64);
 } trace_gate SEC(".maps");
@@ -1042,12 +1074,17 @@ static __noinline void trace_one(void *ctx, struct trace_event *ev, struct cgrou
 static __always_inline void trace_reclaim(void *ctx, struct cgroup *memcg, __u64 dur, __u64 now, __u32 cause,
 					  __u64 target_id, __u64 nr_reclaimed)
 {
-	__u32 zero = 0;
-	__u64 *gate = bpf_map_lookup_elem(&trace_gate, &zero), pid_tgid;
+	__u32 key = TRACE_GATE;
+	__u64 *gate = bpf_map_lookup_elem(&trace_gate, &key), *active, slots, pid_tgid;
 	struct trace_event ev;
 
 	if (!gate || !*gate || dur < *gate - 1)
 		return;
+	key = TRACE_ACTIVE;
+	active = bpf_map_lookup_elem(&trace_gate, &key);
+	if (!active)
+		return;
+	slots = *active;
 	ev.end_ns = now;
 	ev.duration_ns = dur;
 	ev.cgroup_id = cgroup_id(memcg);
@@ -1062,7 +1099,19 @@ static __always_inline void trace_reclaim(void *ctx, struct cgroup *memcg, __u64
 	ev.pad = 0;
 	bpf_get_current_comm(ev.comm, sizeof(ev.comm));
 	for (__u32 k = 0; k < TRACE_SLOTS; k++)
-		trace_one(ctx, &ev, memcg, k);
+		if (slots & (1ULL << k))
+			trace_one(ctx, &ev, memcg, k);
+}
+
+/* The id of the target begin_direct saw: most often the task's own cgroup. */
+static __always_inline __u64 target_id_of(__u64 target_cgrp, struct cgroup *memcg, __u64 cgid)
+{
+	struct cgroup *target;
+
+	if (target_cgrp == (__u64)memcg)
+		return cgid;
+	target = bpf_rdonly_cast((void *)target_cgrp, bpf_core_type_id_kernel(struct cgroup));
+	return target->kn->id;
 }
 
 static __always_inline void end(void *ctx, unsigned long nr_reclaimed, bool direct)
@@ -1087,6 +1136,8 @@ static __always_inline void end(void *ctx, unsigned long nr_reclaimed, bool dire
 	target_id = st->target_id;
 	memcg = task_memcg(task);
 	cgid = cgroup_id(memcg);
+	if (bpf_ksym_exists(bpf_rdonly_cast) && st->target_cgrp)
+		target_id = target_id_of(st->target_cgrp, memcg, cgid);
 
 	s = stat_with_ancestors(memcg, cgid);
 	if (!s) {

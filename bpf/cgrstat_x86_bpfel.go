@@ -33,13 +33,13 @@ type CgrstatCounters struct {
 	_                  structs.HostLayout
 	MaxLimitDelayNs    uint64
 	MaxLimitReclaimed  uint64
+	Forced             CgrstatCauseCounters
 	HighLimitDelayNs   uint64
 	HighLimitReclaimed uint64
 	HighLimitCount     uint64
 	ProactiveDelayNs   uint64
 	ProactiveReclaimed uint64
 	Direct             CgrstatCauseCounters
-	Forced             CgrstatCauseCounters
 	OomKills           uint64
 	LimitHist          [106]uint64
 	ProactiveHist      [106]uint64
@@ -100,6 +100,7 @@ type CgrstatReclaimStart struct {
 	Pad               uint32
 	OverHighNs        uint64
 	OverHighReclaimNs uint64
+	TargetCgrp        uint64
 }
 
 type CgrstatThrottleCounters struct {

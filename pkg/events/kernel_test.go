@@ -248,6 +248,9 @@ func TestKernelEventsSlots(t *testing.T) {
 	if gate(t, p) != 1 {
 		t.Errorf("gate %d with a reader of every reclaim; want 1", gate(t, p))
 	}
+	if a := activeSlots(t, p); a != 1<<slot {
+		t.Errorf("active slots %#x with one reader in slot %d; want %#x", a, slot, 1<<slot)
+	}
 	holder.Process.Kill()
 	holder.Wait()
 	first := open(t, p.Path, events.Options{Min: time.Millisecond})
@@ -272,6 +275,9 @@ func TestKernelEventsSlots(t *testing.T) {
 		}
 	}
 	t.Logf("%d slots", len(rs)+1)
+	if a, want := activeSlots(t, p), uint64(1)<<(len(rs)+1)-1; a != want {
+		t.Errorf("active slots %#x with every slot taken; want %#x", a, want)
+	}
 	s := rs[0].Slot()
 	rs[0].Close()
 	again := open(t, p.Path, events.Options{})
@@ -286,9 +292,19 @@ func TestKernelEventsSlots(t *testing.T) {
 	if g := gate(t, p); g != 0 {
 		t.Errorf("gate %d after every reader closed; want 0", g)
 	}
+	if a := activeSlots(t, p); a != 0 {
+		t.Errorf("active slots %#x after every reader closed; want 0", a)
+	}
 }
 
-func gate(t *testing.T, p *readout.Handle) uint64 {
+// gate is trace_gate's threshold: the lowest of the active slots plus one.
+func gate(t *testing.T, p *readout.Handle) uint64 { return gateValue(t, p, 0) }
+
+// activeSlots is trace_gate's bits of the active slots, which the
+// collectors visit once an event passes the gate.
+func activeSlots(t *testing.T, p *readout.Handle) uint64 { return gateValue(t, p, 1) }
+
+func gateValue(t *testing.T, p *readout.Handle, key uint32) uint64 {
 	t.Helper()
 	m, err := ebpf.LoadPinnedMap(p.Dir.Map(bpf.CgrstatMapTraceGate), nil)
 	if err != nil {
@@ -296,7 +312,7 @@ func gate(t *testing.T, p *readout.Handle) uint64 {
 	}
 	defer m.Close()
 	var g uint64
-	if err := m.Lookup(uint32(0), &g); err != nil {
+	if err := m.Lookup(key, &g); err != nil {
 		t.Fatal(err)
 	}
 	return g

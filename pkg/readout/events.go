@@ -256,20 +256,37 @@ func (r *EventReader) clear(k uint32) error {
 	return nil
 }
 
+// trace_gate's keys (enum trace_gate_key in bpf/cgrstat.c).
+const (
+	traceGate   = 0 // the lowest threshold of the active slots plus one
+	traceActive = 1 // a bit per active slot
+)
+
 // updateGate sets the gate to the lowest threshold of the active slots
-// plus one, 0 when none is active (see trace_gate in bpf/cgrstat.c).
+// plus one, 0 when none is active, and the bits of the active slots (see
+// trace_gate in bpf/cgrstat.c). The bits go first: an event that passes
+// the new gate finds its slot's bit. A load made before the bits existed
+// has only the gate.
 func (r *EventReader) updateGate() error {
-	gate := uint64(0)
+	gate, active := uint64(0), uint64(0)
 	for k := uint32(0); k < r.slots.MaxEntries(); k++ {
 		var s bpf.CgrstatTraceSlot
 		if err := r.slots.Lookup(k, &s); err != nil {
 			return fmt.Errorf("reading event slot %d: %w", k, err)
 		}
+		if s.Active != 0 {
+			active |= 1 << k
+		}
 		if s.Active != 0 && (gate == 0 || s.MinNs+1 < gate) {
 			gate = s.MinNs + 1
 		}
 	}
-	if err := r.gate.Put(uint32(0), gate); err != nil {
+	if r.gate.MaxEntries() > traceActive {
+		if err := r.gate.Put(uint32(traceActive), active); err != nil {
+			return fmt.Errorf("setting the active event slots: %w", err)
+		}
+	}
+	if err := r.gate.Put(uint32(traceGate), gate); err != nil {
 		return fmt.Errorf("setting the event gate: %w", err)
 	}
 	return nil
