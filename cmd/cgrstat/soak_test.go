@@ -513,10 +513,10 @@ func (s *soak) final() {
 		}
 		series := func(family string) float64 { return v[fmt.Sprintf("%s{cgroup=%q}", family, label)] }
 		sc, sp, sf := series("cgrstat_memcg_reclaims_total"), series("cgrstat_memcg_reclaimed_pages_total"), series("cgrstat_forced_reclaims_total")
-		row(got == want && sc == float64(want.Count) && sp == float64(want.Reclaimed) && sf == float64(want.Forced.Count),
+		row(got.Equal(want) && sc == float64(want.Count) && sp == float64(want.Reclaimed) && sf == float64(want.Forced.Count),
 			"ancestor "+name+": reclaims/pages/forced", "removed children recorded %d/%d/%d (%v); second load %d/%d/%d, every field equal: %v; serve %v/%v/%v",
 			want.Count, want.Reclaimed, want.Forced.Count, time.Duration(want.DelayNS).Round(time.Microsecond),
-			got.Count, got.Reclaimed, got.Forced.Count, got == want, sc, sp, sf)
+			got.Count, got.Reclaimed, got.Forced.Count, got.Equal(want), sc, sp, sf)
 	}
 	if all.Count == 0 {
 		t.Error("no reclaim recorded: the jobs did not reclaim")

@@ -111,7 +111,7 @@ func assertOneAgrees(t *testing.T, p *readout.Handle, c cgroup.Cgroup, all recla
 		t.Fatalf("read of %s alone: %d rows", c.Rel, len(one.Rows))
 	}
 	got := one.Rows[0].Stat
-	if got.Collected() != all.Collected() || got.Events != all.Events || got.Pressure.Read != all.Pressure.Read ||
+	if !got.Collected().Equal(all.Collected()) || got.Events != all.Events || got.Pressure.Read != all.Pressure.Read ||
 		max(got.Pressure.SomeNS, all.Pressure.SomeNS)-min(got.Pressure.SomeNS, all.Pressure.SomeNS) > 2e9 {
 		t.Errorf("read of %s alone: %+v %+v, read --all: %+v %+v", c.Rel, got.Events, got.Pressure, all.Events, all.Pressure)
 	}

@@ -505,7 +505,7 @@ func ancestors(t *testing.T, p *readout.Handle, top cgroup.Cgroup) []reclaim.Sta
 	}
 	for _, st := range out {
 		for _, a := range all {
-			if a.ID == st.ID && a.Collected() != st.Collected() {
+			if a.ID == st.ID && !a.Collected().Equal(st.Collected()) {
 				t.Errorf("%s: the stat file says %+v, read --all %+v", st.Path, st, a)
 			}
 		}
@@ -642,7 +642,7 @@ func sumsHold(all []reclaim.Stat, inner map[string][]string) string {
 		}
 		got := byPath[parent]
 		sum.ID, sum.Path = got.ID, got.Path
-		if got.Collected() != sum {
+		if !got.Collected().Equal(sum) {
 			return fmt.Sprintf("%s: count %d, delay %d, pages %d, forced %d; its children sum to %d, %d, %d, %d (or differ in a bucket, cause or maximum)",
 				parent, got.Count, got.DelayNS, got.Reclaimed, got.Forced.Count, sum.Count, sum.DelayNS, sum.Reclaimed, sum.Forced.Count)
 		}

@@ -273,16 +273,17 @@ func TestRecord(t *testing.T) {
 	want := Stat{DelayNS: 3_001_000, Count: 2, Reclaimed: 96, MaxNS: 3_000_000,
 		Causes: [NrCauses]Counters{{3_000_000, 1, 64}, {}, {1000, 1, 32}, {5_000_000, 1, 400}},
 		Forced: Counters{3_000_000, 1, 64}}
+	want.Own()
 	want.LimitHist[BucketOf(3_000_000)] = 1
 	want.ProactiveHist[0] = 1
-	if s != want {
+	if !s.Equal(want) {
 		t.Errorf("Record:\n%+v\nwant\n%+v", s, want)
 	}
 	if h := s.Hist(); h.Total() != 2 || h[0] != 1 || h[BucketOf(3_000_000)] != 1 {
 		t.Errorf("Hist = %v", h)
 	}
-	if d := s.Dists(); d[0].Name != "limit" || d[0].Hist != &s.LimitHist || d[0].Counters != s.Limit() ||
-		d[1].Name != "proactive" || d[1].Hist != &s.ProactiveHist || d[1].Counters != s.Causes[Proactive] {
+	if d := s.Dists(); d[0].Name != "limit" || d[0].Hist != s.LimitHist || d[0].Counters != s.Limit() ||
+		d[1].Name != "proactive" || d[1].Hist != s.ProactiveHist || d[1].Counters != s.Causes[Proactive] {
 		t.Errorf("Dists = %+v", d)
 	}
 }
@@ -317,7 +318,7 @@ func TestStatJSON(t *testing.T) {
 		t.Errorf("JSON\n%s\nwant\n%s", b, want)
 	}
 	var back Stat
-	if err := json.Unmarshal(b, &back); err != nil || back != sample() {
+	if err := json.Unmarshal(b, &back); err != nil || !back.Equal(sample()) {
 		t.Errorf("round trip: %+v, %v; want %+v", back, err, sample())
 	}
 	// Empty: buckets are [], not null.
@@ -403,7 +404,7 @@ func TestStatJSONRoundTrip(t *testing.T) {
 		if s.Path == "/\xff\xfe" {
 			want.Path = "/\uFFFD\uFFFD" // as encoding/json replaces invalid bytes
 		}
-		if back != want {
+		if !back.Equal(want) {
 			t.Fatalf("round trip of %s:\n%+v\nwant\n%+v", b, back, want)
 		}
 	}
