@@ -12,6 +12,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/cgrstat/cgrstat/pkg/escape"
+	"github.com/cgrstat/cgrstat/pkg/identity"
 	"github.com/cgrstat/cgrstat/pkg/readout"
 )
 
@@ -46,12 +47,13 @@ func JSON(w io.Writer, snap *readout.Snapshot) error {
 	}
 	bw.WriteString(`"cgroups":[`)
 	var line []byte
+	var ids identity.Parser
 	for i := range snap.Rows {
 		if i > 0 {
 			bw.WriteByte(',')
 		}
 		bw.WriteString("\n  ")
-		line = snap.Rows[i].AppendJSON(line[:0])
+		line = snap.Rows[i].AppendJSONIn(line[:0], &ids)
 		bw.Write(line)
 	}
 	bw.WriteString("\n]}\n")

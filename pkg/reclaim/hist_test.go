@@ -435,3 +435,18 @@ func TestStatJSONKernelFigures(t *testing.T) {
 		}
 	}
 }
+
+// TestAppendString wants encoding/json's bytes for every string, those
+// written without it included.
+func TestAppendString(t *testing.T) {
+	strs := []string{"", "/", "/kubepods.slice/a-b_c:d@1.service", "a\"b", `a\b`, "<&>", "\x00\x1f\x7f", "é", "\xff", "\u2028"}
+	for c := 0; c < 256; c++ {
+		strs = append(strs, "/x"+string(rune(c))+"y", "/x"+string([]byte{byte(c)})+"y")
+	}
+	for _, s := range strs {
+		want, _ := json.Marshal(s)
+		if got := appendString([]byte("x"), s); string(got) != "x"+string(want) {
+			t.Errorf("appendString(%q) = %s, want %s", s, got[1:], want)
+		}
+	}
+}
