@@ -14,7 +14,7 @@ import (
 type scrape struct {
 	fams      map[*family]*dto.MetricFamily
 	exemplars map[string]*cgroupExemplars // by cgroup path; nil without any
-	ids       identity.Parser                // the rows come parents first
+	ids       identity.Parser             // the rows come parents first
 }
 
 func newScrape() *scrape { return &scrape{fams: map[*family]*dto.MetricFamily{}} }
