@@ -55,7 +55,7 @@ func (h *Handle) walk(c cgroup.Cgroup, order cgroupiter.Order) ([]Member, error)
 	if err != nil {
 		return nil, err
 	}
-	nodes, err := readChunks(h.chunks, chunks)
+	nodes, err := readChunks(h.chunks, chunks, visited)
 	if err != nil {
 		return nil, err
 	}
@@ -87,11 +87,11 @@ type node struct {
 	Name       string
 }
 
-// readChunks reads and decodes chunks 0 to n-1 of the tree map. Chunks
-// past n are an earlier, larger walk's.
-func readChunks(m *ebpf.Map, n int) ([]node, error) {
+// readChunks reads and decodes chunks 0 to n-1 of the tree map, which
+// hold about visited nodes. Chunks past n are an earlier, larger walk's.
+func readChunks(m *ebpf.Map, n, visited int) ([]node, error) {
 	buf := make([]byte, m.ValueSize())
-	var nodes []node
+	nodes := make([]node, 0, visited)
 	for i := 0; i < n; i++ {
 		if err := m.Lookup(uint32(i), buf); err != nil {
 			return nil, fmt.Errorf("reading the tree map (chunk %d of %d): %w", i, n, err)
