@@ -147,16 +147,32 @@ func paths(nodes []node, topPath string) []Member {
 	if len(nodes) == 0 {
 		return nil
 	}
-	index := make(map[uint64]int32, len(nodes))
-	for i := range nodes {
-		index[nodes[i].ID] = int32(i)
-	}
 	// The children of node i are kids[first[i]:first[i+1]] (every node but
-	// the top is a child of one before it).
+	// the top is a child of one before it). In the walk's pre-order a
+	// node's parent is on the path from the top to the node before it,
+	// found there without a map of every id; in any other order, by a map.
 	first := make([]int32, len(nodes)+1)
 	parent := make([]int32, len(nodes))
+	path := []int32{0}
+	var index map[uint64]int32
 	for i := 1; i < len(nodes); i++ {
-		parent[i] = index[nodes[i].Parent]
+		for len(path) > 1 && nodes[path[len(path)-1]].ID != nodes[i].Parent {
+			path = path[:len(path)-1]
+		}
+		parent[i] = path[0]
+		if nodes[path[len(path)-1]].ID == nodes[i].Parent {
+			parent[i] = path[len(path)-1]
+		} else {
+			if index == nil {
+				index = make(map[uint64]int32, len(nodes))
+				for j := range nodes {
+					index[nodes[j].ID] = int32(j)
+				}
+			}
+			parent[i] = index[nodes[i].Parent]
+			path = append(path, parent[i])
+		}
+		path = append(path, int32(i))
 		first[parent[i]+1]++
 	}
 	for i := 1; i <= len(nodes); i++ {
