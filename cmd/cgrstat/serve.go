@@ -239,7 +239,8 @@ func listenAll(addrs []string) ([]net.Listener, error) {
 }
 
 // limitMemory sets a soft limit on the Go heap unless GOMEMLIMIT does. A
-// scrape's snapshot (about 2.7 KiB per cgroup with its three histograms) and
+// scrape's snapshot (a few hundred bytes per cgroup that never reclaimed,
+// 2 KiB more with histograms; 2.7 KiB each before they went out of line) and
 // metric families are garbage right after it; with the default GOGC alone
 // the heap grows to twice that before the collector runs, and serve's RSS
 // with it. The limit scales with the cgroups the maps can hold, 4 KiB each

@@ -200,6 +200,7 @@ func TestVerifyNonLeafChanged(t *testing.T) {
 			t.Run(node+"/"+m.name, func(t *testing.T) {
 				stats, _ := consistentTree()
 				s := stats[node]
+				s.Own()
 				m.change(&s)
 				stats[node] = s
 				invs := Verify(spec.Default(), stats, roomyParent(stats["test"]), reclaim.Max)
@@ -236,6 +237,7 @@ func TestVerifyNonLeafChanged(t *testing.T) {
 func roomyParent(top reclaim.Stat) reclaim.Stat {
 	room := reclaim.Stat{DelayNS: 1e12, Count: 1e6, Reclaimed: 1e6, MaxNS: 1<<64 - 1,
 		Forced: reclaim.Counters{DelayNS: 1e12, Count: 1e6, Reclaimed: 1e6}}
+	room.Own()
 	for i := range room.LimitHist {
 		room.LimitHist[i] = 1e6
 		room.ProactiveHist[i] = 1e6
@@ -308,6 +310,7 @@ func TestVerifyLeafInconsistent(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			leaves := leafStats()
 			s := leaves[leaf]
+			s.Own()
 			tt.change(&s)
 			leaves[leaf] = s
 			stats, parent := tree(leaves)
@@ -399,6 +402,7 @@ func TestVerifyTopAboveParent(t *testing.T) {
 		{"forced.count", func(s *reclaim.Stat) { s.Forced.Count-- }},
 	} {
 		parent := top
+		parent.Own()
 		tt.change(&parent)
 		invs := Verify(spec.Default(), stats, parent, reclaim.Max)
 		want := []key{{"test", AtMostParent}}

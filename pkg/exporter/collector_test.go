@@ -40,6 +40,7 @@ func syntheticActive(n, active int) *readout.Snapshot {
 			continue
 		}
 		c := reclaim.Stat{ID: uint64(i + 1), Path: p, DelayNS: 1e6, Count: 10, Reclaimed: 100, MaxNS: 5e5}
+		c.Own()
 		c.LimitHist[reclaim.BucketOf(1e5)] = 10
 		c.Causes[reclaim.Max] = reclaim.Counters{DelayNS: 1e6, Count: 10, Reclaimed: 100}
 		snap.Rows = append(snap.Rows, readout.Row{Stat: c})

@@ -52,6 +52,7 @@ func tree() *readout.Snapshot {
 	for i, p := range []string{"/top", "/top/a", "/top/a/b", "/top/c"} {
 		c := reclaim.Stat{ID: uint64(i + 1), Path: p, Count: 3}
 		c.Causes[reclaim.Max] = reclaim.Counters{DelayNS: 6e6, Count: 3}
+		c.Own()
 		c.LimitHist[reclaim.BucketOf(2e6)] = 3
 		c.Causes[reclaim.High] = reclaim.Counters{DelayNS: 1e3, Count: 1}
 		c.LimitHist[reclaim.BucketOf(1e3)] = 1

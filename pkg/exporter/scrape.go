@@ -14,6 +14,7 @@ import (
 type scrape struct {
 	fams      map[*family]*dto.MetricFamily
 	exemplars map[string]*cgroupExemplars // by cgroup path; nil without any
+	ids       identity.Parser             // the rows come parents first
 }
 
 func newScrape() *scrape { return &scrape{fams: map[*family]*dto.MetricFamily{}} }
@@ -171,7 +172,7 @@ func (s *scrape) kernel(cg *reclaim.Stat, only []*dto.LabelPair) {
 // it, and no other series carries its labels, so their number does not
 // change.
 func (s *scrape) info(path string) {
-	id, ok := identity.Parse(path)
+	id, ok := s.ids.Parse(path)
 	if !ok {
 		return
 	}

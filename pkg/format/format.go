@@ -12,6 +12,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/cgrstat/cgrstat/pkg/escape"
+	"github.com/cgrstat/cgrstat/pkg/identity"
 	"github.com/cgrstat/cgrstat/pkg/readout"
 )
 
@@ -23,13 +24,17 @@ type notes struct {
 	Stale []string      `json:"stale_stat_files,omitempty"`
 }
 
+// jsonBuffer is JSON's write size: read --all --json of 10,000 cgroups is
+// 6.7 MB, which bufio's default 4 KiB made 1,636 writes to a pipe.
+const jsonBuffer = 64 << 10
+
 // JSON writes {"cgroups":[...]} with one cgroup per line: readable, and
 // several times faster than indenting thousands of objects. An empty list
 // is [] rather than null, so that scripts can index it without a check.
 // What the health has to say (see notes) comes first, as more top-level
 // fields.
 func JSON(w io.Writer, snap *readout.Snapshot) error {
-	bw := bufio.NewWriter(w)
+	bw := bufio.NewWriterSize(w, jsonBuffer)
 	n := notes{Stale: snap.Health.Stale}
 	if l := snap.Health.Lost; l != (readout.Lost{}) {
 		n.Lost = &l
@@ -46,12 +51,13 @@ func JSON(w io.Writer, snap *readout.Snapshot) error {
 	}
 	bw.WriteString(`"cgroups":[`)
 	var line []byte
+	var ids identity.Parser
 	for i := range snap.Rows {
 		if i > 0 {
 			bw.WriteByte(',')
 		}
 		bw.WriteString("\n  ")
-		line = snap.Rows[i].AppendJSON(line[:0])
+		line = snap.Rows[i].AppendJSONIn(line[:0], &ids)
 		bw.Write(line)
 	}
 	bw.WriteString("\n]}\n")

@@ -175,7 +175,12 @@ const (
 // libpod-<id>/ctr) has none unless it is recognised on its own, as a
 // nested node's pods are.
 func Parse(path string) (id Identity, ok bool) {
-	var ctx context
+	ctx := components(context{}, path)
+	return ctx.id, ctx.ok
+}
+
+// components is the context after path's components, below ctx.
+func components(ctx context, path string) context {
 	for path != "" {
 		var name string
 		if i := strings.IndexByte(path, '/'); i >= 0 {
@@ -188,7 +193,53 @@ func Parse(path string) (id Identity, ok bool) {
 		}
 		ctx = component(ctx, name)
 	}
+	return ctx
+}
+
+// Parser is Parse for the paths of a tree read parents first, as read
+// --all and a scrape list them: it keeps the context of the last path's
+// ancestors and parses only the components below the closest one, so a
+// path costs its last component rather than its depth (at 10,000 cgroups
+// Parse from the top was a tenth of a scrape). The zero Parser is ready;
+// any order of paths gives Parse's answers, only slower.
+type Parser struct {
+	stack []parsed // the last path and its ancestors parsed, top first
+}
+
+type parsed struct {
+	path string
+	ctx  context
+}
+
+// Parse is Parse(path).
+func (p *Parser) Parse(path string) (id Identity, ok bool) {
+	var ctx context
+	rest := path
+	for n := len(p.stack); n > 0; n-- {
+		if r, below := under(path, p.stack[n-1].path); below {
+			ctx, rest = p.stack[n-1].ctx, r
+			p.stack = p.stack[:n]
+			break
+		}
+		p.stack = p.stack[:n-1]
+	}
+	ctx = components(ctx, rest)
+	p.stack = append(p.stack, parsed{path, ctx})
 	return ctx.id, ctx.ok
+}
+
+// under is path's part below dir, if path is strictly below it.
+func under(path, dir string) (rest string, ok bool) {
+	if len(path) <= len(dir) || !strings.HasPrefix(path, dir) {
+		return "", false
+	}
+	if strings.HasSuffix(dir, "/") {
+		return path[len(dir):], true
+	}
+	if path[len(dir)] != '/' {
+		return "", false
+	}
+	return path[len(dir)+1:], true
 }
 
 // component is the context after the component name, below ctx.

@@ -1,6 +1,7 @@
 package identity
 
 import (
+	"slices"
 	"strings"
 	"testing"
 )
@@ -144,6 +145,39 @@ func TestParse(t *testing.T) {
 			t.Errorf("Parse(%q)\n = %+v, %v\nwant %+v, %v", c.path, got, ok, c.want, c.ok)
 		}
 		checkInvariants(t, c.path, got, ok)
+	}
+}
+
+// TestParser wants Parse's answer for every case and every ancestor of
+// one, in the order a tree walk lists them (parents first), in the cases'
+// order, and backwards.
+func TestParser(t *testing.T) {
+	seen := map[string]bool{}
+	var walk []string
+	for _, c := range cases {
+		for i := 1; i <= len(c.path); i++ {
+			if p := c.path[:i]; (i == len(c.path) || c.path[i] == '/') && !seen[p] {
+				seen[p] = true
+				walk = append(walk, p)
+			}
+		}
+	}
+	slices.Sort(walk)
+	walk = append(walk, "/", "/kubepods.slice", "//kubepods.slice//kubepods-burstable.slice/")
+	var listed []string
+	for _, c := range cases {
+		listed = append(listed, c.path)
+	}
+	backwards := slices.Clone(walk)
+	slices.Reverse(backwards)
+	for _, order := range [][]string{walk, listed, backwards} {
+		var p Parser
+		for _, path := range order {
+			wantID, wantOK := Parse(path)
+			if id, ok := p.Parse(path); id != wantID || ok != wantOK {
+				t.Errorf("Parser.Parse(%q)\n = %+v, %v\nwant %+v, %v", path, id, ok, wantID, wantOK)
+			}
+		}
 	}
 }
 

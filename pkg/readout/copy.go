@@ -72,8 +72,8 @@ func hierarchical(rows []Row, members []Member, entries map[uint64]*bpf.CgrstatC
 			return nil
 		}, reclaim.AddThrottle)
 	}
-	// Room for every member at once: a row is 2.7 KB, and growing the
-	// slice copied and faulted in 10,000 rows several times.
+	// Room for every member at once: growing the slice copied and faulted
+	// in 10,000 rows several times.
 	rows = slices.Grow(rows, len(members))
 	// The top's parent is the closest earlier row above it: with several
 	// CGROUP arguments, a tree below another's top reads as below it.
@@ -96,17 +96,19 @@ func hierarchical(rows []Row, members []Member, entries map[uint64]*bpf.CgrstatC
 		if !f.keep(m.Path, m.Depth) {
 			continue
 		}
-		var v bpf.CgrstatCounters
-		if e := entries[m.ID]; e != nil {
-			v = e.Total
-		}
-		if pending[i] != nil {
-			reclaim.Add(&v, pending[i])
-		}
 		shown[i] = len(rows)
-		rows = append(rows, Row{Parent: parent, Depth: m.Depth})
+		rows = append(rows, Row{Stat: reclaim.Stat{ID: m.ID, Path: m.Path}, Parent: parent, Depth: m.Depth})
 		r := &rows[len(rows)-1]
-		r.Stat = reclaim.FromCounters(m.ID, m.Path, &v)
+		if e := entries[m.ID]; e != nil || pending[i] != nil {
+			var v bpf.CgrstatCounters
+			if e != nil {
+				v = e.Total
+			}
+			if pending[i] != nil {
+				reclaim.Add(&v, pending[i])
+			}
+			r.Stat = reclaim.FromCounters(m.ID, m.Path, &v)
+		}
 		r.SetFigures(&m.Figures, v1)
 		if t := throttles[m.ID]; t != nil || throttled != nil && throttled[i] != nil {
 			var tv bpf.CgrstatThrottleCounters

@@ -74,7 +74,8 @@ type Query struct {
 	// (status); a copy counts them anyway.
 	Fill bool
 	// Rows, unless nil, is room for the rows that an earlier snapshot no
-	// longer needs: serve reads 2.7 KB per cgroup every scrape, and
+	// longer needs: serve reads every cgroup every scrape (2.7 KB a row
+	// before a Stat's histograms went out of line), and
 	// allocating them afresh each time made its peak RSS.
 	Rows []Row
 }

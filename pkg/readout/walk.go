@@ -55,7 +55,7 @@ func (h *Handle) walk(c cgroup.Cgroup, order cgroupiter.Order) ([]Member, error)
 	if err != nil {
 		return nil, err
 	}
-	nodes, err := readChunks(h.chunks, chunks)
+	nodes, err := readChunks(h.chunks, chunks, visited)
 	if err != nil {
 		return nil, err
 	}
@@ -87,11 +87,11 @@ type node struct {
 	Name       string
 }
 
-// readChunks reads and decodes chunks 0 to n-1 of the tree map. Chunks
-// past n are an earlier, larger walk's.
-func readChunks(m *ebpf.Map, n int) ([]node, error) {
+// readChunks reads and decodes chunks 0 to n-1 of the tree map, which
+// hold about visited nodes. Chunks past n are an earlier, larger walk's.
+func readChunks(m *ebpf.Map, n, visited int) ([]node, error) {
 	buf := make([]byte, m.ValueSize())
-	var nodes []node
+	nodes := make([]node, 0, visited)
 	for i := 0; i < n; i++ {
 		if err := m.Lookup(uint32(i), buf); err != nil {
 			return nil, fmt.Errorf("reading the tree map (chunk %d of %d): %w", i, n, err)
@@ -147,16 +147,32 @@ func paths(nodes []node, topPath string) []Member {
 	if len(nodes) == 0 {
 		return nil
 	}
-	index := make(map[uint64]int32, len(nodes))
-	for i := range nodes {
-		index[nodes[i].ID] = int32(i)
-	}
 	// The children of node i are kids[first[i]:first[i+1]] (every node but
-	// the top is a child of one before it).
+	// the top is a child of one before it). In the walk's pre-order a
+	// node's parent is on the path from the top to the node before it,
+	// found there without a map of every id; in any other order, by a map.
 	first := make([]int32, len(nodes)+1)
 	parent := make([]int32, len(nodes))
+	path := []int32{0}
+	var index map[uint64]int32
 	for i := 1; i < len(nodes); i++ {
-		parent[i] = index[nodes[i].Parent]
+		for len(path) > 1 && nodes[path[len(path)-1]].ID != nodes[i].Parent {
+			path = path[:len(path)-1]
+		}
+		parent[i] = path[0]
+		if nodes[path[len(path)-1]].ID == nodes[i].Parent {
+			parent[i] = path[len(path)-1]
+		} else {
+			if index == nil {
+				index = make(map[uint64]int32, len(nodes))
+				for j := range nodes {
+					index[nodes[j].ID] = int32(j)
+				}
+			}
+			parent[i] = index[nodes[i].Parent]
+			path = append(path, parent[i])
+		}
+		path = append(path, int32(i))
 		first[parent[i]+1]++
 	}
 	for i := 1; i <= len(nodes); i++ {

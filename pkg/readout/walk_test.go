@@ -70,6 +70,17 @@ func TestPaths(t *testing.T) {
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("paths = %v, want %v", got, want)
 	}
+	// The same tree as the kernel's walk lists it (pre-order: each parent
+	// on the path to the node before), and with the deepest one last.
+	for _, order := range [][]int{{0, 1, 4, 2, 3, 5}, {0, 2, 3, 5, 1, 4}} {
+		var walked []readout.Node
+		for _, i := range order {
+			walked = append(walked, nodes[i])
+		}
+		if got := readout.Paths(walked, "/own/test"); !reflect.DeepEqual(got, want) {
+			t.Fatalf("paths of %v = %v, want %v", order, got, want)
+		}
+	}
 	if got := readout.Paths(nodes[:1], "/"); len(got) != 1 || got[0].Path != "/" {
 		t.Fatalf("paths of the root alone = %v", got)
 	}

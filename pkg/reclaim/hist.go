@@ -57,14 +57,18 @@ func BucketBounds(i int) (lo, hi uint64) {
 // Total is the number of reclaims in the distribution.
 func (h *Hist) Total() uint64 {
 	var n uint64
+	if h == nil {
+		return 0
+	}
 	for _, c := range h {
 		n += c
 	}
 	return n
 }
 
-// empty reports whether h counts nothing (one comparison, not a sum).
-func (h *Hist) empty() bool { return *h == Hist{} }
+// empty reports whether h counts nothing (one comparison, not a sum);
+// nil counts nothing.
+func (h *Hist) empty() bool { return h == nil || *h == Hist{} }
 
 // Add adds o to h bucket-wise.
 func (h *Hist) Add(o *Hist) {

@@ -274,16 +274,17 @@ func TestRecord(t *testing.T) {
 	want := Stat{DelayNS: 3_001_000, Count: 2, Reclaimed: 96, MaxNS: 3_000_000,
 		Causes: [NrCauses]Counters{{3_000_000, 1, 64}, {}, {1000, 1, 32}, {5_000_000, 1, 400}},
 		Forced: Counters{3_000_000, 1, 64}}
+	want.Own()
 	want.LimitHist[BucketOf(3_000_000)] = 1
 	want.ProactiveHist[0] = 1
-	if s != want {
+	if !s.Equal(want) {
 		t.Errorf("Record:\n%+v\nwant\n%+v", s, want)
 	}
 	if h := s.Hist(); h.Total() != 2 || h[0] != 1 || h[BucketOf(3_000_000)] != 1 {
 		t.Errorf("Hist = %v", h)
 	}
-	if d := s.Dists(); d[0].Name != "limit" || d[0].Hist != &s.LimitHist || d[0].Counters != s.Limit() ||
-		d[1].Name != "proactive" || d[1].Hist != &s.ProactiveHist || d[1].Counters != s.Causes[Proactive] {
+	if d := s.Dists(); d[0].Name != "limit" || d[0].Hist != s.LimitHist || d[0].Counters != s.Limit() ||
+		d[1].Name != "proactive" || d[1].Hist != s.ProactiveHist || d[1].Counters != s.Causes[Proactive] {
 		t.Errorf("Dists = %+v", d)
 	}
 }
@@ -348,8 +349,9 @@ func TestStatAdd(t *testing.T) {
 	if sum.Add(&b); !sum.Throttle.Measured || sum.Throttle.DelayNS != b.Throttle.DelayNS {
 		t.Errorf("a sum of measured throttles: %+v", sum.Throttle)
 	}
-	// The throttle's histogram is summed, b's left as it was (copies share it).
-	if a.Throttle.Count != 2 || a.Throttle.Hist.Total() != 2 || b.Throttle.Hist.Total() != 1 || sum.Throttle.Hist == b.Throttle.Hist {
+	// The throttle's histogram is summed, b's left as it was (copies share
+	// it: histograms are never changed in place).
+	if a.Throttle.Count != 2 || a.Throttle.Hist.Total() != 2 || b.Throttle.Hist.Total() != 1 || sum.Throttle.Hist.Total() != 1 {
 		t.Errorf("throttle sum %+v of %+v", a.Throttle, b.Throttle)
 	}
 	h := a.Hist()
@@ -409,7 +411,7 @@ func TestStatJSONRoundTrip(t *testing.T) {
 		if s.Path == "/\xff\xfe" {
 			want.Path = "/\uFFFD\uFFFD" // as encoding/json replaces invalid bytes
 		}
-		if back != want {
+		if !back.Equal(want) {
 			t.Fatalf("round trip of %s:\n%+v\nwant\n%+v", b, back, want)
 		}
 	}
@@ -438,6 +440,21 @@ func TestStatJSONKernelFigures(t *testing.T) {
 		var back Stat
 		if err := json.Unmarshal(b, &back); err != nil || back.Events != tt.s.Events || back.Pressure != tt.s.Pressure || !back.Throttle.Equal(tt.s.Throttle) {
 			t.Errorf("round trip of %s: %+v %+v, %v", b, back.Events, back.Pressure, err)
+		}
+	}
+}
+
+// TestAppendString wants encoding/json's bytes for every string, those
+// written without it included.
+func TestAppendString(t *testing.T) {
+	strs := []string{"", "/", "/kubepods.slice/a-b_c:d@1.service", "a\"b", `a\b`, "<&>", "\x00\x1f\x7f", "é", "\xff", "\u2028"}
+	for c := 0; c < 256; c++ {
+		strs = append(strs, "/x"+string(rune(c))+"y", "/x"+string([]byte{byte(c)})+"y")
+	}
+	for _, s := range strs {
+		want, _ := json.Marshal(s)
+		if got := appendString([]byte("x"), s); string(got) != "x"+string(want) {
+			t.Errorf("appendString(%q) = %s, want %s", s, got[1:], want)
 		}
 	}
 }

@@ -136,7 +136,7 @@ func TestKernelMaxAndHigh(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if f.Causes != c.st.Causes || f.LimitHist != c.st.LimitHist {
+			if f.Causes != c.st.Causes || *f.Dists()[0].Hist != *c.st.Dists()[0].Hist {
 				t.Errorf("load %d: %s: stat file causes %+v, read --all %+v", i, c.st.Path, f.Causes, c.st.Causes)
 			}
 			if !f.Throttle.Equal(c.st.Throttle) {
@@ -146,7 +146,7 @@ func TestKernelMaxAndHigh(t *testing.T) {
 		var sum reclaim.Stat
 		sum.Add(&hs)
 		sum.Add(&ms)
-		if ts.Causes != sum.Causes || ts.LimitHist != sum.LimitHist || ts.Forced != sum.Forced {
+		if ts.Causes != sum.Causes || *ts.Dists()[0].Hist != *sum.Dists()[0].Hist || ts.Forced != sum.Forced {
 			t.Errorf("load %d: %s: causes %+v, forced %+v; its children's sum %+v, %+v", i, ts.Path, ts.Causes, ts.Forced, sum.Causes, sum.Forced)
 		}
 		// The throttle after memory.high, where measured: in the high

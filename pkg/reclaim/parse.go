@@ -18,7 +18,7 @@ import (
 // histograms' sums there, so they are here.
 func FromCounters(id uint64, path string, c *bpf.CgrstatCounters) Stat {
 	s := Stat{ID: id, Path: path, MaxNS: c.MaxDelayNs,
-		LimitHist: c.LimitHist, ProactiveHist: c.ProactiveHist,
+		LimitHist: HistOf(&c.LimitHist), ProactiveHist: HistOf(&c.ProactiveHist),
 		Forced: Counters{c.Forced.DelayNs, c.Forced.Count, c.Forced.Reclaimed}, OOMKills: c.OomKills}
 	// Max's count is the shared histogram's total less high's, as the
 	// stat file prints it (bpf/cgrstat.c, struct counters).

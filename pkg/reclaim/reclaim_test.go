@@ -59,12 +59,12 @@ func TestParseLine(t *testing.T) {
 				if !strings.Contains(err.Error(), want) {
 					t.Errorf("ParseLine(%q) error %q, want it to contain %q", tt.line, err, want)
 				}
-				if got != (Stat{}) {
+				if !got.Equal(Stat{}) {
 					t.Errorf("ParseLine(%q) returned %+v with its error, want the zero Stat", tt.line, got)
 				}
 				return
 			}
-			if err != nil || got != tt.want {
+			if err != nil || !got.Equal(tt.want) {
 				t.Errorf("ParseLine(%q) = %+v, %v; want %+v", tt.line, got, err, tt.want)
 			}
 		})

@@ -12,6 +12,7 @@ import (
 
 func stat(id uint64, path string, delayNS, count, pages uint64) reclaim.Stat {
 	s := reclaim.Stat{ID: id, Path: path, DelayNS: delayNS, Count: count, Reclaimed: pages}
+	s.Own()
 	s.LimitHist[reclaim.BucketOf(delayNS/max(count, 1))] = count
 	return s
 }
