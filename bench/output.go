@@ -38,7 +38,7 @@ func printCollectors(w io.Writer, tw *tabwriter.Writer, r *Result) {
 			c.VsBaseline, c.TracedVsBaseline, c.VsFloor)
 	}
 	tw.Flush()
-	fmt.Fprintf(w, "\neach figure against a plain bpf_stats measurement (attached alone, %d events from the attach in each turn), and contended (stress workload)\n", plainEvents)
+	fmt.Fprintf(w, "\neach figure against a plain bpf_stats measurement (attached alone, up to %d events from the attach in each turn), and contended (stress workload)\n", plainEvents)
 	fmt.Fprintln(tw, "mode\tset\tfigure\tplain\tfigure/plain\tcontended\tcontended/figure\t")
 	for _, c := range r.Collectors {
 		for _, set := range []struct {
