@@ -463,7 +463,12 @@ func TestKernelServeUnitCapabilities(t *testing.T) {
 			return strings.Contains(srv.stderr.String(), "exemplars: reading the event stream")
 		})
 		_, leaf := testenv.LimitedLeaf(t, l.h)
-		pid, comm := testenv.WriteIn(t, leaf, 48<<20)
+		// The writer stays until serve has named its events from its
+		// /proc/PID/cgroup: the claim under test. (Gone before serve read
+		// them, a loaded machine's case, the leaf, below --depth, is in no
+		// scrape to name it from either.)
+		pid, comm, release := testenv.WriteAndHold(t, leaf, 48<<20)
+		defer release()
 		ours := regexp.MustCompile(`(?m)^cgrstat_reclaim_duration_seconds_bucket\{cause="[a-z]+",cgroup="/` + regexp.QuoteMeta(first[1]) +
 			`",le="[^"]+"\} \d+ # \{comm="` + regexp.QuoteMeta(comm) + `",pid="` + strconv.Itoa(pid) + `",target="[^"]*/leaf"`)
 		var om string

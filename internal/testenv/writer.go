@@ -1,12 +1,15 @@
 package testenv
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"syscall"
 	"testing"
 
@@ -17,8 +20,14 @@ import (
 // binary itself as that process, in a leaf of the test's own cgroup, so
 // that the test process never leaves the cgroup it was started in:
 //
-//	__testenv-write CGROUP FILE SIZE   join CGROUP, write SIZE bytes of page cache to FILE
-const writerCommand = "__testenv-write"
+//	__testenv-write CGROUP FILE SIZE [hold]   join CGROUP, write SIZE bytes of
+//	                                         page cache to FILE; with hold, then
+//	                                         say so and wait for stdin to close
+const (
+	writerCommand = "__testenv-write"
+	writerHold    = "hold"
+	writerWrote   = "written\n"
+)
 
 // LeafLimit is the memory limit of LimitedLeaf's leaf. At 8 MiB the writer
 // (the test binary, its own memory a few MiB) was OOM-killed on 6.12.
@@ -28,7 +37,7 @@ const LeafLimit = 16 << 20
 // started, and does not return then. A package whose tests call WriteIn
 // calls it from an init function, before the tests parse their flags.
 func WriterMain() {
-	if len(os.Args) != 5 || os.Args[1] != writerCommand {
+	if len(os.Args) < 5 || len(os.Args) > 6 || os.Args[1] != writerCommand {
 		return
 	}
 	size, err := strconv.ParseInt(os.Args[4], 10, 64)
@@ -41,6 +50,10 @@ func WriterMain() {
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
+	}
+	if len(os.Args) == 6 && os.Args[5] == writerHold {
+		fmt.Print(writerWrote)
+		io.Copy(io.Discard, os.Stdin)
 	}
 	os.Exit(0)
 }
@@ -112,20 +125,57 @@ func SetLimit(t testing.TB, h *cgroup.Hierarchy, c cgroup.Cgroup) {
 // its pages are charged there.
 func WriteIn(t testing.TB, leaf cgroup.Cgroup, size int) (pid int, comm string) {
 	t.Helper()
+	cmd, comm := writer(t, leaf, size)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("writer in %s: %v: %s", leaf.Rel, err, out)
+	}
+	return cmd.Process.Pid, comm
+}
+
+// WriteAndHold is WriteIn whose writer stays in leaf once it has written,
+// until release (or the test's cleanup): a reader that names an event's
+// cgroup from its task's /proc/PID/cgroup finds the task.
+func WriteAndHold(t testing.TB, leaf cgroup.Cgroup, size int) (pid int, comm string, release func()) {
+	t.Helper()
+	cmd, comm := writer(t, leaf, size, writerHold)
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	release = sync.OnceFunc(func() { stdin.Close(); cmd.Wait() })
+	t.Cleanup(release)
+	said, _ := io.ReadAll(io.LimitReader(out, int64(len(writerWrote))))
+	if string(said) != writerWrote {
+		release()
+		t.Fatalf("writer in %s: %s: %s", leaf.Rel, cmd.ProcessState, stderr.String())
+	}
+	return cmd.Process.Pid, comm, release
+}
+
+// writer is the command of a writer of size bytes in leaf, and the
+// command name the kernel gives it.
+func writer(t testing.TB, leaf cgroup.Cgroup, size int, extra ...string) (*exec.Cmd, string) {
+	t.Helper()
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
 	}
 	file := filepath.Join(os.TempDir(), Name(t)+"-"+strconv.Itoa(size))
 	t.Cleanup(func() { os.Remove(file) })
-	cmd := exec.Command(exe, writerCommand, leaf.Path, file, strconv.Itoa(size))
+	cmd := exec.Command(exe, append([]string{writerCommand, leaf.Path, file, strconv.Itoa(size)}, extra...)...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("writer in %s: %v: %s", leaf.Rel, err, out)
-	}
-	comm = filepath.Base(exe)
+	comm := filepath.Base(exe)
 	if len(comm) > 15 {
 		comm = comm[:15] // TASK_COMM_LEN
 	}
-	return cmd.Process.Pid, comm
+	return cmd, comm
 }
