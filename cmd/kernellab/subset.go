@@ -27,7 +27,7 @@ const (
 // commands. They need root and a kernel to run, but what they prove does
 // not depend on which kernel: the host and the guests that run every test
 // prove it (see assignSubsets). Guests of an emulated architecture (arm64
-// under TCG, 4-8 times slower) and the other native guests run the kernel
+// under TCG) and the other native guests run the kernel
 // subset, every TestKernel* test but these, so that every test of BPF and
 // kernel behaviour (load, flush modes, churn, distributions, causes,
 // memory.stat agreement) runs on every kernel. A new test runs everywhere
@@ -113,7 +113,7 @@ func parseNative(s string) (string, error) {
 }
 
 // assignSubsets gives each guest to run its tests. Emulated guests run
-// -emulated's subset. Native guests (amd64, 4-8 times faster) run every
+// -emulated's subset. Native guests (amd64) run every
 // test when -native is all; by default, for each cgroup version the native
 // guest with the newest kernel runs every test and the others the kernel
 // subset. The Go-side tests then run on both cgroup versions, on the
