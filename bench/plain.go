@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/cgrstat/cgrstat/pkg/cgroup"
+	"github.com/cgrstat/cgrstat/pkg/stress"
 )
 
 // The plain workload, the one the plain bpf_stats measurement
@@ -70,13 +71,7 @@ func plainFile(dir string) (string, error) {
 		return "", err
 	}
 	defer f.Close()
-	buf := make([]byte, 1<<20)
-	for i := range buf {
-		buf[i] = byte(i*7 + 1)
-	}
-	for n := 0; n < plainFileSize && err == nil; n += len(buf) {
-		_, err = f.Write(buf)
-	}
+	err = stress.WritePattern(f, plainFileSize)
 	if err == nil {
 		err = f.Sync()
 	}

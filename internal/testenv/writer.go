@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/cgrstat/cgrstat/pkg/cgroup"
+	"github.com/cgrstat/cgrstat/pkg/stress"
 )
 
 // The kernel tests that need reclaim from a known process run the test
@@ -71,26 +72,12 @@ func Fill(file string, size int64) error {
 	if err != nil {
 		return err
 	}
-	buf := make([]byte, 1<<20)
-	for i := range buf {
-		buf[i] = byte(i*7 + 1)
-	}
-	var dirty int64
-	for left := size; left > 0; left -= int64(len(buf)) {
-		n, err := f.Write(buf[:min(left, int64(len(buf)))])
-		if err != nil {
-			f.Close()
-			return err
-		}
-		if dirty += int64(n); dirty >= fillSync {
-			if err := f.Sync(); err != nil {
-				f.Close()
-				return err
-			}
-			dirty = 0
+	for left := size; left > 0 && err == nil; left -= fillSync {
+		if err = stress.WritePattern(f, min(left, fillSync)); err == nil {
+			err = f.Sync()
 		}
 	}
-	return errors.Join(f.Sync(), f.Close())
+	return errors.Join(err, f.Close())
 }
 
 // LimitedLeaf makes the test's cgroup with a leaf "leaf" below it whose

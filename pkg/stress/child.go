@@ -3,6 +3,7 @@ package stress
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -69,21 +70,32 @@ func fill(dir string, size int64) (*os.File, error) {
 	if err != nil {
 		return nil, fmt.Errorf("creating scratch file in %s: %w", dir, err)
 	}
-	buf := make([]byte, 1<<20)
-	for i := range buf {
-		buf[i] = byte(i*7 + 1)
-	}
-	for left := size; left > 0; left -= int64(len(buf)) {
-		if _, err := f.Write(buf[:min(left, int64(len(buf)))]); err != nil {
-			f.Close()
-			return nil, fmt.Errorf("filling scratch file: %w", err)
-		}
+	if err := WritePattern(f, size); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("filling scratch file: %w", err)
 	}
 	if err := f.Sync(); err != nil && !errors.Is(err, unix.EINVAL) {
 		f.Close()
 		return nil, fmt.Errorf("syncing scratch file: %w", err)
 	}
 	return f, nil
+}
+
+// WritePattern writes size bytes of a fixed, non-zero pattern to w, a
+// megabyte at a time: page cache for reclaim to take (stress's children,
+// the bench's plain workload, the kernel tests' writers). Not zeros, which
+// a file system could keep as holes.
+func WritePattern(w io.Writer, size int64) error {
+	buf := make([]byte, min(size, 1<<20))
+	for i := range buf {
+		buf[i] = byte(i*7 + 1)
+	}
+	for left := size; left > 0; left -= int64(len(buf)) {
+		if _, err := w.Write(buf[:min(left, int64(len(buf)))]); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // triggerV2 asks for size bytes through memory.reclaim.
