@@ -125,7 +125,9 @@ func TestKernelTrace(t *testing.T) {
 		t.Errorf("the second trace did not use the first's load:\n%s", every.stderr)
 	}
 	before := readOne(t, l, leaf.Path)
-	pid, comm := testenv.WriteIn(t, leaf, 48<<20)
+	// Held until its events are checked: their TIDs are its threads.
+	pid, comm, release := testenv.WriteAndHold(t, leaf, 48<<20)
+	defer release()
 	sub.settle()
 	every.settle()
 	after := readOne(t, l, leaf.Path)
@@ -146,9 +148,9 @@ func TestKernelTrace(t *testing.T) {
 				continue // another cgroup's reclaim (the trace of every cgroup)
 			}
 			n++
-			if e.PID != pid || e.TID != pid || e.Comm != comm || e.Target == nil || *e.Target != leaf.Rel || e.Cause != "max" ||
+			if e.PID != pid || !testenv.ThreadOf(pid, e.TID) || e.Comm != comm || e.Target == nil || *e.Target != leaf.Rel || e.Cause != "max" ||
 				e.DurationNS <= 0 || time.Since(e.Time) > 5*time.Minute {
-				t.Errorf("trace %v: event %+v; want pid %d, comm %q, target %s, cause max", p.cmd.Args[1:], e, pid, comm, leaf.Rel)
+				t.Errorf("trace %v: event %+v; want pid %d (a thread of it as TID), comm %q, target %s, cause max", p.cmd.Args[1:], e, pid, comm, leaf.Rel)
 			}
 			// The stack starts below the tracepoint, in the reclaim.
 			if p == every && (len(e.Stack) == 0 || !strings.HasPrefix(e.Stack[0], "try_to_free_mem_cgroup_pages+")) {

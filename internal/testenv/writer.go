@@ -148,6 +148,20 @@ func WriteAndHold(t testing.TB, leaf cgroup.Cgroup, size int) (pid int, comm str
 	return cmd.Process.Pid, comm, release
 }
 
+// ThreadOf says whether tid is a thread of the running process pid. A
+// writer is a Go program: its reclaims may stall any of its threads (the
+// one that writes moves between threads after a blocking fsync; the
+// runtime's own threads fault in memory), so an event's TID is one of
+// them, not always pid (the TID == pid check failed once in four runs on
+// the host).
+func ThreadOf(pid, tid int) bool {
+	if tid == pid {
+		return true
+	}
+	_, err := os.Stat(fmt.Sprintf("/proc/%d/task/%d", pid, tid))
+	return err == nil
+}
+
 // writer is the command of a writer of size bytes in leaf, and the
 // command name the kernel gives it.
 func writer(t testing.TB, leaf cgroup.Cgroup, size int, extra ...string) (*exec.Cmd, string) {

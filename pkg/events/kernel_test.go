@@ -89,7 +89,9 @@ func TestKernelEventsOfAWriter(t *testing.T) {
 		open(t, p.Path, events.Options{Cgroups: []uint64{leafID}, RateLimit: -1}),
 		open(t, p.Path, events.Options{Cgroups: []uint64{mustID(t, top)}, RateLimit: -1, Stack: true}),
 	}
-	pid, _ := testenv.WriteIn(t, leaf, 48<<20)
+	// Held until its events are checked: their TIDs are its threads.
+	pid, _, release := testenv.WriteAndHold(t, leaf, 48<<20)
+	defer release()
 	after, err := p.Subtree(leaf)
 	if err != nil {
 		t.Fatal(err)
@@ -107,9 +109,9 @@ func TestKernelEventsOfAWriter(t *testing.T) {
 		evs := drain(t, r)
 		var sum [3]uint64
 		for _, ev := range evs {
-			if ev.PID != pid || ev.TID != pid || ev.Comm != comm || ev.Cgroup != leafID || ev.Target != leafID ||
+			if ev.PID != pid || !testenv.ThreadOf(pid, ev.TID) || ev.Comm != comm || ev.Cgroup != leafID || ev.Target != leafID ||
 				ev.Cause != "max" || ev.Duration <= 0 || ev.Time.IsZero() || time.Since(ev.Time) > time.Minute {
-				t.Errorf("reader %d: event %+v; want pid %d, comm %q, cgroup and target %d, cause max", i, ev, pid, comm, leafID)
+				t.Errorf("reader %d: event %+v; want pid %d (a thread of it as TID), comm %q, cgroup and target %d, cause max", i, ev, pid, comm, leafID)
 			}
 			if i == 1 && len(ev.Stack) == 0 {
 				t.Errorf("reader %d asked for stacks: event %+v has none", i, ev)
