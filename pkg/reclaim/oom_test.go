@@ -20,10 +20,15 @@ import (
 
 // TestKernelOOMKill: a task that allocates 64 MiB of anonymous memory in
 // a leaf limited to 16 MiB (no swap) is OOM-killed; the leaf and its
-// parent count one OOM kill, from BPF, in every flush mode, as read --all
-// and /metrics give it and as the kernel's own counter says (memory.events
-// oom_kill on v2, memory.oom_control oom_kill on v1). The memcg OOM killer
-// chooses only among the leaf's tasks: nothing of the machine's is hurt.
+// parent count its OOM kills, from BPF, in every flush mode, as read --all
+// and /metrics give them and exactly as the kernel's own counter says
+// (memory.events oom_kill on v2, memory.oom_control oom_kill on v1). The
+// kernel may kill twice for one hog: the pipeline's other tasks are
+// candidates too, and a second charge can fail before the first victim's
+// memory is freed (a fresh-clone CI on the v1 host saw oom_kill grow by 2),
+// so the test wants at least one kill and BPF's count equal to the
+// kernel's. The memcg OOM killer chooses only among the leaf's tasks:
+// nothing of the machine's is hurt.
 func TestKernelOOMKill(t *testing.T) {
 	h := testenv.Hierarchy(t)
 	if _, err := exec.LookPath("sort"); err != nil {
@@ -50,8 +55,8 @@ func TestKernelOOMKill(t *testing.T) {
 		t.Fatal("the 64 MiB hog in a 16 MiB cgroup was not killed")
 	}
 	kernel := oomKillsOf(t, leaf, eventsFile) - before
-	if kernel != 1 {
-		t.Errorf("%s: oom_kill grew by %d, want 1 (the hog)", eventsFile, kernel)
+	if kernel < 1 {
+		t.Errorf("%s: oom_kill grew by %d, want at least 1 (the hog)", eventsFile, kernel)
 	}
 	for i, p := range loads {
 		all, err := p.Subtree(top)
