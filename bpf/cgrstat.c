@@ -479,14 +479,17 @@ static __always_inline struct cgroup *task_memcg(struct task_struct *task)
 	return task->cgroups->subsys[id]->cgroup;
 }
 
+/* What a new entry starts from, in stats and in throttles. */
+static const struct cgstat stat_zero;
+static const struct throttle_stat throttle_zero;
+
 static __always_inline struct cgstat *stat_of(__u64 cgid, bool create)
 {
-	static const struct cgstat zero;
 	struct cgstat *s = bpf_map_lookup_elem(&stats, &cgid);
 
 	if (s || !create)
 		return s;
-	bpf_map_update_elem(&stats, &cgid, &zero, BPF_NOEXIST);
+	bpf_map_update_elem(&stats, &cgid, &stat_zero, BPF_NOEXIST);
 	return bpf_map_lookup_elem(&stats, &cgid);
 }
 
@@ -498,30 +501,48 @@ static __always_inline struct cgstat *stat_of(__u64 cgid, bool create)
  * parents lost one or two deltas per 188 cgroups churned); a collector runs with
  * interrupts on, so a second try after the refill's irq_work succeeds.
  */
+static __always_inline void *make_in(void *map, const void *zero, __u64 id)
+{
+	void *e = bpf_map_lookup_elem(map, &id);
+
+	for (int i = 0; i < 3 && !e; i++) {
+		bpf_map_update_elem(map, &id, zero, BPF_NOEXIST);
+		e = bpf_map_lookup_elem(map, &id);
+	}
+	return e;
+}
+
 static __always_inline struct cgstat *make_entry(__u64 cgid)
 {
-	struct cgstat *s = NULL;
+	return make_in(&stats, &stat_zero, cgid);
+}
 
-	for (int i = 0; i < 3 && !s; i++)
-		s = stat_of(cgid, true);
-	return s;
+/*
+ * The entry of memcg (id cgid) in map, stats or throttles (zero is what
+ * that map's entries start from), made with those of its ancestors that
+ * lack one: the one walk for both maps, inlined with each map as a
+ * constant. An ancestor that has an entry has its ancestors' already.
+ */
+static __always_inline void *with_ancestors(void *map, const void *zero, struct cgroup *memcg, __u64 cgid)
+{
+	struct cgroup_subsys_state *css = memcg->self.parent;
+	void *e = bpf_map_lookup_elem(map, &cgid);
+	__u64 id;
+
+	if (e)
+		return e;
+	for (int i = 0; i < 32 && css; i++) {
+		id = cgroup_id(css->cgroup);
+		if (bpf_map_lookup_elem(map, &id) || !make_in(map, zero, id))
+			break;
+		css = css->parent;
+	}
+	return make_in(map, zero, cgid);
 }
 
 static __always_inline struct cgstat *stat_with_ancestors(struct cgroup *memcg, __u64 cgid)
 {
-	struct cgroup_subsys_state *css = memcg->self.parent;
-	struct cgstat *s = bpf_map_lookup_elem(&stats, &cgid);
-	__u64 id;
-
-	if (s)
-		return s;
-	for (int i = 0; i < 32 && css; i++) {
-		id = cgroup_id(css->cgroup);
-		if (bpf_map_lookup_elem(&stats, &id) || !make_entry(id))
-			break;
-		css = css->parent;
-	}
-	return make_entry(cgid);
+	return with_ancestors(&stats, &stat_zero, memcg, cgid);
 }
 
 /* No atomic max in BPF: compare-and-swap until v is in or a larger value is. */
@@ -557,12 +578,11 @@ static __always_inline void seq_add(int done)
 
 static __always_inline struct throttle_stat *throttle_of(__u64 cgid, bool create)
 {
-	static const struct throttle_stat zero;
 	struct throttle_stat *t = bpf_map_lookup_elem(&throttles, &cgid);
 
 	if (t || !create)
 		return t;
-	bpf_map_update_elem(&throttles, &cgid, &zero, BPF_NOEXIST);
+	bpf_map_update_elem(&throttles, &cgid, &throttle_zero, BPF_NOEXIST);
 	return bpf_map_lookup_elem(&throttles, &cgid);
 }
 
@@ -683,16 +703,23 @@ static __always_inline __u32 log2_u64(__u64 v)
 	return r;
 }
 
+/*
+ * ns's bucket, an index the verifier accepts for any histogram: below
+ * NR_BUCKETS already, but the verifier cannot follow log2_u64's range, so
+ * the result is clamped here (for every caller) rather than an event
+ * dropped.
+ */
 static __always_inline __u32 bucket_of(__u64 ns)
 {
-	__u32 e;
+	__u32 e, b;
 
 	if (ns < 1024)
 		return 0;
 	if (ns >= 1ULL << 36)
 		return NR_BUCKETS - 1;
 	e = log2_u64(ns); /* 10..35 */
-	return 1 + (e - 10) * 4 + ((ns >> (e - 2)) & 3);
+	b = 1 + (e - 10) * 4 + ((ns >> (e - 2)) & 3);
+	return b < NR_BUCKETS ? b : NR_BUCKETS - 1;
 }
 
 static __always_inline void begin(__u32 cause, __u64 target_id, __u64 target_cgrp)
@@ -1146,14 +1173,7 @@ static __always_inline void end(void *ctx, unsigned long nr_reclaimed, bool dire
 	}
 	/* Every event in the stream is in the totals too. */
 	trace_reclaim(ctx, memcg, dur, now, cause, target_id, nr_reclaimed);
-	/*
-	 * bucket_of is below NR_BUCKETS already; the clamp bounds the index
-	 * for the verifier without dropping an event (direct reclaim needs no
-	 * bucket at all).
-	 */
 	b = bucket_of(dur);
-	if (b >= NR_BUCKETS)
-		b = NR_BUCKETS - 1;
 	if (cause == CAUSE_MAX) {
 		__sync_fetch_and_add(&s->pending.max_limit_delay_ns, dur);
 		__sync_fetch_and_add(&s->pending.max_limit_reclaimed, nr_reclaimed);
@@ -1342,28 +1362,6 @@ int BPF_PROG(over_high_enter)
 	return 0;
 }
 
-/*
- * The throttles entry of a throttled cgroup, made with its ancestors' the
- * first time, as stat_with_ancestors makes stats entries: so that the
- * flush need not allocate.
- */
-static __always_inline struct throttle_stat *throttle_with_ancestors(struct cgroup *memcg, __u64 cgid)
-{
-	struct cgroup_subsys_state *css = memcg->self.parent;
-	struct throttle_stat *t = throttle_of(cgid, false);
-	__u64 id;
-
-	if (t)
-		return t;
-	for (int i = 0; i < 32 && css; i++) {
-		id = cgroup_id(css->cgroup);
-		if (throttle_of(id, false) || !throttle_of(id, true))
-			break;
-		css = css->parent;
-	}
-	return throttle_of(cgid, true);
-}
-
 SEC("fexit/mem_cgroup_handle_over_high")
 int BPF_PROG(over_high_exit)
 {
@@ -1391,14 +1389,13 @@ int BPF_PROG(over_high_exit)
 		count_lost(LOST_EVENT);
 		return 0;
 	}
-	t = throttle_with_ancestors(memcg, cgid);
+	/* Made with its ancestors' the first time, so that the flush need not allocate. */
+	t = with_ancestors(&throttles, &throttle_zero, memcg, cgid);
 	if (!t) {
 		count_lost(LOST_EVENT);
 		return 0;
 	}
 	b = bucket_of(dur);
-	if (b >= NR_BUCKETS)
-		b = NR_BUCKETS - 1;
 	__sync_fetch_and_add(&t->pending.delay_ns, dur);
 	__sync_fetch_and_add(&t->pending.hist[b], 1);
 	/* Then the marks, as end() does: a flush that sees them takes the above. */
