@@ -191,20 +191,18 @@ func (h *Handle) copyMaps() (map[uint64]*bpf.CgrstatCgstat, map[uint64]*bpf.Cgrs
 		if after.Begun != before.Done {
 			continue
 		}
-		out := make(map[uint64]*bpf.CgrstatCgstat, n)
-		for i := 0; i < n; i++ {
-			out[keys[i]] = &vals[i]
-		}
-		var throttles map[uint64]*bpf.CgrstatThrottleStat
-		if tn > 0 {
-			throttles = make(map[uint64]*bpf.CgrstatThrottleStat, tn)
-			for i := 0; i < tn; i++ {
-				throttles[tkeys[i]] = &tvals[i]
-			}
-		}
-		return out, throttles, nil
+		return byID(keys, vals, n), byID(tkeys, tvals, tn), nil
 	}
 	return nil, nil, ErrMoving
+}
+
+// byID maps the first n keys to their values, pointing into vals.
+func byID[V any](keys []uint64, vals []V, n int) map[uint64]*V {
+	out := make(map[uint64]*V, n)
+	for i := 0; i < n; i++ {
+		out[keys[i]] = &vals[i]
+	}
+	return out
 }
 
 func readSeq(m *ebpf.Map) (bpf.CgrstatFlushSeq, error) {
