@@ -99,6 +99,14 @@ enum lost_counter {
 	LOST_PARENT,  /* no entry for the parent: a delta waits in its cgroup (counted once) */
 	LOST_RSTAT,   /* no trusted cgroup for rstat: a pair was not marked */
 	LOST_REMOVED, /* map full: a removed cgroup's delta could not reach its parent */
+	/*
+	 * No per-task storage (reclaim_starts) for a reclaim's begin or end,
+	 * or a throttle's start: out of memory, or on 6.1, whose
+	 * bpf_task_storage_get fails while this CPU's task-storage busy count
+	 * is held (by a task-storage user this program interrupted, or one
+	 * preempted on this CPU). The reclaim (throttle) is not recorded.
+	 */
+	LOST_TASK_STORAGE,
 	LOST_MAX,
 };
 
@@ -727,14 +735,10 @@ static __always_inline void begin(__u32 cause, __u64 target_id, __u64 target_cgr
 	struct task_struct *task = bpf_get_current_task_btf();
 	struct reclaim_start *st;
 
-	/*
-	 * NULL when the map is out of memory, or on 6.1 when this CPU's
-	 * task-storage busy count is held (an interrupted or preempted
-	 * task-storage user): the event is lost, and said so.
-	 */
+	/* NULL: see LOST_TASK_STORAGE. */
 	st = bpf_task_storage_get(&reclaim_starts, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
 	if (!st) {
-		count_lost(LOST_EVENT);
+		count_lost(LOST_TASK_STORAGE);
 		return;
 	}
 	st->cause = cause;
@@ -1141,6 +1145,26 @@ static __always_inline __u64 target_id_of(__u64 target_cgrp, struct cgroup *memc
 	return target->kn->id;
 }
 
+#define PF_EXITING 0x00000004 /* include/linux/sched.h, 6.1 to 7.x */
+
+/*
+ * end() found no task storage. Either the task has none: no begin was
+ * recorded (begin counted that, or the reclaim began before the load);
+ * or, on 6.1, this CPU's task-storage busy count is held, so a lookup of
+ * storage that exists fails: a begun reclaim is lost. A get that may
+ * create tells the two apart: it makes missing storage (so that this
+ * task's next end finds it with one lookup), and fails only where it
+ * cannot take the busy count (or memory is out). An exiting task gets
+ * no new storage: its begin counted the miss.
+ */
+static __always_inline void end_without_storage(struct task_struct *task)
+{
+	if (task->flags & PF_EXITING)
+		return;
+	if (!bpf_task_storage_get(&reclaim_starts, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE))
+		count_lost(LOST_TASK_STORAGE);
+}
+
 static __always_inline void end(void *ctx, unsigned long nr_reclaimed, bool direct)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
@@ -1152,7 +1176,11 @@ static __always_inline void end(void *ctx, unsigned long nr_reclaimed, bool dire
 	int cpu;
 
 	st = bpf_task_storage_get(&reclaim_starts, task, 0, 0);
-	if (!st || !st->start_ns || (st->cause == CAUSE_DIRECT) != direct)
+	if (!st) {
+		end_without_storage(task);
+		return;
+	}
+	if (!st->start_ns || (st->cause == CAUSE_DIRECT) != direct)
 		return;
 	now = bpf_ktime_get_ns();
 	dur = now - st->start_ns;
@@ -1354,7 +1382,7 @@ int BPF_PROG(over_high_enter)
 		return 0;
 	st = bpf_task_storage_get(&reclaim_starts, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
 	if (!st) {
-		count_lost(LOST_EVENT);
+		count_lost(LOST_TASK_STORAGE);
 		return 0;
 	}
 	st->over_high_reclaim_ns = 0;

@@ -67,11 +67,12 @@ type CgrstatLoadRecord struct {
 type CgrstatLostCounter uint32
 
 const (
-	CgrstatLostCounterLOST_EVENT   CgrstatLostCounter = 0
-	CgrstatLostCounterLOST_PARENT  CgrstatLostCounter = 1
-	CgrstatLostCounterLOST_RSTAT   CgrstatLostCounter = 2
-	CgrstatLostCounterLOST_REMOVED CgrstatLostCounter = 3
-	CgrstatLostCounterLOST_MAX     CgrstatLostCounter = 4
+	CgrstatLostCounterLOST_EVENT        CgrstatLostCounter = 0
+	CgrstatLostCounterLOST_PARENT       CgrstatLostCounter = 1
+	CgrstatLostCounterLOST_RSTAT        CgrstatLostCounter = 2
+	CgrstatLostCounterLOST_REMOVED      CgrstatLostCounter = 3
+	CgrstatLostCounterLOST_TASK_STORAGE CgrstatLostCounter = 4
+	CgrstatLostCounterLOST_MAX          CgrstatLostCounter = 5
 )
 
 type CgrstatMemcgFigures struct {

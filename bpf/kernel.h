@@ -80,6 +80,7 @@ struct scan_control {
 
 struct task_struct {
 	int pid;
+	unsigned int flags; /* PF_* */
 	struct css_set *cgroups;
 	struct reclaim_state *reclaim_state;
 	unsigned int memcg_nr_pages_over_high;

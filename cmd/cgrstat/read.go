@@ -156,6 +156,9 @@ func warn(w io.Writer, p *readout.Handle, n *readout.Health) {
 	if l := n.Lost; l.Events > 0 || l.RemovedDeltas > 0 {
 		fmt.Fprintf(w, "cgrstat: warning: the map of %d cgroups was full: %d reclaims and %d removed cgroups' deltas were not recorded; the numbers are lower bounds (cgrstat status; unload and load with a larger --max-cgroups)\n",
 			p.Record.MaxCgroups, l.Events, l.RemovedDeltas)
+	} else if l.TaskStorage > 0 {
+		fmt.Fprintf(w, "cgrstat: warning: %d reclaims were not recorded: the kernel's per-task storage had no room or was busy (kernel 6.1); the numbers are lower bounds (cgrstat status)\n",
+			l.TaskStorage)
 	} else if l != (readout.Lost{}) {
 		fmt.Fprintf(w, "cgrstat: warning: stat files may lag: %d deltas waited for room in the map, %d updates were not marked in rstat (cgrstat status)\n",
 			l.WaitedDeltas, l.RstatMarks)

@@ -479,10 +479,10 @@ func (s *soak) final() {
 	}
 	ls, l2 := lost(s.served), lost(s.second)
 	lostRow := func(l readout.Lost) string {
-		return fmt.Sprintf("%d/%d/%d/%d", l.Events, l.RemovedDeltas, l.WaitedDeltas, l.RstatMarks)
+		return fmt.Sprintf("%d/%d/%d/%d/%d", l.Events, l.TaskStorage, l.RemovedDeltas, l.WaitedDeltas, l.RstatMarks)
 	}
 	row(s.lostSeen == 0 && !ls.Any() && ls.WaitedDeltas == 0 && !l2.Any() && l2.WaitedDeltas == 0,
-		"lost: events/removed/waited/rstat", "largest in any scrape %v; at the end serve's load %s, second load %s", s.lostSeen, lostRow(ls), lostRow(l2))
+		"lost: events/task storage/removed/waited/rstat", "largest in any scrape %v; at the end serve's load %s, second load %s", s.lostSeen, lostRow(ls), lostRow(l2))
 	row(s.stale == 0, "series of removed cgroups in a later scrape", "%d %s", s.stale, s.staleExample)
 
 	// Ancestors: the second load's stat files hold exactly what the removed

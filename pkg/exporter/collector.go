@@ -118,7 +118,7 @@ var (
 	mapCapacity = newFamily("map_capacity_entries",
 		"How many cgroups a per-cgroup BPF map can track (load --max-cgroups).", gaugeType, "map")
 	lostUpdates = newFamily("lost_updates_total",
-		"Updates the collectors or the flush could not record, by kind (a full map loses them). Non-zero means the totals are low.",
+		"Updates the collectors or the flush could not record, by kind (a full map loses events and removed_deltas; task_storage, the kernel's per-task storage). Non-zero means the totals are low.",
 		counterType, "kind")
 	exemplarsUnplaced = newFamily("exemplar_events_unplaced_total",
 		"Slow reclaims from the event stream that serve could not keep as exemplars: their cgroup was removed before serve could name it (short-lived jobs). Present when serve keeps exemplars; since serve started.",

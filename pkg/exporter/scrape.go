@@ -226,7 +226,7 @@ func (s *scrape) health(h *readout.Health) {
 	for _, l := range []struct {
 		kind string
 		n    uint64
-	}{{"events", h.Lost.Events}, {"removed_deltas", h.Lost.RemovedDeltas}, {"waited_deltas", h.Lost.WaitedDeltas}, {"rstat_marks", h.Lost.RstatMarks}} {
+	}{{"events", h.Lost.Events}, {"task_storage", h.Lost.TaskStorage}, {"removed_deltas", h.Lost.RemovedDeltas}, {"waited_deltas", h.Lost.WaitedDeltas}, {"rstat_marks", h.Lost.RstatMarks}} {
 		s.counter(lostUpdates, float64(l.n), l.kind)
 	}
 }

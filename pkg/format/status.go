@@ -69,8 +69,8 @@ func StatusText(w io.Writer, st *readout.Status) error {
 	m := u.Memory
 	fmt.Fprintf(w, "maps:        %d of %d cgroups tracked; %s in use (%s preallocated + %s per tracked cgroup), at most %s\n",
 		u.Stats.Entries, u.Stats.MaxEntries, Bytes(m.Used), Bytes(m.Preallocated), Bytes(m.PerCgroup), Bytes(m.AtMost))
-	fmt.Fprintf(w, "lost:        events %d, rstat marks %d, removed deltas %d (and %d deltas waited for room)\n",
-		u.Lost.Events, u.Lost.RstatMarks, u.Lost.RemovedDeltas, u.Lost.WaitedDeltas)
+	fmt.Fprintf(w, "lost:        events %d, task storage %d, rstat marks %d, removed deltas %d (and %d deltas waited for room)\n",
+		u.Lost.Events, u.Lost.TaskStorage, u.Lost.RstatMarks, u.Lost.RemovedDeltas, u.Lost.WaitedDeltas)
 	if u.Lost.Events > 0 {
 		fmt.Fprintf(w, "  the map was full: load with a larger --max-cgroups (after cgrstat unload)\n")
 	}

@@ -12,7 +12,7 @@ import (
 
 // Layout is the version of what Load pins. A pin path with another layout
 // was made by another cgrstat version and must be unloaded by it (or removed).
-const Layout = 5 // 5: the throttle in a map of its own (throttles); 4: max and high share limit_hist (struct counters); compact tree walk (tree_chunks)
+const Layout = 6 // 6: LOST_TASK_STORAGE in the lost map (5 entries); 5: the throttle in a map of its own (throttles); 4: max and high share limit_hist (struct counters); compact tree walk (tree_chunks)
 
 // Record says what was loaded and why; it lives in the pinned info map so
 // that every later command (pin, read, status, unload) sees the same facts.

@@ -22,6 +22,10 @@ type Fill struct {
 type Lost struct {
 	// Events: reclaims not recorded because the map was full.
 	Events uint64 `json:"events"`
+	// TaskStorage: reclaims (and throttles) not recorded because the
+	// kernel's per-task storage, where a reclaim's start waits for its
+	// end, had no room or (on 6.1) was busy on the CPU.
+	TaskStorage uint64 `json:"task_storage"`
 	// WaitedDeltas are not lost: deltas that had to wait in their cgroup
 	// because its parent could get no entry, counted once per wait. Stat
 	// files of their cgroup and read --all count them; stat files of the
@@ -35,7 +39,9 @@ type Lost struct {
 }
 
 // Any reports whether anything was lost (waited deltas are not).
-func (l Lost) Any() bool { return l.Events > 0 || l.RstatMarks > 0 || l.RemovedDeltas > 0 }
+func (l Lost) Any() bool {
+	return l.Events > 0 || l.TaskStorage > 0 || l.RstatMarks > 0 || l.RemovedDeltas > 0
+}
 
 // Memory is what the maps take, in bytes: the preallocated maps from the
 // load on, plus one entry per cgroup that reclaimed (or has a descendant
@@ -132,10 +138,11 @@ func (h *Handle) memory(entries int) Memory {
 func (h *Handle) LostCounts() (Lost, error) {
 	var l Lost
 	counters := map[bpf.CgrstatLostCounter]*uint64{
-		bpf.CgrstatLostCounterLOST_EVENT:   &l.Events,
-		bpf.CgrstatLostCounterLOST_PARENT:  &l.WaitedDeltas,
-		bpf.CgrstatLostCounterLOST_RSTAT:   &l.RstatMarks,
-		bpf.CgrstatLostCounterLOST_REMOVED: &l.RemovedDeltas,
+		bpf.CgrstatLostCounterLOST_EVENT:        &l.Events,
+		bpf.CgrstatLostCounterLOST_PARENT:       &l.WaitedDeltas,
+		bpf.CgrstatLostCounterLOST_RSTAT:        &l.RstatMarks,
+		bpf.CgrstatLostCounterLOST_REMOVED:      &l.RemovedDeltas,
+		bpf.CgrstatLostCounterLOST_TASK_STORAGE: &l.TaskStorage,
 	}
 	for key, c := range counters {
 		var err error
@@ -166,7 +173,7 @@ var (
 	// throttle_copies: as many, of the throttle's counters
 	throttleCopyBytes = uint64(htabElemHeader + 8 + binary.Size(bpf.CgrstatThrottleCounters{}))
 	// per CPU: the lost counters, and the print copies' spare elements
-	perCPUBytes = 4*8 + printCopyBytes + throttleCopyBytes
+	perCPUBytes = uint64(bpf.CgrstatLostCounterLOST_MAX)*8 + printCopyBytes + throttleCopyBytes
 )
 
 // MemoryOf computes what the maps take: stats entries are allocated one by
