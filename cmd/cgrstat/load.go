@@ -55,8 +55,8 @@ func printLoaded(w io.Writer, pinPath string, rec *loader.Record) {
 	}
 	fmt.Fprintf(w, "  throttle after memory.high: %s\n", format.ThrottleState(rec))
 	m := readout.MemoryFor(rec.MaxCgroups)
-	fmt.Fprintf(w, "  maps: %s preallocated, plus %s per cgroup that reclaims (at most %s), whatever the number of CPUs\n",
-		format.Bytes(m.Preallocated), format.Bytes(m.PerCgroup), format.Bytes(m.AtMost))
+	fmt.Fprintf(w, "  maps: %s preallocated, plus %s per cgroup that reclaims and %s per cgroup throttled after memory.high (at most %s), whatever the number of CPUs\n",
+		format.Bytes(m.Preallocated), format.Bytes(m.PerCgroup), format.Bytes(m.PerThrottled), format.Bytes(m.AtMost))
 	if rec.Flush == loader.Walk {
 		fmt.Fprintln(w, "  walk mode: a read of a stat file visits its whole subtree holding the kernel's cgroup_mutex")
 	}

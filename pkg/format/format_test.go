@@ -117,7 +117,8 @@ func loadedStatus(flush loader.Mode) *readout.Status {
 		},
 		Health: &readout.Health{
 			Stats:                readout.Fill{Entries: 3, MaxEntries: 10240},
-			Memory:               readout.MemoryOf(readout.StatBytes, readout.TreeChunkBytes, 10240, 3, 2),
+			Throttles:            readout.Fill{Entries: 1, MaxEntries: 10240},
+			Memory:               readout.MemoryOf(readout.StatBytes, readout.TreeChunkBytes, 10240, 3, 1, 2),
 			Lost:                 readout.Lost{Events: 1, TaskStorage: 5, WaitedDeltas: 3, RstatMarks: 4, RemovedDeltas: 2},
 			WalkHoldsCgroupMutex: flush == loader.Walk,
 		},
@@ -153,7 +154,7 @@ func TestStatusText(t *testing.T) {
 				"  not fentry: fentry refused by the kernel (EPERM; kernel lockdown?)\n",
 				"holding the kernel's cgroup_mutex",
 				"cgroups:     v1 at /sys/fs/cgroup/memory\n",
-				"maps:        3 of 10240 cgroups tracked; 213.4 KiB in use (201.4 KiB preallocated + 4.0 KiB per tracked cgroup), at most 40.2 MiB\n",
+				"maps:        3 of 10240 cgroups tracked, 1 throttled; 215.4 KiB in use (201.4 KiB preallocated + 4.0 KiB per tracked cgroup + 2.0 KiB per throttled one), at most 60.2 MiB\n",
 				"lost:        events 1, task storage 5, rstat marks 4, removed deltas 2 (and 3 deltas waited for room)\n",
 				"the map was full",
 				"stat files:  2\n  /test\n  /test/child1 (stale: the cgroup was removed; cgrstat unpin /test/child1)\n",
@@ -209,8 +210,8 @@ func TestStatusJSON(t *testing.T) {
 		if !ok {
 			t.Fatalf("not an object: %s", buf.Bytes())
 		}
-		wantMaps := `{"stats":{"entries":3,"max_entries":10240},"walk_holds_cgroup_mutex":true,
-			"memory":{"preallocated_bytes":206256,"per_cgroup_bytes":4096,"used_bytes":218544,"at_most_bytes":42149296},
+		wantMaps := `{"stats":{"entries":3,"max_entries":10240},"throttles":{"entries":1,"max_entries":10240},"walk_holds_cgroup_mutex":true,
+			"memory":{"preallocated_bytes":206256,"per_cgroup_bytes":4096,"per_throttled_cgroup_bytes":2048,"used_bytes":220592,"at_most_bytes":63120816},
 			"lost":{"events":1,"task_storage":5,"waited_deltas":3,"rstat_marks":4,"removed_deltas":2}}`
 		if !reflect.DeepEqual(got["maps"], decode(t, []byte(wantMaps))) {
 			t.Errorf("maps = %v, want %s", got["maps"], wantMaps)

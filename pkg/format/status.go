@@ -67,8 +67,8 @@ func StatusText(w io.Writer, st *readout.Status) error {
 	fmt.Fprintf(w, "throttle:    %s\n", ThrottleState(r))
 	fmt.Fprintf(w, "cgroups:     v%d at %s\n", r.CgroupVersion, escape.String(r.CgroupRoot))
 	m := u.Memory
-	fmt.Fprintf(w, "maps:        %d of %d cgroups tracked; %s in use (%s preallocated + %s per tracked cgroup), at most %s\n",
-		u.Stats.Entries, u.Stats.MaxEntries, Bytes(m.Used), Bytes(m.Preallocated), Bytes(m.PerCgroup), Bytes(m.AtMost))
+	fmt.Fprintf(w, "maps:        %d of %d cgroups tracked, %d throttled; %s in use (%s preallocated + %s per tracked cgroup + %s per throttled one), at most %s\n",
+		u.Stats.Entries, u.Stats.MaxEntries, u.Throttles.Entries, Bytes(m.Used), Bytes(m.Preallocated), Bytes(m.PerCgroup), Bytes(m.PerThrottled), Bytes(m.AtMost))
 	fmt.Fprintf(w, "lost:        events %d, task storage %d, rstat marks %d, removed deltas %d (and %d deltas waited for room)\n",
 		u.Lost.Events, u.Lost.TaskStorage, u.Lost.RstatMarks, u.Lost.RemovedDeltas, u.Lost.WaitedDeltas)
 	if u.Lost.Events > 0 {

@@ -324,11 +324,17 @@ func TestKernelStatusUsage(t *testing.T) {
 	if f := u.Stats; f.MaxEntries != loader.DefaultMaxCgroups || f.Entries > int(f.MaxEntries) {
 		t.Errorf("stats fill %+v, want 0..%d of %d", f, loader.DefaultMaxCgroups, loader.DefaultMaxCgroups)
 	}
-	// Memory does not depend on CPUs: preallocated parts plus one entry per cgroup.
+	// Memory does not depend on CPUs: preallocated parts plus one entry
+	// per cgroup, and one per throttled cgroup (2 KiB: struct
+	// throttle_stat's 1,712 bytes and the hash element's).
 	m := u.Memory
-	if m.PerCgroup < uint64(readout.StatBytes) || m.Used != m.Preallocated+uint64(u.Stats.Entries)*m.PerCgroup ||
-		m.AtMost != m.Preallocated+uint64(loader.DefaultMaxCgroups)*m.PerCgroup {
-		t.Errorf("memory %+v does not add up for %d entries of %d bytes", m, u.Stats.Entries, readout.StatBytes)
+	if m.PerCgroup < uint64(readout.StatBytes) || m.PerThrottled != 2048 ||
+		m.Used != m.Preallocated+uint64(u.Stats.Entries)*m.PerCgroup+uint64(u.Throttles.Entries)*m.PerThrottled ||
+		m.AtMost != m.Preallocated+uint64(loader.DefaultMaxCgroups)*(m.PerCgroup+m.PerThrottled) {
+		t.Errorf("memory %+v does not add up for %d entries of %d bytes and %d throttled", m, u.Stats.Entries, readout.StatBytes, u.Throttles.Entries)
+	}
+	if f := u.Throttles; f.MaxEntries != loader.DefaultMaxCgroups || f.Entries > int(f.MaxEntries) {
+		t.Errorf("throttles fill %+v, want 0..%d of %d", f, loader.DefaultMaxCgroups, loader.DefaultMaxCgroups)
 	}
 	if u.Lost != (readout.Lost{}) {
 		t.Errorf("lost %+v right after load, want none", u.Lost)

@@ -45,12 +45,14 @@ func (l Lost) Any() bool {
 
 // Memory is what the maps take, in bytes: the preallocated maps from the
 // load on, plus one entry per cgroup that reclaimed (or has a descendant
-// that did), whatever the number of CPUs.
+// that did) and one per cgroup throttled after memory.high (or with a
+// descendant that was), whatever the number of CPUs.
 type Memory struct {
 	Preallocated uint64 `json:"preallocated_bytes"`
 	PerCgroup    uint64 `json:"per_cgroup_bytes"`
-	Used         uint64 `json:"used_bytes"`    // Preallocated + entries x PerCgroup
-	AtMost       uint64 `json:"at_most_bytes"` // Preallocated + max entries x PerCgroup
+	PerThrottled uint64 `json:"per_throttled_cgroup_bytes"`
+	Used         uint64 `json:"used_bytes"`    // Preallocated + entries x PerCgroup + throttled x PerThrottled
+	AtMost       uint64 `json:"at_most_bytes"` // Preallocated + max entries x (PerCgroup + PerThrottled)
 }
 
 // Status is what a pin path holds: whether it is loaded, with what, how
@@ -120,7 +122,11 @@ func (h *Handle) health(entries int, fill bool) (Health, error) {
 		}
 	}
 	if entries >= 0 || fill {
-		hl.Memory = h.memory(hl.Stats.Entries)
+		// Few: only throttled cgroups and their ancestors have one.
+		if hl.Throttles, err = countEntries(h.throttles); err != nil {
+			return hl, err
+		}
+		hl.Memory = h.memory(hl.Stats.Entries, hl.Throttles.Entries)
 	}
 	if hl.Lost, err = h.LostCounts(); err != nil {
 		return hl, err
@@ -128,10 +134,11 @@ func (h *Handle) health(entries int, fill bool) (Health, error) {
 	return hl, nil
 }
 
-// memory is what the maps take with entries in the stats map.
-func (h *Handle) memory(entries int) Memory {
+// memory is what the maps take with entries in the stats map and
+// throttled in the throttles map.
+func (h *Handle) memory(entries, throttled int) Memory {
 	cpus, _ := ebpf.PossibleCPU()
-	return MemoryOf(h.stats.ValueSize(), h.chunks.ValueSize(), h.stats.MaxEntries(), entries, cpus)
+	return MemoryOf(h.stats.ValueSize(), h.chunks.ValueSize(), h.stats.MaxEntries(), entries, throttled, cpus)
 }
 
 // LostCounts reads the lost counters.
@@ -167,6 +174,7 @@ const (
 // Value sizes of the stats and tree maps, for MemoryOf without a load.
 var (
 	StatBytes      = uint32(binary.Size(bpf.CgrstatCgstat{}))
+	throttleBytes  = uint32(binary.Size(bpf.CgrstatThrottleStat{}))
 	TreeChunkBytes = uint32(binary.Size(bpf.CgrstatTreeChunk{}))
 
 	printCopyBytes = uint64(htabElemHeader + 8 + binary.Size(bpf.CgrstatCounters{}))
@@ -176,25 +184,28 @@ var (
 	perCPUBytes = uint64(bpf.CgrstatLostCounterLOST_MAX)*8 + printCopyBytes + throttleCopyBytes
 )
 
-// MemoryOf computes what the maps take: stats entries are allocated one by
-// one (BPF_F_NO_PREALLOC) from the kernel's size classes; the sessions, the
+// MemoryOf computes what the maps take: stats entries, and the throttle's
+// (throttles: one per cgroup that throttled after memory.high, and per
+// ancestor of one; as many at most), are allocated one by one
+// (BPF_F_NO_PREALLOC) from the kernel's size classes; the sessions, the
 // stat-file readers' print copies, an empty tree chunk and the small maps
 // are preallocated at load. Per CPU there are only the lost counters and a
 // spare print copy. Not counted: the tree walk's chunks (one 4 KiB
-// allocation per about 45 cgroups walked, kept for the next walk), and
-// the throttle's entries (throttles: one 2 KiB allocation per cgroup that
-// throttled after memory.high, and per ancestor of one).
-func MemoryOf(statBytes, chunkBytes, maxEntries uint32, entries, cpus int) Memory {
+// allocation per about 45 cgroups walked, kept for the next walk).
+func MemoryOf(statBytes, chunkBytes, maxEntries uint32, entries, throttled, cpus int) Memory {
 	per := sizeClass(uint64(htabElemHeader + 8 + roundUp8(statBytes) + memAllocHeader))
+	perThrottled := sizeClass(uint64(htabElemHeader + 8 + roundUp8(throttleBytes) + memAllocHeader))
 	pre := uint64(roundUp8(chunkBytes)) + sessionsSlots*sessionBytes + printCopies*(printCopyBytes+throttleCopyBytes) + infoBytes + uint64(cpus)*perCPUBytes
-	return Memory{Preallocated: pre, PerCgroup: per, Used: pre + uint64(entries)*per, AtMost: pre + uint64(maxEntries)*per}
+	return Memory{Preallocated: pre, PerCgroup: per, PerThrottled: perThrottled,
+		Used:   pre + uint64(entries)*per + uint64(throttled)*perThrottled,
+		AtMost: pre + uint64(maxEntries)*(per+perThrottled)}
 }
 
 // MemoryFor is what the maps of a load of up to maxCgroups take before
 // any cgroup reclaims, on this machine's CPUs.
 func MemoryFor(maxCgroups uint32) Memory {
 	cpus, _ := ebpf.PossibleCPU()
-	return MemoryOf(StatBytes, TreeChunkBytes, maxCgroups, 0, cpus)
+	return MemoryOf(StatBytes, TreeChunkBytes, maxCgroups, 0, 0, cpus)
 }
 
 func roundUp8(n uint32) uint32 { return (n + 7) &^ 7 }

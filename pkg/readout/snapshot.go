@@ -42,9 +42,12 @@ type Row struct {
 // mode, how full its map is, what the BPF side could not record, and the
 // stat files a read skipped. As JSON it is status's "maps".
 type Health struct {
-	Flush  loader.Mode `json:"-"`
-	Stats  Fill        `json:"stats"` // the one per-cgroup map
-	Memory Memory      `json:"memory"`
+	Flush loader.Mode `json:"-"`
+	Stats Fill        `json:"stats"` // the per-cgroup map
+	// Throttles: the throttle's map, entries only for cgroups throttled
+	// after memory.high and their ancestors (counted with Memory).
+	Throttles Fill   `json:"throttles"`
+	Memory    Memory `json:"memory"`
 	// Lost is set when the BPF side could not record everything: the
 	// numbers are then lower bounds.
 	Lost Lost `json:"lost"`
