@@ -23,12 +23,13 @@ type family struct {
 	typ        dto.MetricType
 	labels     []string
 	desc       *prometheus.Desc
+	index      int // in families
 }
 
 var families []*family
 
 func newFamily(name, help string, typ dto.MetricType, labels ...string) *family {
-	f := &family{name: "cgrstat_" + name, help: help, typ: typ, labels: labels}
+	f := &family{name: "cgrstat_" + name, help: help, typ: typ, labels: labels, index: len(families)}
 	f.desc = prometheus.NewDesc(f.name, help, labels, nil)
 	families = append(families, f)
 	return f
@@ -211,41 +212,47 @@ func (w written) Write(out *dto.Metric) error {
 
 // Gather reads one snapshot and returns its metric families.
 func (c *Collector) Gather() ([]*dto.MetricFamily, error) {
-	var snap *readout.Snapshot
-	var err error
-	if rr, ok := c.src.(RowsReader); ok {
-		// One set of rows serves scrape after scrape; a concurrent scrape
-		// finds none spare and reads into new ones. Nothing built below
-		// points into the rows.
-		c.mu.Lock()
-		rows := c.spare
-		c.spare = nil
-		c.mu.Unlock()
-		snap, err = rr.ReadInto(rows)
-		if err == nil {
-			defer func() {
-				c.mu.Lock()
-				c.spare = snap.Rows
-				c.mu.Unlock()
-			}()
-		}
-	} else {
-		snap, err = c.src.Read()
-	}
+	snap, done, err := c.read()
 	if err != nil {
 		return nil, err
 	}
-	s := newScrape()
-	s.exemplars = c.exemplars.forScrape(snap)
-	for i := range snap.Rows {
-		s.cgroup(&snap.Rows[i].Stat)
+	defer done()
+	out := newDTOSink()
+	c.walk(snap, out)
+	return out.families(), nil
+}
+
+// read reads one snapshot; done gives its rows back for the next read
+// once nothing points into them.
+func (c *Collector) read() (snap *readout.Snapshot, done func(), err error) {
+	rr, ok := c.src.(RowsReader)
+	if !ok {
+		snap, err = c.src.Read()
+		return snap, func() {}, err
 	}
-	s.gauge(cgroups, float64(snap.Cgroups))
-	s.gauge(exported, float64(len(snap.Rows)))
-	s.gauge(scrapeSeconds, snap.Took.Seconds())
-	s.health(&snap.Health)
+	// One set of rows serves scrape after scrape; a concurrent scrape
+	// finds none spare and reads into new ones.
+	c.mu.Lock()
+	rows := c.spare
+	c.spare = nil
+	c.mu.Unlock()
+	if snap, err = rr.ReadInto(rows); err != nil {
+		return nil, nil, err
+	}
+	return snap, func() {
+		c.mu.Lock()
+		c.spare = snap.Rows
+		c.mu.Unlock()
+	}, nil
+}
+
+// walk gives snap's series, with their exemplars, to out.
+func (c *Collector) walk(snap *readout.Snapshot, out sink) {
+	s := scrape{out: out, exemplars: c.exemplars.forScrape(snap)}
+	var unplaced *uint64
 	if c.exemplars != nil {
-		s.counter(exemplarsUnplaced, float64(c.exemplars.Unplaced()))
+		n := c.exemplars.Unplaced()
+		unplaced = &n
 	}
-	return s.families(), nil
+	s.snapshot(snap, unplaced)
 }
