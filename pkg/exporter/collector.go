@@ -23,7 +23,8 @@ type family struct {
 	typ        dto.MetricType
 	labels     []string
 	desc       *prometheus.Desc
-	index      int // in families
+	index      int       // in families
+	header     [2][]byte // HELP and TYPE lines: text format, OpenMetrics (see headers)
 }
 
 var families []*family
@@ -144,6 +145,7 @@ type Collector struct {
 	// (when src is a RowsReader): nil while a scrape holds them.
 	mu        sync.Mutex
 	spare     []readout.Row
+	spareText *textSink  // the last scrape's, its room kept: nil while one holds it
 	exemplars *Exemplars // nil: none
 }
 
@@ -244,6 +246,26 @@ func (c *Collector) read() (snap *readout.Snapshot, done func(), err error) {
 		c.spare = snap.Rows
 		c.mu.Unlock()
 	}, nil
+}
+
+// textSink is a sink for a scrape in the text format or OpenMetrics (om),
+// the last one's if it is free; putTextSink keeps it for the next.
+func (c *Collector) textSink(om bool) *textSink {
+	c.mu.Lock()
+	s := c.spareText
+	c.spareText = nil
+	c.mu.Unlock()
+	if s == nil {
+		return newTextSink(om)
+	}
+	s.reset(om)
+	return s
+}
+
+func (c *Collector) putTextSink(s *textSink) {
+	c.mu.Lock()
+	c.spareText = s
+	c.mu.Unlock()
 }
 
 // walk gives snap's series, with their exemplars, to out.

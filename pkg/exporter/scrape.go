@@ -39,7 +39,7 @@ var (
 	cgroupName = "cgroup"
 	causeName  = "cause"
 	causeNames [reclaim.NrCauses]string
-	causes     [reclaim.NrCauses]causeLabel  // shared by every cgroup's series
+	causes     [reclaim.NrCauses]causeLabel      // shared by every cgroup's series
 	distNames  = [2]string{"limit", "proactive"} // reclaim.Stat.Dists
 	dists      [2]causeLabel
 )
