@@ -145,8 +145,8 @@ type Collector struct {
 	// (when src is a RowsReader): nil while a scrape holds them.
 	mu        sync.Mutex
 	spare     []readout.Row
-	spareText *textSink  // the last scrape's, its room kept: nil while one holds it
-	exemplars *Exemplars // nil: none
+	spareText []*textSink // the last scrape's, their room kept: nil while one holds them
+	exemplars *Exemplars  // nil: none
 }
 
 // RowsReader reads snapshots into room for their rows, overwriting it
@@ -248,33 +248,52 @@ func (c *Collector) read() (snap *readout.Snapshot, done func(), err error) {
 	}, nil
 }
 
-// textSink is a sink for a scrape in the text format or OpenMetrics (om),
-// the last one's if it is free; putTextSink keeps it for the next.
-func (c *Collector) textSink(om bool) *textSink {
+// textSinks are sinks for a scrape in the text format or OpenMetrics (om),
+// one for each part of the rows (see walk), the last scrape's if they are
+// free; putTextSinks keeps them for the next.
+func (c *Collector) textSinks(om bool) []*textSink {
 	c.mu.Lock()
-	s := c.spareText
+	ss := c.spareText
 	c.spareText = nil
 	c.mu.Unlock()
-	if s == nil {
-		return newTextSink(om)
+	if ss == nil {
+		ss = make([]*textSink, textParts)
+		for i := range ss {
+			ss[i] = newTextSink(om)
+		}
 	}
-	s.reset(om)
-	return s
+	for _, s := range ss {
+		s.reset(om)
+	}
+	return ss
 }
 
-func (c *Collector) putTextSink(s *textSink) {
+func (c *Collector) putTextSinks(ss []*textSink) {
 	c.mu.Lock()
-	c.spareText = s
+	c.spareText = ss
 	c.mu.Unlock()
 }
 
-// walk gives snap's series, with their exemplars, to out.
-func (c *Collector) walk(snap *readout.Snapshot, out sink) {
-	s := scrape{out: out, exemplars: c.exemplars.forScrape(snap)}
+// walk gives snap's series, with their exemplars, to outs: the rows split
+// between them in order, each part walked by a goroutine of its own, and
+// the scrape's own series and the load's health to the last one.
+func (c *Collector) walk(snap *readout.Snapshot, outs ...sink) {
+	ex := c.exemplars.forScrape(snap)
 	var unplaced *uint64
 	if c.exemplars != nil {
 		n := c.exemplars.Unplaced()
 		unplaced = &n
 	}
-	s.snapshot(snap, unplaced)
+	var wg sync.WaitGroup
+	for k, out := range outs {
+		s := &scrape{out: out, exemplars: ex}
+		rows := snap.Rows[k*len(snap.Rows)/len(outs) : (k+1)*len(snap.Rows)/len(outs)]
+		if k < len(outs)-1 {
+			wg.Go(func() { s.rows(rows) })
+			continue
+		}
+		s.rows(rows)
+		s.tail(snap, unplaced)
+	}
+	wg.Wait()
 }

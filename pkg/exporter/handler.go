@@ -1,6 +1,7 @@
 package exporter
 
 import (
+	"bytes"
 	"compress/gzip"
 	"errors"
 	"fmt"
@@ -63,8 +64,22 @@ func handler(c *Collector, logger *slog.Logger, direct bool) (http.Handler, erro
 		format := expfmt.NegotiateAccept(r.Header, expfmt.DefaultOpenMetricsAcceptedFormats()...)
 		gz, plain := negotiateGzip(r.Header)
 		text := direct && plain && writesItself(format) && (r.URL == nil || !r.URL.Query().Has("name[]"))
+		// The runtime's families are gathered (and written, when this
+		// writes the text) while the snapshot is read: the read is
+		// mostly the kernel's walk, on one CPU.
+		var runtime []*dto.MetricFamily
+		var runtimeText []byte
+		var runtimeErr error
+		gathered := make(chan struct{})
+		go func() {
+			defer close(gathered)
+			if runtime, runtimeErr = reg.Gather(); runtimeErr == nil && text {
+				runtimeText, text = encode(runtime, format)
+			}
+		}()
 		// Read here, before promhttp, which answers 500 to any error.
 		snap, done, err := c.read()
+		<-gathered
 		if errors.Is(err, loader.ErrNotLoaded) {
 			if !gone.Swap(true) {
 				logger.Warn("no load to read: answering 503 until one is there again", "err", err)
@@ -80,12 +95,11 @@ func handler(c *Collector, logger *slog.Logger, direct bool) (http.Handler, erro
 				logger.Info("a load is there again: serving it")
 			}
 		}
-		var runtime []*dto.MetricFamily
 		if err == nil {
-			runtime, err = reg.Gather()
+			err = runtimeErr
 		}
 		if err == nil && text {
-			c.writeText(w, snap, runtime, format, gz, opts.ErrorLog)
+			c.writeText(w, snap, runtimeText, format, gz, opts.ErrorLog)
 			return
 		}
 		// Any other format (protobuf), the name[] filter, an
@@ -117,16 +131,39 @@ func writesItself(format expfmt.Format) bool {
 	return false
 }
 
+// encode is mfs as expfmt writes them in format, closed (OpenMetrics'
+// # EOF); ok is false where expfmt refuses them (promhttp then answers
+// for them, as it did).
+func encode(mfs []*dto.MetricFamily, format expfmt.Format) (text []byte, ok bool) {
+	var b bytes.Buffer
+	enc := expfmt.NewEncoder(&b, format)
+	for _, mf := range mfs {
+		if err := enc.Encode(mf); err != nil {
+			return nil, false
+		}
+	}
+	if closer, ok := enc.(expfmt.Closer); ok {
+		if err := closer.Close(); err != nil {
+			return nil, false
+		}
+	}
+	return b.Bytes(), true
+}
+
 // writeText answers a scrape in format (text or OpenMetrics) with snap's
-// families written by a textSink, then the runtime's families through
-// expfmt's encoder, as promhttp would: the same headers, and the same
-// bytes (gzipped, at BestSpeed: see gzipPool). A failed write (the
-// scraper went away) is logged and ends the answer, as promhttp does.
-func (c *Collector) writeText(w http.ResponseWriter, snap *readout.Snapshot, runtime []*dto.MetricFamily, format expfmt.Format, gz bool, log promhttp.Logger) {
+// families written by textSinks, then the runtime's, as expfmt wrote them
+// (encode), as promhttp would: the same headers, and the same bytes
+// (gzipped, at BestSpeed: see gzipPool). A failed write (the scraper went
+// away) is logged and ends the answer, as promhttp does.
+func (c *Collector) writeText(w http.ResponseWriter, snap *readout.Snapshot, runtime []byte, format expfmt.Format, gz bool, log promhttp.Logger) {
 	om := format.FormatType() == expfmt.TypeOpenMetrics
-	s := c.textSink(om)
-	defer c.putTextSink(s)
-	c.walk(snap, s)
+	sinks := c.textSinks(om)
+	defer c.putTextSinks(sinks)
+	outs := make([]sink, len(sinks))
+	for i, s := range sinks {
+		outs[i] = s
+	}
+	c.walk(snap, outs...)
 	h := w.Header()
 	h.Add("Vary", "Accept")
 	h.Add("Vary", "Accept-Encoding")
@@ -139,16 +176,9 @@ func (c *Collector) writeText(w http.ResponseWriter, snap *readout.Snapshot, run
 		defer func() { _ = z.Close(); gzipPool.Put(z) }()
 		out = z
 	}
-	err := s.writeTo(out)
-	enc := expfmt.NewEncoder(out, format)
-	for _, mf := range runtime {
-		if err != nil {
-			break
-		}
-		err = enc.Encode(mf)
-	}
-	if closer, ok := enc.(expfmt.Closer); ok && err == nil {
-		err = closer.Close() // OpenMetrics' # EOF
+	err := writeText(out, om, sinks)
+	if err == nil {
+		_, err = out.Write(runtime)
 	}
 	if err != nil {
 		log.Println("error encoding and sending metric family:", err)

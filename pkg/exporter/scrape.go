@@ -64,13 +64,17 @@ type scrape struct {
 	ids       identity.Parser             // the rows come parents first
 }
 
-// snapshot gives every series of snap to the sink: each cgroup's, then
-// the scrape's own and the load's health; unplaced is the exemplar
-// store's count, nil without one.
-func (s *scrape) snapshot(snap *readout.Snapshot, unplaced *uint64) {
-	for i := range snap.Rows {
-		s.cgroup(&snap.Rows[i].Stat)
+// rows gives the series of rows' cgroups to the sink.
+func (s *scrape) rows(rows []readout.Row) {
+	for i := range rows {
+		s.cgroup(&rows[i].Stat)
 	}
+}
+
+// tail gives the rest of snap's series to the sink, after its rows': the
+// scrape's own and the load's health; unplaced is the exemplar store's
+// count, nil without one.
+func (s *scrape) tail(snap *readout.Snapshot, unplaced *uint64) {
 	s.out.value(cgroups, float64(snap.Cgroups))
 	s.out.value(exported, float64(len(snap.Rows)))
 	s.out.value(scrapeSeconds, snap.Took.Seconds())

@@ -86,11 +86,23 @@ func sinkText(t *testing.T, c *Collector, om bool) string {
 		t.Fatal(err)
 	}
 	defer done()
-	s := newTextSink(om)
-	c.walk(snap, s)
 	var b bytes.Buffer
-	if err := s.writeTo(&b); err != nil {
-		t.Fatal(err)
+	for parts := 1; parts <= 3; parts++ {
+		sinks := make([]*textSink, parts)
+		outs := make([]sink, parts)
+		for i := range sinks {
+			sinks[i] = newTextSink(om)
+			outs[i] = sinks[i]
+		}
+		c.walk(snap, outs...)
+		var w bytes.Buffer
+		if err := writeText(&w, om, sinks); err != nil {
+			t.Fatal(err)
+		}
+		if parts > 1 && w.String() != b.String() {
+			t.Errorf("%d parts write\n%s\none\n%s", parts, firstDiff(w.String(), b.String()), firstDiff(b.String(), w.String()))
+		}
+		b = w
 	}
 	return b.String()
 }
