@@ -179,6 +179,12 @@ func (s *textSink) appendCount(b []byte, n uint64) []byte {
 func appendLabel(b []byte, name, value string) []byte {
 	b = append(b, name...)
 	b = append(b, '=', '"')
+	if strings.IndexByte(value, '\\') < 0 && strings.IndexByte(value, '\n') < 0 && strings.IndexByte(value, '"') < 0 {
+		// What almost every path is: three vector scans find nothing
+		// faster than one scan for any of three bytes.
+		b = append(b, value...)
+		return append(b, '"')
+	}
 	for {
 		i := strings.IndexAny(value, "\\\n\"")
 		if i < 0 {
