@@ -10,6 +10,7 @@ import (
 	"mime"
 	"net/http"
 	"regexp"
+	goruntime "runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -90,6 +91,7 @@ func handler(c *Collector, logger *slog.Logger, direct bool) (http.Handler, erro
 			return
 		}
 		if err == nil {
+			defer collect()
 			defer done()
 			if gone.Swap(false) {
 				logger.Info("a load is there again: serving it")
@@ -116,6 +118,27 @@ func handler(c *Collector, logger *slog.Logger, direct bool) (http.Handler, erro
 		})
 		promhttp.HandlerFor(both, opts).ServeHTTP(w, r)
 	}), nil
+}
+
+// collecting is set while collect's collection runs.
+var collecting atomic.Bool
+
+// collect starts a garbage collection once a scrape is answered, unless
+// one is running. A read of 10,000 cgroups leaves megabytes of garbage
+// (the walk's members and paths, the map copy) that the runtime would
+// collect only once the heap has doubled, and serve's RSS follows the
+// heap's peak: over 1,000 back-to-back scrapes of 10,000 cgroups its peak
+// RSS was 43-48 MiB without, 33-35 with (loaded machine, same run), for
+// scrapes 0-3% slower. The next scrape's read is mostly the kernel's walk
+// on one CPU: the collection runs beside it. Prometheus scrapes every 15
+// to 60 s, where a collection after each costs nothing.
+func collect() {
+	if collecting.CompareAndSwap(false, true) {
+		go func() {
+			goruntime.GC()
+			collecting.Store(false)
+		}()
+	}
 }
 
 // writesItself says whether format is one the exporter writes itself
