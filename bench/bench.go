@@ -42,6 +42,14 @@ type config struct {
 	// ReadsOnly leaves out the collectors, the stat-file reads and the
 	// map sizes.
 	ReadsOnly bool `json:"reads_only,omitempty"`
+	// ScrapeOnly measures serve's scrape (against the in-process read) and
+	// nothing else: with ReadsOnly, no whole-tree reads.
+	ScrapeOnly bool `json:"scrape_only,omitempty"`
+	// Compare is another cgrstat binary whose serve is scraped in the
+	// same turns as this one's (a baseline under the same load); Turns,
+	// when set, is how many turns.
+	Compare string `json:"compare,omitempty"`
+	Turns   int    `json:"turns,omitempty"`
 }
 
 // bench is one machine's run: where it may create cgroups and pins.
@@ -192,12 +200,14 @@ func (b *bench) mode(ctx context.Context, r *Result, t *tree, m loader.Mode, bes
 	if !best {
 		return nil
 	}
-	b.logf("%s: whole-tree read of %d cgroups", m, t.n)
-	w, err := b.whole(s, t)
-	if err != nil {
-		return err
+	if !b.cfg.ScrapeOnly {
+		b.logf("%s: whole-tree read of %d cgroups", m, t.n)
+		w, err := b.whole(s, t)
+		if err != nil {
+			return err
+		}
+		r.Whole = append(r.Whole, w)
 	}
-	r.Whole = append(r.Whole, w)
 	b.logf("%s: serve, %d scrapes of %d cgroups", m, b.cfg.Scrapes, t.n)
 	sc, err := b.scrape(s, t)
 	if err != nil {

@@ -8,6 +8,7 @@
 //	make bench                                  # host, then bookworm, trixie, sid
 //	make bench BENCH_FLAGS='-host-only -sizes 100,1000 -v'
 //	go run ./bench -host-only -reads -sizes 100,10000   # the reads alone (issue 18)
+//	go run ./bench -host-only -scrape-only -sizes 10000  # serve's scrape alone
 package main
 
 import (
@@ -44,9 +45,12 @@ type options struct {
 	collectorsOnly bool
 	// big is the tree that only the whole-tree read measures, on the host;
 	// readsOnly leaves out the collectors, the stat-file reads and the maps.
-	big       int
-	readsOnly bool
-	cpus      int // of the guest being booted; 0 for the lab's default
+	big        int
+	readsOnly  bool
+	scrapeOnly bool
+	compare    string
+	turns      int
+	cpus       int // of the guest being booted; 0 for the lab's default
 }
 
 func parseFlags() (options, error) {
@@ -70,7 +74,13 @@ func parseFlags() (options, error) {
 	flag.BoolVar(&o.collectorsOnly, "collectors-only", false, "measure only the collectors' cost per reclaim event")
 	flag.IntVar(&o.big, "big", 30000, "on the host, also time read --all of a tree of this many cgroups, loaded with default flags (0: not)")
 	flag.BoolVar(&o.readsOnly, "reads", false, "measure the reads only: whole-tree reads, read of one cgroup, serve (no collectors, stat-file reads or map sizes)")
+	flag.BoolVar(&o.scrapeOnly, "scrape-only", false, "measure only serve's scrape against an in-process read --all, on the host (implies -reads and -big 0)")
+	flag.StringVar(&o.compare, "compare", "", "another cgrstat binary (a baseline) whose serve is scraped in the same turns, on the host")
+	flag.IntVar(&o.turns, "turns", 0, "turns of scrape and in-process read (0: 3 at 10,000 cgroups, 5 below)")
 	flag.Parse()
+	if o.scrapeOnly {
+		o.readsOnly, o.big = true, 0
+	}
 	if flag.NArg() > 0 {
 		return o, fmt.Errorf("unexpected arguments %q", flag.Args())
 	}
@@ -108,7 +118,7 @@ func parseSizes(s string) ([]int, error) {
 
 func (o options) config(cli string) config {
 	return config{Sizes: o.sizes, Reps: o.reps, Events: o.events, CLI: cli, Verbose: o.verbose, Scrapes: o.scrapes, WalkScale: o.walkScale,
-		ReadsOnly: o.readsOnly, CollectorsOnly: o.collectorsOnly}
+		ReadsOnly: o.readsOnly, ScrapeOnly: o.scrapeOnly, Compare: o.compare, Turns: o.turns, CollectorsOnly: o.collectorsOnly}
 }
 
 func main() {

@@ -103,6 +103,12 @@ func printScrapes(w io.Writer, tw *tabwriter.Writer, r *Result) {
 			float64(s.RSSAfterKiB)/1024, float64(s.MaxRSSKiB)/1024)
 	}
 	tw.Flush()
+	for _, s := range r.Scrapes {
+		if len(s.CompareNS) > 0 {
+			fmt.Fprintf(w, "%s %d: the -compare serve's scrape %.1f ms, %.2fx the read (this one's %.2fx), same %d turns\n", s.Mode, s.N,
+				ms(median(s.CompareNS)), float64(median(s.CompareNS))/float64(max(median(s.InProcessNS), 1)), s.Ratio(), len(s.CompareNS))
+		}
+	}
 }
 
 func printFootprint(w io.Writer, tw *tabwriter.Writer, r *Result) {

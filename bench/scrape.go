@@ -31,6 +31,9 @@ type Scrape struct {
 	Scrapes     int   `json:"scrapes"`
 	RSSAfterKiB int64 `json:"rss_after_scrapes_kib"`
 	MaxRSSKiB   int64 `json:"max_rss_kib"`
+	// CompareNS are the scrapes of another cgrstat's serve (-compare),
+	// timed in the same turns.
+	CompareNS []int64 `json:"compare_scrape_ns,omitempty"`
 }
 
 // Ratio is a scrape's median cost over an in-process read --all's.
@@ -41,7 +44,7 @@ func (s Scrape) Ratio() float64 {
 // scrape runs serve on t's top through the launcher and measures it.
 func (b *bench) scrape(s *session, t *tree) (Scrape, error) {
 	sc := Scrape{Mode: string(s.mode), N: t.n}
-	srv, err := b.startServe(t)
+	srv, err := b.startServe(b.cfg.CLI, t)
 	if err != nil {
 		return sc, err
 	}
@@ -56,7 +59,26 @@ func (b *bench) scrape(s *session, t *tree) (Scrape, error) {
 			sc.BodyBytes = len(body)
 			return exportsAll(body, t.n)
 		}}
-	if err := timeTurns(wholeReps(t.n), scrape, timedInProcess(&sc.InProcessNS, s, t)); err != nil {
+	turns := []timed{scrape, timedInProcess(&sc.InProcessNS, s, t)}
+	if b.cfg.Compare != "" {
+		other, err := b.startServe(b.cfg.Compare, t)
+		if err != nil {
+			return sc, err
+		}
+		defer other.kill()
+		var otherBody string
+		turns = append(turns, timed{sample: &sc.CompareNS,
+			run: func() (err error) {
+				otherBody, err = get(other.url)
+				return err
+			},
+			check: func() error { return exportsAll(otherBody, t.n) }})
+	}
+	reps := wholeReps(t.n)
+	if b.cfg.Turns > 0 {
+		reps = b.cfg.Turns
+	}
+	if err := timeTurns(reps, turns...); err != nil {
 		return sc, err
 	}
 	for sc.Scrapes = 0; sc.Scrapes < b.cfg.Scrapes; sc.Scrapes++ {
@@ -113,16 +135,18 @@ type served struct {
 	stderr *syncbuf.Buffer
 }
 
-func (b *bench) startServe(t *tree) (*served, error) {
+// startServe runs serve of the cgrstat binary cli.
+func (b *bench) startServe(cli string, t *tree) (*served, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, err
 	}
 	srv := &served{stderr: &syncbuf.Buffer{}}
-	srv.cmd = exec.Command(self, b.cfg.CLI, "--pin-path", b.pinPath, "serve", t.top.Path, "--depth=-1",
+	srv.cmd = exec.Command(self, cli, "--pin-path", b.pinPath, "serve", t.top.Path, "--depth=-1",
 		"--web.listen-address=127.0.0.1:0")
 	srv.cmd.Env = append(os.Environ(), launchEnv+"=1")
 	srv.cmd.Stderr = srv.stderr
+	srv.cmd.WaitDelay = 5 * time.Second
 	if err := srv.cmd.Start(); err != nil {
 		return nil, err
 	}
@@ -151,10 +175,21 @@ func (s *served) stop() (int64, error) {
 	return kib, nil
 }
 
-// kill is for the error paths: the process is gone after it.
+// kill is for the error paths and the -compare serve: the process is gone
+// after it. SIGTERM first, which the launcher passes on: killing the
+// launcher alone left serve running, holding stderr's pipe, and Wait
+// waiting for it.
 func (s *served) kill() {
-	if s.cmd.ProcessState == nil {
+	if s.cmd.ProcessState != nil {
+		return
+	}
+	_ = s.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { _ = s.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
 		_ = s.cmd.Process.Kill()
-		_ = s.cmd.Wait()
+		<-done // at most WaitDelay more
 	}
 }

@@ -32,6 +32,11 @@ func exportedBounds() (secs []float64, firstAbove []int) {
 // per bound.
 func cumulative(h *reclaim.Hist) (count uint64, buckets []uint64) {
 	buckets = make([]uint64, len(bounds))
+	return cumulativeTo(h, buckets), buckets
+}
+
+// cumulativeTo is cumulative into buckets, which has room for len(bounds).
+func cumulativeTo(h *reclaim.Hist, buckets []uint64) (count uint64) {
 	next := 0
 	for j := range bounds {
 		for ; next < boundBucket[j]; next++ {
@@ -42,5 +47,5 @@ func cumulative(h *reclaim.Hist) (count uint64, buckets []uint64) {
 	for ; next < reclaim.NrBuckets; next++ {
 		count += h[next]
 	}
-	return count, buckets
+	return count
 }

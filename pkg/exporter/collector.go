@@ -23,12 +23,14 @@ type family struct {
 	typ        dto.MetricType
 	labels     []string
 	desc       *prometheus.Desc
+	index      int       // in families
+	header     [2][]byte // HELP and TYPE lines: text format, OpenMetrics (see headers)
 }
 
 var families []*family
 
 func newFamily(name, help string, typ dto.MetricType, labels ...string) *family {
-	f := &family{name: "cgrstat_" + name, help: help, typ: typ, labels: labels}
+	f := &family{name: "cgrstat_" + name, help: help, typ: typ, labels: labels, index: len(families)}
 	f.desc = prometheus.NewDesc(f.name, help, labels, nil)
 	families = append(families, f)
 	return f
@@ -143,7 +145,8 @@ type Collector struct {
 	// (when src is a RowsReader): nil while a scrape holds them.
 	mu        sync.Mutex
 	spare     []readout.Row
-	exemplars *Exemplars // nil: none
+	spareText []*textSink // the last scrape's, their room kept: nil while one holds them
+	exemplars *Exemplars  // nil: none
 }
 
 // RowsReader reads snapshots into room for their rows, overwriting it
@@ -211,41 +214,86 @@ func (w written) Write(out *dto.Metric) error {
 
 // Gather reads one snapshot and returns its metric families.
 func (c *Collector) Gather() ([]*dto.MetricFamily, error) {
-	var snap *readout.Snapshot
-	var err error
-	if rr, ok := c.src.(RowsReader); ok {
-		// One set of rows serves scrape after scrape; a concurrent scrape
-		// finds none spare and reads into new ones. Nothing built below
-		// points into the rows.
-		c.mu.Lock()
-		rows := c.spare
-		c.spare = nil
-		c.mu.Unlock()
-		snap, err = rr.ReadInto(rows)
-		if err == nil {
-			defer func() {
-				c.mu.Lock()
-				c.spare = snap.Rows
-				c.mu.Unlock()
-			}()
-		}
-	} else {
-		snap, err = c.src.Read()
-	}
+	snap, done, err := c.read()
 	if err != nil {
 		return nil, err
 	}
-	s := newScrape()
-	s.exemplars = c.exemplars.forScrape(snap)
-	for i := range snap.Rows {
-		s.cgroup(&snap.Rows[i].Stat)
+	defer done()
+	out := newDTOSink()
+	c.walk(snap, out)
+	return out.families(), nil
+}
+
+// read reads one snapshot; done gives its rows back for the next read
+// once nothing points into them.
+func (c *Collector) read() (snap *readout.Snapshot, done func(), err error) {
+	rr, ok := c.src.(RowsReader)
+	if !ok {
+		snap, err = c.src.Read()
+		return snap, func() {}, err
 	}
-	s.gauge(cgroups, float64(snap.Cgroups))
-	s.gauge(exported, float64(len(snap.Rows)))
-	s.gauge(scrapeSeconds, snap.Took.Seconds())
-	s.health(&snap.Health)
+	// One set of rows serves scrape after scrape; a concurrent scrape
+	// finds none spare and reads into new ones.
+	c.mu.Lock()
+	rows := c.spare
+	c.spare = nil
+	c.mu.Unlock()
+	if snap, err = rr.ReadInto(rows); err != nil {
+		return nil, nil, err
+	}
+	return snap, func() {
+		c.mu.Lock()
+		c.spare = snap.Rows
+		c.mu.Unlock()
+	}, nil
+}
+
+// textSinks are sinks for a scrape in the text format or OpenMetrics (om),
+// one for each part of the rows (see walk), the last scrape's if they are
+// free; putTextSinks keeps them for the next.
+func (c *Collector) textSinks(om bool) []*textSink {
+	c.mu.Lock()
+	ss := c.spareText
+	c.spareText = nil
+	c.mu.Unlock()
+	if ss == nil {
+		ss = make([]*textSink, textParts)
+		for i := range ss {
+			ss[i] = newTextSink(om)
+		}
+	}
+	for _, s := range ss {
+		s.reset(om)
+	}
+	return ss
+}
+
+func (c *Collector) putTextSinks(ss []*textSink) {
+	c.mu.Lock()
+	c.spareText = ss
+	c.mu.Unlock()
+}
+
+// walk gives snap's series, with their exemplars, to outs: the rows split
+// between them in order, each part walked by a goroutine of its own, and
+// the scrape's own series and the load's health to the last one.
+func (c *Collector) walk(snap *readout.Snapshot, outs ...sink) {
+	ex := c.exemplars.forScrape(snap)
+	var unplaced *uint64
 	if c.exemplars != nil {
-		s.counter(exemplarsUnplaced, float64(c.exemplars.Unplaced()))
+		n := c.exemplars.Unplaced()
+		unplaced = &n
 	}
-	return s.families(), nil
+	var wg sync.WaitGroup
+	for k, out := range outs {
+		s := &scrape{out: out, exemplars: ex}
+		rows := snap.Rows[k*len(snap.Rows)/len(outs) : (k+1)*len(snap.Rows)/len(outs)]
+		if k < len(outs)-1 {
+			wg.Go(func() { s.rows(rows) })
+			continue
+		}
+		s.rows(rows)
+		s.tail(snap, unplaced)
+	}
+	wg.Wait()
 }
