@@ -86,18 +86,13 @@ func TestKernelDashboardQueries(t *testing.T) {
 	leafA := topPath + "/kubepods/burstable/pod" + podA + "/" + containerA
 	waitForData(t, prom, fmt.Sprintf(`cgroup:cgrstat_reclaim_seconds:rate5m{cgroup=%q} > 0`, leafA))
 	to := time.Now()
-	// A writer of the test's own in container a, under an 8 MiB limit: its
-	// events reach serve while it and the container live (stress's v1
-	// children and scratch cgroups are often gone by then: the stream
-	// wakes a reader only every 100 ms).
+	// A writer of the test's own in container a, under LimitedLeaf's limit
+	// (at 8 MiB, the writer, a Go binary, was OOM-killed on the v1 host
+	// once): its events reach serve while it and the container live
+	// (stress's v1 children and scratch cgroups are often gone by then:
+	// the stream wakes a reader only every 100 ms).
 	container := l.h.Cgroup(leafA)
-	limit := "memory.limit_in_bytes"
-	if l.h.Version == 2 {
-		limit = "memory.max"
-	}
-	if err := container.Write(limit, strconv.Itoa(8<<20)); err != nil {
-		t.Fatal(err)
-	}
+	testenv.SetLimit(t, l.h, container)
 	pid, comm := testenv.WriteIn(t, container, 48<<20)
 	checkExemplars(t, prom, leafA, from, pid, comm)
 
