@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"sort"
@@ -140,24 +141,64 @@ func prepare(ctx context.Context, o options, tmp string, guests []*guest) error 
 	return nil
 }
 
-// runAll boots the guests, o.parallel at a time, the longest first so that
-// the short ones fill the gaps at the end (see slower).
+// runAll boots the guests, o.parallel at a time, in lanes planned from
+// each guest's expected time (see schedule); a lane whose queue runs dry
+// takes the last guest not yet started from the longest other queue.
 func runAll(ctx context.Context, o options, guests []*guest) {
-	queue := make([]*guest, 0, len(guests))
+	var queue []*guest
 	for _, g := range guests {
 		if g.skip == "" {
 			queue = append(queue, g)
 		}
 	}
-	sort.SliceStable(queue, func(i, j int) bool { return slower(queue[i], queue[j]) })
-	work := make(chan *guest)
+	est := estimates(o, queue)
+	lanes := schedule(queue, est, o.parallel)
+	for i, lane := range lanes {
+		var names []string
+		sum := 0.0
+		for _, g := range lane {
+			names = append(names, g.label())
+			sum += est[g]
+		}
+		fmt.Printf("kernellab: lane %d, about %.0fs: %s\n", i+1, sum, strings.Join(names, " "))
+	}
+	var mu sync.Mutex // the lanes' queues, and one guest's report at a time
+	next := func(i int) *guest {
+		mu.Lock()
+		defer mu.Unlock()
+		if ctx.Err() != nil {
+			return nil
+		}
+		if len(lanes[i]) > 0 {
+			g := lanes[i][0]
+			lanes[i] = lanes[i][1:]
+			return g
+		}
+		// Steal the shortest guest of the lane with the most work left.
+		from, left := -1, 0.0
+		for j, lane := range lanes {
+			sum := 0.0
+			for _, g := range lane {
+				sum += est[g]
+			}
+			if len(lane) > 0 && sum > left {
+				from, left = j, sum
+			}
+		}
+		if from < 0 {
+			return nil
+		}
+		lane := lanes[from]
+		g := lane[len(lane)-1]
+		lanes[from] = lane[:len(lane)-1]
+		return g
+	}
 	var wg sync.WaitGroup
-	var mu sync.Mutex // one guest's report at a time
-	for i := 0; i < o.parallel; i++ {
+	for i := range lanes {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for g := range work {
+			for g := next(i); g != nil; g = next(i) {
 				runGuest(ctx, o, g)
 				mu.Lock()
 				report(g)
@@ -165,25 +206,93 @@ func runAll(ctx context.Context, o options, guests []*guest) {
 			}
 		}()
 	}
-	for _, g := range queue {
-		if ctx.Err() != nil {
-			g.err = errors.New("not run: interrupted")
-			continue
-		}
-		work <- g
-	}
-	close(work)
 	wg.Wait()
+	for _, lane := range lanes {
+		for _, g := range lane {
+			g.err = errors.New("not run: interrupted")
+		}
+	}
 }
 
-// slower orders guests by how long they take, longest first: the native
-// guests that run (nearly) every test, then the emulated ones, then the
-// native kernel subset, a newer kernel before an older one within each
-// (more verifier work per load). Measured 2026-12-03 on two cores, two
-// guests at once: 7.2 amd64 running every test 560-600 s; 7.3 arm64's
-// kernel subset 243 s once pointer authentication was emulated with
-// pauth-impdef (800-930 s before, ahead of every native guest); the native
-// kernel subset 230-290 s.
+// schedule splits the guests into n lanes that run side by side, so that
+// the lanes end as close together as est allows: the longest lane decides
+// when the run ends. Each lane runs its guests longest first. With up to
+// maxExhaustive assignments to try (two lanes: 16 guests) every split is
+// tried and the one whose longest lane is shortest wins (the matrix's
+// six guests are too few for longest-first alone: with the times of
+// December 2026 it made a lane of 1,111 s where 1,073 s was possible);
+// beyond that each guest, longest first, joins the lane that ends first.
+func schedule(guests []*guest, est map[*guest]float64, n int) [][]*guest {
+	sorted := append([]*guest{}, guests...)
+	sort.SliceStable(sorted, func(i, j int) bool {
+		if est[sorted[i]] != est[sorted[j]] {
+			return est[sorted[i]] > est[sorted[j]]
+		}
+		return slower(sorted[i], sorted[j])
+	})
+	n = max(min(n, len(sorted)), 1)
+	best := make([]int, len(sorted)) // the lane of each guest
+	if tries := math.Pow(float64(n), float64(len(sorted))); tries <= maxExhaustive {
+		bestEnd := math.Inf(1)
+		lane := make([]int, len(sorted))
+		ends := make([]float64, n)
+		var try func(i int)
+		try = func(i int) {
+			longest := 0.0
+			for _, e := range ends {
+				longest = max(longest, e)
+			}
+			if longest >= bestEnd {
+				return
+			}
+			if i == len(sorted) {
+				bestEnd = longest
+				copy(best, lane)
+				return
+			}
+			for l := 0; l < n; l++ {
+				if l > 0 && ends[l] == ends[l-1] {
+					continue // an empty lane like the one before: the same split
+				}
+				lane[i] = l
+				ends[l] += est[sorted[i]]
+				try(i + 1)
+				ends[l] -= est[sorted[i]]
+			}
+		}
+		try(0)
+	} else {
+		ends := make([]float64, n)
+		for i, g := range sorted {
+			l := 0
+			for j := range ends {
+				if ends[j] < ends[l] {
+					l = j
+				}
+			}
+			best[i] = l
+			ends[l] += est[g]
+		}
+	}
+	lanes := make([][]*guest, n)
+	for i, g := range sorted {
+		lanes[best[i]] = append(lanes[best[i]], g)
+	}
+	// The lane that starts with the longest guest first.
+	sort.SliceStable(lanes, func(i, j int) bool {
+		return len(lanes[j]) == 0 || len(lanes[i]) > 0 && est[lanes[i][0]] > est[lanes[j][0]]
+	})
+	return lanes
+}
+
+// maxExhaustive bounds the splits schedule tries.
+const maxExhaustive = 1 << 16
+
+// slower orders guests by how long they take when nothing else says,
+// longest first: the native guests that run (nearly) every test, then the
+// emulated ones, then the native kernel subset, a newer kernel before an
+// older one within each (more verifier work per load). It breaks ties in
+// schedule.
 func slower(a, b *guest) bool {
 	ka, kb := a.subset == subsetKernel, b.subset == subsetKernel
 	na, nb := a.arch == kernellab.HostArch(), b.arch == kernellab.HostArch()
@@ -204,6 +313,25 @@ func rank(native, kernelSubset bool) int {
 	return 2
 }
 
+// staticEstimate is a guest's expected time in seconds when no earlier run
+// on this machine says: what the fresh-clone CI runs of 2026-12-03 measured
+// on two cores, two guests at once (the 7.2 amd64 guest running all but
+// host-only 730 s; arm64 7.3's kernel subset 455-475 s and 6.12's 220-240 s;
+// the native kernel subset 170-260 s).
+func staticEstimate(g *guest) float64 {
+	switch {
+	case g.arch == kernellab.HostArch() && g.subset != subsetKernel:
+		return 730
+	case g.arch != kernellab.HostArch():
+		if n := releaseNumbers(g.kernel.Release); len(n) > 0 && n[0] >= 7 {
+			return 460
+		}
+		return 230
+	case g.cgroup == 1:
+		return 180
+	}
+	return 240
+}
 func runGuest(ctx context.Context, o options, g *guest) {
 	start := time.Now()
 	fmt.Printf("kernellab: booting %s (%s)\n", g.label(), g.kernel.Release)

@@ -161,6 +161,9 @@ func run() error {
 	if err := writeResults(o, commit, guests, wall); err != nil {
 		return err
 	}
+	if err := saveTimes(o, guests); err != nil {
+		return err
+	}
 	if ctx.Err() != nil {
 		return errors.New("interrupted")
 	}
