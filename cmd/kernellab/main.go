@@ -151,18 +151,33 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	if err := prepare(ctx, o, tmp, guests); err != nil {
+	lanes, est := planLanes(o, guests)
+	builds, err := prepare(ctx, o, tmp, guests, lanes)
+	if err != nil {
 		return err
 	}
-	fmt.Printf("kernellab: %d guests ready in %.1fs; running %d at a time\n", countRunnable(guests), time.Since(start).Seconds(), o.parallel)
-	runAll(ctx, o, guests)
+	fmt.Printf("kernellab: %d guests, %d at a time, each once its architecture is built\n", countRunnable(guests), o.parallel)
+	runAll(ctx, o, lanes, est, builds)
 	wall := time.Since(start)
 	summarize(guests, wall)
 	if err := writeResults(o, commit, guests, wall); err != nil {
 		return err
 	}
+	if err := saveTimes(o, guests); err != nil {
+		return err
+	}
+	var buildErr error
+	for _, b := range builds {
+		<-b.done // none is still writing to tmp
+		if buildErr == nil {
+			buildErr = b.err
+		}
+	}
 	if ctx.Err() != nil {
 		return errors.New("interrupted")
+	}
+	if buildErr != nil {
+		return buildErr
 	}
 	if n := countFailed(guests); n > 0 {
 		return fmt.Errorf("%d of %d guests failed", n, countRunnable(guests))

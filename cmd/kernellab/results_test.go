@@ -344,3 +344,77 @@ func TestRunJobs(t *testing.T) {
 		t.Errorf("%d jobs ran at once, want 2", most)
 	}
 }
+
+// TestScheduleLanes: the split of the December 2026 matrix whose longest
+// lane is shortest (longest-first alone gave 1,111 s), every guest in one
+// lane, each lane longest first; with more guests than splits to try,
+// longest-first.
+func TestScheduleLanes(t *testing.T) {
+	secs := []float64{734, 474, 248, 222, 209, 168}
+	var guests []*guest
+	est := map[*guest]float64{}
+	for i, s := range secs {
+		g := &guest{suite: fmt.Sprint("g", i), arch: kernellab.HostArch(), cgroup: 2}
+		guests = append(guests, g)
+		est[g] = s
+	}
+	check := func(lanes [][]*guest, n int, wantLongest float64) {
+		t.Helper()
+		seen := map[*guest]bool{}
+		longest := 0.0
+		for _, lane := range lanes {
+			sum := 0.0
+			for i, g := range lane {
+				if seen[g] {
+					t.Errorf("%s in two lanes", g.label())
+				}
+				seen[g] = true
+				sum += est[g]
+				if i > 0 && est[g] > est[lane[i-1]] {
+					t.Errorf("lane %v: not longest first", lane)
+				}
+			}
+			longest = max(longest, sum)
+		}
+		if len(lanes) != n || len(seen) != len(est) {
+			t.Errorf("%d lanes holding %d guests, want %d lanes holding %d", len(lanes), len(seen), n, len(est))
+		}
+		if longest != wantLongest {
+			t.Errorf("longest lane %.0f s, want %.0f", longest, wantLongest)
+		}
+	}
+	check(schedule(guests, est, 2), 2, 1073)
+	check(schedule(guests, est, 3), 3, 734)
+	check(schedule(guests, est, 1), 1, 2055)
+	check(schedule(guests, est, 10), 6, 734)
+	// 20 guests of 1 to 20 s: 2^20 splits, longest-first: 105 and 105.
+	guests, est = nil, map[*guest]float64{}
+	for i := 1; i <= 20; i++ {
+		g := &guest{suite: fmt.Sprint("g", i)}
+		guests = append(guests, g)
+		est[g] = float64(i)
+	}
+	check(schedule(guests, est, 2), 2, 105)
+}
+
+// TestTimes: a full run's times are the next run's estimates; a narrowed
+// run's are not kept, and a guest no run timed gets the static estimate.
+func TestTimes(t *testing.T) {
+	o := options{cache: t.TempDir(), suites: kernellab.DefaultSuites, cgroups: "2,1", count: 1}
+	a := &guest{suite: "sid", arch: kernellab.HostArch(), cgroup: 2, subset: subsetAllButHost, elapsed: 500 * time.Second}
+	b := &guest{suite: "bookworm", arch: kernellab.HostArch(), cgroup: 1, subset: subsetKernel, elapsed: 99 * time.Second, err: fmt.Errorf("failed")}
+	if err := saveTimes(o, []*guest{a, b}); err != nil {
+		t.Fatal(err)
+	}
+	narrowed := o
+	narrowed.run = "Smoke"
+	a2 := *a
+	a2.elapsed = time.Second
+	if err := saveTimes(narrowed, []*guest{&a2}); err != nil {
+		t.Fatal(err)
+	}
+	est := estimates(o, []*guest{a, b})
+	if est[a] != 500 || est[b] != staticEstimate(b) {
+		t.Errorf("estimates %v, %v; want 500 and %v", est[a], est[b], staticEstimate(b))
+	}
+}

@@ -219,8 +219,8 @@ func Main(m *testing.M) int {
 // first test that asks for it and shared by every test of the binary that
 // asks for the same flush mode and map size; Main unloads it. Each test
 // starts with no stat files pinned there, and the ones it pins go when it
-// ends. Loading costs 10-20 s of verification in the kernel lab's emulated
-// guests: tests share a load unless what they test is the load itself (its
+// ends. Loading costs 4-8 s, most of it verification, in the kernel lab's
+// emulated 7.3 guest: tests share a load unless what they test is the load itself (its
 // map filling up, its first totals, load and unload). Sharing tests build
 // their own cgroups, read only those, and count what the load lost from
 // what it had lost when they began.

@@ -91,8 +91,13 @@ type loaded struct {
 	links map[string]link.Link
 }
 
-// loadObjects loads what mode m needs from spec, with the flush mode set.
-func loadObjects(spec *ebpf.CollectionSpec, m Mode) (*objects, error) {
+// loadObjects loads what mode m needs from spec, with the flush mode set,
+// reading the kernel's BTF from cache.
+func loadObjects(spec *ebpf.CollectionSpec, m Mode, cache *btf.Cache) (*objects, error) {
+	kernel, err := cache.Kernel()
+	if err != nil {
+		return nil, fmt.Errorf("reading the kernel's BTF: %w", err)
+	}
 	spec = spec.Copy()
 	var specs bpf.CgrstatSpecs
 	if err := spec.Assign(&specs); err != nil {
@@ -106,7 +111,7 @@ func loadObjects(spec *ebpf.CollectionSpec, m Mode) (*objects, error) {
 		return nil, fmt.Errorf("setting flush_mode: %w", err)
 	}
 	o := &objects{mode: m}
-	if err := spec.LoadAndAssign(&o.collectors, nil); err != nil {
+	if err := spec.LoadAndAssign(&o.collectors, &ebpf.CollectionOptions{Cache: cache}); err != nil {
 		return nil, fmt.Errorf("loading collectors: %w", err)
 	}
 	// The flusher shares the collectors' maps, not copies of them.
@@ -114,8 +119,7 @@ func loadObjects(spec *ebpf.CollectionSpec, m Mode) (*objects, error) {
 	// attachThrottle sets through the collectors' copy).
 	replace := o.maps()
 	replace[".bss"] = o.Bss
-	opts := &ebpf.CollectionOptions{MapReplacements: replace}
-	var err error
+	opts := &ebpf.CollectionOptions{MapReplacements: replace, Cache: cache}
 	switch m {
 	case Fentry:
 		var f fentryFlusher
@@ -134,11 +138,11 @@ func loadObjects(spec *ebpf.CollectionSpec, m Mode) (*objects, error) {
 		o.close()
 		return nil, fmt.Errorf("loading the %s flush and stat-file programs: %w", m, err)
 	}
-	if o.oom, err = loadOOM(spec, opts); err != nil {
+	if o.oom, err = loadOOM(spec, opts, kernel); err != nil {
 		o.close()
 		return nil, err
 	}
-	if target, why := overHighFunc(); target == "" {
+	if target, why := overHighFunc(kernel); target == "" {
 		o.throttleRefused = why
 	} else {
 		for _, name := range []string{bpf.CgrstatProgOverHighEnter, bpf.CgrstatProgOverHighExit} {
@@ -157,12 +161,9 @@ func loadObjects(spec *ebpf.CollectionSpec, m Mode) (*objects, error) {
 // overHighFunc names the function that holds the over-high handler's work
 // on this kernel: mem_cgroup_handle_over_high up to 6.x; since it became
 // an inline wrapper that tests memcg_nr_pages_over_high (seen on 7.2),
-// __mem_cgroup_handle_over_high. Else it says why there is none.
-func overHighFunc() (name, why string) {
-	kernel, err := btf.LoadKernelSpec()
-	if err != nil {
-		return "", "reading the kernel's BTF: " + err.Error()
-	}
+// __mem_cgroup_handle_over_high. Else it says why there is none. kernel
+// is the kernel's BTF.
+func overHighFunc(kernel *btf.Spec) (name, why string) {
 	for _, name := range []string{"mem_cgroup_handle_over_high", "__mem_cgroup_handle_over_high"} {
 		var fn *btf.Func
 		if kernel.TypeByName(name, &fn) == nil {
@@ -187,9 +188,9 @@ func throttleRefusal(err error) string {
 }
 
 // loadOOM loads the OOM-kill collector in the form this kernel's
-// mark_victim tracepoint takes.
-func loadOOM(spec *ebpf.CollectionSpec, opts *ebpf.CollectionOptions) (map[string]*ebpf.Program, error) {
-	byTask, err := markVictimTakesTask()
+// mark_victim tracepoint takes (kernel is its BTF).
+func loadOOM(spec *ebpf.CollectionSpec, opts *ebpf.CollectionOptions, kernel *btf.Spec) (map[string]*ebpf.Program, error) {
+	byTask, err := markVictimTakesTask(kernel)
 	if err != nil {
 		return nil, err
 	}
@@ -251,11 +252,11 @@ func (o *objects) close() {
 	}
 }
 
-func loadMode(spec *ebpf.CollectionSpec, m Mode) (*loaded, error) {
+func loadMode(spec *ebpf.CollectionSpec, m Mode, cache *btf.Cache) (*loaded, error) {
 	if err := probe(m); err != nil {
 		return nil, err
 	}
-	o, err := loadObjects(spec, m)
+	o, err := loadObjects(spec, m, cache)
 	if err != nil {
 		return nil, err
 	}

@@ -24,12 +24,9 @@ func (e *TracepointError) Error() string {
 var endTracepoints = []string{"mm_vmscan_memcg_reclaim_end", "mm_vmscan_direct_reclaim_end"}
 
 // markVictimTakesTask says which form the oom:mark_victim tracepoint
-// has: (struct task_struct *, uid_t) from 6.8, (int pid) before.
-func markVictimTakesTask() (bool, error) {
-	spec, err := btf.LoadKernelSpec()
-	if err != nil {
-		return false, fmt.Errorf("reading the kernel's BTF: %w", err)
-	}
+// has: (struct task_struct *, uid_t) from 6.8, (int pid) before, from the
+// kernel's BTF (spec).
+func markVictimTakesTask(spec *btf.Spec) (bool, error) {
 	var td *btf.Typedef
 	if err := spec.TypeByName("btf_trace_mark_victim", &td); err != nil {
 		return false, &TracepointError{"mark_victim", "is missing"}
