@@ -1,5 +1,7 @@
 package readout
 
+import "github.com/cilium/ebpf"
+
 // Paths is paths, for the pure tests of the external test package (whose
 // kernel tests need testenv, which imports this package).
 var Paths = paths
@@ -8,3 +10,11 @@ var Paths = paths
 type Node = node
 
 var DecodeChunk = decodeChunk
+
+// ReadAll is readAll of a map of uint64 values, its first batch of first
+// entries.
+func ReadAll(m *ebpf.Map, first int) (keys, vals []uint64, n int, err error) {
+	defer func(was int) { firstBatch = was }(firstBatch)
+	firstBatch = first
+	return readAll[uint64](m, nil, nil)
+}

@@ -4,8 +4,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
+	"unsafe"
 
 	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
 
 	"github.com/cgrstat/cgrstat/bpf"
 	"github.com/cgrstat/cgrstat/internal/cgroupiter"
@@ -36,7 +39,7 @@ func Open(pinPath string) (*Handle, error) {
 	}
 	h := &Handle{Record: rec, Path: pinPath, Dir: dir}
 	for name, prog := range map[string]**ebpf.Program{bpf.CgrstatProgDump: &h.dump, bpf.CgrstatProgTree: &h.tree} {
-		if *prog, err = ebpf.LoadPinnedProgram(dir.Program(name), nil); err != nil {
+		if *prog, err = loadPinnedProgram(dir.Program(name)); err != nil {
 			h.Close()
 			return nil, fmt.Errorf("opening pinned program %s: %w", name, err)
 		}
@@ -51,6 +54,43 @@ func Open(pinPath string) (*Handle, error) {
 	}
 	return h, nil
 }
+
+// loadPinnedProgram opens the program pinned at path. ebpf.LoadPinnedProgram
+// also probes, once per process, whether the kernel names BPF objects,
+// only to name the Program: it creates a map, after searching every bpffs
+// mount for a BPF token (mountinfo read and parsed). That probe was a tenth
+// of the CPU of a whole `read CGROUP` process.
+func loadPinnedProgram(path string) (*ebpf.Program, error) {
+	p, err := unix.BytePtrFromString(path)
+	if err != nil {
+		return nil, err
+	}
+	attr := objGetAttr{pathname: unsafe.Pointer(p)}
+	fd, _, errno := unix.Syscall(unix.SYS_BPF, bpfObjGet, uintptr(unsafe.Pointer(&attr)), unsafe.Sizeof(attr))
+	runtime.KeepAlive(p)
+	if errno != 0 {
+		return nil, &os.PathError{Op: "pinned program", Path: path, Err: errno}
+	}
+	// Any BPF object can be pinned there: the kernel names a program's
+	// anonymous inode so (as ebpf.LoadPinnedProgram checks).
+	if kind, err := os.Readlink(fmt.Sprintf("/proc/self/fd/%d", fd)); err != nil || kind != "anon_inode:bpf-prog" {
+		unix.Close(int(fd))
+		return nil, fmt.Errorf("%s is not a program (%s, %v)", path, kind, err)
+	}
+	return ebpf.NewProgramFromFD(int(fd))
+}
+
+// objGetAttr is the BPF_OBJ_GET part of union bpf_attr. pathname is a
+// pointer so that the GC keeps the name alive and in place.
+type objGetAttr struct {
+	pathname  unsafe.Pointer
+	bpfFD     uint32
+	fileFlags uint32
+	pathFD    int32
+	_         uint32
+}
+
+const bpfObjGet = 7 // enum bpf_cmd
 
 // Close releases the handle; the pins stay.
 func (h *Handle) Close() {

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cilium/ebpf"
+
 	"github.com/cgrstat/cgrstat/bpf"
 	"github.com/cgrstat/cgrstat/internal/testenv"
 	"github.com/cgrstat/cgrstat/pkg/cgroup"
@@ -149,5 +151,42 @@ func TestKernelMembers(t *testing.T) {
 	}
 	if got, err := p.Members(top.Child("b")); err != nil || len(got) != 1 || got[0].Path != top.Child("b").Rel {
 		t.Fatalf("Members of a leaf after a larger walk: %v, %v", got, err)
+	}
+}
+
+// TestKernelReadAllBatches reads hash maps whole as a copy of the stats map
+// does, in batches that grow: 600 entries pass several batch sizes. A first
+// batch of one entry is smaller than a bucket of two, which the kernel
+// refuses (ENOSPC) until a batch is large enough: 64 entries in 64 buckets
+// share some, and the first bucket read holds two or more about one time
+// in four (the hash's seed is random), so 50 maps meet it all but surely.
+func TestKernelReadAllBatches(t *testing.T) {
+	testenv.Root(t)
+	cases := []struct{ entries, first int }{{600, 16}, {0, 16}}
+	for i := 0; i < 50; i++ {
+		cases = append(cases, struct{ entries, first int }{64, 1})
+	}
+	for _, tt := range cases {
+		m, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.Hash, KeySize: 8, ValueSize: 8, MaxEntries: uint32(max(tt.entries, 1))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer m.Close()
+		for i := 0; i < tt.entries; i++ {
+			if err := m.Put(uint64(i), uint64(1000+i)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		keys, vals, n, err := readout.ReadAll(m, tt.first)
+		if err != nil || n != tt.entries {
+			t.Fatalf("%d entries, first batch %d: read %d, %v", tt.entries, tt.first, n, err)
+		}
+		seen := map[uint64]bool{}
+		for i := 0; i < n; i++ {
+			if vals[i] != 1000+keys[i] || keys[i] >= uint64(tt.entries) || seen[keys[i]] {
+				t.Fatalf("%d entries, first batch %d: entry %d is %d: %d", tt.entries, tt.first, i, keys[i], vals[i])
+			}
+			seen[keys[i]] = true
+		}
 	}
 }
