@@ -233,7 +233,7 @@ func (s *dtoSink) families() []*dto.MetricFamily {
 
 func (s *dtoSink) row(path string) {
 	// A copy of the path: the row is overwritten by the next scrape.
-	p := path
+	p := labelValue(path)
 	s.path = &dto.LabelPair{Name: &cgroupName, Value: &p}
 	s.only = []*dto.LabelPair{s.path}
 }
@@ -258,7 +258,8 @@ func (s *dtoSink) rowHist(f *family, cause *causeLabel, h *reclaim.Hist, sumNS u
 func (s *dtoSink) value(f *family, v float64, labelValues ...string) {
 	l := make([]*dto.LabelPair, len(labelValues))
 	for i := range labelValues {
-		l[i] = &dto.LabelPair{Name: &f.labels[i], Value: &labelValues[i]}
+		v := labelValue(labelValues[i])
+		l[i] = &dto.LabelPair{Name: &f.labels[i], Value: &v}
 	}
 	s.add(f, metric(f, v, l))
 }

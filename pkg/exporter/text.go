@@ -6,6 +6,7 @@ import (
 	"math"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
@@ -177,6 +178,7 @@ func (s *textSink) appendCount(b []byte, n uint64) []byte {
 // escape it (backslash, newline, double quote); the rest of its bytes go
 // as they are, as the encoders write them.
 func appendLabel(b []byte, name, value string) []byte {
+	value = labelValue(value)
 	b = append(b, name...)
 	b = append(b, '=', '"')
 	if strings.IndexByte(value, '\\') < 0 && strings.IndexByte(value, '\n') < 0 && strings.IndexByte(value, '"') < 0 {
@@ -203,6 +205,30 @@ func appendLabel(b []byte, name, value string) []byte {
 	}
 	b = append(b, value...)
 	return append(b, '"')
+}
+
+// labelValue is v as the exposition can carry it. Both formats (and
+// protobuf's strings) take UTF-8 only, and a cgroup's name is any bytes
+// its creator chose: one name with a stray byte made the whole scrape
+// unparseable (Prometheus and promtool refuse it), for every cgroup of
+// the host. Each invalid byte becomes U+FFFD, as read --json's
+// encoding/json writes it, so that the series still names the cgroup
+// read --json shows.
+func labelValue(v string) string {
+	if utf8.ValidString(v) {
+		return v
+	}
+	b := make([]byte, 0, len(v)+8)
+	for i := 0; i < len(v); {
+		r, n := utf8.DecodeRuneInString(v[i:])
+		if r == utf8.RuneError && n == 1 {
+			b = append(b, string(utf8.RuneError)...)
+		} else {
+			b = append(b, v[i:i+n]...)
+		}
+		i += n
+	}
+	return string(b)
 }
 
 // appendTextFloat formats as the text format's encoder does.

@@ -2,10 +2,13 @@ package exporter
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
+	"io"
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/prometheus/common/expfmt"
 
@@ -160,4 +163,46 @@ func firstDiff(a, b string) string {
 		}
 	}
 	return "(a prefix of the other)"
+}
+
+// TestBadUTF8Names: a cgroup whose name has bytes that are not UTF-8 is
+// exported under the name read --json gives it (each such byte U+FFFD,
+// as encoding/json writes it), and the scrape stays UTF-8 in every
+// format: Prometheus refuses a whole scrape over one such label.
+func TestBadUTF8Names(t *testing.T) {
+	for _, p := range []string{"/top/not\xffutf8", "/top/\xc3", "/top/\xed\xa0\x80surrogate", "/top/ünïcode"} {
+		j, err := json.Marshal(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var want string
+		if err := json.Unmarshal(j, &want); err != nil {
+			t.Fatal(err)
+		}
+		if got := labelValue(p); got != want {
+			t.Errorf("labelValue(%q) = %q; read --json names it %q", p, got, want)
+		}
+	}
+	c := New(fixed{everySeries()})
+	for _, om := range []bool{false, true} {
+		text := sinkText(t, c, om)
+		if !utf8.ValidString(text) {
+			t.Errorf("OpenMetrics %v: the scrape is not UTF-8", om)
+		}
+		if want := `cgroup="/top/not` + "\uFFFD" + `utf8"`; !strings.Contains(text, want) {
+			t.Errorf("OpenMetrics %v: no series has %s", om, want)
+		}
+	}
+	// The protobuf format, which promhttp encodes from the dto families:
+	// protobuf's strings must be UTF-8 too.
+	mfs, err := c.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	enc := expfmt.NewEncoder(io.Discard, expfmt.NewFormat(expfmt.TypeProtoDelim))
+	for _, mf := range mfs {
+		if err := enc.Encode(mf); err != nil {
+			t.Fatalf("protobuf: %s: %v", mf.GetName(), err)
+		}
+	}
 }
