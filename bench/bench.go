@@ -47,9 +47,11 @@ type config struct {
 	ScrapeOnly bool `json:"scrape_only,omitempty"`
 	// Compare is another cgrstat binary whose serve is scraped in the
 	// same turns as this one's (a baseline under the same load); Turns,
-	// when set, is how many turns.
+	// when set, is how many turns (see bench.turns).
 	Compare string `json:"compare,omitempty"`
 	Turns   int    `json:"turns,omitempty"`
+	// Emulated is set for the kernel lab's guests (TCG): fewer turns.
+	Emulated bool `json:"emulated,omitempty"`
 }
 
 // bench is one machine's run: where it may create cgroups and pins.

@@ -61,6 +61,7 @@ func buildLabInitramfs(ctx context.Context, o options, tmp, cli string) (string,
 	gc := guestConfig{config: o.config(kernellab.GuestCLI), Deadline: o.guestTimeout - time.Minute}
 	gc.Verbose = true // the console is saved; progress there explains a failure
 	gc.Scrapes = o.labScrapes
+	gc.Emulated = true
 	cfg, err := json.Marshal(gc)
 	if err != nil {
 		return "", err

@@ -74,11 +74,7 @@ func (b *bench) scrape(s *session, t *tree) (Scrape, error) {
 			},
 			check: func() error { return exportsAll(otherBody, t.n) }})
 	}
-	reps := wholeReps(t.n)
-	if b.cfg.Turns > 0 {
-		reps = b.cfg.Turns
-	}
-	if err := timeTurns(reps, turns...); err != nil {
+	if err := timeTurns(b.turns(t.n), turns...); err != nil {
 		return sc, err
 	}
 	for sc.Scrapes = 0; sc.Scrapes < b.cfg.Scrapes; sc.Scrapes++ {
