@@ -72,11 +72,7 @@ func runtimeNames(body string) string {
 // same place, the runtime's families after them, OpenMetrics' # EOF.
 func TestHandlerWritesWhatPromhttpWrites(t *testing.T) {
 	snap := everySeries()
-	names := map[uint64]string{}
-	for _, r := range snap.Rows {
-		names[r.ID] = r.Path
-	}
-	x := NewExemplars(DefaultExemplarLimit, "/", func(id uint64, _ int) (string, bool) { p, ok := names[id]; return p, ok })
+	x := exemplarsOf(snap)
 	x.Add(events.Event{Time: snap.At.Add(-time.Second), PID: 42, Comm: "dd", Cgroup: 3, Target: 1, Cause: "max", Duration: 2e6})
 	c := New(fixed{snap}).WithExemplars(x)
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))

@@ -161,17 +161,14 @@ func (s *textSink) value(f *family, v float64, labelValues ...string) {
 }
 
 func (s *textSink) appendFloat(b []byte, v float64) []byte {
-	if s.om {
-		return appendOpenMetricsFloat(b, v)
-	}
-	return appendTextFloat(b, v)
+	return appendFormatFloat(b, v, s.om)
 }
 
 func (s *textSink) appendCount(b []byte, n uint64) []byte {
 	if s.om {
 		return strconv.AppendUint(b, n, 10)
 	}
-	return appendTextFloat(b, float64(n))
+	return appendFormatFloat(b, float64(n), false)
 }
 
 // appendLabel appends name="value", the value escaped as both formats
@@ -231,45 +228,27 @@ func labelValue(v string) string {
 	return string(b)
 }
 
-// appendTextFloat formats as the text format's encoder does.
-func appendTextFloat(b []byte, f float64) []byte {
-	switch {
-	case f == 1:
-		return append(b, '1')
-	case f == 0:
-		return append(b, '0')
-	case f == -1:
-		return append(b, "-1"...)
-	case math.IsNaN(f):
-		return append(b, "NaN"...)
-	case math.IsInf(f, +1):
-		return append(b, "+Inf"...)
-	case math.IsInf(f, -1):
-		return append(b, "-Inf"...)
-	}
-	return strconv.AppendFloat(b, f, 'g', -1, 64)
-}
-
-// appendOpenMetricsFloat formats as the OpenMetrics encoder does: an
-// integral value gets ".0".
-func appendOpenMetricsFloat(b []byte, f float64) []byte {
-	switch {
-	case f == 1:
-		return append(b, "1.0"...)
-	case f == 0:
-		return append(b, "0.0"...)
-	case f == -1:
-		return append(b, "-1.0"...)
-	case math.IsNaN(f):
-		return append(b, "NaN"...)
-	case math.IsInf(f, +1):
-		return append(b, "+Inf"...)
-	case math.IsInf(f, -1):
-		return append(b, "-Inf"...)
-	}
+// appendFormatFloat formats f as the text format's encoder does, or with
+// om as OpenMetrics' does, which gives an integral value ".0".
+func appendFormatFloat(b []byte, f float64, om bool) []byte {
 	n := len(b)
-	b = strconv.AppendFloat(b, f, 'g', -1, 64)
-	if !bytes.ContainsAny(b[n:], "e.") {
+	switch {
+	case f == 1:
+		b = append(b, '1')
+	case f == 0:
+		b = append(b, '0')
+	case f == -1:
+		b = append(b, "-1"...)
+	case math.IsNaN(f):
+		return append(b, "NaN"...)
+	case math.IsInf(f, +1):
+		return append(b, "+Inf"...)
+	case math.IsInf(f, -1):
+		return append(b, "-Inf"...)
+	default:
+		b = strconv.AppendFloat(b, f, 'g', -1, 64)
+	}
+	if om && !bytes.ContainsAny(b[n:], "e.") {
 		b = append(b, '.', '0')
 	}
 	return b
@@ -287,10 +266,10 @@ func appendExemplar(b []byte, e *dto.Exemplar) []byte {
 		b = appendLabel(append(b, sep), l.GetName(), l.GetValue())
 	}
 	b = append(b, "} "...)
-	b = appendOpenMetricsFloat(b, e.GetValue())
+	b = appendFormatFloat(b, e.GetValue(), true)
 	if e.Timestamp != nil {
 		b = append(b, ' ')
-		b = appendOpenMetricsFloat(b, float64(e.Timestamp.AsTime().UnixNano())/1e9)
+		b = appendFormatFloat(b, float64(e.Timestamp.AsTime().UnixNano())/1e9, true)
 	}
 	return b
 }
@@ -303,8 +282,8 @@ var leText = func() (out [2][]string) {
 		if j < len(bounds) {
 			le = bounds[j]
 		}
-		out[0] = append(out[0], `,le="`+string(appendTextFloat(nil, le))+`"} `)
-		out[1] = append(out[1], `,le="`+string(appendOpenMetricsFloat(nil, le))+`"} `)
+		out[0] = append(out[0], `,le="`+string(appendFormatFloat(nil, le, false))+`"} `)
+		out[1] = append(out[1], `,le="`+string(appendFormatFloat(nil, le, true))+`"} `)
 	}
 	return out
 }()

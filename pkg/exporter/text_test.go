@@ -66,6 +66,15 @@ func everySeries() *readout.Snapshot {
 	return snap
 }
 
+// exemplarsOf is an empty exemplar store that names snap's cgroups.
+func exemplarsOf(snap *readout.Snapshot) *Exemplars {
+	names := map[uint64]string{}
+	for _, r := range snap.Rows {
+		names[r.ID] = r.Path
+	}
+	return NewExemplars(DefaultExemplarLimit, "/", func(id uint64, _ int) (string, bool) { p, ok := names[id]; return p, ok })
+}
+
 // encoded is what expfmt writes for c's families in format.
 func encoded(t *testing.T, c *Collector, format expfmt.Format) string {
 	mfs, err := c.Gather()
@@ -115,11 +124,7 @@ func sinkText(t *testing.T, c *Collector, om bool) string {
 // in OpenMetrics (exemplars included), for every kind of series.
 func TestTextSinkAgrees(t *testing.T) {
 	snap := everySeries()
-	names := map[uint64]string{}
-	for _, r := range snap.Rows {
-		names[r.ID] = r.Path
-	}
-	x := NewExemplars(DefaultExemplarLimit, "/", func(id uint64, _ int) (string, bool) { p, ok := names[id]; return p, ok })
+	x := exemplarsOf(snap)
 	for i, r := range snap.Rows {
 		for j := range promBuckets {
 			x.Add(events.Event{Time: snap.At.Add(-time.Duration(j+1) * time.Millisecond), PID: i + 1, Comm: "w\"\\\n\xff",
