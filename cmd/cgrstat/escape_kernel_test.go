@@ -1,14 +1,18 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/cgrstat/cgrstat/pkg/cgroup"
+	"github.com/cgrstat/cgrstat/pkg/reclaim"
 )
 
 // hostileName is issue 17's cgroup name: printed raw it clears the
@@ -110,4 +114,49 @@ func TestKernelWatchTmuxHostileName(t *testing.T) {
 	t.Logf("frame:\n%s", frame)
 	tm.run("send-keys", "-t", win.name, "q")
 	win.assertRestored("q")
+}
+
+// TestKernelServeBadUTF8Name: a cgroup whose name is not UTF-8 (any bytes
+// its creator chose) no longer makes serve's scrape unparseable for every
+// cgroup of the host: its series name it as read --json does (U+FFFD for
+// each invalid byte), and promtool accepts the whole scrape.
+func TestKernelServeBadUTF8Name(t *testing.T) {
+	promtool := needTool(t, "promtool")
+	l := newLab(t)
+	box := l.sandbox()
+	bad := box.Child("not\xffutf8")
+	if err := bad.Mkdir(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if bad.Exists() {
+			if err := bad.RemoveWait(5 * time.Second); err != nil {
+				t.Errorf("removing %q: %v", bad.Rel, err)
+			}
+		}
+	})
+	// serve loads the collectors itself, and unloads them when it stops.
+	srv := startCLI(t, "serve", box.Rel, "--depth=-1", "--pin-path", l.pinPath, "--web.listen-address", "127.0.0.1:0")
+	body := scrape(t, srv.serveAddr(t))
+	var read struct{ Cgroups []reclaim.Stat }
+	if err := json.Unmarshal([]byte(l.run("read", "--all", "--json", box.Rel)), &read); err != nil {
+		t.Fatal(err)
+	}
+	if len(read.Cgroups) != 2 || !strings.Contains(read.Cgroups[1].Path, "not\uFFFDutf8") {
+		t.Fatalf("read --json: %+v; want the box and not\\uFFFDutf8", read.Cgroups)
+	}
+	if want := `cgroup="` + read.Cgroups[1].Path + `"`; !strings.Contains(body, want) {
+		t.Errorf("the scrape has no series with %s", want)
+	}
+	if !utf8.ValidString(body) {
+		t.Error("the scrape is not UTF-8")
+	}
+	check := exec.Command(promtool, "check", "metrics")
+	check.Stdin = strings.NewReader(body)
+	if out, err := check.CombinedOutput(); err != nil {
+		t.Errorf("promtool check metrics: %v\n%s", err, out)
+	}
+	if code := srv.stop(t); code != 0 {
+		t.Errorf("serve exited %d on SIGTERM:\n%s", code, srv.stderr)
+	}
 }
