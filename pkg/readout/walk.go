@@ -200,16 +200,16 @@ func paths(nodes []Member, topPath string) []Member {
 		stack = append(stack, ks...)
 	}
 	// The paths' bytes, as join makes them (exact unless a name is empty).
-	size := make([]int, len(nodes))
-	size[0] = len(topPath)
+	size := make([]int32, len(nodes))
+	size[0] = int32(len(topPath))
 	total := 0
 	for i := 1; i < len(nodes); i++ {
-		sep := 1
+		sep := int32(1)
 		if parent[i] == 0 && (topPath == "" || strings.HasSuffix(topPath, "/")) {
 			sep = 0
 		}
-		size[i] = size[parent[i]] + sep + len(nodes[i].Path)
-		total += size[i]
+		size[i] = size[parent[i]] + sep + int32(len(nodes[i].Path))
+		total += int(size[i])
 	}
 	var buf strings.Builder
 	buf.Grow(total)
