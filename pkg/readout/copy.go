@@ -86,26 +86,26 @@ func hierarchical(rows []Row, members []Member, entries map[uint64]*bpf.CgrstatC
 		}
 	}
 	// shown[i]: the row of member i, or of its closest ancestor kept; outer for none.
-	shown := make([]int, len(members))
+	shown := make([]int32, len(members))
 	for i := range members {
 		m := &members[i]
 		parent := outer
 		if m.Up >= 0 {
-			parent = shown[m.Up]
+			parent = int(shown[m.Up])
 		}
-		shown[i] = parent
+		shown[i] = int32(parent)
 		if !f.keep(m.Path, m.Depth) {
 			continue
 		}
-		shown[i] = len(rows)
+		shown[i] = int32(len(rows))
 		rows = append(rows, Row{Stat: reclaim.Stat{ID: m.ID, Path: m.Path}, Parent: parent, Depth: m.Depth})
 		r := &rows[len(rows)-1]
-		if e := entries[m.ID]; e != nil || pending[i] != nil {
+		if e := entries[m.ID]; e != nil || pending != nil && pending[i] != nil {
 			var v bpf.CgrstatCounters
 			if e != nil {
 				v = e.Total
 			}
-			if pending[i] != nil {
+			if pending != nil && pending[i] != nil {
 				reclaim.Add(&v, pending[i])
 			}
 			r.Stat = reclaim.FromCounters(m.ID, m.Path, &v)
@@ -127,12 +127,16 @@ func hierarchical(rows []Row, members []Member, entries map[uint64]*bpf.CgrstatC
 
 // subtreePending is, for each member, the sum of the pending counters
 // (pendingOf its id, nil without an entry) of its subtree, added with add;
-// nil where they are all zero. Children come after parents: summing
-// backwards folds each subtree into its top.
+// nil where they are all zero, and nil for all when all are (right after a
+// flush: no slice of 10,000 nil pointers for read to fault in). Children
+// come after parents: summing backwards folds each subtree into its top.
 func subtreePending[C comparable](members []Member, pendingOf func(id uint64) *C, add func(a, b *C)) []*C {
 	var zero C
-	out := make([]*C, len(members))
+	var out []*C
 	addTo := func(i int, c *C) {
+		if out == nil {
+			out = make([]*C, len(members))
+		}
 		if out[i] == nil {
 			out[i] = new(C)
 		}
@@ -142,7 +146,7 @@ func subtreePending[C comparable](members []Member, pendingOf func(id uint64) *C
 		if c := pendingOf(members[i].ID); c != nil && *c != zero {
 			addTo(i, c)
 		}
-		if up := members[i].Up; up >= 0 && out[i] != nil {
+		if up := members[i].Up; up >= 0 && out != nil && out[i] != nil {
 			addTo(up, out[i])
 		}
 	}

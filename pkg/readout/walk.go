@@ -80,18 +80,12 @@ func (h *Handle) walkTree(c cgroup.Cgroup, order cgroupiter.Order) (visited, chu
 	return visited, chunks, nil
 }
 
-// node is a cgroup as the tree walk wrote it.
-type node struct {
-	ID, Parent uint64
-	Fig        bpf.CgrstatMemcgFigures
-	Name       string
-}
-
 // readChunks reads and decodes chunks 0 to n-1 of the tree map, which
 // hold about visited nodes. Chunks past n are an earlier, larger walk's.
-func readChunks(m *ebpf.Map, n, visited int) ([]node, error) {
+// Each member's Path is its name until paths names it.
+func readChunks(m *ebpf.Map, n, visited int) ([]Member, error) {
 	buf := make([]byte, m.ValueSize())
-	nodes := make([]node, 0, visited)
+	nodes := make([]Member, 0, visited)
 	for i := 0; i < n; i++ {
 		if err := m.Lookup(uint32(i), buf); err != nil {
 			return nil, fmt.Errorf("reading the tree map (chunk %d of %d): %w", i, n, err)
@@ -110,8 +104,9 @@ var (
 )
 
 // decodeChunk appends the nodes of one struct tree_chunk: each a struct
-// tree_node, then the name, NUL-terminated and padded to 8 bytes.
-func decodeChunk(nodes []node, chunk []byte) ([]node, error) {
+// tree_node, then the name, NUL-terminated and padded to 8 bytes. A
+// node's Path is its name.
+func decodeChunk(nodes []Member, chunk []byte) ([]Member, error) {
 	le := binary.NativeEndian
 	used, count := int(le.Uint32(chunk)), int(le.Uint32(chunk[4:]))
 	data := chunk[chunkHeader:]
@@ -124,7 +119,7 @@ func decodeChunk(nodes []node, chunk []byte) ([]node, error) {
 			return nil, fmt.Errorf("node %d of %d is cut short", k, count)
 		}
 		u := func(i int) uint64 { return le.Uint64(data[8*i:]) }
-		n := node{ID: u(0), Parent: u(1), Fig: bpf.CgrstatMemcgFigures{
+		n := Member{ID: u(0), Parent: u(1), Figures: bpf.CgrstatMemcgFigures{
 			High: u(2), Max: u(3), Oom: u(4), OomKill: u(5), Failcnt: u(6), PsiSomeNs: u(7), PsiFullNs: u(8),
 			Flags: le.Uint32(data[72:]),
 		}}
@@ -133,7 +128,7 @@ func decodeChunk(nodes []node, chunk []byte) ([]node, error) {
 		if end < 0 {
 			return nil, fmt.Errorf("node %d of %d: the name has no end", k, count)
 		}
-		n.Name = string(name[:end])
+		n.Path = string(name[:end])
 		nodes = append(nodes, n)
 		data = data[min(len(data), nodeBytes+(end+8)&^7):]
 	}
@@ -141,9 +136,15 @@ func decodeChunk(nodes []node, chunk []byte) ([]node, error) {
 }
 
 // paths orders the nodes depth-first, siblings by name, and names them
-// below topPath. The walk visits parents before children (pre-order), so
+// below topPath: each node's Path is its name on the way in, its path on
+// the way out. The walk visits parents before children (pre-order), so
 // nodes[0] is the top and a child's parent comes before it.
-func paths(nodes []node, topPath string) []Member {
+//
+// It works in place and puts every path in one buffer: read runs without
+// the garbage collector (cmd/cgrstat collectLate), so each byte allocated
+// is a fresh page touched, and a second array of 10,000 members (1 MB)
+// and a string per path cost about 300 page faults of a read --all.
+func paths(nodes []Member, topPath string) []Member {
 	if len(nodes) == 0 {
 		return nil
 	}
@@ -184,38 +185,64 @@ func paths(nodes []node, topPath string) []Member {
 		kids[next[parent[i]]] = int32(i)
 		next[parent[i]]++
 	}
-	// The tree is built here, once: rows carry their parent and depth, and
-	// no reader rebuilds them from the paths.
-	out := make([]Member, 0, len(nodes))
-	row := make([]int, len(nodes)) // node i's index in out
+	// order[k] is the node at row k; row[i] node i's row.
+	order := make([]int32, 0, len(nodes))
+	row := make([]int32, len(nodes))
 	stack := []int32{0}
 	for len(stack) > 0 {
 		i := stack[len(stack)-1]
 		stack = stack[:len(stack)-1]
-		n := &nodes[i]
-		m := Member{ID: n.ID, Path: topPath, Parent: n.Parent, Up: -1, Depth: Depth(topPath), Figures: n.Fig}
-		if i > 0 {
-			up := row[parent[i]]
-			m.Path, m.Up, m.Depth = join(out[up].Path, n.Name), up, out[up].Depth+1
-		}
-		row[i] = len(out)
-		out = append(out, m)
+		row[i] = int32(len(order))
+		order = append(order, i)
 		ks := kids[first[i]:first[i+1]]
 		// Pushed in reverse name order: the first by name pops first.
-		slices.SortFunc(ks, func(a, b int32) int { return strings.Compare(nodes[b].Name, nodes[a].Name) })
+		slices.SortFunc(ks, func(a, b int32) int { return strings.Compare(nodes[b].Path, nodes[a].Path) })
 		stack = append(stack, ks...)
 	}
-	return out
+	// The paths' bytes, as join makes them (exact unless a name is empty).
+	size := make([]int32, len(nodes))
+	size[0] = int32(len(topPath))
+	total := 0
+	for i := 1; i < len(nodes); i++ {
+		sep := int32(1)
+		if parent[i] == 0 && (topPath == "" || strings.HasSuffix(topPath, "/")) {
+			sep = 0
+		}
+		size[i] = size[parent[i]] + sep + int32(len(nodes[i].Path))
+		total += int(size[i])
+	}
+	var buf strings.Builder
+	buf.Grow(total)
+	// The tree is built here, once: rows carry their parent and depth, and
+	// no reader rebuilds them from the paths. Parents come before their
+	// children in row order, so a parent is named before its children.
+	nodes[0].Path, nodes[0].Up, nodes[0].Depth = topPath, -1, Depth(topPath)
+	for _, i := range order[1:] {
+		n, up := &nodes[i], &nodes[parent[i]]
+		from := buf.Len()
+		join(&buf, up.Path, n.Path)
+		n.Path, n.Up, n.Depth = buf.String()[from:], int(row[parent[i]]), up.Depth+1
+	}
+	// Each node to its row, swapping along the permutation's cycles.
+	for i := range nodes {
+		for j := row[i]; j != int32(i); j = row[i] {
+			nodes[i], nodes[j] = nodes[j], nodes[i]
+			row[i], row[j] = row[j], row[i]
+		}
+	}
+	return nodes
 }
 
-// join is path.Join for a cgroup's path and a child's name, which has no
-// slash and is neither . nor ..: without path.Join's cleaning.
-func join(dir, name string) string {
+// join writes path.Join of a cgroup's path and a child's name, which has
+// no slash and is neither . nor ..: without path.Join's cleaning.
+func join(b *strings.Builder, dir, name string) {
 	switch {
 	case dir == "":
-		return name
 	case strings.HasSuffix(dir, "/"):
-		return dir + name
+		b.WriteString(dir)
+	default:
+		b.WriteString(dir)
+		b.WriteByte('/')
 	}
-	return dir + "/" + name
+	b.WriteString(name)
 }

@@ -67,8 +67,10 @@ func (h *Hist) Total() uint64 {
 }
 
 // empty reports whether h counts nothing (one comparison, not a sum);
-// nil counts nothing.
-func (h *Hist) empty() bool { return h == nil || *h == Hist{} }
+// nil and noHist count nothing, without comparing their 848 bytes: read
+// --all --json of 10,000 cgroups, most of which never reclaimed, compared
+// 34 MB of zeros.
+func (h *Hist) empty() bool { return h == nil || h == &noHist || *h == Hist{} }
 
 // Add adds o to h bucket-wise.
 func (h *Hist) Add(o *Hist) {

@@ -410,10 +410,12 @@ func (s *Stat) AppendJSONIn(b []byte, ids *identity.Parser) []byte {
 	// Most cgroups of a big tree never reclaimed: their histograms are
 	// neither summed nor searched.
 	var h Hist
+	hp := &noHist // h, unless empty
 	var q [len(Levels)]uint64
 	if !(s.LimitHist.empty() && s.ProactiveHist.empty()) {
 		h = s.Hist()
 		q = s.quantiles(&h)
+		hp = &h
 	}
 	b = strconv.AppendUint(append(b, `{"id":`...), s.ID, 10)
 	b = appendString(append(b, `,"path":`...), s.Path)
@@ -432,7 +434,7 @@ func (s *Stat) AppendJSONIn(b []byte, ids *identity.Parser) []byte {
 		b = appendKey(b, f.key)
 		b = strconv.AppendUint(b, f.v, 10)
 	}
-	b = appendBuckets(appendKey(b, "buckets"), &h)
+	b = appendBuckets(appendKey(b, "buckets"), hp)
 	b = append(b, `,"causes":{"limit":`...)
 	b = appendCounters(b, s.Limit(), orEmpty(s.LimitHist))
 	b = append(b, `,"max":`...)
