@@ -2,8 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"fmt"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -96,7 +94,7 @@ func TestKernelWatchTmuxHostileName(t *testing.T) {
 	tmux := needTool(t, "tmux")
 	l := newLab(t)
 	box, _ := l.hostileCgroup()
-	tm := &tmuxServer{t: t, bin: tmux, socket: fmt.Sprintf("cgrstat-test-%d-hostile", os.Getpid())}
+	tm := newTmux(t, tmux)
 	t.Cleanup(tm.kill)
 	win := tm.watch(box.Rel, l.pinPath)
 	deadline := time.Now().Add(30 * time.Second)

@@ -68,7 +68,7 @@ func TestKernelWatchTmux(t *testing.T) {
 	stop := stressLoop(t, topc.Child("hot/h1").Rel, topc.Child("hot/h2").Rel)
 	defer stop()
 
-	tm := &tmuxServer{t: t, bin: tmux, socket: fmt.Sprintf("cgrstat-test-%d", os.Getpid())}
+	tm := newTmux(t, tmux)
 	t.Cleanup(tm.kill)
 	for _, quit := range []string{"q", "C-c"} {
 		// q and Ctrl-C each end a watch of their own.
@@ -95,7 +95,7 @@ func TestKernelWatchSlowReclaims(t *testing.T) {
 	l := newLab(t)
 	requireReclaimableTmp(t)
 	top, leaf := testenv.LimitedLeaf(t, l.h)
-	tm := &tmuxServer{t: t, bin: tmux, socket: fmt.Sprintf("cgrstat-test-%d", os.Getpid())}
+	tm := newTmux(t, tmux)
 	t.Cleanup(tm.kill)
 	win := tm.watch(top.Rel, l.pinPath, "--slow=0")
 	win.waitFor("a frame", func(f string) bool { return strings.Contains(f, "STALL ms/s") })
@@ -126,6 +126,15 @@ func (w *window) waitFor(what string, ok func(string) bool) string {
 		}
 		time.Sleep(300 * time.Millisecond)
 	}
+}
+
+// newTmux is a tmux server of t's own: its socket is named for the test,
+// so that a test's server starting never meets the previous test's still
+// exiting on a shared socket (tmux: "server exited unexpectedly", a
+// fresh-clone CI at 8168d8f).
+func newTmux(t *testing.T, bin string) *tmuxServer {
+	name := strings.ToLower(strings.ReplaceAll(t.Name(), "/", "-"))
+	return &tmuxServer{t: t, bin: bin, socket: fmt.Sprintf("cgrstat-test-%d-%s", os.Getpid(), name)}
 }
 
 // tmuxServer is a tmux server of the test's own (its own socket).
