@@ -214,7 +214,7 @@ func (b *bench) measureTraced(set *collectorSet, pinPath string, want uint64, ru
 func (c Collectors) check() error {
 	for name, p := range map[string]Pair{"cgrstat": c.Cgrstat, "baseline": c.Baseline, "floor": c.Floor, "cgrstat as loaded": c.AsLoaded, "cgrstat traced": c.Traced} {
 		if p.Begin.Runs == 0 || p.End.Runs == 0 {
-			return fmt.Errorf("%s collectors saw no reclaim event (begin %d, end %d runs): does stress reclaim?",
+			return fmt.Errorf("%s collectors saw no reclaim event (begin %d, end %d runs): does the plain workload reclaim?",
 				name, p.Begin.Runs, p.End.Runs)
 		}
 		if p.Begin.NS == 0 || p.End.NS == 0 {

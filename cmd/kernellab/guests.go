@@ -305,7 +305,7 @@ func schedule(guests []*guest, est map[*guest]float64, n int) [][]*guest {
 			}
 			for l := 0; l < n; l++ {
 				if l > 0 && ends[l] == ends[l-1] {
-					continue // an empty lane like the one before: the same split
+					continue // a lane that ends where the one before it does: the same split
 				}
 				lane[i] = l
 				ends[l] += est[sorted[i]]

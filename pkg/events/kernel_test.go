@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"syscall"
 	"testing"
 	"time"
@@ -90,7 +89,7 @@ func TestKernelEventsOfAWriter(t *testing.T) {
 		open(t, p.Path, events.Options{Cgroups: []uint64{mustID(t, top)}, RateLimit: -1, Stack: true}),
 	}
 	// Held until its events are checked: their TIDs are its threads.
-	pid, _, release := testenv.WriteAndHold(t, leaf, 48<<20)
+	pid, comm, release := testenv.WriteAndHold(t, leaf, 48<<20)
 	defer release()
 	after, err := p.Subtree(leaf)
 	if err != nil {
@@ -99,10 +98,6 @@ func TestKernelEventsOfAWriter(t *testing.T) {
 	grew, b := total(after[0]), total(before[0])
 	for i := range grew {
 		grew[i] -= b[i]
-	}
-	comm := filepath.Base(os.Args[0])
-	if len(comm) > 15 {
-		comm = comm[:15]
 	}
 	var seen [][]events.Event
 	for i, r := range readers {

@@ -170,7 +170,9 @@ func (x *Exemplars) name(id uint64, pid int) string {
 		if !ok {
 			return ""
 		}
-		p = x.index[i].path
+		// A copy: the index's paths share one buffer per walk, which a
+		// name kept across scrapes would otherwise hold whole.
+		p = strings.Clone(x.index[i].path)
 	}
 	if len(x.names) >= x.limit {
 		clear(x.names)

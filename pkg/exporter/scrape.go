@@ -96,7 +96,10 @@ func (s *scrape) tail(snap *readout.Snapshot, unplaced *uint64) {
 // reclaim.
 func (s *scrape) cgroup(cg *reclaim.Stat) {
 	out := s.out
-	out.row(cg.Path)
+	// The one label value from outside (the identity's are parts of it):
+	// made UTF-8 here, once, for every sink.
+	path := labelValue(cg.Path)
+	out.row(path)
 	out.rowValue(memcgReclaims, nil, float64(cg.Count))
 	if cg.Count > 0 {
 		out.rowValue(memcgSeconds, nil, seconds(cg.DelayNS))
@@ -137,7 +140,7 @@ func (s *scrape) cgroup(cg *reclaim.Stat) {
 		out.rowHist(throttleDuration, nil, th.Hist, th.DelayNS, nil)
 	}
 	s.kernel(cg)
-	s.info(cg.Path)
+	s.info(path)
 }
 
 // kernel adds the kernel's own figures of the cgroup, each from its first
@@ -233,7 +236,7 @@ func (s *dtoSink) families() []*dto.MetricFamily {
 
 func (s *dtoSink) row(path string) {
 	// A copy of the path: the row is overwritten by the next scrape.
-	p := labelValue(path)
+	p := path
 	s.path = &dto.LabelPair{Name: &cgroupName, Value: &p}
 	s.only = []*dto.LabelPair{s.path}
 }
@@ -258,8 +261,7 @@ func (s *dtoSink) rowHist(f *family, cause *causeLabel, h *reclaim.Hist, sumNS u
 func (s *dtoSink) value(f *family, v float64, labelValues ...string) {
 	l := make([]*dto.LabelPair, len(labelValues))
 	for i := range labelValues {
-		v := labelValue(labelValues[i])
-		l[i] = &dto.LabelPair{Name: &f.labels[i], Value: &v}
+		l[i] = &dto.LabelPair{Name: &f.labels[i], Value: &labelValues[i]}
 	}
 	s.add(f, metric(f, v, l))
 }

@@ -175,7 +175,6 @@ func (s *textSink) appendCount(b []byte, n uint64) []byte {
 // escape it (backslash, newline, double quote); the rest of its bytes go
 // as they are, as the encoders write them.
 func appendLabel(b []byte, name, value string) []byte {
-	value = labelValue(value)
 	b = append(b, name...)
 	b = append(b, '=', '"')
 	if strings.IndexByte(value, '\\') < 0 && strings.IndexByte(value, '\n') < 0 && strings.IndexByte(value, '"') < 0 {
@@ -204,7 +203,8 @@ func appendLabel(b []byte, name, value string) []byte {
 	return append(b, '"')
 }
 
-// labelValue is v as the exposition can carry it. Both formats (and
+// labelValue is v as the exposition can carry it (scrape.cgroup applies
+// it to the path, the one label value from outside). Both formats (and
 // protobuf's strings) take UTF-8 only, and a cgroup's name is any bytes
 // its creator chose: one name with a stray byte made the whole scrape
 // unparseable (Prometheus and promtool refuse it), for every cgroup of

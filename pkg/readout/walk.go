@@ -160,7 +160,6 @@ func paths(nodes []Member, topPath string) []Member {
 		for len(path) > 1 && nodes[path[len(path)-1]].ID != nodes[i].Parent {
 			path = path[:len(path)-1]
 		}
-		parent[i] = path[0]
 		if nodes[path[len(path)-1]].ID == nodes[i].Parent {
 			parent[i] = path[len(path)-1]
 		} else {
